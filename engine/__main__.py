@@ -1,0 +1,145 @@
+"""``python -m engine {generate,models,train,eval,data}``: the command line over the engine API.
+
+Every subcommand is a thin shell: it parses arguments, makes one engine call, prints what a
+user needs, and turns a StudioError into a one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .errors import StudioError
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from . import audio
+    from .request import GenerationRequest
+    from .studio import Studio
+
+    studio = Studio(roots=args.models_root, device=args.device, half=args.half)
+    request = GenerationRequest(model=args.model, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+                                seed=args.seed, seed_b=args.seed_b, morph=args.morph, count=args.count,
+                                label=args.label, reference=args.reference, strength=args.strength,
+                                variation=args.variation)
+    result = studio.render(request)
+    for sound in result.sounds:
+        recipe = dict(sound.recipe, model=args.model)
+        path = audio.export_wav(sound.audio, sound.sample_rate, args.out, recipe,
+                                subtype="FLOAT" if args.float else "PCM_24")
+        print(path)
+    logging.info("%d sound(s) in %.2f s on %s", len(result.sounds), result.seconds, result.device)
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .models import find_models
+
+    for name, entry in sorted(find_models(args.models_root).items()):
+        target = f" -> {entry.folder.name} label={entry.label}" if entry.label else ""
+        steps = entry.manifest.get("training", {}).get("steps", "?")
+        print(f"{name}: kind={entry.kind} labels={','.join(entry.labels) or '-'} steps={steps}{target}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    if args.family == "wave":
+        from .train.wave import WaveTrainConfig, train_wave
+
+        known = {f.name for f in fields(WaveTrainConfig)}
+        config = WaveTrainConfig(**{k: v for k, v in vars(args).items() if k in known and v is not None})
+        folder = train_wave(config)
+        print(folder)
+        return 0
+    raise StudioError(f"training family {args.family!r} is not available yet")
+
+
+def _eval(args: argparse.Namespace, rest: list[str]) -> int:
+    from .eval.run import main as eval_main
+
+    return eval_main(rest)
+
+
+def _data(args: argparse.Namespace, rest: list[str]) -> int:
+    from .data.build import main as build_main
+
+    return build_main(rest)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m engine", description="Tiny Diffusion Studio engine")
+    top.add_argument("-v", "--verbose", action="store_true")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="generate sounds and write them as WAVs")
+    gen.add_argument("--model", default="kick", help="model name or alias (kick, snare, hat, perc) or a model folder")
+    gen.add_argument("--count", type=int, default=1)
+    gen.add_argument("--steps", type=int, default=None, help="default: the model's")
+    gen.add_argument("--seed", type=int, default=0, help="sound i uses seed + i")
+    gen.add_argument("--seed-b", type=int, default=None, help="second seed to morph towards")
+    gen.add_argument("--morph", type=float, default=0.0, help="0..1 along the slerp from seed to seed-b")
+    gen.add_argument("--sampler", default=None, help="dpmpp_2m, ddim (iadb for blending models)")
+    gen.add_argument("--guidance", type=float, default=None)
+    gen.add_argument("--label", default=None, help="class label for conditional models")
+    gen.add_argument("--reference", default=None, help="a sound to vary")
+    gen.add_argument("--strength", type=float, default=0.5, help="variation strength (1 = new sound)")
+    gen.add_argument("--variation", choices=["noise", "invert"], default="noise")
+    gen.add_argument("--out", type=Path, default=Path("exports"))
+    gen.add_argument("--float", action="store_true", help="32-bit float WAV instead of 24-bit PCM")
+    gen.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    gen.add_argument("--half", action="store_true", help="fp16 on CUDA")
+    gen.add_argument("--models-root", action="append", default=None, help="extra folder of model folders")
+
+    mod = sub.add_parser("models", help="list models, their kind and labels")
+    mod.add_argument("--models-root", action="append", default=None)
+
+    tr = sub.add_parser("train", help="train or fine-tune a model")
+    tr.add_argument("family", choices=["wave"], help="wave: waveform drum model")
+    tr.add_argument("--data", help="built data set (data/drums) or any folder of WAVs")
+    tr.add_argument("--run", help="run folder (resumes if it holds a run)")
+    tr.add_argument("--init", help="model folder to fine-tune from, e.g. checkpoints/drums")
+    tr.add_argument("--name")
+    tr.add_argument("--steps", type=int)
+    tr.add_argument("--max-minutes", type=float)
+    tr.add_argument("--batch", type=int)
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--save-every", type=int)
+    tr.add_argument("--log-every", type=int)
+    tr.add_argument("--render-every", type=int)
+    tr.add_argument("--device")
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--categories", nargs="+")
+    tr.add_argument("--network", type=json.loads, help='JSON of network arguments for a new model')
+
+    sub.add_parser("eval", help="evaluate a model (see python -m engine eval --help)", add_help=False)
+    sub.add_parser("data", help="build the drum data set (see python -m engine data --help)", add_help=False)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, rest = parser().parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose or args.command == "train" else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "eval":
+            return _eval(args, rest)
+        if args.command == "data":
+            return _data(args, rest[1:] if rest[:1] == ["build"] else rest)
+        if rest:
+            parser().error(f"unrecognised arguments: {' '.join(rest)}")
+        return {"generate": _generate, "models": _models, "train": _train}[args.command](args)
+    except StudioError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

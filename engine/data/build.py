@@ -1,0 +1,456 @@
+"""Build the waveform drum data set from Debian's Hydrogen drum kits.
+
+Sources: the kits of the Debian packages ``hydrogen-drumkits`` and ``hydrogen-data`` (both
+install into ``/usr/share/hydrogen/data/drumkits``; GPL / CC-BY kits, see each kit's files).
+Each kit folder has a ``drumkit.xml`` naming its instruments and the sample file of every
+velocity layer. Every layer whose instrument :func:`engine.data.labels.categorize` recognises
+becomes one clip: 44.1 kHz stereo, onset aligned, cut or padded to ``length`` samples with a
+short fade-out where it was cut. Identical clips (same decoded audio) are kept once. Whole kits
+are held out for evaluation, and a held-out kit's clip never reaches train, even as a duplicate
+in another kit.
+
+Output (``--out``, default ``data/drums``), each file written to a temporary name and renamed:
+
+- ``train.safetensors`` / ``holdout.safetensors``: tensor ``audio`` ``(N, 2, length)`` float16;
+- ``index.json``: sample rate, length, categories, the held-out kits, build statistics and one
+  record per clip (``split``, ``row`` in its split's tensor, ``category``, ``subcategory``,
+  ``kit``, ``instrument``, ``file``, ``velocity`` [min, max], ``sha1`` of the float16 audio,
+  ``peak``, ``duplicates`` it stands for). Written last: its presence means the set is complete.
+
+Run ``python scripts/build_drum_dataset.py --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from engine.audio import align_onset, fade_out, fit_length, read_audio, resample
+from engine.data.labels import CATEGORIES, categorize
+from engine.errors import AudioFileError, DatasetError, StudioError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOURCES: tuple[Path, ...] = (Path("/usr/share/hydrogen/data/drumkits"),)
+"""Where ``hydrogen-drumkits`` and ``hydrogen-data`` (GMRockKit, TR808EmulationKit) install."""
+
+DEFAULT_HOLDOUT: tuple[str, ...] = (
+    "Audiophob", "Millo_MultiLayered3", "TR808EmulationKit", "VariBreaks",
+)
+"""Evaluation kits: two acoustic, two electronic; each has kick, snare, hats and toms, together
+cowbell, clap, rim, shaker, conga, clave too; ~12% of the clips. None shares audio with a train
+kit (holding out "The Black Pearl 1.0" would take GMRockKit's 81 identical files with it)."""
+
+APT_COMMAND: tuple[str, ...] = ("apt-get", "install", "-y", "hydrogen-drumkits", "hydrogen-data")
+SPLITS: tuple[str, ...] = ("train", "holdout")
+INDEX_NAME = "index.json"
+FORMAT = "tiny-diffusion-studio/drum-clips"
+SILENCE_DB = -60.0  # a clip whose peak is below this (dBFS) is skipped as silent
+ONSET_DB = -40.0  # the onset is the first sample within this many dB of the clip's peak
+PRE_ROLL_MS = 1.0  # kept before the onset
+FADE_MS = 20.0  # fade-out where a longer sample is cut
+
+
+# --------------------------------------------------------------------------- audio
+
+def _decode(path: Path, sample_rate: int) -> tuple[torch.Tensor, int]:
+    """float32 ``(2, N)`` at ``sample_rate`` (mono duplicated) and the file's own rate."""
+    audio, rate = read_audio(path, channels=2)
+    return resample(audio, rate, sample_rate), rate
+
+
+def _to_clip(audio: torch.Tensor, sample_rate: int, length: int) -> torch.Tensor:
+    """Onset aligned (1 ms pre-roll), then cut with a short fade-out, or zero-padded."""
+    audio = align_onset(audio, sample_rate, pre_roll_ms=PRE_ROLL_MS, threshold_db=ONSET_DB)
+    cut = audio.shape[-1] > length
+    audio = fit_length(audio, length)
+    return fade_out(audio, round(FADE_MS * sample_rate / 1000.0)) if cut else audio
+
+
+def load_clip(path: str | Path, sample_rate: int = 44100, length: int = 32768) -> torch.Tensor:
+    """One training clip from an audio file: float32 ``(2, length)`` at ``sample_rate``, onset
+    aligned, cut (with a fade-out) or zero-padded. Raises AudioFileError if unreadable."""
+    audio, _ = _decode(Path(path), sample_rate)
+    return _to_clip(audio, sample_rate, length)
+
+
+def audio_sha1(clip: torch.Tensor) -> str:
+    """Identity of a clip: sha1 of its float16 samples (what is stored)."""
+    return hashlib.sha1(clip.to(torch.float16).contiguous().numpy().tobytes()).hexdigest()
+
+
+def is_silent(clip: torch.Tensor, threshold_db: float = SILENCE_DB) -> bool:
+    return float(clip.abs().max()) < 10.0 ** (threshold_db / 20.0)
+
+
+# --------------------------------------------------------------------------- kit parsing
+
+@dataclass(frozen=True)
+class KitSample:
+    """One velocity layer of one instrument of a Hydrogen kit."""
+
+    kit: str
+    instrument: str
+    file: str  # as written in drumkit.xml
+    path: Path  # resolved on disk (may not exist: checked when loading)
+    velocity: tuple[float, float]
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]  # drop the XML namespace of newer drumkit.xml files
+
+
+def _child_text(element: ET.Element, name: str) -> str | None:
+    for child in element:
+        if _local(child.tag) == name:
+            return child.text.strip() if child.text else ""
+    return None
+
+
+def _float(text: str | None, default: float) -> float:
+    try:
+        return float(text) if text not in (None, "") else default
+    except ValueError:
+        return default
+
+
+def _resolve(kit_dir: Path, file_name: str) -> Path:
+    """Sample path as Hydrogen finds it: relative to the kit folder; else by base name there,
+    case-insensitively (kits moved from other systems carry absolute or mis-cased names)."""
+    candidate = Path(file_name)
+    if not candidate.is_absolute():
+        candidate = kit_dir / file_name
+    if candidate.is_file():
+        return candidate
+    base = Path(file_name.replace("\\", "/")).name
+    if (kit_dir / base).is_file():
+        return kit_dir / base
+    lowered = base.lower()
+    for entry in kit_dir.iterdir() if kit_dir.is_dir() else ():
+        if entry.name.lower() == lowered:
+            return entry
+    return kit_dir / file_name
+
+
+def parse_drumkit(xml_path: str | Path) -> tuple[str, list[KitSample]]:
+    """Read a Hydrogen ``drumkit.xml``: the kit's name and one KitSample per velocity layer.
+
+    Handles the formats Hydrogen has used: ``instrument/layer/filename`` (0.9.x),
+    ``instrument/instrumentComponent/layer/filename`` (0.9.7+; namespaced), and the oldest
+    ``instrument/filename`` without layers (velocity 0..1). Layers without a file name are
+    skipped; a broken XML raises DatasetError.
+    """
+    xml_path = Path(xml_path)
+    try:
+        root = ET.parse(xml_path).getroot()
+    except (ET.ParseError, OSError) as error:
+        raise DatasetError(f"cannot parse {xml_path}: {error}") from error
+    kit_dir = xml_path.parent
+    kit = _child_text(root, "name") or kit_dir.name
+    samples: list[KitSample] = []
+    for instrument in root.iter():
+        if _local(instrument.tag) != "instrument":
+            continue
+        name = _child_text(instrument, "name") or ""
+        layers = [element for element in instrument.iter() if _local(element.tag) == "layer"]
+        if not layers:
+            layers = [instrument]  # oldest format: the file sits on the instrument itself
+        for layer in layers:
+            file_name = _child_text(layer, "filename")
+            if not file_name:
+                continue
+            velocity = (_float(_child_text(layer, "min"), 0.0), _float(_child_text(layer, "max"), 1.0))
+            samples.append(KitSample(kit, name, file_name, _resolve(kit_dir, file_name), velocity))
+    return kit, samples
+
+
+def find_kits(sources: Sequence[str | Path]) -> list[Path]:
+    """All ``drumkit.xml`` files directly inside the kit folders of ``sources``, sorted."""
+    found: dict[Path, None] = {}
+    for source in sources:
+        for xml_path in sorted(Path(source).glob("*/drumkit.xml")):
+            found[xml_path.resolve()] = None
+    return list(found)
+
+
+# --------------------------------------------------------------------------- building
+
+@dataclass
+class BuildReport:
+    """What a build did: per-split clip records and the counts printed at the end."""
+
+    clips: dict[str, list[dict]] = field(default_factory=lambda: {s: [] for s in SPLITS})
+    holdout_kits: list[str] = field(default_factory=list)
+    kits: list[str] = field(default_factory=list)
+    duplicates_same_file: int = 0  # one file referenced by several instruments/layers
+    duplicates_same_audio: int = 0  # different files with identical decoded audio
+    duplicate_pairs: Counter = field(default_factory=Counter)  # (kept kit, dropped kit) -> n
+    not_drums: int = 0
+    silent: int = 0
+    broken: int = 0
+    seconds: float = 0.0
+
+    @property
+    def duplicates(self) -> int:
+        return self.duplicates_same_file + self.duplicates_same_audio
+
+    def counts(self) -> dict[str, Counter]:
+        return {split: Counter(c["category"] for c in clips) for split, clips in self.clips.items()}
+
+    def table(self) -> str:
+        counts = self.counts()
+        lines = [f"{'category':<10}" + "".join(f"{s:>9}" for s in SPLITS) + f"{'total':>9}"]
+        for category in CATEGORIES:
+            row = [counts[s][category] for s in SPLITS]
+            lines.append(f"{category:<10}" + "".join(f"{n:>9}" for n in row) + f"{sum(row):>9}")
+        totals = [len(self.clips[s]) for s in SPLITS]
+        lines.append(f"{'total':<10}" + "".join(f"{n:>9}" for n in totals) + f"{sum(totals):>9}")
+        return "\n".join(lines)
+
+
+def _select_holdout(kit_names: list[str], folders: list[str], wanted: Sequence[str] | None) -> list[str]:
+    """Map requested held-out kits (kit name or folder name, any case) to kit names."""
+    by_key = {}
+    for name, folder in zip(kit_names, folders):
+        by_key[name.lower()] = name
+        by_key[folder.lower()] = name
+    if wanted is None:  # the default set: those of DEFAULT_HOLDOUT that this source has
+        chosen = [by_key[k.lower()] for k in DEFAULT_HOLDOUT if k.lower() in by_key]
+        if not chosen:
+            log.warning("none of the default held-out kits %s is present: no holdout split",
+                        ", ".join(DEFAULT_HOLDOUT))
+        return sorted(set(chosen))
+    unknown = [k for k in wanted if k.lower() not in by_key]
+    if unknown:
+        raise DatasetError(f"unknown held-out kit(s) {unknown}; kits found: {sorted(set(kit_names))}")
+    return sorted({by_key[k.lower()] for k in wanted})
+
+
+def build(
+    sources: Sequence[str | Path] = DEFAULT_SOURCES,
+    out: str | Path = "data/drums",
+    length: int = 32768,
+    sample_rate: int = 44100,
+    holdout: Sequence[str] | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+) -> BuildReport:
+    """Build the data set into ``out`` and return what was done (see the module docstring).
+
+    ``holdout``: kit names (or folder names) to hold out; None picks :data:`DEFAULT_HOLDOUT`,
+    an empty list holds out nothing. ``limit``: at most this many clips per kit (quick runs).
+    """
+    started = time.perf_counter()
+    xml_paths = find_kits(sources)
+    if not xml_paths:
+        raise DatasetError(f"no drum kits (*/drumkit.xml) under {', '.join(map(str, sources))}")
+    parsed = [parse_drumkit(p) for p in xml_paths]
+    report = BuildReport(kits=sorted({kit for kit, _ in parsed}))
+    report.holdout_kits = _select_holdout([k for k, _ in parsed], [p.parent.name for p in xml_paths], holdout)
+    held = set(report.holdout_kits)
+    # Held-out kits first, so a clip they share with a train kit is claimed by holdout.
+    order = sorted(range(len(parsed)), key=lambda i: (parsed[i][0] not in held, parsed[i][0], str(xml_paths[i])))
+
+    jobs: list[tuple[str, KitSample, tuple[str, str]]] = []
+    for i in order:
+        kit, samples = parsed[i]
+        taken = 0
+        for sample in samples:
+            label = categorize(sample.instrument, sample.file)
+            if label is None:
+                report.not_drums += 1
+                log.debug("not a drum one-shot: %s / %r / %s", kit, sample.instrument, sample.file)
+                continue
+            if limit is not None and taken >= limit:
+                break
+            taken += 1
+            jobs.append(("holdout" if kit in held else "train", sample, label))
+
+    by_path: dict[Path, str] = {}  # decoded file -> sha1 (or "" when unusable)
+    kept: dict[str, dict] = {}  # sha1 -> record
+    tensors: dict[str, list[torch.Tensor]] = {s: [] for s in SPLITS}
+    for split, sample, (category, subcategory) in tqdm(jobs, desc="drum clips", unit="clip", disable=not progress):
+        key = sample.path.resolve() if sample.path.exists() else sample.path
+        where = {"kit": sample.kit, "instrument": sample.instrument, "file": sample.file}
+        if key in by_path:
+            sha1 = by_path[key]
+            if sha1:
+                report.duplicates_same_file += 1
+                kept[sha1]["duplicates"].append(where)
+                report.duplicate_pairs[(kept[sha1]["kit"], sample.kit)] += 1
+            continue
+        try:
+            audio, source_rate = _decode(sample.path, sample_rate)
+        except AudioFileError as error:
+            log.warning("skipping %s / %s: %s", sample.kit, sample.instrument, error)
+            report.broken += 1
+            by_path[key] = ""
+            continue
+        clip = _to_clip(audio, sample_rate, length)
+        if is_silent(clip):
+            log.warning("skipping silent sample %s / %r / %s", sample.kit, sample.instrument, sample.file)
+            report.silent += 1
+            by_path[key] = ""
+            continue
+        clip16 = clip.to(torch.float16)
+        sha1 = audio_sha1(clip16)
+        by_path[key] = sha1
+        if sha1 in kept:
+            report.duplicates_same_audio += 1
+            kept[sha1]["duplicates"].append(where)
+            report.duplicate_pairs[(kept[sha1]["kit"], sample.kit)] += 1
+            if kept[sha1]["category"] != category:
+                log.info("duplicate %s labelled %s, kept as %s", sample.file, category, kept[sha1]["category"])
+            continue
+        record = {
+            "split": split,
+            "row": len(tensors[split]),
+            "category": category,
+            "subcategory": subcategory,
+            "kit": sample.kit,
+            "instrument": sample.instrument,
+            "file": sample.file,
+            "velocity": list(sample.velocity),
+            "sha1": sha1,
+            "peak": round(float(clip16.abs().max()), 6),
+            "source_rate": source_rate,
+            "duplicates": [],
+        }
+        kept[sha1] = record
+        report.clips[split].append(record)
+        tensors[split].append(clip16)
+
+    if not report.clips["train"]:
+        raise DatasetError("no usable training clips were found; check the kits and --holdout")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"sample_rate": str(sample_rate), "length": str(length), "format": FORMAT}
+    for split in SPLITS:
+        stacked = torch.stack(tensors[split]) if tensors[split] else torch.zeros(0, 2, length, dtype=torch.float16)
+        _atomic(out / f"{split}.safetensors", lambda tmp: save_file({"audio": stacked}, str(tmp), metadata=meta))
+    report.seconds = time.perf_counter() - started
+    index = {
+        "format": FORMAT,
+        "version": 1,
+        "sample_rate": sample_rate,
+        "length": length,
+        "channels": 2,
+        "dtype": "float16",
+        "categories": list(CATEGORIES),
+        "splits": {s: {"file": f"{s}.safetensors", "count": len(report.clips[s])} for s in SPLITS},
+        "holdout_kits": report.holdout_kits,
+        "kits": report.kits,
+        "sources": [str(s) for s in sources],
+        "stats": {
+            "duplicates_removed": report.duplicates,
+            "duplicates_same_file": report.duplicates_same_file,
+            "duplicates_same_audio": report.duplicates_same_audio,
+            "duplicate_pairs": [{"kept": a, "dropped": b, "count": n} for (a, b), n in sorted(report.duplicate_pairs.items())],
+            "not_drums": report.not_drums,
+            "silent": report.silent,
+            "broken": report.broken,
+            "build_seconds": round(report.seconds, 1),
+        },
+        "clips": report.clips["train"] + report.clips["holdout"],
+    }
+    _atomic(out / INDEX_NAME, lambda tmp: tmp.write_text(json.dumps(index, indent=1), encoding="utf-8"))
+    return report
+
+
+def _atomic(path: Path, write) -> None:
+    """Write through ``write(temporary_path)``, then rename over ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # safetensors creates 0600 files; a data set is for reading
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- command line
+
+def _ensure_sources(sources: list[Path], defaults: bool) -> int | None:
+    """None when the kit folders exist; else install them (root) or say how; an exit code."""
+    missing = [s for s in sources if not s.is_dir()]
+    if not missing:
+        return None
+    if not defaults:
+        print(f"error: kit folder(s) not found: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    command = " ".join(APT_COMMAND)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        print(f"Hydrogen drum kits not found; running: {command}", file=sys.stderr)
+        result = subprocess.run(list(APT_COMMAND), check=False)
+        if result.returncode == 0 and all(s.is_dir() for s in sources):
+            return None
+        print(f"error: `{command}` failed (exit {result.returncode}); try `apt-get update` first",
+              file=sys.stderr)
+        return 2
+    print(f"error: Hydrogen drum kits not found in {', '.join(map(str, missing))}.\n"
+          f"Install them with:  sudo {command}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="build_drum_dataset",
+        description="Build the drum one-shot training set from Debian's Hydrogen drum kits "
+                    "(hydrogen-drumkits, hydrogen-data).")
+    parser.add_argument("--source", type=Path, nargs="+", default=None,
+                        help=f"folders of Hydrogen kits (default: {' '.join(map(str, DEFAULT_SOURCES))})")
+    parser.add_argument("--out", type=Path, default=Path("data/drums"), help="output folder (default: data/drums)")
+    parser.add_argument("--length", type=int, default=32768, help="clip length in samples (default: 32768)")
+    parser.add_argument("--sample-rate", type=int, default=44100, help="sample rate in Hz (default: 44100)")
+    parser.add_argument("--holdout", nargs="*", default=None, metavar="KIT",
+                        help="kits held out for evaluation (kit or folder names; none given: no holdout; "
+                             f"default: {', '.join(DEFAULT_HOLDOUT)})")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many clips per kit (quick tests)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.length < 1024 or args.sample_rate < 8000 or (args.limit is not None and args.limit < 1):
+        parser.error("--length must be >= 1024, --sample-rate >= 8000, --limit >= 1")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    sources = args.source or list(DEFAULT_SOURCES)
+    code = _ensure_sources(sources, defaults=args.source is None)
+    if code is not None:
+        return code
+    try:
+        report = build(sources, args.out, args.length, args.sample_rate, args.holdout, args.limit,
+                       progress=not args.quiet)
+    except StudioError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    total = sum(len(c) for c in report.clips.values())
+    held = len(report.clips["holdout"])
+    print(f"\nkits: {len(report.kits)}; held out ({held} clips, {100.0 * held / max(total, 1):.0f}%): "
+          f"{', '.join(report.holdout_kits) or 'none'}")
+    print(report.table())
+    print(f"duplicates removed: {report.duplicates} ({report.duplicates_same_file} same file referenced again, "
+          f"{report.duplicates_same_audio} identical audio in another file)")
+    for (kept, dropped), n in sorted(report.duplicate_pairs.items(), key=lambda kv: -kv[1]):
+        print(f"  {n:4d}  kept from {kept!r}, dropped from {dropped!r}")
+    print(f"skipped: {report.not_drums} not drum one-shots, {report.silent} silent, {report.broken} unreadable")
+    print(f"wrote {args.out}/train.safetensors, holdout.safetensors, {INDEX_NAME} in {report.seconds:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""Wrappers that turn a network trained in its own picture into a VE denoiser ``(x, sigma) -> x0``.
+
+A network is called as ``net(x, t, **cond)`` where ``t`` is that picture's natural time
+(cosine time for the v-objective, alpha for blending). Keeping the conversions here means the
+samplers stay ignorant of how a model was trained, and a model of any family can use any sampler.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .schedules import blend_sigma_to_alpha, cosine_sigma_to_t
+
+Net = Callable[..., torch.Tensor]
+
+
+def _per_item(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return value.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def v_denoiser(net: Net, **cond) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """VE denoiser for a v-objective network on the cosine schedule (tiny-audio-diffusion).
+
+    x_ve = x_vp / alpha; the network sees the variance-preserving input and predicts
+    v = alpha * eps - sigma_vp * x0, so x0 = alpha * x_vp - sigma_vp * v.
+    """
+
+    def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        s = _per_item(sigma, x)
+        alpha, sigma_vp = 1 / torch.sqrt(1 + s**2), s / torch.sqrt(1 + s**2)
+        x_vp = x * alpha
+        v = net(x_vp, cosine_sigma_to_t(sigma), **cond).to(x.dtype)
+        return alpha * x_vp - sigma_vp * v
+
+    return denoise
+
+
+def blend_model(net: Net, **cond) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The network itself with conditioning bound: ``(x_alpha, alpha) -> data - noise``."""
+    return lambda x, alpha: net(x, alpha, **cond).to(x.dtype)
+
+
+def blend_denoiser(net: Net, **cond) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """VE denoiser for an alpha-blending network: x_alpha = alpha * x_ve, x0 = x_alpha + (1-alpha) d."""
+
+    def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        alpha = blend_sigma_to_alpha(sigma)
+        a = _per_item(alpha, x)
+        x_alpha = x * a
+        return x_alpha + (1 - a) * net(x_alpha, alpha, **cond).to(x.dtype)
+
+    return denoise

@@ -1,0 +1,188 @@
+"""Set-level measures of generated drum sounds against real ones.
+
+Feature-set measures take ``(N, D)`` feature matrices (:func:`engine.eval.features.features`);
+audio checks take ``(B, C, N)`` audio and return the share of clips that fail them.
+
+- :func:`frechet_distance`: Fréchet (2-Wasserstein between Gaussians) distance of two feature
+  sets, with shrunk covariances because the sets are small (10-100 clips in 10-170 dims).
+- :func:`diversity`: mean pairwise Euclidean distance inside one (standardised) set.
+- :func:`silent_share`, :func:`clipped_share`, :func:`nan_share`: broken outputs.
+- :func:`tail_floor_db`: the level of high-frequency residue in the decaying tail ("hiss").
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.linalg
+import torch
+
+SILENT_DB = -60.0
+CLIP_LEVEL = 0.999
+CLIP_RUN = 11  # "clipped" = at least this many consecutive samples at |x| >= CLIP_LEVEL (more than 10)
+TAIL_WINDOW_S = (0.300, 0.700)
+TAIL_CUTOFF_HZ = 8000.0
+TAIL_FLOOR_DB = -120.0
+SHRINKAGE = 0.1
+
+
+# --------------------------------------------------------------------------- feature sets
+
+def _as_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().double().numpy()
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"expected an (N, D) feature matrix, got shape {x.shape}")
+    return x
+
+
+def shrunk_covariance(x: np.ndarray, shrinkage: float = SHRINKAGE) -> np.ndarray:
+    """Sample covariance pulled towards ``mean variance * I`` by ``shrinkage`` (0 = none).
+
+    With fewer samples than dimensions the sample covariance is singular and its square root
+    unstable; shrinking keeps it positive definite while leaving its trace unchanged.
+    """
+    d = x.shape[1]
+    cov = np.cov(x, rowvar=False) if x.shape[0] > 1 else np.zeros((d, d))
+    cov = np.atleast_2d(cov)
+    target = np.trace(cov) / d if d else 0.0
+    cov = (1.0 - shrinkage) * cov + shrinkage * target * np.eye(d)
+    return cov + 1e-9 * np.eye(d)
+
+
+def frechet_distance(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray,
+                     shrinkage: float = SHRINKAGE) -> float:
+    """``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2)`` of two ``(N, D)`` sets.
+
+    ``S`` are :func:`shrunk_covariance`. The trace of the cross term is taken through the
+    symmetric form (``scipy.linalg.sqrtm`` of ``S_a``, then the eigenvalues of the symmetric
+    product), which equals ``tr sqrtm(S_a S_b)`` but stays real and symmetric in ``a, b`` to
+    rounding. The value has a positive bias of order ``D / N`` for small sets, so compare it
+    with a floor measured on sets of similar size (see :mod:`engine.eval.run`).
+    """
+    a, b = _as_numpy(a), _as_numpy(b)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature sets have different widths: {a.shape[1]} and {b.shape[1]}")
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"Fréchet distance needs at least 2 clips per set, got {len(a)} and {len(b)}")
+    mean_term = float(np.sum((a.mean(0) - b.mean(0)) ** 2))
+    cov_a, cov_b = shrunk_covariance(a, shrinkage), shrunk_covariance(b, shrinkage)
+    root_a = scipy.linalg.sqrtm(cov_a)
+    root_a = np.real(root_a + root_a.T) / 2.0
+    cross = root_a @ cov_b @ root_a
+    eigenvalues = np.linalg.eigvalsh((cross + cross.T) / 2.0)
+    trace_cross = float(np.sum(np.sqrt(np.clip(eigenvalues, 0.0, None))))
+    value = mean_term + float(np.trace(cov_a) + np.trace(cov_b)) - 2.0 * trace_cross
+    return max(value, 0.0)
+
+
+def pca_basis(x: torch.Tensor | np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``(D,)`` and top-``k`` principal directions ``(D, k)`` of a set: ``(x - mean) @ basis``
+    projects onto them."""
+    x = _as_numpy(x)
+    mean = x.mean(0)
+    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+    return mean, vt[: min(k, vt.shape[0])].T
+
+
+def diversity(x: torch.Tensor | np.ndarray) -> float:
+    """Mean Euclidean distance over all pairs of rows (0 for identical clips; nan for < 2 clips).
+
+    Standardise the features first (the same way for the sets you compare), or one loud column
+    decides everything.
+    """
+    x = _as_numpy(x)
+    if len(x) < 2:
+        return math.nan
+    squared = np.sum(x ** 2, 1)
+    distances = np.sqrt(np.clip(squared[:, None] + squared[None, :] - 2.0 * x @ x.T, 0.0, None))
+    upper = np.triu_indices(len(x), 1)
+    return float(distances[upper].mean())
+
+
+# --------------------------------------------------------------------------- broken outputs
+
+def _batch(audio: torch.Tensor) -> torch.Tensor:
+    if audio.dim() == 2:
+        audio = audio[None]
+    if audio.dim() != 3:
+        raise ValueError(f"expected (B, C, N) audio, got shape {tuple(audio.shape)}")
+    return audio.float()
+
+
+def nonfinite(audio: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool: the clip holds a NaN or an infinity."""
+    return ~torch.isfinite(_batch(audio)).flatten(1).all(1)
+
+
+def silent(audio: torch.Tensor, threshold_db: float = SILENT_DB) -> torch.Tensor:
+    """``(B,)`` bool: the clip's peak (finite samples) is below ``threshold_db`` dBFS."""
+    audio = torch.nan_to_num(_batch(audio), nan=0.0, posinf=0.0, neginf=0.0)
+    return audio.abs().flatten(1).amax(1) < 10.0 ** (threshold_db / 20.0)
+
+
+def clipped(audio: torch.Tensor, level: float = CLIP_LEVEL, run: int = CLIP_RUN) -> torch.Tensor:
+    """``(B,)`` bool: some channel stays at ``|x| >= level`` for at least ``run`` consecutive samples
+    (a flat top, not a single full-scale peak)."""
+    audio = _batch(audio)
+    hot = (torch.nan_to_num(audio, nan=0.0).abs() >= level).float()
+    b, c, n = hot.shape
+    if n < run:
+        return torch.zeros(b, dtype=torch.bool)
+    counts = torch.nn.functional.conv1d(hot.reshape(b * c, 1, n), torch.ones(1, 1, run))
+    return (counts.reshape(b, -1) >= run - 0.5).any(1)
+
+
+def silent_share(audio: torch.Tensor, threshold_db: float = SILENT_DB) -> float:
+    return float(silent(audio, threshold_db).float().mean())
+
+
+def clipped_share(audio: torch.Tensor, level: float = CLIP_LEVEL, run: int = CLIP_RUN) -> float:
+    return float(clipped(audio, level, run).float().mean())
+
+
+def nan_share(audio: torch.Tensor) -> float:
+    return float(nonfinite(audio).float().mean())
+
+
+# --------------------------------------------------------------------------- tail hiss
+
+def tail_floor_db(audio: torch.Tensor, sample_rate: int, window_s: tuple[float, float] = TAIL_WINDOW_S,
+                  cutoff_hz: float = TAIL_CUTOFF_HZ, floor_db: float = TAIL_FLOOR_DB) -> torch.Tensor:
+    """``(B,)`` high-frequency residue in the tail of each clip, in dB relative to the clip's peak.
+
+    Precisely: take the mono mix, cut the window ``window_s`` (default 300-700 ms after the start
+    of the clip; the clips are onset aligned, so this is well into the decay of a kick or snare),
+    apply a Hann window, and sum the power of the FFT bins at or above ``cutoff_hz`` (8 kHz),
+    scaled (Parseval, corrected for the window's power) to the mean square of the windowed
+    segment's content above the cutoff. The result is ``10 log10(that mean square / peak^2)``,
+    where ``peak`` is the clip's absolute peak over all channels: white noise of RMS ``r`` added to
+    a full-scale clip reads about ``20 log10(r) - 2`` dB (64 % of its power lies above 8 kHz at
+    44.1 kHz). Floored at ``floor_db`` (a digitally silent tail, or a silent clip, reads the floor).
+
+    Why: a real kick or snare tail is a low, decaying tone (or nothing: the sample ended), with
+    very little energy above 8 kHz. An undertrained waveform diffusion model leaves broadband
+    residual noise all over the clip, which shows most plainly there, typically ~25 dB above
+    real tails. Clips shorter than the window's start read the floor.
+    """
+    audio = torch.nan_to_num(_batch(audio), nan=0.0, posinf=0.0, neginf=0.0)
+    mono = audio.mean(1)
+    start = int(round(window_s[0] * sample_rate))
+    stop = min(int(round(window_s[1] * sample_rate)), mono.shape[-1])
+    peak = audio.abs().flatten(1).amax(1)
+    if stop - start < 64:
+        return torch.full((audio.shape[0],), floor_db)
+    segment = mono[:, start:stop].double()
+    window = torch.hann_window(stop - start, periodic=False, dtype=torch.float64)
+    spectrum = torch.fft.rfft(segment * window)
+    power = spectrum.real.square() + spectrum.imag.square()
+    freqs = torch.fft.rfftfreq(stop - start, 1.0 / sample_rate).to(torch.float64)
+    weights = torch.where((freqs > 0) & (freqs < sample_rate / 2), 2.0, 1.0)  # one-sided spectrum
+    high = (power * weights * (freqs >= cutoff_hz)).sum(-1)
+    mean_square = high / ((stop - start) * window.square().sum())
+    ratio = mean_square / peak.double().square().clamp_min(1e-30)
+    db = 10.0 * torch.log10(ratio.clamp_min(1e-30))
+    db = torch.where(peak > 0, db, torch.full_like(db, floor_db))
+    return db.clamp_min(floor_db).float()

@@ -1,0 +1,187 @@
+"""Model folders: ``manifest.json`` + ``model.safetensors`` (+ ``MODEL_CARD.md``), found, loaded, saved.
+
+A model folder fully describes a model: the manifest names the network type and its
+arguments, the sampling picture (``objective``), the audio format, the labels it knows and the
+aliases it answers to (``kick`` -> the ``drums`` model with label ``kick``). The studio finds
+models in ``checkpoints/`` and in any folder a user points to; a user's own trained model is a
+folder of the same shape. Weights are safetensors only (never pickle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import CheckpointError, ModelNotFoundError
+from .nets import build_codec, build_network
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+WEIGHTS = "model.safetensors"
+DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """What the studio can pick: a model folder, optionally narrowed to one label by an alias."""
+
+    name: str
+    folder: Path
+    manifest: dict = field(repr=False)
+    label: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.get("kind", "wave")
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.manifest.get("labels", []))
+
+    @property
+    def takes_guidance(self) -> bool:
+        return "label" in self.manifest.get("conditioners", [])
+
+
+@dataclass
+class LoadedModel:
+    """A network in eval mode on its device, with the manifest and the id of the weights it holds."""
+
+    network: torch.nn.Module
+    codec: torch.nn.Module
+    manifest: dict
+    checkpoint_id: str
+    folder: Path
+    device: torch.device
+    dtype: torch.dtype
+
+
+def read_manifest(folder: str | Path) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise CheckpointError(f"{folder} is not a model folder: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path} is not valid JSON: {error}") from error
+    for key in ("network", "codec", "sample_rate", "length", "channels"):
+        if key not in manifest:
+            raise CheckpointError(f"{path} lacks the required key {key!r}")
+    return manifest
+
+
+def checkpoint_id(folder: str | Path) -> str:
+    """First 12 hex digits of the weights' SHA-256: names the exact weights in every recipe."""
+    digest = hashlib.sha256()
+    with open(Path(folder) / WEIGHTS, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through ``write(tmp_path)`` then rename, so ``path`` is always whole or absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: Path, data: dict) -> None:
+    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
+
+
+def save_model(folder: str | Path, network: torch.nn.Module, manifest: dict, card: str | None = None) -> None:
+    """Write weights, then manifest, each atomically: a kill at any moment leaves a loadable folder.
+
+    The network's arguments never change during a run, so an old manifest beside new weights
+    (a kill between the two renames) still loads; only the step count is then one save behind.
+    """
+    folder = Path(folder)
+    state = {k: v.detach().float().contiguous().cpu() for k, v in network.state_dict().items()}
+    _atomic_write(folder / WEIGHTS, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    write_json(folder / MANIFEST, manifest)
+    if card is not None:
+        _atomic_write(folder / "MODEL_CARD.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
+
+
+def load_weights(folder: str | Path, network: torch.nn.Module) -> None:
+    path = Path(folder) / WEIGHTS
+    if not path.is_file():
+        raise CheckpointError(f"{folder} has no {WEIGHTS}")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path} is corrupt or not a safetensors file: {error}") from error
+    missing, unexpected = network.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not match its manifest's network (missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def load_model(folder: str | Path, device: str | torch.device = "cpu", half: bool = False) -> LoadedModel:
+    """Build the network from the manifest alone, load its weights, put it in eval mode.
+
+    ``half`` gives fp16 weights on CUDA only; on a CPU it is ignored (fp16 there is slow and
+    inexact), so asking for it on a laptop does no harm.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    network = build_network(manifest["network"])
+    load_weights(folder, network)
+    device = torch.device(device)
+    dtype = torch.float16 if half and device.type == "cuda" else torch.float32
+    network = network.to(device, dtype).eval()
+    codec = build_codec(manifest["codec"]).to(device).eval()
+    log.info("loaded %s (%s) on %s", folder.name, manifest.get("kind"), device)
+    return LoadedModel(network, codec, manifest, checkpoint_id(folder), folder, device, dtype)
+
+
+def find_models(roots: list[str | Path] | None = None) -> dict[str, ModelEntry]:
+    """Every model folder under ``roots`` (a root may itself be a model folder), plus its aliases.
+
+    Folder names come first; an alias never shadows a folder of the same name.
+    """
+    entries: dict[str, ModelEntry] = {}
+    aliases: dict[str, ModelEntry] = {}
+    for root in [Path(r) for r in (roots or [DEFAULT_ROOT])]:
+        candidates = [root] if (root / MANIFEST).is_file() else sorted(p for p in root.glob("*") if (p / MANIFEST).is_file())
+        for folder in candidates:
+            try:
+                manifest = read_manifest(folder)
+            except CheckpointError as error:
+                log.warning("skipping %s: %s", folder, error)
+                continue
+            entries.setdefault(folder.name, ModelEntry(folder.name, folder, manifest))
+            for alias, target in manifest.get("aliases", {}).items():
+                aliases.setdefault(alias, ModelEntry(alias, folder, manifest, target.get("label")))
+    for alias, entry in aliases.items():
+        entries.setdefault(alias, entry)
+    return entries
+
+
+def resolve_model(name: str, roots: list[str | Path] | None = None) -> ModelEntry:
+    """A model by name or alias, or by a path to a model folder."""
+    if (Path(name) / MANIFEST).is_file():
+        folder = Path(name)
+        return ModelEntry(folder.name, folder, read_manifest(folder))
+    entries = find_models(roots)
+    if name not in entries:
+        known = ", ".join(sorted(entries)) or "none (is checkpoints/ empty?)"
+        raise ModelNotFoundError(f"no model called {name!r}; available: {known}")
+    return entries[name]

@@ -1,0 +1,172 @@
+"""1-D U-Net with AdaGN, read top to bottom like EDM2's networks file.
+
+It runs on a latent sequence (B, channels, frames). For the waveform drum models that latent is
+the audio split into 32 normalised PQMF bands (``pqmf.BandCodec``): the tiny-audio-diffusion
+recipe (1-D U-Net, attention only at the lowest resolutions, v-objective) runs its first levels
+at the full 44.1 kHz rate, which is what makes it cost ~1 s per step on a laptop CPU, while here
+the first level sees 1024 frames x 64 channels for a 0.74 s stereo clip, and each level below
+divides time by 4: (1024, 256, 64) frames, attention only at 64 frames. Measured on the 2-core
+CPU: ~20 ms per forward pass at batch 1 and ~0.45 s per training step at batch 16 (3.6 M
+parameters), against 0.25 s / 4+ s for a 16-band, 4-level variant of 9 M parameters.
+
+Time (and optionally a class label) condition every residual block by AdaGN:
+``(1 + scale) * GroupNorm(h) + shift``. Hyperparameters are constructor arguments, stored as-is
+in the model's manifest.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def fourier_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    """Sinusoidal embedding of a continuous time in [0, 1] (scaled so 1 spans many periods)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = (t.float() * 1000.0)[:, None] * freqs[None, :]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(num_groups=min(32, channels // 4), num_channels=channels)
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+class ResBlock(nn.Module):
+    """Pre-norm residual block with AdaGN: the embedding sets a scale and shift of the second norm."""
+
+    def __init__(self, in_channels: int, out_channels: int, emb_dim: int, dropout: float = 0.0, kernel: int = 3):
+        super().__init__()
+        self.norm1 = group_norm(in_channels)
+        self.conv1 = nn.Conv1d(in_channels, out_channels, kernel, padding=kernel // 2)
+        self.emb = nn.Linear(emb_dim, 2 * out_channels)
+        self.norm2 = group_norm(out_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv1d(out_channels, out_channels, kernel, padding=kernel // 2)
+        nn.init.zeros_(self.conv2.weight)  # every block starts as the identity: stable early training
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.emb(emb)[:, :, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
+        return self.skip(x) + h
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over time, residual; only used where there are few frames."""
+
+    def __init__(self, channels: int, heads: int = 4):
+        super().__init__()
+        self.heads = heads
+        self.norm = group_norm(channels)
+        self.qkv = nn.Conv1d(channels, 3 * channels, 1)
+        self.out = nn.Conv1d(channels, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, frames = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(batch, 3, self.heads, channels // self.heads, frames).unbind(1)
+        h = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
+        return x + self.out(h.transpose(-1, -2).reshape(batch, channels, frames))
+
+
+class Level(nn.Module):
+    """Residual blocks at one resolution, each optionally followed by attention."""
+
+    def __init__(self, in_channels: int, out_channels: int, blocks: int, emb_dim: int, attention: bool,
+                 dropout: float, heads: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            ResBlock(in_channels if i == 0 else out_channels, out_channels, emb_dim, dropout) for i in range(blocks))
+        self.attention = nn.ModuleList(
+            SelfAttention(out_channels, heads) if attention else nn.Identity() for _ in range(blocks))
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        for block, attention in zip(self.blocks, self.attention):
+            x = attention(block(x, emb))
+        return x
+
+
+# ----------------------------------------------------------------------------- network
+
+
+class UNet1d(nn.Module):
+    """``forward(x, t, label=None) -> prediction`` with the same shape as ``x``.
+
+    ``t`` is the picture's time in [0, 1] (cosine time for the v-objective, alpha for blending).
+    ``label`` indexes ``num_labels`` classes; index ``num_labels`` is the "no label" class that
+    classifier-free guidance uses (and ``label=None`` means it for the whole batch).
+    """
+
+    def __init__(self,
+                 in_channels: int = 64,           # latent channels (stereo x 32 PQMF bands)
+                 widths: tuple = (64, 128, 256),  # channels at each level
+                 blocks: tuple = (1, 2, 2),       # residual blocks per level (encoder; decoder +1)
+                 factors: tuple = (4, 4),         # time down-sampling between levels
+                 attention: tuple = (False, False, True),  # self-attention per level
+                 heads: int = 4,                  # attention heads
+                 emb_dim: int = 256,              # time/label embedding width
+                 num_labels: int = 0,             # 0 = unconditional
+                 dropout: float = 0.0):           # dropout inside residual blocks
+        super().__init__()
+        assert len(widths) == len(blocks) == len(attention) == len(factors) + 1
+        self.num_labels, self.emb_dim = num_labels, emb_dim
+        self.hop = math.prod(factors)
+        self.time_mlp = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.label_emb = nn.Embedding(num_labels + 1, emb_dim) if num_labels else None
+
+        self.stem = nn.Conv1d(in_channels, widths[0], 3, padding=1)
+        self.down_levels, self.downsamplers = nn.ModuleList(), nn.ModuleList()
+        for i, width in enumerate(widths):
+            self.down_levels.append(Level(widths[max(i - 1, 0)], width, blocks[i], emb_dim, attention[i], dropout, heads))
+            if i < len(factors):
+                self.downsamplers.append(nn.Conv1d(width, width, 2 * factors[i], stride=factors[i],
+                                                   padding=factors[i] // 2))
+        self.up_levels, self.upsamplers = nn.ModuleList(), nn.ModuleList()
+        for i in reversed(range(len(widths))):
+            out_width = widths[max(i - 1, 0)]
+            self.up_levels.append(Level(2 * widths[i], out_width, blocks[i] + 1, emb_dim, attention[i], dropout, heads))
+            if i > 0:
+                self.upsamplers.append(nn.ConvTranspose1d(out_width, out_width, 2 * factors[i - 1],
+                                                          stride=factors[i - 1], padding=factors[i - 1] // 2))
+        self.head = nn.Sequential(group_norm(widths[0]), nn.SiLU(), nn.Conv1d(widths[0], in_channels, 3, padding=1))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    def embed(self, t: torch.Tensor, label: torch.Tensor | None) -> torch.Tensor:
+        emb = self.time_mlp(fourier_embedding(t, self.emb_dim))
+        if self.label_emb is not None:
+            if label is None:
+                label = torch.full((t.shape[0],), self.num_labels, device=t.device, dtype=torch.long)
+            emb = emb + self.label_emb(label)
+        return F.silu(emb)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        if x.shape[-1] % self.hop:
+            raise ValueError(f"{x.shape[-1]} frames is not a multiple of the network's hop {self.hop}")
+        emb = self.embed(t.expand(x.shape[0]), label).to(x.dtype)
+        h = self.stem(x)
+        skips = []
+        for i, level in enumerate(self.down_levels):
+            h = level(h, emb)
+            skips.append(h)
+            if i < len(self.downsamplers):
+                h = self.downsamplers[i](h)
+        for i, level in enumerate(self.up_levels):
+            h = level(torch.cat([h, skips.pop()], dim=1), emb)
+            if i < len(self.upsamplers):
+                h = self.upsamplers[i](h)
+        return self.head(h)

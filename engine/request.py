@@ -1,0 +1,69 @@
+"""A generation request: plain data that the UI, the CLI and the tests fill in the same way.
+
+Serialised, plus the checkpoint id, it is the *recipe* embedded in every exported WAV, and a
+recipe read back from a WAV is turned into a request again, so a dropped file regenerates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+from .errors import InvalidRequestError
+from .seeds import MAX_SEED
+
+LIMITS = {"steps": (1, 200), "guidance": (0.0, 15.0), "count": (1, 64), "morph": (0.0, 1.0),
+          "strength": (0.01, 1.0)}
+VARIATION_MODES = ("noise", "invert")
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    model: str = "kick"               # model name, alias (kick/snare/hat/perc) or model folder path
+    sampler: str | None = None        # None: the model's default
+    steps: int | None = None          # None: the model's default
+    guidance: float | None = None     # classifier-free guidance scale; None: the model's default
+    seed: int = 0                     # sound i of a batch uses seed + i
+    seed_b: int | None = None         # second seed to morph towards (sound i uses seed_b + i)
+    morph: float = 0.0                # 0 = seed's noise, 1 = seed_b's noise (slerp between them)
+    count: int = 1                    # sounds per request
+    label: str | None = None          # class label; None: the alias's label, or unconditional
+    reference: str | None = None      # path of a reference sound for variations
+    strength: float = 0.5             # variation strength: 1 = ignore the reference, ~0 = keep it
+    variation: str = "noise"          # "noise": partial noising; "invert": audio -> noise -> audio
+
+    def validated(self) -> "GenerationRequest":
+        """Return self if every value is usable, else raise InvalidRequestError saying which and why."""
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise InvalidRequestError(f"{name} must be a number, got {value!r}")
+            if not low <= value <= high:
+                raise InvalidRequestError(f"{name} must be between {low} and {high}, got {value}")
+        for name in ("steps", "count", "seed"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) != value):
+                raise InvalidRequestError(f"{name} must be a whole number, got {value!r}")
+        for name in ("seed", "seed_b"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= int(value) <= MAX_SEED - LIMITS["count"][1]:
+                raise InvalidRequestError(f"{name} must be between 0 and {MAX_SEED - LIMITS['count'][1]}, got {value}")
+        if self.variation not in VARIATION_MODES:
+            raise InvalidRequestError(f"variation must be one of {VARIATION_MODES}, got {self.variation!r}")
+        if not self.model or not isinstance(self.model, str):
+            raise InvalidRequestError("no model chosen")
+        return self
+
+    def to_recipe(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_recipe(cls, recipe: dict) -> "GenerationRequest":
+        """Rebuild a request from a recipe, ignoring keys it does not know (checkpoint id, rate...)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in recipe.items() if k in known})
+
+    def with_(self, **changes) -> "GenerationRequest":
+        return replace(self, **changes)

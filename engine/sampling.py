@@ -1,0 +1,108 @@
+"""From a loaded network and a starting noise to a clean latent: the one path every caller uses.
+
+The Studio, the training renders, the evaluation and the benchmarks all sample through
+:func:`sample_latent`, so a sound rendered during training is the sound the studio would make.
+The model's manifest says which picture it was trained in (``objective``): ``v_cosine``
+(v-objective on the cosine schedule) or ``blend`` (iterative alpha-blending). Any sampler works
+with any picture through the VE denoiser wrappers, and ``iadb`` additionally runs the native
+alpha-blending steps for blending models.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .diffusion import (alphas_uniform, blend_denoiser, blend_model, classifier_free_guidance, invert_iadb,
+                        sample_ddim, sample_dpmpp_2m, sample_iadb, sigmas_cosine, sigmas_karras, v_denoiser)
+from .errors import InvalidRequestError
+
+SIGMA_MIN, SIGMA_MAX = 0.01, 80.0
+SAMPLERS_BY_OBJECTIVE = {"v_cosine": ("dpmpp_2m", "ddim"), "blend": ("dpmpp_2m", "ddim", "iadb")}
+
+
+def samplers_for(manifest: dict) -> tuple[str, ...]:
+    return SAMPLERS_BY_OBJECTIVE[manifest.get("objective", "v_cosine")]
+
+
+def conditioned(network: torch.nn.Module, batch: int, label_index: int | None, guidance: float,
+                device: torch.device) -> Callable:
+    """The raw network with its label bound, wrapped in classifier-free guidance when it takes labels."""
+    if getattr(network, "num_labels", 0) == 0:
+        return network
+    null = network.num_labels
+    label = torch.full((batch,), null if label_index is None else label_index, device=device, dtype=torch.long)
+    if label_index is None:
+        return lambda x, t: network(x, t, label=label)
+    return classifier_free_guidance(network, {"label": label}, {"label": torch.full_like(label, null)}, guidance)
+
+
+def noise_levels(objective: str, sampler: str, steps: int) -> torch.Tensor:
+    """The grid a sampler walks: sigmas (VE) for ddim/dpmpp_2m, alphas for native iadb."""
+    if sampler == "iadb":
+        return alphas_uniform(steps)
+    if sampler == "ddim" and objective == "v_cosine":
+        return sigmas_cosine(steps)
+    return sigmas_karras(steps, SIGMA_MIN, SIGMA_MAX)
+
+
+def _check(manifest: dict, sampler: str, steps: int) -> str:
+    objective = manifest.get("objective", "v_cosine")
+    if sampler not in SAMPLERS_BY_OBJECTIVE[objective]:
+        raise InvalidRequestError(
+            f"sampler {sampler!r} does not fit this model; choose one of {list(SAMPLERS_BY_OBJECTIVE[objective])}")
+    if not 1 <= steps <= 1000:
+        raise InvalidRequestError(f"steps must be between 1 and 1000, got {steps}")
+    return objective
+
+
+@torch.no_grad()
+def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor, *, sampler: str = "dpmpp_2m",
+                  steps: int = 16, guidance: float = 1.0, label_index: int | None = None,
+                  reference: torch.Tensor | None = None, strength: float = 1.0,
+                  callback: Callable[[dict], None] | None = None) -> torch.Tensor:
+    """Sample a batch of latents from unit ``noise``.
+
+    With a ``reference`` latent and ``strength`` < 1 this is a variation by partial noising: the
+    reference is noised to the level that ``strength`` picks on the grid (1 = pure noise, a new
+    sound; near 0 = almost the reference) and only the remaining steps run.
+    """
+    objective = _check(manifest, sampler, steps)
+    dtype = next(network.parameters()).dtype
+    net = conditioned(network, noise.shape[0], label_index, guidance, noise.device)
+    net_in_dtype = lambda x, t: net(x.to(dtype), t).float()  # noqa: E731 - fp16 nets, fp32 sampling
+    levels = noise_levels(objective, sampler, steps).to(noise.device)
+    start = 0
+    if reference is not None and strength < 1.0:
+        if not 0.0 < strength <= 1.0:
+            raise InvalidRequestError(f"variation strength must be in (0, 1], got {strength}")
+        start = min(int(round((1.0 - strength) * steps)), steps - 1)
+    levels = levels[start:]
+    if sampler == "iadb":
+        alpha = levels[0]
+        x = noise if start == 0 else (1 - alpha) * noise + alpha * reference
+        return sample_iadb(blend_model(net_in_dtype), x, levels, callback=callback)
+    x = noise * levels[0] if start == 0 else reference + noise * levels[0]
+    wrap = v_denoiser if objective == "v_cosine" else blend_denoiser
+    run = sample_dpmpp_2m if sampler == "dpmpp_2m" else sample_ddim
+    return run(wrap(net_in_dtype), x, levels, callback=callback)
+
+
+@torch.no_grad()
+def invert_latent(network: torch.nn.Module, manifest: dict, latent: torch.Tensor, *, steps: int = 50,
+                  label_index: int | None = None) -> torch.Tensor:
+    """Deterministic inversion: the unit noise that, sampled back with the same grid, gives ``latent``.
+
+    Blending models use the exact alpha-blending inversion; v-models DDIM inversion from the
+    smallest noise level of the cosine grid up. Guidance is off (scale 1) as inversion needs it.
+    """
+    objective = manifest.get("objective", "v_cosine")
+    dtype = next(network.parameters()).dtype
+    net = conditioned(network, latent.shape[0], label_index, 1.0, latent.device)
+    net_in_dtype = lambda x, t: net(x.to(dtype), t).float()  # noqa: E731
+    if objective == "blend":
+        return invert_iadb(blend_model(net_in_dtype), latent, alphas_uniform(steps).to(latent.device))
+    sigmas = sigmas_cosine(steps).flip(0)[1:].to(latent.device)  # 0 dropped: start at the smallest level
+    x = sample_ddim(v_denoiser(net_in_dtype), latent, sigmas)
+    return x / sigmas[-1]

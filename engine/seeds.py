@@ -1,0 +1,55 @@
+"""Seeded noise that is the same on every device, and morphing between two seeds' noises.
+
+The noise for a seed is always drawn on the CPU with its own ``torch.Generator`` and then moved,
+because CUDA and CPU generators give different numbers for the same seed: a sound found on a
+laptop must come out identical on a GPU box. Nothing here touches the global RNG.
+"""
+
+from __future__ import annotations
+
+import torch
+
+MAX_SEED = 2**63 - 1
+
+
+def noise(seed: int, shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
+    """Standard normal float32 noise for ``seed``: bit-identical for a given seed and shape."""
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise ValueError(f"seed must be in [0, {MAX_SEED}], got {seed}")
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    return torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation from ``a`` (t=0) to ``b`` (t=1), treating each tensor as one vector.
+
+    Linear interpolation of two Gaussian noises shrinks the norm in the middle (two independent
+    noises are nearly orthogonal, so the midpoint has ~0.71 of their norm) and the model then
+    renders a quieter, duller sound. Slerp follows the great circle, and the norm is interpolated
+    linearly so the result keeps the statistics of a noise draw all the way along.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"cannot morph noises of shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    t = float(t)
+    a64, b64 = a.double().flatten(), b.double().flatten()
+    norm_a, norm_b = a64.norm(), b64.norm()
+    unit_a, unit_b = a64 / norm_a, b64 / norm_b
+    omega = torch.arccos(torch.clamp(torch.dot(unit_a, unit_b), -1.0, 1.0))
+    if omega.abs() < 1e-6:  # (anti)parallel enough: fall back to lerp of the directions
+        direction = torch.lerp(unit_a, unit_b, t)
+    else:
+        direction = (torch.sin((1 - t) * omega) * unit_a + torch.sin(t * omega) * unit_b) / torch.sin(omega)
+    direction = direction / direction.norm()
+    norm = torch.lerp(norm_a, norm_b, t)
+    return (direction * norm).reshape(a.shape).to(a.dtype)
+
+
+def request_noise(
+    seed: int, shape: tuple[int, ...], seed_b: int | None = None, morph: float = 0.0,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """The starting noise of one sound: seed's noise, or its slerp towards seed_b's by ``morph``."""
+    start = noise(seed, shape)
+    if seed_b is not None and morph > 0.0:
+        start = slerp(start, noise(seed_b, shape), morph)
+    return start.to(device)

@@ -1,0 +1,233 @@
+"""The engine's one door: ``Studio.generate(request)`` streams progress, previews and results.
+
+The UI, the CLI, the evaluation and the tests all call this. It resolves the model, draws each
+sound's noise from its seed (and morphs towards a second seed), samples through
+``engine.sampling``, and decodes to audio. Sampling runs in a worker thread that reports through
+a queue, so callers iterate over plain events: :class:`Progress` (with a preview of the
+current clean estimate every few steps) and finally one :class:`Result`. Closing the iterator
+early cancels the sampling at the next step.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from . import audio as audio_io
+from .errors import InvalidRequestError, StudioError
+from .models import DEFAULT_ROOT, LoadedModel, ModelEntry, find_models, load_model, resolve_model
+from .request import GenerationRequest
+from .sampling import invert_latent, sample_latent, samplers_for
+from .seeds import request_noise, slerp
+
+log = logging.getLogger(__name__)
+
+ENGINE_VERSION = "0.1"
+INVERSION_SAMPLER = {"v_cosine": "ddim", "blend": "iadb"}
+
+
+@dataclass
+class Progress:
+    step: int
+    total: int
+    preview: torch.Tensor | None = None   # (channels, samples) clean estimate of the first sound
+    sample_rate: int = 44100
+
+
+@dataclass
+class Sound:
+    audio: torch.Tensor                   # (channels, samples) float32 in [-1, 1]
+    sample_rate: int
+    recipe: dict                          # regenerates exactly this sound (count 1, its own seed)
+
+
+@dataclass
+class Result:
+    sounds: list[Sound]
+    seconds: float
+    device: str
+    request: GenerationRequest = field(repr=False)
+
+
+class Cancelled(StudioError):
+    """The caller stopped listening; sampling stops at the next step."""
+
+
+class Studio:
+    """Holds loaded models (a small cache) and the device choice; one instance serves every user."""
+
+    def __init__(self, roots: list[str | Path] | None = None, device: str = "auto", half: bool = False,
+                 cache_size: int = 3):
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise InvalidRequestError("CUDA was asked for but no CUDA GPU is visible; use --device cpu")
+        self.roots = [Path(r) for r in (roots or [DEFAULT_ROOT])]
+        self.device = torch.device(device)
+        self.half = half and self.device.type == "cuda"
+        self._models: OrderedDict[Path, LoadedModel] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ models
+    def models(self) -> dict[str, ModelEntry]:
+        return find_models(self.roots)
+
+    def add_root(self, folder: str | Path) -> None:
+        """Let the studio see a user's own model folder (or a folder of model folders)."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise InvalidRequestError(f"{folder} is not a folder")
+        if folder not in self.roots:
+            self.roots.append(folder)
+
+    def entry(self, name: str) -> ModelEntry:
+        return resolve_model(name, self.roots)
+
+    def load(self, entry: ModelEntry) -> LoadedModel:
+        with self._lock:
+            key = entry.folder.resolve()
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            model = load_model(entry.folder, self.device, self.half)
+            self._models[key] = model
+            while len(self._models) > self._cache_size:
+                self._models.popitem(last=False)
+            return model
+
+    def describe(self, name: str) -> dict:
+        """What the UI needs to set its controls for a model: labels, samplers, defaults."""
+        entry = self.entry(name)
+        manifest = entry.manifest
+        return {"name": entry.name, "kind": entry.kind, "labels": entry.labels, "label": entry.label,
+                "takes_guidance": entry.takes_guidance, "samplers": list(samplers_for(manifest)),
+                "defaults": dict(manifest.get("defaults", {})), "sample_rate": manifest["sample_rate"],
+                "seconds": manifest["length"] / manifest["sample_rate"],
+                "training_steps": manifest.get("training", {}).get("steps", 0)}
+
+    # ------------------------------------------------------------------ generation
+    def render(self, request: GenerationRequest) -> Result:
+        """Generate and return only the final result (CLI, tests, batch jobs)."""
+        for event in self.generate(request):
+            if isinstance(event, Result):
+                return event
+        raise StudioError("generation ended without a result")
+
+    def generate(self, request: GenerationRequest, preview_every: int = 4) -> Iterator[Progress | Result]:
+        request = request.validated()
+        entry = self.entry(request.model)
+        model = self.load(entry)
+        manifest = model.manifest
+        defaults = manifest.get("defaults", {})
+        request = request.with_(sampler=request.sampler or defaults.get("sampler", "dpmpp_2m"),
+                                steps=int(request.steps or defaults.get("steps", 16)),
+                                guidance=float(defaults.get("guidance", 1.0) if request.guidance is None else request.guidance),
+                                label=request.label or entry.label)
+        label_index = self._label_index(entry, request.label)
+        events: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        worker = threading.Thread(target=self._sample_worker, daemon=True,
+                                  args=(model, request, label_index, preview_every, events, stop))
+        started = time.time()
+        worker.start()
+        try:
+            while True:
+                event = events.get()
+                if isinstance(event, BaseException):
+                    raise event
+                if isinstance(event, list):  # the finished sounds
+                    yield Result(event, time.time() - started, str(self.device), request)
+                    return
+                yield event
+        finally:
+            stop.set()
+
+    def _label_index(self, entry: ModelEntry, label: str | None) -> int | None:
+        if label is None:
+            return None
+        if label not in entry.labels:
+            raise InvalidRequestError(f"model {entry.name!r} has no label {label!r}; it knows {entry.labels or 'none'}")
+        return entry.labels.index(label)
+
+    def _reference_latent(self, model: LoadedModel, path: str, count: int) -> torch.Tensor:
+        manifest = model.manifest
+        sound, _ = audio_io.read_audio(path, sample_rate=manifest["sample_rate"], channels=manifest["channels"],
+                                       max_seconds=30.0)
+        sound = audio_io.fit_length(audio_io.align_onset(sound, manifest["sample_rate"]), manifest["length"])
+        if float(sound.abs().max()) < 1e-4:
+            raise InvalidRequestError(f"the reference {Path(path).name} is silent: nothing to vary")
+        latent = model.codec.encode(sound[None].to(model.device))
+        return latent.expand(count, *latent.shape[1:])
+
+    def _sample_worker(self, model: LoadedModel, request: GenerationRequest, label_index: int | None,
+                       preview_every: int, events: queue.Queue, stop: threading.Event) -> None:
+        try:
+            events.put(self._sample(model, request, label_index, preview_every, events, stop))
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            events.put(error)
+
+    @torch.no_grad()
+    def _sample(self, model: LoadedModel, request: GenerationRequest, label_index: int | None,
+                preview_every: int, events: queue.Queue, stop: threading.Event) -> list[Sound]:
+        manifest, codec = model.manifest, model.codec
+        shape = (codec.latent_channels, codec.latent_length(manifest["length"]))
+        noises = torch.stack([
+            request_noise(request.seed + i, shape, None if request.seed_b is None else request.seed_b + i, request.morph)
+            for i in range(request.count)]).to(model.device)
+        sampler, steps = request.sampler, request.steps
+        reference, strength = None, 1.0
+        if request.reference:
+            reference = self._reference_latent(model, request.reference, request.count)
+            if request.variation == "invert":
+                sampler = INVERSION_SAMPLER[manifest.get("objective", "v_cosine")]
+                inverted = invert_latent(model.network, manifest, reference, steps=steps, label_index=label_index)
+                noises = torch.stack([slerp(inverted[i], noises[i], request.strength) for i in range(request.count)])
+                reference = None
+            else:
+                strength = request.strength
+
+        def callback(info: dict) -> None:
+            if stop.is_set():
+                raise Cancelled("generation cancelled")
+            step = int(info["i"]) + 1
+            preview = None
+            if preview_every and (step % preview_every == 0):
+                preview = codec.decode(info["denoised"][:1].float())[0].clamp(-1, 1).cpu()
+            events.put(Progress(step, steps, preview, manifest["sample_rate"]))
+
+        latent = sample_latent(model.network, manifest, noises, sampler=sampler, steps=steps,
+                               guidance=request.guidance, label_index=label_index, reference=reference,
+                               strength=strength, callback=callback)
+        audio = finish(codec.decode(latent.float()).cpu(), manifest["sample_rate"])
+        base = request.to_recipe()
+        base.update(sampler=sampler, checkpoint=model.checkpoint_id, model_folder=model.folder.name,
+                    sample_rate=manifest["sample_rate"], engine=ENGINE_VERSION)
+        sounds = []
+        for i in range(request.count):
+            recipe = dict(base, seed=request.seed + i, count=1,
+                          seed_b=None if request.seed_b is None else request.seed_b + i)
+            sounds.append(Sound(audio[i], manifest["sample_rate"], recipe))
+        return sounds
+
+
+def finish(audio: torch.Tensor, sample_rate: int, fade_ms: float = 5.0) -> torch.Tensor:
+    """Make decoded audio safe to play and export: finite, no clipping, no click at the cut.
+
+    NaN/Inf (a broken checkpoint) become an error rather than a burst of noise; a sound whose
+    peak exceeds full scale is scaled down, never clipped.
+    """
+    if not torch.isfinite(audio).all():
+        raise StudioError("the model produced NaN/Inf samples; the checkpoint may be corrupt")
+    peak = audio.abs().amax(dim=(-2, -1), keepdim=True)
+    audio = audio * torch.where(peak > 0.999, 0.999 / peak, torch.ones_like(peak))
+    fade = int(sample_rate * fade_ms / 1000)
+    return torch.stack([audio_io.fade_out(sound, fade) for sound in audio])

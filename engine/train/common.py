@@ -1,0 +1,126 @@
+"""Pieces every trainer shares: distributed set-up, EMA, the loss log, atomic training state.
+
+Trainers (``wave.py`` and, later, ``codec.py`` / ``latent.py``) are plain functions that use
+these; nothing here knows what a model computes.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..models import _atomic_write
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process sits: rank 0 of 1 unless started by ``torchrun``."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> Dist:
+    """Join the process group when ``torchrun`` set WORLD_SIZE>1 (NCCL on CUDA, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def teardown_distributed() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def pick_device(name: str | None) -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from ..errors import InvalidRequestError
+        raise InvalidRequestError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    return torch.device(name)
+
+
+class EMA:
+    """Exponential moving average of a network's weights, warmed up so early steps count.
+
+    decay_t = min(decay, (1 + t) / (10 + t)): a fresh run is not dominated by its random start,
+    and a resumed run (t large) uses the full decay at once.
+    """
+
+    def __init__(self, network: torch.nn.Module, decay: float = 0.999):
+        self.decay = decay
+        self.shadow = copy.deepcopy(network).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, network: torch.nn.Module, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for ema_param, param in zip(self.shadow.parameters(), network.parameters()):
+            ema_param.lerp_(param.detach(), 1 - decay)
+        for ema_buffer, buffer in zip(self.shadow.buffers(), network.buffers()):
+            ema_buffer.copy_(buffer)
+
+
+class LossLog:
+    """Appends one CSV row per logging step; a resumed run keeps appending to the same file."""
+
+    def __init__(self, path: Path, fields: list[str]):
+        self.path, self.fields = path, fields
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", newline="") as handle:
+                csv.writer(handle).writerow(fields)
+
+    def write(self, **row) -> None:
+        with open(self.path, "a", newline="") as handle:
+            csv.writer(handle).writerow([row.get(f, "") for f in self.fields])
+
+
+def save_training_state(path: Path, **state) -> None:
+    """Optimizer, online weights, step and RNG states for an exact resume, written atomically.
+
+    This file is the trainer's own scratch state (it holds RNG states, which safetensors cannot)
+    and never leaves the run folder; what is shipped is the model folder (EMA weights as
+    safetensors). Load only run folders you made yourself.
+    """
+    _atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_training_state(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def lr_at(step: int, base_lr: float, warmup: int) -> float:
+    """Linear warm-up then constant: diffusion training is long and gains little from decay here."""
+    return base_lr * min(1.0, (step + 1) / max(1, warmup))
