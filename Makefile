@@ -40,4 +40,4 @@ data: $(STAMP)
 	$(PY) scripts/build_drum_dataset.py --out data/drums
 
 train: $(STAMP)
-	$(PY) -m engine train wave --data data/drums --run runs/drums --init checkpoints/drums $(ARGS)
+	$(PY) -m engine train wave --data data/drums --run-dir runs/drums --init checkpoints/drums $(ARGS)

@@ -100,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train or fine-tune a model")
     tr.add_argument("family", choices=["wave"], help="wave: waveform drum model")
     tr.add_argument("--data", help="built data set (data/drums) or any folder of WAVs")
-    tr.add_argument("--run", help="run folder (resumes if it holds a run)")
+    tr.add_argument("--run-dir", dest="run", help="run folder (resumes if it holds a run); not --run, which torchrun would take as its own --run-path")
     tr.add_argument("--init", help="model folder to fine-tune from, e.g. checkpoints/drums")
     tr.add_argument("--name")
     tr.add_argument("--steps", type=int)

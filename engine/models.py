@@ -128,7 +128,10 @@ def load_weights(folder: str | Path, network: torch.nn.Module) -> None:
         state = load_file(str(path))
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{path} is corrupt or not a safetensors file: {error}") from error
-    missing, unexpected = network.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = network.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shape mismatches
+        raise CheckpointError(f"{path} does not match its manifest's network: {str(error).splitlines()[0]}") from error
     if missing or unexpected:
         raise CheckpointError(
             f"{path} does not match its manifest's network (missing {missing[:3]}, unexpected {unexpected[:3]})")

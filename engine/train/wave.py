@@ -101,6 +101,27 @@ def _label_map(dataset_labels: tuple[str, ...], model_labels: list[str], null: i
     return torch.tensor([model_labels.index(n) if n in model_labels else null for n in dataset_labels])
 
 
+@torch.no_grad()
+def validation_loss(network: torch.nn.Module, codec: torch.nn.Module, audio: torch.Tensor, labels: torch.Tensor | None,
+                    points: int = 8, seed: int = 0) -> float:
+    """The v-objective loss on fixed clips, fixed noise and a fixed grid of times.
+
+    Training losses jump with every random draw of time and noise; this one only moves when the
+    network does, so it is what tests and run comparisons should look at. A fresh network
+    (zero output) scores about 1.0, the variance of the unit-scaled target.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    latent = codec.encode(audio)
+    total = 0.0
+    for t_value in torch.linspace(0.05, 0.95, points):
+        eps = torch.randn(latent.shape, generator=generator).to(latent.device)
+        t = torch.full((latent.shape[0],), float(t_value), device=latent.device)
+        alpha, sigma = torch.cos(t * math.pi / 2)[:, None, None], torch.sin(t * math.pi / 2)[:, None, None]
+        prediction = network(alpha * latent + sigma * eps, t, labels)
+        total += F.mse_loss(prediction.float(), alpha * eps - sigma * latent).item()
+    return total / points
+
+
 def _render(network, codec, manifest: dict, folder: Path, step: int, steps: int) -> None:
     from ..audio import export_wav
     folder.mkdir(parents=True, exist_ok=True)

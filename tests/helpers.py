@@ -1,0 +1,79 @@
+"""Small builders the engine tests share: a tiny model folder and a tiny folder of drum WAVs.
+
+The tiny model is randomly initialised (its sounds are noise), which is all the plumbing tests
+need: shapes, determinism, recipes, errors, training mechanics. Quality is measured by
+``python -m engine eval`` on the shipped checkpoints, not here.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from engine.models import save_model
+from engine.nets import build_codec, build_network
+
+TINY_NETWORK = {"widths": [16, 32, 32], "blocks": [1, 1, 1], "factors": [4, 4],
+                "attention": [False, False, True], "heads": 2, "emb_dim": 32, "dropout": 0.0}
+LABELS = ["kick", "snare", "hat", "perc", "cymbal"]
+
+
+def tiny_manifest(name: str = "tiny", objective: str = "v_cosine") -> dict:
+    return {
+        "format": 1, "name": name, "kind": "wave", "objective": objective,
+        "sample_rate": 44100, "length": 32768, "channels": 2, "labels": LABELS,
+        "aliases": {f"tiny-{label}": {"label": label} for label in LABELS},
+        "conditioners": ["label"], "defaults": {"sampler": "dpmpp_2m", "steps": 4, "guidance": 2.0},
+        "codec": {"type": "pqmf", "args": {"channels": 2, "bands": 32, "taps_per_band": 8, "band_scale": None}},
+        "network": {"type": "unet1d", "args": dict(TINY_NETWORK, in_channels=64, num_labels=len(LABELS))},
+        "training": {"steps": 0, "examples": 0, "data": "", "sessions": []},
+    }
+
+
+def perturb_zero_init(network: torch.nn.Module, std: float = 0.02) -> torch.nn.Module:
+    """Give zero-initialised weights (residual branches, head) small random values.
+
+    A fresh network is built to start as the identity and to predict 0; a test model must
+    instead depend on its input, time and label, or the tests could not see them.
+    """
+    with torch.no_grad():
+        for param in network.parameters():
+            if param.dim() > 1 and torch.count_nonzero(param) == 0:
+                param.normal_(0, std)
+    return network
+
+
+def make_tiny_model(folder: Path, name: str = "tiny", seed: int = 0, objective: str = "v_cosine") -> Path:
+    """A model folder with random weights whose output depends on its input, time and label."""
+    torch.manual_seed(seed)
+    manifest = tiny_manifest(name, objective)
+    network = perturb_zero_init(build_network(manifest["network"]))
+    build_codec(manifest["codec"])  # checks the codec arguments too
+    folder = Path(folder) / name
+    save_model(folder, network, manifest, card=f"# {name}\nA randomly initialised test model.\n")
+    return folder
+
+
+def synthetic_hit(kind: str, seed: int, sample_rate: int = 44100, seconds: float = 0.5) -> np.ndarray:
+    """A crude kick (decaying pitch-swept sine) or hat (decaying noise burst), (N, 2) float32."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(sample_rate * seconds)) / sample_rate
+    if kind == "kick":
+        freq = 50 + 120 * np.exp(-t * 30) + rng.uniform(-5, 5)
+        wave = np.sin(2 * math.pi * np.cumsum(freq) / sample_rate) * np.exp(-t * rng.uniform(6, 10))
+    else:
+        wave = rng.standard_normal(t.size) * np.exp(-t * rng.uniform(30, 50)) * 0.5
+    return np.stack([wave, wave], axis=1).astype(np.float32) * 0.8
+
+
+def make_wav_folder(root: Path, per_class: int = 6) -> Path:
+    """kick/ and hat/ sub-folders of synthetic one-shots: a user's own training folder."""
+    for kind in ("kick", "hat"):
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            sf.write(root / kind / f"{kind}_{i}.wav", synthetic_hit(kind, i), 44100)
+    return root

@@ -1,0 +1,76 @@
+"""Networks and the PQMF codec: reconstruction, shapes, conditioning, manifest-driven building."""
+
+import math
+
+import pytest
+import torch
+
+from engine.errors import CheckpointError
+from engine.nets import build_codec, build_network
+from engine.nets.pqmf import PQMF, BandCodec, measure_band_scale
+from engine.nets.unet1d import UNet1d
+from tests.helpers import perturb_zero_init
+
+
+def snr_db(reference: torch.Tensor, estimate: torch.Tensor, margin: int = 1024) -> float:
+    error = (estimate - reference)[..., margin:-margin]
+    return float(10 * torch.log10(reference[..., margin:-margin].pow(2).mean() / error.pow(2).mean()))
+
+
+@pytest.mark.parametrize("bands,taps,floor_db", [(32, 8, 40.0), (16, 16, 60.0)])
+def test_pqmf_reconstructs_noise_and_a_sweep(bands, taps, floor_db):
+    pqmf = PQMF(bands, taps)
+    noise = torch.randn(2, 2, 32768, generator=torch.Generator().manual_seed(0)) * 0.3
+    t = torch.arange(32768) / 44100
+    sweep = torch.sin(2 * math.pi * (50 * t + 0.5 * 20000 / 0.74 * t**2))[None, None].repeat(1, 2, 1) * 0.5
+    for signal in (noise, sweep):
+        banded = pqmf.analysis(signal)
+        assert banded.shape == (signal.shape[0], 2 * bands, 32768 // bands)
+        assert snr_db(signal, pqmf.synthesis(banded)) > floor_db
+
+
+def test_pqmf_separates_frequencies_into_bands():
+    pqmf = PQMF(32, 8)
+    t = torch.arange(32768) / 44100
+    tone = torch.sin(2 * math.pi * 11025 * t)[None, None]  # the middle of the spectrum
+    energy = pqmf.analysis(tone).pow(2).mean(dim=-1)[0]
+    assert int(energy.argmax()) in (15, 16)  # band k covers [k, k+1] * 22050 / 32 Hz
+    assert energy[:8].sum() < 1e-3 * energy.sum()
+
+
+def test_band_codec_normalises_and_round_trips():
+    clips = torch.randn(8, 2, 32768) * torch.linspace(1, 0.01, 32768)
+    scale = measure_band_scale(clips)
+    codec = BandCodec(band_scale=scale)
+    latent = codec.encode(clips)
+    assert latent.shape == (8, 64, 1024)
+    assert torch.allclose(latent.std(dim=(0, 2)), torch.ones(64), atol=0.05)
+    assert snr_db(clips, codec.decode(latent)) > 40
+    with pytest.raises(ValueError):
+        BandCodec(band_scale=[1.0] * 10)
+
+
+def test_unet_shapes_labels_and_identity_start():
+    net = UNet1d(in_channels=64, widths=(16, 32, 32), blocks=(1, 1, 1), factors=(4, 4), heads=2, emb_dim=32,
+                 num_labels=3)
+    x, t = torch.randn(2, 64, 256), torch.rand(2)
+    out = net(x, t, torch.tensor([0, 3]))
+    assert out.shape == x.shape
+    assert torch.count_nonzero(out) == 0  # zero-initialised head: a fresh network predicts 0
+    perturb_zero_init(net, std=0.1)
+    with torch.no_grad():
+        assert not torch.allclose(net(x, t, torch.tensor([0, 0])), net(x, t, torch.tensor([1, 1])))
+        assert torch.allclose(net(x, t, None), net(x, t, torch.tensor([3, 3])))  # None = the "no label" class
+    with pytest.raises(ValueError, match="multiple"):
+        net(torch.randn(1, 64, 250), torch.rand(1))
+
+
+def test_networks_are_built_from_manifest_entries_alone():
+    net = build_network({"type": "unet1d", "args": {"widths": [8, 16], "blocks": [1, 1], "factors": [2],
+                                                    "attention": [False, True], "heads": 2, "emb_dim": 16}})
+    assert isinstance(net, UNet1d)
+    assert isinstance(build_codec({"type": "pqmf", "args": {"bands": 16}}), BandCodec)
+    with pytest.raises(CheckpointError, match="unknown type"):
+        build_network({"type": "transformer"})
+    with pytest.raises(CheckpointError, match="arguments do not fit"):
+        build_network({"type": "unet1d", "args": {"no_such_argument": 1}})

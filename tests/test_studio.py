@@ -1,0 +1,141 @@
+"""The engine's one door: determinism, seeds and morphing, variations, progress, errors, recipes."""
+
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from engine import AudioFileError, GenerationRequest, InvalidRequestError, Progress, Result, Studio, StudioError
+from engine.studio import finish
+
+
+@pytest.fixture(scope="module")
+def studio(tiny_models):
+    return Studio(roots=[tiny_models], device="cpu")
+
+
+def render(studio, **kwargs):
+    return studio.render(GenerationRequest(**dict({"model": "tiny", "label": "kick", "steps": 4}, **kwargs)))
+
+
+def test_same_request_same_sound_other_seed_other_sound(studio):
+    a, b, c = render(studio, seed=1), render(studio, seed=1), render(studio, seed=2)
+    assert torch.equal(a.sounds[0].audio, b.sounds[0].audio)
+    assert not torch.allclose(a.sounds[0].audio, c.sounds[0].audio)
+    sound = a.sounds[0]
+    assert sound.audio.shape == (2, 32768) and sound.audio.dtype == torch.float32
+    assert torch.isfinite(sound.audio).all() and sound.audio.abs().max() <= 1.0
+
+
+def test_sound_i_of_a_batch_is_the_sound_of_seed_plus_i(studio):
+    batch = render(studio, seed=10, count=3)
+    assert [s.recipe["seed"] for s in batch.sounds] == [10, 11, 12]
+    single = render(studio, seed=12)
+    assert torch.allclose(batch.sounds[2].audio, single.sounds[0].audio, atol=1e-4)
+
+
+def test_morph_ends_are_the_two_seeds(studio):
+    a, b = render(studio, seed=3), render(studio, seed=4)
+    start = render(studio, seed=3, seed_b=4, morph=0.0)
+    end = render(studio, seed=3, seed_b=4, morph=1.0)
+    middle = render(studio, seed=3, seed_b=4, morph=0.5)
+    assert torch.allclose(start.sounds[0].audio, a.sounds[0].audio, atol=1e-5)
+    assert torch.allclose(end.sounds[0].audio, b.sounds[0].audio, atol=1e-4)
+    assert not torch.allclose(middle.sounds[0].audio, a.sounds[0].audio, atol=1e-3)
+
+
+def test_every_sampler_and_the_blending_model_work(studio):
+    for model, samplers in (("tiny", ("dpmpp_2m", "ddim")), ("tiny_blend", ("dpmpp_2m", "ddim", "iadb"))):
+        for sampler in samplers:
+            sound = render(studio, model=model, sampler=sampler).sounds[0]
+            assert torch.isfinite(sound.audio).all(), (model, sampler)
+    with pytest.raises(InvalidRequestError, match="sampler"):
+        render(studio, sampler="iadb")  # native blending steps need a blending model
+
+
+def test_progress_streams_previews_then_one_result(studio):
+    events = list(studio.generate(GenerationRequest(model="tiny", label="snare", steps=8), preview_every=4))
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert [p.step for p in progress] == list(range(1, 9)) and all(p.total == 8 for p in progress)
+    assert [p.step for p in progress if p.preview is not None] == [4, 8]
+    assert progress[-1].preview.shape == (2, 32768)
+    assert isinstance(events[-1], Result) and sum(isinstance(e, Result) for e in events) == 1
+
+
+def test_closing_the_stream_cancels_sampling(studio):
+    before = threading.active_count()
+    stream = studio.generate(GenerationRequest(model="tiny", label="kick", steps=200))
+    next(stream)
+    stream.close()
+    for _ in range(100):
+        if threading.active_count() <= before:
+            break
+        threading.Event().wait(0.05)
+    assert threading.active_count() <= before
+
+
+def test_recipe_regenerates_the_same_sound(studio):
+    sound = render(studio, seed=5, seed_b=9, morph=0.3, count=2, guidance=3.0).sounds[1]
+    assert sound.recipe["checkpoint"] and sound.recipe["sample_rate"] == 44100
+    again = studio.render(GenerationRequest.from_recipe(sound.recipe)).sounds[0]
+    assert torch.allclose(again.audio, sound.audio, atol=1e-4)
+
+
+@pytest.mark.parametrize("bad", [dict(steps=0), dict(steps=1000), dict(guidance=float("nan")), dict(morph=1.5),
+                                 dict(count=0), dict(count=1000), dict(seed=-1), dict(strength=0.0),
+                                 dict(variation="blur"), dict(steps=2.5), dict(label="tuba")])
+def test_absurd_values_are_refused_with_a_message(studio, bad):
+    with pytest.raises(InvalidRequestError):
+        render(studio, **bad)
+
+
+def _write_reference(path, seconds=0.5, rate=48000, silent=False):
+    t = np.arange(int(rate * seconds)) / rate
+    wave = np.zeros_like(t) if silent else np.sin(2 * np.pi * 60 * t) * np.exp(-t * 8)
+    sf.write(path, wave.astype(np.float32), rate)
+    return str(path)
+
+
+def test_variations_stay_closer_to_the_reference_at_low_strength(studio, tmp_path):
+    reference = _write_reference(tmp_path / "ref.wav")
+    fresh = render(studio, seed=1).sounds[0].audio
+    near = render(studio, seed=1, reference=reference, strength=0.1).sounds[0].audio
+    far = render(studio, seed=1, reference=reference, strength=0.9).sounds[0].audio
+    from engine import audio as audio_io
+    target, _ = audio_io.read_audio(reference, 44100, 2)
+    target = audio_io.fit_length(audio_io.align_onset(target, 44100), 32768)
+    distance = lambda x: float((x - target).pow(2).mean())  # noqa: E731
+    assert distance(near) < distance(far) and distance(near) < distance(fresh)
+
+
+def test_inversion_variation_runs_and_is_deterministic(studio, tmp_path):
+    reference = _write_reference(tmp_path / "ref.wav")
+    a = render(studio, seed=1, reference=reference, strength=0.2, variation="invert").sounds[0]
+    b = render(studio, seed=1, reference=reference, strength=0.2, variation="invert").sounds[0]
+    assert torch.equal(a.audio, b.audio) and a.recipe["sampler"] == "ddim"
+
+
+def test_bad_references_are_refused(studio, tmp_path):
+    (tmp_path / "notes.wav").write_text("this is not audio")
+    with pytest.raises(AudioFileError, match="notes.wav"):
+        render(studio, reference=str(tmp_path / "notes.wav"))
+    with pytest.raises(InvalidRequestError, match="silent"):
+        render(studio, reference=_write_reference(tmp_path / "silent.wav", silent=True))
+
+
+def test_unknown_model_and_missing_gpu_are_clear_errors(studio, tiny_models):
+    with pytest.raises(StudioError, match="no model called"):
+        studio.render(GenerationRequest(model="tuba"))
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidRequestError, match="CUDA"):
+            Studio(roots=[tiny_models], device="cuda")
+
+
+def test_finish_never_clips_and_refuses_nan():
+    loud = torch.randn(2, 2, 4410) * 3
+    out = finish(loud, 44100)
+    assert out.abs().max() <= 0.999 and out[..., -1].abs().max() == 0
+    with pytest.raises(StudioError, match="NaN"):
+        finish(torch.full((1, 2, 100), float("nan")), 44100)

@@ -1,0 +1,108 @@
+"""Training: the loss goes down, a killed run resumes, fine-tuning keeps counting, DDP runs."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.models import load_model, read_manifest
+from engine.data.dataset import DrumDataset
+from engine.nets import build_network
+from engine.train.wave import WaveTrainConfig, train_wave, validation_loss
+from tests.helpers import TINY_NETWORK
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny_config(run: Path, data: Path, **changes) -> WaveTrainConfig:
+    settings = dict(data=str(data), run=str(run), steps=10, batch=4, lr=2e-3, warmup=5, log_every=1,
+                    save_every=5, render_every=0, device="cpu", network=dict(TINY_NETWORK))
+    settings.update(changes)
+    return WaveTrainConfig(**settings)
+
+
+def losses(run: Path) -> list[float]:
+    with open(run / "log.csv") as handle:
+        return [float(row["loss"]) for row in csv.DictReader(handle)]
+
+
+@pytest.mark.slow
+def test_a_short_run_lowers_the_loss_and_leaves_a_loadable_model(tmp_path, wav_folder):
+    run = tmp_path / "run"
+    folder = train_wave(tiny_config(run, wav_folder, steps=120, render_every=120, render_steps=2, ema_decay=0.95,
+                                     lr=3e-3))
+    assert len(losses(run)) == 120
+    model = load_model(folder)
+    data = DrumDataset.from_folder(wav_folder, progress=False)
+    audio = torch.stack([data[i]["audio"] for i in range(len(data))])
+    labels = data.labels
+    fresh = build_network(model.manifest["network"]).eval()
+    before = validation_loss(fresh, model.codec, audio, labels)
+    after = validation_loss(model.network, model.codec, audio, labels)
+    assert after < 0.95 * before, (before, after)  # deterministic: 1.00 -> 0.92 when written
+    assert model.manifest["training"]["steps"] == 120 and {"kick", "hat"} <= set(model.manifest["labels"])
+    rendered = sorted(p.name for p in (run / "samples").iterdir())
+    assert rendered == sorted(f"step0000120_{label}.wav" for label in model.manifest["labels"])
+
+
+def test_training_resumes_where_it_stopped_and_fine_tunes_from_a_model(tmp_path, wav_folder):
+    run = tmp_path / "run"
+    train_wave(tiny_config(run, wav_folder, steps=5))
+    train_wave(tiny_config(run, wav_folder, steps=5))
+    assert read_manifest(run / "model")["training"]["steps"] == 10
+    assert [len(losses(run))] == [10]
+    tuned = train_wave(tiny_config(tmp_path / "tune", wav_folder, steps=3, init=str(run / "model")))
+    manifest = read_manifest(tuned)
+    assert manifest["training"]["steps"] == 13 and len(manifest["training"]["sessions"]) == 3
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_the_last_good_checkpoint_and_resumes(tmp_path, wav_folder):
+    run = tmp_path / "run"
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "from tests.test_train_wave import tiny_config\n"
+            "from engine.train.wave import train_wave\n"
+            "from pathlib import Path\n"
+            "train_wave(tiny_config(Path(%r), Path(%r), steps=100000, save_every=3))\n") % (str(ROOT), str(run), str(wav_folder))
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (run / "train_state.pt").exists():
+            time.sleep(0.2)
+        time.sleep(1.5)  # somewhere in the middle of steps and saves
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    saved = read_manifest(run / "model")["training"]["steps"]
+    assert saved >= 3 and saved % 3 == 0
+    load_model(run / "model")  # whole, loadable
+    assert not [p for p in (run / "model").iterdir() if p.name.endswith(".tmp")]
+    state = torch.load(run / "train_state.pt", weights_only=False)
+    train_wave(tiny_config(run, wav_folder, steps=2))
+    assert read_manifest(run / "model")["training"]["steps"] == state["step"] + 2
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu_with_gloo(tmp_path, wav_folder):
+    run = tmp_path / "ddp"
+    network = '{"widths": [16, 32, 32], "blocks": [1, 1, 1], "factors": [4, 4], "attention": [false, false, true], "heads": 2, "emb_dim": 32}'
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "engine", "train", "wave", "--data", str(wav_folder), "--run-dir", str(run), "--steps", "4",
+         "--batch", "2", "--save-every", "2", "--log-every", "1", "--render-every", "0", "--device", "cpu",
+         "--network", network],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    manifest = read_manifest(run / "model")
+    assert manifest["training"]["steps"] == 4
+    assert manifest["training"]["sessions"][-1]["world"] == 2
+    assert manifest["training"]["examples"] == 4 * 2 * 2

@@ -1,0 +1,306 @@
+"""The real studio server: its named API (gradio_client) and a person's clicks (Playwright + Chromium).
+
+One server is started for the module with ``python app.py`` on 127.0.0.1 and a free port, with its
+own export, cache and preset folders. The browser is Debian's /usr/bin/chromium (Playwright never
+downloads one) and may only talk to 127.0.0.1. Screenshots go to artifacts/screenshots/, the
+click-to-audio timings to artifacts/screenshots/timings.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from engine.audio import read_recipe
+
+from .ui_support import ROOT
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FAST = 4  # steps for everything but the timed default run
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("studio")
+    presets = base / "presets"
+    shutil.copytree(ROOT / "presets", presets)
+    port = _free_port()
+    log = open(base / "server.log", "w")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "--no-browser", "--device", "cpu", "--port", str(port),
+         "--export-dir", str(base / "exports"), "--cache-dir", str(base / "cache"), "--presets-dir", str(presets)],
+        cwd=base, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"the studio exited with {process.returncode}:\n{(base / 'server.log').read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.time() > deadline:
+            process.kill()
+            pytest.fail(f"the studio did not start in 120 s:\n{(base / 'server.log').read_text()}")
+        time.sleep(0.5)
+    yield SimpleNamespace(url=url, base=base, exports=base / "exports", cache=base / "cache", presets=presets,
+                          log=base / "server.log", process=process)
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+# ---------------------------------------------------------------------------- gradio_client
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server.url, verbose=False, download_files=str(server.base / "downloads"))
+
+
+def _generate_args(**overrides) -> dict:
+    args = dict(model="kick", label="kick", sampler="dpmpp_2m", steps=FAST, guidance=2.0, seed=3, lock_seed=True,
+                seed_b="", morph=0.0, count=1, reference=None, strength=0.5, variation="noise")
+    args.update(overrides)
+    return args
+
+
+def test_server_binds_loopback_and_serves_only_its_folders(server):
+    assert server.url.startswith("http://127.0.0.1:")
+    outside = ROOT / "app.py"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{server.url}gradio_api/file={outside}", timeout=5)
+    assert refused.value.code == 403
+
+
+def test_api_generate_streams_then_exports_and_restores(server, client):
+    from gradio_client import handle_file
+
+    job = client.submit(**_generate_args(seed=5, count=2), api_name="/generate")
+    final = job.result(timeout=120)
+    assert len(job.outputs()) >= 3  # start, progress steps..., sounds, plots: it streamed
+    assert final[0] == 5
+    wavs = [value for value in final if isinstance(value, str) and value.endswith(".wav")]
+    assert len(wavs) == 4  # two sounds, each as a player and as a drag-out file
+    assert sorted({read_recipe(w)["seed"] for w in wavs}) == [5, 6]
+
+    saved = client.predict("", "PCM_24", False, -12, -1, api_name="/export_all").splitlines()
+    assert [Path(p).parent for p in saved] == [server.exports] * 2
+    assert sorted(read_recipe(p)["seed"] for p in saved) == [5, 6]
+
+    restored = client.predict(handle_file(saved[1]), api_name="/restore_recipe")
+    assert restored[5] == read_recipe(saved[1])["seed"] and restored[6] is True  # seed, lock_seed
+
+    preset = client.predict("perc-morph", api_name="/load_preset")
+    assert preset[0] == "perc" and preset[5] == 11 and preset[7] == "12" and preset[8] == 0.5
+
+
+def test_api_reports_bad_input_and_keeps_serving(client):
+    from gradio_client.exceptions import AppError
+
+    for overrides, message in [({"count": 9}, "Sounds per click|count"), ({"steps": 500}, "steps|Steps|200"),
+                               ({"seed_b": "abc"}, "seed B must be a number")]:
+        with pytest.raises(AppError, match=message):
+            client.predict(**_generate_args(**overrides), api_name="/generate")
+    with pytest.raises(AppError, match="already exists"):
+        client.predict("punchy-kick", False, "kick", "kick", "dpmpp_2m", 8, 2.0, 1, "", 0.0, api_name="/save_preset")
+    assert client.predict(**_generate_args(seed=9), api_name="/generate")[0] == 9
+
+
+def test_two_users_at_once_each_get_their_own_sounds(server):
+    from gradio_client import Client
+
+    clients = [Client(server.url, verbose=False, download_files=str(server.base / f"dl{i}")) for i in range(2)]
+    results: dict[int, tuple] = {}
+
+    def run(i):
+        results[i] = clients[i].predict(**_generate_args(seed=100 * (i + 1), count=2), api_name="/generate")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    for i, seed in enumerate((100, 200)):
+        wavs = [v for v in results[i] if isinstance(v, str) and v.endswith(".wav")]
+        assert sorted({read_recipe(w)["seed"] for w in wavs}) == [seed, seed + 1]
+        history = results[i][2]["data"]
+        assert [row[4] for row in history] == [seed + 1, seed]  # only this user's takes
+
+
+# ---------------------------------------------------------------------------- a person in Chromium
+
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (make browser) to run the browser tests")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    blocked: list[str] = []
+    with playwright_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+            headless=True, viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+
+        def only_local(route):
+            url = route.request.url
+            if url.startswith(("http://127.0.0.1", "data:", "blob:")):
+                route.continue_()
+            else:
+                blocked.append(url)
+                route.abort()
+
+        context.route("**/*", only_local)
+        context.blocked = blocked
+        yield context
+        context.close()
+
+
+def _pick(page, element_id: str, option: str) -> None:
+    """Choose ``option`` in a Gradio dropdown the way a person does: open it, click the entry."""
+    page.locator(f"#{element_id} input").click()
+    page.locator(f"#{element_id} ul.options li", has_text=option).first.click()
+
+
+def _set_number(page, element_id: str, value) -> None:
+    box = page.locator(f"#{element_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def _audio_ready(slot: int) -> str:
+    return f"#slot{slot} .tds-player a[download$='.wav']"
+
+
+def _generate_and_time(page, slot: int = 0, timeout_s: float = 120) -> dict:
+    """Click Generate; return seconds to the first preview plot and to the playable audio."""
+    page.evaluate("""() => { window.__tdsPreview = null; window.__tdsStart = performance.now();
+        const watch = () => {
+          const img = document.querySelector('#slot0 [data-testid=matplotlib] img');
+          const status = document.querySelector('#status')?.innerText || '';
+          if (img && status.includes('step') && window.__tdsPreview === null)
+            window.__tdsPreview = performance.now() - window.__tdsStart;
+          if (window.__tdsPreview === null) requestAnimationFrame(watch);
+        };
+        requestAnimationFrame(watch); }""")
+    started = time.perf_counter()
+    page.click("#generate")
+    page.wait_for_selector(_audio_ready(slot), timeout=timeout_s * 1000)
+    audio_s = time.perf_counter() - started
+    preview_ms = page.evaluate("window.__tdsPreview")
+    return {"audio_s": round(audio_s, 2), "preview_s": None if preview_ms is None else round(preview_ms / 1000, 2)}
+
+
+def test_a_producer_generates_morphs_exports_restores_and_loads_presets(server, browser_context):
+    page = browser_context.new_page()
+    page.goto(server.url)
+    page.wait_for_selector("#generate")
+    page.wait_for_function("document.querySelector('#model input').value === 'kick'")
+    page.screenshot(path=str(SHOTS / "01-start.png"), full_page=True)
+
+    # pick a model: its label and default steps follow
+    _pick(page, "model", "snare")
+    page.wait_for_function("document.querySelector('#label input').value === 'snare'")
+    assert page.locator("#steps input[type=number]").input_value() == "16"
+
+    # default settings, timed from the click to a playable sound (first run loads the model)
+    timings = {"cold": _generate_and_time(page)}
+    assert page.locator("#slot0 [data-testid=matplotlib] img").count() == 1
+    assert "sound in" in page.locator("#status").inner_text()
+    page.wait_for_timeout(300)
+    timings["warm"] = _generate_and_time(page)
+    page.screenshot(path=str(SHOTS / "02-generated.png"), full_page=True)
+    (SHOTS / "timings.json").write_text(json.dumps({"settings": "default (snare, 16 steps, 1 sound, cpu)",
+                                                    **timings}, indent=2))
+
+    # lock the seed, set a seed B, move the morph slider, four sounds per click
+    page.locator("#lock-seed input").check()
+    page.locator("#seed input").fill("1234")
+    page.locator("#seed-b textarea, #seed-b input").first.fill("99")
+    _set_number(page, "steps", FAST)
+    _set_number(page, "count", 4)
+    _set_number(page, "morph", 0.5)
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#slot0').innerText.includes('→ 99 @ 0.50')", timeout=120_000)
+    page.wait_for_selector(_audio_ready(3), timeout=120_000)
+    page.wait_for_function("document.querySelectorAll('#slot3 [data-testid=matplotlib] img').length === 1",
+                           timeout=60_000)
+    assert page.locator("#slot4").is_hidden()
+    page.screenshot(path=str(SHOTS / "03-morph-batch.png"), full_page=True)
+
+    # export the first sound: it lands in the export folder with its recipe
+    page.locator("#slot0 .tds-export").click()
+    page.wait_for_function("document.querySelector('#saved textarea').value.endsWith('.wav')", timeout=30_000)
+    saved = Path(page.locator("#saved textarea").input_value().splitlines()[0])
+    assert saved.parent == server.exports and saved.is_file()
+    recipe = read_recipe(saved)
+    assert (recipe["model"], recipe["seed"], recipe["seed_b"], recipe["morph"], recipe["steps"]) == \
+        ("snare", 1234, 99, 0.5, FAST)
+
+    # load a shipped preset into the controls
+    _pick(page, "preset", "perc-morph")
+    page.click("#load-preset")
+    page.wait_for_function("document.querySelector('#seed input').value === '11'")
+    assert page.locator("#label input").input_value() == "perc"
+    assert page.locator("#morph input[type=number]").input_value() == "0.5"
+    page.screenshot(path=str(SHOTS / "04-preset.png"), full_page=True)
+
+    # drop the exported WAV: its recipe comes back into the controls
+    page.locator("#recipe-drop input[type=file]").set_input_files(str(saved))
+    page.wait_for_function("document.querySelector('#recipe-note').innerText.includes('Restored')",
+                           timeout=30_000)
+    assert page.locator("#seed input").input_value() == "1234"
+    assert page.locator("#model input").input_value() == "snare"
+
+    # a file that is not audio: a readable message, and the page keeps working
+    junk = server.base / "notes.wav"
+    junk.write_text("not audio at all")
+    page.locator("#recipe-drop button[aria-label*=Clear], #recipe-drop button[aria-label*=clear]").first.click()
+    page.locator("#recipe-drop input[type=file]").set_input_files(str(junk))
+    page.wait_for_selector("text=neither a studio WAV nor usable audio", timeout=30_000)
+    page.screenshot(path=str(SHOTS / "05-error.png"), full_page=False)
+    assert not browser_context.blocked, f"the page tried to reach the internet: {browser_context.blocked}"
+    page.close()
+
+
+def test_the_dark_theme_reads_well(server, browser_context):
+    page = browser_context.new_page()
+    page.goto(server.url + "?__theme=dark")
+    page.wait_for_selector("#generate")
+    _set_number(page, "steps", FAST)
+    _set_number(page, "count", 2)
+    page.click("#generate")
+    page.wait_for_selector(_audio_ready(1), timeout=120_000)
+    page.wait_for_function("document.querySelectorAll('#slot1 [data-testid=matplotlib] img').length === 1",
+                           timeout=60_000)
+    page.screenshot(path=str(SHOTS / "06-dark.png"), full_page=True)
+    page.close()

@@ -1,0 +1,314 @@
+"""The page: where each control sits, and which handler each button calls.
+
+Controls are registered by name in one dict; ``_wire`` feeds a handler the controls named by its
+parameters and maps the ``{name: value}`` dict it returns back onto components, so nothing here
+depends on the order of arguments. All behaviour lives in ``ui/handlers.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from pathlib import Path
+
+import gradio as gr
+
+from engine import Studio
+
+from .handlers import ANY_LABEL, FORMATS, SLOTS, Handlers, slot_key
+from .history import COLUMNS, Session, sweep
+from .presets import list_presets
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+CSS = """
+.tds-header h1 { margin: 0; font-size: 1.4rem; }
+.tds-header p { margin: 0; opacity: .75; font-size: .85rem; }
+.tds-status { display: flex; align-items: center; gap: .6rem; min-height: 1.6rem; font-size: .9rem; }
+.tds-status progress { flex: 1; height: .55rem; accent-color: #f97316; }
+.tds-caption p { margin: 0 !important; font-size: .85rem; font-weight: 600; }
+.tds-card { gap: .4rem !important; }
+.tds-card button { min-width: 0 !important; }
+.tds-dice { align-self: end; margin-bottom: 6px; font-size: 1.35rem !important; padding: 2px 8px !important; }
+.tds-dragout td.download a { font-weight: 600; cursor: grab; }
+.tds-inline { align-self: end; margin-bottom: 2px; }
+.tds-empty { border: 1px dashed var(--border-color-primary); border-radius: var(--radius-lg);
+             padding: 1.5rem 1.8rem; opacity: .85; }
+"""
+
+# Chrome lets a page hand a file to the desktop when a link is dragged out of it (a file manager,
+# a DAW's arrangement): give the links of the result files that "DownloadURL".
+HEAD = """
+<script>
+document.addEventListener("dragstart", (event) => {
+  const link = event.target && event.target.closest ? event.target.closest(".tds-dragout a[href]") : null;
+  if (!link || !event.dataTransfer) return;
+  const url = new URL(link.getAttribute("href"), window.location.href).href;
+  const name = link.getAttribute("download") || decodeURIComponent(url.split("?")[0].split("/").pop());
+  event.dataTransfer.setData("DownloadURL", "audio/wav:" + name + ":" + url);
+});
+</script>
+"""
+
+GENERATE_OUTPUTS = ["seed", "session", "status", "history", "take", "empty_note",
+                    *[f"row{r}" for r in range(SLOTS // 2)],
+                    *[slot_key(i, part) for i in range(SLOTS)
+                      for part in ("group", "audio", "plot", "file", "caption")]]
+CONTROL_OUTPUTS = ["model", "label", "sampler", "steps", "guidance", "seed", "lock_seed", "seed_b", "morph", "count",
+                   "strength", "variation", "reference", "variation_box", "model_info", "recipe_note"]
+
+
+def _close_session(session) -> None:
+    if isinstance(session, Session):
+        session.close()
+
+
+def _wire(C: dict, trigger, fn, outputs: list[str], **options):
+    """``trigger(fn)`` with inputs = the controls named by fn's parameters, outputs = ``outputs``."""
+    names = [p for p in inspect.signature(fn).parameters if p not in ("evt", "request")]
+    inputs = [C[name] for name in names]
+    targets = {name: C[name] for name in outputs}
+
+    def to_components(values: dict) -> dict:
+        unknown = set(values) - set(targets)
+        if unknown:  # a wiring bug, not a user error: say exactly which
+            raise RuntimeError(f"{getattr(fn, '__name__', fn)} returned {sorted(unknown)}, not among its outputs")
+        return {targets[name]: value for name, value in values.items()}
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            for values in fn(*args, **kwargs):
+                yield to_components(values)
+    else:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            return to_components(fn(*args, **kwargs))
+    options.setdefault("show_progress", "minimal")
+    if "api_name" not in options:
+        options["api_visibility"] = "private"
+    return trigger(wrapper, inputs=inputs, outputs=list(targets.values()), **options)
+
+
+def _controls(C: dict, h: Handlers, settings: Settings) -> None:
+    """The left column: model, sampling, seeds, variation, Generate, presets, recipe drop."""
+    model = h.default_model()
+    info = h.studio.describe(model) if model else {"labels": [], "label": None, "samplers": [], "defaults": {},
+                                                   "takes_guidance": False}
+    defaults = info["defaults"]
+    with gr.Group():
+        with gr.Row():
+            C["model"] = gr.Dropdown(h.model_choices(), value=model, label="Model", scale=3, min_width=140,
+                                     allow_custom_value=True, elem_id="model")
+            C["label"] = gr.Dropdown([ANY_LABEL, *info["labels"]], value=info["label"] or ANY_LABEL,
+                                     label="Sound", visible=bool(info["labels"]), scale=2, min_width=110,
+                                     elem_id="label")
+        C["model_info"] = gr.Markdown(h._model_controls(model)["model_info"] if model else "no models found",
+                                      elem_classes="tds-model-info", padding=True, elem_id="model-info")
+    with gr.Accordion("Add a model folder", open=False):
+        with gr.Row(equal_height=True):
+            C["model_folder"] = gr.Textbox(show_label=False, placeholder="/path/to/my-model (has manifest.json)",
+                                           scale=4, interactive=not settings.remote, elem_id="model-folder")
+            C["add_model"] = gr.Button("Add", scale=1, min_width=60, interactive=not settings.remote,
+                                       elem_id="add-model")
+    with gr.Row():
+        C["sampler"] = gr.Dropdown(info["samplers"], value=defaults.get("sampler"), label="Sampler",
+                                   min_width=110, elem_id="sampler")
+        C["steps"] = gr.Slider(1, 200, value=int(defaults.get("steps", 16)), step=1, label="Steps",
+                               min_width=160, elem_id="steps")
+    C["guidance"] = gr.Slider(0.0, 15.0, value=float(defaults.get("guidance", 1.0)), step=0.1,
+                              label="Guidance", info="how strongly the sound follows its label",
+                              visible=bool(info["takes_guidance"]), elem_id="guidance")
+    with gr.Row(equal_height=False, elem_classes="tds-seeds"):
+        C["seed"] = gr.Number(value=0, precision=0, minimum=0, label="Seed", scale=3, min_width=110, elem_id="seed")
+        C["roll_seed"] = gr.Button("⚄", size="sm", elem_classes="tds-dice", scale=0, min_width=44,
+                                   elem_id="roll-seed")
+        C["lock_seed"] = gr.Checkbox(False, label="Lock seed", info="unlocked: a new seed every click",
+                                     scale=2, min_width=120, elem_id="lock-seed")
+    with gr.Row(equal_height=False, elem_classes="tds-seeds"):
+        C["seed_b"] = gr.Textbox("", label="Seed B (morph target)", placeholder="none", scale=3,
+                                 min_width=110, elem_id="seed-b")
+        C["roll_seed_b"] = gr.Button("⚄", size="sm", elem_classes="tds-dice", scale=0, min_width=44,
+                                     elem_id="roll-seed-b")
+        C["morph"] = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Morph A → B", scale=2, min_width=120,
+                               elem_id="morph")
+    C["count"] = gr.Slider(1, SLOTS, value=1, step=1, label="Sounds per click", elem_id="count")
+    with gr.Accordion("Variation of a reference sound", open=False) as C["variation_box"]:
+        C["reference"] = gr.Audio(sources=["upload"], type="filepath", label="Reference (drop a one-shot)",
+                                  buttons=[], elem_id="reference")
+        C["reference_info"] = gr.Markdown()
+        with gr.Row():
+            C["strength"] = gr.Slider(0.01, 1.0, value=0.5, step=0.01, label="Variation strength",
+                                      info="small: close to the reference; 1: ignore it", min_width=150,
+                                      elem_id="strength")
+            C["variation"] = gr.Radio(["noise", "invert"], value="noise", label="Mode", min_width=110,
+                                      info="noise: re-noise it; invert: trace it back to its noise",
+                                      elem_id="variation")
+    with gr.Row():
+        C["generate"] = gr.Button("Generate", variant="primary", size="lg", scale=3, elem_id="generate")
+        C["stop"] = gr.Button("Stop", variant="stop", size="lg", scale=1, min_width=70, elem_id="stop")
+    C["status"] = gr.HTML('<div class="tds-status"><span>ready</span></div>', elem_id="status")
+    with gr.Accordion("Presets", open=True):
+        with gr.Row(equal_height=True):
+            C["preset"] = gr.Dropdown(list_presets(settings.presets_dir), value=None, label="Preset", scale=3,
+                                      allow_custom_value=True, elem_id="preset")
+            C["load_preset"] = gr.Button("Load", size="md", scale=1, min_width=70, elem_id="load-preset",
+                                         elem_classes="tds-inline")
+        with gr.Row(equal_height=True):
+            C["preset_name"] = gr.Textbox(label="Save current settings as", placeholder="my-kick", scale=3,
+                                          elem_id="preset-name")
+            C["save_preset"] = gr.Button("Save", size="md", scale=1, min_width=70, elem_id="save-preset",
+                                         elem_classes="tds-inline")
+        C["preset_overwrite"] = gr.Checkbox(False, label="overwrite a preset with the same name",
+                                            elem_id="preset-overwrite", container=False)
+    with gr.Accordion("Restore a sound's settings from its WAV", open=True):
+        C["recipe_file"] = gr.File(label="Drop a WAV exported by the studio", file_types=["audio", ".wav"],
+                                   height=120, elem_id="recipe-drop")
+        C["recipe_note"] = gr.Markdown(elem_id="recipe-note")
+        C["use_reference"] = gr.Button("Use it as the reference instead", size="sm", visible=False,
+                                       elem_id="use-reference")
+
+
+def _results(C: dict, settings: Settings) -> None:
+    """The right column: result cards, export, history."""
+    C["empty_note"] = gr.Markdown(
+        "### No sounds yet\nPick a model (or a preset) on the left and press **Generate**. Each sound gets a "
+        "player, a waveform + spectrogram, and a WAV you can drag straight into your DAW. With the seed unlocked "
+        "every click rolls a new seed; lock it and move **Morph** towards a seed B to explore around a hit.",
+        elem_classes="tds-empty", elem_id="empty-note")
+    for row in range(SLOTS // 2):
+        with gr.Row(equal_height=False, visible=False) as C[f"row{row}"]:
+            for col in range(2):
+                i = row * 2 + col
+                with gr.Column(visible=False, variant="panel", min_width=300, elem_classes="tds-card",
+                               elem_id=f"slot{i}") as C[slot_key(i, "group")]:
+                    C[slot_key(i, "caption")] = gr.Markdown(elem_classes="tds-caption")
+                    C[slot_key(i, "plot")] = gr.Plot(show_label=False, format="png")
+                    C[slot_key(i, "audio")] = gr.Audio(type="filepath", interactive=False, show_label=False,
+                                                       buttons=["download"], elem_classes="tds-player")
+                    C[slot_key(i, "file")] = gr.File(label="WAV: drag the ⇣ link into your DAW",
+                                                     interactive=False, height=60, elem_classes="tds-dragout")
+                    with gr.Row(equal_height=True):
+                        C[slot_key(i, "export")] = gr.Button("Export", size="sm", variant="primary", min_width=60,
+                                                             elem_classes="tds-export")
+                        C[slot_key(i, "vary")] = gr.Button("Vary this", size="sm", min_width=60,
+                                                           elem_classes="tds-vary")
+                        C[slot_key(i, "favourite")] = gr.Button("★ Favourite", size="sm", min_width=60,
+                                                                elem_classes="tds-fav")
+    with gr.Accordion("Export", open=True):
+        with gr.Row(equal_height=True):
+            C["export_dir"] = gr.Textbox(str(settings.export_dir), label="Export folder", scale=4,
+                                         info="inside the --export-dir while shared" if settings.remote else None,
+                                         elem_id="export-dir")
+            C["wav_format"] = gr.Radio([(label, key) for key, label in FORMATS.items()], value="PCM_24",
+                                       label="WAV format", scale=2, min_width=220, elem_id="wav-format")
+        with gr.Row(equal_height=True):
+            C["normalise"] = gr.Checkbox(False, label="Normalise loudness", info="to the target, never above "
+                                         "the ceiling", scale=2, min_width=150, elem_id="normalise")
+            C["target_lufs"] = gr.Slider(-40, -3, value=-12, step=0.5, label="Target LUFS", scale=2,
+                                         min_width=150)
+            C["ceiling_db"] = gr.Slider(-24, 0, value=-1, step=0.1, label="Ceiling dBFS", scale=2, min_width=150)
+        with gr.Row(equal_height=True):
+            C["export_all"] = gr.Button("Export all", variant="primary", scale=1, min_width=110,
+                                        elem_id="export-all", elem_classes="tds-inline")
+            C["saved"] = gr.Textbox(label="Saved files", lines=1, max_lines=8, interactive=False,
+                                    buttons=["copy"], scale=5, elem_id="saved")
+    with gr.Accordion("History (this session)", open=True):
+        C["history"] = gr.Dataframe(headers=COLUMNS, value=[], interactive=False, max_height=260, wrap=False,
+                                    elem_id="history")
+        with gr.Row(equal_height=True):
+            C["take"] = gr.Dropdown([], value=None, label="Take (click a row)", scale=3, allow_custom_value=True,
+                                    elem_id="take")
+            C["favourites_only"] = gr.Checkbox(False, label="favourites only", scale=1, min_width=130,
+                                               elem_id="favourites-only")
+        with gr.Row():
+            C["history_play"] = gr.Button("▶ Play", size="sm", elem_id="history-play")
+            C["history_load"] = gr.Button("Load into controls", size="sm", elem_id="history-load")
+            C["history_export"] = gr.Button("Export", size="sm", elem_id="history-export")
+            C["history_favourite"] = gr.Button("★ Favourite", size="sm", elem_id="history-favourite")
+        with gr.Row(equal_height=True, visible=False) as C["history_player"]:
+            C["history_audio"] = gr.Audio(type="filepath", interactive=False, show_label=False, scale=3,
+                                          buttons=["download"], elem_id="history-audio")
+            C["history_file"] = gr.File(label="Drag into your DAW", interactive=False, height=60, scale=2,
+                                        elem_classes="tds-dragout")
+
+
+def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
+    """The whole studio page over ``studio``; launch it with ``demo.launch(**launch_kwargs(settings))``."""
+    h = Handlers(studio, settings)
+    swept = sweep(settings.sounds_dir)
+    if swept:
+        log.info("removed %d stale session folder(s) from %s", swept, settings.sounds_dir)
+    C: dict = {}
+    with gr.Blocks(title="Tiny Diffusion Studio", delete_cache=(3600, 24 * 3600)) as demo:
+        C["session"] = gr.State(None, delete_callback=_close_session)
+        gr.Markdown("# Tiny Diffusion Studio\nDrum one-shots from small diffusion models · generating on "
+                    f"**{settings.device}** · exports go to `{settings.export_dir}`", elem_classes="tds-header")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=4, min_width=340):
+                _controls(C, h, settings)
+            with gr.Column(scale=7, min_width=340):
+                _results(C, settings)
+
+        wire = functools.partial(_wire, C)
+        model_outputs = ["label", "sampler", "steps", "guidance", "model_info"]
+        demo.load(**_load(C, h))
+        wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")
+        wire(C["add_model"].click, h.add_model_folder, ["model", "model_folder"], api_name="add_model_folder")
+        wire(C["roll_seed"].click, h.roll_seed, ["seed"], api_name="roll_seed")
+        wire(C["roll_seed_b"].click, h.roll_seed_b, ["seed_b"], api_name="roll_seed_b")
+        wire(C["reference"].upload, h.check_reference, ["reference", "reference_info"], api_name="check_reference")
+        running = wire(C["generate"].click, h.generate, GENERATE_OUTPUTS, api_name="generate",
+                       show_progress="hidden")
+        C["stop"].click(None, cancels=[running])
+        wire(C["export_all"].click, h.export_all, ["saved"], api_name="export_all")
+        for i in range(SLOTS):
+            wire(C[slot_key(i, "export")].click, functools.partial(h.export_slot, i), ["saved"])
+            wire(C[slot_key(i, "vary")].click, functools.partial(h.vary_slot, i),
+                 ["reference", "variation_box", "reference_info"])
+            wire(C[slot_key(i, "favourite")].click, functools.partial(h.favourite_slot, i),
+                 ["history", "session", "take", slot_key(i, "caption")])
+        wire(C["recipe_file"].upload, h.restore_recipe, [*CONTROL_OUTPUTS, "use_reference"],
+             api_name="restore_recipe")
+        wire(C["use_reference"].click, h.use_dropped_as_reference,
+             ["reference", "reference_info", "variation_box", "use_reference"])
+        wire(C["load_preset"].click, h.load_preset, CONTROL_OUTPUTS, api_name="load_preset")
+        wire(C["save_preset"].click, h.save_preset, ["preset", "preset_overwrite", "recipe_note"],
+             api_name="save_preset")
+        wire(C["history"].select, h.select_take, ["take"])
+        wire(C["history_play"].click, h.history_play, ["history_audio", "history_file", "history_player"],
+             api_name="history_play")
+        wire(C["history_load"].click, h.history_load, CONTROL_OUTPUTS, api_name="history_load")
+        wire(C["history_export"].click, h.export_take, ["saved"], api_name="export_take")
+        wire(C["history_favourite"].click, h.history_favourite, ["history", "session", "take"],
+             api_name="history_favourite")
+        wire(C["favourites_only"].change, h.filter_history, ["history", "take"])
+    demo.queue(default_concurrency_limit=settings.concurrency, max_size=64)
+    return demo
+
+
+def _load(C: dict, h: Handlers) -> dict:
+    """demo.load arguments: refresh the model and preset lists whenever a page opens."""
+    def on_load(model):
+        out = h.refresh(model)
+        return {C[name]: value for name, value in out.items()}
+    return {"fn": on_load, "inputs": [C["model"]],
+            "outputs": [C[n] for n in ("model", "preset", "label", "sampler", "guidance", "model_info")],
+            "api_visibility": "private", "show_progress": "hidden"}
+
+
+def theme() -> gr.themes.Base:
+    """Gradio's default look in the app's orange, with system fonts (no font downloads: it runs offline)."""
+    return gr.themes.Default(primary_hue="orange", secondary_hue="slate", neutral_hue="slate",
+                             font=["system-ui", "-apple-system", "Segoe UI", "sans-serif"],
+                             font_mono=["ui-monospace", "SFMono-Regular", "monospace"])
+
+
+def launch_kwargs(settings: Settings) -> dict:
+    """Everything demo.launch needs: where to listen and which folders may be served (only ours)."""
+    return {"server_name": settings.host, "server_port": settings.port, "share": settings.share,
+            "inbrowser": settings.open_browser, "allowed_paths": [str(settings.export_dir), str(settings.cache_dir)],
+            "max_file_size": "64mb", "show_error": True, "theme": theme(), "css": CSS, "head": HEAD,
+            "footer_links": ["api", "settings"]}

@@ -1,0 +1,562 @@
+"""What every button does: plain methods that check their input, make one engine call, and
+return the new values of the controls they change.
+
+Each method's parameter names are the names of the controls it reads (``ui/app.py`` wires the
+inputs from those names, so the UI and the handlers can never disagree about the order), and
+each returns (or, for generation, yields) a dict ``{control name: new value}`` holding only
+what changed. They run without a browser: the unit tests call them directly. A user's mistake
+(a bad file, a value out of range, an unknown model) becomes ``gr.Error`` with the engine's
+message; anything unexpected is logged with its traceback and shown as a short error, so
+nothing a user sends can take the server down.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import gradio as gr
+
+from engine import AudioFileError, GenerationRequest, Progress, Result, Studio, StudioError
+from engine import audio as audio_io
+
+from . import presets
+from .history import Session
+from .plots import sound_figure
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+SLOTS = 8                        # result cards on the page = the most sounds per click
+ANY_LABEL = "(any)"              # label choice meaning "unconditional"
+MAX_UI_SEED = 2**53 - 1 - 64     # a browser number holds integers exactly only up to 2**53
+ROLL_SEED_MAX = 2**31 - 1        # rolled seeds stay short enough to read and type
+PREVIEW_INTERVAL_S = 0.4         # at most this often a preview plot is drawn while sampling
+REFERENCE_MAX_S = 30.0
+FORMATS = {"PCM_24": "24-bit PCM", "FLOAT": "32-bit float"}
+CONTROL_KEYS = ("model", "label", "sampler", "steps", "guidance", "seed", "lock_seed", "seed_b", "morph",
+                "count", "strength", "variation")
+
+
+def slot_key(index: int, part: str) -> str:
+    """Name of one part of a result card: group, audio, plot, file, caption."""
+    return f"slot{index}_{part}"
+
+
+def user_facing(fn):
+    """Turn engine errors into gr.Error with their message, and bugs into a short logged error."""
+
+    def translate(error: Exception) -> Exception:
+        if isinstance(error, gr.Error):
+            return error
+        if isinstance(error, StudioError):
+            return gr.Error(str(error), print_exception=False)
+        log.exception("unexpected error in %s", fn.__name__)
+        return gr.Error(f"Something went wrong in {fn.__name__}: {type(error).__name__}: {error}. "
+                        "The server is still running; the details are in its log.")
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stream(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except GeneratorExit:
+                raise
+            except Exception as error:  # noqa: BLE001 - every failure must reach the user as a message
+                raise translate(error) from error
+        return stream
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001
+            raise translate(error) from error
+    return call
+
+
+# ------------------------------------------------------------------ small checks
+
+def _number(value: Any, name: str, integer: bool = False, optional: bool = False) -> float | int | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if optional:
+            return None
+        raise gr.Error(f"{name} is empty; enter a number")
+    if isinstance(value, bool):
+        raise gr.Error(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise gr.Error(f"{name} must be a finite number, got {value!r}")
+    if integer:
+        if not number.is_integer():
+            raise gr.Error(f"{name} must be a whole number, got {value!r}")
+        return int(number)
+    return number
+
+
+def _seed(value: Any, name: str, optional: bool = False) -> int | None:
+    seed = _number(value, name, integer=True, optional=optional)
+    if seed is not None and not 0 <= seed <= MAX_UI_SEED:
+        raise gr.Error(f"{name} must be between 0 and {MAX_UI_SEED}, got {seed}")
+    return seed
+
+
+def roll() -> int:
+    return random.SystemRandom().randint(0, ROLL_SEED_MAX)
+
+
+def _label_value(label: str | None) -> str | None:
+    return None if label in (None, "", ANY_LABEL) else label
+
+
+def status_html(text: str, step: int | None = None, total: int | None = None) -> str:
+    bar = f'<progress value="{step}" max="{total}"></progress>' if total else ""
+    return f'<div class="tds-status">{bar}<span>{text}</span></div>'
+
+
+def _path_of(upload: Any) -> str | None:
+    """A gr.File / gr.Audio(type="filepath") value, or a client's FileData dict, as a path."""
+    if upload is None:
+        return None
+    if isinstance(upload, dict):
+        upload = upload.get("path") or upload.get("name")
+    if hasattr(upload, "path"):
+        upload = upload.path
+    return str(upload) if upload else None
+
+
+class Handlers:
+    """The UI's actions over one shared :class:`Studio`; all per-user data lives in the Session state."""
+
+    def __init__(self, studio: Studio, settings: Settings):
+        self.studio = studio
+        self.settings = settings
+
+    # ------------------------------------------------------------------ session
+    def new_session(self) -> Session:
+        return Session.create(self.settings.sounds_dir, self.settings.max_history)
+
+    def _session(self, session: Session | None) -> Session:
+        if not isinstance(session, Session) or not session.folder.is_dir():
+            session = self.new_session()
+        return session
+
+    # ------------------------------------------------------------------ models
+    def model_choices(self) -> list[str]:
+        return sorted(self.studio.models(), key=lambda n: (n != "drums" and "/" in n, n))
+
+    def default_model(self) -> str | None:
+        names = self.model_choices()
+        return "kick" if "kick" in names else (names[0] if names else None)
+
+    def _model_controls(self, model: str, label: str | None = None, sampler: str | None = None) -> dict:
+        """Label, sampler and guidance controls that fit ``model`` (values kept when they fit)."""
+        info = self.studio.describe(model)
+        defaults = info["defaults"]
+        labels = info["labels"]
+        label_value = label if label in labels else (info["label"] or ANY_LABEL)
+        samplers = info["samplers"]
+        sampler_value = sampler if sampler in samplers else defaults.get("sampler", samplers[0])
+        trained = f" · trained {info['training_steps']:,} steps" if info.get("training_steps") else ""
+        text = (f"**{info['name']}** · {info['kind']} · {info['seconds']:.2f} s at {info['sample_rate'] / 1000:g} kHz"
+                f"{trained}" + (f" · labels: {', '.join(labels)}" if labels else ""))
+        return {
+            "label": gr.update(choices=[ANY_LABEL, *labels], value=label_value if labels else ANY_LABEL,
+                               visible=bool(labels)),
+            "sampler": gr.update(choices=samplers, value=sampler_value),
+            "guidance": gr.update(visible=bool(info["takes_guidance"])),
+            "model_info": text,
+        }
+
+    @user_facing
+    def describe_model(self, model: str) -> dict:
+        """The user picked a model: its labels, samplers and default steps/guidance."""
+        if not model:
+            raise gr.Error("choose a model")
+        info = self.studio.describe(model)
+        out = self._model_controls(model)
+        out["steps"] = int(info["defaults"].get("steps", 16))
+        out["guidance"] = gr.update(visible=bool(info["takes_guidance"]),
+                                    value=float(info["defaults"].get("guidance", 1.0)))
+        return out
+
+    @user_facing
+    def add_model_folder(self, model_folder: str, model: str) -> dict:
+        if self.settings.remote:
+            raise gr.Error("adding model folders is switched off while the studio is shared; restart it "
+                           "with --models-root FOLDER instead")
+        folder = Path(str(model_folder or "").strip()).expanduser()
+        if not str(model_folder or "").strip():
+            raise gr.Error("type the path of a model folder (or of a folder of model folders) first")
+        before = set(self.studio.models())
+        self.studio.add_root(folder)
+        added = sorted(set(self.studio.models()) - before)
+        if not added:
+            gr.Warning(f"{folder} holds no new model folder (a model folder has a manifest.json)")
+        else:
+            gr.Info(f"added {', '.join(added)}")
+        return {"model": gr.update(choices=self.model_choices(), value=added[0] if added else model),
+                "model_folder": ""}
+
+    @user_facing
+    def refresh(self, model: str) -> dict:
+        """Page load: fresh model and preset lists (training or another tab may have added some)."""
+        names = self.model_choices()
+        model = model if model in names else self.default_model()
+        out = {"model": gr.update(choices=names, value=model),
+               "preset": gr.update(choices=presets.list_presets(self.settings.presets_dir))}
+        if model:
+            out.update(self._model_controls(model))
+        return out
+
+    # ------------------------------------------------------------------ seeds
+    def roll_seed(self) -> dict:
+        return {"seed": roll()}
+
+    def roll_seed_b(self) -> dict:
+        return {"seed_b": str(roll())}
+
+    # ------------------------------------------------------------------ generation
+    def _request(self, model, label, sampler, steps, guidance, seed, seed_b, morph, count, reference,
+                 strength, variation) -> GenerationRequest:
+        if not model:
+            raise gr.Error("choose a model")
+        count = _number(count, "count", integer=True)
+        if not 1 <= count <= SLOTS:
+            raise gr.Error(f"count must be between 1 and {SLOTS} sounds per click, got {count}")
+        seed_b = _seed(seed_b, "seed B", optional=True)
+        morph = _number(morph, "morph") if morph is not None else 0.0
+        if seed_b is None and morph:
+            gr.Warning("morph only has an effect with a seed B; set one (or press the dice next to it)")
+        reference = _path_of(reference)
+        if reference:
+            self._check_reference_file(reference)
+        request = GenerationRequest(
+            model=str(model), label=_label_value(label), sampler=sampler or None,
+            steps=_number(steps, "steps", integer=True, optional=True),
+            guidance=_number(guidance, "guidance", optional=True), seed=_seed(seed, "seed"), seed_b=seed_b,
+            morph=morph, count=count, reference=reference,
+            strength=_number(strength, "variation strength") if strength is not None else 0.5,
+            variation=variation or "noise")
+        return request.validated()
+
+    def _check_reference_file(self, path: str) -> str:
+        audio, rate = audio_io.read_audio(path, max_seconds=REFERENCE_MAX_S)
+        if float(audio.abs().max()) < 1e-4:
+            raise AudioFileError(f"the reference {Path(path).name} is silent: nothing to vary")
+        return f"reference: {Path(path).name}, {audio.shape[1] / rate:.2f} s, {audio.shape[0]} ch, {rate} Hz"
+
+    @user_facing
+    def check_reference(self, reference) -> dict:
+        """A reference was uploaded: refuse non-audio, overlong and silent files right away."""
+        path = _path_of(reference)
+        if not path:
+            return {"reference_info": ""}
+        try:
+            return {"reference_info": self._check_reference_file(path)}
+        except StudioError as error:
+            gr.Warning(str(error))
+            return {"reference": None, "reference_info": f"⚠ {error}"}
+
+    @user_facing
+    def generate(self, model, label, sampler, steps, guidance, seed, lock_seed, seed_b, morph, count,
+                 reference, strength, variation, session) -> Iterator[dict]:
+        """Sample: stream status and a preview plot, then each sound's player, drag-out file and plot."""
+        session = self._session(session)
+        if not lock_seed:
+            seed = roll()
+        request = self._request(model, label, sampler, steps, guidance, seed, seed_b, morph, count, reference,
+                                strength, variation)
+        steps_total = request.steps or 0
+        start = {"seed": request.seed, "session": session,
+                 "status": status_html(f"loading {request.model}…", 0, steps_total or 1),
+                 slot_key(0, "group"): gr.update(visible=True), slot_key(0, "audio"): None,
+                 slot_key(0, "file"): None, slot_key(0, "caption"): f"sampling seed {request.seed}…",
+                 "empty_note": gr.update(visible=False)}
+        for i in range(1, SLOTS):
+            start[slot_key(i, "group")] = gr.update(visible=False)
+        for row in range(SLOTS // 2):
+            start[f"row{row}"] = gr.update(visible=row == 0)
+        yield start
+
+        preview_every = max(1, round((steps_total or 16) / 6))
+        events = self.studio.generate(request, preview_every=preview_every)
+        result: Result | None = None
+        last_preview = 0.0
+        try:
+            for event in events:
+                if isinstance(event, Result):
+                    result = event
+                    break
+                assert isinstance(event, Progress)
+                out = {"status": status_html(f"step {event.step}/{event.total}", event.step, event.total)}
+                now = time.monotonic()
+                if event.preview is not None and (now - last_preview >= PREVIEW_INTERVAL_S
+                                                  or event.step == event.total):
+                    out[slot_key(0, "plot")] = sound_figure(event.preview, event.sample_rate,
+                                                            f"preview · step {event.step}/{event.total}")
+                    last_preview = time.monotonic()
+                yield out
+        finally:
+            events.close()  # stops the sampler if the user pressed Stop or closed the tab
+        if result is None:
+            raise gr.Error("generation ended without a result")
+
+        takes = []
+        for sound in result.sounds:
+            wav = audio_io.export_wav(sound.audio, sound.sample_rate, session.folder, sound.recipe)
+            master = audio_io.export_wav(sound.audio, sound.sample_rate, session.folder / "masters", sound.recipe,
+                                         subtype="FLOAT")
+            takes.append(session.add(sound.recipe, wav, master))
+        session.batch = [t.id for t in takes]
+        done = {"session": session, "history": session.table(), "take": gr.update(choices=session.choices()),
+                "status": status_html(f"{len(takes)} sound{'s' if len(takes) > 1 else ''} in {result.seconds:.1f} s "
+                                      f"on {result.device}", 1, 1)}
+        for row in range(SLOTS // 2):
+            done[f"row{row}"] = gr.update(visible=2 * row < len(takes))
+        for i in range(SLOTS):
+            take = takes[i] if i < len(takes) else None
+            done[slot_key(i, "group")] = gr.update(visible=take is not None)
+            if take is not None:
+                done[slot_key(i, "audio")] = take.wav
+                done[slot_key(i, "file")] = take.wav
+                done[slot_key(i, "caption")] = take.caption()
+        yield done  # the sounds first: playable before their plots are drawn
+        yield {slot_key(i, "plot"): sound_figure(s.audio, s.sample_rate) for i, s in enumerate(result.sounds)}
+
+    # ------------------------------------------------------------------ results
+    def _slot_take(self, session: Session | None, slot: int):
+        session = self._session(session)
+        batch = session.current()
+        if not 0 <= slot < len(batch):
+            raise gr.Error("there is no sound in that slot yet; press Generate first")
+        return session, batch[slot]
+
+    @user_facing
+    def vary_slot(self, slot: int, session) -> dict:
+        session, take = self._slot_take(session, int(slot))
+        gr.Info(f"take #{take.id} is now the reference: Generate makes variations of it")
+        return {"reference": take.wav, "variation_box": gr.update(open=True),
+                "reference_info": f"reference: take #{take.id} ({take.caption()})"}
+
+    @user_facing
+    def favourite_slot(self, slot: int, session, favourites_only) -> dict:
+        session, take = self._slot_take(session, int(slot))
+        session.toggle_favourite(take.id)
+        return {"history": session.table(bool(favourites_only)), "session": session,
+                "take": gr.update(choices=session.choices(bool(favourites_only))),
+                slot_key(int(slot), "caption"): ("★ " if take.favourite else "") + take.caption()}
+
+    # ------------------------------------------------------------------ export
+    def _export_folder(self, export_dir: str | None) -> Path:
+        text = str(export_dir or "").strip()
+        folder = Path(text).expanduser() if text else self.settings.export_dir
+        if not folder.is_absolute():
+            folder = Path.cwd() / folder
+        folder = folder.resolve()
+        if self.settings.remote and not folder.is_relative_to(self.settings.export_dir):
+            raise gr.Error(f"while the studio is shared, exports go inside {self.settings.export_dir}")
+        if folder.exists() and not folder.is_dir():
+            raise gr.Error(f"{folder} is a file, not a folder")
+        return folder
+
+    def _export(self, takes, export_dir, wav_format, normalise, target_lufs, ceiling_db) -> dict:
+        if wav_format not in FORMATS:
+            raise gr.Error(f"format must be one of {list(FORMATS)}, got {wav_format!r}")
+        folder = self._export_folder(export_dir)
+        loudness = None
+        if normalise:
+            target = _number(target_lufs, "target loudness")
+            ceiling = _number(ceiling_db, "peak ceiling")
+            if not -40.0 <= target <= -3.0:
+                raise gr.Error(f"target loudness must be between -40 and -3 LUFS, got {target}")
+            if not -24.0 <= ceiling <= 0.0:
+                raise gr.Error(f"peak ceiling must be between -24 and 0 dBFS, got {ceiling}")
+            loudness = {"target_lufs": target, "ceiling_db": ceiling}
+        paths = []
+        for take in takes:
+            audio, rate = audio_io.read_audio(take.master)
+            if loudness:
+                audio = audio_io.loudness_normalise(audio, rate, loudness["target_lufs"], loudness["ceiling_db"])
+            recipe = dict(take.recipe, **({"loudness": loudness} if loudness else {}))
+            paths.append(audio_io.export_wav(audio, rate, folder, recipe, subtype=wav_format))
+        gr.Info(f"saved {len(paths)} WAV{'s' if len(paths) > 1 else ''} to {folder}")
+        return {"saved": "\n".join(str(p) for p in paths)}
+
+    @user_facing
+    def export_slot(self, slot: int, export_dir, wav_format, normalise, target_lufs, ceiling_db, session) -> dict:
+        _, take = self._slot_take(session, int(slot))
+        return self._export([take], export_dir, wav_format, normalise, target_lufs, ceiling_db)
+
+    @user_facing
+    def export_all(self, export_dir, wav_format, normalise, target_lufs, ceiling_db, session) -> dict:
+        takes = self._session(session).current()
+        if not takes:
+            raise gr.Error("nothing to export yet; press Generate first")
+        return self._export(takes, export_dir, wav_format, normalise, target_lufs, ceiling_db)
+
+    @user_facing
+    def export_take(self, take, export_dir, wav_format, normalise, target_lufs, ceiling_db, session) -> dict:
+        found = self._session(session).get(take)
+        if found is None:
+            raise gr.Error("pick a take in the history first")
+        return self._export([found], export_dir, wav_format, normalise, target_lufs, ceiling_db)
+
+    # ------------------------------------------------------------------ recipes, presets, history
+    def _controls(self, values: dict, note: str = "") -> dict:
+        """Set every control from request fields (a recipe, a preset, a take) and lock the seed."""
+        model = values.get("model")
+        models = self.studio.models()
+        if model not in models and values.get("model_folder") in models:
+            model = values["model_folder"]
+        if model not in models and not (isinstance(model, str) and (Path(model) / "manifest.json").is_file()):
+            raise gr.Error(f"this sound was made with the model {values.get('model')!r}, which is not here; "
+                           "add its folder with 'Add model folder' first")
+        info = self.studio.describe(model)
+        out = self._model_controls(model, _label_value(values.get("label")), values.get("sampler"))
+        defaults = info["defaults"]
+        guidance = values.get("guidance")
+        out.update({
+            "model": gr.update(choices=self.model_choices(), value=model),
+            "steps": int(values.get("steps") or defaults.get("steps", 16)),
+            "guidance": gr.update(visible=bool(info["takes_guidance"]),
+                                  value=float(defaults.get("guidance", 1.0) if guidance is None else guidance)),
+            "seed": int(values.get("seed") or 0), "lock_seed": True,
+            "seed_b": "" if values.get("seed_b") is None else str(values["seed_b"]), "morph": float(values.get("morph") or 0.0), "count": 1,
+            "strength": float(values.get("strength", 0.5)), "variation": values.get("variation") or "noise",
+        })
+        if values.get("label") and values["label"] not in info["labels"]:
+            raise gr.Error(f"model {model!r} has no label {values['label']!r}")
+        if note:
+            out["recipe_note"] = note
+        return out
+
+    @user_facing
+    def restore_recipe(self, recipe_file) -> dict:
+        """A WAV was dropped: put its recipe back into the controls so it can be regenerated."""
+        path = _path_of(recipe_file)
+        if not path:
+            return {"recipe_note": "", "use_reference": gr.update(visible=False)}
+        name = Path(path).name
+        try:
+            recipe = audio_io.read_recipe(path)
+        except AudioFileError:
+            recipe = None  # not a WAV at all: maybe still usable audio (AIFF, FLAC...)
+        if recipe is None:
+            try:
+                audio_io.read_audio(path, max_seconds=REFERENCE_MAX_S)
+            except AudioFileError as error:
+                raise gr.Error(f"{name} is neither a studio WAV nor usable audio: {error}") from None
+            note = (f"**{name}** carries no recipe (it was not exported by this studio), so its settings "
+                    "can't be restored. You can use it as the reference for variations instead.")
+            gr.Warning(f"{name} has no recipe")
+            return {"recipe_note": note, "use_reference": gr.update(visible=True)}
+        try:
+            GenerationRequest.from_recipe(recipe).validated()
+        except (StudioError, TypeError) as error:
+            raise gr.Error(f"{name} has a recipe this studio can't use: {error}") from None
+        notes = [f"Restored **{name}**: model {recipe.get('model')}, seed {recipe.get('seed')}, "
+                 f"{recipe.get('steps')} steps. Press Generate to make it again."]
+        reference = recipe.get("reference")
+        out = self._controls(recipe)
+        if reference:
+            ref = Path(reference)
+            if ref.is_file() and ref.resolve().is_relative_to(self.settings.cache_dir):
+                out["reference"] = str(ref)
+                out["variation_box"] = gr.update(open=True)
+            else:
+                out["reference"] = None
+                notes.append(f"It was a variation of **{ref.name}**, which is no longer here: load that sound as "
+                             "the reference to regenerate it exactly.")
+        else:
+            out["reference"] = None
+        checkpoint = recipe.get("checkpoint")
+        if checkpoint:
+            current = self.studio.load(self.studio.entry(out["model"]["value"])).checkpoint_id
+            if current != checkpoint:
+                notes.append(f"It was made with weights {checkpoint}; this model now has {current} "
+                             "(it has trained since), so the new sound will differ.")
+                gr.Warning("the model's weights changed since this sound was made")
+        out["recipe_note"] = "\n\n".join(notes)
+        out["use_reference"] = gr.update(visible=False)
+        return out
+
+    @user_facing
+    def use_dropped_as_reference(self, recipe_file) -> dict:
+        path = _path_of(recipe_file)
+        if not path:
+            raise gr.Error("drop a sound file first")
+        info = self._check_reference_file(path)
+        return {"reference": path, "reference_info": info, "variation_box": gr.update(open=True),
+                "use_reference": gr.update(visible=False)}
+
+    @user_facing
+    def load_preset(self, preset) -> dict:
+        data = presets.load(self.settings.presets_dir, preset)
+        out = self._controls(data, f"Preset **{data.get('name', preset)}**: {data.get('description', '')}")
+        out["reference"] = None
+        return out
+
+    @user_facing
+    def save_preset(self, preset_name, preset_overwrite, model, label, sampler, steps, guidance, seed, seed_b,
+                    morph) -> dict:
+        values = {"model": model, "label": _label_value(label), "sampler": sampler or None,
+                  "steps": _number(steps, "steps", integer=True, optional=True),
+                  "guidance": _number(guidance, "guidance", optional=True), "seed": _seed(seed, "seed"),
+                  "seed_b": _seed(seed_b, "seed B", optional=True), "morph": _number(morph, "morph")}
+        path = presets.save(self.settings.presets_dir, preset_name, values, overwrite=bool(preset_overwrite))
+        gr.Info(f"saved preset {path.stem}")
+        return {"preset": gr.update(choices=presets.list_presets(self.settings.presets_dir), value=path.stem),
+                "preset_overwrite": False, "recipe_note": f"Saved preset **{path.stem}** ({path})."}
+
+    def select_take(self, session, favourites_only, evt: gr.SelectData) -> dict:
+        """A history row was clicked: make its take the one the history buttons act on."""
+        session = self._session(session)
+        rows = session.table(bool(favourites_only))
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        if not isinstance(row, int) or not 0 <= row < len(rows):
+            return {}
+        return {"take": rows[row][0]}
+
+    def _take(self, session, take):
+        found = self._session(session).get(take)
+        if found is None:
+            raise gr.Error("pick a take in the history first")
+        return found
+
+    @user_facing
+    def history_play(self, take, session) -> dict:
+        found = self._take(session, take)
+        return {"history_audio": found.wav, "history_file": found.wav,
+                "history_player": gr.update(visible=True)}
+
+    @user_facing
+    def history_load(self, take, session) -> dict:
+        found = self._take(session, take)
+        out = self._controls(found.recipe, f"Loaded take **#{found.id}** into the controls.")
+        reference = found.recipe.get("reference")
+        out["reference"] = reference if reference and Path(reference).is_file() else None
+        return out
+
+    @user_facing
+    def history_favourite(self, take, session, favourites_only) -> dict:
+        session = self._session(session)
+        found = self._take(session, take)
+        session.toggle_favourite(found.id)
+        return {"history": session.table(bool(favourites_only)), "session": session,
+                "take": gr.update(choices=session.choices(bool(favourites_only)), value=found.id)}
+
+    @user_facing
+    def filter_history(self, session, favourites_only) -> dict:
+        session = self._session(session)
+        return {"history": session.table(bool(favourites_only)),
+                "take": gr.update(choices=session.choices(bool(favourites_only)))}
