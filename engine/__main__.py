@@ -58,6 +58,13 @@ def _train(args: argparse.Namespace) -> int:
     raise StudioError(f"training family {args.family!r} is not available yet")
 
 
+def _publish(args: argparse.Namespace) -> int:
+    from .train.publish import publish
+
+    print(publish(args.run, args.to, args.eval))
+    return 0
+
+
 def _eval(args: argparse.Namespace, rest: list[str]) -> int:
     from .eval.run import main as eval_main
 
@@ -115,6 +122,11 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--categories", nargs="+")
     tr.add_argument("--network", type=json.loads, help='JSON of network arguments for a new model')
 
+    pub = sub.add_parser("publish", help="copy a training run into a shipped model folder with its model card")
+    pub.add_argument("--run-dir", dest="run", required=True)
+    pub.add_argument("--to", required=True, help="model folder to write, e.g. checkpoints/drums")
+    pub.add_argument("--eval", default=None, help="a file holding the output of python -m engine eval")
+
     sub.add_parser("eval", help="evaluate a model (see python -m engine eval --help)", add_help=False)
     sub.add_parser("data", help="build the drum data set (see python -m engine data --help)", add_help=False)
     return top
@@ -132,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             return _data(args, rest[1:] if rest[:1] == ["build"] else rest)
         if rest:
             parser().error(f"unrecognised arguments: {' '.join(rest)}")
-        return {"generate": _generate, "models": _models, "train": _train}[args.command](args)
+        return {"generate": _generate, "models": _models, "train": _train, "publish": _publish}[args.command](args)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

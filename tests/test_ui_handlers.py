@@ -61,6 +61,7 @@ def test_generate_streams_status_and_previews_then_playable_results(handlers):
     assert len(final["history"]) == 2 and final["history"][0][0] == 2  # newest first
     # the sounds come in one update, their plots in the next: audio is playable before plots are drawn
     assert slot_key(0, "audio") in updates[-2] and slot_key(0, "plot") not in updates[-2]
+    assert {slot_key(0, "audio"), slot_key(0, "plot"), "seed", "history"} <= set(updates[-1])  # API result
 
 
 def test_seed_rolls_when_unlocked_and_stays_when_locked(handlers):

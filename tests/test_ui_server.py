@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
@@ -84,7 +85,8 @@ def server(tmp_path_factory):
 def client(server):
     from gradio_client import Client
 
-    return Client(server.url, verbose=False, download_files=str(server.base / "downloads"))
+    return Client(server.url, verbose=False, download_files=str(server.base / "downloads"),
+                  analytics_enabled=False)
 
 
 def _generate_args(**overrides) -> dict:
@@ -92,6 +94,11 @@ def _generate_args(**overrides) -> dict:
                 seed_b="", morph=0.0, count=1, reference=None, strength=0.5, variation="noise")
     args.update(overrides)
     return args
+
+
+def _value(output):
+    """An API output: a plain value, or a component update carrying one."""
+    return output.get("value") if isinstance(output, dict) and output.get("__type__") == "update" else output
 
 
 def test_server_binds_loopback_and_serves_only_its_folders(server):
@@ -118,16 +125,17 @@ def test_api_generate_streams_then_exports_and_restores(server, client):
     assert sorted(read_recipe(p)["seed"] for p in saved) == [5, 6]
 
     restored = client.predict(handle_file(saved[1]), api_name="/restore_recipe")
-    assert restored[5] == read_recipe(saved[1])["seed"] and restored[6] is True  # seed, lock_seed
+    assert _value(restored[5]) == read_recipe(saved[1])["seed"] and _value(restored[6]) is True  # seed, lock
 
     preset = client.predict("perc-morph", api_name="/load_preset")
-    assert preset[0] == "perc" and preset[5] == 11 and preset[7] == "12" and preset[8] == 0.5
+    model, seed, seed_b, morph = (_value(preset[i]) for i in (0, 5, 7, 8))
+    assert (model, seed, seed_b, morph) == ("perc", 11, "12", 0.5)
 
 
 def test_api_reports_bad_input_and_keeps_serving(client):
     from gradio_client.exceptions import AppError
 
-    for overrides, message in [({"count": 9}, "Sounds per click|count"), ({"steps": 500}, "steps|Steps|200"),
+    for overrides, message in [({"count": 9}, "greater than maximum value 8"), ({"steps": 500}, "maximum value 200"),
                                ({"seed_b": "abc"}, "seed B must be a number")]:
         with pytest.raises(AppError, match=message):
             client.predict(**_generate_args(**overrides), api_name="/generate")
@@ -139,7 +147,8 @@ def test_api_reports_bad_input_and_keeps_serving(client):
 def test_two_users_at_once_each_get_their_own_sounds(server):
     from gradio_client import Client
 
-    clients = [Client(server.url, verbose=False, download_files=str(server.base / f"dl{i}")) for i in range(2)]
+    clients = [Client(server.url, verbose=False, download_files=str(server.base / f"dl{i}"),
+                      analytics_enabled=False) for i in range(2)]
     results: dict[int, tuple] = {}
 
     def run(i):
@@ -187,8 +196,9 @@ def browser_context(tmp_path_factory):
 
 def _pick(page, element_id: str, option: str) -> None:
     """Choose ``option`` in a Gradio dropdown the way a person does: open it, click the entry."""
-    page.locator(f"#{element_id} input").click()
-    page.locator(f"#{element_id} ul.options li", has_text=option).first.click()
+    box = page.locator(f"#{element_id} input")
+    box.click()
+    page.locator(f"#{box.get_attribute('aria-controls')}").get_by_role("option", name=option, exact=True).click()
 
 
 def _set_number(page, element_id: str, value) -> None:

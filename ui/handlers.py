@@ -318,7 +318,7 @@ class Handlers:
                                          subtype="FLOAT")
             takes.append(session.add(sound.recipe, wav, master))
         session.batch = [t.id for t in takes]
-        done = {"session": session, "history": session.table(), "take": gr.update(choices=session.choices()),
+        done = {"seed": request.seed, "session": session, "history": session.table(), "take": gr.update(choices=session.choices()),
                 "status": status_html(f"{len(takes)} sound{'s' if len(takes) > 1 else ''} in {result.seconds:.1f} s "
                                       f"on {result.device}", 1, 1)}
         for row in range(SLOTS // 2):
@@ -331,7 +331,9 @@ class Handlers:
                 done[slot_key(i, "file")] = take.wav
                 done[slot_key(i, "caption")] = take.caption()
         yield done  # the sounds first: playable before their plots are drawn
-        yield {slot_key(i, "plot"): sound_figure(s.audio, s.sample_rate) for i, s in enumerate(result.sounds)}
+        # the last update is the whole result (it is what an API client's predict() returns)
+        yield {**done, **{slot_key(i, "plot"): sound_figure(s.audio, s.sample_rate)
+                          for i, s in enumerate(result.sounds)}}
 
     # ------------------------------------------------------------------ results
     def _slot_take(self, session: Session | None, slot: int):

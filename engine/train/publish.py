@@ -1,0 +1,90 @@
+"""Publish a training run as a shipped model folder: weights, manifest, training log, model card.
+
+``python -m engine publish --run-dir runs/drums --to checkpoints/drums [--eval eval.txt]`` copies
+the run's model folder, its loss log (``training_log.csv``) and writes ``MODEL_CARD.md`` from
+the manifest, the log and, when given, the ``name: value`` lines that ``python -m engine eval``
+printed. The card is generated so that it never disagrees with the manifest it sits beside.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+from ..errors import CheckpointError
+from ..models import MANIFEST, WEIGHTS, _atomic_write, checkpoint_id, read_manifest
+
+
+def _log_summary(log_path: Path) -> str:
+    if not log_path.is_file():
+        return "No loss log was found for this run."
+    with open(log_path) as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return "The loss log is empty."
+    last = rows[-min(10, len(rows)):]
+    mean = sum(float(r["loss"]) for r in last) / len(last)
+    speed = sum(float(r["seconds_per_step"]) for r in last) / len(last)
+    return (f"Training loss (v-objective, mean of the last {len(last)} log rows): {mean:.4f} at step "
+            f"{rows[-1]['step']}; {speed:.2f} s per step at the end of the run. Full log: `training_log.csv`.")
+
+
+def model_card(manifest: dict, log_summary: str, evaluation: str | None, weights_id: str) -> str:
+    training = manifest.get("training", {})
+    network = manifest["network"]["args"]
+    sessions = "\n".join(
+        f"- steps {s.get('started_step')} -> {s.get('ended_step')} on {s.get('device')} x{s.get('world', 1)}, "
+        f"batch {s.get('batch', '?')}, {s.get('minutes', '?')} min" for s in training.get("sessions", [])) or "- (none recorded)"
+    aliases = ", ".join(f"`{a}`" for a in manifest.get("aliases", {})) or "none"
+    return f"""# {manifest['name']}
+
+{manifest.get('description', '')}
+
+- Kind: `{manifest.get('kind')}`; objective `{manifest.get('objective')}`; weights id `{weights_id}` (EMA weights).
+- Audio: {manifest['sample_rate']} Hz, {manifest['channels']} channels, {manifest['length']} samples
+  ({manifest['length'] / manifest['sample_rate']:.2f} s).
+- Labels: {', '.join(manifest.get('labels', [])) or 'none'}; the studio names it {aliases}.
+- Defaults: {manifest.get('defaults')}.
+- Network: `{manifest['network']['type']}` widths {network.get('widths')}, blocks {network.get('blocks')},
+  down-sampling {network.get('factors')}, attention {network.get('attention')}; codec `{manifest['codec']['type']}`.
+
+## Training data
+Debian's `hydrogen-drumkits` and `hydrogen-data` drum kits only, rebuilt by
+`scripts/build_drum_dataset.py` (whole kits held out for evaluation), with gain, pitch, time,
+polarity and stereo augmentation. Data set: `{training.get('data')}`.
+
+## Training
+{training.get('steps', 0)} steps, {training.get('examples', 0)} examples seen.
+
+{sessions}
+
+{log_summary}
+
+## Evaluation
+{evaluation.strip() if evaluation else 'Not evaluated yet: run `python -m engine eval --model ' + manifest['name'] + '`.'}
+
+## Limits
+A small model trained on a small CPU budget and ~570 one-shots from 16 kits. It makes drum
+one-shots of its five categories; it does not follow text, and long tails (cymbals) are cut at
+{manifest['length'] / manifest['sample_rate']:.2f} s.
+"""
+
+
+def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str | Path | None = None) -> Path:
+    run_dir, destination = Path(run_dir), Path(destination)
+    source = run_dir / "model"
+    manifest = read_manifest(source)
+    if not (source / WEIGHTS).is_file():
+        raise CheckpointError(f"{source} has no {WEIGHTS}")
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in (WEIGHTS, MANIFEST):
+        _atomic_write(destination / name, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
+    if (run_dir / "log.csv").is_file():
+        _atomic_write(destination / "training_log.csv", lambda tmp: shutil.copyfile(run_dir / "log.csv", tmp))
+    evaluation = Path(evaluation_file).read_text() if evaluation_file else None
+    if evaluation:
+        evaluation = "Measured with `python -m engine eval`:\n\n```\n" + evaluation.strip() + "\n```"
+    card = model_card(manifest, _log_summary(run_dir / "log.csv"), evaluation, checkpoint_id(destination))
+    _atomic_write(destination / "MODEL_CARD.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
+    return destination

@@ -1,0 +1,68 @@
+"""The command line as a user runs it: generate, models, errors with exit status 2."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import soundfile as sf
+
+from engine.audio import read_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=180, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+
+
+def test_generate_writes_wavs_with_recipes_and_the_same_seed_gives_the_same_file(tmp_path, tiny_models):
+    common = ["generate", "--models-root", str(tiny_models), "--model", "tiny-kick", "--steps", "3", "--seed", "7"]
+    first = run_cli(*common, "--count", "2", "--out", str(tmp_path / "a"))
+    assert first.returncode == 0, first.stderr
+    paths = [Path(line) for line in first.stdout.split()]
+    assert len(paths) == 2 and all(p.is_file() for p in paths)
+    assert "seed7" in paths[0].name and "seed8" in paths[1].name and "3st" in paths[0].name
+    info = sf.info(paths[0])
+    assert (info.samplerate, info.channels, info.subtype) == (44100, 2, "PCM_24")
+    recipe = read_recipe(paths[0])
+    assert recipe["seed"] == 7 and recipe["steps"] == 3 and recipe["label"] == "kick" and recipe["checkpoint"]
+    again = run_cli(*common, "--out", str(tmp_path / "b"), "--float")
+    assert again.returncode == 0, again.stderr
+    repeat = Path(again.stdout.split()[0])
+    assert sf.info(repeat).subtype == "FLOAT"
+    a, _ = sf.read(paths[0])
+    b, _ = sf.read(repeat)
+    assert abs(a - b).max() < 2**-20  # 24-bit PCM vs float of the same sound
+
+
+def test_exports_never_overwrite(tmp_path, tiny_models):
+    args = ["generate", "--models-root", str(tiny_models), "--model", "tiny", "--label", "hat", "--steps", "2",
+            "--out", str(tmp_path)]
+    names = {run_cli(*args).stdout.strip(), run_cli(*args).stdout.strip()}
+    assert len(names) == 2 and all(Path(n).is_file() for n in names)
+
+
+def test_models_lists_kinds_labels_and_aliases(tiny_models):
+    result = run_cli("models", "--models-root", str(tiny_models))
+    assert result.returncode == 0
+    assert "tiny: kind=wave labels=kick,snare,hat,perc,cymbal" in result.stdout
+    assert "tiny-hat:" in result.stdout and "label=hat" in result.stdout
+
+
+def test_user_errors_print_one_line_and_exit_2(tiny_models, tmp_path):
+    unknown = run_cli("generate", "--models-root", str(tiny_models), "--model", "tuba", "--out", str(tmp_path))
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: no model called 'tuba'")
+    absurd = run_cli("generate", "--models-root", str(tiny_models), "--model", "tiny", "--steps", "100000")
+    assert absurd.returncode == 2 and "steps must be between" in absurd.stderr
+    (tmp_path / "fake.wav").write_text("not audio")
+    bad_reference = run_cli("generate", "--models-root", str(tiny_models), "--model", "tiny-kick",
+                            "--reference", str(tmp_path / "fake.wav"), "--out", str(tmp_path))
+    assert bad_reference.returncode == 2 and "fake.wav" in bad_reference.stderr
+    assert "Traceback" not in unknown.stderr + absurd.stderr + bad_reference.stderr
+
+
+def test_shipped_aliases_generate_offline(tmp_path):
+    result = run_cli("generate", "--model", "snare", "--steps", "2", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert read_recipe(Path(result.stdout.strip()))["label"] == "snare"
