@@ -25,7 +25,7 @@ def _generate(args: argparse.Namespace) -> int:
     request = GenerationRequest(model=args.model, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                                 seed=args.seed, seed_b=args.seed_b, morph=args.morph, count=args.count,
                                 label=args.label, reference=args.reference, strength=args.strength,
-                                variation=args.variation)
+                                variation=args.variation, length=args.length)
     result = studio.render(request)
     for sound in result.sounds:
         recipe = dict(sound.recipe, model=args.model)
@@ -54,6 +54,14 @@ def _train(args: argparse.Namespace) -> int:
         config = WaveTrainConfig(**{k: v for k, v in vars(args).items() if k in known and v is not None})
         folder = train_wave(config)
         print(folder)
+        return 0
+    if args.family in ("codec", "latent"):
+        if args.family == "codec":
+            from .train.codec import CodecTrainConfig as Config, train_codec as train
+        else:
+            from .train.latent import LatentTrainConfig as Config, train_latent as train
+        known = {f.name for f in fields(Config)}
+        print(train(Config(**{k: v for k, v in vars(args).items() if k in known and v is not None})))
         return 0
     raise StudioError(f"training family {args.family!r} is not available yet")
 
@@ -95,6 +103,8 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--reference", default=None, help="a sound to vary")
     gen.add_argument("--strength", type=float, default=0.5, help="variation strength (1 = new sound)")
     gen.add_argument("--variation", choices=["noise", "invert"], default="noise")
+    gen.add_argument("--length", type=float, default=None,
+                     help="seconds, latent models only (at most the model's longest); default: the model's")
     gen.add_argument("--out", type=Path, default=Path("exports"))
     gen.add_argument("--float", action="store_true", help="32-bit float WAV instead of 24-bit PCM")
     gen.add_argument("--device", default="auto", help="cpu, cuda or auto")
@@ -105,7 +115,8 @@ def parser() -> argparse.ArgumentParser:
     mod.add_argument("--models-root", action="append", default=None)
 
     tr = sub.add_parser("train", help="train or fine-tune a model")
-    tr.add_argument("family", choices=["wave"], help="wave: waveform drum model")
+    tr.add_argument("family", choices=["wave", "codec", "latent"],
+                    help="wave: waveform drum model; codec: audio autoencoder; latent: latent drum model on a codec")
     tr.add_argument("--data", help="built data set (data/drums) or any folder of WAVs")
     tr.add_argument("--run-dir", dest="run", help="run folder (resumes if it holds a run); not --run, which torchrun would take as its own --run-path")
     tr.add_argument("--init", help="model folder to fine-tune from, e.g. checkpoints/drums")
@@ -120,7 +131,12 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--device")
     tr.add_argument("--seed", type=int)
     tr.add_argument("--categories", nargs="+")
-    tr.add_argument("--network", type=json.loads, help='JSON of network arguments for a new model')
+    tr.add_argument("--network", type=json.loads, help='JSON of network (codec: autoencoder) arguments for a new model')
+    tr.add_argument("--codec", help="latent: codec folder (default checkpoints/codec) or 'encodec'")
+    tr.add_argument("--codec-args", type=json.loads, help="latent with --codec encodec: JSON of EncodecCodec arguments")
+    tr.add_argument("--length", type=int, help="codec/latent: clip length in samples when --data is a folder of WAVs")
+    tr.add_argument("--segment", type=int, help="codec: training crop length in samples")
+    tr.add_argument("--ema-decay", type=float, help="EMA decay (codec: 0 turns EMA off)")
 
     pub = sub.add_parser("publish", help="copy a training run into a shipped model folder with its model card")
     pub.add_argument("--run-dir", dest="run", required=True)

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
+MODEL_KEYS = ("network", "codec", "sample_rate", "length", "channels")
+CODEC_KEYS = ("codec", "sample_rate", "channels")  # a codec folder (kind "codec"): weights of its codec only
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,8 @@ def read_manifest(folder: str | Path) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{path} is not valid JSON: {error}") from error
-    for key in ("network", "codec", "sample_rate", "length", "channels"):
+    required = CODEC_KEYS if manifest.get("kind") == "codec" else MODEL_KEYS
+    for key in required:
         if key not in manifest:
             raise CheckpointError(f"{path} lacks the required key {key!r}")
     return manifest
@@ -145,14 +148,58 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu", half: boo
     """
     folder = Path(folder)
     manifest = read_manifest(folder)
+    if manifest.get("kind") == "codec":
+        raise CheckpointError(f"{folder} is a codec folder, not a model that generates; pick a latent model that uses it")
     network = build_network(manifest["network"])
     load_weights(folder, network)
     device = torch.device(device)
     dtype = torch.float16 if half and device.type == "cuda" else torch.float32
     network = network.to(device, dtype).eval()
-    codec = build_codec(manifest["codec"]).to(device).eval()
+    codec = load_codec(manifest, folder).to(device).eval()
     log.info("loaded %s (%s) on %s", folder.name, manifest.get("kind"), device)
     return LoadedModel(network, codec, manifest, checkpoint_id(folder), folder, device, dtype)
+
+
+def find_codec_folder(name: str, near: str | Path | None = None, roots: list[str | Path] | None = None) -> Path:
+    """The codec folder a latent model references: ``name`` next to the model folder (``near``'s
+    parent), else ``name`` as a path, else in the default model roots. CheckpointError naming where it looked."""
+    candidates = [Path(near).parent / name] if near is not None else []
+    candidates.append(Path(name))
+    candidates += [Path(root) / name for root in (roots or [DEFAULT_ROOT])]
+    for folder in candidates:
+        if (folder / MANIFEST).is_file():
+            return folder
+    raise CheckpointError(f"codec folder {name!r} not found (looked in {', '.join(str(c) for c in candidates)}); "
+                          "train one with `python -m engine train codec` or copy it beside the model folder")
+
+
+def load_codec(manifest: dict, folder: str | Path | None = None) -> torch.nn.Module:
+    """A model's codec in eval mode on the CPU: built from its arguments (``{"type", "args"}``) or,
+    for ``{"type", "model": NAME}``, from the codec model folder NAME with its trained weights.
+
+    The referenced folder must be a codec folder (kind ``codec``) of the same type, sample rate and
+    channels as the model; a latent model's network must take that codec's latent channels.
+    """
+    spec = manifest["codec"]
+    if "model" not in spec:
+        return build_codec(spec).eval()
+    codec_folder = find_codec_folder(spec["model"], folder)
+    codec_manifest = read_manifest(codec_folder)
+    inner = codec_manifest["codec"]
+    if codec_manifest.get("kind") != "codec" or inner.get("type") != spec.get("type", inner.get("type")):
+        raise CheckpointError(f"{codec_folder} is not a {spec.get('type')} codec folder (kind "
+                              f"{codec_manifest.get('kind')!r}, type {inner.get('type')!r})")
+    for key in ("sample_rate", "channels"):
+        if codec_manifest[key] != manifest[key]:
+            raise CheckpointError(f"the codec {codec_folder} has {key} {codec_manifest[key]} but the model "
+                                  f"expects {manifest[key]}")
+    codec = build_codec(inner)
+    load_weights(codec_folder, codec)
+    expected = manifest.get("network", {}).get("args", {}).get("in_channels")
+    if expected is not None and codec.latent_channels != expected:
+        raise CheckpointError(f"the codec {codec_folder} makes {codec.latent_channels} latent channels but the "
+                              f"model's network takes {expected}")
+    return codec.eval()
 
 
 def find_models(roots: list[str | Path] | None = None) -> dict[str, ModelEntry]:
@@ -169,6 +216,8 @@ def find_models(roots: list[str | Path] | None = None) -> dict[str, ModelEntry]:
                 manifest = read_manifest(folder)
             except CheckpointError as error:
                 log.warning("skipping %s: %s", folder, error)
+                continue
+            if manifest.get("kind") == "codec":  # a latent model's codec: loaded through it, not generated from
                 continue
             entries.setdefault(folder.name, ModelEntry(folder.name, folder, manifest))
             for alias, target in manifest.get("aliases", {}).items():

@@ -31,6 +31,7 @@ class GenerationRequest:
     reference: str | None = None      # path of a reference sound for variations
     strength: float = 0.5             # variation strength: 1 = ignore the reference, ~0 = keep it
     variation: str = "noise"          # "noise": partial noising; "invert": audio -> noise -> audio
+    length: float | None = None       # seconds; latent models only (<= the model's longest); None: default
 
     def validated(self) -> "GenerationRequest":
         """Return self if every value is usable, else raise InvalidRequestError saying which and why."""
@@ -50,6 +51,9 @@ class GenerationRequest:
             value = getattr(self, name)
             if value is not None and not 0 <= int(value) <= MAX_SEED - LIMITS["count"][1]:
                 raise InvalidRequestError(f"{name} must be between 0 and {MAX_SEED - LIMITS['count'][1]}, got {value}")
+        if self.length is not None and (not isinstance(self.length, (int, float)) or isinstance(self.length, bool)
+                                        or not math.isfinite(self.length) or self.length <= 0):
+            raise InvalidRequestError(f"length must be a positive number of seconds, got {self.length!r}")
         if self.variation not in VARIATION_MODES:
             raise InvalidRequestError(f"variation must be one of {VARIATION_MODES}, got {self.variation!r}")
         if not self.model or not isinstance(self.model, str):

@@ -112,6 +112,7 @@ class Studio:
                 "takes_guidance": entry.takes_guidance, "samplers": list(samplers_for(manifest)),
                 "defaults": dict(manifest.get("defaults", {})), "sample_rate": manifest["sample_rate"],
                 "seconds": manifest["length"] / manifest["sample_rate"],
+                "variable_length": variable_length(manifest),  # then "seconds" is the longest it makes
                 "training_steps": manifest.get("training", {}).get("steps", 0)}
 
     # ------------------------------------------------------------------ generation
@@ -132,6 +133,7 @@ class Studio:
                                 steps=int(request.steps or defaults.get("steps", 16)),
                                 guidance=float(defaults.get("guidance", 1.0) if request.guidance is None else request.guidance),
                                 label=request.label or entry.label)
+        request = request.with_(length=resolve_length(manifest, request.length))
         label_index = self._label_index(entry, request.label)
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
@@ -158,14 +160,19 @@ class Studio:
             raise InvalidRequestError(f"model {entry.name!r} has no label {label!r}; it knows {entry.labels or 'none'}")
         return entry.labels.index(label)
 
-    def _reference_latent(self, model: LoadedModel, path: str, count: int) -> torch.Tensor:
+    def _reference_latent(self, model: LoadedModel, path: str, count: int, samples: int, frames: int) -> torch.Tensor:
         manifest = model.manifest
         sound, _ = audio_io.read_audio(path, sample_rate=manifest["sample_rate"], channels=manifest["channels"],
                                        max_seconds=30.0)
-        sound = audio_io.fit_length(audio_io.align_onset(sound, manifest["sample_rate"]), manifest["length"])
+        sound = audio_io.fit_length(audio_io.align_onset(sound, manifest["sample_rate"]), samples)
         if float(sound.abs().max()) < 1e-4:
             raise InvalidRequestError(f"the reference {Path(path).name} is silent: nothing to vary")
+        hop = getattr(model.codec, "hop", None)
+        if hop and variable_length(manifest):  # pad to the latent grid in audio, where zeros are silence
+            sound = torch.nn.functional.pad(sound, (0, frames * hop - samples))
         latent = model.codec.encode(sound[None].to(model.device))
+        latent = torch.nn.functional.pad(latent, (0, frames - latent.shape[-1])) if latent.shape[-1] < frames \
+            else latent[..., :frames]
         return latent.expand(count, *latent.shape[1:])
 
     def _sample_worker(self, model: LoadedModel, request: GenerationRequest, label_index: int | None,
@@ -179,14 +186,16 @@ class Studio:
     def _sample(self, model: LoadedModel, request: GenerationRequest, label_index: int | None,
                 preview_every: int, events: queue.Queue, stop: threading.Event) -> list[Sound]:
         manifest, codec = model.manifest, model.codec
-        shape = (codec.latent_channels, codec.latent_length(manifest["length"]))
+        samples, frames, full_frames = latent_plan(model, request.length)
+        shape = (codec.latent_channels, full_frames)
+        # noise is drawn at the longest length and cut: one seed at a shorter length is the same sound's start
         noises = torch.stack([
             request_noise(request.seed + i, shape, None if request.seed_b is None else request.seed_b + i, request.morph)
-            for i in range(request.count)]).to(model.device)
+            for i in range(request.count)])[..., :frames].contiguous().to(model.device)
         sampler, steps = request.sampler, request.steps
         reference, strength = None, 1.0
         if request.reference:
-            reference = self._reference_latent(model, request.reference, request.count)
+            reference = self._reference_latent(model, request.reference, request.count, samples, frames)
             if request.variation == "invert":
                 sampler = INVERSION_SAMPLER[manifest.get("objective", "v_cosine")]
                 inverted = invert_latent(model.network, manifest, reference, steps=steps, label_index=label_index)
@@ -201,13 +210,13 @@ class Studio:
             step = int(info["i"]) + 1
             preview = None
             if preview_every and (step % preview_every == 0):
-                preview = codec.decode(info["denoised"][:1].float())[0].clamp(-1, 1).cpu()
+                preview = codec.decode(info["denoised"][:1].float())[0, :, :samples].clamp(-1, 1).cpu()
             events.put(Progress(step, steps, preview, manifest["sample_rate"]))
 
         latent = sample_latent(model.network, manifest, noises, sampler=sampler, steps=steps,
                                guidance=request.guidance, label_index=label_index, reference=reference,
                                strength=strength, callback=callback)
-        audio = finish(codec.decode(latent.float()).cpu(), manifest["sample_rate"])
+        audio = finish(codec.decode(latent.float())[..., :samples].cpu(), manifest["sample_rate"])
         base = request.to_recipe()
         base.update(sampler=sampler, checkpoint=model.checkpoint_id, model_folder=model.folder.name,
                     sample_rate=manifest["sample_rate"], engine=ENGINE_VERSION)
@@ -217,6 +226,51 @@ class Studio:
                           seed_b=None if request.seed_b is None else request.seed_b + i)
             sounds.append(Sound(audio[i], manifest["sample_rate"], recipe))
         return sounds
+
+
+def variable_length(manifest: dict) -> bool:
+    """Latent models are fully convolutional and make any length up to their training clips';
+    waveform models make exactly their manifest's ``length``."""
+    return manifest.get("kind") == "latent"
+
+
+def resolve_length(manifest: dict, length: float | None) -> float | None:
+    """The length (seconds) a request gets, or an InvalidRequestError saying what is allowed.
+
+    Latent models: ``None`` means ``defaults.length`` or else the longest (the manifest's length);
+    anything in (0, longest] is allowed. Waveform models are fixed-length: ``None`` (or their own
+    length, to 1 ms) is accepted and recorded as ``None``; any other length is refused.
+    """
+    rate = manifest["sample_rate"]
+    longest = manifest["length"] / rate
+    if not variable_length(manifest):
+        if length is not None and abs(length - longest) > 1e-3:
+            raise InvalidRequestError(f"this model makes sounds of exactly {longest:.3f} s; "
+                                      "leave the length empty (only latent models take a length)")
+        return None
+    if length is None:
+        return float(manifest.get("defaults", {}).get("length", longest))
+    if length > longest + 0.5 / rate:
+        raise InvalidRequestError(f"length must be at most {longest:.2f} s for this model, got {length:g} s")
+    if length * rate < 1:
+        raise InvalidRequestError(f"length {length:g} s is shorter than one sample")
+    return float(length)
+
+
+def latent_plan(model: LoadedModel, seconds: float | None) -> tuple[int, int, int]:
+    """(audio samples, latent frames, frames at the longest length) for a generation.
+
+    Frames are rounded up to a multiple of the network's hop (its down-sampling); the decoded
+    audio is cut back to ``samples``.
+    """
+    manifest, codec = model.manifest, model.codec
+    if seconds is None or not variable_length(manifest):
+        frames = codec.latent_length(manifest["length"])
+        return manifest["length"], frames, frames
+    hop = getattr(model.network, "hop", 1)
+    round_up = lambda n: -(-n // hop) * hop  # noqa: E731
+    samples = max(1, int(round(seconds * manifest["sample_rate"])))
+    return samples, round_up(codec.latent_length(samples)), round_up(codec.latent_length(manifest["length"]))
 
 
 def finish(audio: torch.Tensor, sample_rate: int, fade_ms: float = 5.0) -> torch.Tensor:

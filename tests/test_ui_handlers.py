@@ -9,6 +9,7 @@ import json
 import math
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
@@ -62,6 +63,7 @@ def test_generate_streams_status_and_previews_then_playable_results(handlers):
     # the sounds come in one update, their plots in the next: audio is playable before plots are drawn
     assert slot_key(0, "audio") in updates[-2] and slot_key(0, "plot") not in updates[-2]
     assert {slot_key(0, "audio"), slot_key(0, "plot"), "seed", "history"} <= set(updates[-1])  # API result
+    assert "tds-status done" in updates[-1]["status"] and "done" not in updates[-2]["status"]
 
 
 def test_seed_rolls_when_unlocked_and_stays_when_locked(handlers):
@@ -125,13 +127,35 @@ def test_bad_references_are_refused_with_the_reason(handlers, tmp_path):
     sf.write(silent, np.zeros((4410, 2), np.float32), 44100)
     long = tmp_path / "long.wav"
     sf.write(long, np.full((8000 * 31, 1), 0.1, np.float32), 8000)
-    for path, message in [(text, "not a readable audio file"), (silent, "silent"), (long, "31.0 s long"),
+    for path, message in [(text, "notes.wav: not a readable audio file"), (silent, "silent"), (long, "31.0 s long"),
                           (tmp_path / "missing.wav", "file not found")]:
         with pytest.raises(gr.Error, match=message):
             run_generate(handlers, reference=str(path))
         if path.exists():
             out = handlers.check_reference(str(path))
             assert out["reference"] is None and message.split()[0] in out["reference_info"]
+
+
+def test_closing_the_stream_stops_sampling_and_the_next_run_works(handlers):
+    stream = handlers.generate(**controls(steps=60))
+    for _ in range(4):  # start, then a few steps
+        update = next(stream)
+    assert "step" in update["status"]
+    stream.close()  # what Gradio does when the user presses Stop or closes the tab
+    _, final = run_generate(handlers, seed=4)
+    assert final["session"].takes[0].recipe["seed"] == 4
+
+
+def test_error_messages_name_the_upload_not_the_servers_temp_folder(handlers, settings):
+    upload = settings.gradio_dir / "0123abcd" / "my kick.wav"
+    upload.parent.mkdir(parents=True)
+    upload.write_text("not audio")
+    with pytest.raises(gr.Error) as raised:
+        run_generate(handlers, reference=str(upload))
+    assert "my kick.wav" in raised.value.message and str(settings.gradio_dir) not in raised.value.message
+    with pytest.raises(gr.Error) as raised:
+        handlers.restore_recipe(str(upload))
+    assert raised.value.message.startswith("my kick.wav is neither") and "0123abcd" not in raised.value.message
 
 
 def test_an_unexpected_failure_becomes_a_short_error_not_a_crash(handlers, monkeypatch):
@@ -273,12 +297,13 @@ def test_every_shipped_preset_is_a_valid_request_for_a_shipped_model(studio):
 
 
 def test_preset_save_load_round_trip_and_no_silent_overwrite(handlers, settings):
-    out = handlers.save_preset("My Kick", False, "kick", "kick", "ddim", 12, 2.5, 99, 100, 0.3)
+    out = handlers.save_preset("My Kick", False, "kick", "kick", "ddim", 12, 2.5, 99, 100, 0.3, 0.74)
     assert out["preset"]["value"] == "my-kick" and (settings.presets_dir / "my-kick.json").is_file()
     with pytest.raises(gr.Error, match="already exists"):
-        handlers.save_preset("my kick", False, "kick", "kick", "ddim", 20, 2.5, 1, None, 0.0)
-    assert json.loads((settings.presets_dir / "my-kick.json").read_text())["steps"] == 12
-    handlers.save_preset("my kick", True, "kick", "kick", "ddim", 20, 2.5, 1, None, 0.0)
+        handlers.save_preset("my kick", False, "kick", "kick", "ddim", 20, 2.5, 1, None, 0.0, 0.74)
+    saved = json.loads((settings.presets_dir / "my-kick.json").read_text())
+    assert saved["steps"] == 12 and "length" not in saved  # a fixed-length model: no length stored
+    handlers.save_preset("my kick", True, "kick", "kick", "ddim", 20, 2.5, 1, None, 0.0, 0.74)
     loaded = handlers.load_preset("my-kick")
     assert loaded["steps"] == 20 and loaded["seed"] == 1 and loaded["lock_seed"] is True
     assert loaded["sampler"]["value"] == "ddim" and loaded["model"]["value"] == "kick"
@@ -292,7 +317,7 @@ def test_preset_save_load_round_trip_and_no_silent_overwrite(handlers, settings)
 ])
 def test_preset_saving_rejects_bad_names_and_values(handlers, name, values, message):
     args = dict(preset_name=name, preset_overwrite=False, model="kick", label="kick", sampler="ddim", steps=12,
-                guidance=2.0, seed=1, seed_b=None, morph=0.0)
+                guidance=2.0, seed=1, seed_b=None, morph=0.0, length=None)
     args.update(values)
     with pytest.raises(gr.Error, match=message):
         handlers.save_preset(**args)
@@ -328,6 +353,14 @@ def test_history_favourites_replay_reload_and_export(handlers, settings):
         handlers.history_play(None, session)
 
 
+def test_clicking_a_history_row_picks_its_take(handlers):
+    _, first = run_generate(handlers, seed=1, count=2)
+    session = first["session"]
+    assert handlers.select_take(session, False, SimpleNamespace(index=[0, 4]))["take"] == 2  # newest first
+    assert handlers.select_take(session, False, SimpleNamespace(index=[1, 0]))["take"] == 1
+    assert handlers.select_take(session, False, SimpleNamespace(index=[7, 0])) == {}
+
+
 def test_history_keeps_favourites_when_trimmed(tmp_path):
     session = Session.create(tmp_path, max_takes=3)
     for seed in range(6):
@@ -348,6 +381,18 @@ def test_describe_model_sets_labels_samplers_and_defaults(handlers):
     assert handlers.describe_model("hat")["label"]["value"] == "hat"
     with pytest.raises(gr.Error, match="no model called"):
         handlers.describe_model("nope")
+
+
+def test_the_length_slider_counts_only_for_models_that_make_any_length(handlers, monkeypatch):
+    assert handlers.describe_model("kick")["length"]["visible"] is False
+    _, fixed = run_generate(handlers, length=0.3)  # a waveform model: the hidden slider is ignored
+    assert fixed["session"].takes[0].recipe.get("length") is None
+    describe = handlers.studio.describe
+    monkeypatch.setattr(handlers.studio, "describe", lambda name: {**describe(name), "variable_length": True})
+    out = handlers.describe_model("kick")
+    assert out["length"]["visible"] is True and out["length"]["maximum"] == pytest.approx(0.743, abs=1e-3)
+    with pytest.raises(gr.Error, match="exactly 0.743 s"):  # now it reaches the engine, which says what it takes
+        run_generate(handlers, length=0.3)
 
 
 def test_add_model_folder_checks_the_path(handlers, tmp_path):

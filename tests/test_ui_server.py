@@ -91,7 +91,7 @@ def client(server):
 
 def _generate_args(**overrides) -> dict:
     args = dict(model="kick", label="kick", sampler="dpmpp_2m", steps=FAST, guidance=2.0, seed=3, lock_seed=True,
-                seed_b="", morph=0.0, count=1, reference=None, strength=0.5, variation="noise")
+                seed_b="", morph=0.0, count=1, length=0.74, reference=None, strength=0.5, variation="noise")
     args.update(overrides)
     return args
 
@@ -140,7 +140,8 @@ def test_api_reports_bad_input_and_keeps_serving(client):
         with pytest.raises(AppError, match=message):
             client.predict(**_generate_args(**overrides), api_name="/generate")
     with pytest.raises(AppError, match="already exists"):
-        client.predict("punchy-kick", False, "kick", "kick", "dpmpp_2m", 8, 2.0, 1, "", 0.0, api_name="/save_preset")
+        client.predict("punchy-kick", False, "kick", "kick", "dpmpp_2m", 8, 2.0, 1, "", 0.0, 0.74,
+                       api_name="/save_preset")
     assert client.predict(**_generate_args(seed=9), api_name="/generate")[0] == 9
 
 
@@ -211,20 +212,27 @@ def _audio_ready(slot: int) -> str:
     return f"#slot{slot} .tds-player a[download$='.wav']"
 
 
-def _generate_and_time(page, slot: int = 0, timeout_s: float = 120) -> dict:
-    """Click Generate; return seconds to the first preview plot and to the playable audio."""
-    page.evaluate("""() => { window.__tdsPreview = null; window.__tdsStart = performance.now();
+def _generate_and_time(page, timeout_s: float = 120) -> dict:
+    """Click Generate; seconds until a new preview plot shows and until the new sound is playable."""
+    page.evaluate("""() => {
+        const src = () => document.querySelector('#slot0 [data-testid=matplotlib] img')?.getAttribute('src') || '';
+        const before = src();
+        window.__tdsPreview = null;
+        window.__tdsStart = performance.now();
         const watch = () => {
-          const img = document.querySelector('#slot0 [data-testid=matplotlib] img');
-          const status = document.querySelector('#status')?.innerText || '';
-          if (img && status.includes('step') && window.__tdsPreview === null)
+          if (src() !== before && (document.querySelector('#status')?.innerText || '').includes('step')) {
             window.__tdsPreview = performance.now() - window.__tdsStart;
-          if (window.__tdsPreview === null) requestAnimationFrame(watch);
+          } else if (performance.now() - window.__tdsStart < 120000) {
+            requestAnimationFrame(watch);
+          }
         };
         requestAnimationFrame(watch); }""")
+    before = page.evaluate(f"() => document.querySelector(\"{_audio_ready(0)}\")?.getAttribute('href') || ''")
     started = time.perf_counter()
     page.click("#generate")
-    page.wait_for_selector(_audio_ready(slot), timeout=timeout_s * 1000)
+    page.wait_for_function(f"""before => {{ const a = document.querySelector("{_audio_ready(0)}");
+                                            return a && a.getAttribute('href') !== before; }}""",
+                           arg=before, timeout=timeout_s * 1000)
     audio_s = time.perf_counter() - started
     preview_ms = page.evaluate("window.__tdsPreview")
     return {"audio_s": round(audio_s, 2), "preview_s": None if preview_ms is None else round(preview_ms / 1000, 2)}
@@ -246,8 +254,9 @@ def test_a_producer_generates_morphs_exports_restores_and_loads_presets(server, 
     timings = {"cold": _generate_and_time(page)}
     assert page.locator("#slot0 [data-testid=matplotlib] img").count() == 1
     assert "sound in" in page.locator("#status").inner_text()
-    page.wait_for_timeout(300)
+    page.wait_for_selector("#status .tds-status.done")
     timings["warm"] = _generate_and_time(page)
+    page.wait_for_selector("#status .tds-status.done")
     page.screenshot(path=str(SHOTS / "02-generated.png"), full_page=True)
     (SHOTS / "timings.json").write_text(json.dumps({"settings": "default (snare, 16 steps, 1 sound, cpu)",
                                                     **timings}, indent=2))
@@ -262,8 +271,8 @@ def test_a_producer_generates_morphs_exports_restores_and_loads_presets(server, 
     page.click("#generate")
     page.wait_for_function("document.querySelector('#slot0').innerText.includes('→ 99 @ 0.50')", timeout=120_000)
     page.wait_for_selector(_audio_ready(3), timeout=120_000)
-    page.wait_for_function("document.querySelectorAll('#slot3 [data-testid=matplotlib] img').length === 1",
-                           timeout=60_000)
+    page.wait_for_selector("#status .tds-status.done", timeout=60_000)
+    assert page.locator("#slot3 [data-testid=matplotlib] img").count() == 1
     assert page.locator("#slot4").is_hidden()
     page.screenshot(path=str(SHOTS / "03-morph-batch.png"), full_page=True)
 
@@ -276,7 +285,20 @@ def test_a_producer_generates_morphs_exports_restores_and_loads_presets(server, 
     assert (recipe["model"], recipe["seed"], recipe["seed_b"], recipe["morph"], recipe["steps"]) == \
         ("snare", 1234, 99, 0.5, FAST)
 
+    # dragging the result's file link hands Chrome a real file (DownloadURL), the WAV with its recipe
+    download_url = page.evaluate("""() => {
+        const link = document.querySelector('#slot0 .tds-dragout a[href]');
+        const data = new DataTransfer();
+        link.dispatchEvent(new DragEvent('dragstart', {bubbles: true, dataTransfer: data}));
+        return data.getData('DownloadURL'); }""")
+    mime, name, url = download_url.split(":", 2)
+    assert mime == "audio/wav" and name.endswith(".wav") and url.startswith(server.url)
+    dragged = server.base / name
+    dragged.write_bytes(page.request.get(url).body())
+    assert read_recipe(dragged)["seed"] == 1234
+
     # load a shipped preset into the controls
+    page.get_by_role("tab", name="Presets").click()
     _pick(page, "preset", "perc-morph")
     page.click("#load-preset")
     page.wait_for_function("document.querySelector('#seed input').value === '11'")
@@ -285,6 +307,7 @@ def test_a_producer_generates_morphs_exports_restores_and_loads_presets(server, 
     page.screenshot(path=str(SHOTS / "04-preset.png"), full_page=True)
 
     # drop the exported WAV: its recipe comes back into the controls
+    page.get_by_role("tab", name="Restore from a WAV").click()
     page.locator("#recipe-drop input[type=file]").set_input_files(str(saved))
     page.wait_for_function("document.querySelector('#recipe-note').innerText.includes('Restored')",
                            timeout=30_000)
@@ -295,8 +318,11 @@ def test_a_producer_generates_morphs_exports_restores_and_loads_presets(server, 
     junk = server.base / "notes.wav"
     junk.write_text("not audio at all")
     page.locator("#recipe-drop button[aria-label*=Clear], #recipe-drop button[aria-label*=clear]").first.click()
+    page.evaluate("() => document.querySelectorAll('.toast-close').forEach(b => b.click())")
     page.locator("#recipe-drop input[type=file]").set_input_files(str(junk))
     page.wait_for_selector("text=neither a studio WAV nor usable audio", timeout=30_000)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.wait_for_timeout(800)  # the toast fades in
     page.screenshot(path=str(SHOTS / "05-error.png"), full_page=False)
     assert not browser_context.blocked, f"the page tried to reach the internet: {browser_context.blocked}"
     page.close()
@@ -309,8 +335,7 @@ def test_the_dark_theme_reads_well(server, browser_context):
     _set_number(page, "steps", FAST)
     _set_number(page, "count", 2)
     page.click("#generate")
-    page.wait_for_selector(_audio_ready(1), timeout=120_000)
-    page.wait_for_function("document.querySelectorAll('#slot1 [data-testid=matplotlib] img').length === 1",
-                           timeout=60_000)
+    page.wait_for_selector("#status .tds-status.done", timeout=120_000)
+    assert page.locator("#slot1 [data-testid=matplotlib] img").count() == 1
     page.screenshot(path=str(SHOTS / "06-dark.png"), full_page=True)
     page.close()

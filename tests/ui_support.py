@@ -26,10 +26,12 @@ def settings(tmp_path):
 
 
 @pytest.fixture
-def handlers(studio, settings):
+def handlers(studio, settings, monkeypatch):
     from ui.handlers import Handlers
     from ui.settings import prepare_environment
 
+    for name in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED", "MPLBACKEND"):
+        monkeypatch.delenv(name, raising=False)  # monkeypatch puts the originals back after the test
     prepare_environment(settings)
     return Handlers(studio, settings)
 
@@ -37,7 +39,7 @@ def handlers(studio, settings):
 def controls(**overrides) -> dict:
     """The generate handler's inputs with fast defaults (a locked seed, few steps, one sound)."""
     values = dict(model="kick", label="kick", sampler="dpmpp_2m", steps=FAST_STEPS, guidance=2.0, seed=7,
-                  lock_seed=True, seed_b=None, morph=0.0, count=1, reference=None, strength=0.5,
+                  lock_seed=True, seed_b=None, morph=0.0, count=1, length=None, reference=None, strength=0.5,
                   variation="noise", session=None)
     values.update(overrides)
     return values

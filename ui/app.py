@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from pathlib import Path
 
 import gradio as gr
 
@@ -27,9 +26,14 @@ CSS = """
 .tds-header h1 { margin: 0; font-size: 1.4rem; }
 .tds-header p { margin: 0; opacity: .75; font-size: .85rem; }
 .tds-status { display: flex; align-items: center; gap: .6rem; min-height: 1.6rem; font-size: .9rem; }
-.tds-status progress { flex: 1; height: .55rem; accent-color: #f97316; }
+.tds-status progress { flex: 1; height: .5rem; -webkit-appearance: none; appearance: none; border: none;
+                       border-radius: 4px; background: rgba(128, 128, 128, .25); }
+.tds-status progress::-webkit-progress-bar { background: rgba(128, 128, 128, .25); border-radius: 4px; }
+.tds-status progress::-webkit-progress-value { background: #f97316; border-radius: 4px; }
+.tds-status progress::-moz-progress-bar { background: #f97316; border-radius: 4px; }
 .tds-caption p { margin: 0 !important; font-size: .85rem; font-weight: 600; }
 .tds-card { gap: .4rem !important; }
+.tds-card [data-testid=matplotlib] img { width: 100%; height: auto; }
 .tds-card button { min-width: 0 !important; }
 .tds-dice { align-self: end; margin-bottom: 6px; font-size: 1.35rem !important; padding: 2px 8px !important; }
 .tds-dragout td.download a { font-weight: 600; cursor: grab; }
@@ -57,6 +61,7 @@ GENERATE_OUTPUTS = ["seed", "session", "status", "history", "take", "empty_note"
                     *[slot_key(i, part) for i in range(SLOTS)
                       for part in ("group", "audio", "plot", "file", "caption")]]
 CONTROL_OUTPUTS = ["model", "label", "sampler", "steps", "guidance", "seed", "lock_seed", "seed_b", "morph", "count",
+                   "length",
                    "strength", "variation", "reference", "variation_box", "model_info", "recipe_note"]
 
 
@@ -86,7 +91,7 @@ def _wire(C: dict, trigger, fn, outputs: list[str], **options):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             return to_components(fn(*args, **kwargs))
-    options.setdefault("show_progress", "minimal")
+    options.setdefault("show_progress", "hidden")  # quick actions: no spinners, errors show as a toast
     if "api_name" not in options:
         options["api_visibility"] = "private"
     return trigger(wrapper, inputs=inputs, outputs=list(targets.values()), **options)
@@ -107,12 +112,6 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
                                      elem_id="label")
         C["model_info"] = gr.Markdown(h._model_controls(model)["model_info"] if model else "no models found",
                                       elem_classes="tds-model-info", padding=True, elem_id="model-info")
-    with gr.Accordion("Add a model folder", open=False):
-        with gr.Row(equal_height=True):
-            C["model_folder"] = gr.Textbox(show_label=False, placeholder="/path/to/my-model (has manifest.json)",
-                                           scale=4, interactive=not settings.remote, elem_id="model-folder")
-            C["add_model"] = gr.Button("Add", scale=1, min_width=60, interactive=not settings.remote,
-                                       elem_id="add-model")
     with gr.Row():
         C["sampler"] = gr.Dropdown(info["samplers"], value=defaults.get("sampler"), label="Sampler",
                                    min_width=110, elem_id="sampler")
@@ -135,6 +134,10 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
         C["morph"] = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Morph A → B", scale=2, min_width=120,
                                elem_id="morph")
     C["count"] = gr.Slider(1, SLOTS, value=1, step=1, label="Sounds per click", elem_id="count")
+    seconds = round(float(info.get("seconds", 1.0)), 3)
+    C["length"] = gr.Slider(0.05, seconds, value=round(float(defaults.get("length", seconds)), 3), step=0.01,
+                            label="Length (s)", info="this model makes any length up to its longest",
+                            visible=bool(info.get("variable_length")), elem_id="length")
     with gr.Accordion("Variation of a reference sound", open=False) as C["variation_box"]:
         C["reference"] = gr.Audio(sources=["upload"], type="filepath", label="Reference (drop a one-shot)",
                                   buttons=[], elem_id="reference")
@@ -148,27 +151,35 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
                                       elem_id="variation")
     with gr.Row():
         C["generate"] = gr.Button("Generate", variant="primary", size="lg", scale=3, elem_id="generate")
-        C["stop"] = gr.Button("Stop", variant="stop", size="lg", scale=1, min_width=70, elem_id="stop")
+        C["stop"] = gr.Button("Stop", variant="secondary", size="lg", scale=1, min_width=70, elem_id="stop")
     C["status"] = gr.HTML('<div class="tds-status"><span>ready</span></div>', elem_id="status")
-    with gr.Accordion("Presets", open=True):
-        with gr.Row(equal_height=True):
-            C["preset"] = gr.Dropdown(list_presets(settings.presets_dir), value=None, label="Preset", scale=3,
-                                      allow_custom_value=True, elem_id="preset")
-            C["load_preset"] = gr.Button("Load", size="md", scale=1, min_width=70, elem_id="load-preset",
-                                         elem_classes="tds-inline")
-        with gr.Row(equal_height=True):
-            C["preset_name"] = gr.Textbox(label="Save current settings as", placeholder="my-kick", scale=3,
-                                          elem_id="preset-name")
-            C["save_preset"] = gr.Button("Save", size="md", scale=1, min_width=70, elem_id="save-preset",
-                                         elem_classes="tds-inline")
-        C["preset_overwrite"] = gr.Checkbox(False, label="overwrite a preset with the same name",
-                                            elem_id="preset-overwrite", container=False)
-    with gr.Accordion("Restore a sound's settings from its WAV", open=True):
-        C["recipe_file"] = gr.File(label="Drop a WAV exported by the studio", file_types=["audio", ".wav"],
-                                   height=120, elem_id="recipe-drop")
-        C["recipe_note"] = gr.Markdown(elem_id="recipe-note")
-        C["use_reference"] = gr.Button("Use it as the reference instead", size="sm", visible=False,
-                                       elem_id="use-reference")
+    C["recipe_note"] = gr.Markdown(elem_id="recipe-note")
+    with gr.Tabs():
+        with gr.Tab("Presets", elem_id="tab-presets"):
+            with gr.Row(equal_height=True):
+                C["preset"] = gr.Dropdown(list_presets(settings.presets_dir), value=None, label="Preset", scale=3,
+                                          allow_custom_value=True, elem_id="preset")
+                C["load_preset"] = gr.Button("Load", size="md", scale=1, min_width=70, elem_id="load-preset",
+                                             elem_classes="tds-inline")
+            with gr.Row(equal_height=True):
+                C["preset_name"] = gr.Textbox(label="Save current settings as", placeholder="my-kick", scale=3,
+                                              elem_id="preset-name")
+                C["save_preset"] = gr.Button("Save", size="md", scale=1, min_width=70, elem_id="save-preset",
+                                             elem_classes="tds-inline")
+            C["preset_overwrite"] = gr.Checkbox(False, label="overwrite a preset with the same name",
+                                                elem_id="preset-overwrite", container=False)
+        with gr.Tab("Restore from a WAV", elem_id="tab-restore"):
+            C["recipe_file"] = gr.File(label="Drop a WAV exported by the studio: its settings come back",
+                                       file_types=["audio", ".wav"], height=120, elem_id="recipe-drop")
+            C["use_reference"] = gr.Button("Use it as the reference instead", size="sm", visible=False,
+                                           elem_id="use-reference")
+        with gr.Tab("Model folders", elem_id="tab-models"):
+            with gr.Row(equal_height=True):
+                C["model_folder"] = gr.Textbox(label="Add a model folder (or a folder of model folders)",
+                                               placeholder="/path/to/my-model (has manifest.json)", scale=4,
+                                               interactive=not settings.remote, elem_id="model-folder")
+                C["add_model"] = gr.Button("Add", scale=1, min_width=60, interactive=not settings.remote,
+                                           elem_id="add-model", elem_classes="tds-inline")
 
 
 def _results(C: dict, settings: Settings) -> None:
@@ -253,15 +264,15 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
                 _results(C, settings)
 
         wire = functools.partial(_wire, C)
-        model_outputs = ["label", "sampler", "steps", "guidance", "model_info"]
-        demo.load(**_load(C, h))
+        model_outputs = ["label", "sampler", "steps", "guidance", "length", "model_info"]
+        wire(demo.load, h.refresh, ["model", "preset", "label", "sampler", "guidance", "length", "model_info"])
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")
         wire(C["add_model"].click, h.add_model_folder, ["model", "model_folder"], api_name="add_model_folder")
         wire(C["roll_seed"].click, h.roll_seed, ["seed"], api_name="roll_seed")
         wire(C["roll_seed_b"].click, h.roll_seed_b, ["seed_b"], api_name="roll_seed_b")
         wire(C["reference"].upload, h.check_reference, ["reference", "reference_info"], api_name="check_reference")
         running = wire(C["generate"].click, h.generate, GENERATE_OUTPUTS, api_name="generate",
-                       show_progress="hidden")
+                       show_progress="hidden", trigger_mode="always_last")
         C["stop"].click(None, cancels=[running])
         wire(C["export_all"].click, h.export_all, ["saved"], api_name="export_all")
         for i in range(SLOTS):
@@ -287,16 +298,6 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
         wire(C["favourites_only"].change, h.filter_history, ["history", "take"])
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=64)
     return demo
-
-
-def _load(C: dict, h: Handlers) -> dict:
-    """demo.load arguments: refresh the model and preset lists whenever a page opens."""
-    def on_load(model):
-        out = h.refresh(model)
-        return {C[name]: value for name, value in out.items()}
-    return {"fn": on_load, "inputs": [C["model"]],
-            "outputs": [C[n] for n in ("model", "preset", "label", "sampler", "guidance", "model_info")],
-            "api_visibility": "private", "show_progress": "hidden"}
 
 
 def theme() -> gr.themes.Base:

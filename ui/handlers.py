@@ -16,7 +16,9 @@ import functools
 import inspect
 import logging
 import math
+import os
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -37,11 +39,10 @@ SLOTS = 8                        # result cards on the page = the most sounds pe
 ANY_LABEL = "(any)"              # label choice meaning "unconditional"
 MAX_UI_SEED = 2**53 - 1 - 64     # a browser number holds integers exactly only up to 2**53
 ROLL_SEED_MAX = 2**31 - 1        # rolled seeds stay short enough to read and type
-PREVIEW_INTERVAL_S = 0.4         # at most this often a preview plot is drawn while sampling
+PREVIEW_INTERVAL_S = 0.6         # at most this often a preview plot is drawn while sampling
+PREVIEW_DPI = 64                 # previews are drawn small: drawing competes with sampling for the CPU
 REFERENCE_MAX_S = 30.0
 FORMATS = {"PCM_24": "24-bit PCM", "FLOAT": "32-bit float"}
-CONTROL_KEYS = ("model", "label", "sampler", "steps", "guidance", "seed", "lock_seed", "seed_b", "morph",
-                "count", "strength", "variation")
 
 
 def slot_key(index: int, part: str) -> str:
@@ -56,7 +57,7 @@ def user_facing(fn):
         if isinstance(error, gr.Error):
             return error
         if isinstance(error, StudioError):
-            return gr.Error(str(error), print_exception=False)
+            return gr.Error(_short_paths(str(error)), print_exception=False)
         log.exception("unexpected error in %s", fn.__name__)
         return gr.Error(f"Something went wrong in {fn.__name__}: {type(error).__name__}: {error}. "
                         "The server is still running; the details are in its log.")
@@ -79,6 +80,32 @@ def user_facing(fn):
         except Exception as error:  # noqa: BLE001
             raise translate(error) from error
     return call
+
+
+def file_stem(recipe: dict) -> str:
+    """``kick_seed42_16st_g2`` (+ ``_to7-m0.5`` for a morph, ``_var`` for a variation, the label if it
+    differs from the model): names that say what a sound is and sort well in a file browser."""
+    parts = [str(recipe.get("model") or "sound")]
+    if recipe.get("label") and recipe["label"] != recipe.get("model"):
+        parts.append(str(recipe["label"]))
+    parts.append(f"seed{recipe.get('seed')}")
+    if recipe.get("seed_b") is not None and recipe.get("morph"):
+        parts.append(f"to{recipe['seed_b']}-m{recipe['morph']:g}")
+    parts.append(f"{recipe.get('steps')}st")
+    if recipe.get("guidance") is not None:
+        parts.append(f"g{recipe['guidance']:g}")
+    if recipe.get("reference"):
+        parts.append(f"var{recipe.get('strength', 0):g}")
+    return "_".join(parts)
+
+
+def _short_paths(message: str) -> str:
+    """Upload paths (gradio's temp folder + a hash folder) mean nothing to a user: keep the file name."""
+    upload_dir = os.environ.get("GRADIO_TEMP_DIR")
+    if upload_dir:
+        message = re.sub(re.escape(str(Path(upload_dir).resolve())) + r"/[^/\s'\"]+/", "", message)
+        message = re.sub(re.escape(upload_dir) + r"/[^/\s'\"]+/", "", message)
+    return message
 
 
 # ------------------------------------------------------------------ small checks
@@ -174,6 +201,7 @@ class Handlers:
                                visible=bool(labels)),
             "sampler": gr.update(choices=samplers, value=sampler_value),
             "guidance": gr.update(visible=bool(info["takes_guidance"])),
+            "length": gr.update(visible=bool(info.get("variable_length")), maximum=round(info["seconds"], 3)),
             "model_info": text,
         }
 
@@ -187,6 +215,8 @@ class Handlers:
         out["steps"] = int(info["defaults"].get("steps", 16))
         out["guidance"] = gr.update(visible=bool(info["takes_guidance"]),
                                     value=float(info["defaults"].get("guidance", 1.0)))
+        out["length"] = gr.update(visible=bool(info.get("variable_length")), maximum=round(info["seconds"], 3),
+                                  value=round(float(info["defaults"].get("length", info["seconds"])), 3))
         return out
 
     @user_facing
@@ -226,7 +256,13 @@ class Handlers:
         return {"seed_b": str(roll())}
 
     # ------------------------------------------------------------------ generation
-    def _request(self, model, label, sampler, steps, guidance, seed, seed_b, morph, count, reference,
+    def _length(self, model: str, length) -> float | None:
+        """The length slider counts only for models that make any length (latent ones)."""
+        if not self.studio.describe(model).get("variable_length"):
+            return None
+        return _number(length, "length", optional=True)
+
+    def _request(self, model, label, sampler, steps, guidance, seed, seed_b, morph, count, length, reference,
                  strength, variation) -> GenerationRequest:
         if not model:
             raise gr.Error("choose a model")
@@ -244,7 +280,7 @@ class Handlers:
             model=str(model), label=_label_value(label), sampler=sampler or None,
             steps=_number(steps, "steps", integer=True, optional=True),
             guidance=_number(guidance, "guidance", optional=True), seed=_seed(seed, "seed"), seed_b=seed_b,
-            morph=morph, count=count, reference=reference,
+            morph=morph, count=count, length=self._length(str(model), length), reference=reference,
             strength=_number(strength, "variation strength") if strength is not None else 0.5,
             variation=variation or "noise")
         return request.validated()
@@ -268,14 +304,14 @@ class Handlers:
             return {"reference": None, "reference_info": f"⚠ {error}"}
 
     @user_facing
-    def generate(self, model, label, sampler, steps, guidance, seed, lock_seed, seed_b, morph, count,
+    def generate(self, model, label, sampler, steps, guidance, seed, lock_seed, seed_b, morph, count, length,
                  reference, strength, variation, session) -> Iterator[dict]:
         """Sample: stream status and a preview plot, then each sound's player, drag-out file and plot."""
         session = self._session(session)
         if not lock_seed:
             seed = roll()
-        request = self._request(model, label, sampler, steps, guidance, seed, seed_b, morph, count, reference,
-                                strength, variation)
+        request = self._request(model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
+                                reference, strength, variation)
         steps_total = request.steps or 0
         start = {"seed": request.seed, "session": session,
                  "status": status_html(f"loading {request.model}…", 0, steps_total or 1),
@@ -288,7 +324,7 @@ class Handlers:
             start[f"row{row}"] = gr.update(visible=row == 0)
         yield start
 
-        preview_every = max(1, round((steps_total or 16) / 6))
+        preview_every = max(1, round((steps_total or 16) / 4))
         events = self.studio.generate(request, preview_every=preview_every)
         result: Result | None = None
         last_preview = 0.0
@@ -300,10 +336,11 @@ class Handlers:
                 assert isinstance(event, Progress)
                 out = {"status": status_html(f"step {event.step}/{event.total}", event.step, event.total)}
                 now = time.monotonic()
-                if event.preview is not None and (now - last_preview >= PREVIEW_INTERVAL_S
-                                                  or event.step == event.total):
+                if (event.preview is not None and now - last_preview >= PREVIEW_INTERVAL_S
+                        and event.step <= event.total - 2):  # the finished sound is about to replace it
                     out[slot_key(0, "plot")] = sound_figure(event.preview, event.sample_rate,
-                                                            f"preview · step {event.step}/{event.total}")
+                                                            f"preview · step {event.step}/{event.total}",
+                                                            dpi=PREVIEW_DPI)
                     last_preview = time.monotonic()
                 yield out
         finally:
@@ -313,12 +350,14 @@ class Handlers:
 
         takes = []
         for sound in result.sounds:
-            wav = audio_io.export_wav(sound.audio, sound.sample_rate, session.folder, sound.recipe)
+            stem = file_stem(sound.recipe)
+            wav = audio_io.export_wav(sound.audio, sound.sample_rate, session.folder, sound.recipe, stem=stem)
             master = audio_io.export_wav(sound.audio, sound.sample_rate, session.folder / "masters", sound.recipe,
-                                         subtype="FLOAT")
+                                         subtype="FLOAT", stem=stem)
             takes.append(session.add(sound.recipe, wav, master))
         session.batch = [t.id for t in takes]
-        done = {"seed": request.seed, "session": session, "history": session.table(), "take": gr.update(choices=session.choices()),
+        done = {"seed": request.seed, "session": session, "history": session.table(),
+                "take": gr.update(choices=session.choices()),
                 "status": status_html(f"{len(takes)} sound{'s' if len(takes) > 1 else ''} in {result.seconds:.1f} s "
                                       f"on {result.device}", 1, 1)}
         for row in range(SLOTS // 2):
@@ -332,8 +371,8 @@ class Handlers:
                 done[slot_key(i, "caption")] = take.caption()
         yield done  # the sounds first: playable before their plots are drawn
         # the last update is the whole result (it is what an API client's predict() returns)
-        yield {**done, **{slot_key(i, "plot"): sound_figure(s.audio, s.sample_rate)
-                          for i, s in enumerate(result.sounds)}}
+        plots = {slot_key(i, "plot"): sound_figure(s.audio, s.sample_rate) for i, s in enumerate(result.sounds)}
+        yield {**done, **plots, "status": done["status"].replace('"tds-status"', '"tds-status done"')}
 
     # ------------------------------------------------------------------ results
     def _slot_take(self, session: Session | None, slot: int):
@@ -390,7 +429,8 @@ class Handlers:
             if loudness:
                 audio = audio_io.loudness_normalise(audio, rate, loudness["target_lufs"], loudness["ceiling_db"])
             recipe = dict(take.recipe, **({"loudness": loudness} if loudness else {}))
-            paths.append(audio_io.export_wav(audio, rate, folder, recipe, subtype=wav_format))
+            paths.append(audio_io.export_wav(audio, rate, folder, recipe, subtype=wav_format,
+                                             stem=file_stem(take.recipe)))
         gr.Info(f"saved {len(paths)} WAV{'s' if len(paths) > 1 else ''} to {folder}")
         return {"saved": "\n".join(str(p) for p in paths)}
 
@@ -433,7 +473,11 @@ class Handlers:
             "guidance": gr.update(visible=bool(info["takes_guidance"]),
                                   value=float(defaults.get("guidance", 1.0) if guidance is None else guidance)),
             "seed": int(values.get("seed") or 0), "lock_seed": True,
-            "seed_b": "" if values.get("seed_b") is None else str(values["seed_b"]), "morph": float(values.get("morph") or 0.0), "count": 1,
+            "seed_b": "" if values.get("seed_b") is None else str(values["seed_b"]),
+            "morph": float(values.get("morph") or 0.0), "count": 1,
+            "length": gr.update(visible=bool(info.get("variable_length")), maximum=round(info["seconds"], 3),
+                                value=round(float(values.get("length") or defaults.get("length", info["seconds"])),
+                                            3)),
             "strength": float(values.get("strength", 0.5)), "variation": values.get("variation") or "noise",
         })
         if values.get("label") and values["label"] not in info["labels"]:
@@ -457,7 +501,9 @@ class Handlers:
             try:
                 audio_io.read_audio(path, max_seconds=REFERENCE_MAX_S)
             except AudioFileError as error:
-                raise gr.Error(f"{name} is neither a studio WAV nor usable audio: {error}") from None
+                reason = _short_paths(str(error)).replace(path, name)
+                raise gr.Error(f"{name} is neither a studio WAV nor usable audio ({reason})",
+                               print_exception=False) from None
             note = (f"**{name}** carries no recipe (it was not exported by this studio), so its settings "
                     "can't be restored. You can use it as the reference for variations instead.")
             gr.Warning(f"{name} has no recipe")
@@ -470,17 +516,12 @@ class Handlers:
                  f"{recipe.get('steps')} steps. Press Generate to make it again."]
         reference = recipe.get("reference")
         out = self._controls(recipe)
-        if reference:
-            ref = Path(reference)
-            if ref.is_file() and ref.resolve().is_relative_to(self.settings.cache_dir):
-                out["reference"] = str(ref)
-                out["variation_box"] = gr.update(open=True)
-            else:
-                out["reference"] = None
-                notes.append(f"It was a variation of **{ref.name}**, which is no longer here: load that sound as "
-                             "the reference to regenerate it exactly.")
-        else:
-            out["reference"] = None
+        out["reference"] = self._servable(reference)
+        if out["reference"]:
+            out["variation_box"] = gr.update(open=True)
+        elif reference:
+            notes.append(f"It was a variation of **{Path(reference).name}**, which is no longer here: load that "
+                         "sound as the reference to regenerate it exactly.")
         checkpoint = recipe.get("checkpoint")
         if checkpoint:
             current = self.studio.load(self.studio.entry(out["model"]["value"])).checkpoint_id
@@ -491,6 +532,12 @@ class Handlers:
         out["recipe_note"] = "\n\n".join(notes)
         out["use_reference"] = gr.update(visible=False)
         return out
+
+    def _servable(self, path: str | None) -> str | None:
+        """``path`` if the page may show it (a file in our cache folder), else None."""
+        if not path or not Path(path).is_file():
+            return None
+        return str(path) if Path(path).resolve().is_relative_to(self.settings.cache_dir) else None
 
     @user_facing
     def use_dropped_as_reference(self, recipe_file) -> dict:
@@ -510,11 +557,12 @@ class Handlers:
 
     @user_facing
     def save_preset(self, preset_name, preset_overwrite, model, label, sampler, steps, guidance, seed, seed_b,
-                    morph) -> dict:
+                    morph, length) -> dict:
         values = {"model": model, "label": _label_value(label), "sampler": sampler or None,
                   "steps": _number(steps, "steps", integer=True, optional=True),
                   "guidance": _number(guidance, "guidance", optional=True), "seed": _seed(seed, "seed"),
-                  "seed_b": _seed(seed_b, "seed B", optional=True), "morph": _number(morph, "morph")}
+                  "seed_b": _seed(seed_b, "seed B", optional=True), "morph": _number(morph, "morph"),
+                  "length": self._length(model, length) if model else None}
         path = presets.save(self.settings.presets_dir, preset_name, values, overwrite=bool(preset_overwrite))
         gr.Info(f"saved preset {path.stem}")
         return {"preset": gr.update(choices=presets.list_presets(self.settings.presets_dir), value=path.stem),
@@ -545,8 +593,7 @@ class Handlers:
     def history_load(self, take, session) -> dict:
         found = self._take(session, take)
         out = self._controls(found.recipe, f"Loaded take **#{found.id}** into the controls.")
-        reference = found.recipe.get("reference")
-        out["reference"] = reference if reference and Path(reference).is_file() else None
+        out["reference"] = self._servable(found.recipe.get("reference"))
         return out
 
     @user_facing

@@ -28,9 +28,11 @@ class Take:
 
     def caption(self) -> str:
         r = self.recipe
-        parts = [f"#{self.id}", str(r.get("model")), r.get("label") or "", f"seed {r.get('seed')}"]
+        label = r.get("label") if r.get("label") not in (None, r.get("model")) else ""
+        seed = f"seed {r.get('seed')}"
         if r.get("seed_b") is not None and r.get("morph"):
-            parts.append(f"→ {r['seed_b']} @ {r['morph']:.2f}")
+            seed += f" → {r['seed_b']} @ {r['morph']:.2f}"
+        parts = [f"#{self.id}", str(r.get("model")), label, seed]
         parts.append(f"{r.get('steps')} steps")
         if r.get("reference"):
             parts.append(f"{r.get('variation')} variation {r.get('strength'):.2f}")

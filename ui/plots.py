@@ -30,28 +30,28 @@ FREQ_TICKS = (100, 500, 1000, 2000, 5000, 10000, 20000)
 
 def _style(axis, label_bottom: bool) -> None:
     axis.set_facecolor("none")
-    axis.tick_params(colors=TEXT, labelsize=7, length=2, labelbottom=label_bottom)
+    axis.tick_params(colors=TEXT, labelsize=8, length=2, labelbottom=label_bottom)
     for spine in axis.spines.values():
         spine.set_color(GRID)
 
 
 def sound_figure(audio: torch.Tensor, sample_rate: int, title: str | None = None,
-                 width: float = 5.6, height: float = 2.9) -> Figure:
+                 width: float = 4.8, height: float = 2.7, dpi: int = 100) -> Figure:
     """Waveform (each channel) and mel spectrogram (mono mix, dB) of ``audio`` shaped (channels, N)."""
     audio = audio.detach().float().cpu()
     if audio.ndim == 1:
         audio = audio[None]
     samples = audio.shape[-1]
     ms = samples / sample_rate * 1000.0
-    fig = Figure(figsize=(width, height), dpi=100, facecolor="none")
+    fig = Figure(figsize=(width, height), dpi=dpi, facecolor="none")
     grid = fig.add_gridspec(2, 2, height_ratios=(1, 2.2), width_ratios=(40, 1), hspace=0.08, wspace=0.03,
-                            left=0.1, right=0.9, top=0.9 if title else 0.97, bottom=0.15)
+                            left=0.12, right=0.88, top=0.9 if title else 0.97, bottom=0.16)
     wave_axis = fig.add_subplot(grid[0, 0])
     spec_axis = fig.add_subplot(grid[1, 0], sharex=wave_axis)
     bar_axis = fig.add_subplot(grid[1, 1])
 
     times = np.linspace(0.0, ms, samples, endpoint=False)
-    step = max(1, samples // 4000)  # ~4000 points per line is plenty for a 5-inch plot
+    step = max(1, samples // (8 * dpi))  # a few points per pixel is plenty
     data = audio.numpy()
     colours = [WAVE, WAVE_RIGHT]
     for channel in range(min(2, data.shape[0]))[::-1]:
@@ -66,7 +66,7 @@ def sound_figure(audio: torch.Tensor, sample_rate: int, title: str | None = None
     _style(wave_axis, label_bottom=False)
     peak_db = 20 * np.log10(peak) if peak > 0 else -np.inf
     wave_axis.text(0.995, 0.92, f"peak {peak_db:.1f} dBFS" if np.isfinite(peak_db) else "silent",
-                   transform=wave_axis.transAxes, ha="right", va="top", fontsize=7, color=TEXT)
+                   transform=wave_axis.transAxes, ha="right", va="top", fontsize=8, color=TEXT)
 
     mel = mel_spectrogram(audio.mean(dim=0), sample_rate, n_mels=N_MELS).numpy()
     top = float(mel.max())
@@ -76,14 +76,14 @@ def sound_figure(audio: torch.Tensor, sample_rate: int, title: str | None = None
     ticks = [f for f in FREQ_TICKS if f <= sample_rate / 2.0]
     spec_axis.set_yticks([float(hz_to_mel(f)) for f in ticks])
     spec_axis.set_yticklabels([f"{f // 1000}k" if f >= 1000 else str(f) for f in ticks])
-    spec_axis.set_ylabel("Hz (mel)", color=TEXT, fontsize=7)
-    spec_axis.set_xlabel("time (ms)", color=TEXT, fontsize=7)
+    spec_axis.set_ylabel("Hz (mel)", color=TEXT, fontsize=8)
+    spec_axis.set_xlabel("time (ms)", color=TEXT, fontsize=8)
     _style(spec_axis, label_bottom=True)
 
     bar = fig.colorbar(image, cax=bar_axis)
-    bar.set_label("dB", color=TEXT, fontsize=7)
-    bar.ax.tick_params(colors=TEXT, labelsize=6, length=2)
+    bar.set_label("dB", color=TEXT, fontsize=8)
+    bar.ax.tick_params(colors=TEXT, labelsize=7, length=2)
     bar.outline.set_edgecolor(GRID)
     if title:
-        fig.suptitle(title, color=TEXT, fontsize=8, x=0.1, ha="left")
+        fig.suptitle(title, color=TEXT, fontsize=9, x=0.12, ha="left")
     return fig

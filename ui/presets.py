@@ -1,7 +1,7 @@
 """Presets: small JSON files in ``presets/`` holding the controls of a sound worth starting from.
 
 A preset holds the request fields that describe a sound (model, label, sampler, steps,
-guidance, seed, seed_b, morph) plus a name and a description, and reserves ``curves`` and
+guidance, seed, seed_b, morph, and length for models that make any length) plus a name and a description, and reserves ``curves`` and
 ``prompt`` for the time-varying and text controls to come. It never holds a reference file
 path (that would not travel between machines). Every preset is checked with
 ``GenerationRequest.validated`` on load and on save; saving never replaces an existing preset
@@ -19,7 +19,7 @@ from pathlib import Path
 from engine import GenerationRequest, InvalidRequestError
 
 FORMAT = 1
-SOUND_KEYS = ("model", "label", "sampler", "steps", "guidance", "seed", "seed_b", "morph")
+SOUND_KEYS = ("model", "label", "sampler", "steps", "guidance", "seed", "seed_b", "morph", "length")
 META_KEYS = ("format", "name", "description")
 FUTURE_KEYS = ("curves", "prompt")   # accepted and kept; the controls arrive with their issues
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,47}$")
@@ -82,8 +82,9 @@ def load(folder: Path, name: str) -> dict:
 def save(folder: Path, name: str, values: dict, description: str = "", overwrite: bool = False) -> Path:
     """Write ``values`` (request fields) as preset ``name``; refuse to replace one unless ``overwrite``."""
     stem = slug(name)
-    data = validate({"format": FORMAT, "name": name.strip(), "description": description or "",
-                     **{k: values.get(k) for k in SOUND_KEYS}}, f"preset {name!r}")
+    sound = {k: values.get(k) for k in SOUND_KEYS if k != "length" or values.get(k) is not None}
+    data = validate({"format": FORMAT, "name": name.strip(), "description": description or "", **sound},
+                    f"preset {name!r}")
     folder = Path(folder)
     path = folder / f"{stem}.json"
     if path.exists() and not overwrite:

@@ -38,10 +38,10 @@ DEFAULT_CACHE = Path("cache/eval")
 @dataclass(frozen=True)
 class TrainSettings:
     hidden: int = 64            # hidden units (0: plain logistic regression)
-    epochs: int = 400           # full-batch Adam steps
+    epochs: int = 400           # full-batch AdamW steps
     lr: float = 1e-2
-    weight_decay: float = 1e-2  # AdamW decay on the weights
-    dropout: float = 0.2        # input-feature dropout during training (robustness to new kits)
+    weight_decay: float = 1.0   # AdamW decay on the weights (strong: 567 clips, 194 features)
+    dropout: float = 0.5        # input-feature dropout during training (robustness to new kits)
     seed: int = 0
 
 
@@ -87,6 +87,12 @@ class Classifier:
         if len(labels) == 0:
             return float("nan")
         return float((self.predict(feats) == labels.to(torch.long)).float().mean())
+
+    def recall(self, feats: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """Per class: the share of its clips classified as it (nan for a class with no clips)."""
+        predicted, labels = self.predict(feats), labels.to(torch.long)
+        return {name: float((predicted[labels == k] == k).float().mean()) if bool((labels == k).any()) else float("nan")
+                for k, name in enumerate(self.label_names)}
 
     def save(self, path: str | Path) -> None:
         """``path`` (``.safetensors``) + the same name with ``.json``, each written atomically."""
@@ -174,6 +180,7 @@ def load_or_train(root: str | Path = DATA_ROOT, cache_dir: str | Path | None = D
     hx, hy = dataset_features(holdout)
     hy = torch.tensor([classifier.label_names.index(holdout.label_names[i]) for i in hy.tolist()])
     classifier.info.update(key=key, holdout_accuracy=classifier.accuracy(hx, hy),
+                           holdout_recall=classifier.recall(hx, hy),
                            train_clips=len(train), holdout_clips=len(holdout))
     log.info("drum classifier: %.1f%% on %d held-out clips (%.1f%% on train)",
              100 * classifier.info["holdout_accuracy"], len(holdout), 100 * classifier.info["train_accuracy"])

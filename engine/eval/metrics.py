@@ -171,6 +171,8 @@ def tail_floor_db(audio: torch.Tensor, sample_rate: int, window_s: tuple[float, 
     mono = audio.mean(1)
     start = int(round(window_s[0] * sample_rate))
     stop = min(int(round(window_s[1] * sample_rate)), mono.shape[-1])
+    if audio.shape[0] == 0:
+        return torch.zeros(0)
     peak = audio.abs().flatten(1).amax(1)
     if stop - start < 64:
         return torch.full((audio.shape[0],), floor_db)

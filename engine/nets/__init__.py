@@ -10,11 +10,13 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import CheckpointError
+from .autoencoder import AudioAutoencoder
+from .encodec_backend import EncodecCodec  # imports transformers only when an EncodecCodec is built
 from .pqmf import BandCodec
 from .unet1d import UNet1d
 
 NETWORKS: dict[str, type[nn.Module]] = {"unet1d": UNet1d}
-CODECS: dict[str, type[nn.Module]] = {"pqmf": BandCodec}
+CODECS: dict[str, type[nn.Module]] = {"pqmf": BandCodec, "autoencoder": AudioAutoencoder, "encodec": EncodecCodec}
 
 
 def build(spec: dict, registry: dict[str, type[nn.Module]]) -> nn.Module:

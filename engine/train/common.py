@@ -124,3 +124,58 @@ def set_rng_state(state: dict) -> None:
 def lr_at(step: int, base_lr: float, warmup: int) -> float:
     """Linear warm-up then constant: diffusion training is long and gains little from decay here."""
     return base_lr * min(1.0, (step + 1) / max(1, warmup))
+
+
+# ----------------------------------------------------------------------------- shared by codec.py and latent.py
+# (wave.py still has its own copies of these few lines; it can adopt them when next touched)
+
+
+def setup_run(device_name: str | None) -> tuple[torch.device, Dist]:
+    """The device and distributed place of this process; under ``torchrun`` on CUDA, its local GPU."""
+    device = pick_device(device_name)
+    place = setup_distributed(device)
+    if place.world > 1 and device.type == "cuda":
+        device = torch.device("cuda", place.local_rank)
+        torch.cuda.set_device(device)
+    return device, place
+
+
+def open_dataset(data: str | Path, categories: list[str] | None = None, length: int | None = None):
+    """A built data set (``index.json``) or any folder of WAVs (cut to ``length`` samples, default 32768)."""
+    from ..data.dataset import DrumDataset
+    from ..errors import DatasetError
+
+    path = Path(data)
+    if (path / "index.json").is_file():
+        return DrumDataset(path, "train", categories=categories)
+    if path.is_dir():
+        return DrumDataset.from_folder(path, categories=categories, **({"length": length} if length else {}))
+    raise DatasetError(f"{path} is neither a built data set nor a folder of WAVs; "
+                       "build one with `python scripts/build_drum_dataset.py`")
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                   network: torch.nn.Module, clip: float = 1.0) -> None:
+    """Backward (scaled under fp16 autocast), clip the gradient norm, step."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(network.parameters(), clip)
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def set_lr(optimizer: torch.optim.Optimizer, step: int, base_lr: float, warmup: int) -> float:
+    lr = lr_at(step, base_lr, warmup)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def out_of_time(started: float, max_minutes: float | None) -> bool:
+    import time
+
+    if max_minutes is not None and time.time() - started > 60 * max_minutes:
+        log.info("time budget of %.1f min reached", max_minutes)
+        return True
+    return False

@@ -1,0 +1,292 @@
+"""Evaluate a drum model: generate N sounds per category and compare them with real ones.
+
+``python -m engine.eval --model drums --count 16`` (and ``python -m engine eval ...``) prints one
+``name: value`` line per figure; :func:`evaluate` returns the same figures as a dict. For each
+category the model makes (an alias such as ``kick`` narrows it to one), with seeds
+``seed .. seed + count - 1`` at the model's default sampler, steps and guidance unless given:
+
+``<cat>.classified_as_intended``
+    share of the generated clips the drum classifier (:mod:`engine.eval.classifier`) puts in
+    the intended category; ``<cat>.classified_as_intended_real`` is the same share for the real
+    held-out clips of that category, i.e. what a perfect generator would score.
+``<cat>.frechet`` / ``.frechet_floor`` / ``.frechet_ratio``
+    Fréchet distance of the generated clips' features to the real TRAIN clips of the category;
+    the floor is the held-out (never trained on) real clips' distance to the same train clips;
+    ratio = frechet / floor (about 1 = as close to the training sounds as new real sounds are).
+    Features are standardised with the real train set's statistics and projected on its top
+    :data:`FRECHET_DIMS` principal components (the sets are small).
+``<cat>.diversity`` / ``.diversity_real`` / ``.diversity_ratio``
+    mean pairwise distance of standardised features, generated vs real train clips (ratio < 1:
+    the model repeats itself; near 0: collapse).
+``<cat>.silent_share`` / ``.clipped_share`` / ``.nan_share``
+    broken outputs (:mod:`engine.eval.metrics`); measured on the raw decoded audio, before any
+    clamping an export would do.
+``<cat>.tail_floor_db`` / ``.tail_floor_real_db`` / ``.tail_floor_excess_db`` (kick, snare)
+    median high-frequency residue in the 300-700 ms tail, generated and real train clips, and
+    the difference (the "hiss" of an undertrained waveform model; see
+    :func:`engine.eval.metrics.tail_floor_db`).
+
+plus ``classifier.holdout_accuracy``, ``model.*`` and ``generate.seconds_per_sound``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
+from ..errors import InvalidRequestError, StudioError
+from ..models import LoadedModel, load_model, resolve_model
+from ..sampling import sample_latent
+from ..seeds import noise
+from . import metrics
+from .classifier import DEFAULT_CACHE, Classifier, load_or_train, train_classifier
+from .features import batched_features
+
+log = logging.getLogger(__name__)
+
+FRECHET_DIMS = 16
+TAIL_CATEGORIES = ("kick", "snare")
+
+
+@dataclass
+class ReferenceSet:
+    """Real clips to compare with: ``audio`` ``(N, C, L)`` and each clip's category."""
+
+    audio: torch.Tensor
+    categories: list[str]
+    sample_rate: int = 44100
+
+    def __post_init__(self) -> None:
+        if self.audio.dim() != 3 or self.audio.shape[0] != len(self.categories):
+            raise InvalidRequestError(f"a reference set needs (N, C, L) audio and N categories, got "
+                                      f"{tuple(self.audio.shape)} and {len(self.categories)}")
+
+    @classmethod
+    def from_dataset(cls, dataset: DrumDataset) -> "ReferenceSet":
+        return cls(dataset.audio, [r["category"] for r in dataset.records], dataset.sample_rate)
+
+    def mask(self, category: str) -> torch.Tensor:
+        return torch.tensor([c == category for c in self.categories], dtype=torch.bool)
+
+
+@dataclass
+class _Space:
+    """Standardisation and PCA of the real train features, shared by every comparison."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    pca_mean: np.ndarray
+    basis: np.ndarray
+
+    @classmethod
+    def fit(cls, feats: torch.Tensor, dims: int = FRECHET_DIMS) -> "_Space":
+        mean, std = feats.mean(0), feats.std(0)
+        std = std.clamp_min(1e-3 * float(std.max().clamp_min(1e-6)))
+        pca_mean, basis = metrics.pca_basis((feats - mean) / std, dims)
+        return cls(mean, std, pca_mean, basis)
+
+    def standard(self, feats: torch.Tensor) -> np.ndarray:
+        return ((feats - self.mean) / self.std).double().numpy()
+
+    def project(self, feats: torch.Tensor) -> np.ndarray:
+        return (self.standard(feats) - self.pca_mean) @ self.basis
+
+
+def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, seed: int = 0,
+                   steps: int | None = None, guidance: float | None = None, sampler: str | None = None,
+                   batch: int = 16, progress: bool = False) -> torch.Tensor:
+    """``(count, C, length)`` float32 CPU audio for seeds ``seed .. seed + count - 1``.
+
+    Each clip's starting noise depends only on its own seed (drawn alone, as the studio does),
+    so clip ``i`` is the sound seed ``seed + i`` gives in the studio at the same settings.
+    """
+    manifest, codec = model.manifest, model.codec
+    defaults = manifest.get("defaults", {})
+    steps = int(steps if steps is not None else defaults.get("steps", 16))
+    guidance = float(guidance if guidance is not None else defaults.get("guidance", 1.0))
+    sampler = sampler or defaults.get("sampler", "dpmpp_2m")
+    labels = list(manifest.get("labels", []))
+    if label is not None and label not in labels:
+        raise InvalidRequestError(f"the model knows the labels {labels}, not {label!r}")
+    label_index = labels.index(label) if label is not None else None
+    shape = (1, codec.latent_channels, codec.latent_length(manifest["length"]))
+    out = []
+    for start in tqdm(range(0, count, batch), desc=f"generate {label or manifest.get('name', '')}",
+                      disable=not progress, unit="batch"):
+        seeds = range(seed + start, seed + min(start + batch, count))
+        x = torch.cat([noise(s, shape) for s in seeds]).to(model.device)
+        latent = sample_latent(model.network, manifest, x, sampler=sampler, steps=steps, guidance=guidance,
+                               label_index=label_index)
+        out.append(codec.decode(latent.float()).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, manifest["channels"], manifest["length"])
+
+
+def _median(values: torch.Tensor) -> float:
+    return float(values.median()) if values.numel() else math.nan
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b and math.isfinite(a) and math.isfinite(b) else math.nan
+
+
+def compare(category: str, generated: torch.Tensor, real: ReferenceSet, space: _Space, real_features: torch.Tensor,
+            classifier: Classifier | None, holdout: ReferenceSet | None = None,
+            holdout_features: torch.Tensor | None = None) -> dict[str, float]:
+    """The figures of one category (keys without the ``<cat>.`` prefix)."""
+    rate = real.sample_rate
+    out: dict[str, float] = {}
+    out["nan_share"] = metrics.nan_share(generated)
+    out["silent_share"] = metrics.silent_share(generated)
+    out["clipped_share"] = metrics.clipped_share(generated)
+    feats = batched_features(generated, rate)
+    in_real = real.mask(category)
+    if classifier is not None and category in classifier.label_names:
+        target = classifier.label_names.index(category)
+        out["classified_as_intended"] = float((classifier.predict(feats) == target).float().mean())
+        if holdout is not None and holdout_features is not None and bool(holdout.mask(category).any()):
+            predicted = classifier.predict(holdout_features[holdout.mask(category)])
+            out["classified_as_intended_real"] = float((predicted == target).float().mean())
+    real_cat = real_features[in_real]
+    if len(real_cat) >= 2 and len(feats) >= 2:
+        out["frechet"] = metrics.frechet_distance(space.project(feats), space.project(real_cat))
+        if holdout is not None and holdout_features is not None and int(holdout.mask(category).sum()) >= 2:
+            out["frechet_floor"] = metrics.frechet_distance(space.project(holdout_features[holdout.mask(category)]),
+                                                            space.project(real_cat))
+            out["frechet_ratio"] = _ratio(out["frechet"], out["frechet_floor"])
+        out["diversity"] = metrics.diversity(space.standard(feats))
+        out["diversity_real"] = metrics.diversity(space.standard(real_cat))
+        out["diversity_ratio"] = _ratio(out["diversity"], out["diversity_real"])
+    if category in TAIL_CATEGORIES:
+        out["tail_floor_db"] = _median(metrics.tail_floor_db(generated, rate))
+        out["tail_floor_real_db"] = _median(metrics.tail_floor_db(real.audio[in_real].float(), rate))
+        out["tail_floor_excess_db"] = out["tail_floor_db"] - out["tail_floor_real_db"]
+    return out
+
+
+def evaluate(model_name: str, count: int = 16, steps: int | None = None, guidance: float | None = None,
+             sampler: str | None = None, seed: int = 0, device: str = "cpu", *,
+             models_root: str | Path | None = None, data_root: str | Path = DATA_ROOT,
+             real: ReferenceSet | None = None, holdout: ReferenceSet | None = None,
+             classifier: Classifier | None = None, cache_dir: str | Path | None = DEFAULT_CACHE,
+             batch: int = 16, half: bool = False, progress: bool = True) -> dict[str, float | str]:
+    """Generate ``count`` sounds per category of ``model_name`` and measure them (module docstring).
+
+    The real sounds are the built data set in ``data_root`` (train split to compare with,
+    holdout split for the floors and the classifier's accuracy; the classifier is cached in
+    ``cache_dir``), or explicit ``real`` / ``holdout`` reference sets (the classifier is then
+    trained on ``real`` unless one is given, and nothing is cached).
+    """
+    if count < 1:
+        raise InvalidRequestError(f"count must be at least 1, got {count}")
+    entry = resolve_model(model_name, [models_root] if models_root is not None else None)
+    model = load_model(entry.folder, device=device, half=half)
+    labels = list(model.manifest.get("labels", []))
+    categories: list[str | None] = [entry.label] if entry.label else (labels or [None])
+
+    if real is None:
+        real = ReferenceSet.from_dataset(DrumDataset(data_root, "train"))
+        if holdout is None:
+            holdout = ReferenceSet.from_dataset(DrumDataset(data_root, "holdout"))
+        if classifier is None:
+            classifier = load_or_train(data_root, cache_dir)
+    if real.sample_rate != model.manifest["sample_rate"]:
+        raise InvalidRequestError(f"the model makes {model.manifest['sample_rate']} Hz audio but the real clips "
+                                  f"are {real.sample_rate} Hz")
+    real_features = batched_features(real.audio.float(), real.sample_rate)
+    holdout_features = batched_features(holdout.audio.float(), holdout.sample_rate) if holdout is not None else None
+    if classifier is None:
+        names = tuple(dict.fromkeys(real.categories))
+        classifier = train_classifier(real_features, torch.tensor([names.index(c) for c in real.categories]), names)
+        if holdout is not None:
+            known = [i for i, c in enumerate(holdout.categories) if c in names]
+            classifier.info["holdout_accuracy"] = classifier.accuracy(
+                holdout_features[known], torch.tensor([names.index(holdout.categories[i]) for i in known]))
+    space = _Space.fit(real_features)
+
+    results: dict[str, float | str] = {
+        "model.name": entry.name,
+        "model.checkpoint_id": model.checkpoint_id,
+        "model.training_steps": float(model.manifest.get("training", {}).get("steps", math.nan)),
+        "classifier.holdout_accuracy": float(classifier.info.get("holdout_accuracy", math.nan)),
+    }
+    generated_total, seconds = 0, 0.0
+    for category in categories:
+        started = time.perf_counter()
+        audio = generate_clips(model, count, label=category, seed=seed, steps=steps, guidance=guidance,
+                               sampler=sampler, batch=batch, progress=progress)
+        seconds += time.perf_counter() - started
+        generated_total += len(audio)
+        name = category or "all"
+        figures = compare(category, audio, real, space, real_features, classifier, holdout, holdout_features) \
+            if category is not None else compare_all(audio, real, space, real_features)
+        results.update({f"{name}.{key}": value for key, value in figures.items()})
+    results["generate.seconds_per_sound"] = seconds / max(generated_total, 1)
+    return results
+
+
+def compare_all(generated: torch.Tensor, real: ReferenceSet, space: _Space, real_features: torch.Tensor) -> dict[str, float]:
+    """Figures for a model without labels: against every real clip."""
+    feats = batched_features(generated, real.sample_rate)
+    out = {"nan_share": metrics.nan_share(generated), "silent_share": metrics.silent_share(generated),
+           "clipped_share": metrics.clipped_share(generated)}
+    if len(feats) >= 2:
+        out["frechet"] = metrics.frechet_distance(space.project(feats), space.project(real_features))
+        out["diversity"] = metrics.diversity(space.standard(feats))
+        out["diversity_real"] = metrics.diversity(space.standard(real_features))
+        out["diversity_ratio"] = _ratio(out["diversity"], out["diversity_real"])
+    return out
+
+
+def format_results(results: dict[str, float | str]) -> str:
+    """``name: value`` lines (floats with 4 significant digits)."""
+    lines = []
+    for key, value in results.items():
+        lines.append(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine eval",
+                                     description="Generate sounds with a model and compare them with real drum clips.")
+    parser.add_argument("--model", required=True, help="model name, alias (kick, snare, ...) or model folder")
+    parser.add_argument("--count", type=int, default=16, help="sounds per category (default 16)")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
+    parser.add_argument("--sampler", default=None, help="sampler (default: the model's)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--half", action="store_true", help="fp16 weights (CUDA only)")
+    parser.add_argument("--batch", type=int, default=16, help="sounds per sampling batch (default 16)")
+    parser.add_argument("--models-root", default=None, help="folder of model folders (default checkpoints/)")
+    parser.add_argument("--data", default=str(DATA_ROOT), help="built drum data set (default data/drums)")
+    parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="classifier cache folder (default cache/eval)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry: prints ``name: value`` lines; a StudioError is printed and returns 2 (as the
+    other ``python -m engine`` commands do)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        results = evaluate(args.model, count=args.count, steps=args.steps, guidance=args.guidance,
+                           sampler=args.sampler, seed=args.seed, device=args.device, models_root=args.models_root,
+                           data_root=args.data, cache_dir=args.cache, batch=args.batch, half=args.half,
+                           progress=not args.quiet)
+    except StudioError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_results(results), flush=True)
+    return 0

@@ -1,0 +1,154 @@
+"""In-house 1-D convolutional audio autoencoder with a continuous latent: the latent models' codec.
+
+Read top to bottom: helpers, the residual unit, the encoder, the decoder, then the codec.
+The audio is first split into PQMF sub-bands (``pqmf.PQMF``, 16 bands: 16x fewer frames with
+full bandwidth, as in RAVE), then strided convolutions compress time further (default 2 x 4 = 8,
+128x in all: 44.1 kHz -> ~345 latent frames per second) into ``latent_channels`` continuous
+channels. The decoder mirrors it with transposed convolutions and PQMF synthesis. No attention
+and no normalisation layers that look across time, so it is fully convolutional: any length that
+is a multiple of ``hop`` goes through, and a longer clip is the same computation as a shorter one.
+
+The codec has the same interface as ``pqmf.BandCodec`` (``encode``, ``decode``,
+``latent_channels``, ``latent_length``), so the samplers and the studio use it unchanged.
+``encode`` divides the raw latent by ``latent_scale`` (its standard deviation over the training
+data, measured by the codec trainer and stored in the codec's manifest) so a diffusion model sees
+unit-variance latents, which is what alpha-blending from unit noise assumes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .pqmf import PQMF
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _conv(in_channels: int, out_channels: int, kernel: int, dilation: int = 1) -> nn.Conv1d:
+    """'Same' convolution (odd kernel), weight-normalised for stable adversarial-free training."""
+    return nn.utils.parametrizations.weight_norm(
+        nn.Conv1d(in_channels, out_channels, kernel, padding=dilation * (kernel - 1) // 2, dilation=dilation))
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+class ResidualUnit(nn.Module):
+    """SEANet-style unit: dilated conv -> 1x1 conv, added to the input."""
+
+    def __init__(self, channels: int, dilation: int, kernel: int = 7):
+        super().__init__()
+        self.conv1 = _conv(channels, channels, kernel, dilation)
+        self.conv2 = _conv(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.elu(self.conv1(F.elu(x))))
+
+
+def _units(channels: int, count: int, kernel: int) -> list[nn.Module]:
+    return [ResidualUnit(channels, 3**i, kernel) for i in range(count)]
+
+
+class Encoder(nn.Module):
+    """(B, C*bands, N/bands) -> (B, latent_channels, N/hop)."""
+
+    def __init__(self, in_channels: int, widths: tuple, factors: tuple, latent_channels: int, units: int,
+                 kernel: int):
+        super().__init__()
+        layers: list[nn.Module] = [_conv(in_channels, widths[0], kernel)]
+        for i, factor in enumerate(factors):
+            layers += _units(widths[i], units, kernel)
+            layers += [nn.ELU(), nn.utils.parametrizations.weight_norm(
+                nn.Conv1d(widths[i], widths[i + 1], 2 * factor, stride=factor, padding=factor // 2))]
+        layers += _units(widths[-1], units, kernel) + [nn.ELU(), _conv(widths[-1], latent_channels, 3)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class Decoder(nn.Module):
+    """(B, latent_channels, N/hop) -> (B, C*bands, N/bands): the encoder mirrored."""
+
+    def __init__(self, out_channels: int, widths: tuple, factors: tuple, latent_channels: int, units: int,
+                 kernel: int):
+        super().__init__()
+        layers: list[nn.Module] = [_conv(latent_channels, widths[-1], kernel)]
+        for i in reversed(range(len(factors))):
+            factor = factors[i]
+            layers += _units(widths[i + 1], units, kernel)
+            layers += [nn.ELU(), nn.utils.parametrizations.weight_norm(
+                nn.ConvTranspose1d(widths[i + 1], widths[i], 2 * factor, stride=factor, padding=factor // 2))]
+        layers += _units(widths[0], units, kernel) + [nn.ELU(), _conv(widths[0], out_channels, kernel)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.layers(z)
+
+
+# ----------------------------------------------------------------------------- codec
+
+
+class AudioAutoencoder(nn.Module):
+    """``encode``: (B, C, N) audio -> (B, latent_channels, ceil(N / hop)) unit-scale latent; ``decode`` inverts.
+
+    ``N`` need not be a multiple of ``hop``: the audio is zero-padded at the end, and ``decode``
+    returns ``frames * hop`` samples (callers cut to the length they want).
+    """
+
+    def __init__(self,
+                 channels: int = 2,               # audio channels
+                 bands: int = 16,                 # PQMF sub-bands (the first 16x of compression)
+                 taps_per_band: int = 8,          # PQMF prototype length per band
+                 widths: tuple = (64, 128, 256),  # conv channels after the PQMF and after each down-sampling
+                 factors: tuple = (2, 4),         # time down-sampling after the PQMF (even numbers)
+                 latent_channels: int = 32,       # continuous latent channels
+                 units: int = 2,                  # residual units (dilations 1, 3, 9...) per level
+                 kernel: int = 7,                 # residual unit kernel
+                 latent_scale: float = 1.0,       # std of the raw latent over the data (set by the trainer)
+                 sample_rate: int = 44100):       # informational: the rate it was trained at
+        super().__init__()
+        if len(widths) != len(factors) + 1:
+            raise ValueError(f"widths needs {len(factors) + 1} entries for {len(factors)} factors, got {len(widths)}")
+        if any(f < 1 or f % 2 for f in factors):
+            raise ValueError(f"down-sampling factors must be even, got {list(factors)}")
+        if not latent_scale > 0:
+            raise ValueError(f"latent_scale must be > 0, got {latent_scale}")
+        self.channels, self.bands, self.sample_rate = channels, bands, sample_rate
+        self._latent_channels = latent_channels
+        self.hop = bands * math.prod(factors)
+        self.latent_scale = float(latent_scale)
+        self.pqmf = PQMF(bands, taps_per_band)
+        self.encoder = Encoder(channels * bands, tuple(widths), tuple(factors), latent_channels, units, kernel)
+        self.decoder = Decoder(channels * bands, tuple(widths), tuple(factors), latent_channels, units, kernel)
+
+    @property
+    def latent_channels(self) -> int:
+        return self._latent_channels
+
+    def latent_length(self, samples: int) -> int:
+        return -(-int(samples) // self.hop)
+
+    def encode_raw(self, audio: torch.Tensor) -> torch.Tensor:
+        """The latent before scaling (what the trainer measures ``latent_scale`` on)."""
+        pad = self.latent_length(audio.shape[-1]) * self.hop - audio.shape[-1]
+        return self.encoder(self.pqmf.analysis(F.pad(audio, (0, pad))))
+
+    def decode_raw(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.pqmf.synthesis(self.decoder(latent))
+
+    def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.encode_raw(audio) / self.latent_scale
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.decode_raw(latent * self.latent_scale)
+
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Round trip for training: (reconstruction cut to the input length, raw latent)."""
+        latent = self.encode_raw(audio)
+        return self.decode_raw(latent)[..., :audio.shape[-1]], latent

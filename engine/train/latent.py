@@ -1,0 +1,296 @@
+"""Train a latent drum model: iterative alpha-(de)blending on a frozen codec's latents.
+
+One function, :func:`train_latent`, used by ``python -m engine train latent`` and by the tests.
+The picture is IADB (Heitz, Belcour, Chambon 2023): with unit noise ``n`` and a unit-scale codec
+latent ``z``, ``x_a = (1 - a) n + a z`` for ``a ~ U(0, 1)`` (stratified over the batch) and the
+network regresses the direction ``d = z - n``; the manifest says ``"objective": "blend"`` so the
+studio samples it with ``iadb`` natively or with DDIM / DPM-Solver++ through the VE wrapper.
+
+The network is ``UNet1d`` with attention off at every level (fully convolutional, so a model
+trained on 2 s clips generates any length that is a multiple of its hop), AdaGN conditioning
+from the time embedding plus a class-label embedding, and label dropout (the "no label" class)
+so classifier-free guidance works. A share of the batches (``short_crops``) is trained on a
+shorter prefix of the latent, so shorter generated sounds end as cleanly as full-length ones.
+
+The codec is either an in-house autoencoder folder (``--codec checkpoints/codec``; it is copied
+into the run folder so ``run/model`` finds it beside itself, and the manifest references it by
+name: ``"codec": {"type": "autoencoder", "model": "codec"}``) or EnCodec (``--codec encodec``,
+weights from transformers, its arguments stored inline with the measured ``latent_scale``).
+The run folder is laid out like the waveform trainer's and resumes, logs and saves the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from ..data.augment import augment
+from ..errors import DatasetError, InvalidRequestError
+from ..models import find_codec_folder, load_codec, load_weights, read_manifest, save_model
+from ..nets import build_codec, build_network
+from ..sampling import sample_latent
+from ..seeds import noise
+from . import common
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LENGTH = 88064  # ~2.0 s at 44.1 kHz: 688 latent frames at the autoencoder's hop of 128
+
+
+@dataclass
+class LatentTrainConfig:
+    data: str = "data/drums-2s"         # a built data set (build.py --length 88064) or any folder of WAVs
+    run: str = "runs/latent"            # run folder: model/, <codec>/, train_state.pt, log.csv, samples/
+    codec: str = "checkpoints/codec"    # a codec folder (kind "codec"), or "encodec"
+    codec_args: dict | None = None      # EnCodec arguments (pretrained, latent, bandwidth, config...)
+    init: str | None = None             # latent model folder to fine-tune from
+    name: str = "latent-drums"          # model name written into the manifest
+    steps: int = 1000
+    max_minutes: float | None = None
+    batch: int = 16
+    length: int | None = None           # clip length when data is a folder of WAVs (default 88064)
+    lr: float = 2e-4
+    warmup: int = 200
+    ema_decay: float = 0.999
+    label_dropout: float = 0.1          # share of labels replaced by "no label": trains CFG
+    short_crops: float = 0.25           # share of batches trained on a shorter prefix of the clips
+    augment: bool = True                # False: the latents are encoded once and cached
+    categories: list[str] | None = None
+    save_every: int = 250
+    log_every: int = 25
+    render_every: int = 1000            # 0: never
+    render_steps: int = 32
+    device: str = "auto"
+    seed: int = 0
+    network: dict = field(default_factory=lambda: {"widths": [128, 256, 256], "blocks": [2, 2, 2],
+                                                   "factors": [2, 2], "attention": [False, False, False],
+                                                   "heads": 4, "emb_dim": 256, "dropout": 0.0})
+
+
+def _codec_spec(config: LatentTrainConfig, run: Path, sample_rate: int, sample: torch.Tensor) -> dict:
+    """The manifest's codec entry for a new model (copying an autoencoder folder into the run)."""
+    if config.codec == "encodec":
+        args = dict({"pretrained": "facebook/encodec_24khz", "latent": "continuous"}, **(config.codec_args or {}))
+        args.update(channels=2, sample_rate=sample_rate, latent_scale=1.0)
+        codec = build_codec({"type": "encodec", "args": args})
+        args["latent_scale"] = max(float(codec.encode_raw(sample).std()), 1e-4)
+        return {"type": "encodec", "args": args}
+    source = find_codec_folder(config.codec)
+    codec_manifest = read_manifest(source)
+    if codec_manifest.get("kind") != "codec":
+        raise InvalidRequestError(f"{source} is not a codec folder (train one with `python -m engine train codec`)")
+    name = codec_manifest.get("name") or source.name
+    if name == "model":
+        name = "codec"
+    target = run / name
+    if target.resolve() != source.resolve():
+        if target.exists():
+            shutil.rmtree(target)
+        tmp = run / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source, tmp)
+        tmp.replace(target)
+    return {"type": codec_manifest["codec"]["type"], "model": name}
+
+
+def new_manifest(config: LatentTrainConfig, labels: list[str], codec_spec: dict, latent_channels: int,
+                 length: int, sample_rate: int) -> dict:
+    network_args = dict(config.network, in_channels=latent_channels, num_labels=len(labels))
+    network_args["attention"] = [False] * len(network_args["widths"])  # fully convolutional: any length
+    return {
+        "format": 1,
+        "name": config.name,
+        "kind": "latent",
+        "objective": "blend",
+        "description": "Latent drum one-shots: iterative alpha-blending on an audio autoencoder's latent, "
+                       "class-conditional, any length up to the training clips'.",
+        "sample_rate": sample_rate,
+        "length": length,                # the longest sound it makes (its training clips)
+        "channels": 2,
+        "labels": labels,
+        "aliases": {},
+        "conditioners": ["label"],
+        "defaults": {"sampler": "dpmpp_2m", "steps": 16, "guidance": 2.0},
+        "codec": codec_spec,
+        "network": {"type": "unet1d", "args": network_args},
+        "training": {"steps": 0, "examples": 0, "data": "", "sessions": []},
+    }
+
+
+def blend_batch(latent: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_alpha, alpha, target d = z - noise) with alpha stratified over the batch."""
+    batch = latent.shape[0]
+    alpha = ((torch.arange(batch) + torch.rand(batch, generator=generator)) / batch).to(latent.device)
+    eps = torch.randn(latent.shape, generator=generator).to(latent.device)
+    a = alpha[:, None, None]
+    return (1 - a) * eps + a * latent, alpha, latent - eps
+
+
+@torch.no_grad()
+def validation_loss(network: torch.nn.Module, latent: torch.Tensor, labels: torch.Tensor | None,
+                    points: int = 8, seed: int = 0) -> float:
+    """The blending loss on fixed latents, fixed noise and a fixed grid of alphas (a fresh net: ~2)."""
+    generator = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for a_value in torch.linspace(0.05, 0.95, points):
+        eps = torch.randn(latent.shape, generator=generator).to(latent.device)
+        alpha = torch.full((latent.shape[0],), float(a_value), device=latent.device)
+        prediction = network((1 - a_value) * eps + a_value * latent, alpha, labels)
+        total += F.mse_loss(prediction.float(), latent - eps).item()
+    return total / points
+
+
+def _render(network, codec, manifest: dict, folder: Path, step: int, steps: int) -> None:
+    from ..audio import export_wav
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = codec.latent_length(manifest["length"])
+    shape = (1, codec.latent_channels, -(-frames // network.hop) * network.hop)
+    device = next(network.parameters()).device
+    for index, label in enumerate(manifest["labels"]):
+        latent = sample_latent(network, manifest, noise(index, shape, device), steps=steps,
+                               sampler=manifest["defaults"]["sampler"],
+                               guidance=manifest["defaults"]["guidance"], label_index=index)
+        audio = codec.decode(latent)[0, :, :manifest["length"]].float().clamp(-1, 1).cpu()
+        export_wav(audio, manifest["sample_rate"], folder, {"model": manifest["name"], "label": label,
+                                                            "step": step, "seed": index},
+                   stem=f"step{step:07d}_{label}")
+
+
+def train_latent(config: LatentTrainConfig) -> Path:
+    """Run ``config.steps`` steps (or until ``max_minutes``), saving as it goes; returns the model folder."""
+    device, place = common.setup_run(config.device)
+    run = Path(config.run)
+    model_dir, state_path = run / "model", run / "train_state.pt"
+    dataset = common.open_dataset(config.data, config.categories, config.length or DEFAULT_LENGTH)
+    if len(dataset) < config.batch:
+        raise DatasetError(f"{config.data} has {len(dataset)} clips, fewer than one batch of {config.batch}")
+    probe = torch.stack([dataset[i]["audio"] for i in range(0, len(dataset), max(1, len(dataset) // 64))])
+
+    state = common.load_training_state(state_path)
+    if state is not None:
+        manifest = read_manifest(model_dir)
+        log.info("resuming %s at step %d", run, state["step"])
+    elif config.init:
+        manifest = read_manifest(config.init)
+        if manifest.get("objective") != "blend":
+            raise InvalidRequestError(f"{config.init} is not an alpha-blending latent model")
+        spec = manifest["codec"]
+        if "model" in spec:  # bring the init model's codec into the run
+            source = find_codec_folder(spec["model"], config.init)
+            manifest["codec"] = _codec_spec(LatentTrainConfig(codec=str(source)), run, dataset.sample_rate, probe)
+    else:
+        if place.main:
+            spec = _codec_spec(config, run, dataset.sample_rate, probe)
+        if place.world > 1:  # rank 0 copied the codec folder (or measured EnCodec's scale); share the result
+            box = [spec if place.main else None]
+            torch.distributed.broadcast_object_list(box, src=0)
+            spec = box[0]
+        manifest = new_manifest(config, list(dataset.label_names), spec, 0, dataset.length, dataset.sample_rate)
+    if manifest["length"] != dataset.length or manifest["sample_rate"] != dataset.sample_rate:
+        raise InvalidRequestError(f"the model expects {manifest['length']} samples at {manifest['sample_rate']} Hz "
+                                  f"but the data set has {dataset.length} at {dataset.sample_rate} Hz")
+    codec_probe = dict(manifest, network={})  # the channel check is done below, once the count is known
+    codec = load_codec(codec_probe, model_dir).to(device).eval().requires_grad_(False)
+    manifest["network"]["args"]["in_channels"] = codec.latent_channels
+
+    network = build_network(manifest["network"])
+    frames = codec.latent_length(dataset.length)
+    if frames % network.hop:
+        raise InvalidRequestError(f"{dataset.length} samples make {frames} latent frames, not a multiple of the "
+                                  f"network's hop {network.hop}; build the data with a --length that is a multiple "
+                                  f"of {getattr(codec, 'hop', 1) * network.hop} samples or change the factors")
+    if state is not None:
+        network.load_state_dict(state["online"])
+    elif config.init:
+        load_weights(config.init, network)
+    network.to(device)
+    ema = common.EMA(network, config.ema_decay)
+    if state is not None:
+        load_weights(model_dir, ema.shadow)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=0.0)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    step = int(state["step"]) if state is not None else int(manifest["training"]["steps"])
+    first_step = step
+    trainable = DistributedDataParallel(network) if place.world > 1 else network
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    null = network.num_labels
+    label_map = torch.tensor([manifest["labels"].index(n) if n in manifest["labels"] else null
+                              for n in dataset.label_names])
+    cached = None
+    if not config.augment:  # the latents never change: encode the data set once
+        with torch.no_grad():
+            cached = torch.cat([codec.encode(torch.stack([dataset[j]["audio"] for j in range(i, min(i + 16, len(dataset)))])
+                                             .to(device)) for i in range(0, len(dataset), 16)])
+    generator = torch.Generator().manual_seed(config.seed * 1000 + place.rank + step)
+    loss_log = common.LossLog(run / "log.csv", ["step", "loss", "lr", "seconds_per_step", "examples"]) if place.main else None
+    examples_before = int(manifest["training"].get("examples", 0))
+    session = {"started_step": step, "data": str(config.data), "device": str(device), "world": place.world,
+               "batch": config.batch}
+    started = time.time()
+    running, window_start = 0.0, time.time()
+
+    def save() -> None:
+        manifest["training"].update(steps=step, data=str(config.data),
+                                    examples=examples_before + (step - first_step) * config.batch * place.world)
+        save_model(model_dir, ema.shadow, manifest)
+        common.save_training_state(state_path, online=network.state_dict(), optimizer=optimizer.state_dict(), step=step)
+
+    progress = tqdm(total=config.steps, desc=f"train {manifest['name']}", disable=not place.main, unit="step")
+    network.train()
+    for _ in range(config.steps):
+        if common.out_of_time(started, config.max_minutes):
+            break
+        index = torch.randint(len(dataset), (config.batch,), generator=generator)
+        labels = label_map[torch.tensor([dataset[int(i)]["label"] for i in index])]
+        drop = torch.rand(config.batch, generator=generator) < config.label_dropout
+        labels = torch.where(drop, torch.full_like(labels, null), labels).to(device)
+        if cached is not None:
+            latent = cached[index.to(cached.device)]
+        else:
+            audio = torch.stack([dataset[int(i)]["audio"] for i in index])
+            audio = augment(audio, generator).to(device)
+            with torch.no_grad():
+                latent = codec.encode(audio)
+        if torch.rand((), generator=generator) < config.short_crops and frames > network.hop:
+            keep = int(torch.randint(1, frames // network.hop, (), generator=generator)) * network.hop
+            latent = latent[..., :keep]
+        noisy, alpha, target = blend_batch(latent.float(), generator)
+        lr = common.set_lr(optimizer, step, config.lr, config.warmup)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+            loss = F.mse_loss(trainable(noisy, alpha, labels).float(), target)
+        common.optimizer_step(loss, optimizer, scaler, network)
+        ema.update(network, step)
+        step += 1
+        running += loss.item()
+        progress.update(1)
+        if place.main and step % config.log_every == 0:
+            elapsed = time.time() - window_start
+            loss_log.write(step=step, loss=f"{running / config.log_every:.5f}", lr=f"{lr:.2e}",
+                           seconds_per_step=f"{elapsed / config.log_every:.3f}",
+                           examples=examples_before + (step - first_step) * config.batch * place.world)
+            progress.set_postfix(loss=f"{running / config.log_every:.4f}")
+            running, window_start = 0.0, time.time()
+        if place.main and step % config.save_every == 0:
+            save()
+        if place.main and config.render_every and step % config.render_every == 0:
+            _render(ema.shadow, codec, manifest, run / "samples", step, config.render_steps)
+    progress.close()
+    if place.main:
+        manifest["training"].setdefault("sessions", []).append(
+            dict(session, ended_step=step, minutes=round((time.time() - started) / 60, 2)))
+        save()
+        (run / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    common.teardown_distributed()
+    return model_dir

@@ -1,0 +1,257 @@
+"""Evaluation: features, set metrics, broken-output checks, tail hiss, the classifier, evaluate().
+
+Everything runs on synthetic one-shots (decaying sines as kicks, noise bursts as hats, tone +
+noise as snares) and on a tiny random model folder; no data set or checkpoint is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from engine.eval import metrics
+from engine.eval.classifier import Classifier, load_or_train, train_classifier
+from engine.eval.features import FEATURE_DIM, feature_names, features, mel_spectrogram
+from engine.eval.run import ReferenceSet, evaluate, format_results, main
+from tests.helpers import make_tiny_model
+
+RATE = 44100
+LENGTH = 32768
+
+
+def _t() -> torch.Tensor:
+    return torch.arange(LENGTH, dtype=torch.float64) / RATE
+
+
+def kick(seed: int, noise_rms: float = 0.0) -> torch.Tensor:
+    """(2, LENGTH): a pitch-swept decaying sine, peak ~0.9, plus optional white noise."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.rand(3, generator=g, dtype=torch.float64)
+    t = _t()
+    freq = 45 + 10 * u[0] + 120 * torch.exp(-t * 30)
+    wave = 0.9 * torch.sin(2 * math.pi * torch.cumsum(freq, 0) / RATE) * torch.exp(-t * (6 + 4 * u[1]))
+    if noise_rms:
+        wave = wave + noise_rms * torch.randn(LENGTH, generator=g, dtype=torch.float64)
+    return torch.stack([wave, wave]).float()
+
+
+def hat(seed: int) -> torch.Tensor:
+    """(2, LENGTH): a fast-decaying high-passed noise burst."""
+    g = torch.Generator().manual_seed(1000 + seed)
+    u = torch.rand(2, generator=g, dtype=torch.float64)
+    white = torch.randn(LENGTH, generator=g, dtype=torch.float64)
+    bright = torch.cat([white[:1], white[1:] - white[:-1]]) / 2  # first difference: a crude high-pass
+    wave = 0.8 * bright * torch.exp(-_t() * (30 + 30 * u[0]))
+    return torch.stack([wave, wave.roll(int(3 * u[1]) + 1)]).float()
+
+
+def snare(seed: int) -> torch.Tensor:
+    """(2, LENGTH): a 200 Hz tone plus mid noise, medium decay."""
+    g = torch.Generator().manual_seed(2000 + seed)
+    u = torch.rand(2, generator=g, dtype=torch.float64)
+    t = _t()
+    tone = torch.sin(2 * math.pi * (180 + 40 * u[0]) * t) * torch.exp(-t * 25)
+    noise = torch.randn(LENGTH, generator=g, dtype=torch.float64) * torch.exp(-t * (12 + 6 * u[1]))
+    wave = 0.5 * tone + 0.4 * noise
+    return torch.stack([wave, wave]).float()
+
+
+MAKERS = {"kick": kick, "snare": snare, "hat": hat}
+
+
+def clips(kind: str, seeds) -> torch.Tensor:
+    return torch.stack([MAKERS[kind](s) for s in seeds])
+
+
+def reference(seeds, kinds=("kick", "hat")) -> ReferenceSet:
+    audio = torch.cat([clips(k, seeds) for k in kinds])
+    return ReferenceSet(audio, [k for k in kinds for _ in seeds], RATE)
+
+
+# --------------------------------------------------------------------------- features
+
+def test_features_have_fixed_width_and_stay_finite_on_odd_input():
+    batch = torch.stack([kick(0), hat(0), torch.zeros(2, LENGTH), kick(1)])
+    batch[3, 0, 100] = float("nan")
+    batch[3, 1, 200] = float("inf")
+    out = features(batch, RATE)
+    assert out.shape == (4, FEATURE_DIM) and len(feature_names()) == FEATURE_DIM
+    assert 100 <= FEATURE_DIM <= 200
+    assert torch.isfinite(out).all()
+    assert features(kick(0), RATE).shape == (1, FEATURE_DIM)  # a single (C, N) clip
+    names = feature_names()
+    centroid = names.index("centroid_all")
+    assert out[1, centroid] > out[0, centroid] + 1.0  # a hat is > 10x brighter than a kick
+
+
+def test_features_are_level_invariant_except_level_columns():
+    a, b = features(kick(3)[None], RATE), features(0.1 * kick(3)[None], RATE)
+    level = [feature_names().index(n) for n in ("peak_db", "rms_db")]
+    assert torch.allclose(a[0, level] - 20.0, b[0, level], atol=0.05)
+    others = [i for i in range(FEATURE_DIM) if i not in level]
+    assert torch.allclose(a[0, others], b[0, others], atol=0.2)
+
+
+def test_mel_spectrogram_shapes_and_peak_band():
+    assert mel_spectrogram(torch.zeros(3, 2, 4096), RATE).shape == (3, 2, 64, 17)
+    t = torch.arange(LENGTH) / RATE
+    sine = torch.sin(2 * math.pi * 1000.0 * t)
+    mel = mel_spectrogram(sine, RATE, n_mels=64)
+    assert mel.shape == (64, LENGTH // 256 + 1)
+    assert -6.0 < float(mel.max()) <= 3.0  # ~0 dB: a full-scale sine (its window lobe spans a few bins)
+    # the loudest band is the one whose centre is nearest 1 kHz
+    from engine.eval.features import hz_to_mel, mel_to_hz
+    centres = mel_to_hz(torch.linspace(float(hz_to_mel(20.0)), float(hz_to_mel(RATE / 2)), 66)[1:-1])
+    assert int(mel[:, 40].argmax()) == int((centres - 1000.0).abs().argmin())
+    power = mel_spectrogram(sine, RATE, log=False)
+    assert (power >= 0).all()
+
+
+# --------------------------------------------------------------------------- set metrics
+
+def test_frechet_distance_is_zero_for_identical_sets_grows_with_shift_and_is_symmetric():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((40, 8))
+    b = rng.standard_normal((30, 8)) * 1.5 + 0.3
+    assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert metrics.frechet_distance(a, b) == pytest.approx(metrics.frechet_distance(b, a), rel=1e-6)
+    shifts = [metrics.frechet_distance(a, a + s) for s in (0.5, 1.0, 2.0)]
+    assert shifts == pytest.approx([8 * 0.25, 8 * 1.0, 8 * 4.0], rel=1e-6)  # pure mean shift: |d|^2
+    # fewer clips than dimensions still gives a finite value (shrunk covariances)
+    small = metrics.frechet_distance(rng.standard_normal((5, 50)), rng.standard_normal((6, 50)))
+    assert math.isfinite(small) and small > 0
+    assert metrics.frechet_distance(torch.tensor(a), torch.tensor(a + 1.0)) == pytest.approx(8.0, rel=1e-6)
+
+
+def test_diversity_is_zero_for_identical_clips():
+    same = np.tile(np.arange(6.0), (5, 1))
+    assert metrics.diversity(same) == pytest.approx(0.0, abs=1e-9)
+    rng = np.random.default_rng(1)
+    assert metrics.diversity(rng.standard_normal((10, 6))) > 1.0
+    assert math.isnan(metrics.diversity(same[:1]))
+
+
+def test_silent_clipped_and_nan_detection():
+    good = kick(0)
+    quiet = kick(0) * 10 ** (-70 / 20)
+    flat_top = kick(0).clone()
+    flat_top[:, 1000:1020] = 1.0
+    one_peak = kick(0).clone()
+    one_peak[:, 500:505] = 1.0  # a few full-scale samples are not clipping
+    broken = kick(0).clone()
+    broken[0, 10] = float("nan")
+    batch = torch.stack([good, quiet, flat_top, one_peak, broken])
+    assert metrics.silent(batch).tolist() == [False, True, False, False, False]
+    assert metrics.clipped(batch).tolist() == [False, False, True, False, False]
+    assert metrics.nonfinite(batch).tolist() == [False, False, False, False, True]
+    assert metrics.silent_share(batch) == pytest.approx(0.2)
+    assert metrics.clipped_share(-batch) == pytest.approx(0.2)  # negative flat tops count too
+    assert metrics.nan_share(batch) == pytest.approx(0.2)
+    assert metrics.silent(torch.zeros(1, 2, 64)).item()
+
+
+def test_tail_floor_measures_the_added_hiss():
+    clean = metrics.tail_floor_db(torch.stack([kick(s) for s in range(3)]), RATE)
+    hissy = metrics.tail_floor_db(torch.stack([kick(s, noise_rms=10 ** (-50 / 20)) for s in range(3)]), RATE)
+    assert (clean < -90).all()
+    # white noise at -50 dB RMS: ~64% of its power lies above 8 kHz -> about -52 dB re the ~0.9 peak
+    expected = -50 + 10 * math.log10((RATE / 2 - 8000) / (RATE / 2)) - 20 * math.log10(0.9)
+    assert hissy.tolist() == pytest.approx([expected] * 3, abs=1.5)
+    assert metrics.tail_floor_db(torch.zeros(1, 2, LENGTH), RATE).item() == metrics.TAIL_FLOOR_DB
+    assert metrics.tail_floor_db(torch.ones(1, 2, 4000), RATE).item() == metrics.TAIL_FLOOR_DB  # too short
+
+
+# --------------------------------------------------------------------------- classifier
+
+def test_classifier_separates_synthetic_classes_and_round_trips(tmp_path):
+    names = ("kick", "snare", "hat")
+    train = torch.cat([clips(k, range(8)) for k in names])
+    labels = torch.arange(3).repeat_interleave(8)
+    test = torch.cat([clips(k, range(100, 106)) for k in names])
+    test_labels = torch.arange(3).repeat_interleave(6)
+    train_x, test_x = features(train, RATE), features(test, RATE)
+    model = train_classifier(train_x, labels, names)
+    assert model.accuracy(test_x, test_labels) >= 0.9
+    again = train_classifier(train_x, labels, names)
+    assert torch.equal(model.logits(test_x), again.logits(test_x))  # deterministic
+    model.save(tmp_path / "c.safetensors")
+    loaded = Classifier.load(tmp_path / "c.safetensors")
+    assert loaded.label_names == names
+    assert torch.allclose(loaded.logits(test_x), model.logits(test_x))
+
+
+def _fake_dataset(root, train_seeds=range(6), holdout_seeds=range(50, 53)) -> None:
+    """A built-data-set folder (index.json + split tensors) of synthetic kicks, snares and hats."""
+    root.mkdir(parents=True, exist_ok=True)
+    records, splits = [], {}
+    for split, seeds in (("train", train_seeds), ("holdout", holdout_seeds)):
+        audio = []
+        for kind in ("kick", "snare", "hat"):
+            for s in seeds:
+                records.append({"split": split, "row": len(audio), "category": kind, "subcategory": kind,
+                                "kit": f"fake_{split}", "file": f"{kind}{s}.wav"})
+                audio.append(MAKERS[kind](s))
+        save_file({"audio": torch.stack(audio).half()}, str(root / f"{split}.safetensors"))
+        splits[split] = {"file": f"{split}.safetensors", "count": len(audio)}
+    index = {"sample_rate": RATE, "length": LENGTH, "channels": 2, "categories": ["kick", "snare", "hat"],
+             "splits": splits, "clips": records}
+    (root / "index.json").write_text(json.dumps(index))
+
+
+def test_load_or_train_caches_by_data_set(tmp_path):
+    _fake_dataset(tmp_path / "data")
+    first = load_or_train(tmp_path / "data", tmp_path / "cache")
+    assert first.info["holdout_accuracy"] >= 0.9
+    cached = list((tmp_path / "cache").glob("classifier-*.safetensors"))
+    assert len(cached) == 1 and cached[0].with_suffix(".json").is_file()
+    second = load_or_train(tmp_path / "data", tmp_path / "cache")
+    assert second.info["key"] == first.info["key"]
+    assert torch.equal(second.mean, first.mean)
+    _fake_dataset(tmp_path / "data", train_seeds=range(7))  # a rebuilt data set gets its own entry
+    load_or_train(tmp_path / "data", tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("classifier-*.safetensors"))) == 2
+
+
+# --------------------------------------------------------------------------- evaluate
+
+def test_evaluate_end_to_end_on_a_tiny_model(tmp_path):
+    make_tiny_model(tmp_path / "models", "tiny")
+    real, holdout = reference(range(6)), reference(range(50, 53))
+    results = evaluate("tiny-kick", count=2, steps=2, models_root=tmp_path / "models", real=real,
+                       holdout=holdout, progress=False)
+    for key in ("classified_as_intended", "classified_as_intended_real", "frechet", "frechet_floor",
+                "frechet_ratio", "diversity", "diversity_real", "diversity_ratio", "silent_share",
+                "clipped_share", "nan_share", "tail_floor_db", "tail_floor_real_db", "tail_floor_excess_db"):
+        assert f"kick.{key}" in results, key
+    assert not any(k.startswith("hat.") for k in results)  # an alias evaluates its own label only
+    assert 0.0 <= results["classifier.holdout_accuracy"] <= 1.0
+    assert results["model.name"] == "tiny-kick"
+    for key, value in results.items():
+        if isinstance(value, float) and not key.startswith("model."):
+            assert math.isfinite(value), key
+    text = format_results(results)
+    assert "kick.frechet: " in text and all(": " in line for line in text.splitlines())
+
+    # the model name itself evaluates every label; categories without real clips keep their audio checks
+    everything = evaluate("tiny", count=2, steps=2, models_root=tmp_path / "models", real=real,
+                          holdout=holdout, progress=False)
+    assert {"kick.frechet", "hat.frechet", "snare.nan_share", "cymbal.silent_share"} <= set(everything)
+    assert "hat.tail_floor_db" not in everything
+
+
+def test_cli_prints_name_value_lines_and_reports_errors(tmp_path, capsys):
+    make_tiny_model(tmp_path / "models", "tiny")
+    _fake_dataset(tmp_path / "data")
+    code = main(["--model", "tiny-hat", "--count", "2", "--steps", "1", "--models-root", str(tmp_path / "models"),
+                 "--data", str(tmp_path / "data"), "--cache", str(tmp_path / "cache"), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    values = dict(line.split(": ", 1) for line in out.strip().splitlines())
+    assert {"hat.classified_as_intended", "hat.frechet_ratio", "classifier.holdout_accuracy"} <= set(values)
+    assert main(["--model", "nope", "--models-root", str(tmp_path / "models"), "--quiet"]) == 2
+    assert "no model called 'nope'" in capsys.readouterr().err

@@ -1,0 +1,382 @@
+"""The latent stack: autoencoder codec, STFT loss, codec and latent trainers, codec folders referenced
+by latent models, variable-length generation, alpha-blending inversion, CLI, optional EnCodec.
+
+Everything is tiny (a 8-band autoencoder with 8 latent channels, a two-level U-Net) and runs on
+one CPU thread in seconds; quality is for the training session, not for these tests.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+
+from engine.audio import read_recipe
+from engine.data.dataset import DrumDataset
+from engine.errors import CheckpointError, InvalidRequestError, StudioError
+from engine.models import find_models, load_model, load_weights, read_manifest, save_model
+from engine.nets import CODECS, build_codec, build_network
+from engine.nets.autoencoder import AudioAutoencoder
+from engine.request import GenerationRequest
+from engine.sampling import invert_latent, sample_latent
+from engine.studio import Studio
+from engine.train.codec import CodecTrainConfig, measure_latent_scale, reconstruction_loss, train_codec
+from engine.train.latent import LatentTrainConfig, train_latent, validation_loss
+from engine.train.losses import MultiResolutionSTFTLoss
+from tests.helpers import LABELS, make_wav_folder, perturb_zero_init, synthetic_hit
+
+ROOT = Path(__file__).resolve().parent.parent
+RATE = 44100
+LENGTH = 8192  # samples of the tiny latent model's clips (~0.19 s): 256 latent frames
+TINY_CODEC = {"bands": 8, "widths": [16, 16], "factors": [4], "latent_channels": 8, "units": 1, "kernel": 5}
+TINY_LATENT_NET = {"widths": [16, 32], "blocks": [1, 1], "factors": [2], "attention": [False, False],
+                   "heads": 2, "emb_dim": 32, "dropout": 0.0}
+TINY_ENCODEC = {"hidden_size": 16, "num_filters": 4, "upsampling_ratios": [4, 4], "codebook_size": 32,
+                "codebook_dim": 16, "target_bandwidths": [15.0], "num_lstm_layers": 1}
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def codec_manifest(name: str = "codec", latent_scale: float = 1.0) -> dict:
+    return {"format": 1, "name": name, "kind": "codec", "sample_rate": RATE, "channels": 2, "length": LENGTH,
+            "codec": {"type": "autoencoder", "args": dict(TINY_CODEC, channels=2, latent_scale=latent_scale)},
+            "training": {"steps": 0}}
+
+
+def latent_manifest(name: str = "latent", codec: str = "codec") -> dict:
+    return {"format": 1, "name": name, "kind": "latent", "objective": "blend", "sample_rate": RATE,
+            "length": LENGTH, "channels": 2, "labels": LABELS, "aliases": {}, "conditioners": ["label"],
+            "defaults": {"sampler": "iadb", "steps": 4, "guidance": 2.0},
+            "codec": {"type": "autoencoder", "model": codec},
+            "network": {"type": "unet1d", "args": dict(TINY_LATENT_NET, in_channels=8, num_labels=len(LABELS))},
+            "training": {"steps": 0}}
+
+
+def make_latent_models(root: Path) -> Path:
+    """root/codec (random autoencoder) + root/latent (random blending U-Net referencing it by name)."""
+    torch.manual_seed(0)
+    save_model(root / "codec", AudioAutoencoder(**codec_manifest()["codec"]["args"]), codec_manifest())
+    manifest = latent_manifest()
+    save_model(root / "latent", perturb_zero_init(build_network(manifest["network"])), manifest)
+    return root
+
+
+@pytest.fixture(scope="module")
+def latent_models(tmp_path_factory) -> Path:
+    return make_latent_models(tmp_path_factory.mktemp("latent_models"))
+
+
+@pytest.fixture(scope="module")
+def clips() -> torch.Tensor:
+    """Four synthetic stereo hits of LENGTH samples (two kicks, two hats)."""
+    hits = [synthetic_hit(kind, seed)[:LENGTH] for kind in ("kick", "hat") for seed in (0, 1)]
+    return torch.stack([torch.from_numpy(h.T.copy()) for h in hits])
+
+
+@pytest.fixture(scope="module")
+def trained_codec(tmp_path_factory, wav_folder) -> Path:
+    """A tiny codec trained for 30 steps (~5 s on one thread)."""
+    run = tmp_path_factory.mktemp("codec_run")
+    return train_codec(CodecTrainConfig(data=str(wav_folder), run=str(run), length=LENGTH, steps=30, batch=4,
+                                        segment=4096, lr=3e-3, warmup=1, ema_decay=0.0, log_every=1,
+                                        save_every=10, device="cpu", network=dict(TINY_CODEC)))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=180, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"})
+
+
+# ----------------------------------------------------------------------------- codec
+
+
+def test_autoencoder_compresses_by_its_hop_and_pads_any_length():
+    codec = build_codec({"type": "autoencoder", "args": dict(TINY_CODEC)})
+    assert isinstance(codec, AudioAutoencoder) and CODECS["autoencoder"] is AudioAutoencoder
+    assert codec.hop == 8 * 4 and codec.latent_channels == 8
+    default = AudioAutoencoder()
+    assert default.hop == 128 and 64 <= default.hop <= 256 and 16 <= default.latent_channels <= 64
+    audio = torch.randn(3, 2, 1000) * 0.1
+    latent = codec.encode(audio)
+    assert latent.shape == (3, 8, math.ceil(1000 / 32)) == (3, 8, codec.latent_length(1000))
+    assert codec.decode(latent).shape == (3, 2, 32 * 32)  # callers cut to the length they asked for
+    assert codec.encode(torch.randn(1, 2, 4096)).shape[-1] == 4096 // 32  # fully convolutional
+    with pytest.raises(CheckpointError, match="even"):
+        build_codec({"type": "autoencoder", "args": dict(TINY_CODEC, factors=[3])})
+
+
+def test_latent_scale_gives_unit_variance_and_decode_undoes_it(clips):
+    torch.manual_seed(0)
+    raw = AudioAutoencoder(**TINY_CODEC).eval()
+    scale = measure_latent_scale(raw, clips)
+    scaled = AudioAutoencoder(**TINY_CODEC, latent_scale=scale).eval()
+    scaled.load_state_dict(raw.state_dict())
+    with torch.no_grad():
+        assert abs(float(scaled.encode(clips).std()) - 1.0) < 1e-4
+        assert torch.allclose(scaled.encode(clips) * scale, raw.encode_raw(clips), atol=1e-6)
+        assert torch.allclose(scaled.decode(scaled.encode(clips)), raw.decode_raw(raw.encode_raw(clips)), atol=1e-5)
+    with pytest.raises(CheckpointError, match="latent_scale"):
+        build_codec({"type": "autoencoder", "args": dict(TINY_CODEC, latent_scale=0.0)})
+
+
+def test_multi_resolution_stft_loss():
+    loss = MultiResolutionSTFTLoss()
+    torch.manual_seed(0)
+    audio = torch.randn(2, 2, 4096) * 0.1
+    assert float(loss(audio, audio)) == pytest.approx(0.0, abs=1e-6)
+    quieter, noisy = float(loss(audio * 0.5, audio)), float(loss(audio + 0.05 * torch.randn_like(audio), audio))
+    assert quieter > 0.5 and 0 < noisy < quieter
+    assert float(loss(torch.zeros(1, 2, 300), torch.randn(1, 2, 300))) > 0  # FFTs longer than the clip skipped
+    with pytest.raises(ValueError):
+        loss(audio, audio[..., :100])
+
+
+def test_a_few_codec_training_steps_reduce_the_stft_loss_and_the_run_resumes(trained_codec, wav_folder):
+    manifest = read_manifest(trained_codec)
+    assert manifest["kind"] == "codec" and manifest["training"]["steps"] == 30
+    scale = manifest["codec"]["args"]["latent_scale"]
+    assert 0 < scale != 1.0
+    data = DrumDataset.from_folder(wav_folder, length=LENGTH, progress=False)
+    audio = torch.stack([data[i]["audio"] for i in range(len(data))])
+    torch.manual_seed(0)
+    fresh = build_codec({"type": "autoencoder", "args": dict(TINY_CODEC)}).eval()
+    trained = build_codec(manifest["codec"])
+    load_weights(trained_codec, trained)
+    trained.eval()
+    before, after = reconstruction_loss(fresh, audio), reconstruction_loss(trained, audio)
+    assert after < 0.8 * before, (before, after)  # deterministic: 5.3 -> 2.9 when written
+    with torch.no_grad():
+        assert 0.5 < float(trained.encode(audio).std()) < 2.0  # the stored scale normalises the latent
+    run = trained_codec.parent
+    with open(run / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 30 and {"loss", "stft"} <= set(rows[0])
+    assert not [p for p in trained_codec.iterdir() if p.name.endswith(".tmp")]
+
+
+# ----------------------------------------------------------------------------- codec folders and Studio
+
+
+def test_a_latent_model_loads_its_codec_from_the_folder_beside_it(latent_models):
+    model = load_model(latent_models / "latent")
+    assert isinstance(model.codec, AudioAutoencoder) and not model.codec.training
+    reference = AudioAutoencoder(**TINY_CODEC)
+    load_weights(latent_models / "codec", reference)
+    assert all(torch.equal(a, b) for a, b in zip(model.codec.state_dict().values(), reference.state_dict().values()))
+    names = find_models([latent_models])
+    assert "latent" in names and "codec" not in names  # a codec is not something to generate from
+    with pytest.raises(CheckpointError, match="codec folder"):
+        load_model(latent_models / "codec")
+
+
+def test_missing_or_mismatched_codec_folders_are_clear_errors(tmp_path, latent_models):
+    manifest = latent_manifest(codec="no_such_codec")
+    save_model(tmp_path / "orphan", build_network(manifest["network"]), manifest)
+    with pytest.raises(CheckpointError, match="codec folder 'no_such_codec' not found"):
+        load_model(tmp_path / "orphan")
+    wide = codec_manifest()
+    wide["codec"]["args"]["latent_channels"] = 16
+    save_model(tmp_path / "codec", AudioAutoencoder(**wide["codec"]["args"]), wide)
+    save_model(tmp_path / "latent", build_network(latent_manifest()["network"]), latent_manifest())
+    with pytest.raises(CheckpointError, match="16 latent channels"):
+        load_model(tmp_path / "latent")
+
+
+def test_studio_generates_latent_sounds_of_the_requested_length_with_label_and_guidance(latent_models):
+    studio = Studio(roots=[latent_models], device="cpu")
+    assert studio.describe("latent")["variable_length"] is True
+    request = GenerationRequest(model="latent", label="snare", guidance=3.0, steps=4, seed=5, count=2, length=0.1)
+    events = list(studio.generate(request, preview_every=2))
+    result = events[-1]
+    assert [e.step for e in events[:-1]] == [1, 2, 3, 4] and events[1].preview.shape == (2, 4410)
+    assert [s.audio.shape for s in result.sounds] == [(2, 4410), (2, 4410)]
+    assert all(torch.isfinite(s.audio).all() for s in result.sounds)
+    recipe = result.sounds[1].recipe
+    assert recipe["length"] == 0.1 and recipe["seed"] == 6 and recipe["label"] == "snare" and recipe["guidance"] == 3.0
+    again = studio.render(GenerationRequest.from_recipe(recipe))
+    assert torch.allclose(again.sounds[0].audio, result.sounds[1].audio, atol=1e-5)  # the recipe regenerates it (batch of 1 vs 2)
+    full = studio.render(GenerationRequest(model="latent", label="snare", steps=4, seed=5))
+    assert full.sounds[0].audio.shape == (2, LENGTH) and full.sounds[0].recipe["length"] == pytest.approx(LENGTH / RATE)
+    unguided = studio.render(request.with_(guidance=1.0, count=1))
+    assert not torch.equal(unguided.sounds[0].audio, result.sounds[0].audio)
+    with pytest.raises(InvalidRequestError, match="at most 0.19 s"):
+        studio.render(request.with_(length=1.0))
+    with pytest.raises(InvalidRequestError, match="positive number of seconds"):
+        GenerationRequest(model="latent", length=-1.0).validated()
+
+
+def test_waveform_models_stay_fixed_length(tiny_models):
+    studio = Studio(roots=[tiny_models], device="cpu")
+    assert studio.describe("tiny")["variable_length"] is False
+    result = studio.render(GenerationRequest(model="tiny-kick", steps=2, length=32768 / 44100))
+    assert result.sounds[0].audio.shape == (2, 32768) and result.sounds[0].recipe["length"] is None
+    with pytest.raises(InvalidRequestError, match="exactly 0.743 s"):
+        studio.render(GenerationRequest(model="tiny-kick", steps=2, length=0.5))
+
+
+def test_latent_variations_by_noise_and_by_inversion(latent_models, tmp_path):
+    path = tmp_path / "hit.wav"
+    sf.write(path, synthetic_hit("kick", 3), RATE)
+    studio = Studio(roots=[latent_models], device="cpu")
+    for variation, sampler in (("noise", "dpmpp_2m"), ("invert", "iadb"), ("noise", "iadb")):
+        result = studio.render(GenerationRequest(model="latent", label="kick", steps=4, length=0.15, sampler=sampler,
+                                                 reference=str(path), strength=0.3, variation=variation))
+        sound = result.sounds[0]
+        assert sound.audio.shape == (2, round(0.15 * RATE)) and torch.isfinite(sound.audio).all()
+        assert sound.recipe["variation"] == variation
+
+
+# ----------------------------------------------------------------------------- inversion
+
+
+class GaussianBlend(torch.nn.Module):
+    """The exact alpha-blending direction E[z - n | x_a] for data z ~ N(mean, std^2) per element."""
+
+    def __init__(self, mean: float, std: float):
+        super().__init__()
+        self.mean, self.var = mean, std**2
+        self.dummy = torch.nn.Parameter(torch.zeros(()))  # the samplers read the dtype from a parameter
+
+    def forward(self, x: torch.Tensor, alpha: torch.Tensor, label=None) -> torch.Tensor:
+        a = alpha.reshape(-1, *([1] * (x.ndim - 1)))
+        gain = (a * self.var - (1 - a)) / ((1 - a) ** 2 + a**2 * self.var)
+        return self.mean + gain * (x - a * self.mean)
+
+
+@pytest.mark.parametrize("kind", ["analytic", "tiny_unet"])
+def test_inversion_then_iadb_sampling_reconstructs_the_latent(kind):
+    manifest = {"objective": "blend"}
+    torch.manual_seed(0)
+    if kind == "analytic":
+        network = GaussianBlend(mean=0.3, std=0.5)
+        latent = 0.3 + 0.5 * torch.randn(2, 8, 64)
+    else:
+        network = perturb_zero_init(build_network({"type": "unet1d", "args": dict(
+            TINY_LATENT_NET, in_channels=8, num_labels=0)})).eval()
+        latent = torch.randn(2, 8, 64)
+    errors = {}
+    for steps in (10, 100):
+        noise = invert_latent(network, manifest, latent, steps=steps)
+        rebuilt = sample_latent(network, manifest, noise, sampler="iadb", steps=steps)
+        errors[steps] = float((rebuilt - latent).norm() / latent.norm())
+    assert errors[100] < 0.05 and errors[100] < errors[10] / 5, errors  # first order: ~10x smaller per 10x steps
+    if kind == "analytic":  # the inverted latent is a unit-noise draw again
+        assert abs(float(noise.std()) - 1.0) < 0.1
+
+
+# ----------------------------------------------------------------------------- latent training
+
+
+def test_latent_training_lowers_the_blend_loss_and_resumes(tmp_path, wav_folder, trained_codec):
+    run = tmp_path / "run"
+    settings = dict(data=str(wav_folder), run=str(run), codec=str(trained_codec), length=LENGTH, batch=4, lr=3e-3,
+                    warmup=1, ema_decay=0.5, log_every=1, save_every=10, render_every=0, augment=False,
+                    device="cpu", network=dict(TINY_LATENT_NET, attention=[False, True]))
+    folder = train_latent(LatentTrainConfig(steps=40, **settings))
+    manifest = read_manifest(folder)
+    assert manifest["objective"] == "blend" and manifest["kind"] == "latent"
+    assert manifest["codec"] == {"type": "autoencoder", "model": "codec"} and (run / "codec" / "manifest.json").is_file()
+    assert manifest["network"]["args"]["attention"] == [False, False]  # always fully convolutional
+    assert manifest["network"]["args"]["in_channels"] == 8 and {"kick", "hat"} <= set(manifest["labels"])
+    model = load_model(folder)  # finds run/codec beside run/model
+    data = DrumDataset.from_folder(wav_folder, length=LENGTH, progress=False)
+    with torch.no_grad():
+        latent = model.codec.encode(torch.stack([data[i]["audio"] for i in range(len(data))]))
+    fresh = build_network(manifest["network"]).eval()
+    before, after = validation_loss(fresh, latent, data.labels), validation_loss(model.network, latent, data.labels)
+    assert after < 0.9 * before, (before, after)
+    train_latent(LatentTrainConfig(steps=2, **settings))
+    assert read_manifest(folder)["training"]["steps"] == 42 and len(read_manifest(folder)["training"]["sessions"]) == 2
+    result = Studio(roots=[run], device="cpu").render(GenerationRequest(model=str(folder), label="hat", steps=3,
+                                                                        length=0.1))
+    assert result.sounds[0].audio.shape == (2, 4410)
+    tuned = train_latent(LatentTrainConfig(**dict(settings, run=str(tmp_path / "tune"), init=str(folder), steps=1)))
+    assert read_manifest(tuned)["training"]["steps"] == 43 and (tmp_path / "tune" / "codec").is_dir()
+    load_model(tuned)
+
+
+@pytest.mark.slow
+def test_cli_trains_a_codec_and_a_latent_model_then_generates_a_length(tmp_path):
+    wavs = make_wav_folder(tmp_path / "wavs", per_class=2)
+    codec = run_cli("train", "codec", "--data", str(wavs), "--run-dir", str(tmp_path / "codec"), "--steps", "2",
+                    "--batch", "2", "--length", str(LENGTH), "--segment", "2048", "--save-every", "1",
+                    "--device", "cpu", "--network", '{"bands": 8, "widths": [16, 16], "factors": [4], '
+                    '"latent_channels": 8, "units": 1, "kernel": 5}')
+    assert codec.returncode == 0, codec.stderr[-2000:]
+    codec_folder = Path(codec.stdout.strip().splitlines()[-1])
+    assert read_manifest(codec_folder)["training"]["steps"] == 2
+    latent = run_cli("train", "latent", "--data", str(wavs), "--run-dir", str(tmp_path / "latent"), "--codec",
+                     str(codec_folder), "--steps", "2", "--batch", "2", "--length", str(LENGTH), "--render-every", "0",
+                     "--device", "cpu", "--network", '{"widths": [16, 32], "blocks": [1, 1], "factors": [2], '
+                     '"attention": [false, false], "heads": 2, "emb_dim": 32}')
+    assert latent.returncode == 0, latent.stderr[-2000:]
+    model = Path(latent.stdout.strip().splitlines()[-1])
+    generate = run_cli("generate", "--model", str(model), "--label", "kick", "--guidance", "2", "--steps", "3",
+                       "--length", "0.12", "--sampler", "iadb", "--out", str(tmp_path / "out"))
+    assert generate.returncode == 0, generate.stderr[-2000:]
+    wav = Path(generate.stdout.strip())
+    assert sf.info(wav).frames == round(0.12 * RATE) and read_recipe(wav)["length"] == 0.12
+    too_long = run_cli("generate", "--model", str(model), "--length", "5", "--out", str(tmp_path / "out"))
+    assert too_long.returncode == 2 and "length must be at most" in too_long.stderr
+
+
+# ----------------------------------------------------------------------------- optional EnCodec
+
+
+def test_encodec_needs_transformers_and_says_so(monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
+    with pytest.raises(StudioError, match="pip install transformers"):
+        build_codec({"type": "encodec", "args": {"config": TINY_ENCODEC}})
+
+
+@pytest.mark.slow
+def test_encodec_backend_plumbing_with_a_tiny_random_model(tmp_path, wav_folder):
+    pytest.importorskip("transformers", reason="transformers is optional (pip install transformers)")
+    spec = {"type": "encodec", "args": {"config": TINY_ENCODEC, "pretrained": None}}
+    codec = build_codec(spec)
+    audio = torch.randn(2, 2, 4410) * 0.1
+    latent = codec.encode(audio)
+    assert latent.shape == (2, 2 * 16, codec.latent_length(4410)) and latent.shape[-1] % 16 == 0
+    assert codec.decode(latent).shape[:2] == (2, 2) and codec.decode(latent).shape[-1] >= 4410
+    assert torch.equal(build_codec(spec).encode(audio), latent)  # seeded random weights: same codec every load
+    quantized = build_codec({"type": "encodec", "args": dict(spec["args"], latent="quantized", bandwidth=15.0)})
+    assert quantized.encode(audio).shape == latent.shape
+    folder = train_latent(LatentTrainConfig(
+        data=str(wav_folder), run=str(tmp_path / "run"), codec="encodec", codec_args=spec["args"], length=LENGTH,
+        steps=2, batch=2, log_every=1, render_every=0, augment=False, device="cpu",
+        network=dict(TINY_LATENT_NET)))
+    manifest = read_manifest(folder)
+    assert manifest["codec"]["type"] == "encodec" and manifest["codec"]["args"]["latent_scale"] != 1.0
+    result = Studio(roots=[tmp_path], device="cpu").render(GenerationRequest(model=str(folder), label="kick",
+                                                                             steps=2, length=0.1))
+    assert result.sounds[0].audio.shape == (2, 4410)
+
+
+# ----------------------------------------------------------------------------- experiment scripts
+
+
+def test_the_experiment_commands_of_docs_latent_run_on_a_tiny_model(latent_models, wav_folder, capsys):
+    from engine.eval.latent_experiments import main
+
+    def rows(*argv: str) -> list[list[str]]:
+        assert main(list(argv)) == 0
+        return list(csv.reader(capsys.readouterr().out.splitlines()))
+
+    model = str(latent_models / "latent")
+    loss = rows("val-loss", "--models", model, "--data", str(wav_folder), "--clips", "4")
+    assert loss[0] == ["model", "parameters", "steps_trained", "val_loss"] and float(loss[1][3]) > 0
+    quality = rows("steps", "--model", model, "--steps", "2", "4", "--samplers", "iadb", "--count", "4",
+                   "--length", "0.1", "--data", str(wav_folder), "--label", "kick")
+    assert [r[:2] for r in quality[1:]] == [["iadb", "2"], ["iadb", "4"]] and float(quality[1][3]) >= 0
+    smooth = rows("interpolation", "--model", model, "--pairs", "1", "--points", "3", "--steps", "2")
+    assert len(smooth) == 2 and float(smooth[1][3]) >= 1.0
+    inverted = rows("inversion", "--model", model, "--data", str(wav_folder), "--clips", "2", "--steps", "5", "50")
+    errors = [float(r[1]) for r in inverted[1:]]
+    assert len(errors) == 2 and errors[1] < errors[0]
