@@ -243,6 +243,7 @@ def test_a_producer_generates_morphs_exports_restores_and_loads_presets(server, 
     page.goto(server.url)
     page.wait_for_selector("#generate")
     page.wait_for_function("document.querySelector('#model input').value === 'kick'")
+    page.wait_for_selector("#history table")  # the last component to load lazily
     page.screenshot(path=str(SHOTS / "01-start.png"), full_page=True)
 
     # pick a model: its label and default steps follow

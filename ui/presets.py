@@ -1,9 +1,9 @@
 """Presets: small JSON files in ``presets/`` holding the controls of a sound worth starting from.
 
 A preset holds the request fields that describe a sound (model, label, sampler, steps,
-guidance, seed, seed_b, morph, and length for models that make any length) plus a name and a description, and reserves ``curves`` and
-``prompt`` for the time-varying and text controls to come. It never holds a reference file
-path (that would not travel between machines). Every preset is checked with
+guidance, seed, seed_b, morph, and length for models that make any length) plus a name and a
+description, and reserves ``curves`` and ``prompt`` for the time-varying and text controls to
+come. It never holds a reference file path (that would not travel between machines). Every preset is checked with
 ``GenerationRequest.validated`` on load and on save; saving never replaces an existing preset
 unless ``overwrite`` is asked for explicitly.
 """
