@@ -17,7 +17,7 @@ import torch
 from engine.models import save_model
 from engine.nets import build_codec, build_network
 
-TINY_NETWORK = {"widths": [16, 32, 32], "blocks": [1, 1, 1], "factors": [4, 4],
+TINY_NETWORK = {"widths": [16, 32, 32], "blocks": [1, 1, 1], "factors": [4, 4], "pos_dim": 8, "frame_rate": 44100 / 32,
                 "attention": [False, False, True], "heads": 2, "emb_dim": 32, "dropout": 0.0}
 LABELS = ["kick", "snare", "hat", "perc", "cymbal"]
 

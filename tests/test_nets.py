@@ -74,3 +74,26 @@ def test_networks_are_built_from_manifest_entries_alone():
         build_network({"type": "transformer"})
     with pytest.raises(CheckpointError, match="arguments do not fit"):
         build_network({"type": "unet1d", "args": {"no_such_argument": 1}})
+
+
+def test_time_position_features_let_the_network_tell_the_attack_from_the_tail():
+    from engine.nets.unet1d import time_position_features
+
+    features = time_position_features(1024, 44100 / 32, 32)
+    assert features.shape == (1, 32, 1024) and torch.isfinite(features).all()
+    # the same second maps to the same features whatever the clip length (variable-length models)
+    assert torch.allclose(time_position_features(512, 44100 / 32, 32), features[..., :512])
+    blind = UNet1d(in_channels=64, widths=(16, 32), blocks=(1, 1), factors=(4,), attention=(False, True), heads=2,
+                   emb_dim=32)
+    seeing = UNet1d(in_channels=64, widths=(16, 32), blocks=(1, 1), factors=(4,), attention=(False, True), heads=2,
+                    emb_dim=32, pos_dim=16, frame_rate=44100 / 32)
+    for net in (blind, seeing):
+        perturb_zero_init(net, std=0.1)
+    constant = torch.ones(1, 64, 256)  # no cue in the input about where a frame sits
+    with torch.no_grad():
+        blind_out, seeing_out = blind(constant, torch.tensor([0.5])), seeing(constant, torch.tensor([0.5]))
+    # away from the zero-padding at the edges (the only position cue without features), a blind
+    # network is shift-invariant by its hop (4 frames): it cannot tell frame 100 from frame 104
+    shift = lambda out: (out[..., 64:-68] - out[..., 68:-64]).abs().max()  # noqa: E731
+    assert shift(blind_out) < 1e-4
+    assert shift(seeing_out) > 1e-3

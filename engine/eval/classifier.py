@@ -2,9 +2,20 @@
 
 Trained on the TRAIN split of the drum data set, measured on the HOLDOUT split (whole kits
 never trained on), so its accuracy says how far it can be trusted on sounds it has never heard.
-It is a one-hidden-layer MLP on standardised features, trained full-batch with Adam from a
-fixed seed (a few seconds on a CPU, the same weights every time), classes weighted by inverse
-frequency so the many percussion clips don't swamp the few kicks.
+It is a one-hidden-layer MLP on standardised features, trained full-batch with AdamW from a
+fixed seed (about a second on a CPU, the same weights every time), with strong weight decay and
+input dropout, classes weighted by inverse frequency so the many percussion clips don't swamp
+the few kicks.
+
+How far to trust it (data set of Nov 2026, 567 train / 84 holdout clips): ~70 % on the holdout
+kits and ~79 % in leave-one-kit-out cross-validation on train; 100 % on train itself. Per
+class on holdout: kick 100 %, hat 84 %, snare 79 %, cymbal 56 %, perc 53 %. The errors are
+mostly real ambiguity between the coarse categories: electronic and low toms (perc) called
+kicks, bright processed snares and claps called hats, open hats vs cymbals, tambourines and
+shakers vs hats. Logistic regression, shrinkage LDA, k-NN, subcategory targets and pitch/gain
+augmentation all land within 65-79 % on these kits. :mod:`engine.eval.run` therefore reports,
+next to each category's ``classified_as_intended``, the same share for the real held-out clips
+of that category (``classified_as_intended_real``): what a perfect generator would score.
 
 :func:`load_or_train` caches it under ``cache/eval/`` as ``classifier-<key>.safetensors`` (weights,
 feature mean/std) + ``.json`` (labels, holdout accuracy, key); the key hashes the data set's

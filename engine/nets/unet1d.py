@@ -34,6 +34,21 @@ def fourier_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -
     return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
 
 
+def time_position_features(frames: int, frame_rate: float, dim: int, device=None) -> torch.Tensor:
+    """(1, dim, frames) sinusoids of each frame's absolute time in seconds.
+
+    Convolutions and attention are blind to where a frame sits in the clip, but drum one-shots
+    are onset-aligned: loudness is a function of absolute time. Without these features a model
+    sampling from pure noise cannot tell the attack from the tail and renders stationary noise.
+    Periods run log-spaced from 8 s down to 4 frames; seconds (not frame indices) keep the
+    meaning fixed when a variable-length model renders a shorter or longer sound.
+    """
+    seconds = torch.arange(frames, device=device, dtype=torch.float32) / frame_rate
+    periods = torch.logspace(math.log10(8.0), math.log10(4.0 / frame_rate), dim // 2, device=device)
+    args = 2 * math.pi * seconds[None, :] / periods[:, None]
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=0)[None]
+
+
 def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=min(32, channels // 4), num_channels=channels)
 
@@ -120,7 +135,9 @@ class UNet1d(nn.Module):
                  heads: int = 4,                  # attention heads
                  emb_dim: int = 256,              # time/label embedding width
                  num_labels: int = 0,             # 0 = unconditional
-                 dropout: float = 0.0):           # dropout inside residual blocks
+                 dropout: float = 0.0,            # dropout inside residual blocks
+                 pos_dim: int = 0,                # sinusoidal channels of absolute time (0: none)
+                 frame_rate: float = 1.0):        # latent frames per second (positions are in seconds)
         super().__init__()
         assert len(widths) == len(blocks) == len(attention) == len(factors) + 1
         self.num_labels, self.emb_dim = num_labels, emb_dim
@@ -129,6 +146,11 @@ class UNet1d(nn.Module):
         self.label_emb = nn.Embedding(num_labels + 1, emb_dim) if num_labels else None
 
         self.stem = nn.Conv1d(in_channels, widths[0], 3, padding=1)
+        self.pos_dim, self.frame_rate = pos_dim, frame_rate
+        self.pos_proj = nn.Conv1d(pos_dim, widths[0], 1) if pos_dim else None
+        if self.pos_proj is not None:  # starts silent: a warm start from a model without it is unchanged
+            nn.init.zeros_(self.pos_proj.weight)
+            nn.init.zeros_(self.pos_proj.bias)
         self.down_levels, self.downsamplers = nn.ModuleList(), nn.ModuleList()
         for i, width in enumerate(widths):
             self.down_levels.append(Level(widths[max(i - 1, 0)], width, blocks[i], emb_dim, attention[i], dropout, heads))
@@ -159,6 +181,9 @@ class UNet1d(nn.Module):
             raise ValueError(f"{x.shape[-1]} frames is not a multiple of the network's hop {self.hop}")
         emb = self.embed(t.expand(x.shape[0]), label).to(x.dtype)
         h = self.stem(x)
+        if self.pos_proj is not None:
+            position = time_position_features(x.shape[-1], self.frame_rate, self.pos_dim, x.device).to(x.dtype)
+            h = h + self.pos_proj(position)
         skips = []
         for i, level in enumerate(self.down_levels):
             h = level(h, emb)

@@ -76,7 +76,8 @@ def _dataset(config: WaveTrainConfig) -> DrumDataset:
 def new_manifest(config: WaveTrainConfig, labels: list[str], band_scale: list[float], length: int,
                  sample_rate: int) -> dict:
     codec_args = {"channels": 2, "bands": 32, "taps_per_band": 8, "band_scale": band_scale}
-    network_args = dict(config.network, in_channels=2 * 32, num_labels=len(labels))
+    network_args = dict(config.network, in_channels=2 * 32, num_labels=len(labels), pos_dim=32,
+                        frame_rate=sample_rate / 32)
     return {
         "format": 1,
         "name": config.name,
