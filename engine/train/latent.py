@@ -21,25 +21,21 @@ The run folder is laid out like the waveform trainer's and resumes, logs and sav
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from ..data.augment import augment
 from ..errors import DatasetError, InvalidRequestError
-from ..models import find_codec_folder, load_codec, load_weights, read_manifest, save_model
+from ..models import find_codec_folder, load_codec, read_manifest
 from ..nets import build_codec, build_network
 from ..sampling import sample_latent
 from ..seeds import noise
-from . import common
+from . import common, loop
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +100,7 @@ def _codec_spec(config: LatentTrainConfig, run: Path, sample_rate: int, sample: 
 
 def new_manifest(config: LatentTrainConfig, labels: list[str], codec_spec: dict, latent_channels: int,
                  length: int, sample_rate: int) -> dict:
-    network_args = dict(config.network, in_channels=latent_channels, num_labels=len(labels))
+    network_args = dict(config.network, in_channels=latent_channels, num_labels=len(labels), pos_dim=32)
     network_args["attention"] = [False] * len(network_args["widths"])  # fully convolutional: any length
     return {
         "format": 1,
@@ -167,64 +163,47 @@ def _render(network, codec, manifest: dict, folder: Path, step: int, steps: int)
 
 def train_latent(config: LatentTrainConfig) -> Path:
     """Run ``config.steps`` steps (or until ``max_minutes``), saving as it goes; returns the model folder."""
-    device, place = common.setup_run(config.device)
-    run = Path(config.run)
-    model_dir, state_path = run / "model", run / "train_state.pt"
     dataset = common.open_dataset(config.data, config.categories, config.length or DEFAULT_LENGTH)
     if len(dataset) < config.batch:
         raise DatasetError(f"{config.data} has {len(dataset)} clips, fewer than one batch of {config.batch}")
     probe = torch.stack([dataset[i]["audio"] for i in range(0, len(dataset), max(1, len(dataset) // 64))])
+    run = Path(config.run)
 
-    state = common.load_training_state(state_path)
-    if state is not None:
-        manifest = read_manifest(model_dir)
-        log.info("resuming %s at step %d", run, state["step"])
-    elif config.init:
-        manifest = read_manifest(config.init)
+    def adapt_init(_: loop.Trainer, manifest: dict) -> dict:
         if manifest.get("objective") != "blend":
             raise InvalidRequestError(f"{config.init} is not an alpha-blending latent model")
         spec = manifest["codec"]
         if "model" in spec:  # bring the init model's codec into the run
             source = find_codec_folder(spec["model"], config.init)
             manifest["codec"] = _codec_spec(LatentTrainConfig(codec=str(source)), run, dataset.sample_rate, probe)
-    else:
-        if place.main:
-            spec = _codec_spec(config, run, dataset.sample_rate, probe)
-        if place.world > 1:  # rank 0 copied the codec folder (or measured EnCodec's scale); share the result
-            box = [spec if place.main else None]
+        return manifest
+
+    def fresh_manifest(trainer: loop.Trainer) -> dict:
+        spec = _codec_spec(config, run, dataset.sample_rate, probe) if trainer.place.main else None
+        if trainer.place.world > 1:  # rank 0 copied the codec folder (or measured EnCodec's scale); share it
+            box = [spec]
             torch.distributed.broadcast_object_list(box, src=0)
             spec = box[0]
-        manifest = new_manifest(config, list(dataset.label_names), spec, 0, dataset.length, dataset.sample_rate)
+        return new_manifest(config, list(dataset.label_names), spec, 0, dataset.length, dataset.sample_rate)
+
+    trainer = loop.begin(config, fresh_manifest, adapt_init)
+    manifest, device = trainer.manifest, trainer.device
     if manifest["length"] != dataset.length or manifest["sample_rate"] != dataset.sample_rate:
         raise InvalidRequestError(f"the model expects {manifest['length']} samples at {manifest['sample_rate']} Hz "
                                   f"but the data set has {dataset.length} at {dataset.sample_rate} Hz")
     codec_probe = dict(manifest, network={})  # the channel check is done below, once the count is known
-    codec = load_codec(codec_probe, model_dir).to(device).eval().requires_grad_(False)
-    manifest["network"]["args"]["in_channels"] = codec.latent_channels
-
-    network = build_network(manifest["network"])
+    codec = load_codec(codec_probe, trainer.model_dir).to(device).eval().requires_grad_(False)
     frames = codec.latent_length(dataset.length)
+    args = manifest["network"]["args"]
+    args["in_channels"] = codec.latent_channels
+    if args.get("pos_dim"):  # positions in seconds: latent frames per second of this codec
+        args.setdefault("frame_rate", frames * dataset.sample_rate / dataset.length)
+    network = build_network(manifest["network"])
     if frames % network.hop:
         raise InvalidRequestError(f"{dataset.length} samples make {frames} latent frames, not a multiple of the "
                                   f"network's hop {network.hop}; build the data with a --length that is a multiple "
                                   f"of {getattr(codec, 'hop', 1) * network.hop} samples or change the factors")
-    if state is not None:
-        network.load_state_dict(state["online"])
-    elif config.init:
-        load_weights(config.init, network)
-    network.to(device)
-    ema = common.EMA(network, config.ema_decay)
-    if state is not None:
-        load_weights(model_dir, ema.shadow)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=0.0)
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    step = int(state["step"]) if state is not None else int(manifest["training"]["steps"])
-    first_step = step
-    trainable = DistributedDataParallel(network) if place.world > 1 else network
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
+    loop.prepare(trainer, network)
     null = network.num_labels
     label_map = torch.tensor([manifest["labels"].index(n) if n in manifest["labels"] else null
                               for n in dataset.label_names])
@@ -233,25 +212,8 @@ def train_latent(config: LatentTrainConfig) -> Path:
         with torch.no_grad():
             cached = torch.cat([codec.encode(torch.stack([dataset[j]["audio"] for j in range(i, min(i + 16, len(dataset)))])
                                              .to(device)) for i in range(0, len(dataset), 16)])
-    generator = torch.Generator().manual_seed(config.seed * 1000 + place.rank + step)
-    loss_log = common.LossLog(run / "log.csv", ["step", "loss", "lr", "seconds_per_step", "examples"]) if place.main else None
-    examples_before = int(manifest["training"].get("examples", 0))
-    session = {"started_step": step, "data": str(config.data), "device": str(device), "world": place.world,
-               "batch": config.batch}
-    started = time.time()
-    running, window_start = 0.0, time.time()
 
-    def save() -> None:
-        manifest["training"].update(steps=step, data=str(config.data),
-                                    examples=examples_before + (step - first_step) * config.batch * place.world)
-        save_model(model_dir, ema.shadow, manifest)
-        common.save_training_state(state_path, online=network.state_dict(), optimizer=optimizer.state_dict(), step=step)
-
-    progress = tqdm(total=config.steps, desc=f"train {manifest['name']}", disable=not place.main, unit="step")
-    network.train()
-    for _ in range(config.steps):
-        if common.out_of_time(started, config.max_minutes):
-            break
+    def batch_losses(generator: torch.Generator) -> loop.Losses:
         index = torch.randint(len(dataset), (config.batch,), generator=generator)
         labels = label_map[torch.tensor([dataset[int(i)]["label"] for i in index])]
         drop = torch.rand(config.batch, generator=generator) < config.label_dropout
@@ -259,38 +221,18 @@ def train_latent(config: LatentTrainConfig) -> Path:
         if cached is not None:
             latent = cached[index.to(cached.device)]
         else:
-            audio = torch.stack([dataset[int(i)]["audio"] for i in index])
-            audio = augment(audio, generator).to(device)
+            audio = augment(torch.stack([dataset[int(i)]["audio"] for i in index]), generator).to(device)
             with torch.no_grad():
                 latent = codec.encode(audio)
         if torch.rand((), generator=generator) < config.short_crops and frames > network.hop:
             keep = int(torch.randint(1, frames // network.hop, (), generator=generator)) * network.hop
             latent = latent[..., :keep]
         noisy, alpha, target = blend_batch(latent.float(), generator)
-        lr = common.set_lr(optimizer, step, config.lr, config.warmup)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-            loss = F.mse_loss(trainable(noisy, alpha, labels).float(), target)
-        common.optimizer_step(loss, optimizer, scaler, network)
-        ema.update(network, step)
-        step += 1
-        running += loss.item()
-        progress.update(1)
-        if place.main and step % config.log_every == 0:
-            elapsed = time.time() - window_start
-            loss_log.write(step=step, loss=f"{running / config.log_every:.5f}", lr=f"{lr:.2e}",
-                           seconds_per_step=f"{elapsed / config.log_every:.3f}",
-                           examples=examples_before + (step - first_step) * config.batch * place.world)
-            progress.set_postfix(loss=f"{running / config.log_every:.4f}")
-            running, window_start = 0.0, time.time()
-        if place.main and step % config.save_every == 0:
-            save()
-        if place.main and config.render_every and step % config.render_every == 0:
-            _render(ema.shadow, codec, manifest, run / "samples", step, config.render_steps)
-    progress.close()
-    if place.main:
-        manifest["training"].setdefault("sessions", []).append(
-            dict(session, ended_step=step, minutes=round((time.time() - started) / 60, 2)))
-        save()
-        (run / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
-    common.teardown_distributed()
-    return model_dir
+        with trainer.autocast():
+            prediction = trainer.trainable(noisy, alpha, labels)
+        return {"loss": F.mse_loss(prediction.float(), target)}
+
+    def render(shipped: torch.nn.Module, step: int) -> None:
+        _render(shipped, codec, manifest, run / "samples", step, config.render_steps)
+
+    return loop.run_loop(trainer, batch_losses, render=render)

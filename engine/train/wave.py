@@ -10,27 +10,21 @@ those weights and keeps counting that model's steps, so CPU sessions add up.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from ..data.augment import augment
-from ..data.dataset import DrumDataset
 from ..errors import DatasetError, InvalidRequestError
-from ..models import read_manifest, load_weights, save_model
 from ..nets import build_codec, build_network
 from ..nets.pqmf import measure_band_scale
 from ..sampling import sample_latent
 from ..seeds import noise
-from . import common
+from . import common, loop
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +55,6 @@ class WaveTrainConfig:
     network: dict = field(default_factory=lambda: {"widths": [64, 128, 256], "blocks": [1, 2, 2],
                                                    "factors": [4, 4], "attention": [False, False, True],
                                                    "heads": 4, "emb_dim": 256, "dropout": 0.0})
-
-
-def _dataset(config: WaveTrainConfig) -> DrumDataset:
-    path = Path(config.data)
-    if (path / "index.json").is_file():
-        return DrumDataset(path, "train", categories=config.categories)
-    if path.is_dir():
-        return DrumDataset.from_folder(path)
-    raise DatasetError(f"{path} is neither a built data set nor a folder of WAVs; "
-                       "build one with `python scripts/build_drum_dataset.py`")
 
 
 def new_manifest(config: WaveTrainConfig, labels: list[str], band_scale: list[float], length: int,
@@ -139,74 +123,27 @@ def _render(network, codec, manifest: dict, folder: Path, step: int, steps: int)
 
 def train_wave(config: WaveTrainConfig) -> Path:
     """Run ``config.steps`` steps (or until ``max_minutes``), saving as it goes; returns the model folder."""
-    device = common.pick_device(config.device)
-    dist = common.setup_distributed(device)
-    if dist.world > 1 and device.type == "cuda":
-        device = torch.device("cuda", dist.local_rank)
-        torch.cuda.set_device(device)
-    run = Path(config.run)
-    model_dir, state_path = run / "model", run / "train_state.pt"
-    dataset = _dataset(config)
+    dataset = common.open_dataset(config.data, config.categories)
     if len(dataset) < config.batch:
         raise DatasetError(f"{config.data} has {len(dataset)} clips, fewer than one batch of {config.batch}")
 
-    state = common.load_training_state(state_path)
-    if state is not None:
-        manifest = read_manifest(model_dir)
-        log.info("resuming %s at step %d", run, state["step"])
-    elif config.init:
-        manifest = read_manifest(config.init)
-        log.info("fine-tuning from %s (%d steps trained)", config.init, manifest["training"]["steps"])
-    else:
-        sample = torch.stack([dataset[i]["audio"] for i in range(0, len(dataset), max(1, len(dataset) // 256))])
-        manifest = new_manifest(config, list(dataset.label_names), measure_band_scale(sample),
-                                dataset.length, dataset.sample_rate)
+    def fresh_manifest(_: loop.Trainer) -> dict:
+        probe = torch.stack([dataset[i]["audio"] for i in range(0, len(dataset), max(1, len(dataset) // 256))])
+        return new_manifest(config, list(dataset.label_names), measure_band_scale(probe), dataset.length,
+                            dataset.sample_rate)
+
+    trainer = loop.begin(config, fresh_manifest)
+    manifest = trainer.manifest
     if manifest["length"] != dataset.length or manifest["sample_rate"] != dataset.sample_rate:
         raise InvalidRequestError(f"the model expects {manifest['length']} samples at {manifest['sample_rate']} Hz "
                                   f"but the data set has {dataset.length} at {dataset.sample_rate} Hz")
-
-    network = build_network(manifest["network"])
-    codec = build_codec(manifest["codec"]).to(device)
-    if state is not None:
-        network.load_state_dict(state["online"])
-    elif config.init:
-        load_weights(config.init, network)
-    network.to(device)
-    ema = common.EMA(network, config.ema_decay)
-    if state is not None:
-        load_weights(model_dir, ema.shadow)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=0.0)
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    step = int(state["step"]) if state is not None else int(manifest["training"]["steps"])
-    first_step = step
-    trainable = DistributedDataParallel(network) if dist.world > 1 else network
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-    null = network.num_labels
+    codec = build_codec(manifest["codec"]).to(trainer.device)
+    loop.prepare(trainer, build_network(manifest["network"]))
+    null = trainer.network.num_labels
     label_map = _label_map(dataset.label_names, manifest["labels"], null)
-    generator = torch.Generator().manual_seed(config.seed * 1000 + dist.rank + step)
-    loss_log = common.LossLog(run / "log.csv", ["step", "loss", "lr", "seconds_per_step", "examples"]) if dist.main else None
-    examples_before = int(manifest["training"].get("examples", 0))
-    session = {"started_step": step, "data": str(config.data), "device": str(device), "world": dist.world,
-               "batch": config.batch}
-    started = time.time()
-    running, window_start = 0.0, time.time()
+    device = trainer.device
 
-    def save() -> None:
-        manifest["training"]["steps"] = step
-        manifest["training"]["examples"] = examples_before + (step - first_step) * config.batch * dist.world
-        manifest["training"]["data"] = str(config.data)
-        save_model(model_dir, ema.shadow, manifest)
-        common.save_training_state(state_path, online=network.state_dict(), optimizer=optimizer.state_dict(), step=step)
-
-    progress = tqdm(total=config.steps, desc=f"train {manifest['name']}", disable=not dist.main, unit="step")
-    network.train()
-    for _ in range(config.steps):
-        if config.max_minutes is not None and time.time() - started > 60 * config.max_minutes:
-            log.info("time budget of %.1f min reached", config.max_minutes)
-            break
+    def batch_losses(generator: torch.Generator) -> loop.Losses:
         index = torch.randint(len(dataset), (config.batch,), generator=generator)
         items = [dataset[int(i)] for i in index]
         audio = torch.stack([item["audio"] for item in items])
@@ -222,36 +159,11 @@ def train_wave(config: WaveTrainConfig) -> Path:
             latent = codec.encode(audio)
         alpha, sigma = torch.cos(t * math.pi / 2)[:, None, None], torch.sin(t * math.pi / 2)[:, None, None]
         noisy, target = alpha * latent + sigma * eps, alpha * eps - sigma * latent
+        with trainer.autocast():
+            prediction = trainer.trainable(noisy, t, labels)
+        return {"loss": F.mse_loss(prediction.float(), target)}
 
-        for group in optimizer.param_groups:
-            group["lr"] = common.lr_at(step, config.lr, config.warmup)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-            loss = F.mse_loss(trainable(noisy, t, labels).float(), target)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        ema.update(network, step)
-        step += 1
-        running += loss.item()
-        progress.update(1)
-        if dist.main and step % config.log_every == 0:
-            elapsed = time.time() - window_start
-            loss_log.write(step=step, loss=f"{running / config.log_every:.5f}", lr=f"{group['lr']:.2e}",
-                           seconds_per_step=f"{elapsed / config.log_every:.3f}", examples=examples_before + (step - first_step) * config.batch * dist.world)
-            progress.set_postfix(loss=f"{running / config.log_every:.4f}")
-            running, window_start = 0.0, time.time()
-        if dist.main and step % config.save_every == 0:
-            save()
-        if dist.main and config.render_every and step % config.render_every == 0:
-            _render(ema.shadow, codec, manifest, run / "samples", step, config.render_steps)
-    progress.close()
-    if dist.main:
-        manifest["training"].setdefault("sessions", []).append(
-            dict(session, ended_step=step, minutes=round((time.time() - started) / 60, 2)))
-        save()
-        (run / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
-    common.teardown_distributed()
-    return model_dir
+    def render(network: torch.nn.Module, step: int) -> None:
+        _render(network, codec, manifest, trainer.run / "samples", step, config.render_steps)
+
+    return loop.run_loop(trainer, batch_losses, render=render)

@@ -1,0 +1,181 @@
+"""The training run every model family shares: begin, restore, step, log, save, render, record.
+
+A trainer (``wave.py``, ``codec.py``, ``latent.py``) says only what is its own: how a new
+manifest looks, how a batch becomes a loss, and what to render. Everything else—resume from
+the run folder or fine-tune from ``--init`` while counting that model's steps, EMA, AdamW,
+fp16 autocast on CUDA, DDP, the CSV log, atomic saves, renders every N steps and the session
+record in the manifest—happens here once, so the three trainers cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from ..models import load_weights, read_manifest, save_model
+from . import common
+
+Losses = dict[str, torch.Tensor]
+
+
+@dataclass
+class Trainer:
+    """What a run holds between steps."""
+
+    config: Any
+    place: common.Dist
+    device: torch.device
+    run: Path
+    manifest: dict
+    state: dict | None = None
+    network: torch.nn.Module | None = None
+    trainable: torch.nn.Module | None = None
+    ema: common.EMA | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    scaler: torch.amp.GradScaler | None = None
+    step: int = 0
+    first_step: int = 0
+    examples_before: int = 0
+    session: dict = field(default_factory=dict)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.run / "model"
+
+    @property
+    def state_path(self) -> Path:
+        return self.run / "train_state.pt"
+
+    @property
+    def shipped(self) -> torch.nn.Module:
+        """The weights a save writes: the EMA when there is one."""
+        return self.ema.shadow if self.ema is not None else self.network
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda")
+
+    def examples(self) -> int:
+        return self.examples_before + (self.step - self.first_step) * self.config.batch * self.place.world
+
+
+def begin(config, new_manifest: Callable[[Trainer], dict],
+          adapt_init: Callable[[Trainer, dict], dict] | None = None) -> Trainer:
+    """Device, distributed place, and the manifest: the run's own (resume), ``--init``'s, or a new one.
+
+    The callbacks get the trainer so they can see the device and distributed place (a new
+    latent model's codec is prepared on rank 0 and broadcast).
+    """
+    device, place = common.setup_run(config.device)
+    trainer = Trainer(config, place, device, Path(config.run), manifest={})
+    trainer.state = common.load_training_state(trainer.state_path)
+    if trainer.state is not None:
+        trainer.manifest = read_manifest(trainer.model_dir)
+        common.log.info("resuming %s at step %d", trainer.run, trainer.state["step"])
+    elif config.init:
+        trainer.manifest = read_manifest(config.init)
+        if adapt_init is not None:
+            trainer.manifest = adapt_init(trainer, trainer.manifest)
+        common.log.info("fine-tuning from %s (%d steps trained)", config.init, trainer.manifest["training"]["steps"])
+    else:
+        trainer.manifest = new_manifest(trainer)
+    return trainer
+
+
+def prepare(trainer: Trainer, network: torch.nn.Module, *, betas: tuple[float, float] = (0.9, 0.999),
+            ema_decay: float | None = None) -> Trainer:
+    """Load the weights the run continues from, then EMA, optimizer, step counters, DDP and the scaler."""
+    config, state = trainer.config, trainer.state
+    if state is not None:
+        network.load_state_dict(state["online"])
+    elif config.init:
+        load_weights(config.init, network)
+    network.to(trainer.device)
+    decay = config.ema_decay if ema_decay is None else ema_decay
+    trainer.ema = common.EMA(network, decay) if decay > 0 else None
+    if state is not None and trainer.ema is not None:
+        load_weights(trainer.model_dir, trainer.ema.shadow)
+    trainer.optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, betas=betas, weight_decay=0.0)
+    if state is not None:
+        trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.network = network
+    trainer.step = trainer.first_step = int(state["step"]) if state is not None else int(trainer.manifest["training"]["steps"])
+    trainer.examples_before = int(trainer.manifest["training"].get("examples", 0))
+    trainer.trainable = DistributedDataParallel(network) if trainer.place.world > 1 else network
+    trainer.scaler = torch.amp.GradScaler("cuda", enabled=trainer.device.type == "cuda")
+    trainer.session = {"started_step": trainer.step, "data": str(config.data), "device": str(trainer.device),
+                       "world": trainer.place.world, "batch": config.batch}
+    return trainer
+
+
+def save(trainer: Trainer, before_save: Callable[[torch.nn.Module], None] | None = None) -> None:
+    """Model folder (EMA weights + manifest) and training state, each written atomically."""
+    shipped = trainer.shipped
+    if before_save is not None:
+        was_training = shipped.training
+        shipped.eval()
+        before_save(shipped)
+        shipped.train(was_training)
+    trainer.manifest["training"].update(steps=trainer.step, data=str(trainer.config.data), examples=trainer.examples())
+    save_model(trainer.model_dir, shipped, trainer.manifest)
+    common.save_training_state(trainer.state_path, online=trainer.network.state_dict(),
+                               optimizer=trainer.optimizer.state_dict(), step=trainer.step)
+
+
+def run_loop(trainer: Trainer, batch_losses: Callable[[torch.Generator], Losses], *,
+             before_save: Callable[[torch.nn.Module], None] | None = None,
+             render: Callable[[torch.nn.Module, int], None] | None = None) -> Path:
+    """Step until ``config.steps`` or ``config.max_minutes``; returns the model folder.
+
+    ``batch_losses(generator)`` draws a batch and returns named losses; ``"loss"`` is optimised
+    and every name is averaged into the CSV log. It uses ``trainer.trainable`` (the DDP wrapper
+    when distributed) and ``trainer.autocast()``.
+    """
+    config, place = trainer.config, trainer.place
+    generator = torch.Generator().manual_seed(config.seed * 1000 + place.rank + trainer.step)
+    log = None
+    sums: dict[str, float] = {}
+    started = window_start = time.time()
+    progress = tqdm(total=config.steps, desc=f"train {trainer.manifest['name']}", disable=not place.main, unit="step")
+    trainer.network.train()
+    for _ in range(config.steps):
+        if common.out_of_time(started, config.max_minutes):
+            break
+        lr = common.set_lr(trainer.optimizer, trainer.step, config.lr, config.warmup)
+        losses = batch_losses(generator)
+        common.optimizer_step(losses["loss"], trainer.optimizer, trainer.scaler, trainer.network)
+        if trainer.ema is not None:
+            trainer.ema.update(trainer.network, trainer.step)
+        trainer.step += 1
+        for name, value in losses.items():
+            sums[name] = sums.get(name, 0.0) + value.item()
+        progress.update(1)
+        if place.main and trainer.step % config.log_every == 0:
+            if log is None:
+                log = common.LossLog(trainer.run / "log.csv", ["step", *sums, "lr", "seconds_per_step", "examples"])
+            means = {name: total / config.log_every for name, total in sums.items()}
+            log.write(step=trainer.step, lr=f"{lr:.2e}", examples=trainer.examples(),
+                      seconds_per_step=f"{(time.time() - window_start) / config.log_every:.3f}",
+                      **{name: f"{mean:.5f}" for name, mean in means.items()})
+            progress.set_postfix(loss=f"{means['loss']:.4f}")
+            sums, window_start = {}, time.time()
+        if place.main and trainer.step % config.save_every == 0:
+            save(trainer, before_save)
+        if place.main and render is not None and config.render_every and trainer.step % config.render_every == 0:
+            render(trainer.shipped, trainer.step)
+    progress.close()
+    if place.main:
+        trainer.manifest["training"].setdefault("sessions", []).append(
+            dict(trainer.session, ended_step=trainer.step, minutes=round((time.time() - started) / 60, 2)))
+        save(trainer, before_save)
+        settings = asdict(config) if is_dataclass(config) else dict(vars(config))
+        (trainer.run / "config.json").write_text(json.dumps(settings, indent=2, default=str) + "\n")
+    common.teardown_distributed()
+    return trainer.model_dir
