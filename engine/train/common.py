@@ -90,6 +90,17 @@ class LossLog:
             with open(path, "w", newline="") as handle:
                 csv.writer(handle).writerow(fields)
 
+    def forget_after(self, step: int) -> None:
+        """Drop rows logged after ``step``: a run killed between saves resumes from its last save,
+        and the steps it redoes must not appear twice in the log."""
+        if not self.path.exists():
+            return
+        with open(self.path, newline="") as handle:
+            rows = list(csv.reader(handle))
+        kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) <= step]
+        if len(kept) != len(rows):
+            _atomic_write(self.path, lambda tmp: tmp.write_text("".join(",".join(r) + "\n" for r in kept)))
+
     def write(self, **row) -> None:
         with open(self.path, "a", newline="") as handle:
             csv.writer(handle).writerow([row.get(f, "") for f in self.fields])

@@ -160,6 +160,7 @@ def run_loop(trainer: Trainer, batch_losses: Callable[[torch.Generator], Losses]
         if place.main and trainer.step % config.log_every == 0:
             if log is None:
                 log = common.LossLog(trainer.run / "log.csv", ["step", *sums, "lr", "seconds_per_step", "examples"])
+                log.forget_after(trainer.first_step)
             means = {name: total / config.log_every for name, total in sums.items()}
             log.write(step=trainer.step, lr=f"{lr:.2e}", examples=trainer.examples(),
                       seconds_per_step=f"{(time.time() - window_start) / config.log_every:.3f}",
