@@ -491,17 +491,23 @@ def _format_number(value: Any) -> str:
     return str(value)
 
 
-def _stem_from_recipe(recipe: Mapping[str, Any]) -> str:
-    """``{model}_{label}_seed{seed}_{steps}st_g{guidance}``, skipping absent fields."""
-    parts = [recipe.get("model") or "sample"]
-    if recipe.get("label") not in (None, ""):
-        parts.append(recipe["label"])
+def stem_from_recipe(recipe: Mapping[str, Any]) -> str:
+    """``kick_seed42_16st_g2`` (+ the label when it differs from the model, ``_to7-m0.5`` for a
+    morph, ``_var0.3`` for a variation): names that say what a sound is and sort well in a file
+    browser. Absent fields are skipped; :func:`export_wav` sanitises every part."""
+    parts = [str(recipe.get("model") or "sample")]
+    if recipe.get("label") not in (None, "") and recipe["label"] != recipe.get("model"):
+        parts.append(str(recipe["label"]))
     if recipe.get("seed") is not None:
         parts.append(f"seed{_format_number(recipe['seed'])}")
+    if recipe.get("seed_b") is not None and recipe.get("morph"):
+        parts.append(f"to{_format_number(recipe['seed_b'])}-m{_format_number(recipe['morph'])}")
     if recipe.get("steps") is not None:
         parts.append(f"{_format_number(recipe['steps'])}st")
     if recipe.get("guidance") is not None:
         parts.append(f"g{_format_number(recipe['guidance'])}")
+    if recipe.get("reference"):
+        parts.append(f"var{_format_number(recipe.get('strength', 0))}")
     return "_".join(parts)
 
 
@@ -593,7 +599,7 @@ def export_wav(audio: torch.Tensor, sample_rate: int, folder: str | os.PathLike[
     wav = _wav_bytes(data, rate, subtype, recipe_json)
 
     folder = Path(folder)
-    base = _safe_stem(stem if stem is not None else _stem_from_recipe(recipe))
+    base = _safe_stem(stem if stem is not None else stem_from_recipe(recipe))
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=".tmp")

@@ -82,23 +82,6 @@ def user_facing(fn):
     return call
 
 
-def file_stem(recipe: dict) -> str:
-    """``kick_seed42_16st_g2`` (+ ``_to7-m0.5`` for a morph, ``_var`` for a variation, the label if it
-    differs from the model): names that say what a sound is and sort well in a file browser."""
-    parts = [str(recipe.get("model") or "sound")]
-    if recipe.get("label") and recipe["label"] != recipe.get("model"):
-        parts.append(str(recipe["label"]))
-    parts.append(f"seed{recipe.get('seed')}")
-    if recipe.get("seed_b") is not None and recipe.get("morph"):
-        parts.append(f"to{recipe['seed_b']}-m{recipe['morph']:g}")
-    parts.append(f"{recipe.get('steps')}st")
-    if recipe.get("guidance") is not None:
-        parts.append(f"g{recipe['guidance']:g}")
-    if recipe.get("reference"):
-        parts.append(f"var{recipe.get('strength', 0):g}")
-    return "_".join(parts)
-
-
 def _short_paths(message: str) -> str:
     """Upload paths (gradio's temp folder + a hash folder) mean nothing to a user: keep the file name."""
     upload_dir = os.environ.get("GRADIO_TEMP_DIR")
@@ -350,7 +333,7 @@ class Handlers:
 
         takes = []
         for sound in result.sounds:
-            stem = file_stem(sound.recipe)
+            stem = audio_io.stem_from_recipe(sound.recipe)
             wav = audio_io.export_wav(sound.audio, sound.sample_rate, session.folder, sound.recipe, stem=stem)
             master = audio_io.export_wav(sound.audio, sound.sample_rate, session.folder / "masters", sound.recipe,
                                          subtype="FLOAT", stem=stem)
@@ -430,7 +413,7 @@ class Handlers:
                 audio = audio_io.loudness_normalise(audio, rate, loudness["target_lufs"], loudness["ceiling_db"])
             recipe = dict(take.recipe, **({"loudness": loudness} if loudness else {}))
             paths.append(audio_io.export_wav(audio, rate, folder, recipe, subtype=wav_format,
-                                             stem=file_stem(take.recipe)))
+                                             stem=audio_io.stem_from_recipe(take.recipe)))
         gr.Info(f"saved {len(paths)} WAV{'s' if len(paths) > 1 else ''} to {folder}")
         return {"saved": "\n".join(str(p) for p in paths)}
 
