@@ -123,6 +123,7 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--name")
     tr.add_argument("--steps", type=int)
     tr.add_argument("--max-minutes", type=float)
+    tr.add_argument("--time-bias", type=float, help="wave: bias training times towards high noise (1 = uniform)")
     tr.add_argument("--batch", type=int)
     tr.add_argument("--lr", type=float)
     tr.add_argument("--save-every", type=int)

@@ -33,3 +33,10 @@ def wav_folder(tmp_path_factory) -> Path:
     from tests.helpers import make_wav_folder
 
     return make_wav_folder(tmp_path_factory.mktemp("wavs"))
+
+
+@pytest.fixture(autouse=True)
+def _autograd_stays_on():
+    """A test (or the code it calls) must not leave autograd switched off for the tests after it."""
+    yield
+    assert torch.is_grad_enabled(), "autograd was left disabled"

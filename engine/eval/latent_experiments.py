@@ -173,9 +173,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    torch.set_grad_enabled(False)
     out = csv.writer(sys.stdout)
-    {"val-loss": val_loss, "steps": steps, "interpolation": interpolation, "inversion": inversion}[args.command](args, out)
+    with torch.no_grad():  # scoped: callers in the same process (tests, notebooks) keep autograd
+        {"val-loss": val_loss, "steps": steps, "interpolation": interpolation, "inversion": inversion}[args.command](args, out)
     return 0
 
 

@@ -44,6 +44,7 @@ class WaveTrainConfig:
     warmup: int = 200
     ema_decay: float = 0.999
     label_dropout: float = 0.1          # share of labels replaced by "no label": trains CFG
+    time_bias: float = 2.0              # t = u^(1/time_bias): density ~ t^(time_bias-1), 1 = uniform
     augment: bool = True
     categories: list[str] | None = None  # None: every category of the data set
     save_every: int = 250
@@ -152,7 +153,10 @@ def train_wave(config: WaveTrainConfig) -> Path:
         labels = label_map[torch.tensor([item["label"] for item in items])]
         drop = torch.rand(config.batch, generator=generator) < config.label_dropout
         labels = torch.where(drop, torch.full_like(labels, null), labels)
-        t = (torch.arange(config.batch) + torch.rand(config.batch, generator=generator)) / config.batch  # stratified
+        # stratified, then biased towards high noise: the class and envelope of a sound are decided
+        # there (sigma 1-20), and uniform times spend a third of each batch on the easy low-noise end
+        u = (torch.arange(config.batch) + torch.rand(config.batch, generator=generator)) / config.batch
+        t = u ** (1.0 / config.time_bias)
         eps = torch.randn(audio.shape[0], codec.latent_channels, codec.latent_length(audio.shape[-1]), generator=generator)
         audio, labels, t, eps = audio.to(device), labels.to(device), t.to(device), eps.to(device)
         with torch.no_grad():
