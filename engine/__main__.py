@@ -69,7 +69,7 @@ def _train(args: argparse.Namespace) -> int:
 def _publish(args: argparse.Namespace) -> int:
     from .train.publish import publish
 
-    print(publish(args.run, args.to, args.eval))
+    print(publish(args.run, args.to, args.eval, args.status))
     return 0
 
 
@@ -143,6 +143,7 @@ def parser() -> argparse.ArgumentParser:
     pub.add_argument("--run-dir", dest="run", required=True)
     pub.add_argument("--to", required=True, help="model folder to write, e.g. checkpoints/drums")
     pub.add_argument("--eval", default=None, help="a file holding the output of python -m engine eval")
+    pub.add_argument("--status", default=None, help="a file with a short statement of the model's state for the card")
 
     sub.add_parser("eval", help="evaluate a model (see python -m engine eval --help)", add_help=False)
     sub.add_parser("data", help="build the drum data set (see python -m engine data --help)", add_help=False)

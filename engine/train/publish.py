@@ -30,17 +30,19 @@ def _log_summary(log_path: Path) -> str:
             f"{rows[-1]['step']}; {speed:.2f} s per step at the end of the run. Full log: `training_log.csv`.")
 
 
-def model_card(manifest: dict, log_summary: str, evaluation: str | None, weights_id: str) -> str:
+def model_card(manifest: dict, log_summary: str, evaluation: str | None, weights_id: str,
+               status: str | None = None) -> str:
     training = manifest.get("training", {})
     network = manifest["network"]["args"]
     sessions = "\n".join(
         f"- steps {s.get('started_step')} -> {s.get('ended_step')} on {s.get('device')} x{s.get('world', 1)}, "
-        f"batch {s.get('batch', '?')}, {s.get('minutes', '?')} min" for s in training.get("sessions", [])) or "- (none recorded)"
+        f"batch {s.get('batch', '?')}" + (f", {s['minutes']} min" if "minutes" in s else "")
+        + (f": {s['note']}" if s.get("note") else "") for s in training.get("sessions", [])) or "- (none recorded)"
     aliases = ", ".join(f"`{a}`" for a in manifest.get("aliases", {})) or "none"
     return f"""# {manifest['name']}
 
 {manifest.get('description', '')}
-
+{chr(10) + "## Status" + chr(10) + status.strip() + chr(10) if status else ""}
 - Kind: `{manifest.get('kind')}`; objective `{manifest.get('objective')}`; weights id `{weights_id}` (EMA weights).
 - Audio: {manifest['sample_rate']} Hz, {manifest['channels']} channels, {manifest['length']} samples
   ({manifest['length'] / manifest['sample_rate']:.2f} s).
@@ -71,7 +73,8 @@ one-shots of its five categories; it does not follow text, and long tails (cymba
 """
 
 
-def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str | Path | None = None) -> Path:
+def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str | Path | None = None,
+            status_file: str | Path | None = None) -> Path:
     run_dir, destination = Path(run_dir), Path(destination)
     source = run_dir / "model"
     manifest = read_manifest(source)
@@ -85,6 +88,7 @@ def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str |
     evaluation = Path(evaluation_file).read_text() if evaluation_file else None
     if evaluation:
         evaluation = "Measured with `python -m engine eval`:\n\n```\n" + evaluation.strip() + "\n```"
-    card = model_card(manifest, _log_summary(run_dir / "log.csv"), evaluation, checkpoint_id(destination))
+    status = Path(status_file).read_text() if status_file else None
+    card = model_card(manifest, _log_summary(run_dir / "log.csv"), evaluation, checkpoint_id(destination), status)
     _atomic_write(destination / "MODEL_CARD.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
     return destination
