@@ -132,6 +132,11 @@ def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
 
 
+def label_map(dataset_labels: tuple[str, ...], model_labels: list[str], null: int) -> torch.Tensor:
+    """Data-set label index -> model label index; labels the model lacks train the "no label" class."""
+    return torch.tensor([model_labels.index(n) if n in model_labels else null for n in dataset_labels])
+
+
 def lr_at(step: int, base_lr: float, warmup: int) -> float:
     """Linear warm-up then constant: diffusion training is long and gains little from decay here."""
     return base_lr * min(1.0, (step + 1) / max(1, warmup))

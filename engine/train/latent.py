@@ -33,8 +33,6 @@ from ..data.augment import augment
 from ..errors import DatasetError, InvalidRequestError
 from ..models import find_codec_folder, load_codec, read_manifest
 from ..nets import build_codec, build_network
-from ..sampling import sample_latent
-from ..seeds import noise
 from . import common, loop
 
 log = logging.getLogger(__name__)
@@ -145,22 +143,6 @@ def validation_loss(network: torch.nn.Module, latent: torch.Tensor, labels: torc
     return total / points
 
 
-def _render(network, codec, manifest: dict, folder: Path, step: int, steps: int) -> None:
-    from ..audio import export_wav
-    folder.mkdir(parents=True, exist_ok=True)
-    frames = codec.latent_length(manifest["length"])
-    shape = (1, codec.latent_channels, -(-frames // network.hop) * network.hop)
-    device = next(network.parameters()).device
-    for index, label in enumerate(manifest["labels"]):
-        latent = sample_latent(network, manifest, noise(index, shape, device), steps=steps,
-                               sampler=manifest["defaults"]["sampler"],
-                               guidance=manifest["defaults"]["guidance"], label_index=index)
-        audio = codec.decode(latent)[0, :, :manifest["length"]].float().clamp(-1, 1).cpu()
-        export_wav(audio, manifest["sample_rate"], folder, {"model": manifest["name"], "label": label,
-                                                            "step": step, "seed": index},
-                   stem=f"step{step:07d}_{label}")
-
-
 def train_latent(config: LatentTrainConfig) -> Path:
     """Run ``config.steps`` steps (or until ``max_minutes``), saving as it goes; returns the model folder."""
     dataset = common.open_dataset(config.data, config.categories, config.length or DEFAULT_LENGTH)
@@ -205,8 +187,7 @@ def train_latent(config: LatentTrainConfig) -> Path:
                                   f"of {getattr(codec, 'hop', 1) * network.hop} samples or change the factors")
     loop.prepare(trainer, network)
     null = network.num_labels
-    label_map = torch.tensor([manifest["labels"].index(n) if n in manifest["labels"] else null
-                              for n in dataset.label_names])
+    label_map = common.label_map(dataset.label_names, manifest["labels"], null)
     cached = None
     if not config.augment:  # the latents never change: encode the data set once
         with torch.no_grad():
@@ -233,6 +214,6 @@ def train_latent(config: LatentTrainConfig) -> Path:
         return {"loss": F.mse_loss(prediction.float(), target)}
 
     def render(shipped: torch.nn.Module, step: int) -> None:
-        _render(shipped, codec, manifest, run / "samples", step, config.render_steps)
+        loop.render_samples(shipped, codec, manifest, run / "samples", step, config.render_steps)
 
     return loop.run_loop(trainer, batch_losses, render=render)

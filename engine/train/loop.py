@@ -21,6 +21,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..models import load_weights, read_manifest, save_model
+from ..sampling import sample_latent
+from ..seeds import noise
 from . import common
 
 Losses = dict[str, torch.Tensor]
@@ -180,3 +182,20 @@ def run_loop(trainer: Trainer, batch_losses: Callable[[torch.Generator], Losses]
         (trainer.run / "config.json").write_text(json.dumps(settings, indent=2, default=str) + "\n")
     common.teardown_distributed()
     return trainer.model_dir
+
+
+def render_samples(network, codec, manifest: dict, folder: Path, step: int, steps: int) -> None:
+    """One sound per label at the model's default sampler and guidance, as WAVs named by step."""
+    from ..audio import export_wav
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = codec.latent_length(manifest["length"])
+    shape = (1, codec.latent_channels, -(-frames // network.hop) * network.hop)
+    device = next(network.parameters()).device
+    for index, label in enumerate(manifest["labels"]):
+        latent = sample_latent(network, manifest, noise(index, shape, device), steps=steps,
+                               sampler=manifest["defaults"]["sampler"],
+                               guidance=manifest["defaults"]["guidance"], label_index=index)
+        audio = codec.decode(latent)[0, :, :manifest["length"]].float().clamp(-1, 1).cpu()
+        export_wav(audio, manifest["sample_rate"], folder, {"model": manifest["name"], "label": label,
+                                                            "step": step, "seed": index},
+                   stem=f"step{step:07d}_{label}")

@@ -22,8 +22,6 @@ from ..data.augment import augment
 from ..errors import DatasetError, InvalidRequestError
 from ..nets import build_codec, build_network
 from ..nets.pqmf import measure_band_scale
-from ..sampling import sample_latent
-from ..seeds import noise
 from . import common, loop
 
 log = logging.getLogger(__name__)
@@ -82,11 +80,6 @@ def new_manifest(config: WaveTrainConfig, labels: list[str], band_scale: list[fl
     }
 
 
-def _label_map(dataset_labels: tuple[str, ...], model_labels: list[str], null: int) -> torch.Tensor:
-    """Data-set label index -> model label index; labels the model lacks train the "no label" class."""
-    return torch.tensor([model_labels.index(n) if n in model_labels else null for n in dataset_labels])
-
-
 @torch.no_grad()
 def validation_loss(network: torch.nn.Module, codec: torch.nn.Module, audio: torch.Tensor, labels: torch.Tensor | None,
                     points: int = 8, seed: int = 0) -> float:
@@ -108,20 +101,6 @@ def validation_loss(network: torch.nn.Module, codec: torch.nn.Module, audio: tor
     return total / points
 
 
-def _render(network, codec, manifest: dict, folder: Path, step: int, steps: int) -> None:
-    from ..audio import export_wav
-    folder.mkdir(parents=True, exist_ok=True)
-    shape = (1, codec.latent_channels, codec.latent_length(manifest["length"]))
-    device = next(network.parameters()).device
-    for index, label in enumerate(manifest["labels"]):
-        latent = sample_latent(network, manifest, noise(index, shape, device), steps=steps,
-                               guidance=manifest["defaults"]["guidance"], label_index=index)
-        audio = codec.decode(latent)[0].float().clamp(-1, 1).cpu()
-        export_wav(audio, manifest["sample_rate"], folder, {"model": manifest["name"], "label": label,
-                                                            "step": step, "seed": index},
-                   stem=f"step{step:07d}_{label}")
-
-
 def train_wave(config: WaveTrainConfig) -> Path:
     """Run ``config.steps`` steps (or until ``max_minutes``), saving as it goes; returns the model folder."""
     dataset = common.open_dataset(config.data, config.categories)
@@ -141,7 +120,7 @@ def train_wave(config: WaveTrainConfig) -> Path:
     codec = build_codec(manifest["codec"]).to(trainer.device)
     loop.prepare(trainer, build_network(manifest["network"]))
     null = trainer.network.num_labels
-    label_map = _label_map(dataset.label_names, manifest["labels"], null)
+    label_map = common.label_map(dataset.label_names, manifest["labels"], null)
     device = trainer.device
 
     def batch_losses(generator: torch.Generator) -> loop.Losses:
@@ -168,6 +147,6 @@ def train_wave(config: WaveTrainConfig) -> Path:
         return {"loss": F.mse_loss(prediction.float(), target)}
 
     def render(network: torch.nn.Module, step: int) -> None:
-        _render(network, codec, manifest, trainer.run / "samples", step, config.render_steps)
+        loop.render_samples(network, codec, manifest, trainer.run / "samples", step, config.render_steps)
 
     return loop.run_loop(trainer, batch_losses, render=render)
