@@ -10,11 +10,9 @@ import copy
 import csv
 import logging
 import os
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -107,11 +105,12 @@ class LossLog:
 
 
 def save_training_state(path: Path, **state) -> None:
-    """Optimizer, online weights, step and RNG states for an exact resume, written atomically.
+    """Optimizer, online weights and step for a resume, written atomically.
 
-    This file is the trainer's own scratch state (it holds RNG states, which safetensors cannot)
-    and never leaves the run folder; what is shipped is the model folder (EMA weights as
-    safetensors). Load only run folders you made yourself.
+    A ``torch.save`` file because the optimizer state is a nested dict that safetensors cannot
+    hold; it never leaves the run folder, and it is read back with ``weights_only=True``. The
+    batch generator needs no saved state: it is reseeded from the step. What is shipped is the
+    model folder (EMA weights as safetensors).
     """
     _atomic_write(path, lambda tmp: torch.save(state, tmp))
 
@@ -119,17 +118,7 @@ def save_training_state(path: Path, **state) -> None:
 def load_training_state(path: Path) -> dict | None:
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def label_map(dataset_labels: tuple[str, ...], model_labels: list[str], null: int) -> torch.Tensor:
