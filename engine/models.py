@@ -92,16 +92,18 @@ def checkpoint_id(folder: str | Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write through ``write(tmp_path)`` then rename, so ``path`` is always whole or absent."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model folder is for everyone who may read it
     try:
         write(Path(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        # after writing: mkstemp (and safetensors, which recreates the file) make 0600, but model
+        # folders and data sets are for every user who may read them
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -109,7 +111,7 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def write_json(path: Path, data: dict) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
 
 
 def save_model(folder: str | Path, network: torch.nn.Module, manifest: dict, card: str | None = None) -> None:
@@ -120,10 +122,10 @@ def save_model(folder: str | Path, network: torch.nn.Module, manifest: dict, car
     """
     folder = Path(folder)
     state = {k: v.detach().float().contiguous().cpu() for k, v in network.state_dict().items()}
-    _atomic_write(folder / WEIGHTS, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    atomic_write(folder / WEIGHTS, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
     write_json(folder / MANIFEST, manifest)
     if card is not None:
-        _atomic_write(folder / "MODEL_CARD.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
+        atomic_write(folder / "MODEL_CARD.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
 
 
 def load_weights(folder: str | Path, network: torch.nn.Module) -> None:

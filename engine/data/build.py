@@ -43,6 +43,7 @@ from tqdm import tqdm
 from engine.audio import align_onset, fade_out, fit_length, read_audio, resample
 from engine.data.labels import CATEGORIES, categorize
 from engine.errors import AudioFileError, DatasetError, StudioError
+from engine.models import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +343,7 @@ def build(
     meta = {"sample_rate": str(sample_rate), "length": str(length), "format": FORMAT}
     for split in SPLITS:
         stacked = torch.stack(tensors[split]) if tensors[split] else torch.zeros(0, 2, length, dtype=torch.float16)
-        _atomic(out / f"{split}.safetensors", lambda tmp: save_file({"audio": stacked}, str(tmp), metadata=meta))
+        atomic_write(out / f"{split}.safetensors", lambda tmp: save_file({"audio": stacked}, str(tmp), metadata=meta))
     report.seconds = time.perf_counter() - started
     index = {
         "format": FORMAT,
@@ -368,19 +369,8 @@ def build(
         },
         "clips": report.clips["train"] + report.clips["holdout"],
     }
-    _atomic(out / INDEX_NAME, lambda tmp: tmp.write_text(json.dumps(index, indent=1), encoding="utf-8"))
+    atomic_write(out / INDEX_NAME, lambda tmp: tmp.write_text(json.dumps(index, indent=1), encoding="utf-8"))
     return report
-
-
-def _atomic(path: Path, write) -> None:
-    """Write through ``write(temporary_path)``, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # safetensors creates 0600 files; a data set is for reading
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- command line

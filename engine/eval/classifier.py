@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
 from ..data.build import INDEX_NAME
 from ..errors import DatasetError
-from ..models import _atomic_write, write_json
+from ..models import atomic_write, write_json
 from .features import FEATURE_VERSION, batched_features
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class Classifier:
         path = Path(path)
         tensors = {f"net.{k}": v.detach().contiguous() for k, v in self.network.state_dict().items()}
         tensors.update(mean=self.mean.contiguous(), std=self.std.contiguous())
-        _atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
         write_json(path.with_suffix(".json"), {"label_names": list(self.label_names),
                                                "settings": vars(self.settings), **self.info})
 

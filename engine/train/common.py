@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ..models import _atomic_write
+from ..models import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class LossLog:
             rows = list(csv.reader(handle))
         kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) <= step]
         if len(kept) != len(rows):
-            _atomic_write(self.path, lambda tmp: tmp.write_text("".join(",".join(r) + "\n" for r in kept)))
+            atomic_write(self.path, lambda tmp: tmp.write_text("".join(",".join(r) + "\n" for r in kept)))
 
     def write(self, **row) -> None:
         with open(self.path, "a", newline="") as handle:
@@ -112,7 +112,7 @@ def save_training_state(path: Path, **state) -> None:
     batch generator needs no saved state: it is reseeded from the step. What is shipped is the
     model folder (EMA weights as safetensors).
     """
-    _atomic_write(path, lambda tmp: torch.save(state, tmp))
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_training_state(path: Path) -> dict | None:

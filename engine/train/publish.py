@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import CheckpointError
-from ..models import MANIFEST, WEIGHTS, _atomic_write, checkpoint_id, read_manifest
+from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, read_manifest
 
 
 def _log_summary(log_path: Path) -> str:
@@ -82,13 +82,13 @@ def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str |
         raise CheckpointError(f"{source} has no {WEIGHTS}")
     destination.mkdir(parents=True, exist_ok=True)
     for name in (WEIGHTS, MANIFEST):
-        _atomic_write(destination / name, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
+        atomic_write(destination / name, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
     if (run_dir / "log.csv").is_file():
-        _atomic_write(destination / "training_log.csv", lambda tmp: shutil.copyfile(run_dir / "log.csv", tmp))
+        atomic_write(destination / "training_log.csv", lambda tmp: shutil.copyfile(run_dir / "log.csv", tmp))
     evaluation = Path(evaluation_file).read_text() if evaluation_file else None
     if evaluation:
         evaluation = "Measured with `python -m engine eval`:\n\n```\n" + evaluation.strip() + "\n```"
     status = Path(status_file).read_text() if status_file else None
     card = model_card(manifest, _log_summary(run_dir / "log.csv"), evaluation, checkpoint_id(destination), status)
-    _atomic_write(destination / "MODEL_CARD.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
+    atomic_write(destination / "MODEL_CARD.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
     return destination
