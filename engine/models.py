@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import CheckpointError, ModelNotFoundError
+from .errors import CheckpointError, InvalidRequestError, ModelNotFoundError
 from .nets import build_codec, build_network
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,15 @@ def load_weights(folder: str | Path, network: torch.nn.Module) -> None:
     if missing or unexpected:
         raise CheckpointError(
             f"{path} does not match its manifest's network (missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def pick_device(name: str | None = "auto") -> torch.device:
+    """``auto``/None: CUDA when there is a GPU, else the CPU; asking for CUDA without one is an error."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidRequestError("CUDA was asked for but no CUDA GPU is visible; use --device cpu")
+    return torch.device(name)
 
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu", half: bool = False) -> LoadedModel:

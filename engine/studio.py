@@ -23,7 +23,7 @@ import torch
 
 from . import audio as audio_io
 from .errors import InvalidRequestError, StudioError
-from .models import DEFAULT_ROOT, LoadedModel, ModelEntry, find_models, load_model, resolve_model
+from .models import DEFAULT_ROOT, LoadedModel, ModelEntry, find_models, load_model, pick_device, resolve_model
 from .request import GenerationRequest
 from .sampling import invert_latent, sample_latent, samplers_for
 from .seeds import request_noise, slerp
@@ -66,12 +66,8 @@ class Studio:
 
     def __init__(self, roots: list[str | Path] | None = None, device: str = "auto", half: bool = False,
                  cache_size: int = 3):
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise InvalidRequestError("CUDA was asked for but no CUDA GPU is visible; use --device cpu")
+        self.device = pick_device(device)
         self.roots = [Path(r) for r in (roots or [DEFAULT_ROOT])]
-        self.device = torch.device(device)
         self.half = half and self.device.type == "cuda"
         self._models: OrderedDict[Path, LoadedModel] = OrderedDict()
         self._cache_size = cache_size

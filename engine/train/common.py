@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ..models import atomic_write
+from ..models import atomic_write, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +47,6 @@ def setup_distributed(device: torch.device) -> Dist:
 def teardown_distributed() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def pick_device(name: str | None) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        from ..errors import InvalidRequestError
-        raise InvalidRequestError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
-    return torch.device(name)
 
 
 class EMA:
