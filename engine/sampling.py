@@ -28,14 +28,18 @@ def samplers_for(manifest: dict) -> tuple[str, ...]:
 
 def conditioned(network: torch.nn.Module, batch: int, label_index: int | None, guidance: float,
                 device: torch.device) -> Callable:
-    """The raw network with its label bound, wrapped in classifier-free guidance when it takes labels."""
-    if getattr(network, "num_labels", 0) == 0:
-        return network
-    null = network.num_labels
-    label = torch.full((batch,), null if label_index is None else label_index, device=device, dtype=torch.long)
-    if label_index is None:
-        return lambda x, t: network(x, t, label=label)
-    return classifier_free_guidance(network, {"label": label}, {"label": torch.full_like(label, null)}, guidance)
+    """``(x, t) -> prediction``: the network with its label bound, in classifier-free guidance when
+    it takes labels, fed in its own dtype (fp16 on CUDA) and answering in fp32, where sampling runs."""
+    dtype = next(network.parameters()).dtype
+    net = network
+    if getattr(network, "num_labels", 0):
+        null = network.num_labels
+        label = torch.full((batch,), null if label_index is None else label_index, device=device, dtype=torch.long)
+        if label_index is None:
+            net = lambda x, t: network(x, t, label=label)  # noqa: E731
+        else:
+            net = classifier_free_guidance(network, {"label": label}, {"label": torch.full_like(label, null)}, guidance)
+    return lambda x, t: net(x.to(dtype), t).float()
 
 
 def noise_levels(objective: str, sampler: str, steps: int) -> torch.Tensor:
@@ -69,9 +73,7 @@ def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor,
     sound; near 0 = almost the reference) and only the remaining steps run.
     """
     objective = _check(manifest, sampler, steps)
-    dtype = next(network.parameters()).dtype
     net = conditioned(network, noise.shape[0], label_index, guidance, noise.device)
-    net_in_dtype = lambda x, t: net(x.to(dtype), t).float()  # noqa: E731 - fp16 nets, fp32 sampling
     levels = noise_levels(objective, sampler, steps).to(noise.device)
     start = 0
     if reference is not None and strength < 1.0:
@@ -82,11 +84,11 @@ def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor,
     if sampler == "iadb":
         alpha = levels[0]
         x = noise if start == 0 else (1 - alpha) * noise + alpha * reference
-        return sample_iadb(blend_model(net_in_dtype), x, levels, callback=callback)
+        return sample_iadb(blend_model(net), x, levels, callback=callback)
     x = noise * levels[0] if start == 0 else reference + noise * levels[0]
     wrap = v_denoiser if objective == "v_cosine" else blend_denoiser
     run = sample_dpmpp_2m if sampler == "dpmpp_2m" else sample_ddim
-    return run(wrap(net_in_dtype), x, levels, callback=callback)
+    return run(wrap(net), x, levels, callback=callback)
 
 
 @torch.no_grad()
@@ -98,11 +100,9 @@ def invert_latent(network: torch.nn.Module, manifest: dict, latent: torch.Tensor
     smallest noise level of the cosine grid up. Guidance is off (scale 1) as inversion needs it.
     """
     objective = manifest.get("objective", "v_cosine")
-    dtype = next(network.parameters()).dtype
     net = conditioned(network, latent.shape[0], label_index, 1.0, latent.device)
-    net_in_dtype = lambda x, t: net(x.to(dtype), t).float()  # noqa: E731
     if objective == "blend":
-        return invert_iadb(blend_model(net_in_dtype), latent, alphas_uniform(steps).to(latent.device))
+        return invert_iadb(blend_model(net), latent, alphas_uniform(steps).to(latent.device))
     sigmas = sigmas_cosine(steps).flip(0)[1:].to(latent.device)  # 0 dropped: start at the smallest level
-    x = sample_ddim(v_denoiser(net_in_dtype), latent, sigmas)
+    x = sample_ddim(v_denoiser(net), latent, sigmas)
     return x / sigmas[-1]
