@@ -156,7 +156,8 @@ class Studio:
             raise InvalidRequestError(f"model {entry.name!r} has no label {label!r}; it knows {entry.labels or 'none'}")
         return entry.labels.index(label)
 
-    def _reference_latent(self, model: LoadedModel, path: str, count: int, samples: int, frames: int) -> torch.Tensor:
+    def _reference_latent(self, model: LoadedModel, path: str, count: int, samples: int, frames: int,
+                          label_index: int | None) -> torch.Tensor:
         manifest = model.manifest
         sound, _ = audio_io.read_audio(path, sample_rate=manifest["sample_rate"], channels=manifest["channels"],
                                        max_seconds=30.0)
@@ -166,7 +167,7 @@ class Studio:
         hop = getattr(model.codec, "hop", None)
         if hop and variable_length(manifest):  # pad to the latent grid in audio, where zeros are silence
             sound = torch.nn.functional.pad(sound, (0, frames * hop - samples))
-        latent = model.codec.encode(sound[None].to(model.device))
+        latent = model.codec.encode(sound[None].to(model.device), label_index)
         latent = torch.nn.functional.pad(latent, (0, frames - latent.shape[-1])) if latent.shape[-1] < frames \
             else latent[..., :frames]
         return latent.expand(count, *latent.shape[1:])
@@ -191,7 +192,7 @@ class Studio:
         sampler, steps = request.sampler, request.steps
         reference, strength = None, 1.0
         if request.reference:
-            reference = self._reference_latent(model, request.reference, request.count, samples, frames)
+            reference = self._reference_latent(model, request.reference, request.count, samples, frames, label_index)
             if request.variation == "invert":
                 sampler = INVERSION_SAMPLER[manifest.get("objective", "v_cosine")]
                 inverted = invert_latent(model.network, manifest, reference, steps=steps, label_index=label_index)
@@ -206,13 +207,13 @@ class Studio:
             step = int(info["i"]) + 1
             preview = None
             if preview_every and (step % preview_every == 0):
-                preview = codec.decode(info["denoised"][:1].float())[0, :, :samples].clamp(-1, 1).cpu()
+                preview = codec.decode(info["denoised"][:1].float(), label_index)[0, :, :samples].clamp(-1, 1).cpu()
             events.put(Progress(step, steps, preview, manifest["sample_rate"]))
 
         latent = sample_latent(model.network, manifest, noises, sampler=sampler, steps=steps,
                                guidance=request.guidance, label_index=label_index, reference=reference,
                                strength=strength, callback=callback)
-        audio = finish(codec.decode(latent.float())[..., :samples].cpu(), manifest["sample_rate"])
+        audio = finish(codec.decode(latent.float(), label_index)[..., :samples].cpu(), manifest["sample_rate"])
         base = request.to_recipe()
         base.update(sampler=sampler, checkpoint=model.checkpoint_id, model_folder=model.folder.name,
                     sample_rate=manifest["sample_rate"], engine=ENGINE_VERSION)

@@ -7,7 +7,8 @@ import torch
 
 from engine.errors import CheckpointError
 from engine.nets import build_codec, build_network
-from engine.nets.pqmf import PQMF, BandCodec, measure_band_scale
+from engine.nets.envelope import interpolation_matrix, knot_frames
+from engine.nets.pqmf import PQMF, BandCodec, measure_band_envelope, measure_band_scale
 from engine.nets.unet1d import UNet1d
 from tests.helpers import perturb_zero_init
 
@@ -48,6 +49,50 @@ def test_band_codec_normalises_and_round_trips():
     assert snr_db(clips, codec.decode(latent)) > 40
     with pytest.raises(ValueError):
         BandCodec(band_scale=[1.0] * 10)
+
+
+def test_envelope_knots_are_dense_at_the_attack_and_interpolate_exactly():
+    knots = knot_frames(1024)
+    assert knots[:8] == list(range(8)) and knots[-1] == 1023 and len(knots) < 40
+    assert all(b > a for a, b in zip(knots, knots[1:]))
+    weights = interpolation_matrix(knots, 1100)  # longer than the knots: held at the last value
+    assert torch.allclose(weights.sum(dim=0), torch.ones(1100))
+    values = torch.randn(len(knots))
+    assert torch.allclose((values @ weights)[knots], values, atol=1e-6)
+    assert torch.allclose((values @ weights)[1023:], values[-1].expand(77))
+
+
+def _decaying_clips(count: int, decay_s: float, seed: int) -> torch.Tensor:
+    """Noise bursts with exponential decays around ``decay_s``: a category with a typical envelope."""
+    generator = torch.Generator().manual_seed(seed)
+    t = torch.arange(32768) / 44100
+    decays = decay_s * (0.7 + 0.6 * torch.rand(count, 1, 1, generator=generator))
+    return 0.5 * torch.randn(count, 2, 32768, generator=generator) * torch.exp(-t / decays)
+
+
+def test_band_envelope_whitens_each_label_and_gives_noise_its_categorys_decay():
+    short, long = _decaying_clips(12, 0.08, 0), _decaying_clips(12, 0.3, 1)  # tails above the 80 dB floor
+    clips, labels = torch.cat([short, long]), torch.tensor([0] * 12 + [1] * 12)
+    scale = measure_band_scale(clips)
+    envelope = measure_band_envelope(clips, labels, 2, scale)
+    assert len(envelope["envelope_db"]) == 3  # two labels + "no label"
+    codec = BandCodec(band_scale=scale, **envelope)
+    latent = codec.encode(clips, labels)
+    for label in (0, 1):  # unit mean power per label (the envelope is that label's rms)
+        assert 0.5 < float(latent[labels == label].pow(2).mean()) < 1.5
+    assert snr_db(clips, codec.decode(latent, labels)) > 40  # invertible given the labels
+    noise = torch.randn(4, 64, 1024, generator=torch.Generator().manual_seed(2))
+
+    def tail_drop_db(audio):  # first 10 ms against 300-700 ms
+        return float(10 * torch.log10(audio[..., :441].pow(2).mean() / audio[..., 13230:30870].pow(2).mean()))
+    short_noise, long_noise = codec.decode(noise, torch.zeros(4, dtype=torch.long)), codec.decode(noise, 1)
+    assert tail_drop_db(short_noise) > 35 and tail_drop_db(long_noise) < 20
+    assert torch.allclose(codec.decode(noise), codec.decode(noise, 2))  # None = the "no label" row
+    with pytest.raises(ValueError, match="labels"):
+        codec.encode(clips[:2], torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="envelope_db"):
+        BandCodec(band_scale=scale, envelope_knots=envelope["envelope_knots"][:-1],
+                  envelope_db=envelope["envelope_db"])
 
 
 def test_unet_shapes_labels_and_identity_start():

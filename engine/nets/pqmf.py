@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 from scipy.signal import firwin
 
+from . import envelope
+
 
 def _prototype(bands: int, taps: int, beta: float) -> np.ndarray:
     """Kaiser lowpass whose cutoff minimises the power-complementarity error (Lin & Vaidyanathan 1998).
@@ -82,13 +84,21 @@ class BandCodec(torch.nn.Module):
     over the training data, so the diffusion state has unit variance per band (what the cosine
     schedule assumes) and every band is noised on the same schedule. ``decode`` multiplies back
     and synthesises, which also scales the model's errors in quiet high bands down: less hiss.
+
+    With an envelope (``envelope_knots`` + ``envelope_db``, see :mod:`.envelope`) each band is
+    further divided by the training data's rms for the sound's label at every moment, so the
+    average attack and decay of a kick or a hat is the codec's, not the network's, to know;
+    ``encode``/``decode`` then take the label indices of the batch (``None`` or the "no label"
+    index = number of labels: the envelope over every clip).
     """
 
     def __init__(self,
                  channels: int = 2,         # audio channels
                  bands: int = 32,           # PQMF sub-bands
                  taps_per_band: int = 8,    # PQMF prototype length per band (8: ~44 dB reconstruction)
-                 band_scale: list | None = None):  # per-band data std, length channels*bands
+                 band_scale: list | None = None,     # per-band data std, length channels*bands
+                 envelope_knots: list | None = None,  # frames of the envelope's knots
+                 envelope_db: list | None = None):   # (labels + 1, bands, knots) envelope in dB
         super().__init__()
         self.channels, self.bands = channels, bands
         self.pqmf = PQMF(bands, taps_per_band)
@@ -96,6 +106,19 @@ class BandCodec(torch.nn.Module):
         if scale.numel() != channels * bands:
             raise ValueError(f"band_scale has {scale.numel()} values, expected {channels * bands}")
         self.register_buffer("band_scale", scale.reshape(1, -1, 1), persistent=False)
+        self.envelope_knots = None
+        if (envelope_knots is None) != (envelope_db is None):
+            raise ValueError("envelope_knots and envelope_db come together")
+        if envelope_db is not None:
+            table = torch.tensor(envelope_db, dtype=torch.float32)
+            if table.dim() != 3 or table.shape[1:] != (bands, len(envelope_knots)):
+                raise ValueError(f"envelope_db has shape {tuple(table.shape)}, expected (labels + 1, {bands}, "
+                                 f"{len(envelope_knots)})")
+            if not torch.isfinite(table).all():
+                raise ValueError("envelope_db holds a NaN or an infinity")
+            self.envelope_knots = [int(k) for k in envelope_knots]
+            self.register_buffer("envelope_db", table, persistent=False)
+        self._weights: dict[int, torch.Tensor] = {}
 
     @property
     def latent_channels(self) -> int:
@@ -104,11 +127,30 @@ class BandCodec(torch.nn.Module):
     def latent_length(self, samples: int) -> int:
         return samples // self.bands
 
-    def encode(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.pqmf.analysis(audio) / self.band_scale.to(audio.dtype)
+    def _gain(self, labels, batch: int, frames: int, like: torch.Tensor) -> torch.Tensor:
+        """Per-channel gains ``(B, C*M, frames)`` (or ``(1, C*M, 1)`` without an envelope)."""
+        scale = self.band_scale.to(like.device)
+        if self.envelope_knots is None:
+            return scale
+        rows_available = self.envelope_db.shape[0]
+        if labels is None:
+            rows = torch.full((batch,), rows_available - 1, dtype=torch.long)
+        else:
+            rows = torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu()
+            rows = rows.expand(batch) if rows.numel() == 1 else rows
+            if rows.numel() != batch or int(rows.min()) < 0 or int(rows.max()) >= rows_available:
+                raise ValueError(f"labels {rows.tolist()} do not fit a batch of {batch} with {rows_available - 1} labels")
+        if frames not in self._weights:
+            self._weights[frames] = envelope.interpolation_matrix(self.envelope_knots, frames)
+        gain = envelope.envelope_gain(self.envelope_db.cpu(), rows, self._weights[frames])  # (B, M, frames)
+        return scale * gain.repeat(1, self.channels, 1).to(like.device)
 
-    def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.pqmf.synthesis(latent * self.band_scale.to(latent.dtype))
+    def encode(self, audio: torch.Tensor, labels=None) -> torch.Tensor:
+        bands = self.pqmf.analysis(audio)
+        return bands / self._gain(labels, bands.shape[0], bands.shape[-1], bands).to(bands.dtype)
+
+    def decode(self, latent: torch.Tensor, labels=None) -> torch.Tensor:
+        return self.pqmf.synthesis(latent * self._gain(labels, latent.shape[0], latent.shape[-1], latent).to(latent.dtype))
 
 
 def measure_band_scale(audio: torch.Tensor, channels: int = 2, bands: int = 32, taps_per_band: int = 8,
@@ -117,3 +159,23 @@ def measure_band_scale(audio: torch.Tensor, channels: int = 2, bands: int = 32, 
     with torch.no_grad():
         banded = PQMF(bands, taps_per_band).analysis(audio.float())
     return banded.std(dim=(0, 2)).clamp_min(floor).tolist()
+
+
+@torch.no_grad()
+def measure_band_envelope(audio: torch.Tensor, labels: torch.Tensor, num_labels: int, band_scale: list[float],
+                          channels: int = 2, bands: int = 32, taps_per_band: int = 8,
+                          chunk: int = 64) -> dict:
+    """``{"envelope_knots", "envelope_db"}`` codec arguments measured on labelled clips (B, C, N).
+
+    Measured on the band-scaled bands, so the envelope is relative to ``band_scale``; stereo
+    channels share one envelope (a drum's left and right decay alike).
+    """
+    pqmf = PQMF(bands, taps_per_band)
+    scale = torch.tensor(band_scale, dtype=torch.float32).reshape(1, -1, 1)
+    power = torch.cat([(pqmf.analysis(audio[i:i + chunk].float()) / scale).pow(2)
+                       .reshape(-1, channels, bands, audio.shape[-1] // bands).mean(dim=1)
+                       for i in range(0, audio.shape[0], chunk)])
+    knots = envelope.knot_frames(power.shape[-1])
+    table = envelope.measure_envelope(power, labels, num_labels, knots)
+    return {"envelope_knots": knots, "envelope_db": [[[round(float(v), 2) for v in band] for band in row]
+                                                     for row in table]}

@@ -195,7 +195,7 @@ def render_samples(network, codec, manifest: dict, folder: Path, step: int, step
         latent = sample_latent(network, manifest, noise(index, shape, device), steps=steps,
                                sampler=manifest["defaults"]["sampler"],
                                guidance=manifest["defaults"]["guidance"], label_index=index)
-        audio = codec.decode(latent)[0, :, :manifest["length"]].float().clamp(-1, 1).cpu()
+        audio = codec.decode(latent, index)[0, :, :manifest["length"]].float().clamp(-1, 1).cpu()
         export_wav(audio, manifest["sample_rate"], folder, {"model": manifest["name"], "label": label,
                                                             "step": step, "seed": index},
                    stem=f"step{step:07d}_{label}")

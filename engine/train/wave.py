@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ..data.augment import augment
 from ..errors import DatasetError, InvalidRequestError
 from ..nets import build_codec, build_network
-from ..nets.pqmf import measure_band_scale
+from ..nets.pqmf import measure_band_envelope, measure_band_scale
 from . import common, loop
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class WaveTrainConfig:
     ema_decay: float = 0.999
     label_dropout: float = 0.1          # share of labels replaced by "no label": trains CFG
     time_bias: float = 2.0              # t = u^(1/time_bias): density ~ t^(time_bias-1), 1 = uniform
+    envelope: bool = True               # codec divides by the data's per-label band envelope (nets/envelope.py)
     augment: bool = True
     categories: list[str] | None = None  # None: every category of the data set
     save_every: int = 250
@@ -57,8 +58,8 @@ class WaveTrainConfig:
 
 
 def new_manifest(config: WaveTrainConfig, labels: list[str], band_scale: list[float], length: int,
-                 sample_rate: int) -> dict:
-    codec_args = {"channels": 2, "bands": 32, "taps_per_band": 8, "band_scale": band_scale}
+                 sample_rate: int, envelope: dict | None = None) -> dict:
+    codec_args = {"channels": 2, "bands": 32, "taps_per_band": 8, "band_scale": band_scale, **(envelope or {})}
     network_args = dict(config.network, in_channels=2 * 32, num_labels=len(labels), pos_dim=32,
                         frame_rate=sample_rate / 32)
     return {
@@ -66,7 +67,8 @@ def new_manifest(config: WaveTrainConfig, labels: list[str], band_scale: list[fl
         "name": config.name,
         "kind": "wave",
         "objective": "v_cosine",
-        "description": "Waveform drum one-shots: v-diffusion on 32 normalised PQMF bands, class-conditional.",
+        "description": "Waveform drum one-shots: v-diffusion on 32 PQMF bands normalised by each category's "
+                       "envelope, class-conditional.",
         "sample_rate": sample_rate,
         "length": length,
         "channels": 2,
@@ -90,7 +92,7 @@ def validation_loss(network: torch.nn.Module, codec: torch.nn.Module, audio: tor
     (zero output) scores about 1.0, the variance of the unit-scaled target.
     """
     generator = torch.Generator().manual_seed(seed)
-    latent = codec.encode(audio)
+    latent = codec.encode(audio, labels)
     total = 0.0
     for t_value in torch.linspace(0.05, 0.95, points):
         eps = torch.randn(latent.shape, generator=generator).to(latent.device)
@@ -101,6 +103,12 @@ def validation_loss(network: torch.nn.Module, codec: torch.nn.Module, audio: tor
     return total / points
 
 
+def dataset_envelope(dataset, labels: list[str], band_scale: list[float]) -> dict:
+    """The codec's envelope arguments measured on every clip of ``dataset`` for the model's ``labels``."""
+    mapping = common.label_map(dataset.label_names, labels, len(labels))
+    return measure_band_envelope(dataset.audio, mapping[dataset.labels], len(labels), band_scale)
+
+
 def train_wave(config: WaveTrainConfig) -> Path:
     """Run ``config.steps`` steps (or until ``max_minutes``), saving as it goes; returns the model folder."""
     dataset = common.open_dataset(config.data, config.categories)
@@ -109,10 +117,21 @@ def train_wave(config: WaveTrainConfig) -> Path:
 
     def fresh_manifest(_: loop.Trainer) -> dict:
         probe = torch.stack([dataset[i]["audio"] for i in range(0, len(dataset), max(1, len(dataset) // 256))])
-        return new_manifest(config, list(dataset.label_names), measure_band_scale(probe), dataset.length,
-                            dataset.sample_rate)
+        band_scale = measure_band_scale(probe)
+        labels = list(dataset.label_names)
+        envelope = dataset_envelope(dataset, labels, band_scale) if config.envelope else None
+        return new_manifest(config, labels, band_scale, dataset.length, dataset.sample_rate, envelope)
 
-    trainer = loop.begin(config, fresh_manifest)
+    def add_envelope(_: loop.Trainer, manifest: dict) -> dict:
+        """Fine-tuning a model without an envelope: measure one on this data (the network's input changes)."""
+        args = manifest["codec"]["args"]
+        if config.envelope and manifest["codec"]["type"] == "pqmf" and "envelope_db" not in args:
+            log.warning("%s has no envelope: measuring one on %s; the network must adapt to its new input",
+                        config.init, config.data)
+            args.update(dataset_envelope(dataset, manifest["labels"], args["band_scale"]))
+        return manifest
+
+    trainer = loop.begin(config, fresh_manifest, add_envelope)
     manifest = trainer.manifest
     if manifest["length"] != dataset.length or manifest["sample_rate"] != dataset.sample_rate:
         raise InvalidRequestError(f"the model expects {manifest['length']} samples at {manifest['sample_rate']} Hz "
@@ -129,17 +148,17 @@ def train_wave(config: WaveTrainConfig) -> Path:
         audio = torch.stack([item["audio"] for item in items])
         if config.augment:
             audio = augment(audio, generator)
-        labels = label_map[torch.tensor([item["label"] for item in items])]
+        true_labels = label_map[torch.tensor([item["label"] for item in items])]
         drop = torch.rand(config.batch, generator=generator) < config.label_dropout
-        labels = torch.where(drop, torch.full_like(labels, null), labels)
+        labels = torch.where(drop, torch.full_like(true_labels, null), true_labels)
         # stratified, then biased towards high noise: the class and envelope of a sound are decided
         # there (sigma 1-20), and uniform times spend a third of each batch on the easy low-noise end
         u = (torch.arange(config.batch) + torch.rand(config.batch, generator=generator)) / config.batch
         t = u ** (1.0 / config.time_bias)
         eps = torch.randn(audio.shape[0], codec.latent_channels, codec.latent_length(audio.shape[-1]), generator=generator)
         audio, labels, t, eps = audio.to(device), labels.to(device), t.to(device), eps.to(device)
-        with torch.no_grad():
-            latent = codec.encode(audio)
+        with torch.no_grad():  # the codec's envelope is the clip's own category's, even when the network's label is dropped
+            latent = codec.encode(audio, true_labels)
         alpha, sigma = torch.cos(t * math.pi / 2)[:, None, None], torch.sin(t * math.pi / 2)[:, None, None]
         noisy, target = alpha * latent + sigma * eps, alpha * eps - sigma * latent
         with trainer.autocast():
