@@ -171,7 +171,16 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu", half: boo
     network = network.to(device, dtype).eval()
     codec = load_codec(manifest, folder).to(device).eval()
     log.info("loaded %s (%s) on %s", folder.name, manifest.get("kind"), device)
-    return LoadedModel(network, codec, manifest, checkpoint_id(folder), folder, device, dtype)
+    return LoadedModel(network, codec, manifest, model_id(manifest, folder), folder, device, dtype)
+
+
+def model_id(manifest: dict, folder: str | Path) -> str:
+    """The id a recipe records: the weights' id, joined by ``+`` to a referenced codec folder's
+    (a latent model regenerates the same sound only with the same codec weights too)."""
+    spec = manifest["codec"]
+    if "model" not in spec:
+        return checkpoint_id(folder)
+    return f"{checkpoint_id(folder)}+{checkpoint_id(find_codec_folder(spec['model'], folder))}"
 
 
 def find_codec_folder(name: str, near: str | Path | None = None, roots: list[str | Path] | None = None) -> Path:

@@ -380,3 +380,38 @@ def test_the_experiment_commands_of_docs_latent_run_on_a_tiny_model(latent_model
     inverted = rows("inversion", "--model", model, "--data", str(wav_folder), "--clips", "2", "--steps", "5", "50")
     errors = [float(r[1]) for r in inverted[1:]]
     assert len(errors) == 2 and errors[1] < errors[0]
+
+
+# ----------------------------------------------------------------------------- codec evaluation, publishing, ids
+
+
+def test_codec_evaluation_compares_reconstructions_with_the_real_floor(trained_codec, tmp_path, monkeypatch):
+    from engine.eval import codec as codec_eval
+    from tests.test_eval import _fake_dataset
+    data = tmp_path / "data"
+    _fake_dataset(data)
+    results = codec_eval.evaluate_codec(trained_codec, data)
+    assert results["clips_train"] == 18 and results["clips_holdout"] == 9
+    assert all(math.isfinite(v) for v in results.values())
+    assert results["mrstft_holdout"] > 0 and results["frechet_ratio_train"] > 0
+    # a perfect codec scores the floor exactly: ratio 1, no spectral distance
+    monkeypatch.setattr(codec_eval, "reconstruct", lambda codec, audio: audio.float())
+    perfect = codec_eval.evaluate_codec(trained_codec, data)
+    assert perfect["frechet_ratio_train"] == pytest.approx(1.0) and perfect["frechet_ratio_holdout"] == pytest.approx(1.0)
+    assert perfect["mrstft_holdout"] == pytest.approx(0.0, abs=1e-6)
+    assert codec_eval.main(["--codec", str(trained_codec), "--data", str(tmp_path / "missing")]) == 2
+
+
+def test_a_codec_run_is_published_with_a_codec_card(trained_codec, tmp_path):
+    from engine.train.publish import publish
+    folder = publish(trained_codec.parent, tmp_path / "codec")
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "Kind: `codec`" in card and "latent frames per second" in card
+    assert (folder / "training_log.csv").is_file()
+    assert read_manifest(folder) == read_manifest(trained_codec)
+
+
+def test_a_latent_models_recipe_id_names_its_codec_weights_too(latent_models):
+    from engine.models import checkpoint_id
+    model = load_model(latent_models / "latent")
+    assert model.checkpoint_id == f"{checkpoint_id(latent_models / 'latent')}+{checkpoint_id(latent_models / 'codec')}"

@@ -9,6 +9,7 @@ printed. The card is generated so that it never disagrees with the manifest it s
 from __future__ import annotations
 
 import csv
+import math
 import shutil
 from pathlib import Path
 
@@ -26,13 +27,15 @@ def _log_summary(log_path: Path) -> str:
     last = rows[-min(10, len(rows)):]
     mean = sum(float(r["loss"]) for r in last) / len(last)
     speed = sum(float(r["seconds_per_step"]) for r in last) / len(last)
-    return (f"Training loss (v-objective, mean of the last {len(last)} log rows): {mean:.4f} at step "
+    return (f"Training loss (mean of the last {len(last)} log rows): {mean:.4f} at step "
             f"{rows[-1]['step']}; {speed:.2f} s per step at the end of the run. Full log: `training_log.csv`.")
 
 
 def model_card(manifest: dict, log_summary: str, evaluation: str | None, weights_id: str,
                status: str | None = None) -> str:
     training = manifest.get("training", {})
+    if manifest.get("kind") == "codec":
+        return codec_card(manifest, log_summary, evaluation, weights_id, status)
     network = manifest["network"]["args"]
     sessions = "\n".join(
         f"- steps {s.get('started_step')} -> {s.get('ended_step')} on {s.get('device')} x{s.get('world', 1)}, "
@@ -70,6 +73,36 @@ polarity and stereo augmentation. Data set: `{training.get('data')}`.
 A small model trained on a small CPU budget and ~570 one-shots from 16 kits. It makes drum
 one-shots of its five categories; it does not follow text, and long tails (cymbals) are cut at
 {manifest['length'] / manifest['sample_rate']:.2f} s.
+"""
+
+
+def codec_card(manifest: dict, log_summary: str, evaluation: str | None, weights_id: str,
+               status: str | None = None) -> str:
+    """The card of a codec folder: what latent models it serves and how well it reconstructs."""
+    training = manifest.get("training", {})
+    args = manifest["codec"]["args"]
+    hop = args.get("bands", 1) * math.prod(args.get("factors", [1]))
+    return f"""# {manifest['name']}
+
+{manifest.get('description', '')}
+{chr(10) + "## Status" + chr(10) + status.strip() + chr(10) if status else ""}
+- Kind: `codec` (not generated from: latent models reference it by name); weights id `{weights_id}`.
+- Audio: {manifest['sample_rate']} Hz, {manifest['channels']} channels; trained on clips of {manifest.get('length')} samples.
+- Codec `{manifest['codec']['type']}`: {args.get('bands')} PQMF bands, strides {args.get('factors')}
+  (hop {hop}: {manifest['sample_rate'] / hop:.1f} latent frames per second), {args.get('latent_channels')} latent
+  channels, widths {args.get('widths')}; latent scale {args.get('latent_scale', 1.0):.4g} (divides the raw latent to unit variance).
+
+## Training data
+Debian's `hydrogen-drumkits` and `hydrogen-data` drum kits only, rebuilt by
+`scripts/build_drum_dataset.py` (whole kits held out for evaluation). Data set: `{training.get('data')}`.
+
+## Training
+Multi-resolution STFT loss; {training.get('steps', 0)} steps, {training.get('examples', 0)} examples seen.
+
+{log_summary}
+
+## Evaluation
+{evaluation.strip() if evaluation else 'Not evaluated yet: run `python -m engine.eval.codec --codec ' + manifest['name'] + '`.'}
 """
 
 
