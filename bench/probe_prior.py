@@ -7,6 +7,8 @@ measures, per label, the output's level in the last quarter of the clip relative
 (the tail/attack ratio, dB) and its high-band share (dB), beside the same figures for the real
 training clips of that label. A model that learned the prior gives a kick a tail far below its
 attack and almost no high bands; one that did not gives every label the same flat output.
+Both are measured on the decoded audio's plain bands, so a model whose codec divides by a
+per-category envelope (engine/nets/envelope.py) is compared on the same footing.
 
     python bench/probe_prior.py --model runs/drums/model [--online]
 """
@@ -38,6 +40,12 @@ def profile(latent: torch.Tensor) -> tuple[float, float]:
     return db(tail) - db(attack), db(energy[bands // 2:].sum()) - db(energy.sum())
 
 
+def plain_bands(codec, audio: torch.Tensor) -> torch.Tensor:
+    """PQMF bands divided by the per-band scale only (no per-category envelope)."""
+    with torch.no_grad():
+        return codec.pqmf.analysis(audio) / codec.band_scale
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="drums")
@@ -48,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     model = load_model(resolve_model(args.model).folder)
     if args.online:
-        state = torch.load(model.folder.parent / "train_state.pt", map_location="cpu", weights_only=False)
+        state = torch.load(model.folder.parent / "train_state.pt", map_location="cpu", weights_only=True)
         model.network.load_state_dict(state["online"])
     dataset = DrumDataset(args.data, "train")
     noise = torch.randn(8, model.codec.latent_channels, model.codec.latent_length(model.manifest["length"]),
@@ -59,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             out = v_denoiser(net)(noise * args.sigma, torch.full((noise.shape[0],), args.sigma))
         real_idx = [i for i, r in enumerate(dataset.records) if r["category"] == label][:32]
-        real = model.codec.encode(torch.stack([dataset[i]["audio"] for i in real_idx]))
-        (g_tail, g_high), (r_tail, r_high) = profile(out), profile(real)
+        real = torch.stack([dataset[i]["audio"] for i in real_idx])
+        # measured on plain band-scaled bands of the audio: a codec envelope would hide what is compared
+        generated = model.codec.decode(out, torch.full((out.shape[0],), index))
+        (g_tail, g_high), (r_tail, r_high) = profile(plain_bands(model.codec, generated)), \
+            profile(plain_bands(model.codec, real))
         print(f"{label}.tail_vs_attack_db: {g_tail:.1f}")
         print(f"{label}.tail_vs_attack_db_real: {r_tail:.1f}")
         print(f"{label}.high_band_share_db: {g_high:.1f}")

@@ -122,8 +122,7 @@ def lr_at(step: int, base_lr: float, warmup: int) -> float:
     return base_lr * min(1.0, (step + 1) / max(1, warmup))
 
 
-# ----------------------------------------------------------------------------- shared by codec.py and latent.py
-# (wave.py still has its own copies of these few lines; it can adopt them when next touched)
+# ----------------------------------------------------------------------------- run setup shared by every trainer
 
 
 def setup_run(device_name: str | None) -> tuple[torch.device, Dist]:
