@@ -42,7 +42,7 @@ DEFAULT_LENGTH = 88064  # ~2.0 s at 44.1 kHz: 688 latent frames at the autoencod
 
 @dataclass
 class LatentTrainConfig:
-    data: str = "data/drums-2s"         # a built data set (build.py --length 88064) or any folder of WAVs
+    data: str = "data/drums2s"          # a built data set (build.py --length 88064) or any folder of WAVs
     run: str = "runs/latent"            # run folder: model/, <codec>/, train_state.pt, log.csv, samples/
     codec: str = "checkpoints/codec"    # a codec folder (kind "codec"), or "encodec"
     codec_args: dict | None = None      # EnCodec arguments (pretrained, latent, bandwidth, config...)
