@@ -125,7 +125,9 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-minutes", type=float)
     tr.add_argument("--time-bias", type=float, help="wave: bias training times towards high noise (1 = uniform)")
     tr.add_argument("--no-envelope", dest="envelope", action="store_const", const=False,
-                    help="wave: a new model's codec does not divide by the per-category band envelope")
+                    help="wave: a new model's codec does not divide the bands by a loudness envelope")
+    tr.add_argument("--envelope-components", type=int,
+                    help="wave: principal components of the per-clip envelope prior (0: one average envelope per label)")
     tr.add_argument("--batch", type=int)
     tr.add_argument("--lr", type=float)
     tr.add_argument("--save-every", type=int)

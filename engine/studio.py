@@ -167,10 +167,11 @@ class Studio:
         hop = getattr(model.codec, "hop", None)
         if hop and variable_length(manifest):  # pad to the latent grid in audio, where zeros are silence
             sound = torch.nn.functional.pad(sound, (0, frames * hop - samples))
-        latent = model.codec.encode(sound[None].to(model.device), label_index)
+        envelope = model.codec.envelope_for(label_index, audio=sound[None])
+        latent = model.codec.encode(sound[None].to(model.device), envelope)
         latent = torch.nn.functional.pad(latent, (0, frames - latent.shape[-1])) if latent.shape[-1] < frames \
             else latent[..., :frames]
-        return latent.expand(count, *latent.shape[1:])
+        return latent.expand(count, *latent.shape[1:]), None if envelope is None else envelope.expand(count, -1, -1)
 
     def _sample_worker(self, model: LoadedModel, request: GenerationRequest, label_index: int | None,
                        preview_every: int, events: queue.Queue, stop: threading.Event) -> None:
@@ -191,8 +192,12 @@ class Studio:
             for i in range(request.count)])[..., :frames].contiguous().to(model.device)
         sampler, steps = request.sampler, request.steps
         reference, strength = None, 1.0
+        # the codec's loudness envelope (waveform models): drawn from the starting noise, or the reference's own
+        envelope = codec.envelope_for(label_index, noise=noises)
         if request.reference:
-            reference = self._reference_latent(model, request.reference, request.count, samples, frames, label_index)
+            reference, reference_envelope = self._reference_latent(model, request.reference, request.count, samples,
+                                                                   frames, label_index)
+            envelope = envelope if reference_envelope is None else reference_envelope
             if request.variation == "invert":
                 sampler = INVERSION_SAMPLER[manifest.get("objective", "v_cosine")]
                 inverted = invert_latent(model.network, manifest, reference, steps=steps, label_index=label_index)
@@ -207,13 +212,14 @@ class Studio:
             step = int(info["i"]) + 1
             preview = None
             if preview_every and (step % preview_every == 0):
-                preview = codec.decode(info["denoised"][:1].float(), label_index)[0, :, :samples].clamp(-1, 1).cpu()
+                first = None if envelope is None else envelope[:1]
+                preview = codec.decode(info["denoised"][:1].float(), first)[0, :, :samples].clamp(-1, 1).cpu()
             events.put(Progress(step, steps, preview, manifest["sample_rate"]))
 
         latent = sample_latent(model.network, manifest, noises, sampler=sampler, steps=steps,
                                guidance=request.guidance, label_index=label_index, reference=reference,
                                strength=strength, callback=callback)
-        audio = finish(codec.decode(latent.float(), label_index)[..., :samples].cpu(), manifest["sample_rate"])
+        audio = finish(codec.decode(latent.float(), envelope)[..., :samples].cpu(), manifest["sample_rate"])
         base = request.to_recipe()
         base.update(sampler=sampler, checkpoint=model.checkpoint_id, model_folder=model.folder.name,
                     sample_rate=manifest["sample_rate"], engine=ENGINE_VERSION)

@@ -77,22 +77,48 @@ def test_band_envelope_whitens_each_label_and_gives_noise_its_categorys_decay():
     envelope = measure_band_envelope(clips, labels, 2, scale)
     assert len(envelope["envelope_db"]) == 3  # two labels + "no label"
     codec = BandCodec(band_scale=scale, **envelope)
-    latent = codec.encode(clips, labels)
+    assert not codec.per_clip
+    latent = codec.encode(clips, codec.envelope_for(labels))
     for label in (0, 1):  # unit mean power per label (the envelope is that label's rms)
         assert 0.5 < float(latent[labels == label].pow(2).mean()) < 1.5
-    assert snr_db(clips, codec.decode(latent, labels)) > 40  # invertible given the labels
+    assert snr_db(clips, codec.decode(latent, codec.envelope_for(labels))) > 40  # invertible given the labels
     noise = torch.randn(4, 64, 1024, generator=torch.Generator().manual_seed(2))
-
-    def tail_drop_db(audio):  # first 10 ms against 300-700 ms
-        return float(10 * torch.log10(audio[..., :441].pow(2).mean() / audio[..., 13230:30870].pow(2).mean()))
-    short_noise, long_noise = codec.decode(noise, torch.zeros(4, dtype=torch.long)), codec.decode(noise, 1)
+    short_noise = codec.decode(noise, codec.envelope_for(torch.zeros(4, dtype=torch.long)))
+    long_noise = codec.decode(noise, codec.envelope_for(1, noise=noise))
     assert tail_drop_db(short_noise) > 35 and tail_drop_db(long_noise) < 20
-    assert torch.allclose(codec.decode(noise), codec.decode(noise, 2))  # None = the "no label" row
+    assert torch.equal(codec.envelope_for(None, noise=noise), codec.envelope_for(2, noise=noise))  # None = "no label"
     with pytest.raises(ValueError, match="labels"):
-        codec.encode(clips[:2], torch.tensor([0, 3]))
+        codec.envelope_for(torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="envelope_db"):
         BandCodec(band_scale=scale, envelope_knots=envelope["envelope_knots"][:-1],
                   envelope_db=envelope["envelope_db"])
+
+
+def tail_drop_db(audio: torch.Tensor) -> float:
+    """First 10 ms against 300-700 ms, in dB."""
+    return float(10 * torch.log10(audio[..., :441].pow(2).mean() / audio[..., 13230:30870].pow(2).mean()))
+
+
+def test_per_clip_envelopes_whiten_every_clip_and_a_prior_draws_new_ones_from_the_noise():
+    short, long = _decaying_clips(12, 0.08, 0), _decaying_clips(12, 0.3, 1)
+    clips, labels = torch.cat([short, long]), torch.tensor([0] * 12 + [1] * 12)
+    scale = measure_band_scale(clips)
+    codec = BandCodec(band_scale=scale, **measure_band_envelope(clips, labels, 2, scale, components=3))
+    assert codec.per_clip and codec.components == 3
+    own = codec.envelope_for(labels, audio=clips)  # measured: each clip by its own envelope
+    latent = codec.encode(clips, own)
+    per_clip_power = latent.pow(2).mean(dim=(1, 2))
+    assert float(per_clip_power.min()) > 0.3 and float(per_clip_power.max()) < 2.0  # homogeneous, unlike per label
+    assert snr_db(clips, codec.decode(latent, own)) > 40
+    noise = torch.randn(6, 64, 1024, generator=torch.Generator().manual_seed(3))
+    drawn = codec.envelope_for(torch.tensor([0, 0, 0, 1, 1, 1]), noise=noise)
+    assert drawn.shape == (6, 32, len(codec.envelope_knots))
+    assert not torch.allclose(drawn[0], drawn[1])  # another noise, another envelope
+    assert torch.equal(drawn[:1], codec.envelope_for(0, noise=noise[:1]))  # each sound's own noise decides it
+    sounds = codec.decode(noise, drawn)
+    assert min(tail_drop_db(s) for s in sounds[:3]) > 30 and max(tail_drop_db(s) for s in sounds[3:]) < 20
+    mean = codec.envelope_for(torch.tensor([0]))  # no noise: the prior's mean
+    assert torch.allclose(mean, codec.envelope_db[:1])
 
 
 def test_unet_shapes_labels_and_identity_start():

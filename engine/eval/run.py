@@ -128,7 +128,7 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
         x = torch.cat([noise(s, shape) for s in seeds]).to(model.device)
         latent = sample_latent(model.network, manifest, x, sampler=sampler, steps=steps, guidance=guidance,
                                label_index=label_index)
-        out.append(codec.decode(latent.float(), label_index).float().cpu())
+        out.append(codec.decode(latent.float(), codec.envelope_for(label_index, noise=x)).float().cpu())
     return torch.cat(out) if out else torch.zeros(0, manifest["channels"], manifest["length"])
 
 

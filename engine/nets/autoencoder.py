@@ -142,11 +142,14 @@ class AudioAutoencoder(nn.Module):
     def decode_raw(self, latent: torch.Tensor) -> torch.Tensor:
         return self.pqmf.synthesis(self.decoder(latent))
 
-    def encode(self, audio: torch.Tensor, labels=None) -> torch.Tensor:
-        """``labels`` is accepted for the codec interface (``BandCodec`` uses it) and ignored."""
+    def envelope_for(self, labels=None, *, noise=None, audio=None) -> None:
+        """The codec interface's envelope (``BandCodec`` has one): this codec needs none."""
+        return None
+
+    def encode(self, audio: torch.Tensor, envelope_db=None) -> torch.Tensor:
         return self.encode_raw(audio) / self.latent_scale
 
-    def decode(self, latent: torch.Tensor, labels=None) -> torch.Tensor:
+    def decode(self, latent: torch.Tensor, envelope_db=None) -> torch.Tensor:
         return self.decode_raw(latent * self.latent_scale)
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

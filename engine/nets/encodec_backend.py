@@ -111,9 +111,12 @@ class EncodecCodec(nn.Module):
         audio = self.model.decoder(z.float()).reshape(batch, self.channels, -1)
         return self._resample(audio, self.rate, self.sample_rate)
 
-    def encode(self, audio: torch.Tensor, labels=None) -> torch.Tensor:
-        """``labels`` is accepted for the codec interface (``BandCodec`` uses it) and ignored."""
+    def envelope_for(self, labels=None, *, noise=None, audio=None) -> None:
+        """The codec interface's envelope (``BandCodec`` has one): this codec needs none."""
+        return None
+
+    def encode(self, audio: torch.Tensor, envelope_db=None) -> torch.Tensor:
         return self.encode_raw(audio) / self.latent_scale
 
-    def decode(self, latent: torch.Tensor, labels=None) -> torch.Tensor:
+    def decode(self, latent: torch.Tensor, envelope_db=None) -> torch.Tensor:
         return self.decode_raw(latent * self.latent_scale)

@@ -71,3 +71,56 @@ def measure_envelope(power: torch.Tensor, labels: torch.Tensor, num_labels: int,
 def envelope_gain(decibels: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``(B, bands, frames)`` amplitude gains for label rows ``rows`` (B,), from knots in dB."""
     return torch.pow(10.0, (decibels[rows] @ weights) / 20.0)
+
+
+# ----------------------------------------------------------------------------- per-clip envelopes and their prior
+# Session 2 found the per-label average a poor fit: a category's clips differ in length far more
+# than a Gaussian around the average allows (1 % of the whitened values carry half the energy),
+# and the network first learns to render every sound at the average. Dividing each clip by *its
+# own* envelope leaves homogeneous, unit-variance fine structure for the network; a small
+# Gaussian prior over envelopes (per label, in dB, on a few principal components) then draws a
+# new envelope for each sound from the first channels of its starting noise, so a seed still
+# fixes the whole sound and morphing between two seeds morphs their envelopes too.
+
+
+def knot_power(power: torch.Tensor, knots: list[int]) -> torch.Tensor:
+    """``(B, bands, K)`` mean power around each knot from ``(B, bands, frames)`` power."""
+    weights = interpolation_matrix(knots, power.shape[-1]).to(power)
+    return power @ (weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)).T
+
+
+def clip_envelopes(power: torch.Tensor, knots: list[int], floor_db: float = FLOOR_DB) -> torch.Tensor:
+    """``(B, bands, K)`` envelopes in dB of each clip, floored ``floor_db`` below the clip's loudest knot."""
+    decibels = 10.0 * torch.log10(knot_power(power, knots).clamp_min(1e-20))
+    return torch.maximum(decibels, decibels.amax(dim=(1, 2), keepdim=True) - floor_db)
+
+
+@torch.no_grad()
+def fit_prior(envelopes: torch.Tensor, labels: torch.Tensor, num_labels: int,
+              components: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per label (plus an all-clips row): mean envelope ``(R, bands, K)`` and principal directions
+    scaled by their standard deviation ``(R, components, bands, K)`` (zeros where a label has too
+    few clips). ``mean + sum_c z_c * basis_c`` with ``z ~ N(0, 1)`` draws a plausible envelope."""
+    flat = envelopes.flatten(1).double()
+    means, bases = [], []
+    for row in range(num_labels + 1):
+        chosen = flat if row == num_labels else flat[labels == row]
+        if chosen.shape[0] == 0:
+            chosen = flat
+        mean = chosen.mean(dim=0)
+        basis = torch.zeros(components, flat.shape[1], dtype=torch.float64)
+        if chosen.shape[0] > 1:
+            _, singular, directions = torch.linalg.svd(chosen - mean, full_matrices=False)
+            usable = min(components, directions.shape[0])
+            scale = singular[:usable] / (chosen.shape[0] - 1) ** 0.5
+            basis[:usable] = directions[:usable] * scale[:, None]
+        means.append(mean)
+        bases.append(basis)
+    shape = envelopes.shape[1:]
+    return torch.stack(means).float().reshape(-1, *shape), torch.stack(bases).float().reshape(-1, components, *shape)
+
+
+def prior_coordinates(noise: torch.Tensor, components: int) -> torch.Tensor:
+    """``(B, components)`` standard normal coordinates read from a starting noise ``(B, C, frames)``:
+    channel c's mean times sqrt(frames), exactly N(0, 1) for Gaussian noise and linear in it."""
+    return noise[:, :components].float().mean(dim=-1) * noise.shape[-1] ** 0.5

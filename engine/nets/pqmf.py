@@ -85,11 +85,13 @@ class BandCodec(torch.nn.Module):
     schedule assumes) and every band is noised on the same schedule. ``decode`` multiplies back
     and synthesises, which also scales the model's errors in quiet high bands down: less hiss.
 
-    With an envelope (``envelope_knots`` + ``envelope_db``, see :mod:`.envelope`) each band is
-    further divided by the training data's rms for the sound's label at every moment, so the
-    average attack and decay of a kick or a hat is the codec's, not the network's, to know;
-    ``encode``/``decode`` then take the label indices of the batch (``None`` or the "no label"
-    index = number of labels: the envelope over every clip).
+    With an envelope (:mod:`.envelope`) each band is further divided by a loudness envelope
+    over time, in dB at ``envelope_knots``: either the training data's rms per label
+    (``envelope_db`` alone, one row per label plus a "no label" row), or, with ``envelope_basis``,
+    each clip's own envelope, measured from the audio when encoding real clips and drawn from a
+    per-label Gaussian prior (mean ``envelope_db``, scaled principal directions
+    ``envelope_basis``) when generating. :meth:`envelope_for` gives the ``(B, M, K)`` envelope a
+    batch needs; ``encode`` and ``decode`` take it (``None``: bands scaled only).
     """
 
     def __init__(self,
@@ -98,7 +100,8 @@ class BandCodec(torch.nn.Module):
                  taps_per_band: int = 8,    # PQMF prototype length per band (8: ~44 dB reconstruction)
                  band_scale: list | None = None,     # per-band data std, length channels*bands
                  envelope_knots: list | None = None,  # frames of the envelope's knots
-                 envelope_db: list | None = None):   # (labels + 1, bands, knots) envelope in dB
+                 envelope_db: list | None = None,    # (labels + 1, bands, knots) envelope (or prior mean) in dB
+                 envelope_basis: list | None = None):  # (labels + 1, components, bands, knots): per-clip prior
         super().__init__()
         self.channels, self.bands = channels, bands
         self.pqmf = PQMF(bands, taps_per_band)
@@ -106,51 +109,95 @@ class BandCodec(torch.nn.Module):
         if scale.numel() != channels * bands:
             raise ValueError(f"band_scale has {scale.numel()} values, expected {channels * bands}")
         self.register_buffer("band_scale", scale.reshape(1, -1, 1), persistent=False)
-        self.envelope_knots = None
-        if (envelope_knots is None) != (envelope_db is None):
-            raise ValueError("envelope_knots and envelope_db come together")
+        self.envelope_knots, self.components = None, 0
+        if (envelope_knots is None) != (envelope_db is None) or (envelope_basis is not None and envelope_db is None):
+            raise ValueError("envelope_knots and envelope_db come together (and envelope_basis needs them)")
         if envelope_db is not None:
-            table = torch.tensor(envelope_db, dtype=torch.float32)
+            table = _finite_table(envelope_db, "envelope_db")
             if table.dim() != 3 or table.shape[1:] != (bands, len(envelope_knots)):
                 raise ValueError(f"envelope_db has shape {tuple(table.shape)}, expected (labels + 1, {bands}, "
                                  f"{len(envelope_knots)})")
-            if not torch.isfinite(table).all():
-                raise ValueError("envelope_db holds a NaN or an infinity")
             self.envelope_knots = [int(k) for k in envelope_knots]
             self.register_buffer("envelope_db", table, persistent=False)
+            if envelope_basis is not None:
+                basis = _finite_table(envelope_basis, "envelope_basis")
+                if basis.dim() != 4 or basis.shape[0] != table.shape[0] or basis.shape[2:] != table.shape[1:]:
+                    raise ValueError(f"envelope_basis has shape {tuple(basis.shape)}, expected "
+                                     f"({table.shape[0]}, components, {bands}, {len(envelope_knots)})")
+                self.components = basis.shape[1]
+                self.register_buffer("envelope_basis", basis, persistent=False)
         self._weights: dict[int, torch.Tensor] = {}
 
     @property
     def latent_channels(self) -> int:
         return self.channels * self.bands
 
+    @property
+    def per_clip(self) -> bool:
+        """Whether each clip carries its own envelope (measured from audio, or drawn from the prior)."""
+        return self.components > 0
+
     def latent_length(self, samples: int) -> int:
         return samples // self.bands
 
-    def _gain(self, labels, batch: int, frames: int, like: torch.Tensor) -> torch.Tensor:
-        """Per-channel gains ``(B, C*M, frames)`` (or ``(1, C*M, 1)`` without an envelope)."""
-        scale = self.band_scale.to(like.device)
-        if self.envelope_knots is None:
-            return scale
-        rows_available = self.envelope_db.shape[0]
+    def _rows(self, labels, batch: int) -> torch.Tensor:
+        available = self.envelope_db.shape[0]
         if labels is None:
-            rows = torch.full((batch,), rows_available - 1, dtype=torch.long)
-        else:
-            rows = torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu()
-            rows = rows.expand(batch) if rows.numel() == 1 else rows
-            if rows.numel() != batch or int(rows.min()) < 0 or int(rows.max()) >= rows_available:
-                raise ValueError(f"labels {rows.tolist()} do not fit a batch of {batch} with {rows_available - 1} labels")
+            return torch.full((batch,), available - 1, dtype=torch.long)
+        rows = torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu()
+        rows = rows.expand(batch) if rows.numel() == 1 else rows
+        if rows.numel() != batch or int(rows.min()) < 0 or int(rows.max()) >= available:
+            raise ValueError(f"labels {rows.tolist()} do not fit a batch of {batch} with {available - 1} labels")
+        return rows
+
+    @torch.no_grad()
+    def envelope_for(self, labels=None, *, noise: torch.Tensor | None = None,
+                     audio: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The ``(B, M, K)`` dB envelope for a batch of label indices (``None`` or the "no label"
+        index: every clip's row): a per-clip codec measures it from ``audio`` or draws it from the
+        prior with coordinates read from the starting ``noise`` (neither: the prior's mean); a
+        per-label codec returns its rows. ``None`` for a codec without an envelope."""
+        if self.envelope_knots is None:
+            return None
+        batch = next((x.shape[0] for x in (audio, noise) if x is not None), None)
+        batch = batch or (1 if labels is None else torch.as_tensor(labels).numel())
+        if self.per_clip and audio is not None:
+            bands = self.pqmf.analysis(audio.float()) / self.band_scale.to(audio.device)
+            power = bands.pow(2).reshape(audio.shape[0], self.channels, self.bands, -1).mean(dim=1)
+            return envelope.clip_envelopes(power.cpu(), self.envelope_knots)
+        rows = self._rows(labels, batch)
+        table = self.envelope_db.cpu()[rows]
+        if self.per_clip and noise is not None:
+            coordinates = envelope.prior_coordinates(noise.cpu(), self.components)
+            table = table + torch.einsum("bc,bcmk->bmk", coordinates, self.envelope_basis.cpu()[rows])
+        return table
+
+    def _gain(self, envelope_db: torch.Tensor | None, frames: int, like: torch.Tensor) -> torch.Tensor:
+        """Per-channel gains ``(B, C*M, frames)`` (``(1, C*M, 1)`` without an envelope)."""
+        scale = self.band_scale.to(like.device)
+        if envelope_db is None:
+            return scale
+        if self.envelope_knots is None or envelope_db.shape[1:] != (self.bands, len(self.envelope_knots)):
+            raise ValueError(f"an envelope of shape {tuple(envelope_db.shape)} does not fit this codec")
         if frames not in self._weights:
             self._weights[frames] = envelope.interpolation_matrix(self.envelope_knots, frames)
-        gain = envelope.envelope_gain(self.envelope_db.cpu(), rows, self._weights[frames])  # (B, M, frames)
+        gain = envelope.envelope_gain(envelope_db.float().cpu(), torch.arange(envelope_db.shape[0]),
+                                      self._weights[frames])
         return scale * gain.repeat(1, self.channels, 1).to(like.device)
 
-    def encode(self, audio: torch.Tensor, labels=None) -> torch.Tensor:
+    def encode(self, audio: torch.Tensor, envelope_db: torch.Tensor | None = None) -> torch.Tensor:
         bands = self.pqmf.analysis(audio)
-        return bands / self._gain(labels, bands.shape[0], bands.shape[-1], bands).to(bands.dtype)
+        return bands / self._gain(envelope_db, bands.shape[-1], bands).to(bands.dtype)
 
-    def decode(self, latent: torch.Tensor, labels=None) -> torch.Tensor:
-        return self.pqmf.synthesis(latent * self._gain(labels, latent.shape[0], latent.shape[-1], latent).to(latent.dtype))
+    def decode(self, latent: torch.Tensor, envelope_db: torch.Tensor | None = None) -> torch.Tensor:
+        return self.pqmf.synthesis(latent * self._gain(envelope_db, latent.shape[-1], latent).to(latent.dtype))
+
+
+def _finite_table(values: list, name: str) -> torch.Tensor:
+    table = torch.tensor(values, dtype=torch.float32)
+    if not torch.isfinite(table).all():
+        raise ValueError(f"{name} holds a NaN or an infinity")
+    return table
 
 
 def measure_band_scale(audio: torch.Tensor, channels: int = 2, bands: int = 32, taps_per_band: int = 8,
@@ -163,11 +210,13 @@ def measure_band_scale(audio: torch.Tensor, channels: int = 2, bands: int = 32, 
 
 @torch.no_grad()
 def measure_band_envelope(audio: torch.Tensor, labels: torch.Tensor, num_labels: int, band_scale: list[float],
-                          channels: int = 2, bands: int = 32, taps_per_band: int = 8,
-                          chunk: int = 64) -> dict:
-    """``{"envelope_knots", "envelope_db"}`` codec arguments measured on labelled clips (B, C, N).
+                          channels: int = 2, bands: int = 32, taps_per_band: int = 8, chunk: int = 64,
+                          components: int = 0) -> dict:
+    """Codec arguments ``{"envelope_knots", "envelope_db"[, "envelope_basis"]}`` measured on labelled
+    clips (B, C, N): with ``components`` 0 the data's rms per label, otherwise a Gaussian prior over
+    each clip's own envelope with that many principal components per label.
 
-    Measured on the band-scaled bands, so the envelope is relative to ``band_scale``; stereo
+    Measured on the band-scaled bands, so envelopes are relative to ``band_scale``; stereo
     channels share one envelope (a drum's left and right decay alike).
     """
     pqmf = PQMF(bands, taps_per_band)
@@ -176,6 +225,9 @@ def measure_band_envelope(audio: torch.Tensor, labels: torch.Tensor, num_labels:
                        .reshape(-1, channels, bands, audio.shape[-1] // bands).mean(dim=1)
                        for i in range(0, audio.shape[0], chunk)])
     knots = envelope.knot_frames(power.shape[-1])
-    table = envelope.measure_envelope(power, labels, num_labels, knots)
-    return {"envelope_knots": knots, "envelope_db": [[[round(float(v), 2) for v in band] for band in row]
-                                                     for row in table]}
+    rounded = lambda table: (torch.round(table.double() * 10) / 10)  # noqa: E731  (0.1 dB: a compact manifest)
+    if components == 0:
+        return {"envelope_knots": knots,
+                "envelope_db": rounded(envelope.measure_envelope(power, labels, num_labels, knots)).tolist()}
+    mean, basis = envelope.fit_prior(envelope.clip_envelopes(power, knots), labels, num_labels, components)
+    return {"envelope_knots": knots, "envelope_db": rounded(mean).tolist(), "envelope_basis": rounded(basis).tolist()}

@@ -192,10 +192,11 @@ def render_samples(network, codec, manifest: dict, folder: Path, step: int, step
     shape = (1, codec.latent_channels, -(-frames // network.hop) * network.hop)
     device = next(network.parameters()).device
     for index, label in enumerate(manifest["labels"]):
-        latent = sample_latent(network, manifest, noise(index, shape, device), steps=steps,
+        start = noise(index, shape, device)
+        latent = sample_latent(network, manifest, start, steps=steps,
                                sampler=manifest["defaults"]["sampler"],
                                guidance=manifest["defaults"]["guidance"], label_index=index)
-        audio = codec.decode(latent, index)[0, :, :manifest["length"]].float().clamp(-1, 1).cpu()
+        audio = codec.decode(latent, codec.envelope_for(index, noise=start))[0, :, :manifest["length"]].float().clamp(-1, 1).cpu()
         export_wav(audio, manifest["sample_rate"], folder, {"model": manifest["name"], "label": label,
                                                             "step": step, "seed": index},
                    stem=f"step{step:07d}_{label}")

@@ -43,7 +43,9 @@ class WaveTrainConfig:
     ema_decay: float = 0.999
     label_dropout: float = 0.1          # share of labels replaced by "no label": trains CFG
     time_bias: float = 2.0              # t = u^(1/time_bias): density ~ t^(time_bias-1), 1 = uniform
-    envelope: bool = True               # codec divides by the data's per-label band envelope (nets/envelope.py)
+    envelope: bool = True               # codec divides the bands by a loudness envelope (nets/envelope.py)
+    envelope_components: int = 6        # > 0: each clip's own envelope + a prior with this many components
+                                        # per label; 0: one average envelope per label
     augment: bool = True
     categories: list[str] | None = None  # None: every category of the data set
     save_every: int = 250
@@ -92,7 +94,7 @@ def validation_loss(network: torch.nn.Module, codec: torch.nn.Module, audio: tor
     (zero output) scores about 1.0, the variance of the unit-scaled target.
     """
     generator = torch.Generator().manual_seed(seed)
-    latent = codec.encode(audio, labels)
+    latent = codec.encode(audio, codec.envelope_for(labels, audio=audio))
     total = 0.0
     for t_value in torch.linspace(0.05, 0.95, points):
         eps = torch.randn(latent.shape, generator=generator).to(latent.device)
@@ -103,10 +105,11 @@ def validation_loss(network: torch.nn.Module, codec: torch.nn.Module, audio: tor
     return total / points
 
 
-def dataset_envelope(dataset, labels: list[str], band_scale: list[float]) -> dict:
+def dataset_envelope(dataset, labels: list[str], band_scale: list[float], components: int) -> dict:
     """The codec's envelope arguments measured on every clip of ``dataset`` for the model's ``labels``."""
     mapping = common.label_map(dataset.label_names, labels, len(labels))
-    return measure_band_envelope(dataset.audio, mapping[dataset.labels], len(labels), band_scale)
+    return measure_band_envelope(dataset.audio, mapping[dataset.labels], len(labels), band_scale,
+                                 components=components)
 
 
 def train_wave(config: WaveTrainConfig) -> Path:
@@ -119,16 +122,20 @@ def train_wave(config: WaveTrainConfig) -> Path:
         probe = torch.stack([dataset[i]["audio"] for i in range(0, len(dataset), max(1, len(dataset) // 256))])
         band_scale = measure_band_scale(probe)
         labels = list(dataset.label_names)
-        envelope = dataset_envelope(dataset, labels, band_scale) if config.envelope else None
+        envelope = dataset_envelope(dataset, labels, band_scale, config.envelope_components) if config.envelope \
+            else None
         return new_manifest(config, labels, band_scale, dataset.length, dataset.sample_rate, envelope)
 
     def add_envelope(_: loop.Trainer, manifest: dict) -> dict:
-        """Fine-tuning a model without an envelope: measure one on this data (the network's input changes)."""
+        """Fine-tuning: the envelope (and its prior) is measured on the data the model is tuned to."""
         args = manifest["codec"]["args"]
-        if config.envelope and manifest["codec"]["type"] == "pqmf" and "envelope_db" not in args:
-            log.warning("%s has no envelope: measuring one on %s; the network must adapt to its new input",
-                        config.init, config.data)
-            args.update(dataset_envelope(dataset, manifest["labels"], args["band_scale"]))
+        if config.envelope and manifest["codec"]["type"] == "pqmf":
+            if "envelope_db" not in args or bool(args.get("envelope_basis")) != (config.envelope_components > 0):
+                log.warning("%s gets a new kind of envelope, measured on %s: the network must adapt to its new "
+                            "input", config.init, config.data)
+            for key in ("envelope_knots", "envelope_db", "envelope_basis"):
+                args.pop(key, None)
+            args.update(dataset_envelope(dataset, manifest["labels"], args["band_scale"], config.envelope_components))
         return manifest
 
     trainer = loop.begin(config, fresh_manifest, add_envelope)
@@ -158,7 +165,7 @@ def train_wave(config: WaveTrainConfig) -> Path:
         eps = torch.randn(audio.shape[0], codec.latent_channels, codec.latent_length(audio.shape[-1]), generator=generator)
         audio, labels, t, eps = audio.to(device), labels.to(device), t.to(device), eps.to(device)
         with torch.no_grad():  # the codec's envelope is the clip's own category's, even when the network's label is dropped
-            latent = codec.encode(audio, true_labels)
+            latent = codec.encode(audio, codec.envelope_for(true_labels, audio=audio))
         alpha, sigma = torch.cos(t * math.pi / 2)[:, None, None], torch.sin(t * math.pi / 2)[:, None, None]
         noisy, target = alpha * latent + sigma * eps, alpha * eps - sigma * latent
         with trainer.autocast():
