@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
+CODEC_PREFIX = "codec."  # tensors of a codec saved with the model (the waveform codec's envelope prior)
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 MODEL_KEYS = ("network", "codec", "sample_rate", "length", "channels")
 CODEC_KEYS = ("codec", "sample_rate", "channels")  # a codec folder (kind "codec"): weights of its codec only
@@ -114,21 +115,28 @@ def write_json(path: Path, data: dict) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
 
 
-def save_model(folder: str | Path, network: torch.nn.Module, manifest: dict, card: str | None = None) -> None:
+def save_model(folder: str | Path, network: torch.nn.Module, manifest: dict, card: str | None = None,
+               codec: torch.nn.Module | None = None) -> None:
     """Write weights, then manifest, each atomically: a kill at any moment leaves a loadable folder.
 
     The network's arguments never change during a run, so an old manifest beside new weights
     (a kill between the two renames) still loads; only the step count is then one save behind.
+    A codec whose data tensors belong to the model (``stored_with_model``: the waveform codec's
+    envelope prior) is saved in the same file under ``codec.``.
     """
     folder = Path(folder)
     state = {k: v.detach().float().contiguous().cpu() for k, v in network.state_dict().items()}
+    if codec is not None and getattr(codec, "stored_with_model", False):
+        state.update({CODEC_PREFIX + k: v.detach().float().contiguous().cpu() for k, v in codec.state_dict().items()})
     atomic_write(folder / WEIGHTS, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
     write_json(folder / MANIFEST, manifest)
     if card is not None:
         atomic_write(folder / "MODEL_CARD.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
 
 
-def load_weights(folder: str | Path, network: torch.nn.Module) -> None:
+def load_weights(folder: str | Path, network: torch.nn.Module, prefix: str = "") -> None:
+    """Load the weights file's tensors into ``network``: those under ``prefix`` (stripped), or,
+    with no prefix, all but a codec's (``codec.``)."""
     path = Path(folder) / WEIGHTS
     if not path.is_file():
         raise CheckpointError(f"{folder} has no {WEIGHTS}")
@@ -136,6 +144,10 @@ def load_weights(folder: str | Path, network: torch.nn.Module) -> None:
         state = load_file(str(path))
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{path} is corrupt or not a safetensors file: {error}") from error
+    if prefix:
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    else:
+        state = {k: v for k, v in state.items() if not k.startswith(CODEC_PREFIX)}
     try:
         missing, unexpected = network.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shape mismatches
@@ -205,7 +217,12 @@ def load_codec(manifest: dict, folder: str | Path | None = None) -> torch.nn.Mod
     """
     spec = manifest["codec"]
     if "model" not in spec:
-        return build_codec(spec).eval()
+        codec = build_codec(spec)
+        if getattr(codec, "stored_with_model", False):
+            if folder is None:
+                raise CheckpointError("this codec's tensors live in its model folder; load it with the folder")
+            load_weights(folder, codec, prefix=CODEC_PREFIX)
+        return codec.eval()
     codec_folder = find_codec_folder(spec["model"], folder)
     codec_manifest = read_manifest(codec_folder)
     inner = codec_manifest["codec"]

@@ -8,7 +8,7 @@ import torch
 from engine.errors import CheckpointError
 from engine.nets import build_codec, build_network
 from engine.nets.envelope import interpolation_matrix, knot_frames
-from engine.nets.pqmf import PQMF, BandCodec, measure_band_envelope, measure_band_scale
+from engine.nets.pqmf import PQMF, BandCodec, fit_envelope_prior, measure_band_envelope, measure_band_scale
 from engine.nets.unet1d import UNet1d
 from tests.helpers import perturb_zero_init
 
@@ -103,8 +103,10 @@ def test_per_clip_envelopes_whiten_every_clip_and_a_prior_draws_new_ones_from_th
     short, long = _decaying_clips(12, 0.08, 0), _decaying_clips(12, 0.3, 1)
     clips, labels = torch.cat([short, long]), torch.tensor([0] * 12 + [1] * 12)
     scale = measure_band_scale(clips)
-    codec = BandCodec(band_scale=scale, **measure_band_envelope(clips, labels, 2, scale, components=3))
-    assert codec.per_clip and codec.components == 3
+    prior = {"knots": knot_frames(1024), "rows": 3, "clusters": 2, "components": 3}
+    codec = BandCodec(band_scale=scale, envelope_prior=prior)
+    assert codec.per_clip and codec.stored_with_model
+    fit_envelope_prior(codec, clips, labels)
     own = codec.envelope_for(labels, audio=clips)  # measured: each clip by its own envelope
     latent = codec.encode(clips, own)
     per_clip_power = latent.pow(2).mean(dim=(1, 2))
@@ -112,13 +114,38 @@ def test_per_clip_envelopes_whiten_every_clip_and_a_prior_draws_new_ones_from_th
     assert snr_db(clips, codec.decode(latent, own)) > 40
     noise = torch.randn(6, 64, 1024, generator=torch.Generator().manual_seed(3))
     drawn = codec.envelope_for(torch.tensor([0, 0, 0, 1, 1, 1]), noise=noise)
-    assert drawn.shape == (6, 32, len(codec.envelope_knots))
+    assert drawn.shape == (6, 32, len(prior["knots"]))
     assert not torch.allclose(drawn[0], drawn[1])  # another noise, another envelope
     assert torch.equal(drawn[:1], codec.envelope_for(0, noise=noise[:1]))  # each sound's own noise decides it
     sounds = codec.decode(noise, drawn)
     assert min(tail_drop_db(s) for s in sounds[:3]) > 30 and max(tail_drop_db(s) for s in sounds[3:]) < 20
-    mean = codec.envelope_for(torch.tensor([0]))  # no noise: the prior's mean
-    assert torch.allclose(mean, codec.envelope_db[:1])
+    assert codec.envelope_for(torch.tensor([0])).shape == (1, 32, len(prior["knots"]))  # no noise: a cluster's mean
+    assert torch.allclose(codec.prior_weights.sum(dim=1), torch.ones(3))
+    with pytest.raises(ValueError, match="prior_mean"):
+        codec.set_prior(torch.zeros(1), codec.prior_basis, codec.prior_weights)
+
+
+def test_the_envelope_prior_is_saved_in_the_weights_file_and_loaded_with_the_model(tmp_path):
+    from engine.models import load_model, save_model
+    clips, labels = torch.cat([_decaying_clips(4, 0.08, 0), _decaying_clips(4, 0.3, 1)]), torch.tensor([0] * 4 + [1] * 4)
+    scale = measure_band_scale(clips)
+    spec = {"type": "pqmf", "args": {"band_scale": scale, "envelope_prior": {"knots": knot_frames(1024), "rows": 3,
+                                                                             "clusters": 2, "components": 2}}}
+    codec = build_codec(spec)
+    fit_envelope_prior(codec, clips, labels)
+    network = UNet1d(in_channels=64, widths=(8, 8), blocks=(1, 1), factors=(4,), attention=(False, False),
+                     heads=1, emb_dim=16, num_labels=2)
+    manifest = {"format": 1, "name": "m", "kind": "wave", "objective": "v_cosine", "sample_rate": 44100,
+                "length": 32768, "channels": 2, "labels": ["a", "b"], "codec": spec,
+                "network": {"type": "unet1d", "args": {"in_channels": 64, "widths": [8, 8], "blocks": [1, 1],
+                                                       "factors": [4], "attention": [False, False], "heads": 1,
+                                                       "emb_dim": 16, "num_labels": 2}}}
+    save_model(tmp_path / "m", network, manifest, codec=codec)
+    loaded = load_model(tmp_path / "m")
+    assert torch.equal(loaded.codec.prior_mean, codec.prior_mean) and torch.equal(loaded.codec.prior_basis, codec.prior_basis)
+    with pytest.raises(CheckpointError):  # the prior is part of the model: a weights file without it is refused
+        save_model(tmp_path / "bare", network, manifest)
+        load_model(tmp_path / "bare")
 
 
 def test_unet_shapes_labels_and_identity_start():

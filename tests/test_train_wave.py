@@ -63,9 +63,11 @@ def test_training_resumes_where_it_stopped_and_fine_tunes_from_a_model(tmp_path,
     tuned = train_wave(tiny_config(tmp_path / "tune", wav_folder, steps=3, init=str(run / "model")))
     manifest = read_manifest(tuned)
     assert manifest["training"]["steps"] == 13 and len(manifest["training"]["sessions"]) == 3
-    # fine-tuning a model without an envelope measures one for its labels
-    assert len(manifest["codec"]["args"]["envelope_db"]) == len(manifest["labels"]) + 1
-    assert load_model(tuned).codec.envelope_knots[-1] == manifest["length"] // 32 - 1
+    # fine-tuning a model without an envelope gives it a per-clip envelope prior fitted on the data
+    assert manifest["codec"]["args"]["envelope_prior"]["rows"] == len(manifest["labels"]) + 1
+    codec = load_model(tuned).codec
+    assert codec.per_clip and codec.envelope_knots[-1] == manifest["length"] // 32 - 1
+    assert float(codec.prior_mean.abs().sum()) > 0 and torch.allclose(codec.prior_weights.sum(dim=1), torch.ones(len(manifest["labels"]) + 1))
 
 
 @pytest.mark.slow

@@ -86,12 +86,14 @@ class BandCodec(torch.nn.Module):
     and synthesises, which also scales the model's errors in quiet high bands down: less hiss.
 
     With an envelope (:mod:`.envelope`) each band is further divided by a loudness envelope
-    over time, in dB at ``envelope_knots``: either the training data's rms per label
-    (``envelope_db`` alone, one row per label plus a "no label" row), or, with ``envelope_basis``,
-    each clip's own envelope, measured from the audio when encoding real clips and drawn from a
-    per-label Gaussian prior (mean ``envelope_db``, scaled principal directions
-    ``envelope_basis``) when generating. :meth:`envelope_for` gives the ``(B, M, K)`` envelope a
-    batch needs; ``encode`` and ``decode`` take it (``None``: bands scaled only).
+    over time, in dB at knots: either the training data's rms per label (``envelope_knots`` +
+    ``envelope_db``, one row per label plus a "no label" row), or, with ``envelope_prior``
+    (``{"knots", "rows", "clusters", "components"}``), each clip's own envelope, measured from the
+    audio when encoding real clips and drawn from a per-label mixture-of-Gaussians prior when
+    generating. The prior's tensors are persistent buffers saved in the model's weights file
+    (``stored_with_model``), filled by :meth:`set_prior` when a model is trained.
+    :meth:`envelope_for` gives the ``(B, M, K)`` envelope a batch needs; ``encode`` and
+    ``decode`` take it (``None``: bands scaled only).
     """
 
     def __init__(self,
@@ -100,8 +102,8 @@ class BandCodec(torch.nn.Module):
                  taps_per_band: int = 8,    # PQMF prototype length per band (8: ~44 dB reconstruction)
                  band_scale: list | None = None,     # per-band data std, length channels*bands
                  envelope_knots: list | None = None,  # frames of the envelope's knots
-                 envelope_db: list | None = None,    # (labels + 1, bands, knots) envelope (or prior mean) in dB
-                 envelope_basis: list | None = None):  # (labels + 1, components, bands, knots): per-clip prior
+                 envelope_db: list | None = None,    # (labels + 1, bands, knots) per-label envelope in dB
+                 envelope_prior: dict | None = None):  # per-clip envelopes: knots, rows, clusters, components
         super().__init__()
         self.channels, self.bands = channels, bands
         self.pqmf = PQMF(bands, taps_per_band)
@@ -109,9 +111,9 @@ class BandCodec(torch.nn.Module):
         if scale.numel() != channels * bands:
             raise ValueError(f"band_scale has {scale.numel()} values, expected {channels * bands}")
         self.register_buffer("band_scale", scale.reshape(1, -1, 1), persistent=False)
-        self.envelope_knots, self.components = None, 0
-        if (envelope_knots is None) != (envelope_db is None) or (envelope_basis is not None and envelope_db is None):
-            raise ValueError("envelope_knots and envelope_db come together (and envelope_basis needs them)")
+        self.envelope_knots, self.components, self.stored_with_model = None, 0, False
+        if (envelope_knots is None) != (envelope_db is None) or (envelope_prior is not None and envelope_db is not None):
+            raise ValueError("envelope_knots and envelope_db come together, and exclude envelope_prior")
         if envelope_db is not None:
             table = _finite_table(envelope_db, "envelope_db")
             if table.dim() != 3 or table.shape[1:] != (bands, len(envelope_knots)):
@@ -119,13 +121,15 @@ class BandCodec(torch.nn.Module):
                                  f"{len(envelope_knots)})")
             self.envelope_knots = [int(k) for k in envelope_knots]
             self.register_buffer("envelope_db", table, persistent=False)
-            if envelope_basis is not None:
-                basis = _finite_table(envelope_basis, "envelope_basis")
-                if basis.dim() != 4 or basis.shape[0] != table.shape[0] or basis.shape[2:] != table.shape[1:]:
-                    raise ValueError(f"envelope_basis has shape {tuple(basis.shape)}, expected "
-                                     f"({table.shape[0]}, components, {bands}, {len(envelope_knots)})")
-                self.components = basis.shape[1]
-                self.register_buffer("envelope_basis", basis, persistent=False)
+        if envelope_prior is not None:
+            self.envelope_knots = [int(k) for k in envelope_prior["knots"]]
+            rows, clusters = int(envelope_prior["rows"]), int(envelope_prior["clusters"])
+            self.components = int(envelope_prior["components"])
+            knots = len(self.envelope_knots)
+            self.register_buffer("prior_mean", torch.zeros(rows, clusters, bands, knots))
+            self.register_buffer("prior_basis", torch.zeros(rows, clusters, self.components, bands, knots))
+            self.register_buffer("prior_weights", torch.full((rows, clusters), 1.0 / clusters))
+            self.stored_with_model = True
         self._weights: dict[int, torch.Tensor] = {}
 
     @property
@@ -135,13 +139,29 @@ class BandCodec(torch.nn.Module):
     @property
     def per_clip(self) -> bool:
         """Whether each clip carries its own envelope (measured from audio, or drawn from the prior)."""
-        return self.components > 0
+        return self.stored_with_model
+
+    @torch.no_grad()
+    def set_prior(self, mean: torch.Tensor, basis: torch.Tensor, weights: torch.Tensor) -> None:
+        """Fill the envelope prior (``envelope.fit_prior``'s tensors, shaped as the manifest says)."""
+        for name, value in (("prior_mean", mean), ("prior_basis", basis), ("prior_weights", weights)):
+            target = getattr(self, name)
+            if tuple(value.shape) != tuple(target.shape) or not bool(torch.isfinite(value).all()):
+                raise ValueError(f"{name} must be finite and shaped {tuple(target.shape)}, got {tuple(value.shape)}")
+            target.copy_(value)
+
+    @torch.no_grad()
+    def measure_envelopes(self, audio: torch.Tensor) -> torch.Tensor:
+        """``(B, M, K)`` dB envelope of each clip of ``audio`` (B, C, N), relative to the band scale."""
+        bands = self.pqmf.analysis(audio.float()) / self.band_scale.to(audio.device)
+        power = bands.pow(2).reshape(audio.shape[0], self.channels, self.bands, -1).mean(dim=1)
+        return envelope.clip_envelopes(power.cpu(), self.envelope_knots)
 
     def latent_length(self, samples: int) -> int:
         return samples // self.bands
 
-    def _rows(self, labels, batch: int) -> torch.Tensor:
-        available = self.envelope_db.shape[0]
+    @staticmethod
+    def _rows(labels, batch: int, available: int) -> torch.Tensor:
         if labels is None:
             return torch.full((batch,), available - 1, dtype=torch.long)
         rows = torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu()
@@ -162,15 +182,13 @@ class BandCodec(torch.nn.Module):
         batch = next((x.shape[0] for x in (audio, noise) if x is not None), None)
         batch = batch or (1 if labels is None else torch.as_tensor(labels).numel())
         if self.per_clip and audio is not None:
-            bands = self.pqmf.analysis(audio.float()) / self.band_scale.to(audio.device)
-            power = bands.pow(2).reshape(audio.shape[0], self.channels, self.bands, -1).mean(dim=1)
-            return envelope.clip_envelopes(power.cpu(), self.envelope_knots)
-        rows = self._rows(labels, batch)
-        table = self.envelope_db.cpu()[rows]
-        if self.per_clip and noise is not None:
-            coordinates = envelope.prior_coordinates(noise.cpu(), self.components)
-            table = table + torch.einsum("bc,bcmk->bmk", coordinates, self.envelope_basis.cpu()[rows])
-        return table
+            return self.measure_envelopes(audio)
+        if not self.per_clip:
+            return self.envelope_db.cpu()[self._rows(labels, batch, self.envelope_db.shape[0])]
+        rows = self._rows(labels, batch, self.prior_mean.shape[0])
+        coordinates = None if noise is None else envelope.prior_coordinates(noise.cpu(), self.components + 1)
+        return envelope.draw_from_prior(self.prior_mean.cpu(), self.prior_basis.cpu(), self.prior_weights.cpu(),
+                                        rows, coordinates)
 
     def _gain(self, envelope_db: torch.Tensor | None, frames: int, like: torch.Tensor) -> torch.Tensor:
         """Per-channel gains ``(B, C*M, frames)`` (``(1, C*M, 1)`` without an envelope)."""
@@ -210,24 +228,27 @@ def measure_band_scale(audio: torch.Tensor, channels: int = 2, bands: int = 32, 
 
 @torch.no_grad()
 def measure_band_envelope(audio: torch.Tensor, labels: torch.Tensor, num_labels: int, band_scale: list[float],
-                          channels: int = 2, bands: int = 32, taps_per_band: int = 8, chunk: int = 64,
-                          components: int = 0) -> dict:
-    """Codec arguments ``{"envelope_knots", "envelope_db"[, "envelope_basis"]}`` measured on labelled
-    clips (B, C, N): with ``components`` 0 the data's rms per label, otherwise a Gaussian prior over
-    each clip's own envelope with that many principal components per label.
+                          channels: int = 2, bands: int = 32, taps_per_band: int = 8, chunk: int = 64) -> dict:
+    """Codec arguments ``{"envelope_knots", "envelope_db"}``: the data's rms per label, measured on
+    labelled clips (B, C, N) relative to ``band_scale``; stereo channels share one envelope."""
+    power = _band_power(audio, band_scale, channels, bands, taps_per_band, chunk)
+    knots = envelope.knot_frames(power.shape[-1])
+    table = torch.round(envelope.measure_envelope(power, labels, num_labels, knots).double() * 10) / 10
+    return {"envelope_knots": knots, "envelope_db": table.tolist()}
 
-    Measured on the band-scaled bands, so envelopes are relative to ``band_scale``; stereo
-    channels share one envelope (a drum's left and right decay alike).
-    """
+
+@torch.no_grad()
+def fit_envelope_prior(codec: BandCodec, audio: torch.Tensor, labels: torch.Tensor, chunk: int = 64) -> None:
+    """Fill ``codec``'s per-clip envelope prior from labelled clips (B, C, N) (labels: the model's indices)."""
+    envelopes = torch.cat([codec.measure_envelopes(audio[i:i + chunk]) for i in range(0, audio.shape[0], chunk)])
+    rows, clusters = codec.prior_weights.shape
+    codec.set_prior(*envelope.fit_prior(envelopes, labels.cpu(), rows - 1, clusters, codec.components))
+
+
+def _band_power(audio: torch.Tensor, band_scale: list[float], channels: int, bands: int, taps_per_band: int,
+                chunk: int) -> torch.Tensor:
     pqmf = PQMF(bands, taps_per_band)
     scale = torch.tensor(band_scale, dtype=torch.float32).reshape(1, -1, 1)
-    power = torch.cat([(pqmf.analysis(audio[i:i + chunk].float()) / scale).pow(2)
-                       .reshape(-1, channels, bands, audio.shape[-1] // bands).mean(dim=1)
-                       for i in range(0, audio.shape[0], chunk)])
-    knots = envelope.knot_frames(power.shape[-1])
-    rounded = lambda table: (torch.round(table.double() * 10) / 10)  # noqa: E731  (0.1 dB: a compact manifest)
-    if components == 0:
-        return {"envelope_knots": knots,
-                "envelope_db": rounded(envelope.measure_envelope(power, labels, num_labels, knots)).tolist()}
-    mean, basis = envelope.fit_prior(envelope.clip_envelopes(power, knots), labels, num_labels, components)
-    return {"envelope_knots": knots, "envelope_db": rounded(mean).tolist(), "envelope_basis": rounded(basis).tolist()}
+    return torch.cat([(pqmf.analysis(audio[i:i + chunk].float()) / scale).pow(2)
+                      .reshape(-1, channels, bands, audio.shape[-1] // bands).mean(dim=1)
+                      for i in range(0, audio.shape[0], chunk)])

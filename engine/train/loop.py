@@ -47,6 +47,7 @@ class Trainer:
     first_step: int = 0
     examples_before: int = 0
     session: dict = field(default_factory=dict)
+    codec: torch.nn.Module | None = None  # saved with the weights when it holds model data (envelope prior)
 
     @property
     def model_dir(self) -> Path:
@@ -126,7 +127,7 @@ def save(trainer: Trainer, before_save: Callable[[torch.nn.Module], None] | None
         before_save(shipped)
         shipped.train(was_training)
     trainer.manifest["training"].update(steps=trainer.step, data=str(trainer.config.data), examples=trainer.examples())
-    save_model(trainer.model_dir, shipped, trainer.manifest)
+    save_model(trainer.model_dir, shipped, trainer.manifest, codec=trainer.codec)
     common.save_training_state(trainer.state_path, online=trainer.network.state_dict(),
                                optimizer=trainer.optimizer.state_dict(), step=trainer.step)
 

@@ -20,8 +20,10 @@ import torch.nn.functional as F
 
 from ..data.augment import augment
 from ..errors import DatasetError, InvalidRequestError
+from ..models import load_codec
 from ..nets import build_codec, build_network
-from ..nets.pqmf import measure_band_envelope, measure_band_scale
+from ..nets.envelope import knot_frames
+from ..nets.pqmf import fit_envelope_prior, measure_band_envelope, measure_band_scale
 from . import common, loop
 
 log = logging.getLogger(__name__)
@@ -44,8 +46,10 @@ class WaveTrainConfig:
     label_dropout: float = 0.1          # share of labels replaced by "no label": trains CFG
     time_bias: float = 2.0              # t = u^(1/time_bias): density ~ t^(time_bias-1), 1 = uniform
     envelope: bool = True               # codec divides the bands by a loudness envelope (nets/envelope.py)
-    envelope_components: int = 6        # > 0: each clip's own envelope + a prior with this many components
-                                        # per label; 0: one average envelope per label
+    envelope_per_clip: bool = True      # each clip by its own envelope + a prior over envelopes per label
+                                        # (False: one average envelope per label)
+    envelope_clusters: int = 3          # the prior: a mixture of this many Gaussians per label...
+    envelope_components: int = 4        # ...each with this many principal directions
     augment: bool = True
     categories: list[str] | None = None  # None: every category of the data set
     save_every: int = 250
@@ -62,6 +66,8 @@ class WaveTrainConfig:
 def new_manifest(config: WaveTrainConfig, labels: list[str], band_scale: list[float], length: int,
                  sample_rate: int, envelope: dict | None = None) -> dict:
     codec_args = {"channels": 2, "bands": 32, "taps_per_band": 8, "band_scale": band_scale, **(envelope or {})}
+    envelope_note = "each clip's own loudness envelope (a prior draws new ones)" if "envelope_prior" in codec_args \
+        else "each category's envelope" if "envelope_db" in codec_args else "their standard deviation"
     network_args = dict(config.network, in_channels=2 * 32, num_labels=len(labels), pos_dim=32,
                         frame_rate=sample_rate / 32)
     return {
@@ -69,8 +75,8 @@ def new_manifest(config: WaveTrainConfig, labels: list[str], band_scale: list[fl
         "name": config.name,
         "kind": "wave",
         "objective": "v_cosine",
-        "description": "Waveform drum one-shots: v-diffusion on 32 PQMF bands normalised by each category's "
-                       "envelope, class-conditional.",
+        "description": f"Waveform drum one-shots: v-diffusion on 32 PQMF bands normalised by {envelope_note}, "
+                       "class-conditional.",
         "sample_rate": sample_rate,
         "length": length,
         "channels": 2,
@@ -105,11 +111,23 @@ def validation_loss(network: torch.nn.Module, codec: torch.nn.Module, audio: tor
     return total / points
 
 
-def dataset_envelope(dataset, labels: list[str], band_scale: list[float], components: int) -> dict:
-    """The codec's envelope arguments measured on every clip of ``dataset`` for the model's ``labels``."""
-    mapping = common.label_map(dataset.label_names, labels, len(labels))
-    return measure_band_envelope(dataset.audio, mapping[dataset.labels], len(labels), band_scale,
-                                 components=components)
+def envelope_arguments(config: WaveTrainConfig, dataset, labels: list[str], band_scale: list[float]) -> dict:
+    """The codec's envelope arguments for the model's ``labels``: the per-clip prior's shape (its
+    tensors are fitted by :func:`fit_codec_prior`), or the per-label envelope measured on ``dataset``."""
+    if config.envelope_per_clip:
+        return {"envelope_prior": {"knots": knot_frames(dataset.length // 32), "rows": len(labels) + 1,
+                                   "clusters": config.envelope_clusters, "components": config.envelope_components}}
+    return measure_band_envelope(dataset.audio, _model_labels(dataset, labels), len(labels), band_scale)
+
+
+def fit_codec_prior(codec: torch.nn.Module, dataset, labels: list[str]) -> None:
+    """Fit a per-clip codec's envelope prior on every clip of ``dataset`` (no augmentation)."""
+    if getattr(codec, "per_clip", False):
+        fit_envelope_prior(codec, dataset.audio, _model_labels(dataset, labels))
+
+
+def _model_labels(dataset, labels: list[str]) -> torch.Tensor:
+    return common.label_map(dataset.label_names, labels, len(labels))[dataset.labels]
 
 
 def train_wave(config: WaveTrainConfig) -> Path:
@@ -122,20 +140,19 @@ def train_wave(config: WaveTrainConfig) -> Path:
         probe = torch.stack([dataset[i]["audio"] for i in range(0, len(dataset), max(1, len(dataset) // 256))])
         band_scale = measure_band_scale(probe)
         labels = list(dataset.label_names)
-        envelope = dataset_envelope(dataset, labels, band_scale, config.envelope_components) if config.envelope \
-            else None
+        envelope = envelope_arguments(config, dataset, labels, band_scale) if config.envelope else None
         return new_manifest(config, labels, band_scale, dataset.length, dataset.sample_rate, envelope)
 
     def add_envelope(_: loop.Trainer, manifest: dict) -> dict:
         """Fine-tuning: the envelope (and its prior) is measured on the data the model is tuned to."""
         args = manifest["codec"]["args"]
         if config.envelope and manifest["codec"]["type"] == "pqmf":
-            if "envelope_db" not in args or bool(args.get("envelope_basis")) != (config.envelope_components > 0):
+            if ("envelope_prior" in args) != config.envelope_per_clip or not ({"envelope_db", "envelope_prior"} & set(args)):
                 log.warning("%s gets a new kind of envelope, measured on %s: the network must adapt to its new "
                             "input", config.init, config.data)
-            for key in ("envelope_knots", "envelope_db", "envelope_basis"):
+            for key in ("envelope_knots", "envelope_db", "envelope_prior"):
                 args.pop(key, None)
-            args.update(dataset_envelope(dataset, manifest["labels"], args["band_scale"], config.envelope_components))
+            args.update(envelope_arguments(config, dataset, manifest["labels"], args["band_scale"]))
         return manifest
 
     trainer = loop.begin(config, fresh_manifest, add_envelope)
@@ -143,7 +160,12 @@ def train_wave(config: WaveTrainConfig) -> Path:
     if manifest["length"] != dataset.length or manifest["sample_rate"] != dataset.sample_rate:
         raise InvalidRequestError(f"the model expects {manifest['length']} samples at {manifest['sample_rate']} Hz "
                                   f"but the data set has {dataset.length} at {dataset.sample_rate} Hz")
-    codec = build_codec(manifest["codec"]).to(trainer.device)
+    if trainer.state is not None:  # resuming: the run's own codec, prior included
+        codec = load_codec(manifest, trainer.model_dir)
+    else:  # new or fine-tuned: the prior is fitted on this data
+        codec = build_codec(manifest["codec"])
+        fit_codec_prior(codec, dataset, manifest["labels"])
+    codec = trainer.codec = codec.to(trainer.device)
     loop.prepare(trainer, build_network(manifest["network"]))
     null = trainer.network.num_labels
     label_map = common.label_map(dataset.label_names, manifest["labels"], null)
