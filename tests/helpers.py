@@ -16,6 +16,8 @@ import torch
 
 from engine.models import save_model
 from engine.nets import build_codec, build_network
+from engine.nets.envelope import knot_frames
+from engine.nets.pqmf import fit_envelope_prior
 
 TINY_NETWORK = {"widths": [16, 32, 32], "blocks": [1, 1, 1], "factors": [4, 4], "pos_dim": 8, "frame_rate": 44100 / 32,
                 "attention": [False, False, True], "heads": 2, "emb_dim": 32, "dropout": 0.0}
@@ -47,14 +49,26 @@ def perturb_zero_init(network: torch.nn.Module, std: float = 0.02) -> torch.nn.M
     return network
 
 
-def make_tiny_model(folder: Path, name: str = "tiny", seed: int = 0, objective: str = "v_cosine") -> Path:
-    """A model folder with random weights whose output depends on its input, time and label."""
+def make_tiny_model(folder: Path, name: str = "tiny", seed: int = 0, objective: str = "v_cosine",
+                    envelope: bool = True) -> Path:
+    """A model folder with random weights whose output depends on its input, time and label.
+
+    With ``envelope`` (what shipped waveform models have) its codec carries a per-clip envelope
+    prior fitted on synthetic kicks and hats (other labels fall back to the all-clips row).
+    """
     torch.manual_seed(seed)
     manifest = tiny_manifest(name, objective)
+    if envelope:
+        manifest["codec"]["args"]["envelope_prior"] = {"knots": knot_frames(1024), "rows": len(LABELS) + 1,
+                                                       "clusters": 2, "components": 2}
     network = perturb_zero_init(build_network(manifest["network"]))
-    build_codec(manifest["codec"])  # checks the codec arguments too
+    codec = build_codec(manifest["codec"])  # checks the codec arguments too
+    if envelope:
+        hits = [(kind, synthetic_hit(kind, i)) for kind in ("kick", "hat") for i in range(4)]
+        audio = torch.stack([torch.from_numpy(np.pad(hit, ((0, 32768 - len(hit)), (0, 0))).T.copy()) for _, hit in hits])
+        fit_envelope_prior(codec, audio, torch.tensor([LABELS.index(kind) for kind, _ in hits]))
     folder = Path(folder) / name
-    save_model(folder, network, manifest, card=f"# {name}\nA randomly initialised test model.\n")
+    save_model(folder, network, manifest, card=f"# {name}\nA randomly initialised test model.\n", codec=codec)
     return folder
 
 
