@@ -8,6 +8,7 @@ one CPU thread in seconds; quality is for the training session, not for these te
 from __future__ import annotations
 
 import csv
+import json
 import math
 import subprocess
 import sys
@@ -314,10 +315,11 @@ def test_cli_trains_a_codec_and_a_latent_model_then_generates_a_length(tmp_path)
     assert read_manifest(codec_folder)["training"]["steps"] == 2
     latent = run_cli("train", "latent", "--data", str(wavs), "--run-dir", str(tmp_path / "latent"), "--codec",
                      str(codec_folder), "--steps", "2", "--batch", "2", "--length", str(LENGTH), "--render-every", "0",
-                     "--device", "cpu", "--network", '{"widths": [16, 32], "blocks": [1, 1], "factors": [2], '
+                     "--no-augment", "--device", "cpu", "--network", '{"widths": [16, 32], "blocks": [1, 1], "factors": [2], '
                      '"attention": [false, false], "heads": 2, "emb_dim": 32}')
     assert latent.returncode == 0, latent.stderr[-2000:]
     model = Path(latent.stdout.strip().splitlines()[-1])
+    assert json.loads((tmp_path / "latent" / "config.json").read_text())["augment"] is False  # --no-augment reached it
     generate = run_cli("generate", "--model", str(model), "--label", "kick", "--guidance", "2", "--steps", "3",
                        "--length", "0.12", "--sampler", "iadb", "--out", str(tmp_path / "out"))
     assert generate.returncode == 0, generate.stderr[-2000:]
