@@ -128,6 +128,8 @@ def parser() -> argparse.ArgumentParser:
                     help="wave: a new model's codec does not divide the bands by a loudness envelope")
     tr.add_argument("--no-augment", dest="augment", action="store_const", const=False,
                     help="no gain/pitch/time/polarity augmentation (latent: the data set is encoded once and cached)")
+    tr.add_argument("--band-weight-power", type=float,
+                    help="wave: loss weight of each band ~ its data std to this power (0: equal weights)")
     tr.add_argument("--envelope-components", type=int,
                     help="wave: principal components of the per-clip envelope prior (0: one average envelope per label)")
     tr.add_argument("--batch", type=int)

@@ -118,3 +118,14 @@ def test_two_process_ddp_on_cpu_with_gloo(tmp_path, wav_folder):
     assert manifest["training"]["steps"] == 4
     assert manifest["training"]["sessions"][-1]["world"] == 2
     assert manifest["training"]["examples"] == 4 * 2 * 2
+
+
+def test_loss_band_weights_favour_loud_low_bands_and_average_one():
+    from engine.nets.pqmf import BandCodec
+    from engine.train.wave import loss_band_weights
+    codec = BandCodec(band_scale=[0.064] + [0.01] * 30 + [0.001] + [0.064] + [0.01] * 30 + [0.001])
+    weights = loss_band_weights(codec, 0.5).flatten()
+    assert weights.mean().item() == pytest.approx(1.0)
+    assert weights[0] > weights[1] > weights[31] and weights[0] == weights[32]
+    assert weights[0] / weights[1] == pytest.approx((0.064 / 0.01) ** 0.5)
+    assert torch.allclose(loss_band_weights(codec, 0.0), torch.ones(1, 64, 1))
