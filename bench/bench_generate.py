@@ -32,6 +32,8 @@ import torch.nn.functional as F  # noqa: E402
 from engine.errors import StudioError  # noqa: E402
 from engine.eval.run import generate_clips  # noqa: E402
 from engine.models import LoadedModel, load_model, resolve_model  # noqa: E402
+from engine.request import GenerationRequest  # noqa: E402
+from engine.studio import Studio  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -62,6 +64,15 @@ def generation(model: LoadedModel, batch: int, runs: int, label: str | None, ste
     return timed(lambda: generate_clips(model, batch, label=label, steps=steps, batch=batch), runs, model.device)
 
 
+def studio_render(entry, label: str | None, args: argparse.Namespace) -> float:
+    """Median seconds of ``Studio.render`` for one sound of ``args.length`` seconds at the model's
+    defaults: what the studio does after a click (sampling, decoding, fades), model already loaded."""
+    studio = Studio([args.models_root] if args.models_root else None, device="cpu")
+    request = GenerationRequest(model=str(entry.folder), label=label, length=args.length,
+                                **({"steps": args.steps} if args.steps else {}))
+    return timed(lambda: studio.render(request), args.runs, torch.device("cpu"))
+
+
 def training_step(model: LoadedModel, batch: int, runs: int) -> float:
     """Median seconds of one v-objective training step at ``batch`` (fp16 autocast on CUDA)."""
     manifest, codec, device = model.manifest, model.codec, model.device
@@ -76,7 +87,7 @@ def training_step(model: LoadedModel, batch: int, runs: int) -> float:
 
     def step() -> None:
         with torch.no_grad():
-            latent = codec.encode(audio)
+            latent = codec.encode(audio, codec.envelope_for(labels, audio=audio))
         alpha, sigma = torch.cos(t * math.pi / 2)[:, None, None], torch.sin(t * math.pi / 2)[:, None, None]
         with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
             loss = F.mse_loss(network(alpha * latent + sigma * eps, t, labels).float(), alpha * eps - sigma * latent)
@@ -104,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     parser.add_argument("--no-train", action="store_true", help="skip the training-step figures")
     parser.add_argument("--no-cpu", action="store_true", help="skip the CPU generation figures")
+    parser.add_argument("--length", type=float, default=None,
+                        help="also time one sound of this many seconds through the Studio (latent models)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -129,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.no_cpu:
         say("cpu_fp32_batch1_seconds_per_sound", f"{generation(cpu, 1, args.runs, label, args.steps):.3f}")
+        if args.length:
+            say(f"cpu_fp32_studio_{args.length:g}s_sound_seconds", f"{studio_render(entry, label, args):.3f}")
         big = generation(cpu, args.batch, args.runs, label, args.steps)
         say(f"cpu_fp32_batch{args.batch}_seconds_per_sound", f"{big / args.batch:.3f}")
     if torch.cuda.is_available():
