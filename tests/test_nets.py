@@ -8,7 +8,7 @@ import torch
 from engine.errors import CheckpointError
 from engine.nets import build_codec, build_network
 from engine.nets.envelope import interpolation_matrix, knot_frames
-from engine.nets.pqmf import PQMF, BandCodec, fit_envelope_prior, measure_band_envelope, measure_band_scale
+from engine.nets.pqmf import PQMF, BandCodec, fit_envelope_prior, measure_band_scale
 from engine.nets.unet1d import UNet1d
 from tests.helpers import perturb_zero_init
 
@@ -70,30 +70,6 @@ def _decaying_clips(count: int, decay_s: float, seed: int) -> torch.Tensor:
     return 0.5 * torch.randn(count, 2, 32768, generator=generator) * torch.exp(-t / decays)
 
 
-def test_band_envelope_whitens_each_label_and_gives_noise_its_categorys_decay():
-    short, long = _decaying_clips(12, 0.08, 0), _decaying_clips(12, 0.3, 1)  # tails above the 80 dB floor
-    clips, labels = torch.cat([short, long]), torch.tensor([0] * 12 + [1] * 12)
-    scale = measure_band_scale(clips)
-    envelope = measure_band_envelope(clips, labels, 2, scale)
-    assert len(envelope["envelope_db"]) == 3  # two labels + "no label"
-    codec = BandCodec(band_scale=scale, **envelope)
-    assert not codec.per_clip
-    latent = codec.encode(clips, codec.envelope_for(labels))
-    for label in (0, 1):  # unit mean power per label (the envelope is that label's rms)
-        assert 0.5 < float(latent[labels == label].pow(2).mean()) < 1.5
-    assert snr_db(clips, codec.decode(latent, codec.envelope_for(labels))) > 40  # invertible given the labels
-    noise = torch.randn(4, 64, 1024, generator=torch.Generator().manual_seed(2))
-    short_noise = codec.decode(noise, codec.envelope_for(torch.zeros(4, dtype=torch.long)))
-    long_noise = codec.decode(noise, codec.envelope_for(1, noise=noise))
-    assert tail_drop_db(short_noise) > 35 and tail_drop_db(long_noise) < 20
-    assert torch.equal(codec.envelope_for(None, noise=noise), codec.envelope_for(2, noise=noise))  # None = "no label"
-    with pytest.raises(ValueError, match="labels"):
-        codec.envelope_for(torch.tensor([0, 3]))
-    with pytest.raises(ValueError, match="envelope_db"):
-        BandCodec(band_scale=scale, envelope_knots=envelope["envelope_knots"][:-1],
-                  envelope_db=envelope["envelope_db"])
-
-
 def tail_drop_db(audio: torch.Tensor) -> float:
     """First 10 ms against 300-700 ms, in dB."""
     return float(10 * torch.log10(audio[..., :441].pow(2).mean() / audio[..., 13230:30870].pow(2).mean()))
@@ -105,9 +81,9 @@ def test_per_clip_envelopes_whiten_every_clip_and_a_prior_draws_new_ones_from_th
     scale = measure_band_scale(clips)
     prior = {"knots": knot_frames(1024), "rows": 3, "clusters": 2, "components": 3}
     codec = BandCodec(band_scale=scale, envelope_prior=prior)
-    assert codec.per_clip and codec.stored_with_model
+    assert codec.stored_with_model
     fit_envelope_prior(codec, clips, labels)
-    own = codec.envelope_for(labels, audio=clips)  # measured: each clip by its own envelope
+    own = codec.envelope_for(audio=clips)  # measured: each clip by its own envelope
     latent = codec.encode(clips, own)
     per_clip_power = latent.pow(2).mean(dim=(1, 2))
     assert float(per_clip_power.min()) > 0.3 and float(per_clip_power.max()) < 2.0  # homogeneous, unlike per label
@@ -121,6 +97,9 @@ def test_per_clip_envelopes_whiten_every_clip_and_a_prior_draws_new_ones_from_th
     assert min(tail_drop_db(s) for s in sounds[:3]) > 30 and max(tail_drop_db(s) for s in sounds[3:]) < 20
     assert codec.envelope_for(torch.tensor([0])).shape == (1, 32, len(prior["knots"]))  # no noise: a cluster's mean
     assert torch.allclose(codec.prior_weights.sum(dim=1), torch.ones(3))
+    assert torch.equal(codec.envelope_for(None, noise=noise), codec.envelope_for(2, noise=noise))  # None = "no label"
+    with pytest.raises(ValueError, match="labels"):
+        codec.envelope_for(torch.tensor([0, 3]), noise=noise[:2])
     with pytest.raises(ValueError, match="prior_mean"):
         codec.set_prior(torch.zeros(1), codec.prior_basis, codec.prior_weights)
 

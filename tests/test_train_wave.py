@@ -58,7 +58,7 @@ def test_training_resumes_where_it_stopped_and_fine_tunes_from_a_model(tmp_path,
     train_wave(tiny_config(run, wav_folder, steps=5, envelope=False))
     train_wave(tiny_config(run, wav_folder, steps=5))
     assert read_manifest(run / "model")["training"]["steps"] == 10
-    assert "envelope_db" not in read_manifest(run / "model")["codec"]["args"]  # a resumed run keeps its codec
+    assert "envelope_prior" not in read_manifest(run / "model")["codec"]["args"]  # a resumed run keeps its codec
     assert [len(losses(run))] == [10]
     tuned = train_wave(tiny_config(tmp_path / "tune", wav_folder, steps=3, init=str(run / "model")))
     manifest = read_manifest(tuned)
@@ -66,7 +66,7 @@ def test_training_resumes_where_it_stopped_and_fine_tunes_from_a_model(tmp_path,
     # fine-tuning a model without an envelope gives it a per-clip envelope prior fitted on the data
     assert manifest["codec"]["args"]["envelope_prior"]["rows"] == len(manifest["labels"]) + 1
     codec = load_model(tuned).codec
-    assert codec.per_clip and codec.envelope_knots[-1] == manifest["length"] // 32 - 1
+    assert codec.stored_with_model and codec.envelope_knots[-1] == manifest["length"] // 32 - 1
     assert float(codec.prior_mean.abs().sum()) > 0 and torch.allclose(codec.prior_weights.sum(dim=1), torch.ones(len(manifest["labels"]) + 1))
 
 

@@ -1,26 +1,27 @@
-"""Per-label loudness envelopes of the training data, per band and over time: the waveform models' prior.
+"""Loudness envelopes of drum clips per band and over time, and a prior that draws new ones.
 
-Why: in PQMF bands a drum hit is zero-mean noise whose *variance* carries all its structure:
-where the attack sits, how each band decays, how bright a hat is next to a kick. A diffusion
-network must learn that second-order structure from a tiny loss signal at high noise, and the
-first drum model (8400 CPU steps) had not: it made stationary drum-coloured noise, every label
-alike, with tails 60 dB too loud. Dividing each band by the training data's rms envelope for
-the sound's label (its average over the clips, at every moment) gives the diffusion state unit
-variance everywhere and hands the average attack, decay and band balance to the codec: the
-network learns how one sound departs from its category's average (pitch sweep, length, body,
-noise colour). On decoding the network's residual error is multiplied by the envelope too, so a
-kick's tail is quiet where real kicks are quiet (the "hiss" of small waveform models).
+Why: in PQMF bands a drum hit is zero-mean noise whose *variance* carries its structure: where
+the attack sits, how each band decays, how bright a hat is next to a kick. A diffusion network
+must learn that second-order structure from a tiny loss signal at high noise, and the first
+drum model (8400 CPU steps) had not: it made stationary drum-coloured noise, every label alike,
+with tails 60 dB too loud. So the waveform codec divides each clip's bands by the clip's own
+envelope: the network sees homogeneous unit-variance fine structure (pitch, body, noise colour)
+and its residual error is multiplied by the envelope on decoding, so a kick's tail is quiet
+where real kicks are quiet (the "hiss" of small waveform models). A per-label average envelope
+was tried first (session 2) and dropped: clips of one category differ in length far more than a
+Gaussian around the average allows, and every sound came out at the average.
 
-Stored compactly in the manifest: the envelope in dB at knots spaced geometrically in time
-(every frame at the attack, sparser in the tail), linear in dB in between, per label row plus
-one last row measured over every clip (used for "no label").
+An envelope is stored in dB at knots spaced geometrically in time (every frame at the attack,
+sparser in the tail), linear in dB in between. New sounds get theirs from a per-label mixture of
+Gaussians over the training clips' envelopes (:func:`fit_prior`), whose coordinates are read off
+the sound's starting noise (:func:`prior_coordinates`).
 """
 
 from __future__ import annotations
 
 import torch
 
-FLOOR_DB = 80.0  # an envelope stays within this many dB of its band's peak: finite gains, inaudible tails
+FLOOR_DB = 80.0  # an envelope stays within this many dB of the clip's loudest knot: finite gains, inaudible tails
 
 
 def knot_frames(frames: int, dense: int = 8, ratio: float = 1.25) -> list[int]:
@@ -47,30 +48,9 @@ def interpolation_matrix(knots: list[int], frames: int) -> torch.Tensor:
     return weights.float()
 
 
-@torch.no_grad()
-def measure_envelope(power: torch.Tensor, labels: torch.Tensor, num_labels: int, knots: list[int],
-                     floor_db: float = FLOOR_DB) -> torch.Tensor:
-    """``(num_labels + 1, bands, K)`` envelope in dB from band power ``(B, bands, frames)`` of labelled clips.
-
-    Each knot holds the mean power of the frames around it (weighted as the interpolation
-    weights them), so the interpolated envelope is the data's rms where the data is smooth and a
-    fair average across a sharp attack. A label without clips gets the all-clips row.
-    """
-    weights = interpolation_matrix(knots, power.shape[-1]).to(power)
-    weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
-    rows = []
-    for row in range(num_labels + 1):
-        chosen = power if row == num_labels else power[labels == row]
-        rows.append(None if chosen.shape[0] == 0 else chosen.double().mean(dim=0).float() @ weights.T)
-    rows = [rows[-1] if row is None else row for row in rows]
-    decibels = 10.0 * torch.log10(torch.stack(rows).clamp_min(1e-20))
-    peak = decibels.amax(dim=-1, keepdim=True)
-    return torch.maximum(decibels, peak - floor_db)
-
-
-def envelope_gain(decibels: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``(B, bands, frames)`` amplitude gains for label rows ``rows`` (B,), from knots in dB."""
-    return torch.pow(10.0, (decibels[rows] @ weights) / 20.0)
+def envelope_gain(decibels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``(B, bands, frames)`` amplitude gains from envelopes ``(B, bands, K)`` in dB at knots."""
+    return torch.pow(10.0, (decibels @ weights) / 20.0)
 
 
 # ----------------------------------------------------------------------------- per-clip envelopes and their prior

@@ -85,13 +85,12 @@ class BandCodec(torch.nn.Module):
     schedule assumes) and every band is noised on the same schedule. ``decode`` multiplies back
     and synthesises, which also scales the model's errors in quiet high bands down: less hiss.
 
-    With an envelope (:mod:`.envelope`) each band is further divided by a loudness envelope
-    over time, in dB at knots: either the training data's rms per label (``envelope_knots`` +
-    ``envelope_db``, one row per label plus a "no label" row), or, with ``envelope_prior``
-    (``{"knots", "rows", "clusters", "components"}``), each clip's own envelope, measured from the
-    audio when encoding real clips and drawn from a per-label mixture-of-Gaussians prior when
-    generating. The prior's tensors are persistent buffers saved in the model's weights file
-    (``stored_with_model``), filled by :meth:`set_prior` when a model is trained.
+    With ``envelope_prior`` (``{"knots", "rows", "clusters", "components"}``, see :mod:`.envelope`)
+    each band is further divided by the clip's own loudness envelope over time (dB at knots),
+    measured from the audio when encoding real clips and drawn from a per-label
+    mixture-of-Gaussians prior when generating. The prior's tensors are persistent buffers saved
+    in the model's weights file (``stored_with_model``), filled by :meth:`set_prior` when a model
+    is trained.
     :meth:`envelope_for` gives the ``(B, M, K)`` envelope a batch needs; ``encode`` and
     ``decode`` take it (``None``: bands scaled only).
     """
@@ -101,8 +100,6 @@ class BandCodec(torch.nn.Module):
                  bands: int = 32,           # PQMF sub-bands
                  taps_per_band: int = 8,    # PQMF prototype length per band (8: ~44 dB reconstruction)
                  band_scale: list | None = None,     # per-band data std, length channels*bands
-                 envelope_knots: list | None = None,  # frames of the envelope's knots
-                 envelope_db: list | None = None,    # (labels + 1, bands, knots) per-label envelope in dB
                  envelope_prior: dict | None = None):  # per-clip envelopes: knots, rows, clusters, components
         super().__init__()
         self.channels, self.bands = channels, bands
@@ -112,15 +109,6 @@ class BandCodec(torch.nn.Module):
             raise ValueError(f"band_scale has {scale.numel()} values, expected {channels * bands}")
         self.register_buffer("band_scale", scale.reshape(1, -1, 1), persistent=False)
         self.envelope_knots, self.components, self.stored_with_model = None, 0, False
-        if (envelope_knots is None) != (envelope_db is None) or (envelope_prior is not None and envelope_db is not None):
-            raise ValueError("envelope_knots and envelope_db come together, and exclude envelope_prior")
-        if envelope_db is not None:
-            table = _finite_table(envelope_db, "envelope_db")
-            if table.dim() != 3 or table.shape[1:] != (bands, len(envelope_knots)):
-                raise ValueError(f"envelope_db has shape {tuple(table.shape)}, expected (labels + 1, {bands}, "
-                                 f"{len(envelope_knots)})")
-            self.envelope_knots = [int(k) for k in envelope_knots]
-            self.register_buffer("envelope_db", table, persistent=False)
         if envelope_prior is not None:
             self.envelope_knots = [int(k) for k in envelope_prior["knots"]]
             rows, clusters = int(envelope_prior["rows"]), int(envelope_prior["clusters"])
@@ -135,11 +123,6 @@ class BandCodec(torch.nn.Module):
     @property
     def latent_channels(self) -> int:
         return self.channels * self.bands
-
-    @property
-    def per_clip(self) -> bool:
-        """Whether each clip carries its own envelope (measured from audio, or drawn from the prior)."""
-        return self.stored_with_model
 
     @torch.no_grad()
     def set_prior(self, mean: torch.Tensor, basis: torch.Tensor, weights: torch.Tensor) -> None:
@@ -173,18 +156,15 @@ class BandCodec(torch.nn.Module):
     @torch.no_grad()
     def envelope_for(self, labels=None, *, noise: torch.Tensor | None = None,
                      audio: torch.Tensor | None = None) -> torch.Tensor | None:
-        """The ``(B, M, K)`` dB envelope for a batch of label indices (``None`` or the "no label"
-        index: every clip's row): a per-clip codec measures it from ``audio`` or draws it from the
-        prior with coordinates read from the starting ``noise`` (neither: the prior's mean); a
-        per-label codec returns its rows. ``None`` for a codec without an envelope."""
+        """The ``(B, M, K)`` dB envelope of a batch: measured from ``audio``, or drawn from the prior
+        for label indices ``labels`` (``None`` or the "no label" index: the all-clips row) with
+        coordinates read from the starting ``noise`` (no noise: the likeliest cluster's mean).
+        ``None`` for a codec without an envelope."""
         if self.envelope_knots is None:
             return None
-        batch = next((x.shape[0] for x in (audio, noise) if x is not None), None)
-        batch = batch or (1 if labels is None else torch.as_tensor(labels).numel())
-        if self.per_clip and audio is not None:
+        if audio is not None:
             return self.measure_envelopes(audio)
-        if not self.per_clip:
-            return self.envelope_db.cpu()[self._rows(labels, batch, self.envelope_db.shape[0])]
+        batch = noise.shape[0] if noise is not None else 1 if labels is None else torch.as_tensor(labels).numel()
         rows = self._rows(labels, batch, self.prior_mean.shape[0])
         coordinates = None if noise is None else envelope.prior_coordinates(noise.cpu(), self.components + 1)
         return envelope.draw_from_prior(self.prior_mean.cpu(), self.prior_basis.cpu(), self.prior_weights.cpu(),
@@ -199,8 +179,7 @@ class BandCodec(torch.nn.Module):
             raise ValueError(f"an envelope of shape {tuple(envelope_db.shape)} does not fit this codec")
         if frames not in self._weights:
             self._weights[frames] = envelope.interpolation_matrix(self.envelope_knots, frames)
-        gain = envelope.envelope_gain(envelope_db.float().cpu(), torch.arange(envelope_db.shape[0]),
-                                      self._weights[frames])
+        gain = envelope.envelope_gain(envelope_db.float().cpu(), self._weights[frames])
         return scale * gain.repeat(1, self.channels, 1).to(like.device)
 
     def encode(self, audio: torch.Tensor, envelope_db: torch.Tensor | None = None) -> torch.Tensor:
@@ -209,13 +188,6 @@ class BandCodec(torch.nn.Module):
 
     def decode(self, latent: torch.Tensor, envelope_db: torch.Tensor | None = None) -> torch.Tensor:
         return self.pqmf.synthesis(latent * self._gain(envelope_db, latent.shape[-1], latent).to(latent.dtype))
-
-
-def _finite_table(values: list, name: str) -> torch.Tensor:
-    table = torch.tensor(values, dtype=torch.float32)
-    if not torch.isfinite(table).all():
-        raise ValueError(f"{name} holds a NaN or an infinity")
-    return table
 
 
 def measure_band_scale(audio: torch.Tensor, channels: int = 2, bands: int = 32, taps_per_band: int = 8,
@@ -227,28 +199,9 @@ def measure_band_scale(audio: torch.Tensor, channels: int = 2, bands: int = 32, 
 
 
 @torch.no_grad()
-def measure_band_envelope(audio: torch.Tensor, labels: torch.Tensor, num_labels: int, band_scale: list[float],
-                          channels: int = 2, bands: int = 32, taps_per_band: int = 8, chunk: int = 64) -> dict:
-    """Codec arguments ``{"envelope_knots", "envelope_db"}``: the data's rms per label, measured on
-    labelled clips (B, C, N) relative to ``band_scale``; stereo channels share one envelope."""
-    power = _band_power(audio, band_scale, channels, bands, taps_per_band, chunk)
-    knots = envelope.knot_frames(power.shape[-1])
-    table = torch.round(envelope.measure_envelope(power, labels, num_labels, knots).double() * 10) / 10
-    return {"envelope_knots": knots, "envelope_db": table.tolist()}
-
-
-@torch.no_grad()
 def fit_envelope_prior(codec: BandCodec, audio: torch.Tensor, labels: torch.Tensor, chunk: int = 64) -> None:
     """Fill ``codec``'s per-clip envelope prior from labelled clips (B, C, N) (labels: the model's indices)."""
     envelopes = torch.cat([codec.measure_envelopes(audio[i:i + chunk]) for i in range(0, audio.shape[0], chunk)])
     rows, clusters = codec.prior_weights.shape
     codec.set_prior(*envelope.fit_prior(envelopes, labels.cpu(), rows - 1, clusters, codec.components))
 
-
-def _band_power(audio: torch.Tensor, band_scale: list[float], channels: int, bands: int, taps_per_band: int,
-                chunk: int) -> torch.Tensor:
-    pqmf = PQMF(bands, taps_per_band)
-    scale = torch.tensor(band_scale, dtype=torch.float32).reshape(1, -1, 1)
-    return torch.cat([(pqmf.analysis(audio[i:i + chunk].float()) / scale).pow(2)
-                      .reshape(-1, channels, bands, audio.shape[-1] // bands).mean(dim=1)
-                      for i in range(0, audio.shape[0], chunk)])

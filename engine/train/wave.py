@@ -23,7 +23,7 @@ from ..errors import DatasetError, InvalidRequestError
 from ..models import load_codec
 from ..nets import build_codec, build_network
 from ..nets.envelope import knot_frames
-from ..nets.pqmf import fit_envelope_prior, measure_band_envelope, measure_band_scale
+from ..nets.pqmf import fit_envelope_prior, measure_band_scale
 from . import common, loop
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,6 @@ class WaveTrainConfig:
     label_dropout: float = 0.1          # share of labels replaced by "no label": trains CFG
     time_bias: float = 2.0              # t = u^(1/time_bias): density ~ t^(time_bias-1), 1 = uniform
     envelope: bool = True               # codec divides the bands by a loudness envelope (nets/envelope.py)
-    envelope_per_clip: bool = True      # each clip by its own envelope + a prior over envelopes per label
-                                        # (False: one average envelope per label)
     envelope_clusters: int = 3          # the prior: a mixture of this many Gaussians per label...
     envelope_components: int = 4        # ...each with this many principal directions
     band_weight_power: float = 0.5      # loss weight of each band ~ (its data std)^power, mean 1 (0: equal)
@@ -68,7 +66,7 @@ def new_manifest(config: WaveTrainConfig, labels: list[str], band_scale: list[fl
                  sample_rate: int, envelope: dict | None = None) -> dict:
     codec_args = {"channels": 2, "bands": 32, "taps_per_band": 8, "band_scale": band_scale, **(envelope or {})}
     envelope_note = "each clip's own loudness envelope (a prior draws new ones)" if "envelope_prior" in codec_args \
-        else "each category's envelope" if "envelope_db" in codec_args else "their standard deviation"
+        else "their standard deviation"
     network_args = dict(config.network, in_channels=2 * 32, num_labels=len(labels), pos_dim=32,
                         frame_rate=sample_rate / 32)
     return {
@@ -101,7 +99,7 @@ def validation_loss(network: torch.nn.Module, codec: torch.nn.Module, audio: tor
     (zero output) scores about 1.0, the variance of the unit-scaled target.
     """
     generator = torch.Generator().manual_seed(seed)
-    latent = codec.encode(audio, codec.envelope_for(labels, audio=audio))
+    latent = codec.encode(audio, codec.envelope_for(audio=audio))
     total = 0.0
     for t_value in torch.linspace(0.05, 0.95, points):
         eps = torch.randn(latent.shape, generator=generator).to(latent.device)
@@ -124,23 +122,18 @@ def loss_band_weights(codec: torch.nn.Module, power: float) -> torch.Tensor:
     return scale / scale.mean()
 
 
-def envelope_arguments(config: WaveTrainConfig, dataset, labels: list[str], band_scale: list[float]) -> dict:
-    """The codec's envelope arguments for the model's ``labels``: the per-clip prior's shape (its
-    tensors are fitted by :func:`fit_codec_prior`), or the per-label envelope measured on ``dataset``."""
-    if config.envelope_per_clip:
-        return {"envelope_prior": {"knots": knot_frames(dataset.length // 32), "rows": len(labels) + 1,
-                                   "clusters": config.envelope_clusters, "components": config.envelope_components}}
-    return measure_band_envelope(dataset.audio, _model_labels(dataset, labels), len(labels), band_scale)
+def envelope_arguments(config: WaveTrainConfig, length: int, labels: list[str]) -> dict:
+    """The codec's envelope prior for the model's ``labels``: its shape (the tensors are fitted by
+    :func:`fit_codec_prior` and saved with the weights)."""
+    return {"envelope_prior": {"knots": knot_frames(length // 32), "rows": len(labels) + 1,
+                               "clusters": config.envelope_clusters, "components": config.envelope_components}}
 
 
 def fit_codec_prior(codec: torch.nn.Module, dataset, labels: list[str]) -> None:
-    """Fit a per-clip codec's envelope prior on every clip of ``dataset`` (no augmentation)."""
-    if getattr(codec, "per_clip", False):
-        fit_envelope_prior(codec, dataset.audio, _model_labels(dataset, labels))
-
-
-def _model_labels(dataset, labels: list[str]) -> torch.Tensor:
-    return common.label_map(dataset.label_names, labels, len(labels))[dataset.labels]
+    """Fit the codec's envelope prior (if it has one) on every clip of ``dataset``, unaugmented."""
+    if getattr(codec, "stored_with_model", False):
+        model_labels = common.label_map(dataset.label_names, labels, len(labels))[dataset.labels]
+        fit_envelope_prior(codec, dataset.audio, model_labels)
 
 
 def train_wave(config: WaveTrainConfig) -> Path:
@@ -153,19 +146,16 @@ def train_wave(config: WaveTrainConfig) -> Path:
         probe = torch.stack([dataset[i]["audio"] for i in range(0, len(dataset), max(1, len(dataset) // 256))])
         band_scale = measure_band_scale(probe)
         labels = list(dataset.label_names)
-        envelope = envelope_arguments(config, dataset, labels, band_scale) if config.envelope else None
+        envelope = envelope_arguments(config, dataset.length, labels) if config.envelope else None
         return new_manifest(config, labels, band_scale, dataset.length, dataset.sample_rate, envelope)
 
     def add_envelope(_: loop.Trainer, manifest: dict) -> dict:
         """Fine-tuning: the envelope (and its prior) is measured on the data the model is tuned to."""
         args = manifest["codec"]["args"]
         if config.envelope and manifest["codec"]["type"] == "pqmf":
-            if ("envelope_prior" in args) != config.envelope_per_clip or not ({"envelope_db", "envelope_prior"} & set(args)):
-                log.warning("%s gets a new kind of envelope, measured on %s: the network must adapt to its new "
-                            "input", config.init, config.data)
-            for key in ("envelope_knots", "envelope_db", "envelope_prior"):
-                args.pop(key, None)
-            args.update(envelope_arguments(config, dataset, manifest["labels"], args["band_scale"]))
+            if "envelope_prior" not in args:
+                log.warning("%s had no envelope: the network must adapt to its new input", config.init)
+            args.update(envelope_arguments(config, manifest["length"], manifest["labels"]))
         return manifest
 
     trainer = loop.begin(config, fresh_manifest, add_envelope)
@@ -191,17 +181,17 @@ def train_wave(config: WaveTrainConfig) -> Path:
         audio = torch.stack([item["audio"] for item in items])
         if config.augment:
             audio = augment(audio, generator)
-        true_labels = label_map[torch.tensor([item["label"] for item in items])]
+        labels = label_map[torch.tensor([item["label"] for item in items])]
         drop = torch.rand(config.batch, generator=generator) < config.label_dropout
-        labels = torch.where(drop, torch.full_like(true_labels, null), true_labels)
+        labels = torch.where(drop, torch.full_like(labels, null), labels)
         # stratified, then biased towards high noise: the class and envelope of a sound are decided
         # there (sigma 1-20), and uniform times spend a third of each batch on the easy low-noise end
         u = (torch.arange(config.batch) + torch.rand(config.batch, generator=generator)) / config.batch
         t = u ** (1.0 / config.time_bias)
         eps = torch.randn(audio.shape[0], codec.latent_channels, codec.latent_length(audio.shape[-1]), generator=generator)
         audio, labels, t, eps = audio.to(device), labels.to(device), t.to(device), eps.to(device)
-        with torch.no_grad():  # the codec's envelope is the clip's own category's, even when the network's label is dropped
-            latent = codec.encode(audio, codec.envelope_for(true_labels, audio=audio))
+        with torch.no_grad():  # each clip divided by its own envelope (measured on the augmented audio)
+            latent = codec.encode(audio, codec.envelope_for(audio=audio))
         alpha, sigma = torch.cos(t * math.pi / 2)[:, None, None], torch.sin(t * math.pi / 2)[:, None, None]
         noisy, target = alpha * latent + sigma * eps, alpha * eps - sigma * latent
         with trainer.autocast():
