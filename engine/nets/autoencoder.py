@@ -94,7 +94,25 @@ class Decoder(nn.Module):
 # ----------------------------------------------------------------------------- codec
 
 
-class AudioAutoencoder(nn.Module):
+class ScaledLatentCodec(nn.Module):
+    """The codec interface for a learned latent divided by ``latent_scale`` (so diffusion sees unit
+    variance): subclasses give ``encode_raw``/``decode_raw``; they have no loudness envelope
+    (``BandCodec`` does), so ``envelope_for`` is ``None`` and encode/decode ignore it."""
+
+    latent_scale: float = 1.0
+
+    def envelope_for(self, labels=None, *, noise=None, audio=None) -> None:
+        """The codec interface's envelope (``BandCodec`` has one): this codec needs none."""
+        return None
+
+    def encode(self, audio: torch.Tensor, envelope_db=None) -> torch.Tensor:
+        return self.encode_raw(audio) / self.latent_scale
+
+    def decode(self, latent: torch.Tensor, envelope_db=None) -> torch.Tensor:
+        return self.decode_raw(latent * self.latent_scale)
+
+
+class AudioAutoencoder(ScaledLatentCodec):
     """``encode``: (B, C, N) audio -> (B, latent_channels, ceil(N / hop)) unit-scale latent; ``decode`` inverts.
 
     ``N`` need not be a multiple of ``hop``: the audio is zero-padded at the end, and ``decode``
@@ -141,16 +159,6 @@ class AudioAutoencoder(nn.Module):
 
     def decode_raw(self, latent: torch.Tensor) -> torch.Tensor:
         return self.pqmf.synthesis(self.decoder(latent))
-
-    def envelope_for(self, labels=None, *, noise=None, audio=None) -> None:
-        """The codec interface's envelope (``BandCodec`` has one): this codec needs none."""
-        return None
-
-    def encode(self, audio: torch.Tensor, envelope_db=None) -> torch.Tensor:
-        return self.encode_raw(audio) / self.latent_scale
-
-    def decode(self, latent: torch.Tensor, envelope_db=None) -> torch.Tensor:
-        return self.decode_raw(latent * self.latent_scale)
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Round trip for training: (reconstruction cut to the input length, raw latent)."""

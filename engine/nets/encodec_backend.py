@@ -23,9 +23,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from ..errors import CheckpointError, StudioError
+from .autoencoder import ScaledLatentCodec
 
 INSTALL_HINT = ("the EnCodec codec needs the transformers package: `.venv/bin/pip install transformers` "
                 "(it does not change torch), or train the in-house codec with `python -m engine train codec`")
@@ -39,7 +39,7 @@ def _transformers():
     return EncodecConfig, EncodecModel
 
 
-class EncodecCodec(nn.Module):
+class EncodecCodec(ScaledLatentCodec):
     """``encode``: (B, C, N) audio -> (B, C*D, frames) unit-scale latent; ``decode`` inverts (lossy)."""
 
     def __init__(self,
@@ -110,13 +110,3 @@ class EncodecCodec(nn.Module):
         z = latent.reshape(batch * self.channels, self.hidden, frames) if self.fold else latent
         audio = self.model.decoder(z.float()).reshape(batch, self.channels, -1)
         return self._resample(audio, self.rate, self.sample_rate)
-
-    def envelope_for(self, labels=None, *, noise=None, audio=None) -> None:
-        """The codec interface's envelope (``BandCodec`` has one): this codec needs none."""
-        return None
-
-    def encode(self, audio: torch.Tensor, envelope_db=None) -> torch.Tensor:
-        return self.encode_raw(audio) / self.latent_scale
-
-    def decode(self, latent: torch.Tensor, envelope_db=None) -> torch.Tensor:
-        return self.decode_raw(latent * self.latent_scale)
