@@ -157,7 +157,9 @@ class Studio:
         return entry.labels.index(label)
 
     def _reference_latent(self, model: LoadedModel, path: str, count: int, samples: int, frames: int,
-                          label_index: int | None) -> torch.Tensor:
+                          label_index: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The reference's latent for every sound of the request, and its own envelope (None for
+        codecs without one)."""
         manifest = model.manifest
         sound, _ = audio_io.read_audio(path, sample_rate=manifest["sample_rate"], channels=manifest["channels"],
                                        max_seconds=30.0)

@@ -54,13 +54,9 @@ def envelope_gain(decibels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor
 
 
 # ----------------------------------------------------------------------------- per-clip envelopes and their prior
-# Session 2 found the per-label average a poor fit: a category's clips differ in length far more
-# than a Gaussian around the average allows (1 % of the whitened values carry half the energy),
-# and the network first learns to render every sound at the average. Dividing each clip by *its
-# own* envelope leaves homogeneous, unit-variance fine structure for the network; a small
-# Gaussian prior over envelopes (per label, in dB, on a few principal components) then draws a
-# new envelope for each sound from the first channels of its starting noise, so a seed still
-# fixes the whole sound and morphing between two seeds morphs their envelopes too.
+# The prior draws each sound's envelope from the first channels of its starting noise, so a seed
+# still fixes the whole sound and morphing between two seeds morphs their envelopes too. Its
+# tensors are data, not architecture: they live in model.safetensors under "codec.".
 
 
 def knot_power(power: torch.Tensor, knots: list[int]) -> torch.Tensor:

@@ -197,7 +197,8 @@ def render_samples(network, codec, manifest: dict, folder: Path, step: int, step
         latent = sample_latent(network, manifest, start, steps=steps,
                                sampler=manifest["defaults"]["sampler"],
                                guidance=manifest["defaults"]["guidance"], label_index=index)
-        audio = codec.decode(latent, codec.envelope_for(index, noise=start))[0, :, :manifest["length"]].float().clamp(-1, 1).cpu()
+        audio = codec.decode(latent, codec.envelope_for(index, noise=start))
+        audio = audio[0, :, :manifest["length"]].float().clamp(-1, 1).cpu()
         export_wav(audio, manifest["sample_rate"], folder, {"model": manifest["name"], "label": label,
                                                             "step": step, "seed": index},
                    stem=f"step{step:07d}_{label}")

@@ -31,6 +31,10 @@ def _log_summary(log_path: Path) -> str:
             f"{rows[-1]['step']}; {speed:.2f} s per step at the end of the run. Full log: `training_log.csv`.")
 
 
+def _status_section(status: str | None) -> str:
+    return f"\n## Status\n{status.strip()}\n" if status else ""
+
+
 def model_card(manifest: dict, log_summary: str, evaluation: str | None, weights_id: str,
                status: str | None = None) -> str:
     training = manifest.get("training", {})
@@ -45,7 +49,7 @@ def model_card(manifest: dict, log_summary: str, evaluation: str | None, weights
     return f"""# {manifest['name']}
 
 {manifest.get('description', '')}
-{chr(10) + "## Status" + chr(10) + status.strip() + chr(10) if status else ""}
+{_status_section(status)}
 - Kind: `{manifest.get('kind')}`; objective `{manifest.get('objective')}`; weights id `{weights_id}` (EMA weights).
 - Audio: {manifest['sample_rate']} Hz, {manifest['channels']} channels, {manifest['length']} samples
   ({manifest['length'] / manifest['sample_rate']:.2f} s).
@@ -85,7 +89,7 @@ def codec_card(manifest: dict, log_summary: str, evaluation: str | None, weights
     return f"""# {manifest['name']}
 
 {manifest.get('description', '')}
-{chr(10) + "## Status" + chr(10) + status.strip() + chr(10) if status else ""}
+{_status_section(status)}
 - Kind: `codec` (not generated from: latent models reference it by name); weights id `{weights_id}`.
 - Audio: {manifest['sample_rate']} Hz, {manifest['channels']} channels; trained on clips of {manifest.get('length')} samples.
 - Codec `{manifest['codec']['type']}`: {args.get('bands')} PQMF bands, strides {args.get('factors')}
