@@ -132,6 +132,8 @@ def parser() -> argparse.ArgumentParser:
                     help="wave: loss weight of each band ~ its data std to this power (0: equal weights)")
     tr.add_argument("--envelope-components", type=int,
                     help="wave: principal components of the per-clip envelope prior (0: one average envelope per label)")
+    tr.add_argument("--compand", type=float,
+                    help="latent: scale of a new model's asinh latent transform (default 0.01; 0: the plain latent)")
     tr.add_argument("--batch", type=int)
     tr.add_argument("--lr", type=float)
     tr.add_argument("--save-every", type=int)

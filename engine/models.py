@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError, InvalidRequestError, ModelNotFoundError
-from .nets import build_codec, build_network
+from .nets import build_codec, build_network, compand
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,7 @@ def load_codec(manifest: dict, folder: str | Path | None = None) -> torch.nn.Mod
 
     The referenced folder must be a codec folder (kind ``codec``) of the same type, sample rate and
     channels as the model; a latent model's network must take that codec's latent channels.
+    A ``compand`` entry in the spec wraps the codec in that latent transform (``nets.compand``).
     """
     spec = manifest["codec"]
     if "model" not in spec:
@@ -222,7 +223,7 @@ def load_codec(manifest: dict, folder: str | Path | None = None) -> torch.nn.Mod
             if folder is None:
                 raise CheckpointError("this codec's tensors live in its model folder; load it with the folder")
             load_weights(folder, codec, prefix=CODEC_PREFIX)
-        return codec.eval()
+        return compand.wrap(codec, spec.get("compand")).eval()
     codec_folder = find_codec_folder(spec["model"], folder)
     codec_manifest = read_manifest(codec_folder)
     inner = codec_manifest["codec"]
@@ -239,7 +240,10 @@ def load_codec(manifest: dict, folder: str | Path | None = None) -> torch.nn.Mod
     if expected is not None and codec.latent_channels != expected:
         raise CheckpointError(f"the codec {codec_folder} makes {codec.latent_channels} latent channels but the "
                               f"model's network takes {expected}")
-    return codec.eval()
+    try:
+        return compand.wrap(codec, spec.get("compand")).eval()
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"the model's latent transform (codec.compand) is damaged: {error}") from error
 
 
 def find_models(roots: list[str | Path] | None = None) -> dict[str, ModelEntry]:

@@ -20,6 +20,7 @@ from .errors import InvalidRequestError
 
 SIGMA_MIN, SIGMA_MAX = 0.01, 80.0
 SAMPLERS_BY_OBJECTIVE = {"v_cosine": ("dpmpp_2m", "ddim"), "blend": ("dpmpp_2m", "ddim", "iadb")}
+INVERSION_REFINE = 2  # fixed-point iterations per alpha-blending inversion step (docs/latent.md, experiment 4)
 
 
 def samplers_for(manifest: dict) -> tuple[str, ...]:
@@ -93,16 +94,17 @@ def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor,
 
 @torch.no_grad()
 def invert_latent(network: torch.nn.Module, manifest: dict, latent: torch.Tensor, *, steps: int = 50,
-                  label_index: int | None = None) -> torch.Tensor:
+                  label_index: int | None = None, refine: int = INVERSION_REFINE) -> torch.Tensor:
     """Deterministic inversion: the unit noise that, sampled back with the same grid, gives ``latent``.
 
-    Blending models use the exact alpha-blending inversion; v-models DDIM inversion from the
-    smallest noise level of the cosine grid up. Guidance is off (scale 1) as inversion needs it.
+    Blending models use the alpha-blending inversion with ``refine`` fixed-point iterations per
+    step (see :func:`invert_iadb`); v-models DDIM inversion from the smallest noise level of the
+    cosine grid up. Guidance is off (scale 1) as inversion needs it.
     """
     objective = manifest.get("objective", "v_cosine")
     net = conditioned(network, latent.shape[0], label_index, 1.0, latent.device)
     if objective == "blend":
-        return invert_iadb(blend_model(net), latent, alphas_uniform(steps).to(latent.device))
+        return invert_iadb(blend_model(net), latent, alphas_uniform(steps).to(latent.device), refine=refine)
     sigmas = sigmas_cosine(steps).flip(0)[1:].to(latent.device)  # 0 dropped: start at the smallest level
     x = sample_ddim(v_denoiser(net), latent, sigmas)
     return x / sigmas[-1]

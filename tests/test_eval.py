@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from engine.eval import metrics
 from engine.eval.classifier import Classifier, load_or_train, train_classifier
 from engine.eval.features import FEATURE_DIM, feature_names, features, mel_spectrogram
-from engine.eval.run import ReferenceSet, evaluate, format_results, main
+from engine.eval.run import ReferenceSet, broken_outputs, evaluate, format_results, main, studio_output
 from tests.helpers import make_tiny_model
 
 RATE = 44100
@@ -153,6 +153,24 @@ def test_silent_clipped_and_nan_detection():
     assert metrics.clipped_share(-batch) == pytest.approx(0.2)  # negative flat tops count too
     assert metrics.nan_share(batch) == pytest.approx(0.2)
     assert metrics.silent(torch.zeros(1, 2, 64)).item()
+    assert metrics.over_full_scale(torch.stack([good, 1.5 * flat_top, one_peak])).tolist() == [False, True, False]
+
+
+def test_broken_outputs_are_counted_in_what_the_studio_writes():
+    """A decoded sound above full scale is scaled down by the studio, not clipped: it counts as
+    over full scale (the model's loudness is off) but not as clipped; a real flat top still counts."""
+    loud = 1.6 * kick(0)
+    flat_top = kick(0).clone()
+    flat_top[:, 1000:1020] = 0.999  # at the ceiling finish() scales to: left as it is
+    broken = kick(0).clone()
+    broken[0, 10] = float("nan")
+    raw = torch.stack([loud, flat_top, broken])
+    finished = studio_output(raw, RATE)
+    assert finished[0].abs().max() < 1.0 and torch.isnan(finished[2]).any()
+    figures = broken_outputs(raw, finished)
+    assert figures["over_full_scale_share"] == pytest.approx(1 / 3)
+    assert figures["clipped_share"] == pytest.approx(1 / 3)  # the flat top only
+    assert figures["nan_share"] == pytest.approx(1 / 3)
 
 
 def test_tail_floor_measures_the_added_hiss():
@@ -226,7 +244,7 @@ def test_evaluate_end_to_end_on_a_tiny_model(tmp_path):
                        holdout=holdout, progress=False)
     for key in ("classified_as_intended", "classified_as_intended_real", "frechet", "frechet_floor",
                 "frechet_ratio", "diversity", "diversity_real", "diversity_ratio", "silent_share",
-                "clipped_share", "nan_share", "tail_floor_db", "tail_floor_real_db", "tail_floor_excess_db"):
+                "clipped_share", "nan_share", "over_full_scale_share", "tail_floor_db", "tail_floor_real_db", "tail_floor_excess_db"):
         assert f"kick.{key}" in results, key
     assert not any(k.startswith("hat.") for k in results)  # an alias evaluates its own label only
     assert 0.0 <= results["classifier.holdout_accuracy"] <= 1.0

@@ -24,6 +24,7 @@ from engine.errors import CheckpointError, InvalidRequestError, StudioError
 from engine.models import find_models, load_model, load_weights, read_manifest, save_model
 from engine.nets import CODECS, build_codec, build_network
 from engine.nets.autoencoder import AudioAutoencoder
+from engine.nets.compand import CompandedCodec, fit as fit_compander, wrap as wrap_compander
 from engine.request import GenerationRequest
 from engine.sampling import invert_latent, sample_latent
 from engine.studio import Studio
@@ -125,6 +126,35 @@ def test_latent_scale_gives_unit_variance_and_decode_undoes_it(clips):
         assert torch.allclose(scaled.decode(scaled.encode(clips)), raw.decode_raw(raw.encode_raw(clips)), atol=1e-5)
     with pytest.raises(CheckpointError, match="latent_scale"):
         build_codec({"type": "autoencoder", "args": dict(TINY_CODEC, latent_scale=0.0)})
+
+
+def test_the_companded_latent_is_unit_variance_per_channel_silence_is_zero_and_it_inverts(trained_codec, clips):
+    codec = load_model_codec(trained_codec)
+    transform = fit_compander(codec, clips, scale=0.01)
+    with torch.no_grad():
+        companded = transform.encode(clips)
+        assert torch.allclose(companded.std(dim=(0, 2)), torch.ones(8), atol=1e-3)
+        assert transform.encode(torch.zeros(1, 2, LENGTH))[..., 4:-4].abs().max() < 0.05  # silence -> ~0
+        assert torch.allclose(transform.expand(companded), codec.encode(clips), atol=1e-4)  # exact inverse
+        assert torch.allclose(transform.decode(companded), codec.decode(codec.encode(clips)), atol=1e-4)
+        # a stray huge value is clamped at the training range's margin, not blown up by sinh
+        burst = transform.decode(torch.full_like(companded, 1e4))
+        assert torch.isfinite(burst).all()
+        assert torch.allclose(burst, transform.decode(torch.full_like(companded, transform.limit)))
+    # the manifest entry rebuilds the same transform; no entry leaves the codec as it is
+    rebuilt = wrap_compander(codec, transform.spec())
+    with torch.no_grad():
+        assert torch.allclose(rebuilt.encode(clips), companded, atol=1e-3)
+    assert wrap_compander(codec, None) is codec
+    with pytest.raises(ValueError, match="channels"):
+        wrap_compander(codec, dict(transform.spec(), std=[1.0] * 3))
+
+
+def load_model_codec(folder: Path) -> AudioAutoencoder:
+    manifest = read_manifest(folder)
+    codec = build_codec(manifest["codec"])
+    load_weights(folder, codec)
+    return codec.eval()
 
 
 def test_multi_resolution_stft_loss():
@@ -264,10 +294,14 @@ def test_inversion_then_iadb_sampling_reconstructs_the_latent(kind):
         latent = torch.randn(2, 8, 64)
     errors = {}
     for steps in (10, 100):
-        noise = invert_latent(network, manifest, latent, steps=steps)
-        rebuilt = sample_latent(network, manifest, noise, sampler="iadb", steps=steps)
-        errors[steps] = float((rebuilt - latent).norm() / latent.norm())
-    assert errors[100] < 0.05 and errors[100] < errors[10] / 5, errors  # first order: ~10x smaller per 10x steps
+        for refine in (0, 2):
+            noise = invert_latent(network, manifest, latent, steps=steps, refine=refine)
+            rebuilt = sample_latent(network, manifest, noise, sampler="iadb", steps=steps)
+            errors[steps, refine] = float((rebuilt - latent).norm() / latent.norm())
+    # plain inversion is first order: ~10x smaller per 10x steps
+    assert errors[100, 0] < 0.05 and errors[100, 0] < errors[10, 0] / 5, errors
+    # fixed-point refinement solves each step's equation: far below first order at the same steps
+    assert errors[100, 2] < errors[100, 0] / 10 and errors[10, 2] < errors[10, 0] / 3, errors
     if kind == "analytic":  # the inverted latent is a unit-noise draw again
         assert abs(float(noise.std()) - 1.0) < 0.1
 
@@ -283,10 +317,13 @@ def test_latent_training_lowers_the_blend_loss_and_resumes(tmp_path, wav_folder,
     folder = train_latent(LatentTrainConfig(steps=40, **settings))
     manifest = read_manifest(folder)
     assert manifest["objective"] == "blend" and manifest["kind"] == "latent"
+    compand_spec = manifest["codec"].pop("compand")  # the default: a companded latent, fitted on the clips
+    assert compand_spec["scale"] == LatentTrainConfig.compand and len(compand_spec["std"]) == 8
     assert manifest["codec"] == {"type": "autoencoder", "model": "codec"} and (run / "codec" / "manifest.json").is_file()
     assert manifest["network"]["args"]["attention"] == [False, False]  # always fully convolutional
     assert manifest["network"]["args"]["in_channels"] == 8 and {"kick", "hat"} <= set(manifest["labels"])
     model = load_model(folder)  # finds run/codec beside run/model
+    assert isinstance(model.codec, CompandedCodec) and model.codec.hop == model.codec.codec.hop
     data = DrumDataset.from_folder(wav_folder, length=LENGTH, progress=False)
     with torch.no_grad():
         latent = model.codec.encode(torch.stack([data[i]["audio"] for i in range(len(data))]))
@@ -300,6 +337,7 @@ def test_latent_training_lowers_the_blend_loss_and_resumes(tmp_path, wav_folder,
     assert result.sounds[0].audio.shape == (2, 4410)
     tuned = train_latent(LatentTrainConfig(**dict(settings, run=str(tmp_path / "tune"), init=str(folder), steps=1)))
     assert read_manifest(tuned)["training"]["steps"] == 43 and (tmp_path / "tune" / "codec").is_dir()
+    assert read_manifest(tuned)["codec"]["compand"] == compand_spec  # fine-tuning keeps the model's transform
     load_model(tuned)
 
 
@@ -315,11 +353,12 @@ def test_cli_trains_a_codec_and_a_latent_model_then_generates_a_length(tmp_path)
     assert read_manifest(codec_folder)["training"]["steps"] == 2
     latent = run_cli("train", "latent", "--data", str(wavs), "--run-dir", str(tmp_path / "latent"), "--codec",
                      str(codec_folder), "--steps", "2", "--batch", "2", "--length", str(LENGTH), "--render-every", "0",
-                     "--no-augment", "--device", "cpu", "--network", '{"widths": [16, 32], "blocks": [1, 1], "factors": [2], '
+                     "--no-augment", "--compand", "0", "--device", "cpu", "--network", '{"widths": [16, 32], "blocks": [1, 1], "factors": [2], '
                      '"attention": [false, false], "heads": 2, "emb_dim": 32}')
     assert latent.returncode == 0, latent.stderr[-2000:]
     model = Path(latent.stdout.strip().splitlines()[-1])
     assert json.loads((tmp_path / "latent" / "config.json").read_text())["augment"] is False  # --no-augment reached it
+    assert "compand" not in read_manifest(model)["codec"]  # --compand 0: the plain latent
     generate = run_cli("generate", "--model", str(model), "--label", "kick", "--guidance", "2", "--steps", "3",
                        "--length", "0.12", "--sampler", "iadb", "--out", str(tmp_path / "out"))
     assert generate.returncode == 0, generate.stderr[-2000:]
@@ -379,9 +418,11 @@ def test_the_experiment_commands_of_docs_latent_run_on_a_tiny_model(latent_model
     assert [r[:2] for r in quality[1:]] == [["iadb", "2"], ["iadb", "4"]] and float(quality[1][3]) >= 0
     smooth = rows("interpolation", "--model", model, "--pairs", "1", "--points", "3", "--steps", "2")
     assert len(smooth) == 2 and float(smooth[1][3]) >= 1.0
-    inverted = rows("inversion", "--model", model, "--data", str(wav_folder), "--clips", "2", "--steps", "5", "50")
-    errors = [float(r[1]) for r in inverted[1:]]
-    assert len(errors) == 2 and errors[1] < errors[0]
+    inverted = rows("inversion", "--model", model, "--data", str(wav_folder), "--clips", "2", "--steps", "5", "50",
+                    "--refine", "0", "2")
+    assert inverted[0][:3] == ["steps", "refine", "evaluations"]
+    errors = {(int(r[0]), int(r[1])): float(r[3]) for r in inverted[1:]}
+    assert len(errors) == 4 and errors[50, 0] < errors[5, 0] and errors[50, 2] < errors[50, 0]
 
 
 # ----------------------------------------------------------------------------- codec evaluation, publishing, ids

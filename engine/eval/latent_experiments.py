@@ -10,7 +10,7 @@
   between neighbouring sounds, reported as mean and max/mean (1.0 = perfectly even morph).
 - ``inversion``: invert held-out clips' latents with ``steps`` alpha-blending steps and sample
   them back; relative latent error and MR-STFT of the decoded audio against the codec's own
-  reconstruction: inversion error vs steps.
+  reconstruction: inversion error vs steps, with and without fixed-point refinement.
 
 Nothing here trains; every number comes from a model folder and a data set you name.
 """
@@ -123,15 +123,17 @@ def inversion(args, out) -> None:
     stft = MultiResolutionSTFTLoss()
     with torch.no_grad():
         target_audio = model.codec.decode(latent)
-    out.writerow(["steps", "latent_relative_error", "audio_stft_loss"])
-    for count in args.steps:
-        inverted = invert_latent(model.network, model.manifest, latent, steps=count, label_index=label_index)
-        rebuilt = sample_latent(model.network, model.manifest, inverted, sampler="iadb", steps=count,
-                                label_index=label_index)
-        error = float((rebuilt - latent).norm() / latent.norm())
-        with torch.no_grad():
-            audio_error = float(stft(model.codec.decode(rebuilt), target_audio))
-        out.writerow([count, f"{error:.5f}", f"{audio_error:.4f}"])
+    out.writerow(["steps", "refine", "evaluations", "latent_relative_error", "audio_stft_loss"])
+    for refine in args.refine:
+        for count in args.steps:
+            inverted = invert_latent(model.network, model.manifest, latent, steps=count, label_index=label_index,
+                                     refine=refine)
+            rebuilt = sample_latent(model.network, model.manifest, inverted, sampler="iadb", steps=count,
+                                    label_index=label_index)
+            error = float((rebuilt - latent).norm() / latent.norm())
+            with torch.no_grad():
+                audio_error = float(stft(model.codec.decode(rebuilt), target_audio))
+            out.writerow([count, refine, count * (1 + refine), f"{error:.5f}", f"{audio_error:.4f}"])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -168,6 +170,8 @@ def parser() -> argparse.ArgumentParser:
     n.add_argument("--data", required=True)
     n.add_argument("--clips", type=int, default=32)
     n.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50, 100, 200])
+    n.add_argument("--refine", type=int, nargs="+", default=[0, 1, 2],
+                   help="fixed-point iterations per inversion step (0: plain Euler inversion)")
     return top
 
 

@@ -6,7 +6,8 @@ audio checks take ``(B, C, N)`` audio and return the share of clips that fail th
 - :func:`frechet_distance`: Fréchet (2-Wasserstein between Gaussians) distance of two feature
   sets, with shrunk covariances because the sets are small (10-100 clips in 10-170 dims).
 - :func:`diversity`: mean pairwise Euclidean distance inside one (standardised) set.
-- :func:`silent_share`, :func:`clipped_share`, :func:`nan_share`: broken outputs.
+- :func:`silent_share`, :func:`clipped_share`, :func:`nan_share`: broken outputs;
+  :func:`over_full_scale_share`: raw decoded sounds louder than full scale.
 - :func:`tail_floor_db`: the level of high-frequency residue in the decaying tail ("hiss").
 """
 
@@ -133,6 +134,18 @@ def clipped(audio: torch.Tensor, level: float = CLIP_LEVEL, run: int = CLIP_RUN)
         return torch.zeros(b, dtype=torch.bool)
     counts = torch.nn.functional.conv1d(hot.reshape(b * c, 1, n), torch.ones(1, 1, run))
     return (counts.reshape(b, -1) >= run - 0.5).any(1)
+
+
+def over_full_scale(audio: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool: the clip's peak (finite samples) exceeds full scale. Not a defect of what the
+    studio writes (its ``finish`` scales such a sound down, never clips it), but a sign that the
+    model's loudness is off: real one-shots peak at or below full scale."""
+    audio = torch.nan_to_num(_batch(audio), nan=0.0, posinf=0.0, neginf=0.0)
+    return audio.abs().flatten(1).amax(1) > 1.0
+
+
+def over_full_scale_share(audio: torch.Tensor) -> float:
+    return float(over_full_scale(audio).float().mean())
 
 
 def silent_share(audio: torch.Tensor, threshold_db: float = SILENT_DB) -> float:

@@ -18,9 +18,13 @@ category the model makes (an alias such as ``kick`` narrows it to one), with see
 ``<cat>.diversity`` / ``.diversity_real`` / ``.diversity_ratio``
     mean pairwise distance of standardised features, generated vs real train clips (ratio < 1:
     the model repeats itself; near 0: collapse).
-``<cat>.silent_share`` / ``.clipped_share`` / ``.nan_share``
-    broken outputs (:mod:`engine.eval.metrics`); measured on the raw decoded audio, before any
-    clamping an export would do.
+``<cat>.nan_share`` / ``.over_full_scale_share``
+    on the raw decoded audio: NaN/Inf clips, and clips whose peak exceeds full scale (the studio
+    scales those down; a high share says the model's loudness is off).
+``<cat>.silent_share`` / ``.clipped_share``
+    broken outputs (:mod:`engine.eval.metrics`) in what the studio writes: every other figure
+    is measured on the decoded audio after the studio's own :func:`engine.studio.finish`
+    (peaks above full scale scaled down, a 5 ms fade at the cut), i.e. on the sounds a user gets.
 ``<cat>.tail_floor_db`` / ``.tail_floor_real_db`` / ``.tail_floor_excess_db`` (kick, snare)
     median high-frequency residue in the 300-700 ms tail, generated and real train clips, and
     the difference (the "hiss" of an undertrained waveform model; see
@@ -48,6 +52,7 @@ from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
 from ..errors import InvalidRequestError, StudioError
 from ..models import LoadedModel, load_model, resolve_model
 from ..sampling import sample_latent
+from ..studio import finish
 from ..seeds import noise
 from . import metrics
 from .classifier import DEFAULT_CACHE, Classifier, load_or_train, train_classifier
@@ -140,15 +145,26 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b and math.isfinite(a) and math.isfinite(b) else math.nan
 
 
+def studio_output(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """What the studio would write for each decoded clip (:func:`engine.studio.finish`); a clip
+    with NaN/Inf, which the studio refuses with an error, is kept as it is so it is counted."""
+    return torch.stack([finish(clip[None], sample_rate)[0] if bool(torch.isfinite(clip).all()) else clip
+                        for clip in audio]) if len(audio) else audio
+
+
+def broken_outputs(raw: torch.Tensor, finished: torch.Tensor) -> dict[str, float]:
+    """nan / over-full-scale shares of the raw decoded clips; silent / clipped shares of what the studio writes."""
+    return {"nan_share": metrics.nan_share(raw), "over_full_scale_share": metrics.over_full_scale_share(raw),
+            "silent_share": metrics.silent_share(finished), "clipped_share": metrics.clipped_share(finished)}
+
+
 def compare(category: str, generated: torch.Tensor, real: ReferenceSet, space: _Space, real_features: torch.Tensor,
             classifier: Classifier | None, holdout: ReferenceSet | None = None,
             holdout_features: torch.Tensor | None = None) -> dict[str, float]:
     """The figures of one category (keys without the ``<cat>.`` prefix)."""
     rate = real.sample_rate
-    out: dict[str, float] = {}
-    out["nan_share"] = metrics.nan_share(generated)
-    out["silent_share"] = metrics.silent_share(generated)
-    out["clipped_share"] = metrics.clipped_share(generated)
+    finished = studio_output(generated, rate)
+    out, generated = broken_outputs(generated, finished), finished
     feats = batched_features(generated, rate)
     in_real = real.mask(category)
     if classifier is not None and category in classifier.label_names:
@@ -237,9 +253,9 @@ def evaluate(model_name: str, count: int = 16, steps: int | None = None, guidanc
 
 def compare_all(generated: torch.Tensor, real: ReferenceSet, space: _Space, real_features: torch.Tensor) -> dict[str, float]:
     """Figures for a model without labels: against every real clip."""
+    finished = studio_output(generated, real.sample_rate)
+    out, generated = broken_outputs(generated, finished), finished
     feats = batched_features(generated, real.sample_rate)
-    out = {"nan_share": metrics.nan_share(generated), "silent_share": metrics.silent_share(generated),
-           "clipped_share": metrics.clipped_share(generated)}
     if len(feats) >= 2:
         out["frechet"] = metrics.frechet_distance(space.project(feats), space.project(real_features))
         out["diversity"] = metrics.diversity(space.standard(feats))

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from ..data.augment import augment
 from ..errors import DatasetError, InvalidRequestError
 from ..models import find_codec_folder, load_codec, read_manifest
-from ..nets import build_codec, build_network
+from ..nets import build_codec, build_network, compand
 from . import common, loop
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class LatentTrainConfig:
     label_dropout: float = 0.1          # share of labels replaced by "no label": trains CFG
     short_crops: float = 0.25           # share of batches trained on a shorter prefix of the clips
     augment: bool = True                # False: the latents are encoded once and cached
+    compand: float = compand.DEFAULT_SCALE  # a new model's asinh latent transform scale (0: plain latent)
     categories: list[str] | None = None
     save_every: int = 250
     log_every: int = 25
@@ -155,13 +156,21 @@ def train_latent(config: LatentTrainConfig) -> Path:
         if manifest.get("objective") != "blend":
             raise InvalidRequestError(f"{config.init} is not an alpha-blending latent model")
         spec = manifest["codec"]
-        if "model" in spec:  # bring the init model's codec into the run
+        if "model" in spec:  # bring the init model's codec into the run, keeping its latent transform
             source = find_codec_folder(spec["model"], config.init)
             manifest["codec"] = _codec_spec(LatentTrainConfig(codec=str(source)), run, dataset.sample_rate, probe)
+            if spec.get("compand"):
+                manifest["codec"]["compand"] = spec["compand"]
         return manifest
 
     def fresh_manifest(trainer: loop.Trainer) -> dict:
-        spec = _codec_spec(config, run, dataset.sample_rate, probe) if trainer.place.main else None
+        spec = None
+        if trainer.place.main:
+            spec = _codec_spec(config, run, dataset.sample_rate, probe)
+            if config.compand > 0:  # fit the latent transform once, on the training clips
+                plain = load_codec({"codec": spec, "sample_rate": dataset.sample_rate, "channels": 2, "network": {}},
+                                   run / "model")
+                spec["compand"] = compand.fit(plain, probe.float(), config.compand).spec()
         if trainer.place.world > 1:  # rank 0 copied the codec folder (or measured EnCodec's scale); share it
             box = [spec]
             torch.distributed.broadcast_object_list(box, src=0)

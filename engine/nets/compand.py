@@ -1,0 +1,106 @@
+"""Companding of a codec's latent, so that diffusion sees a space where a small error is a small sound.
+
+Why: the autoencoder's latent spans four orders of magnitude in energy. Measured on the shipped
+codec (docs/latent.md, "Companded latent"): per-frame latent energy is ~0.26 at a kick's attack and
+~0.001 in its tail, but ~50 at a hat's attack, and a kick's whole body lives in tiny departures from
+the latent of silence. Diffusion errors are of a fixed size in the (unit-variance) space it works
+in, so a perturbation of 0.05 std in that space left decoded kicks at 1 dB SNR and put an error
+floor 28 dB under the peak into every tail. ``asinh`` is linear near zero and logarithmic far from
+it: ``t = asinh((z - silence) / scale) / std`` (per channel, then unit variance per channel) makes
+the same perturbation a 30 dB-SNR kick with its error floor 63 dB under the peak, while hats
+(the large values) keep their relative precision. The transform is fixed (fitted once on the
+training clips when a latent run starts) and exactly invertible; it lives in the latent model's
+manifest (``codec.compand``) because it belongs to the diffusion model, not to the codec, and
+other latent models on the same codec folder may not use it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+DEFAULT_SCALE = 0.01  # in units of the codec's unit-scale latent; chosen by the measurement above
+LIMIT_MARGIN = 1.25   # decode clamps the companded latent to this times the largest value seen in training
+
+
+class CompandedCodec(nn.Module):
+    """A latent codec seen through ``t = asinh((z - offset) / scale) / std``: same interface
+    (``encode``, ``decode``, ``envelope_for``, ``latent_channels``, ``latent_length``...) as the
+    codec it wraps, so samplers, the studio, renders and evaluation need not know about it.
+
+    ``decode`` clamps ``t`` to ``+-limit`` first: a stray large value from an untrained or guided
+    model would otherwise come back through ``sinh`` as a burst."""
+
+    def __init__(self, codec: nn.Module, scale: float, offset, std, limit: float):
+        super().__init__()
+        if not scale > 0 or not limit > 0:
+            raise ValueError(f"compand scale and limit must be > 0, got {scale}, {limit}")
+        self.codec = codec
+        self.scale, self.limit = float(scale), float(limit)
+        offset = torch.as_tensor(offset, dtype=torch.float32).reshape(1, -1, 1)
+        std = torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1)
+        if offset.shape[1] != codec.latent_channels or std.shape[1] != codec.latent_channels:
+            raise ValueError(f"compand offset/std have {offset.shape[1]}/{std.shape[1]} channels, "
+                             f"the codec makes {codec.latent_channels}")
+        if not (std > 0).all():
+            raise ValueError("compand std must be > 0 in every channel")
+        self.register_buffer("offset", offset)
+        self.register_buffer("std", std)
+
+    def __getattr__(self, name: str):
+        """Everything else (``hop``, ``sample_rate``, ``latent_scale``, ``stored_with_model``...) is the codec's."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("codec"), name)
+
+    @property
+    def latent_channels(self) -> int:
+        return self.codec.latent_channels
+
+    def latent_length(self, samples: int) -> int:
+        return self.codec.latent_length(samples)
+
+    def envelope_for(self, labels=None, *, noise=None, audio=None):
+        return self.codec.envelope_for(labels, noise=noise, audio=audio)
+
+    def compand(self, latent: torch.Tensor) -> torch.Tensor:
+        return torch.asinh((latent - self.offset.to(latent.dtype)) / self.scale) / self.std.to(latent.dtype)
+
+    def expand(self, companded: torch.Tensor) -> torch.Tensor:
+        t = companded.clamp(-self.limit, self.limit) * self.std.to(companded.dtype)
+        return self.scale * torch.sinh(t) + self.offset.to(companded.dtype)
+
+    def encode(self, audio: torch.Tensor, envelope_db=None) -> torch.Tensor:
+        return self.compand(self.codec.encode(audio, envelope_db))
+
+    def decode(self, latent: torch.Tensor, envelope_db=None) -> torch.Tensor:
+        return self.codec.decode(self.expand(latent), envelope_db)
+
+    def spec(self) -> dict:
+        """The manifest entry (``codec.compand``) that rebuilds this transform."""
+        return {"scale": self.scale, "limit": round(self.limit, 4),
+                "offset": [round(float(v), 7) for v in self.offset.flatten()],
+                "std": [round(float(v), 7) for v in self.std.flatten()]}
+
+
+def wrap(codec: nn.Module, spec: dict | None) -> nn.Module:
+    """``codec`` seen through the manifest's ``compand`` entry (unchanged when there is none)."""
+    if not spec:
+        return codec
+    return CompandedCodec(codec, spec["scale"], spec["offset"], spec["std"], spec["limit"])
+
+
+@torch.no_grad()
+def fit(codec: nn.Module, audio: torch.Tensor, scale: float = DEFAULT_SCALE, batch: int = 16) -> CompandedCodec:
+    """The transform for ``codec`` fitted on training clips ``audio`` (B, C, N): the offset is the
+    latent of silence (per channel, the median over frames of ``encode(zeros)``), ``std`` makes
+    every channel unit-variance over the clips, ``limit`` is a margin over the largest value seen."""
+    silence = codec.encode(torch.zeros(1, *audio.shape[1:], device=audio.device))
+    offset = silence.median(dim=-1).values.reshape(-1)
+    ones = torch.ones_like(offset)
+    probe = CompandedCodec(codec, scale, offset, ones, limit=1.0)
+    companded = torch.cat([probe.compand(codec.encode(audio[i:i + batch])) for i in range(0, len(audio), batch)])
+    std = companded.float().std(dim=(0, 2)).clamp_min(1e-3)
+    limit = float((companded / std[None, :, None]).abs().max()) * LIMIT_MARGIN
+    return CompandedCodec(codec, scale, offset, std, max(limit, 1.0))
