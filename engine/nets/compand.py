@@ -101,6 +101,6 @@ def fit(codec: nn.Module, audio: torch.Tensor, scale: float = DEFAULT_SCALE, bat
     ones = torch.ones_like(offset)
     probe = CompandedCodec(codec, scale, offset, ones, limit=1.0)
     companded = torch.cat([probe.compand(codec.encode(audio[i:i + batch])) for i in range(0, len(audio), batch)])
-    std = companded.float().std(dim=(0, 2)).clamp_min(1e-3)
+    std = companded.float().std(dim=(0, 2)).clamp_min(1e-6)  # a dead channel must not divide by zero
     limit = float((companded / std[None, :, None]).abs().max()) * LIMIT_MARGIN
     return CompandedCodec(codec, scale, offset, std, max(limit, 1.0))
