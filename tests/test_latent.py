@@ -28,7 +28,9 @@ from engine.nets.compand import CompandedCodec, fit as fit_compander, wrap as wr
 from engine.request import GenerationRequest
 from engine.sampling import invert_latent, sample_latent
 from engine.studio import Studio
-from engine.train.codec import CodecTrainConfig, measure_latent_scale, reconstruction_loss, train_codec
+from engine.train.codec import (CodecTrainConfig, low_band_waveform_loss, measure_latent_scale, reconstruction_loss,
+                                train_codec)
+from engine.train.common import LossLog
 from engine.train.latent import LatentTrainConfig, train_latent, validation_loss
 from engine.train.losses import MultiResolutionSTFTLoss
 from tests.helpers import LABELS, make_wav_folder, perturb_zero_init, synthetic_hit
@@ -188,8 +190,31 @@ def test_a_few_codec_training_steps_reduce_the_stft_loss_and_the_run_resumes(tra
     run = trained_codec.parent
     with open(run / "log.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 30 and {"loss", "stft"} <= set(rows[0])
+    assert len(rows) == 30 and {"loss", "stft", "waveform"} <= set(rows[0])
+    assert float(rows[-1]["waveform"]) < float(rows[0]["waveform"])  # the low bands' waveform is being learned
     assert not [p for p in trained_codec.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_the_low_band_waveform_loss_hears_phase_that_magnitudes_do_not():
+    pqmf = AudioAutoencoder(**TINY_CODEC).pqmf
+    t = torch.arange(4096) / RATE
+    body = (0.5 * torch.sin(2 * math.pi * 60 * t) * torch.exp(-t / 0.05)).repeat(2, 2, 1)  # a kick's body
+    stft = MultiResolutionSTFTLoss()
+    assert float(low_band_waveform_loss(pqmf, body, body, 2)) == pytest.approx(0.0, abs=1e-6)
+    assert float(low_band_waveform_loss(pqmf, torch.zeros_like(body), body, 2)) == pytest.approx(1.0)
+    flipped = -body  # the same magnitudes everywhere, the opposite phase
+    assert float(stft(flipped, body)) == pytest.approx(0.0, abs=1e-4)
+    assert float(low_band_waveform_loss(pqmf, flipped, body, 2)) == pytest.approx(2.0, rel=1e-3)
+
+
+def test_a_resumed_run_that_logs_new_losses_keeps_one_consistent_log(tmp_path):
+    path = tmp_path / "log.csv"
+    LossLog(path, ["step", "loss", "lr"]).write(step=1, loss=0.5, lr=1e-4)
+    LossLog(path, ["step", "loss", "waveform", "lr"]).write(step=2, loss=0.4, waveform=0.3, lr=1e-4)
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows == [{"step": "1", "loss": "0.5", "waveform": "", "lr": "0.0001"},
+                    {"step": "2", "loss": "0.4", "waveform": "0.3", "lr": "0.0001"}]
 
 
 # ----------------------------------------------------------------------------- codec folders and Studio

@@ -8,8 +8,9 @@ batch of training clips is measured and stored in the manifest as ``latent_scale
 ``encode`` gives unit-variance latents to the diffusion model that is trained on top.
 
 The loss is the multi-resolution STFT loss (``losses.py``) on random crops of ``segment`` samples
-plus a small L2 penalty on the raw latent, which keeps its scale from drifting (a cheap stand-in
-for a VAE's KL term) so ``latent_scale`` stays meaningful.
+plus a waveform loss on the lowest PQMF bands (:func:`low_band_waveform_loss`: pitched bodies need
+phase, which magnitudes do not carry) and a small L2 penalty on the raw latent, which keeps its
+scale from drifting (a cheap stand-in for a VAE's KL term) so ``latent_scale`` stays meaningful.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class CodecTrainConfig:
     warmup: int = 100
     ema_decay: float = 0.999            # 0: no EMA (the online weights are saved)
     latent_penalty: float = 1e-4        # weight of the mean squared raw latent
+    waveform_weight: float = 1.0        # weight of the low-band waveform loss (0: STFT magnitudes only)
+    waveform_bands: int = 2             # the lowest PQMF bands it compares (2 of 16: 0-2.8 kHz)
     augment: bool = True
     categories: list[str] | None = None
     save_every: int = 250
@@ -75,6 +78,25 @@ def reconstruction_loss(codec: torch.nn.Module, audio: torch.Tensor, loss: torch
     loss = loss or MultiResolutionSTFTLoss()
     rebuilt = codec.decode(codec.encode(audio))[..., :audio.shape[-1]]
     return float(loss(rebuilt, audio))
+
+
+def low_band_waveform_loss(pqmf: torch.nn.Module, prediction: torch.Tensor, target: torch.Tensor,
+                           bands: int) -> torch.Tensor:
+    """``||low(prediction) - low(target)|| / ||low(target)||`` over the batch, ``low`` = the lowest
+    ``bands`` PQMF bands of every channel.
+
+    Why: STFT magnitudes carry no phase, and from a random start a decoder trained on them alone
+    learns noise with the right spectral envelope long before it learns a coherent sinusoid: the
+    first codec (4481 steps) rendered hats and clicks at about the right level but any decaying
+    sine 45 dB too quiet, so kicks came back at 4 % of their peak. A kick's body and a snare's or
+    tom's ring are low, pitched and phase-coherent, which a waveform comparison teaches directly;
+    the high bands stay magnitude-only, where noise-like content cannot be matched sample by sample.
+    """
+    low = pqmf.bands
+    predicted, wanted = pqmf.analysis(prediction), pqmf.analysis(target)
+    predicted = predicted.reshape(predicted.shape[0], -1, low, predicted.shape[-1])[:, :, :bands]
+    wanted = wanted.reshape(wanted.shape[0], -1, low, wanted.shape[-1])[:, :, :bands]
+    return torch.linalg.norm(predicted - wanted) / torch.linalg.norm(wanted).clamp_min(1e-5)
 
 
 @torch.no_grad()
@@ -126,7 +148,12 @@ def train_codec(config: CodecTrainConfig) -> Path:
         with trainer.autocast():
             rebuilt, latent = trainer.trainable(audio)
         spectral = stft(rebuilt.float(), audio)
-        return {"loss": spectral + config.latent_penalty * latent.float().pow(2).mean(), "stft": spectral}
+        losses = {"loss": spectral + config.latent_penalty * latent.float().pow(2).mean(), "stft": spectral}
+        if config.waveform_weight > 0:
+            waveform = low_band_waveform_loss(network.pqmf, rebuilt.float(), audio, config.waveform_bands)
+            losses["loss"] = losses["loss"] + config.waveform_weight * waveform
+            losses["waveform"] = waveform
+        return losses
 
     def measure_scale(shipped: torch.nn.Module) -> None:
         manifest["codec"]["args"]["latent_scale"] = measure_latent_scale(shipped, fixed.to(trainer.device))

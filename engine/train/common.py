@@ -78,6 +78,16 @@ class LossLog:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "w", newline="") as handle:
                 csv.writer(handle).writerow(fields)
+            return
+        with open(path, newline="") as handle:
+            rows = list(csv.reader(handle))
+        old = rows[0] if rows else []
+        if old != fields:  # a resumed run logs another set of losses: one header for both
+            self.fields = fields + [f for f in old if f not in fields]
+            table = [dict(zip(old, row)) for row in rows[1:]]
+            atomic_write(path, lambda tmp: tmp.write_text(
+                "".join(",".join(line) + "\n" for line in
+                        [self.fields] + [[row.get(f, "") for f in self.fields] for row in table])))
 
     def forget_after(self, step: int) -> None:
         """Drop rows logged after ``step``: a run killed between saves resumes from its last save,
