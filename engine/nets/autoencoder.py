@@ -8,6 +8,15 @@ channels. The decoder mirrors it with transposed convolutions and PQMF synthesis
 and no normalisation layers that look across time, so it is fully convolutional: any length that
 is a multiple of ``hop`` goes through, and a longer clip is the same computation as a shorter one.
 
+**Low bypass** (``low_bypass`` = L > 0): band 0 is split again by a second PQMF into
+``prod(factors)`` sub-bands that run exactly at the latent frame rate, and the lowest L of them
+(per channel; L = 2 is 0-345 Hz at the defaults) are appended to the learned latent as they are,
+replacing the decoder's own output there. Why: a conv autoencoder trained on STFT magnitudes
+learns noise-like bands long before phase-coherent tones (the first codec rendered a decaying
+60 Hz sine 45 dB too quietly, so kicks came back at 4 % of their peak), and a kick's body is
+exactly such a tone. The bypass makes the pitched low end exact at a cost of 2L latent channels
+and no parameters, and the latent diffusion model generates it like any other channel.
+
 The codec has the same interface as ``pqmf.BandCodec`` (``encode``, ``decode``,
 ``latent_channels``, ``latent_length``), so the samplers and the studio use it unchanged.
 ``encode`` divides the raw latent by ``latent_scale`` (its standard deviation over the training
@@ -129,7 +138,8 @@ class AudioAutoencoder(ScaledLatentCodec):
                  units: int = 2,                  # residual units (dilations 1, 3, 9...) per level
                  kernel: int = 7,                 # residual unit kernel
                  latent_scale: float = 1.0,       # std of the raw latent over the data (set by the trainer)
-                 sample_rate: int = 44100):       # informational: the rate it was trained at
+                 sample_rate: int = 44100,        # informational: the rate it was trained at
+                 low_bypass: int = 0):            # lowest sub-bands of band 0 passed through exactly (see below)
         super().__init__()
         if len(widths) != len(factors) + 1:
             raise ValueError(f"widths needs {len(factors) + 1} entries for {len(factors)} factors, got {len(widths)}")
@@ -144,10 +154,23 @@ class AudioAutoencoder(ScaledLatentCodec):
         self.pqmf = PQMF(bands, taps_per_band)
         self.encoder = Encoder(channels * bands, tuple(widths), tuple(factors), latent_channels, units, kernel)
         self.decoder = Decoder(channels * bands, tuple(widths), tuple(factors), latent_channels, units, kernel)
+        # The low bypass: band 0 split again into prod(factors) sub-bands, which run at the latent's
+        # frame rate; the lowest `low_bypass` of them (per channel) are latent channels as they are.
+        self.sub_bands = math.prod(factors)
+        if not 0 <= low_bypass <= self.sub_bands:
+            raise ValueError(f"low_bypass must be between 0 and {self.sub_bands}, got {low_bypass}")
+        self.low_bypass = int(low_bypass)
+        self.sub_pqmf = PQMF(self.sub_bands, taps_per_band) if low_bypass else None
 
     @property
     def latent_channels(self) -> int:
-        return self._latent_channels
+        return self._latent_channels + self.channels * self.low_bypass
+
+    def _split_band0(self, bands: torch.Tensor) -> torch.Tensor:
+        """(B, C*bands, F) PQMF bands -> (B, C, sub_bands, F / sub_bands): band 0 of each channel, split again."""
+        band0 = bands[:, ::self.bands]  # channel-major layout: band 0 of channel c is row c * bands
+        sub = self.sub_pqmf.analysis(band0)
+        return sub.reshape(sub.shape[0], self.channels, self.sub_bands, -1)
 
     def latent_length(self, samples: int) -> int:
         return -(-int(samples) // self.hop)
@@ -155,10 +178,25 @@ class AudioAutoencoder(ScaledLatentCodec):
     def encode_raw(self, audio: torch.Tensor) -> torch.Tensor:
         """The latent before scaling (what the trainer measures ``latent_scale`` on)."""
         pad = self.latent_length(audio.shape[-1]) * self.hop - audio.shape[-1]
-        return self.encoder(self.pqmf.analysis(F.pad(audio, (0, pad))))
+        bands = self.pqmf.analysis(F.pad(audio, (0, pad)))
+        learned = self.encoder(bands)
+        if not self.low_bypass:
+            return learned
+        exact = self._split_band0(bands)[:, :, :self.low_bypass].flatten(1, 2)
+        return torch.cat([learned, exact.to(learned.dtype)], dim=1)
 
     def decode_raw(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.pqmf.synthesis(self.decoder(latent))
+        if not self.low_bypass:
+            return self.pqmf.synthesis(self.decoder(latent))
+        learned, exact = latent[:, :self._latent_channels], latent[:, self._latent_channels:]
+        bands = self.decoder(learned)
+        sub = self._split_band0(bands)
+        sub = torch.cat([exact.reshape(sub.shape[0], self.channels, self.low_bypass, -1).to(sub.dtype),
+                         sub[:, :, self.low_bypass:]], dim=2)
+        band0 = self.sub_pqmf.synthesis(sub.flatten(1, 2))
+        bands = bands.clone()
+        bands[:, ::self.bands] = band0
+        return self.pqmf.synthesis(bands)
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Round trip for training: (reconstruction cut to the input length, raw latent)."""

@@ -45,7 +45,7 @@ class CodecTrainConfig:
     warmup: int = 100
     ema_decay: float = 0.999            # 0: no EMA (the online weights are saved)
     latent_penalty: float = 1e-4        # weight of the mean squared raw latent
-    waveform_weight: float = 1.0        # weight of the low-band waveform loss (0: STFT magnitudes only)
+    waveform_weight: float = 0.0        # weight of the low-band waveform loss (0: STFT magnitudes only)
     waveform_bands: int = 2             # the lowest PQMF bands it compares (2 of 16: 0-2.8 kHz)
     augment: bool = True
     categories: list[str] | None = None
@@ -54,7 +54,8 @@ class CodecTrainConfig:
     device: str = "auto"
     seed: int = 0
     network: dict = field(default_factory=lambda: {"bands": 16, "widths": [64, 128, 256], "factors": [2, 4],
-                                                   "latent_channels": 32, "units": 2, "kernel": 7})
+                                                   "latent_channels": 32, "units": 2, "kernel": 7,
+                                                   "low_bypass": 4})
 
 
 def new_manifest(config: CodecTrainConfig, sample_rate: int, length: int) -> dict:
