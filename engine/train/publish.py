@@ -86,6 +86,10 @@ def codec_card(manifest: dict, log_summary: str, evaluation: str | None, weights
     training = manifest.get("training", {})
     args = manifest["codec"]["args"]
     hop = args.get("bands", 1) * math.prod(args.get("factors", [1]))
+    sub_bands, bypass = math.prod(args.get("factors", [1])), args.get("low_bypass", 0)
+    bypass_text = (f" + {manifest['channels']} x {bypass} bypassed sub-bands "
+                   f"(0-{manifest['sample_rate'] / 2 / args.get('bands', 1) / sub_bands * bypass:.0f} Hz, exact)"
+                   if bypass else "")
     return f"""# {manifest['name']}
 
 {manifest.get('description', '')}
@@ -94,7 +98,7 @@ def codec_card(manifest: dict, log_summary: str, evaluation: str | None, weights
 - Audio: {manifest['sample_rate']} Hz, {manifest['channels']} channels; trained on clips of {manifest.get('length')} samples.
 - Codec `{manifest['codec']['type']}`: {args.get('bands')} PQMF bands, strides {args.get('factors')}
   (hop {hop}: {manifest['sample_rate'] / hop:.1f} latent frames per second), {args.get('latent_channels')} latent
-  channels, widths {args.get('widths')}; latent scale {args.get('latent_scale', 1.0):.4g} (divides the raw latent to unit variance).
+  channels{bypass_text}, widths {args.get('widths')}; latent scale {args.get('latent_scale', 1.0):.4g} (divides the raw latent to unit variance).
 
 ## Training data
 Debian's `hydrogen-drumkits` and `hydrogen-data` drum kits only, rebuilt by
