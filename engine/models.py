@@ -223,7 +223,7 @@ def load_codec(manifest: dict, folder: str | Path | None = None) -> torch.nn.Mod
             if folder is None:
                 raise CheckpointError("this codec's tensors live in its model folder; load it with the folder")
             load_weights(folder, codec, prefix=CODEC_PREFIX)
-        return compand.wrap(codec, spec.get("compand")).eval()
+        return _with_transform(codec, spec)
     codec_folder = find_codec_folder(spec["model"], folder)
     codec_manifest = read_manifest(codec_folder)
     inner = codec_manifest["codec"]
@@ -240,6 +240,11 @@ def load_codec(manifest: dict, folder: str | Path | None = None) -> torch.nn.Mod
     if expected is not None and codec.latent_channels != expected:
         raise CheckpointError(f"the codec {codec_folder} makes {codec.latent_channels} latent channels but the "
                               f"model's network takes {expected}")
+    return _with_transform(codec, spec)
+
+
+def _with_transform(codec: torch.nn.Module, spec: dict) -> torch.nn.Module:
+    """``codec`` in eval mode, seen through the spec's latent transform (``compand``) if it has one."""
     try:
         return compand.wrap(codec, spec.get("compand")).eval()
     except (KeyError, TypeError, ValueError) as error:
