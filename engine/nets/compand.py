@@ -4,10 +4,11 @@ Why: the autoencoder's latent spans four orders of magnitude in energy. Measured
 codec (docs/latent.md, "Companded latent"): per-frame latent energy is ~0.26 at a kick's attack and
 ~0.001 in its tail, but ~50 at a hat's attack, and a kick's whole body lives in tiny departures from
 the latent of silence. Diffusion errors are of a fixed size in the (unit-variance) space it works
-in, so a perturbation of 0.05 std in that space left decoded kicks at 1 dB SNR and put an error
-floor 28 dB under the peak into every tail. ``asinh`` is linear near zero and logarithmic far from
+in, so a perturbation of 0.05 std in that space (unit variance per channel) left decoded kicks at
+2.4 dB SNR and put an error floor 30 dB under the peak into their tails
+(``bench/probe_latent_space.py``). ``asinh`` is linear near zero and logarithmic far from
 it: ``t = asinh((z - silence) / scale) / std`` (per channel, then unit variance per channel) makes
-the same perturbation a 30 dB-SNR kick with its error floor 63 dB under the peak, while hats
+the same perturbation a 29.5 dB-SNR kick with its error floor 62 dB under the peak, while hats
 (the large values) keep their relative precision. The transform is fixed (fitted once on the
 training clips when a latent run starts) and exactly invertible; it lives in the latent model's
 manifest (``codec.compand``) because it belongs to the diffusion model, not to the codec, and
