@@ -10,7 +10,8 @@ batch of training clips is measured and stored in the manifest as ``latent_scale
 The loss is the multi-resolution STFT loss (``losses.py``) on random crops of ``segment`` samples,
 optionally a waveform loss on the lowest PQMF bands (:func:`low_band_waveform_loss`, off by default:
 it did not move in 1000 CPU steps; the codec's low bypass makes the low end exact instead), and a
-small L2 penalty on the raw latent, which keeps its scale from drifting (a cheap stand-in for a VAE's KL term) so ``latent_scale`` stays meaningful.
+small L2 penalty on the raw latent, which keeps its scale from drifting (a cheap stand-in for a
+VAE's KL term) so ``latent_scale`` stays meaningful.
 """
 
 from __future__ import annotations
