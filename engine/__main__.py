@@ -143,7 +143,9 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int)
     tr.add_argument("--categories", nargs="+")
     tr.add_argument("--network", type=json.loads, help='JSON of network (codec: autoencoder) arguments for a new model')
-    tr.add_argument("--codec", help="latent: codec folder (default checkpoints/codec) or 'encodec'")
+    tr.add_argument("--codec", help="latent: codec folder or 'encodec' (default: checkpoints/codec for a new model, "
+                         "the --init model's codec when fine-tuning; a codec given with --init moves the model onto "
+                         "it, growing its input and output for new latent channels)")
     tr.add_argument("--codec-args", type=json.loads, help="latent with --codec encodec: JSON of EncodecCodec arguments")
     tr.add_argument("--length", type=int, help="codec/latent: clip length in samples when --data is a folder of WAVs")
     tr.add_argument("--segment", type=int, help="codec: training crop length in samples")

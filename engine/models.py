@@ -134,9 +134,9 @@ def save_model(folder: str | Path, network: torch.nn.Module, manifest: dict, car
         atomic_write(folder / "MODEL_CARD.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
 
 
-def load_weights(folder: str | Path, network: torch.nn.Module, prefix: str = "") -> None:
-    """Load the weights file's tensors into ``network``: those under ``prefix`` (stripped), or,
-    with no prefix, all but a codec's (``codec.``)."""
+def read_weights(folder: str | Path, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The weights file's tensors: those under ``prefix`` (stripped), or, with no prefix, all but a
+    codec's (``codec.``). CheckpointError for a missing or damaged file."""
     path = Path(folder) / WEIGHTS
     if not path.is_file():
         raise CheckpointError(f"{folder} has no {WEIGHTS}")
@@ -145,9 +145,14 @@ def load_weights(folder: str | Path, network: torch.nn.Module, prefix: str = "")
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{path} is corrupt or not a safetensors file: {error}") from error
     if prefix:
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    else:
-        state = {k: v for k, v in state.items() if not k.startswith(CODEC_PREFIX)}
+        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k: v for k, v in state.items() if not k.startswith(CODEC_PREFIX)}
+
+
+def load_weights(folder: str | Path, network: torch.nn.Module, prefix: str = "") -> None:
+    """Load :func:`read_weights` into ``network``, which must match it exactly."""
+    path = Path(folder) / WEIGHTS
+    state = read_weights(folder, prefix)
     try:
         missing, unexpected = network.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shape mismatches

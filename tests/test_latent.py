@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -187,6 +188,36 @@ def test_the_low_bypass_passes_the_pitched_low_end_through_exactly(trained_codec
         AudioAutoencoder(**TINY_CODEC, low_bypass=5)
 
 
+def test_the_band_envelope_gives_the_decoder_each_bands_loudness_over_time(trained_codec, clips):
+    """Bands above band 0 come back with the input's energy per latent frame, silence stays silent,
+    and a codec trained without the envelope takes it on with no new weights."""
+    manifest = read_manifest(trained_codec)
+    plain = load_model_codec(trained_codec)
+    enveloped = build_codec({"type": "autoencoder", "args": dict(manifest["codec"]["args"], band_envelope=True)})
+    load_weights(trained_codec, enveloped)
+    enveloped.eval()
+    assert enveloped.latent_channels == plain.latent_channels + TINY_CODEC["bands"] - 1
+
+    def band_rms_error_db(codec) -> float:
+        """Mean |dB| difference of per-band, per-frame RMS (bands 1..) between clips and round trips."""
+        with torch.no_grad():
+            rebuilt = codec.decode(codec.encode(clips))[..., :LENGTH]
+            wanted, got = (enveloped._band_rms(enveloped.pqmf.analysis(x)) for x in (clips, rebuilt))
+        loud = wanted > wanted.amax() * 1e-3  # frames within 60 dB of the loudest
+        return float((20 * torch.log10((got[loud] + 1e-9) / wanted[loud])).abs().mean())
+
+    assert band_rms_error_db(enveloped) < 0.5 * band_rms_error_db(plain), \
+        (band_rms_error_db(enveloped), band_rms_error_db(plain))
+    with torch.no_grad():  # an all-silent envelope: nothing above band 0 (whose edge leaks a little)
+        latent = enveloped.encode(clips)
+        latent[:, -enveloped.envelope_channels:] = 0
+        silenced = enveloped.decode(latent)[..., :LENGTH]
+    highs = torch.fft.rfftfreq(LENGTH, 1 / RATE) > 2 * RATE / 2 / TINY_CODEC["bands"]
+    energy = [float(torch.fft.rfft(x)[..., highs].abs().pow(2).sum()) for x in (silenced, clips)]
+    assert energy[0] < 1e-4 * energy[1], energy
+    torch.testing.assert_close(enveloped.encode(clips)[:, :plain.latent_channels], plain.encode(clips))
+
+
 def test_multi_resolution_stft_loss():
     loss = MultiResolutionSTFTLoss()
     torch.manual_seed(0)
@@ -221,6 +252,23 @@ def test_a_few_codec_training_steps_reduce_the_stft_loss_and_the_run_resumes(tra
     assert len(rows) == 30 and {"loss", "stft", "waveform"} <= set(rows[0])
     assert float(rows[-1]["waveform"]) < float(rows[0]["waveform"])  # the low bands' waveform is being learned
     assert not [p for p in trained_codec.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_codec_with_bypass_and_band_envelope_trains_and_its_card_names_them(tmp_path, wav_folder):
+    """The default codec network (bypass + envelope): the decoder learns through the envelope's gain."""
+    from engine.train.publish import publish
+    network = dict(TINY_CODEC, low_bypass=1, band_envelope=True)
+    run = tmp_path / "run"
+    folder = train_codec(CodecTrainConfig(data=str(wav_folder), run=str(run), length=LENGTH, steps=20, batch=4,
+                                          segment=4096, lr=3e-3, warmup=1, ema_decay=0.0, log_every=1,
+                                          save_every=10, device="cpu", network=network))
+    with open(run / "log.csv") as handle:
+        stft = [float(row["stft"]) for row in csv.DictReader(handle)]
+    assert sum(stft[-5:]) < 0.9 * sum(stft[:5]), stft
+    codec = load_model_codec(folder)
+    assert codec.latent_channels == TINY_CODEC["latent_channels"] + 2 + TINY_CODEC["bands"] - 1
+    card = (publish(run, tmp_path / "published") / "MODEL_CARD.md").read_text()
+    assert "2 x 1 bypassed sub-bands" in card and "7 band-envelope channels" in card
 
 
 def test_the_low_band_waveform_loss_hears_phase_that_magnitudes_do_not():
@@ -394,6 +442,44 @@ def test_latent_training_lowers_the_blend_loss_and_resumes(tmp_path, wav_folder,
     load_model(tuned)
 
 
+def test_fine_tuning_moves_a_latent_model_onto_a_codec_with_more_channels(tmp_path, wav_folder, trained_codec):
+    """--init with --codec: the stem and head grow, the old channels keep their weights and latent
+    transform, the new ones are read from zero and fitted; the moved model trains and generates."""
+    settings = dict(data=str(wav_folder), codec=str(trained_codec), length=LENGTH, batch=4, warmup=1,
+                    log_every=1, save_every=10, render_every=0, augment=False, device="cpu",
+                    network=dict(TINY_LATENT_NET))
+    old = train_latent(LatentTrainConfig(run=str(tmp_path / "old"), steps=2, **settings))
+    wider = tmp_path / "wider" / "codec"
+    shutil.copytree(trained_codec, wider)
+    manifest = read_manifest(wider)
+    manifest["codec"]["args"]["band_envelope"] = True
+    (wider / "manifest.json").write_text(json.dumps(manifest))
+    moved = train_latent(LatentTrainConfig(**dict(settings, run=str(tmp_path / "moved"), init=str(old),
+                                                  codec=str(wider), steps=0)))
+    before, after = read_manifest(old), read_manifest(moved)
+    extra = TINY_CODEC["bands"] - 1
+    assert after["network"]["args"]["in_channels"] == before["network"]["args"]["in_channels"] + extra
+    kept = len(before["codec"]["compand"]["offset"])
+    assert after["codec"]["compand"]["offset"][:kept] == before["codec"]["compand"]["offset"]
+    assert after["codec"]["compand"]["std"][:kept] == before["codec"]["compand"]["std"]
+    assert len(after["codec"]["compand"]["std"]) == kept + extra
+    old_model, new_model = load_model(old), load_model(moved)
+    assert new_model.codec.latent_channels == kept + extra
+    x = torch.randn(2, kept + extra, 16)
+    alpha, labels = torch.tensor([0.3, 0.7]), torch.tensor([0, 1])
+    with torch.no_grad():  # the zeroed new inputs: the old channels' prediction is unchanged
+        torch.testing.assert_close(new_model.network(x, alpha, labels)[:, :kept],
+                                   old_model.network(x[:, :kept], alpha, labels))
+    tuned = train_latent(LatentTrainConfig(**dict(settings, run=str(tmp_path / "moved"), steps=2)))
+    assert read_manifest(tuned)["training"]["steps"] == before["training"]["steps"] + 2
+    result = Studio(roots=[tmp_path / "moved"], device="cpu").render(
+        GenerationRequest(model=str(tuned), label="kick", steps=2, length=0.1))
+    assert torch.isfinite(torch.as_tensor(result.sounds[0].audio)).all()
+    with pytest.raises(InvalidRequestError, match="wider latent only"):  # never onto a narrower one
+        train_latent(LatentTrainConfig(**dict(settings, run=str(tmp_path / "back"), init=str(moved),
+                                          codec=str(trained_codec), steps=0)))
+
+
 @pytest.mark.slow
 def test_cli_trains_a_codec_and_a_latent_model_then_generates_a_length(tmp_path):
     wavs = make_wav_folder(tmp_path / "wavs", per_class=2)
@@ -496,6 +582,11 @@ def test_codec_evaluation_compares_reconstructions_with_the_real_floor(trained_c
     assert perfect["frechet_ratio_train"] == pytest.approx(1.0) and perfect["frechet_ratio_holdout"] == pytest.approx(1.0)
     assert perfect["mrstft_holdout"] == pytest.approx(0.0, abs=1e-6)
     assert codec_eval.main(["--codec", str(trained_codec), "--data", str(tmp_path / "missing")]) == 2
+    # the classifier's recall per category: a perfect codec's reconstructions score as the originals
+    classified = codec_eval.evaluate_codec(trained_codec, data, classify=True, cache_dir=None)
+    recalls = [key for key in classified if key.endswith(".recall_holdout")]
+    assert {key.split(".")[0] for key in recalls} >= {"kick", "hat"}
+    assert all(classified[key + "_rebuilt"] == pytest.approx(classified[key], nan_ok=True) for key in recalls)
 
 
 def test_a_codec_run_is_published_with_a_codec_card(trained_codec, tmp_path):

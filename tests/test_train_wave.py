@@ -63,6 +63,9 @@ def test_training_resumes_where_it_stopped_and_fine_tunes_from_a_model(tmp_path,
     tuned = train_wave(tiny_config(tmp_path / "tune", wav_folder, steps=3, init=str(run / "model")))
     manifest = read_manifest(tuned)
     assert manifest["training"]["steps"] == 13 and len(manifest["training"]["sessions"]) == 3
+    with open(tmp_path / "tune" / "log.csv") as handle:  # a fresh optimizer warms up again from the init's step
+        rates = [float(row["lr"]) for row in csv.DictReader(handle)]
+    assert rates == sorted(rates) and rates[0] < tiny_config(run, wav_folder).lr
     # fine-tuning a model without an envelope gives it a per-clip envelope prior fitted on the data
     assert manifest["codec"]["args"]["envelope_prior"]["rows"] == len(manifest["labels"]) + 1
     codec = load_model(tuned).codec

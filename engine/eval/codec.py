@@ -16,6 +16,11 @@ lines:
 ``snr_db_holdout``
     waveform signal-to-error ratio of held-out reconstructions (low for any codec trained on
     spectra only, which is free to change phase; reported for comparison between codecs).
+``<category>.recall_holdout`` / ``<category>.recall_holdout_rebuilt``
+    the share of held-out clips of each category that the eval's drum classifier assigns to it,
+    for the originals and for their reconstructions: the second is the ceiling a latent model
+    on this codec can reach on ``classified_as_intended`` (with ``--classify``; the classifier
+    is trained on the data set's train split, or read from the eval cache).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from ..errors import StudioError
 from ..models import load_codec, read_manifest
 from ..train.losses import MultiResolutionSTFTLoss
 from . import metrics
+from .classifier import DEFAULT_CACHE, load_or_train
 from .features import batched_features
 from .run import _Space, format_results
 
@@ -45,7 +51,8 @@ def reconstruct(codec: torch.nn.Module, audio: torch.Tensor, batch: int = 8) -> 
 
 
 @torch.no_grad()
-def evaluate_codec(codec_folder: str | Path, data_root: str | Path, clips: int | None = None) -> dict[str, float]:
+def evaluate_codec(codec_folder: str | Path, data_root: str | Path, clips: int | None = None,
+                   classify: bool = False, cache_dir: str | Path | None = DEFAULT_CACHE) -> dict[str, float]:
     """The figures of the module docstring for the codec folder on a built data set's two splits."""
     manifest = read_manifest(codec_folder)
     codec = load_codec({"codec": {"type": manifest["codec"]["type"], "model": str(codec_folder)},
@@ -57,9 +64,9 @@ def evaluate_codec(codec_folder: str | Path, data_root: str | Path, clips: int |
     def pick(dataset: DrumDataset) -> torch.Tensor:
         count = len(dataset) if clips is None else min(clips, len(dataset))
         index = torch.linspace(0, len(dataset) - 1, count).long()
-        return dataset.audio[index].float()
+        return dataset.audio[index].float(), dataset.labels[index]
 
-    train_audio, holdout_audio = pick(train), pick(holdout)
+    (train_audio, _), (holdout_audio, holdout_labels) = pick(train), pick(holdout)
     train_rebuilt, holdout_rebuilt = reconstruct(codec, train_audio), reconstruct(codec, holdout_audio)
     rate = manifest["sample_rate"]
     feats = {name: batched_features(audio, rate) for name, audio in
@@ -86,6 +93,13 @@ def evaluate_codec(codec_folder: str | Path, data_root: str | Path, clips: int |
     floor = max(results["frechet_train_vs_holdout"], 1e-12)
     results["frechet_ratio_train"] = results["frechet_train_rebuilt_vs_holdout"] / floor
     results["frechet_ratio_holdout"] = results["frechet_holdout_rebuilt_vs_train"] / floor
+    if classify:
+        with torch.enable_grad():  # a classifier that is not cached yet is trained here
+            classifier = load_or_train(data_root, cache_dir)
+        labels = torch.tensor([classifier.label_names.index(holdout.label_names[i]) for i in holdout_labels.tolist()])
+        for name, audio in (("recall_holdout", "holdout"), ("recall_holdout_rebuilt", "holdout_rebuilt")):
+            for category, share in classifier.recall(feats[audio], labels).items():
+                results[f"{category}.{name}"] = share
     return results
 
 
@@ -94,9 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--codec", default="checkpoints/codec", help="codec folder (kind codec)")
     parser.add_argument("--data", default="data/drums2s", help="built data set with train and holdout splits")
     parser.add_argument("--clips", type=int, default=None, help="at most this many clips per split (default all)")
+    parser.add_argument("--classify", action="store_true",
+                        help="also report the drum classifier's recall per category on held-out originals and "
+                             "reconstructions")
     args = parser.parse_args(argv)
     try:
-        print(format_results(evaluate_codec(args.codec, args.data, args.clips)))
+        print(format_results(evaluate_codec(args.codec, args.data, args.clips, classify=args.classify)))
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

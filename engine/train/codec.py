@@ -56,7 +56,7 @@ class CodecTrainConfig:
     seed: int = 0
     network: dict = field(default_factory=lambda: {"bands": 16, "widths": [64, 128, 256], "factors": [2, 4],
                                                    "latent_channels": 32, "units": 2, "kernel": 7,
-                                                   "low_bypass": 4})
+                                                   "low_bypass": 4, "band_envelope": True})
 
 
 def new_manifest(config: CodecTrainConfig, sample_rate: int, length: int) -> dict:

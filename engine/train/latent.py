@@ -31,12 +31,13 @@ import torch.nn.functional as F
 
 from ..data.augment import augment
 from ..errors import DatasetError, InvalidRequestError
-from ..models import find_codec_folder, load_codec, read_manifest
+from ..models import find_codec_folder, load_codec, read_manifest, read_weights
 from ..nets import build_codec, build_network, compand
 from . import common, loop
 
 log = logging.getLogger(__name__)
 
+DEFAULT_CODEC = "checkpoints/codec"
 DEFAULT_LENGTH = 88064  # ~2.0 s at 44.1 kHz: 688 latent frames at the autoencoder's hop of 128
 
 
@@ -44,7 +45,8 @@ DEFAULT_LENGTH = 88064  # ~2.0 s at 44.1 kHz: 688 latent frames at the autoencod
 class LatentTrainConfig:
     data: str = "data/drums2s"          # a built data set (build.py --length 88064) or any folder of WAVs
     run: str = "runs/latent"            # run folder: model/, <codec>/, train_state.pt, log.csv, samples/
-    codec: str = "checkpoints/codec"    # a codec folder (kind "codec"), or "encodec"
+    codec: str | None = None            # a codec folder (kind "codec") or "encodec"; None: checkpoints/codec for
+                                        # a new model, the --init model's own codec when fine-tuning
     codec_args: dict | None = None      # EnCodec arguments (pretrained, latent, bandwidth, config...)
     init: str | None = None             # latent model folder to fine-tune from
     name: str = "latent-drums"          # model name written into the manifest
@@ -79,7 +81,7 @@ def _codec_spec(config: LatentTrainConfig, run: Path, sample_rate: int, sample: 
         codec = build_codec({"type": "encodec", "args": args})
         args["latent_scale"] = max(float(codec.encode_raw(sample).std()), 1e-4)
         return {"type": "encodec", "args": args}
-    source = find_codec_folder(config.codec)
+    source = find_codec_folder(config.codec or DEFAULT_CODEC)
     codec_manifest = read_manifest(source)
     if codec_manifest.get("kind") != "codec":
         raise InvalidRequestError(f"{source} is not a codec folder (train one with `python -m engine train codec`)")
@@ -95,6 +97,47 @@ def _codec_spec(config: LatentTrainConfig, run: Path, sample_rate: int, sample: 
         shutil.copytree(source, tmp)
         tmp.replace(target)
     return {"type": codec_manifest["codec"]["type"], "model": name}
+
+
+def extend_compand(old: dict, spec: dict, run: Path, probe: torch.Tensor, sample_rate: int) -> dict:
+    """The latent transform for a model moved onto a codec whose latent starts with its old codec's
+    channels and adds more (a codec with a new band envelope): the old channels keep their offset
+    and scale, so the model's learned mapping still holds there; the new ones are fitted on ``probe``."""
+    plain = load_codec({"codec": spec, "sample_rate": sample_rate, "channels": 2, "network": {}}, run / "model")
+    fitted = compand.fit(plain, probe.float(), old["scale"]).spec()
+    kept = len(old["offset"])
+    if kept > len(fitted["offset"]):
+        raise InvalidRequestError(f"the model's latent has {kept} channels but the new codec's only "
+                                  f"{len(fitted['offset'])}: fine-tuning can move a model onto a wider latent only")
+    return {"scale": old["scale"], "limit": max(old["limit"], fitted["limit"]),
+            "offset": list(old["offset"]) + fitted["offset"][kept:], "std": list(old["std"]) + fitted["std"][kept:]}
+
+
+def grow_into(network: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load ``state`` into ``network`` whose latent has more channels than the state was trained on.
+
+    A tensor that is smaller than the network's along some dimensions is copied into the leading
+    slice; the rest keeps the network's fresh initialisation, except new *input* columns of the
+    stem (dimension 1 of its weight), which are zeroed so the grown network computes exactly what
+    the old one did until training teaches it to read the new channels.
+    """
+    own = network.state_dict()
+    if set(own) - set(state):
+        raise InvalidRequestError(f"the init weights lack {sorted(set(own) - set(state))[:3]}: not the same network")
+    for name, value in state.items():
+        if name not in own:
+            raise InvalidRequestError(f"the init weights have {name}, which the network lacks")
+        target = own[name]
+        if value.shape == target.shape:
+            target.copy_(value)
+            continue
+        if value.dim() != target.dim() or any(a > b for a, b in zip(value.shape, target.shape)):
+            raise InvalidRequestError(f"{name}: the init weights' shape {tuple(value.shape)} does not fit "
+                                      f"{tuple(target.shape)}")
+        if name == "stem.weight":
+            target[:, value.shape[1]:] = 0
+        target[tuple(slice(0, n) for n in value.shape)] = value
+    network.load_state_dict(own)
 
 
 def new_manifest(config: LatentTrainConfig, labels: list[str], codec_spec: dict, latent_channels: int,
@@ -156,7 +199,12 @@ def train_latent(config: LatentTrainConfig) -> Path:
         if manifest.get("objective") != "blend":
             raise InvalidRequestError(f"{config.init} is not an alpha-blending latent model")
         spec = manifest["codec"]
-        if "model" in spec:  # bring the init model's codec into the run, keeping its latent transform
+        if config.codec is not None and config.codec != "encodec":  # move the model onto another codec
+            manifest["codec"] = _codec_spec(config, run, dataset.sample_rate, probe)
+            if spec.get("compand"):
+                manifest["codec"]["compand"] = extend_compand(spec["compand"], manifest["codec"], run, probe,
+                                                            dataset.sample_rate)
+        elif "model" in spec:  # bring the init model's codec into the run, keeping its latent transform
             source = find_codec_folder(spec["model"], config.init)
             manifest["codec"] = _codec_spec(LatentTrainConfig(codec=str(source)), run, dataset.sample_rate, probe)
             if spec.get("compand"):
@@ -194,7 +242,7 @@ def train_latent(config: LatentTrainConfig) -> Path:
         raise InvalidRequestError(f"{dataset.length} samples make {frames} latent frames, not a multiple of the "
                                   f"network's hop {network.hop}; build the data with a --length that is a multiple "
                                   f"of {getattr(codec, 'hop', 1) * network.hop} samples or change the factors")
-    loop.prepare(trainer, network)
+    loop.prepare(trainer, network, load_init=lambda net: grow_into(net, read_weights(config.init)))
     null = network.num_labels
     label_map = common.label_map(dataset.label_names, manifest["labels"], null)
     cached = None

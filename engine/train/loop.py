@@ -45,6 +45,7 @@ class Trainer:
     scaler: torch.amp.GradScaler | None = None
     step: int = 0
     first_step: int = 0
+    warmup_from: int = 0               # the step the learning-rate warmup counts from
     examples_before: int = 0
     session: dict = field(default_factory=dict)
     codec: torch.nn.Module | None = None  # saved with the weights when it holds model data (envelope prior)
@@ -93,13 +94,17 @@ def begin(config, new_manifest: Callable[[Trainer], dict],
 
 
 def prepare(trainer: Trainer, network: torch.nn.Module, *, betas: tuple[float, float] = (0.9, 0.999),
-            ema_decay: float | None = None) -> Trainer:
-    """Load the weights the run continues from, then EMA, optimizer, step counters, DDP and the scaler."""
+            ema_decay: float | None = None,
+            load_init: Callable[[torch.nn.Module], None] | None = None) -> Trainer:
+    """Load the weights the run continues from, then EMA, optimizer, step counters, DDP and the scaler.
+
+    ``load_init(network)`` replaces the exact load of ``--init``'s weights (a latent model moved
+    onto a wider codec latent grows its stem and head)."""
     config, state = trainer.config, trainer.state
     if state is not None:
         network.load_state_dict(state["online"])
     elif config.init:
-        load_weights(config.init, network)
+        (load_init or (lambda net: load_weights(config.init, net)))(network)
     network.to(trainer.device)
     decay = config.ema_decay if ema_decay is None else ema_decay
     trainer.ema = common.EMA(network, decay) if decay > 0 else None
@@ -110,6 +115,8 @@ def prepare(trainer: Trainer, network: torch.nn.Module, *, betas: tuple[float, f
         trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.network = network
     trainer.step = trainer.first_step = int(state["step"]) if state is not None else int(trainer.manifest["training"]["steps"])
+    # a fresh optimizer (new model or --init) warms up from where it starts; a resumed one needs none
+    trainer.warmup_from = trainer.step if state is None else 0
     trainer.examples_before = int(trainer.manifest["training"].get("examples", 0))
     trainer.trainable = DistributedDataParallel(network) if trainer.place.world > 1 else network
     trainer.scaler = torch.amp.GradScaler("cuda", enabled=trainer.device.type == "cuda")
@@ -146,12 +153,14 @@ def run_loop(trainer: Trainer, batch_losses: Callable[[torch.Generator], Losses]
     log = None
     sums: dict[str, float] = {}
     started = window_start = time.time()
-    progress = tqdm(total=config.steps, desc=f"train {trainer.manifest['name']}", disable=not place.main, unit="step")
+    # counts the model's steps, so a resumed run's bar starts where it stopped
+    progress = tqdm(initial=trainer.step, total=trainer.step + config.steps, desc=f"train {trainer.manifest['name']}",
+                    disable=not place.main, unit="step")
     trainer.network.train()
     for _ in range(config.steps):
         if common.out_of_time(started, config.max_minutes):
             break
-        lr = common.set_lr(trainer.optimizer, trainer.step, config.lr, config.warmup)
+        lr = common.set_lr(trainer.optimizer, trainer.step - trainer.warmup_from, config.lr, config.warmup)
         losses = batch_losses(generator)
         common.optimizer_step(losses["loss"], trainer.optimizer, trainer.scaler, trainer.network)
         if trainer.ema is not None:

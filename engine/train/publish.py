@@ -90,6 +90,8 @@ def codec_card(manifest: dict, log_summary: str, evaluation: str | None, weights
     bypass_text = (f" + {manifest['channels']} x {bypass} bypassed sub-bands "
                    f"(0-{manifest['sample_rate'] / 2 / args.get('bands', 1) / sub_bands * bypass:.0f} Hz, exact)"
                    if bypass else "")
+    if args.get("band_envelope"):
+        bypass_text += f" + {args.get('bands', 1) - 1} band-envelope channels (RMS of PQMF bands 1-{args.get('bands', 1) - 1} per frame)"
     return f"""# {manifest['name']}
 
 {manifest.get('description', '')}
