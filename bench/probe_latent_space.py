@@ -9,6 +9,11 @@ and the error floor in the 0.5-1.5 s tail relative to the clip's peak (dB). The 
 same sigma costs the least is the one to train the diffusion model in.
 
     python bench/probe_latent_space.py --codec checkpoints/codec --data data/drums2s
+
+For a codec with band-envelope channels, ``--envelope-scales`` adds spaces where only those
+channels take another scale (the rest stay at ``compand.DEFAULT_SCALE``), and every space prints
+its ``limit``: the largest companded value in std units (times the clamp margin), a measure of how
+heavy-tailed the space is for a diffusion model that starts from unit noise.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", type=int, default=8, help="clips per category")
     parser.add_argument("--sigma", type=float, nargs="+", default=[0.05, 0.2])
     parser.add_argument("--scales", type=float, nargs="+", default=[0.002, 0.01, 0.05])
+    parser.add_argument("--envelope-scales", type=float, nargs="*", default=[],
+                        help="scales for the band-envelope channels only (codecs with band_envelope)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -48,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                         "sample_rate": manifest["sample_rate"], "channels": manifest["channels"], "network": {}})
     data = DrumDataset(args.data, "train")
     generator = torch.Generator().manual_seed(0)
-    labels = torch.tensor(data.labels)
+    labels = torch.as_tensor(data.labels)
     picks = []
     for name in CATEGORIES:
         members = torch.nonzero(labels == data.label_names.index(name))[:, 0]
@@ -61,9 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     # asinh(z / s) with a huge s is z / s: the plain latent, made unit-variance per channel the same way
     spaces = {"plain": 1e3}
     spaces.update({f"asinh_{scale:g}": scale for scale in args.scales})
+    envelope = getattr(codec, "envelope_channels", 0)
+    spaces.update({f"envelope_{scale:g}": [compand.DEFAULT_SCALE] * (codec.latent_channels - envelope) + [scale] * envelope
+                   for scale in args.envelope_scales if envelope})
     with torch.no_grad():
         for name, scale in spaces.items():
             space = compand.fit(codec, every, scale)
+            print(f"{name}.limit: {space.limit:.1f}")
             latent = space.encode(audio)
             clean = space.decode(latent)
             for sigma in args.sigma:

@@ -134,6 +134,8 @@ def parser() -> argparse.ArgumentParser:
                     help="wave: principal components of the per-clip envelope prior (0: one average envelope per label)")
     tr.add_argument("--compand", type=float,
                     help="latent: scale of a new model's asinh latent transform (default 0.01; 0: the plain latent)")
+    tr.add_argument("--compand-envelope", type=float,
+                    help="latent: the same scale for the codec's band-envelope channels (default 1e-4)")
     tr.add_argument("--batch", type=int)
     tr.add_argument("--lr", type=float)
     tr.add_argument("--save-every", type=int)

@@ -463,6 +463,7 @@ def test_fine_tuning_moves_a_latent_model_onto_a_codec_with_more_channels(tmp_pa
     assert after["codec"]["compand"]["offset"][:kept] == before["codec"]["compand"]["offset"]
     assert after["codec"]["compand"]["std"][:kept] == before["codec"]["compand"]["std"]
     assert len(after["codec"]["compand"]["std"]) == kept + extra
+    assert after["codec"]["compand"]["scale"] == [before["codec"]["compand"]["scale"]] * kept + [1e-4] * extra
     old_model, new_model = load_model(old), load_model(moved)
     assert new_model.codec.latent_channels == kept + extra
     x = torch.randn(2, kept + extra, 16)

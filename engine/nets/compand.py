@@ -21,6 +21,11 @@ import torch
 from torch import nn
 
 DEFAULT_SCALE = 0.01  # in units of the codec's unit-scale latent; chosen by the measurement above
+ENVELOPE_SCALE = 1e-4  # for a codec's band-envelope channels (plain RMS): nearly a log with a floor.
+# Why: at 0.01 those channels, mostly silence with rare loud attacks, reached 34 std after unit-variance
+# scaling (the learned channels: 11), a heavy tail a diffusion model from unit noise learns slowly;
+# at 1e-4 they reach 11 too, and the same 0.05-std error still leaves kick and snare tails 63-68 dB
+# under the peak (hats lose 2.6 dB SNR; bench/probe_latent_space.py --envelope-scales, session 4).
 LIMIT_MARGIN = 1.25   # decode clamps the companded latent to this times the largest value seen in training
 
 
@@ -32,21 +37,25 @@ class CompandedCodec(nn.Module):
     ``decode`` clamps ``t`` to ``+-limit`` first: a stray large value from an untrained or guided
     model would otherwise come back through ``sinh`` as a burst."""
 
-    def __init__(self, codec: nn.Module, scale: float, offset, std, limit: float):
+    def __init__(self, codec: nn.Module, scale: float | list[float], offset, std, limit: float):
         super().__init__()
-        if not scale > 0 or not limit > 0:
+        scales = torch.as_tensor(scale, dtype=torch.float32).reshape(1, -1, 1)
+        if not bool((scales > 0).all()) or not limit > 0:
             raise ValueError(f"compand scale and limit must be > 0, got {scale}, {limit}")
         self.codec = codec
-        self.scale, self.limit = float(scale), float(limit)
+        self.scale = float(scale) if scales.numel() == 1 else [float(v) for v in scales.flatten()]
+        self.limit = float(limit)
         offset = torch.as_tensor(offset, dtype=torch.float32).reshape(1, -1, 1)
         std = torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1)
-        if offset.shape[1] != codec.latent_channels or std.shape[1] != codec.latent_channels:
-            raise ValueError(f"compand offset/std have {offset.shape[1]}/{std.shape[1]} channels, "
-                             f"the codec makes {codec.latent_channels}")
+        channels = codec.latent_channels
+        if offset.shape[1] != channels or std.shape[1] != channels or scales.shape[1] not in (1, channels):
+            raise ValueError(f"compand offset/std/scale have {offset.shape[1]}/{std.shape[1]}/{scales.shape[1]} "
+                             f"channels, the codec makes {channels}")
         if not (std > 0).all():
             raise ValueError("compand std must be > 0 in every channel")
         self.register_buffer("offset", offset)
         self.register_buffer("std", std)
+        self.register_buffer("scales", scales.expand(1, channels, 1).clone())
 
     def __getattr__(self, name: str):
         """Everything else (``hop``, ``sample_rate``, ``latent_scale``, ``stored_with_model``...) is the codec's."""
@@ -66,11 +75,12 @@ class CompandedCodec(nn.Module):
         return self.codec.envelope_for(labels, noise=noise, audio=audio)
 
     def compand(self, latent: torch.Tensor) -> torch.Tensor:
-        return torch.asinh((latent - self.offset.to(latent.dtype)) / self.scale) / self.std.to(latent.dtype)
+        scales, offset, std = (b.to(latent.dtype) for b in (self.scales, self.offset, self.std))
+        return torch.asinh((latent - offset) / scales) / std
 
     def expand(self, companded: torch.Tensor) -> torch.Tensor:
-        t = companded.clamp(-self.limit, self.limit) * self.std.to(companded.dtype)
-        return self.scale * torch.sinh(t) + self.offset.to(companded.dtype)
+        scales, offset, std = (b.to(companded.dtype) for b in (self.scales, self.offset, self.std))
+        return scales * torch.sinh(companded.clamp(-self.limit, self.limit) * std) + offset
 
     def encode(self, audio: torch.Tensor, envelope_db=None) -> torch.Tensor:
         return self.compand(self.codec.encode(audio, envelope_db))
@@ -80,7 +90,8 @@ class CompandedCodec(nn.Module):
 
     def spec(self) -> dict:
         """The manifest entry (``codec.compand``) that rebuilds this transform."""
-        return {"scale": self.scale, "limit": round(self.limit, 4),
+        return {"scale": self.scale if isinstance(self.scale, float) else [float(f"{v:.6g}") for v in self.scale],
+                "limit": round(self.limit, 4),
                 "offset": [round(float(v), 7) for v in self.offset.flatten()],
                 "std": [round(float(v), 7) for v in self.std.flatten()]}
 
@@ -93,7 +104,8 @@ def wrap(codec: nn.Module, spec: dict | None) -> nn.Module:
 
 
 @torch.no_grad()
-def fit(codec: nn.Module, audio: torch.Tensor, scale: float = DEFAULT_SCALE, batch: int = 16) -> CompandedCodec:
+def fit(codec: nn.Module, audio: torch.Tensor, scale: float | list[float] = DEFAULT_SCALE,
+        batch: int = 16) -> CompandedCodec:
     """The transform for ``codec`` fitted on training clips ``audio`` (B, C, N): the offset is the
     latent of silence (per channel, the median over frames of ``encode(zeros)``), ``std`` makes
     every channel unit-variance over the clips, ``limit`` is a margin over the largest value seen."""

@@ -33,6 +33,7 @@ from ..data.augment import augment
 from ..errors import DatasetError, InvalidRequestError
 from ..models import find_codec_folder, load_codec, read_manifest, read_weights
 from ..nets import build_codec, build_network, compand
+from ..nets.compand import ENVELOPE_SCALE
 from . import common, loop
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class LatentTrainConfig:
     short_crops: float = 0.25           # share of batches trained on a shorter prefix of the clips
     augment: bool = True                # False: the latents are encoded once and cached
     compand: float = compand.DEFAULT_SCALE  # a new model's asinh latent transform scale (0: plain latent)
+    compand_envelope: float = ENVELOPE_SCALE  # the same for the codec's band-envelope channels
     categories: list[str] | None = None
     save_every: int = 250
     log_every: int = 25
@@ -99,17 +101,32 @@ def _codec_spec(config: LatentTrainConfig, run: Path, sample_rate: int, sample: 
     return {"type": codec_manifest["codec"]["type"], "model": name}
 
 
-def extend_compand(old: dict, spec: dict, run: Path, probe: torch.Tensor, sample_rate: int) -> dict:
+def compand_scales(codec: torch.nn.Module, scale: float, envelope_scale: float) -> float | list[float]:
+    """The asinh scale per latent channel: ``envelope_scale`` for the codec's band-envelope channels
+    (its last ones; see ``compand.ENVELOPE_SCALE`` for why they differ), ``scale`` for the rest."""
+    envelope = getattr(codec, "envelope_channels", 0)
+    if not envelope:
+        return scale
+    return [scale] * (codec.latent_channels - envelope) + [envelope_scale] * envelope
+
+
+def extend_compand(old: dict, spec: dict, run: Path, probe: torch.Tensor, sample_rate: int,
+                   envelope_scale: float) -> dict:
     """The latent transform for a model moved onto a codec whose latent starts with its old codec's
     channels and adds more (a codec with a new band envelope): the old channels keep their offset
     and scale, so the model's learned mapping still holds there; the new ones are fitted on ``probe``."""
     plain = load_codec({"codec": spec, "sample_rate": sample_rate, "channels": 2, "network": {}}, run / "model")
-    fitted = compand.fit(plain, probe.float(), old["scale"]).spec()
     kept = len(old["offset"])
-    if kept > len(fitted["offset"]):
+    if kept > plain.latent_channels:
         raise InvalidRequestError(f"the model's latent has {kept} channels but the new codec's only "
-                                  f"{len(fitted['offset'])}: fine-tuning can move a model onto a wider latent only")
-    return {"scale": old["scale"], "limit": max(old["limit"], fitted["limit"]),
+                                  f"{plain.latent_channels}: fine-tuning can move a model onto a wider latent only")
+    if kept == plain.latent_channels:
+        return old
+    old_scales = old["scale"] if isinstance(old["scale"], list) else [old["scale"]] * kept
+    wanted = compand_scales(plain, old_scales[-1], envelope_scale)
+    scales = old_scales + (wanted[kept:] if isinstance(wanted, list) else [wanted] * (plain.latent_channels - kept))
+    fitted = compand.fit(plain, probe.float(), scales).spec()
+    return {"scale": scales, "limit": max(old["limit"], fitted["limit"]),
             "offset": list(old["offset"]) + fitted["offset"][kept:], "std": list(old["std"]) + fitted["std"][kept:]}
 
 
@@ -203,7 +220,7 @@ def train_latent(config: LatentTrainConfig) -> Path:
             manifest["codec"] = _codec_spec(config, run, dataset.sample_rate, probe)
             if spec.get("compand"):
                 manifest["codec"]["compand"] = extend_compand(spec["compand"], manifest["codec"], run, probe,
-                                                            dataset.sample_rate)
+                                                            dataset.sample_rate, config.compand_envelope)
         elif "model" in spec:  # bring the init model's codec into the run, keeping its latent transform
             source = find_codec_folder(spec["model"], config.init)
             manifest["codec"] = _codec_spec(LatentTrainConfig(codec=str(source)), run, dataset.sample_rate, probe)
@@ -218,7 +235,8 @@ def train_latent(config: LatentTrainConfig) -> Path:
             if config.compand > 0:  # fit the latent transform once, on the training clips
                 plain = load_codec({"codec": spec, "sample_rate": dataset.sample_rate, "channels": 2, "network": {}},
                                    run / "model")
-                spec["compand"] = compand.fit(plain, probe.float(), config.compand).spec()
+                scales = compand_scales(plain, config.compand, config.compand_envelope)
+                spec["compand"] = compand.fit(plain, probe.float(), scales).spec()
         if trainer.place.world > 1:  # rank 0 copied the codec folder (or measured EnCodec's scale); share it
             box = [spec]
             torch.distributed.broadcast_object_list(box, src=0)
