@@ -105,6 +105,32 @@ def test_a_killed_run_leaves_the_last_good_checkpoint_and_resumes(tmp_path, wav_
     assert max(logged_before) >= state["step"]
 
 
+def test_ctrl_c_stops_after_the_current_step_and_saves_it(tmp_path, wav_folder):
+    """The first SIGINT: finish the step, save everything done (not just the last periodic save)."""
+    run = tmp_path / "run"
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "from tests.test_train_wave import tiny_config\n"
+            "from engine.train.wave import train_wave\n"
+            "from pathlib import Path\n"
+            "train_wave(tiny_config(Path(%r), Path(%r), steps=100000, save_every=1000))\n"
+            "print('returned')\n") % (str(ROOT), str(run), str(wav_folder))
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(losses(run) if (run / "log.csv").is_file() else []) < 3:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0 and "returned" in out, err[-2000:]
+    saved = read_manifest(run / "model")["training"]["steps"]
+    assert saved >= 3 and saved == torch.load(run / "train_state.pt", weights_only=False)["step"]  # none lost
+    load_model(run / "model")
+
+
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu_with_gloo(tmp_path, wav_folder):
     run = tmp_path / "ddp"

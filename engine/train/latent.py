@@ -17,6 +17,10 @@ into the run folder so ``run/model`` finds it beside itself, and the manifest re
 name: ``"codec": {"type": "autoencoder", "model": "codec"}``) or EnCodec (``--codec encodec``,
 weights from transformers, its arguments stored inline with the measured ``latent_scale``).
 The run folder is laid out like the waveform trainer's and resumes, logs and saves the same way.
+Fine-tuning (``--init``) keeps the model's own codec and latent transform; naming a codec as well
+moves the model onto it, and when that codec's latent is wider (a codec that gained a band
+envelope) the U-Net's stem and head grow (:func:`grow_into`) and the new channels' transform is
+fitted (:func:`extend_compand`), so a trained model need not start again.
 """
 
 from __future__ import annotations

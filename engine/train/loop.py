@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
@@ -149,14 +151,72 @@ def run_loop(trainer: Trainer, batch_losses: Callable[[torch.Generator], Losses]
     when distributed) and ``trainer.autocast()``.
     """
     config, place = trainer.config, trainer.place
-    generator = torch.Generator().manual_seed(config.seed * 1000 + place.rank + trainer.step)
-    log = None
-    sums: dict[str, float] = {}
-    started = window_start = time.time()
+    started = time.time()
     # counts the model's steps, so a resumed run's bar starts where it stopped
     progress = tqdm(initial=trainer.step, total=trainer.step + config.steps, desc=f"train {trainer.manifest['name']}",
                     disable=not place.main, unit="step")
     trainer.network.train()
+    with StopOnInterrupt() as stop:
+        _steps(trainer, batch_losses, progress, started, before_save, render, stop)
+    progress.close()
+    if stop.asked:
+        common.log.info("stopped on Ctrl-C at step %d and saved; run the same command again to resume", trainer.step)
+    if place.main:
+        _finish(trainer, started, before_save)
+    common.teardown_distributed()
+    return trainer.model_dir
+
+
+def _finish(trainer: Trainer, started: float, before_save) -> None:
+    """The session's record, a last save and the run's config.json."""
+    trainer.manifest["training"].setdefault("sessions", []).append(
+        dict(trainer.session, ended_step=trainer.step, minutes=round((time.time() - started) / 60, 2)))
+    save(trainer, before_save)
+    config = trainer.config
+    settings = asdict(config) if is_dataclass(config) else dict(vars(config))
+    (trainer.run / "config.json").write_text(json.dumps(settings, indent=2, default=str) + "\n")
+
+
+class StopOnInterrupt:
+    """While active, the first Ctrl-C (SIGINT) only asks the loop to stop after the step it is in,
+    so the last save holds every finished step and no half-applied optimizer update; a second
+    Ctrl-C interrupts at once (the last periodic save stands). Distributed processes agree on
+    stopping at the same step (an all-reduce of the flag), so none is left waiting in a collective."""
+
+    def __init__(self):
+        self.asked = False
+        self._previous = None
+
+    def __enter__(self) -> "StopOnInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._ask)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _ask(self, signum, frame) -> None:
+        self.asked = True
+        signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.default_int_handler)
+        common.log.warning("Ctrl-C: stopping after this step and saving (press again to stop at once)")
+
+    def should_stop(self, place, device: torch.device) -> bool:
+        if place.world == 1:
+            return self.asked
+        flag = torch.tensor([1.0 if self.asked else 0.0], device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
+
+def _steps(trainer: Trainer, batch_losses, progress, started: float, before_save, render,
+           stop: StopOnInterrupt) -> None:
+    """The optimisation steps of :func:`run_loop`, with logging, saves and renders."""
+    config, place = trainer.config, trainer.place
+    generator = torch.Generator().manual_seed(config.seed * 1000 + place.rank + trainer.step)
+    log = None
+    sums: dict[str, float] = {}
+    window_start = time.time()
     for _ in range(config.steps):
         if common.out_of_time(started, config.max_minutes):
             break
@@ -183,15 +243,8 @@ def run_loop(trainer: Trainer, batch_losses: Callable[[torch.Generator], Losses]
             save(trainer, before_save)
         if place.main and render is not None and config.render_every and trainer.step % config.render_every == 0:
             render(trainer.shipped, trainer.step)
-    progress.close()
-    if place.main:
-        trainer.manifest["training"].setdefault("sessions", []).append(
-            dict(trainer.session, ended_step=trainer.step, minutes=round((time.time() - started) / 60, 2)))
-        save(trainer, before_save)
-        settings = asdict(config) if is_dataclass(config) else dict(vars(config))
-        (trainer.run / "config.json").write_text(json.dumps(settings, indent=2, default=str) + "\n")
-    common.teardown_distributed()
-    return trainer.model_dir
+        if stop.should_stop(place, trainer.device):
+            break
 
 
 def render_samples(network, codec, manifest: dict, folder: Path, step: int, steps: int) -> None:
