@@ -592,9 +592,12 @@ def test_codec_evaluation_compares_reconstructions_with_the_real_floor(trained_c
 
 def test_a_codec_run_is_published_with_a_codec_card(trained_codec, tmp_path):
     from engine.train.publish import publish
-    folder = publish(trained_codec.parent, tmp_path / "codec")
+    figures = tmp_path / "eval.txt"
+    figures.write_text("frechet_ratio_holdout: 1.1\n")
+    folder = publish(trained_codec.parent, tmp_path / "codec", figures)
     card = (folder / "MODEL_CARD.md").read_text()
     assert "Kind: `codec`" in card and "latent frames per second" in card
+    assert "Measured with `python -m engine.eval.codec`" in card and "frechet_ratio_holdout: 1.1" in card
     assert (folder / "training_log.csv").is_file()
     assert read_manifest(folder) == read_manifest(trained_codec)
 

@@ -130,7 +130,8 @@ def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str |
         atomic_write(destination / "training_log.csv", lambda tmp: shutil.copyfile(run_dir / "log.csv", tmp))
     evaluation = Path(evaluation_file).read_text() if evaluation_file else None
     if evaluation:
-        evaluation = "Measured with `python -m engine eval`:\n\n```\n" + evaluation.strip() + "\n```"
+        command = "python -m engine.eval.codec" if manifest.get("kind") == "codec" else "python -m engine eval"
+        evaluation = f"Measured with `{command}`:\n\n```\n" + evaluation.strip() + "\n```"
     status = Path(status_file).read_text() if status_file else None
     card = model_card(manifest, _log_summary(run_dir / "log.csv"), evaluation, checkpoint_id(destination), status)
     atomic_write(destination / "MODEL_CARD.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
