@@ -99,6 +99,10 @@ class Classifier:
             return float("nan")
         return float((self.predict(feats) == labels.to(torch.long)).float().mean())
 
+    def own_labels(self, label_names, labels: torch.Tensor) -> torch.Tensor:
+        """``labels`` that index ``label_names`` (a data set's) as indices into this classifier's names."""
+        return torch.tensor([self.label_names.index(label_names[i]) for i in labels.tolist()], dtype=torch.long)
+
     def recall(self, feats: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         """Per class: the share of its clips classified as it (nan for a class with no clips)."""
         predicted, labels = self.predict(feats), labels.to(torch.long)
@@ -189,7 +193,7 @@ def load_or_train(root: str | Path = DATA_ROOT, cache_dir: str | Path | None = D
     x, y = dataset_features(train)
     classifier = train_classifier(x, y, train.label_names, settings)
     hx, hy = dataset_features(holdout)
-    hy = torch.tensor([classifier.label_names.index(holdout.label_names[i]) for i in hy.tolist()])
+    hy = classifier.own_labels(holdout.label_names, hy)
     classifier.info.update(key=key, holdout_accuracy=classifier.accuracy(hx, hy),
                            holdout_recall=classifier.recall(hx, hy),
                            train_clips=len(train), holdout_clips=len(holdout))

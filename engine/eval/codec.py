@@ -96,7 +96,7 @@ def evaluate_codec(codec_folder: str | Path, data_root: str | Path, clips: int |
     if classify:
         with torch.enable_grad():  # a classifier that is not cached yet is trained here
             classifier = load_or_train(data_root, cache_dir)
-        labels = torch.tensor([classifier.label_names.index(holdout.label_names[i]) for i in holdout_labels.tolist()])
+        labels = classifier.own_labels(holdout.label_names, holdout_labels)
         for name, audio in (("recall_holdout", "holdout"), ("recall_holdout_rebuilt", "holdout_rebuilt")):
             for category, share in classifier.recall(feats[audio], labels).items():
                 results[f"{category}.{name}"] = share

@@ -127,8 +127,9 @@ def extend_compand(old: dict, spec: dict, run: Path, probe: torch.Tensor, sample
     if kept == plain.latent_channels:
         return old
     old_scales = old["scale"] if isinstance(old["scale"], list) else [old["scale"]] * kept
-    wanted = compand_scales(plain, old_scales[-1], envelope_scale)
-    scales = old_scales + (wanted[kept:] if isinstance(wanted, list) else [wanted] * (plain.latent_channels - kept))
+    envelope_start = plain.latent_channels - getattr(plain, "envelope_channels", 0)
+    scales = old_scales + [envelope_scale if i >= envelope_start else old_scales[-1]
+                           for i in range(kept, plain.latent_channels)]
     fitted = compand.fit(plain, probe.float(), scales).spec()
     return {"scale": scales, "limit": max(old["limit"], fitted["limit"]),
             "offset": list(old["offset"]) + fitted["offset"][kept:], "std": list(old["std"]) + fitted["std"][kept:]}

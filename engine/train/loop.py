@@ -159,10 +159,10 @@ def run_loop(trainer: Trainer, batch_losses: Callable[[torch.Generator], Losses]
     with StopOnInterrupt(active=place.world == 1) as stop:
         _steps(trainer, batch_losses, progress, started, before_save, render, stop)
     progress.close()
-    if stop.asked:
-        common.log.info("stopped on Ctrl-C at step %d and saved; run the same command again to resume", trainer.step)
     if place.main:
         _finish(trainer, started, before_save)
+    if stop.asked:
+        common.log.info("stopped on Ctrl-C at step %d and saved; run the same command again to resume", trainer.step)
     common.teardown_distributed()
     return trainer.model_dir
 
