@@ -188,6 +188,16 @@ def test_the_low_bypass_passes_the_pitched_low_end_through_exactly(trained_codec
         AudioAutoencoder(**TINY_CODEC, low_bypass=5)
 
 
+def test_channel_groups_name_every_latent_channel_once_in_order():
+    codec = AudioAutoencoder(**TINY_CODEC, low_bypass=1, band_envelope=True)
+    groups = codec.channel_groups()
+    assert list(groups) == ["learned", "bypass", "envelope"]
+    covered = [i for part in groups.values() for i in range(codec.latent_channels)[part]]
+    assert covered == list(range(codec.latent_channels))
+    assert len(range(codec.latent_channels)[groups["envelope"]]) == codec.envelope_channels
+    assert list(AudioAutoencoder(**TINY_CODEC).channel_groups()) == ["learned"]
+
+
 def test_the_band_envelope_gives_the_decoder_each_bands_loudness_over_time(trained_codec, clips):
     """Bands above band 0 come back with the input's energy per latent frame, silence stays silent,
     and a codec trained without the envelope takes it on with no new weights."""
@@ -552,7 +562,9 @@ def test_the_experiment_commands_of_docs_latent_run_on_a_tiny_model(latent_model
 
     model = str(latent_models / "latent")
     loss = rows("val-loss", "--models", model, "--data", str(wav_folder), "--clips", "4")
-    assert loss[0] == ["model", "parameters", "steps_trained", "val_loss"] and float(loss[1][3]) > 0
+    assert loss[0] == ["model", "parameters", "steps_trained", "val_loss",
+                       "val_loss_learned", "val_loss_bypass", "val_loss_envelope"]
+    assert float(loss[1][3]) > 0 and float(loss[1][4]) > 0  # the tiny codec has learned channels at least
     quality = rows("steps", "--model", model, "--steps", "2", "4", "--samplers", "iadb", "--count", "4",
                    "--length", "0.1", "--data", str(wav_folder), "--label", "kick")
     assert [r[:2] for r in quality[1:]] == [["iadb", "2"], ["iadb", "4"]] and float(quality[1][3]) >= 0

@@ -3,7 +3,8 @@
 ``python -m engine.eval.latent_experiments {val-loss,steps,interpolation,inversion} --help``
 
 - ``val-loss``: held-out alpha-blending loss (fixed noise, fixed alpha grid) of several models,
-  with their parameter counts: validation loss vs model size.
+  with their parameter counts: validation loss vs model size; also per channel group of an
+  in-house codec's latent (learned, bypass, envelope), which shows a kind of channel not learned.
 - ``steps``: for each sampler and step count, seconds per sound and (with ``--data``) the
   Fréchet distance of generated sounds' features to the held-out clips: quality vs steps.
 - ``interpolation``: slerp between two seeds' noises in ``--points`` steps; the MR-STFT distance
@@ -30,7 +31,7 @@ from ..models import load_model
 from ..sampling import invert_latent, sample_latent, samplers_for
 from ..seeds import noise, slerp
 from ..studio import latent_plan
-from ..train.latent import validation_loss
+from ..train.latent import channel_losses
 from ..train.losses import MultiResolutionSTFTLoss
 
 
@@ -61,15 +62,21 @@ def _model_labels(model, dataset: DrumDataset, labels: torch.Tensor) -> torch.Te
                          for i in labels]).to(model.device)
 
 
+CHANNEL_GROUPS = ("learned", "bypass", "envelope")  # an in-house codec's latent, in order (channel_groups)
+
+
 def val_loss(args, out) -> None:
-    out.writerow(["model", "parameters", "steps_trained", "val_loss"])
+    out.writerow(["model", "parameters", "steps_trained", "val_loss", *(f"val_loss_{g}" for g in CHANNEL_GROUPS)])
     for folder in args.models:
         model = load_model(folder, args.device)
         dataset = held_out(args.data, model.manifest["length"])
         audio, labels = _audio(dataset, args.clips, model.manifest["length"])
-        loss = validation_loss(model.network, _latents(model, audio), _model_labels(model, dataset, labels))
+        losses = channel_losses(model.network, _latents(model, audio), _model_labels(model, dataset, labels))
+        groups = model.codec.channel_groups() if hasattr(model.codec, "channel_groups") else {}
+        per_group = [f"{float(losses[groups[g]].mean()):.5f}" if g in groups else "" for g in CHANNEL_GROUPS]
         params = sum(p.numel() for p in model.network.parameters())
-        out.writerow([folder, params, model.manifest.get("training", {}).get("steps", 0), f"{loss:.5f}"])
+        out.writerow([folder, params, model.manifest.get("training", {}).get("steps", 0),
+                      f"{float(losses.mean()):.5f}", *per_group])
 
 
 def steps(args, out) -> None:

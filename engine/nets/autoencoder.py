@@ -186,6 +186,15 @@ class AudioAutoencoder(ScaledLatentCodec):
     def envelope_channels(self) -> int:
         return self.bands - 1 if self.band_envelope else 0
 
+    def channel_groups(self) -> dict[str, slice]:
+        """Which latent channels are learned, bypassed low sub-bands and band envelopes (in that
+        order; empty groups left out): a diffusion model's loss read per group shows which kind of
+        channel it has not learned yet (``latent_experiments val-loss``)."""
+        exact_end = self._latent_channels + self.channels * self.low_bypass
+        groups = {"learned": slice(0, self._latent_channels), "bypass": slice(self._latent_channels, exact_end),
+                  "envelope": slice(exact_end, self.latent_channels)}
+        return {name: part for name, part in groups.items() if part.stop > part.start}
+
     def _band_rms(self, bands: torch.Tensor) -> torch.Tensor:
         """(B, C*bands, F) PQMF bands -> (B, bands - 1, F / sub_bands): RMS of bands 1.. per latent frame, mono."""
         grouped = bands.reshape(bands.shape[0], self.channels, self.bands, -1, self.sub_bands)[:, :, 1:]

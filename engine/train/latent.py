@@ -196,17 +196,26 @@ def blend_batch(latent: torch.Tensor, generator: torch.Generator) -> tuple[torch
 
 
 @torch.no_grad()
-def validation_loss(network: torch.nn.Module, latent: torch.Tensor, labels: torch.Tensor | None,
-                    points: int = 8, seed: int = 0) -> float:
-    """The blending loss on fixed latents, fixed noise and a fixed grid of alphas (a fresh net: ~2)."""
+def channel_losses(network: torch.nn.Module, latent: torch.Tensor, labels: torch.Tensor | None,
+                   points: int = 8, seed: int = 0) -> torch.Tensor:
+    """``(C,)``: the blending loss of each latent channel on fixed latents, fixed noise and a fixed
+    grid of alphas. Read per channel group it shows a kind of channel the model has not learned
+    (session 5: a model moved onto the band-envelope codec still left its envelope channels at
+    ~0.85 after 9700 steps, against 0.2-0.3 for the learned ones, and sampled them as noise)."""
     generator = torch.Generator().manual_seed(seed)
-    total = 0.0
+    total = torch.zeros(latent.shape[1])
     for a_value in torch.linspace(0.05, 0.95, points):
         eps = torch.randn(latent.shape, generator=generator).to(latent.device)
         alpha = torch.full((latent.shape[0],), float(a_value), device=latent.device)
         prediction = network((1 - a_value) * eps + a_value * latent, alpha, labels)
-        total += F.mse_loss(prediction.float(), latent - eps).item()
+        total += (prediction.float() - (latent - eps)).pow(2).mean(dim=(0, 2)).cpu()
     return total / points
+
+
+def validation_loss(network: torch.nn.Module, latent: torch.Tensor, labels: torch.Tensor | None,
+                    points: int = 8, seed: int = 0) -> float:
+    """The blending loss over all channels (a fresh net: ~2); see :func:`channel_losses`."""
+    return float(channel_losses(network, latent, labels, points, seed).mean())
 
 
 def train_latent(config: LatentTrainConfig) -> Path:
