@@ -136,6 +136,8 @@ def parser() -> argparse.ArgumentParser:
                     help="latent: scale of a new model's asinh latent transform (default 0.01; 0: the plain latent)")
     tr.add_argument("--compand-envelope", type=float,
                     help="latent: the same scale for the codec's band-envelope channels (default 1e-4)")
+    tr.add_argument("--input-skip", dest="input_skip", action="store_const", const=True,
+                    help="latent: give the U-Net a per-channel input skip (a new model, or added to --init's)")
     tr.add_argument("--batch", type=int)
     tr.add_argument("--lr", type=float)
     tr.add_argument("--save-every", type=int)

@@ -491,6 +491,28 @@ def test_fine_tuning_moves_a_latent_model_onto_a_codec_with_more_channels(tmp_pa
                                           codec=str(trained_codec), steps=0)))
 
 
+def test_fine_tuning_adds_an_input_skip_that_starts_as_nothing_and_then_trains(tmp_path, wav_folder, trained_codec):
+    """--input-skip with --init: the model gains a per-channel skip from its input to its output,
+    predicted from the embedding; it starts at zero (same predictions) and training moves it."""
+    settings = dict(data=str(wav_folder), codec=str(trained_codec), length=LENGTH, batch=4, warmup=1,
+                    log_every=1, save_every=10, render_every=0, augment=False, device="cpu",
+                    network=dict(TINY_LATENT_NET))
+    old = train_latent(LatentTrainConfig(run=str(tmp_path / "old"), steps=2, **settings))
+    added = train_latent(LatentTrainConfig(**dict(settings, codec=None, run=str(tmp_path / "skip"), init=str(old),
+                                                  input_skip=True, steps=0)))
+    assert read_manifest(added)["network"]["args"]["input_skip"] is True
+    old_model, new_model = load_model(old), load_model(added)
+    x = torch.randn(2, old_model.codec.latent_channels, 16)
+    alpha, labels = torch.tensor([0.2, 0.9]), torch.tensor([0, 1])
+    with torch.no_grad():
+        torch.testing.assert_close(new_model.network(x, alpha, labels), old_model.network(x, alpha, labels))
+    trained = train_latent(LatentTrainConfig(**dict(settings, codec=None, run=str(tmp_path / "skip"), steps=3)))
+    skip = load_model(trained).network.input_skip
+    assert float(skip.weight.detach().abs().sum() + skip.bias.detach().abs().sum()) > 0
+    fresh = build_network({"type": "unet1d", "args": dict(TINY_LATENT_NET, in_channels=8, num_labels=2)})
+    assert fresh.input_skip is None  # off unless asked for: older manifests build the network they were saved with
+
+
 @pytest.mark.slow
 def test_cli_trains_a_codec_and_a_latent_model_then_generates_a_length(tmp_path):
     wavs = make_wav_folder(tmp_path / "wavs", per_class=2)

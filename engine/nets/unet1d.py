@@ -137,7 +137,8 @@ class UNet1d(nn.Module):
                  num_labels: int = 0,             # 0 = unconditional
                  dropout: float = 0.0,            # dropout inside residual blocks
                  pos_dim: int = 0,                # sinusoidal channels of absolute time (0: none)
-                 frame_rate: float = 1.0):        # latent frames per second (positions are in seconds)
+                 frame_rate: float = 1.0,         # latent frames per second (positions are in seconds)
+                 input_skip: bool = False):       # per-channel gain on the input added to the output
         super().__init__()
         assert len(widths) == len(blocks) == len(attention) == len(factors) + 1
         self.num_labels, self.emb_dim = num_labels, emb_dim
@@ -167,6 +168,17 @@ class UNet1d(nn.Module):
         self.head = nn.Sequential(group_norm(widths[0]), nn.SiLU(), nn.Conv1d(widths[0], in_channels, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
+        # The input skip: out += g(emb) * x, one gain per channel from the time/label embedding.
+        # Why: where a channel is silent the blending target is -x / (1 - alpha), a pure pass-through
+        # of the input that the U-Net must otherwise build through all its levels; a latent model
+        # failed to build it for a codec's 15 band-envelope channels (after 9700 steps it followed
+        # the noise there with a slope of 0.2 instead of 1, and sampled those channels as noise:
+        # 5x too loud, hiss in the tails; docs/design-notes.md, session 5). Zero at the start, so
+        # adding it to a trained model changes nothing until training uses it.
+        self.input_skip = nn.Linear(emb_dim, in_channels) if input_skip else None
+        if self.input_skip is not None:
+            nn.init.zeros_(self.input_skip.weight)
+            nn.init.zeros_(self.input_skip.bias)
 
     def embed(self, t: torch.Tensor, label: torch.Tensor | None) -> torch.Tensor:
         emb = self.time_mlp(fourier_embedding(t, self.emb_dim))
@@ -194,4 +206,7 @@ class UNet1d(nn.Module):
             h = level(torch.cat([h, skips.pop()], dim=1), emb)
             if i < len(self.upsamplers):
                 h = self.upsamplers[i](h)
-        return self.head(h)
+        out = self.head(h)
+        if self.input_skip is not None:
+            out = out + self.input_skip(emb)[:, :, None] * x
+        return out

@@ -67,6 +67,8 @@ class LatentTrainConfig:
     augment: bool = True                # False: the latents are encoded once and cached
     compand: float = compand.DEFAULT_SCALE  # a new model's asinh latent transform scale (0: plain latent)
     compand_envelope: float = ENVELOPE_SCALE  # the same for the codec's band-envelope channels
+    input_skip: bool | None = None      # True: the U-Net gets an input skip (unet1d.py says why); with
+                                        # --init it is added to the init model (zero: nothing changes at first)
     categories: list[str] | None = None
     save_every: int = 250
     log_every: int = 25
@@ -135,17 +137,23 @@ def extend_compand(old: dict, spec: dict, run: Path, probe: torch.Tensor, sample
             "offset": list(old["offset"]) + fitted["offset"][kept:], "std": list(old["std"]) + fitted["std"][kept:]}
 
 
+ADDABLE = ("input_skip.",)  # parameters an init model may lack: they start at zero, changing nothing
+
+
 def grow_into(network: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load ``state`` into ``network`` whose latent has more channels than the state was trained on.
+    """Load ``state`` into ``network`` whose latent has more channels than the state was trained on
+    (or that adds an input skip the state lacks, which keeps its zero start).
 
     A tensor that is smaller than the network's along some dimensions is copied into the leading
     slice; the rest keeps the network's fresh initialisation, except new *input* columns of the
     stem (dimension 1 of its weight), which are zeroed so the grown network computes exactly what
-    the old one did until training teaches it to read the new channels.
+    the old one did until training teaches it to read the new channels. (Measured in session 5:
+    the new channels are then learned slowly; an input skip helps, see unet1d.py.)
     """
     own = network.state_dict()
-    if set(own) - set(state):
-        raise InvalidRequestError(f"the init weights lack {sorted(set(own) - set(state))[:3]}: not the same network")
+    lacking = {name for name in set(own) - set(state) if not name.startswith(ADDABLE)}
+    if lacking:
+        raise InvalidRequestError(f"the init weights lack {sorted(lacking)[:3]}: not the same network")
     for name, value in state.items():
         if name not in own:
             raise InvalidRequestError(f"the init weights have {name}, which the network lacks")
@@ -165,6 +173,8 @@ def grow_into(network: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
 def new_manifest(config: LatentTrainConfig, labels: list[str], codec_spec: dict, latent_channels: int,
                  length: int, sample_rate: int) -> dict:
     network_args = dict(config.network, in_channels=latent_channels, num_labels=len(labels), pos_dim=32)
+    if config.input_skip is not None:
+        network_args["input_skip"] = bool(config.input_skip)
     network_args["attention"] = [False] * len(network_args["widths"])  # fully convolutional: any length
     return {
         "format": 1,
@@ -229,6 +239,8 @@ def train_latent(config: LatentTrainConfig) -> Path:
     def adapt_init(_: loop.Trainer, manifest: dict) -> dict:
         if manifest.get("objective") != "blend":
             raise InvalidRequestError(f"{config.init} is not an alpha-blending latent model")
+        if config.input_skip:
+            manifest["network"]["args"]["input_skip"] = True
         spec = manifest["codec"]
         if config.codec is not None and config.codec != "encodec":  # move the model onto another codec
             manifest["codec"] = _codec_spec(config, run, dataset.sample_rate, probe)
