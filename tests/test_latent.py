@@ -433,6 +433,7 @@ def test_latent_training_lowers_the_blend_loss_and_resumes(tmp_path, wav_folder,
     assert manifest["codec"] == {"type": "autoencoder", "model": "codec"} and (run / "codec" / "manifest.json").is_file()
     assert manifest["network"]["args"]["attention"] == [False, False]  # always fully convolutional
     assert manifest["network"]["args"]["in_channels"] == 8 and {"kick", "hat"} <= set(manifest["labels"])
+    assert manifest["network"]["args"]["input_skip"] is True  # a new model gets the input skip
     model = load_model(folder)  # finds run/codec beside run/model
     assert isinstance(model.codec, CompandedCodec) and model.codec.hop == model.codec.codec.hop
     data = DrumDataset.from_folder(wav_folder, length=LENGTH, progress=False)
@@ -497,7 +498,8 @@ def test_fine_tuning_adds_an_input_skip_that_starts_as_nothing_and_then_trains(t
     settings = dict(data=str(wav_folder), codec=str(trained_codec), length=LENGTH, batch=4, warmup=1,
                     log_every=1, save_every=10, render_every=0, augment=False, device="cpu",
                     network=dict(TINY_LATENT_NET))
-    old = train_latent(LatentTrainConfig(run=str(tmp_path / "old"), steps=2, **settings))
+    old = train_latent(LatentTrainConfig(run=str(tmp_path / "old"), steps=2, input_skip=False, **settings))
+    assert load_model(old).network.input_skip is None
     added = train_latent(LatentTrainConfig(**dict(settings, codec=None, run=str(tmp_path / "skip"), init=str(old),
                                                   input_skip=True, steps=0)))
     assert read_manifest(added)["network"]["args"]["input_skip"] is True

@@ -67,8 +67,8 @@ class LatentTrainConfig:
     augment: bool = True                # False: the latents are encoded once and cached
     compand: float = compand.DEFAULT_SCALE  # a new model's asinh latent transform scale (0: plain latent)
     compand_envelope: float = ENVELOPE_SCALE  # the same for the codec's band-envelope channels
-    input_skip: bool | None = None      # True: the U-Net gets an input skip (unet1d.py says why); with
-                                        # --init it is added to the init model (zero: nothing changes at first)
+    input_skip: bool | None = None      # the U-Net's input skip (unet1d.py says why): a new model has it
+                                        # unless False; True with --init adds it (zero: nothing changes at first)
     categories: list[str] | None = None
     save_every: int = 250
     log_every: int = 25
@@ -173,8 +173,10 @@ def grow_into(network: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
 def new_manifest(config: LatentTrainConfig, labels: list[str], codec_spec: dict, latent_channels: int,
                  length: int, sample_rate: int) -> dict:
     network_args = dict(config.network, in_channels=latent_channels, num_labels=len(labels), pos_dim=32)
-    if config.input_skip is not None:
-        network_args["input_skip"] = bool(config.input_skip)
+    # a new model gets the input skip unless told otherwise (session 5: without it a model left the
+    # codec's envelope channels as noise; with it the training loss fell from 0.67 to 0.50 in 800 steps)
+    network_args["input_skip"] = bool(network_args.get("input_skip", True) if config.input_skip is None
+                                      else config.input_skip)
     network_args["attention"] = [False] * len(network_args["widths"])  # fully convolutional: any length
     return {
         "format": 1,
