@@ -144,10 +144,20 @@ def test_the_companded_latent_is_unit_variance_per_channel_silence_is_zero_and_i
         burst = transform.decode(torch.full_like(companded, 1e4))
         assert torch.isfinite(burst).all()
         assert torch.allclose(burst, transform.decode(torch.full_like(companded, transform.limit)))
+        # each channel's own range holds every training value, and a little more (RANGE_MARGIN in raw terms)
+        low, high = transform.low, transform.high
+        assert transform.ranged and (companded >= low).all() and (companded <= high).all()
+        assert (high > companded.amax(dim=(0, 2))[None, :, None]).all()
+        wild = companded.clone()
+        wild[:, :, 10] = 1e3  # one stray frame in every channel decodes as the top of each channel's range
+        assert torch.allclose(transform.expand(wild)[:, :, 10], transform.expand(high.expand_as(wild))[:, :, 10])
     # the manifest entry rebuilds the same transform; no entry leaves the codec as it is
     rebuilt = wrap_compander(codec, transform.spec())
     with torch.no_grad():
         assert torch.allclose(rebuilt.encode(clips), companded, atol=1e-3)
+        assert rebuilt.ranged and torch.allclose(rebuilt.high, transform.high, atol=1e-4)
+    older = {k: v for k, v in transform.spec().items() if k not in ("low", "high")}  # a manifest from before ranges
+    assert not wrap_compander(codec, older).ranged
     assert wrap_compander(codec, None) is codec
     with pytest.raises(ValueError, match="channels"):
         wrap_compander(codec, dict(transform.spec(), std=[1.0] * 3))
@@ -473,7 +483,7 @@ def test_fine_tuning_moves_a_latent_model_onto_a_codec_with_more_channels(tmp_pa
     kept = len(before["codec"]["compand"]["offset"])
     assert after["codec"]["compand"]["offset"][:kept] == before["codec"]["compand"]["offset"]
     assert after["codec"]["compand"]["std"][:kept] == before["codec"]["compand"]["std"]
-    assert len(after["codec"]["compand"]["std"]) == kept + extra
+    assert len(after["codec"]["compand"]["std"]) == kept + extra == len(after["codec"]["compand"]["high"])
     assert after["codec"]["compand"]["scale"] == [before["codec"]["compand"]["scale"]] * kept + [1e-4] * extra
     old_model, new_model = load_model(old), load_model(moved)
     assert new_model.codec.latent_channels == kept + extra
@@ -500,9 +510,14 @@ def test_fine_tuning_adds_an_input_skip_that_starts_as_nothing_and_then_trains(t
                     network=dict(TINY_LATENT_NET))
     old = train_latent(LatentTrainConfig(run=str(tmp_path / "old"), steps=2, input_skip=False, **settings))
     assert load_model(old).network.input_skip is None
+    manifest = read_manifest(old)  # as saved before per-channel ranges: fine-tuning measures them
+    manifest["codec"]["compand"] = {k: v for k, v in manifest["codec"]["compand"].items() if k not in ("low", "high")}
+    (old / "manifest.json").write_text(json.dumps(manifest))
     added = train_latent(LatentTrainConfig(**dict(settings, codec=None, run=str(tmp_path / "skip"), init=str(old),
                                                   input_skip=True, steps=0)))
     assert read_manifest(added)["network"]["args"]["input_skip"] is True
+    ranges = read_manifest(added)["codec"]["compand"]
+    assert len(ranges["low"]) == len(ranges["high"]) == len(ranges["std"])
     old_model, new_model = load_model(old), load_model(added)
     x = torch.randn(2, old_model.codec.latent_channels, 16)
     alpha, labels = torch.tensor([0.2, 0.9]), torch.tensor([0, 1])

@@ -133,8 +133,9 @@ def extend_compand(old: dict, spec: dict, run: Path, probe: torch.Tensor, sample
     scales = old_scales + [envelope_scale if i >= envelope_start else old_scales[-1]
                            for i in range(kept, plain.latent_channels)]
     fitted = compand.fit(plain, probe.float(), scales).spec()
-    return {"scale": scales, "limit": max(old["limit"], fitted["limit"]),
-            "offset": list(old["offset"]) + fitted["offset"][kept:], "std": list(old["std"]) + fitted["std"][kept:]}
+    merged = {"scale": scales, "limit": max(old["limit"], fitted["limit"]),
+              "offset": list(old["offset"]) + fitted["offset"][kept:], "std": list(old["std"]) + fitted["std"][kept:]}
+    return compand.wrap(plain, merged).with_ranges(probe.float()).spec()
 
 
 ADDABLE = ("input_skip.",)  # parameters an init model may lack: they start at zero, changing nothing
@@ -278,6 +279,10 @@ def train_latent(config: LatentTrainConfig) -> Path:
                                   f"but the data set has {dataset.length} at {dataset.sample_rate} Hz")
     codec_probe = dict(manifest, network={})  # the channel check is done below, once the count is known
     codec = load_codec(codec_probe, trainer.model_dir).to(device).eval().requires_grad_(False)
+    if isinstance(codec, compand.CompandedCodec) and not codec.ranged:  # a model from before per-channel ranges
+        codec = codec.with_ranges(probe.float().to(device)).requires_grad_(False)
+        manifest["codec"]["compand"] = codec.spec()
+        common.log.info("measured the latent's per-channel ranges on %d clips (decode clamps to them)", len(probe))
     frames = codec.latent_length(dataset.length)
     args = manifest["network"]["args"]
     args["in_channels"] = codec.latent_channels
