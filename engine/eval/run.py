@@ -108,6 +108,7 @@ class _Space:
         return (self.standard(feats) - self.pca_mean) @ self.basis
 
 
+@torch.no_grad()  # the codec's decode would otherwise build an autograd graph for every batch
 def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, seed: int = 0,
                    steps: int | None = None, guidance: float | None = None, sampler: str | None = None,
                    batch: int = 16, progress: bool = False) -> torch.Tensor:
