@@ -134,8 +134,11 @@ def test_unknown_model_and_missing_gpu_are_clear_errors(studio, tiny_models):
 
 
 def test_finish_never_clips_and_refuses_nan():
-    loud = torch.randn(2, 2, 4410) * 3
+    loud = torch.randn(2, 2, 4410, generator=torch.Generator().manual_seed(0)) * 3
     out = finish(loud, 44100)
-    assert out.abs().max() <= 0.999 and out[..., -1].abs().max() == 0
+    # scaled to 0.999 of full scale (float32 may land one rounding step above it), never clipped: shape kept
+    assert 0.998 < out.abs().max() <= 0.999 * (1 + 1e-6) and out[..., -1].abs().max() == 0
+    first = loud[0, :, :4000] / loud[0].abs().max()
+    torch.testing.assert_close(out[0, :, :4000] / out[0].abs().max(), first)
     with pytest.raises(StudioError, match="NaN"):
         finish(torch.full((1, 2, 100), float("nan")), 44100)
