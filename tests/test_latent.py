@@ -524,6 +524,9 @@ def test_fine_tuning_adds_an_input_skip_that_starts_as_nothing_and_then_trains(t
     with torch.no_grad():
         torch.testing.assert_close(new_model.network(x, alpha, labels), old_model.network(x, alpha, labels))
     trained = train_latent(LatentTrainConfig(**dict(settings, codec=None, run=str(tmp_path / "skip"), steps=3)))
+    from engine.train.publish import publish
+    card = (publish(tmp_path / "skip", tmp_path / "published") / "MODEL_CARD.md").read_text()
+    assert "without augmentation" in card and "the studio names it `latent-drums`" in card  # augment=False run
     skip = load_model(trained).network.input_skip
     assert float(skip.weight.detach().abs().sum() + skip.bias.detach().abs().sum()) > 0
     fresh = build_network({"type": "unet1d", "args": dict(TINY_LATENT_NET, in_channels=8, num_labels=2)})

@@ -135,7 +135,8 @@ def train_codec(config: CodecTrainConfig) -> Path:
     if manifest["sample_rate"] != dataset.sample_rate:
         raise InvalidRequestError(f"the codec expects {manifest['sample_rate']} Hz but the data set has "
                                   f"{dataset.sample_rate} Hz")
-    network = build_codec(manifest["codec"])
+    with common.seeded(config.seed):
+        network = build_codec(manifest["codec"])
     segment = max(network.hop, min(config.segment, dataset.length) // network.hop * network.hop)
     loop.prepare(trainer, network, betas=(0.8, 0.99))
     trainer.session["segment"] = segment

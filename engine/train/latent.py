@@ -288,7 +288,8 @@ def train_latent(config: LatentTrainConfig) -> Path:
     args["in_channels"] = codec.latent_channels
     if args.get("pos_dim"):  # positions in seconds: latent frames per second of this codec
         args.setdefault("frame_rate", frames * dataset.sample_rate / dataset.length)
-    network = build_network(manifest["network"])
+    with common.seeded(config.seed):
+        network = build_network(manifest["network"])
     if frames % network.hop:
         raise InvalidRequestError(f"{dataset.length} samples make {frames} latent frames, not a multiple of the "
                                   f"network's hop {network.hop}; build the data with a --length that is a multiple "

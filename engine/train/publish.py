@@ -9,6 +9,7 @@ printed. The card is generated so that it never disagrees with the manifest it s
 from __future__ import annotations
 
 import csv
+import json
 import math
 import shutil
 from pathlib import Path
@@ -36,7 +37,7 @@ def _status_section(status: str | None) -> str:
 
 
 def model_card(manifest: dict, log_summary: str, evaluation: str | None, weights_id: str,
-               status: str | None = None) -> str:
+               status: str | None = None, augmented: bool = True) -> str:
     training = manifest.get("training", {})
     if manifest.get("kind") == "codec":
         return codec_card(manifest, log_summary, evaluation, weights_id, status)
@@ -45,7 +46,9 @@ def model_card(manifest: dict, log_summary: str, evaluation: str | None, weights
         f"- steps {s.get('started_step')} -> {s.get('ended_step')} on {s.get('device')} x{s.get('world', 1)}, "
         f"batch {s.get('batch', '?')}" + (f", {s['minutes']} min" if "minutes" in s else "")
         + (f": {s['note']}" if s.get("note") else "") for s in training.get("sessions", [])) or "- (none recorded)"
-    aliases = ", ".join(f"`{a}`" for a in manifest.get("aliases", {})) or "none"
+    aliases = ", ".join(f"`{a}`" for a in manifest.get("aliases", {})) or f"`{manifest['name']}`"
+    augmentation = ("with gain, pitch, time, polarity and stereo augmentation" if augmented
+                    else "without augmentation (the run's config.json: augment false)")
     return f"""# {manifest['name']}
 
 {manifest.get('description', '')}
@@ -60,8 +63,8 @@ def model_card(manifest: dict, log_summary: str, evaluation: str | None, weights
 
 ## Training data
 Debian's `hydrogen-drumkits` and `hydrogen-data` drum kits only, rebuilt by
-`scripts/build_drum_dataset.py` (whole kits held out for evaluation), with gain, pitch, time,
-polarity and stereo augmentation. Data set: `{training.get('data')}`.
+`scripts/build_drum_dataset.py` (whole kits held out for evaluation), {augmentation}.
+Data set: `{training.get('data')}`.
 
 ## Training
 {training.get('steps', 0)} steps, {training.get('examples', 0)} examples seen.
@@ -133,6 +136,9 @@ def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str |
         command = "python -m engine.eval.codec" if manifest.get("kind") == "codec" else "python -m engine eval"
         evaluation = f"Measured with `{command}`:\n\n```\n" + evaluation.strip() + "\n```"
     status = Path(status_file).read_text() if status_file else None
-    card = model_card(manifest, _log_summary(run_dir / "log.csv"), evaluation, checkpoint_id(destination), status)
+    config = run_dir / "config.json"  # the run's last settings: was it trained with augmentation?
+    augmented = bool(json.loads(config.read_text()).get("augment", True)) if config.is_file() else True
+    card = model_card(manifest, _log_summary(run_dir / "log.csv"), evaluation, checkpoint_id(destination), status,
+                      augmented)
     atomic_write(destination / "MODEL_CARD.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
     return destination

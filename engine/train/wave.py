@@ -169,7 +169,9 @@ def train_wave(config: WaveTrainConfig) -> Path:
         codec = build_codec(manifest["codec"])
         fit_codec_prior(codec, dataset, manifest["labels"])
     codec = trainer.codec = codec.to(trainer.device)
-    loop.prepare(trainer, build_network(manifest["network"]))
+    with common.seeded(config.seed):
+        network = build_network(manifest["network"])
+    loop.prepare(trainer, network)
     band_weights = loss_band_weights(codec, config.band_weight_power).to(trainer.device)
     null = trainer.network.num_labels
     label_map = common.label_map(dataset.label_names, manifest["labels"], null)
