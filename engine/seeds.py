@@ -2,10 +2,13 @@
 
 The noise for a seed is always drawn on the CPU with its own ``torch.Generator`` and then moved,
 because CUDA and CPU generators give different numbers for the same seed: a sound found on a
-laptop must come out identical on a GPU box. Nothing here touches the global RNG.
+laptop must come out identical on a GPU box. Nothing here touches the global RNG
+(:func:`seeded_init` forks it and gives it back as it was).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -18,6 +21,16 @@ def noise(seed: int, shape: tuple[int, ...], device: torch.device | str = "cpu")
         raise ValueError(f"seed must be in [0, {MAX_SEED}], got {seed}")
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
     return torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int):
+    """Draw a new network's initial weights (anything built inside) from ``seed`` without touching
+    the global generator: the same command trains the same model, whatever ran before it in the
+    process (a test of a short run's loss fell or did not fall depending on that)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:

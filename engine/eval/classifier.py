@@ -39,6 +39,7 @@ from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
 from ..data.build import INDEX_NAME
 from ..errors import DatasetError
 from ..models import atomic_write, write_json
+from ..seeds import seeded_init
 from .features import FEATURE_VERSION, batched_features
 
 log = logging.getLogger(__name__)
@@ -143,8 +144,7 @@ def train_classifier(feats: torch.Tensor, labels: torch.Tensor, label_names: Seq
     counts = torch.bincount(labels, minlength=classes).float()
     class_weight = torch.where(counts > 0, counts.sum() / (classes * counts.clamp_min(1)), torch.zeros(()))
     generator = torch.Generator().manual_seed(settings.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)
+    with seeded_init(settings.seed):
         network = _Net(x.shape[1], classes, settings.hidden)
     decay = [p for n, p in network.named_parameters() if n.endswith("weight")]
     rest = [p for n, p in network.named_parameters() if not n.endswith("weight")]

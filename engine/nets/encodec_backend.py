@@ -25,6 +25,7 @@ import math
 import torch
 
 from ..errors import CheckpointError, StudioError
+from ..seeds import seeded_init
 from .autoencoder import ScaledLatentCodec
 
 INSTALL_HINT = ("the EnCodec codec needs the transformers package: `.venv/bin/pip install transformers` "
@@ -57,8 +58,7 @@ class EncodecCodec(ScaledLatentCodec):
             raise ValueError(f"latent must be 'continuous' or 'quantized', got {latent!r}")
         config_class, model_class = _transformers()
         if config is not None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+            with seeded_init(seed):
                 model = model_class(config_class(**config))
         elif pretrained:
             try:

@@ -121,8 +121,7 @@ def train(steps: int = 2000, batch: int = 256, seed: int = 0, lr: float = 1e-2,
 
 def _fit(steps: int, batch: int, seed: int, lr: float, hidden: int, depth: int) -> PointsNet:
     generator = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeds.seeded_init(seed):
         net = PointsNet(hidden=hidden, depth=depth)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / steps)))

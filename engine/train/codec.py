@@ -25,6 +25,7 @@ import torch
 from ..data.augment import augment
 from ..errors import DatasetError, InvalidRequestError
 from ..nets import build_codec
+from ..seeds import seeded_init
 from . import common, loop
 from .losses import MultiResolutionSTFTLoss
 
@@ -135,7 +136,7 @@ def train_codec(config: CodecTrainConfig) -> Path:
     if manifest["sample_rate"] != dataset.sample_rate:
         raise InvalidRequestError(f"the codec expects {manifest['sample_rate']} Hz but the data set has "
                                   f"{dataset.sample_rate} Hz")
-    with common.seeded(config.seed):
+    with seeded_init(config.seed):
         network = build_codec(manifest["codec"])
     segment = max(network.hop, min(config.segment, dataset.length) // network.hop * network.hop)
     loop.prepare(trainer, network, betas=(0.8, 0.99))

@@ -6,7 +6,6 @@ these; nothing here knows what a model computes.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import logging
@@ -126,16 +125,6 @@ def load_training_state(path: Path) -> dict | None:
 def label_map(dataset_labels: tuple[str, ...], model_labels: list[str], null: int) -> torch.Tensor:
     """Data-set label index -> model label index; labels the model lacks train the "no label" class."""
     return torch.tensor([model_labels.index(n) if n in model_labels else null for n in dataset_labels])
-
-
-@contextlib.contextmanager
-def seeded(seed: int):
-    """Draw a new network's initial weights from ``seed`` without touching the global generator:
-    the same command trains the same model (a test of a short run's loss fell or did not fall
-    depending on what ran before it)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 def lr_at(step: int, base_lr: float, warmup: int) -> float:

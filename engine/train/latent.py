@@ -38,6 +38,7 @@ from ..errors import DatasetError, InvalidRequestError
 from ..models import find_codec_folder, load_codec, read_manifest, read_weights
 from ..nets import build_codec, build_network, compand
 from ..nets.compand import ENVELOPE_SCALE
+from ..seeds import seeded_init
 from . import common, loop
 
 log = logging.getLogger(__name__)
@@ -288,7 +289,7 @@ def train_latent(config: LatentTrainConfig) -> Path:
     args["in_channels"] = codec.latent_channels
     if args.get("pos_dim"):  # positions in seconds: latent frames per second of this codec
         args.setdefault("frame_rate", frames * dataset.sample_rate / dataset.length)
-    with common.seeded(config.seed):
+    with seeded_init(config.seed):
         network = build_network(manifest["network"])
     if frames % network.hop:
         raise InvalidRequestError(f"{dataset.length} samples make {frames} latent frames, not a multiple of the "

@@ -24,6 +24,7 @@ from ..models import load_codec
 from ..nets import build_codec, build_network
 from ..nets.envelope import knot_frames
 from ..nets.pqmf import fit_envelope_prior, measure_band_scale
+from ..seeds import seeded_init
 from . import common, loop
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ def train_wave(config: WaveTrainConfig) -> Path:
         codec = build_codec(manifest["codec"])
         fit_codec_prior(codec, dataset, manifest["labels"])
     codec = trainer.codec = codec.to(trainer.device)
-    with common.seeded(config.seed):
+    with seeded_init(config.seed):
         network = build_network(manifest["network"])
     loop.prepare(trainer, network)
     band_weights = loss_band_weights(codec, config.band_weight_power).to(trainer.device)
