@@ -120,7 +120,10 @@ class CompandedCodec(nn.Module):
     def with_ranges(self, audio: torch.Tensor, batch: int = 16) -> "CompandedCodec":
         """This transform plus each channel's range over clips ``audio`` (B, C, N), widened so that
         the expanded latent may reach :data:`RANGE_MARGIN` times its largest training magnitude."""
-        companded = torch.cat([self.compand(self.codec.encode(audio[i:i + batch])) for i in range(0, len(audio), batch)])
+        return self._ranged_by(self.compand(_encode_in_batches(self.codec, audio, batch)))
+
+    def _ranged_by(self, companded: torch.Tensor) -> "CompandedCodec":
+        """This transform plus the widened per-channel range of ``companded`` (B, C, F), its own output."""
         std = self.std.flatten().to(companded.dtype)
 
         def widen(t: torch.Tensor) -> torch.Tensor:  # t * std = asinh(u): scale u, the raw deviation
@@ -129,6 +132,10 @@ class CompandedCodec(nn.Module):
         low, high = widen(companded.amin(dim=(0, 2))), widen(companded.amax(dim=(0, 2)))
         return CompandedCodec(self.codec, self.scale, self.offset, self.std, self.limit,
                               low.tolist(), high.tolist()).to(self.offset.device)
+
+
+def _encode_in_batches(codec: nn.Module, audio: torch.Tensor, batch: int) -> torch.Tensor:
+    return torch.cat([codec.encode(audio[i:i + batch]) for i in range(0, len(audio), batch)])
 
 
 def wrap(codec: nn.Module, spec: dict | None) -> nn.Module:
@@ -150,7 +157,8 @@ def fit(codec: nn.Module, audio: torch.Tensor, scale: float | list[float] = DEFA
     offset = silence.median(dim=-1).values.reshape(-1)
     ones = torch.ones_like(offset)
     probe = CompandedCodec(codec, scale, offset, ones, limit=1.0)
-    companded = torch.cat([probe.compand(codec.encode(audio[i:i + batch])) for i in range(0, len(audio), batch)])
+    companded = probe.compand(_encode_in_batches(codec, audio, batch))
     std = companded.float().std(dim=(0, 2)).clamp_min(1e-6)  # a dead channel must not divide by zero
-    limit = float((companded / std[None, :, None]).abs().max()) * LIMIT_MARGIN
-    return CompandedCodec(codec, scale, offset, std, max(limit, 1.0)).with_ranges(audio, batch)
+    normalised = companded / std[None, :, None]
+    limit = float(normalised.abs().max()) * LIMIT_MARGIN
+    return CompandedCodec(codec, scale, offset, std, max(limit, 1.0))._ranged_by(normalised)
