@@ -190,10 +190,13 @@ class AudioAutoencoder(ScaledLatentCodec):
         """Which latent channels are learned, bypassed low sub-bands and band envelopes (in that
         order; empty groups left out): a diffusion model's loss read per group shows which kind of
         channel it has not learned yet (``latent_experiments val-loss``)."""
+        return {name: part for name, part in self._channel_slices().items() if part.stop > part.start}
+
+    def _channel_slices(self) -> dict[str, slice]:
+        """learned, bypass, envelope: the latent's layout, empty slices included (decode splits by it)."""
         exact_end = self._latent_channels + self.channels * self.low_bypass
-        groups = {"learned": slice(0, self._latent_channels), "bypass": slice(self._latent_channels, exact_end),
-                  "envelope": slice(exact_end, self.latent_channels)}
-        return {name: part for name, part in groups.items() if part.stop > part.start}
+        return {"learned": slice(0, self._latent_channels), "bypass": slice(self._latent_channels, exact_end),
+                "envelope": slice(exact_end, self.latent_channels)}
 
     def _band_rms(self, bands: torch.Tensor) -> torch.Tensor:
         """(B, C*bands, F) PQMF bands -> (B, bands - 1, F / sub_bands): RMS of bands 1.. per latent frame, mono."""
@@ -231,9 +234,7 @@ class AudioAutoencoder(ScaledLatentCodec):
         return torch.cat([part.to(parts[0].dtype) for part in parts], dim=1)
 
     def decode_raw(self, latent: torch.Tensor) -> torch.Tensor:
-        exact_end = self._latent_channels + self.channels * self.low_bypass
-        learned, exact, envelope = latent[:, :self._latent_channels], latent[:, self._latent_channels:exact_end], \
-            latent[:, exact_end:]
+        learned, exact, envelope = (latent[:, part] for part in self._channel_slices().values())
         bands = self.decoder(learned)
         if self.band_envelope:
             bands = self._apply_envelope(bands, envelope)
