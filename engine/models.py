@@ -9,6 +9,7 @@ folder of the same shape. Weights are safetensors only (never pickle).
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
@@ -93,10 +94,28 @@ def checkpoint_id(folder: str | Path) -> str:
     return digest.hexdigest()[:12]
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
 def atomic_write(path: Path, write) -> None:
-    """Write through ``write(tmp_path)`` then rename, so ``path`` is always whole or absent."""
+    """Write through ``write(tmp_path)`` then rename, so ``path`` is always whole or absent.
+
+    The temporary file's name carries the writer's pid; one left behind by a writer that was
+    killed (SIGKILL cannot be caught) is removed by the next write of the same path, while a live
+    writer's is left alone."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = stale.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))

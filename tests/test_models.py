@@ -1,7 +1,10 @@
 """Model folders: save/load round trip, discovery and aliases, clear errors, shipped checkpoints."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,6 +67,19 @@ def test_weights_that_do_not_match_the_manifest_are_refused(tmp_path, tiny_model
     (folder / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError):
         load_model(folder)
+
+
+def test_a_write_sweeps_the_temporary_file_of_a_killed_writer_but_not_a_live_ones(tmp_path):
+    from engine.models import atomic_write
+    target = tmp_path / "model.safetensors"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed = tmp_path / f".model.safetensors.{dead.pid}.abc123.tmp"
+    live = tmp_path / f".model.safetensors.{os.getpid()}.def456.tmp"
+    killed.write_bytes(b"half")
+    live.write_bytes(b"writing")
+    atomic_write(target, lambda tmp: tmp.write_bytes(b"whole"))
+    assert target.read_bytes() == b"whole" and not killed.exists() and live.exists()
 
 
 def test_save_leaves_no_temporary_files(tmp_path, tiny_models):
