@@ -69,7 +69,9 @@ def _train(args: argparse.Namespace) -> int:
 def _publish(args: argparse.Namespace) -> int:
     from .train.publish import publish
 
-    print(publish(args.run, args.to, args.eval, args.status))
+    defaults = {key: value for key, value in (("sampler", args.sampler), ("steps", args.steps),
+                                              ("guidance", args.guidance)) if value is not None}
+    print(publish(args.run, args.to, args.eval, args.status, defaults))
     return 0
 
 
@@ -97,7 +99,7 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0, help="sound i uses seed + i")
     gen.add_argument("--seed-b", type=int, default=None, help="second seed to morph towards")
     gen.add_argument("--morph", type=float, default=0.0, help="0..1 along the slerp from seed to seed-b")
-    gen.add_argument("--sampler", default=None, help="dpmpp_2m, ddim (iadb for blending models)")
+    gen.add_argument("--sampler", default=None, help="dpmpp_2m, ddim, euler_a (stochastic), iadb (blending models only)")
     gen.add_argument("--guidance", type=float, default=None)
     gen.add_argument("--label", default=None, help="class label for conditional models")
     gen.add_argument("--reference", default=None, help="a sound to vary")
@@ -160,6 +162,9 @@ def parser() -> argparse.ArgumentParser:
     pub.add_argument("--to", required=True, help="model folder to write, e.g. checkpoints/drums")
     pub.add_argument("--eval", default=None, help="a file holding the output of python -m engine eval")
     pub.add_argument("--status", default=None, help="a file with a short statement of the model's state for the card")
+    pub.add_argument("--sampler", default=None, help="the studio's default sampler for this model (default: the run's)")
+    pub.add_argument("--steps", type=int, default=None, help="the default number of steps (default: the run's)")
+    pub.add_argument("--guidance", type=float, default=None, help="the default guidance (default: the run's)")
 
     sub.add_parser("eval", help="evaluate a model (see python -m engine eval --help)", add_help=False)
     sub.add_parser("data", help="build the drum data set (see python -m engine data --help)", add_help=False)

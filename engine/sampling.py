@@ -15,11 +15,13 @@ from typing import Callable
 import torch
 
 from .diffusion import (alphas_uniform, blend_denoiser, blend_model, classifier_free_guidance, invert_iadb,
-                        sample_ddim, sample_dpmpp_2m, sample_iadb, sigmas_cosine, sigmas_karras, v_denoiser)
+                        sample_ddim, sample_dpmpp_2m, sample_euler_ancestral, sample_iadb, sigmas_cosine,
+                        sigmas_karras, v_denoiser)
 from .errors import InvalidRequestError
 
 SIGMA_MIN, SIGMA_MAX = 0.01, 80.0
-SAMPLERS_BY_OBJECTIVE = {"v_cosine": ("dpmpp_2m", "ddim"), "blend": ("dpmpp_2m", "ddim", "iadb")}
+SAMPLERS_BY_OBJECTIVE = {"v_cosine": ("dpmpp_2m", "ddim", "euler_a"), "blend": ("dpmpp_2m", "ddim", "euler_a", "iadb")}
+STOCHASTIC_SAMPLERS = ("euler_a",)  # take a ``step_noise``; the others are deterministic given the start
 INVERSION_REFINE = 2  # fixed-point iterations per alpha-blending inversion step (docs/latent.md, experiment 4)
 
 
@@ -66,8 +68,13 @@ def _check(manifest: dict, sampler: str, steps: int) -> str:
 def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor, *, sampler: str = "dpmpp_2m",
                   steps: int = 16, guidance: float = 1.0, label_index: int | None = None,
                   reference: torch.Tensor | None = None, strength: float = 1.0,
-                  callback: Callable[[dict], None] | None = None) -> torch.Tensor:
+                  callback: Callable[[dict], None] | None = None,
+                  step_noise: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:
     """Sample a batch of latents from unit ``noise``.
+
+    ``step_noise()`` gives the unit noise a stochastic sampler (``euler_a``) adds at each step;
+    pass each sound's own :class:`engine.seeds.SeedNoise` so that a seed gives the same sound in
+    any batch. Without it that sampler draws from a generator seeded 0 (deterministic per batch).
 
     With a ``reference`` latent and ``strength`` < 1 this is a variation by partial noising: the
     reference is noised to the level that ``strength`` picks on the grid (1 = pure noise, a new
@@ -88,6 +95,8 @@ def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor,
         return sample_iadb(blend_model(net), x, levels, callback=callback)
     x = noise * levels[0] if start == 0 else reference + noise * levels[0]
     wrap = v_denoiser if objective == "v_cosine" else blend_denoiser
+    if sampler == "euler_a":
+        return sample_euler_ancestral(wrap(net), x, levels, callback=callback, noise=step_noise)
     run = sample_dpmpp_2m if sampler == "dpmpp_2m" else sample_ddim
     return run(wrap(net), x, levels, callback=callback)
 

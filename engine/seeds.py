@@ -57,12 +57,39 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return (direction * norm).reshape(a.shape).to(a.dtype)
 
 
-def request_noise(
-    seed: int, shape: tuple[int, ...], seed_b: int | None = None, morph: float = 0.0,
-    device: torch.device | str = "cpu",
-) -> torch.Tensor:
-    """The starting noise of one sound: seed's noise, or its slerp towards seed_b's by ``morph``."""
-    start = noise(seed, shape)
-    if seed_b is not None and morph > 0.0:
-        start = slerp(start, noise(seed_b, shape), morph)
-    return start.to(device)
+class SeedNoise:
+    """The noise of a batch of sounds, one generator per sound's seed, called once per draw.
+
+    The first draw is each seed's starting noise (exactly :func:`noise`, or its slerp towards the second
+    seed's by ``morph``); every later draw is the fresh noise an ancestral sampler adds at a step.
+    Why one generator per sound: a sound must not change with the batch it was made in, nor with
+    its length (each draw is made at ``shape`` and cut to ``frames``, as the studio cuts a longer
+    noise). With ``seeds_b`` and ``morph`` every draw is the slerp of the two seeds' draws, so a
+    morph between two seeds stays smooth with a stochastic sampler too. State is needed here
+    (the generators' positions), hence a class.
+    """
+
+    def __init__(self, seeds: list[int], shape: tuple[int, ...], seeds_b: list[int] | None = None,
+                 morph: float = 0.0, frames: int | None = None, device: torch.device | str = "cpu"):
+        for seed in list(seeds) + list(seeds_b or []):
+            if not 0 <= int(seed) <= MAX_SEED:
+                raise ValueError(f"seed must be in [0, {MAX_SEED}], got {seed}")
+        if seeds_b is not None and len(seeds_b) != len(seeds):
+            raise ValueError(f"{len(seeds)} seeds but {len(seeds_b)} second seeds")
+        self.shape, self.morph, self.frames, self.device = tuple(shape), float(morph), frames, device
+        self.generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+        self.generators_b = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds_b] \
+            if seeds_b is not None and self.morph > 0.0 else None
+
+    def _draw(self, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(self.shape, generator=generator, dtype=torch.float32)
+
+    def __call__(self) -> torch.Tensor:
+        """``(len(seeds), *shape)``, cut to ``frames`` in the last dimension, on ``device``."""
+        draws = [self._draw(g) for g in self.generators]
+        if self.generators_b is not None:
+            draws = [slerp(a, self._draw(g), self.morph) for a, g in zip(draws, self.generators_b)]
+        out = torch.stack(draws)
+        if self.frames is not None:
+            out = out[..., :self.frames]
+        return out.contiguous().to(self.device)

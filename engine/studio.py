@@ -26,7 +26,7 @@ from .errors import InvalidRequestError, StudioError
 from .models import DEFAULT_ROOT, LoadedModel, ModelEntry, find_models, load_model, pick_device, resolve_model
 from .request import GenerationRequest
 from .sampling import invert_latent, sample_latent, samplers_for
-from .seeds import request_noise, slerp
+from .seeds import SeedNoise, slerp
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +189,10 @@ class Studio:
         samples, frames, full_frames = latent_plan(model, request.length)
         shape = (codec.latent_channels, full_frames)
         # noise is drawn at the longest length and cut: one seed at a shorter length is the same sound's start
-        noises = torch.stack([
-            request_noise(request.seed + i, shape, None if request.seed_b is None else request.seed_b + i, request.morph)
-            for i in range(request.count)])[..., :frames].contiguous().to(model.device)
+        seeds_b = None if request.seed_b is None else [request.seed_b + i for i in range(request.count)]
+        draws = SeedNoise([request.seed + i for i in range(request.count)], shape, seeds_b, request.morph, frames,
+                          model.device)  # the starting noises, then the steps' noises of a stochastic sampler
+        noises = draws()
         sampler, steps = request.sampler, request.steps
         reference, strength = None, 1.0
         # the codec's loudness envelope (waveform models): drawn from the starting noise, or the reference's own
@@ -220,7 +221,7 @@ class Studio:
 
         latent = sample_latent(model.network, manifest, noises, sampler=sampler, steps=steps,
                                guidance=request.guidance, label_index=label_index, reference=reference,
-                               strength=strength, callback=callback)
+                               strength=strength, callback=callback, step_noise=draws)
         audio = finish(codec.decode(latent.float(), envelope)[..., :samples].cpu(), manifest["sample_rate"])
         base = request.to_recipe()
         base.update(sampler=sampler, checkpoint=model.checkpoint_id, model_folder=model.folder.name,

@@ -17,7 +17,7 @@ import torch
 from engine import seeds
 from engine.diffusion import (
     SAMPLERS, alphas_uniform, blend_denoiser, blend_model, classifier_free_guidance, invert_iadb, sample_ddim,
-    sample_dpmpp_2m, sample_iadb, sigmas_cosine, sigmas_karras, v_denoiser,
+    sample_dpmpp_2m, sample_euler_ancestral, sample_iadb, sigmas_cosine, sigmas_karras, v_denoiser,
 )
 
 MU = torch.tensor([1.5, -0.5])
@@ -127,6 +127,21 @@ def test_fixed_point_refinement_makes_iadb_inversion_nearly_exact():
     assert errors[-1] < 1e-5, errors
 
 
+def test_euler_ancestral_samples_the_data_distribution_and_follows_its_noise():
+    """With an exact denoiser the stochastic sampler reaches the data's mean and spread too (it is
+    first order: at 16 steps it keeps only ~0.7 of this narrow Gaussian's spread, at 400 all of it);
+    its result is fixed by the start and the step noises, and other step noises give another sample."""
+    sigmas = sigmas_karras(400, sigma_min=0.002)
+    out = sample_euler_ancestral(gaussian_denoiser, standard_noise(20000) * sigmas[0], sigmas)
+    assert torch.allclose(out.mean(0), MU, atol=0.03)
+    assert torch.allclose(out.std(0), torch.full((2,), S), rtol=0.04)
+    sigmas = sigmas_karras(16)
+    x = standard_noise(64) * sigmas[0]
+    draws = lambda seed: seeds.SeedNoise([seed], (64, 2))  # noqa: E731
+    run = lambda seed: sample_euler_ancestral(gaussian_denoiser, x, sigmas, noise=lambda d=draws(seed): d()[0])  # noqa: E731
+    assert torch.equal(run(1), run(1)) and not torch.allclose(run(1), run(2), atol=1e-3)
+
+
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_samplers_are_deterministic(name):
     sigmas = sigmas_karras(6)
@@ -135,7 +150,7 @@ def test_samplers_are_deterministic(name):
 
 
 @pytest.mark.parametrize("sampler, grid", [
-    (sample_ddim, sigmas_karras(7)), (sample_dpmpp_2m, sigmas_karras(7)),
+    (sample_ddim, sigmas_karras(7)), (sample_dpmpp_2m, sigmas_karras(7)), (sample_euler_ancestral, sigmas_karras(7)),
     (sample_iadb, alphas_uniform(7)), (invert_iadb, alphas_uniform(7)),
 ])
 def test_callback_once_per_step_with_the_state_after_it(sampler, grid):
@@ -234,8 +249,25 @@ def test_slerp_keeps_the_norm_where_lerp_shrinks_it():
         seeds.slerp(a, seeds.noise(2, (1, 4095)), 0.5)
 
 
-def test_request_noise_morph():
-    shape = (1, 256)
-    assert torch.equal(seeds.request_noise(3, shape, seed_b=9, morph=0.0), seeds.noise(3, shape))
-    assert torch.equal(seeds.request_noise(3, shape), seeds.noise(3, shape))
-    assert torch.allclose(seeds.request_noise(3, shape, seed_b=9, morph=1.0), seeds.noise(9, shape), atol=1e-5)
+def test_seed_noise_starts_with_each_seeds_noise_and_morphs():
+    shape = (2, 256)
+    assert torch.equal(seeds.SeedNoise([3, 4], shape)(), torch.stack([seeds.noise(3, shape), seeds.noise(4, shape)]))
+    assert torch.equal(seeds.SeedNoise([3], shape, [9], morph=0.0)(), seeds.noise(3, shape)[None])
+    assert torch.allclose(seeds.SeedNoise([3], shape, [9], morph=1.0)(), seeds.noise(9, shape)[None], atol=1e-5)
+    with pytest.raises(ValueError):
+        seeds.SeedNoise([-1], shape)
+    with pytest.raises(ValueError):
+        seeds.SeedNoise([1, 2], shape, [3])
+
+
+def test_seed_noise_later_draws_belong_to_each_seed_alone():
+    """A sound's step noises depend on its own seed only: not on the batch, and a shorter sound's
+    draws are the start of a longer one's (the studio cuts noise drawn at the full length)."""
+    shape = (2, 64)
+    alone, batch = seeds.SeedNoise([7], shape), seeds.SeedNoise([5, 7], shape)
+    short = seeds.SeedNoise([7], shape, frames=16)
+    for draw in range(3):
+        a, b, c = alone(), batch(), short()
+        assert torch.equal(a[0], b[1]) and torch.equal(a[..., :16], c)
+        assert draw == 0 or not torch.equal(a, first)
+        first = a if draw == 0 else first

@@ -527,6 +527,15 @@ def test_fine_tuning_adds_an_input_skip_that_starts_as_nothing_and_then_trains(t
     from engine.train.publish import publish
     card = (publish(tmp_path / "skip", tmp_path / "published") / "MODEL_CARD.md").read_text()
     assert "without augmentation" in card and "the studio names it `latent-drums`" in card  # augment=False run
+    assert read_manifest(tmp_path / "published")["defaults"]["sampler"] == "euler_a"  # new latent models' default
+    published = publish(tmp_path / "skip", tmp_path / "published", defaults={"sampler": "iadb", "guidance": 1.5})
+    assert read_manifest(published)["defaults"] == {"sampler": "iadb", "steps": 16, "guidance": 1.5}
+    assert "'sampler': 'iadb'" in (published / "MODEL_CARD.md").read_text()
+    assert read_manifest(tmp_path / "skip" / "model")["defaults"]["sampler"] == "euler_a"  # the run is untouched
+    for bad in ({"sampler": "nope"}, {"steps": 0}, {"guidance": 99.0}, {"seed": 1}):
+        with pytest.raises(InvalidRequestError):
+            publish(tmp_path / "skip", tmp_path / "refused", defaults=bad)
+    assert not (tmp_path / "refused").exists()
     skip = load_model(trained).network.input_skip
     assert float(skip.weight.detach().abs().sum() + skip.bias.detach().abs().sum()) > 0
     fresh = build_network({"type": "unet1d", "args": dict(TINY_LATENT_NET, in_channels=8, num_labels=2)})

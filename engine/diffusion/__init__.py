@@ -2,11 +2,12 @@
 
 from .denoisers import blend_denoiser, blend_model, v_denoiser
 from .guidance import classifier_free_guidance
-from .samplers import SAMPLERS, invert_iadb, sample_ddim, sample_dpmpp_2m, sample_iadb
+from .samplers import SAMPLERS, invert_iadb, sample_ddim, sample_dpmpp_2m, sample_euler_ancestral, sample_iadb
 from .schedules import alphas_uniform, sigmas_cosine, sigmas_karras
 
 __all__ = [
     "SAMPLERS", "alphas_uniform", "blend_denoiser", "blend_model", "classifier_free_guidance",
-    "invert_iadb", "sample_ddim", "sample_dpmpp_2m", "sample_iadb", "sigmas_cosine", "sigmas_karras",
+    "invert_iadb", "sample_ddim", "sample_dpmpp_2m", "sample_euler_ancestral", "sample_iadb", "sigmas_cosine",
+    "sigmas_karras",
     "v_denoiser",
 ]

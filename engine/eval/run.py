@@ -53,7 +53,7 @@ from ..errors import InvalidRequestError, StudioError
 from ..models import LoadedModel, load_model, resolve_model
 from ..sampling import sample_latent
 from ..studio import finish
-from ..seeds import noise
+from ..seeds import SeedNoise
 from . import metrics
 from .classifier import DEFAULT_CACHE, Classifier, load_or_train, train_classifier
 from .features import batched_features
@@ -126,14 +126,14 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     if label is not None and label not in labels:
         raise InvalidRequestError(f"the model knows the labels {labels}, not {label!r}")
     label_index = labels.index(label) if label is not None else None
-    shape = (1, codec.latent_channels, codec.latent_length(manifest["length"]))
+    shape = (codec.latent_channels, codec.latent_length(manifest["length"]))
     out = []
     for start in tqdm(range(0, count, batch), desc=f"generate {label or manifest.get('name', '')}",
                       disable=not progress, unit="batch"):
-        seeds = range(seed + start, seed + min(start + batch, count))
-        x = torch.cat([noise(s, shape) for s in seeds]).to(model.device)
+        draws = SeedNoise(list(range(seed + start, seed + min(start + batch, count))), shape, device=model.device)
+        x = draws()
         latent = sample_latent(model.network, manifest, x, sampler=sampler, steps=steps, guidance=guidance,
-                               label_index=label_index)
+                               label_index=label_index, step_noise=draws)
         out.append(codec.decode(latent.float(), codec.envelope_for(label_index, noise=x)).float().cpu())
     return torch.cat(out) if out else torch.zeros(0, manifest["channels"], manifest["length"])
 

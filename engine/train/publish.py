@@ -4,6 +4,9 @@
 the run's model folder, its loss log (``training_log.csv``) and writes ``MODEL_CARD.md`` from
 the manifest, the log and, when given, the ``name: value`` lines that ``python -m engine eval``
 printed. The card is generated so that it never disagrees with the manifest it sits beside.
+``--sampler``, ``--steps`` and ``--guidance`` set the studio's defaults in the published manifest:
+settings chosen by evaluating the trained weights (session 6: ``euler_a`` for the latent drums)
+belong to the shipped model, not to the run that made it.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import math
 import shutil
 from pathlib import Path
 
-from ..errors import CheckpointError
-from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, read_manifest
+from ..errors import CheckpointError, InvalidRequestError
+from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, read_manifest, write_json
+from ..request import LIMITS
+from ..sampling import samplers_for
 
 
 def _log_summary(log_path: Path) -> str:
@@ -119,16 +124,34 @@ Multi-resolution STFT loss; {training.get('steps', 0)} steps, {training.get('exa
 """
 
 
+def with_defaults(manifest: dict, defaults: dict | None) -> dict:
+    """``manifest`` with some of its generation defaults (sampler, steps, guidance) replaced, checked
+    as the studio would check a request, so a shipped model never defaults to settings it refuses."""
+    if not defaults:
+        return manifest
+    unknown = set(defaults) - {"sampler", "steps", "guidance"}
+    if unknown:
+        raise InvalidRequestError(f"publish sets only the sampler, steps and guidance defaults, not {sorted(unknown)}")
+    if "sampler" in defaults and defaults["sampler"] not in samplers_for(manifest):
+        raise InvalidRequestError(f"sampler {defaults['sampler']!r} does not fit this model; "
+                                  f"choose one of {list(samplers_for(manifest))}")
+    for key in ("steps", "guidance"):
+        low, high = LIMITS[key]
+        if key in defaults and not low <= defaults[key] <= high:
+            raise InvalidRequestError(f"{key} must be in [{low}, {high}], got {defaults[key]}")
+    return dict(manifest, defaults=dict(manifest.get("defaults", {}), **defaults))
+
+
 def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str | Path | None = None,
-            status_file: str | Path | None = None) -> Path:
+            status_file: str | Path | None = None, defaults: dict | None = None) -> Path:
     run_dir, destination = Path(run_dir), Path(destination)
     source = run_dir / "model"
-    manifest = read_manifest(source)
+    manifest = with_defaults(read_manifest(source), defaults)
     if not (source / WEIGHTS).is_file():
         raise CheckpointError(f"{source} has no {WEIGHTS}")
     destination.mkdir(parents=True, exist_ok=True)
-    for name in (WEIGHTS, MANIFEST):
-        atomic_write(destination / name, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
+    atomic_write(destination / WEIGHTS, lambda tmp: shutil.copyfile(source / WEIGHTS, tmp))
+    write_json(destination / MANIFEST, manifest)
     if (run_dir / "log.csv").is_file():
         atomic_write(destination / "training_log.csv", lambda tmp: shutil.copyfile(run_dir / "log.csv", tmp))
     evaluation = Path(evaluation_file).read_text() if evaluation_file else None
