@@ -140,6 +140,8 @@ def parser() -> argparse.ArgumentParser:
                     help="latent: the same scale for the codec's band-envelope channels (default 1e-4)")
     tr.add_argument("--input-skip", dest="input_skip", action="store_const", const=True,
                     help="latent: give the U-Net a per-channel input skip (a new model, or added to --init's)")
+    tr.add_argument("--balance", type=float,
+                    help="wave/latent: 0 draws clips uniformly (default), 1 draws every category equally often")
     tr.add_argument("--batch", type=int)
     tr.add_argument("--lr", type=float)
     tr.add_argument("--save-every", type=int)

@@ -523,7 +523,8 @@ def test_fine_tuning_adds_an_input_skip_that_starts_as_nothing_and_then_trains(t
     alpha, labels = torch.tensor([0.2, 0.9]), torch.tensor([0, 1])
     with torch.no_grad():
         torch.testing.assert_close(new_model.network(x, alpha, labels), old_model.network(x, alpha, labels))
-    trained = train_latent(LatentTrainConfig(**dict(settings, codec=None, run=str(tmp_path / "skip"), steps=3)))
+    trained = train_latent(LatentTrainConfig(**dict(settings, codec=None, run=str(tmp_path / "skip"), steps=3,
+                                                     balance=1.0)))
     from engine.train.publish import publish
     card = (publish(tmp_path / "skip", tmp_path / "published") / "MODEL_CARD.md").read_text()
     assert "without augmentation" in card and "the studio names it `latent-drums`" in card  # augment=False run

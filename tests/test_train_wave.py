@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.errors import InvalidRequestError
 from engine.models import load_model, read_manifest
+from engine.train.common import batch_index
 from engine.data.dataset import DrumDataset
 from engine.nets import build_network
 from engine.train.wave import WaveTrainConfig, train_wave, validation_loss
@@ -53,10 +55,23 @@ def test_a_short_run_lowers_the_loss_and_leaves_a_loadable_model(tmp_path, wav_f
     assert rendered == sorted(f"step0000120_{label}.wav" for label in model.manifest["labels"])
 
 
+def test_balanced_batches_draw_every_category_equally_often_and_zero_draws_as_before():
+    labels = torch.tensor([0] * 90 + [1] * 9 + [2] * 1)
+    drawn = labels[batch_index(labels, 30000, 1.0, torch.Generator().manual_seed(0))]
+    assert torch.allclose(torch.bincount(drawn).double() / 30000, torch.full((3,), 1 / 3, dtype=torch.float64),
+                          atol=0.02)
+    half = torch.bincount(labels[batch_index(labels, 30000, 0.5, torch.Generator().manual_seed(0))]).double()
+    assert half[0] > half[1] > half[2] and half[0] / half[2] == pytest.approx(90 ** 0.5, rel=0.2)
+    plain = batch_index(labels, 16, 0.0, torch.Generator().manual_seed(3))
+    assert torch.equal(plain, torch.randint(100, (16,), generator=torch.Generator().manual_seed(3)))
+    with pytest.raises(InvalidRequestError):
+        batch_index(labels, 4, -1.0, torch.Generator())
+
+
 def test_training_resumes_where_it_stopped_and_fine_tunes_from_a_model(tmp_path, wav_folder):
     run = tmp_path / "run"
     train_wave(tiny_config(run, wav_folder, steps=5, envelope=False))
-    train_wave(tiny_config(run, wav_folder, steps=5))
+    train_wave(tiny_config(run, wav_folder, steps=5, balance=1.0))  # resumed with class-balanced batches
     assert read_manifest(run / "model")["training"]["steps"] == 10
     assert "envelope_prior" not in read_manifest(run / "model")["codec"]["args"]  # a resumed run keeps its codec
     assert [len(losses(run))] == [10]

@@ -29,7 +29,7 @@ import torch
 from ..data.dataset import DrumDataset
 from ..models import load_model
 from ..sampling import invert_latent, sample_latent, samplers_for
-from ..seeds import noise, slerp
+from ..seeds import SeedNoise, noise
 from ..studio import latent_plan
 from ..train.latent import channel_losses
 from ..train.losses import MultiResolutionSTFTLoss
@@ -112,10 +112,11 @@ def interpolation(args, out) -> None:
     shape = (model.codec.latent_channels, frames)
     out.writerow(["seed_a", "seed_b", "mean_step", "max_over_mean"])
     for pair in range(args.pairs):
-        a, b = noise(2 * pair, shape), noise(2 * pair + 1, shape)
-        noises = torch.stack([slerp(a, b, float(t)) for t in torch.linspace(0, 1, args.points)]).to(model.device)
-        latent = sample_latent(model.network, model.manifest, noises, sampler=args.sampler, steps=args.steps,
-                               guidance=args.guidance, label_index=label)
+        # as the studio morphs: every draw (the start, and a stochastic sampler's step noises) slerped
+        streams = [SeedNoise([2 * pair], shape, [2 * pair + 1], float(t)) for t in torch.linspace(0, 1, args.points)]
+        draw = lambda streams=streams: torch.cat([s() for s in streams]).to(model.device)  # noqa: E731
+        latent = sample_latent(model.network, model.manifest, draw(), sampler=args.sampler, steps=args.steps,
+                               guidance=args.guidance, label_index=label, step_noise=draw)
         audio = model.codec.decode(latent)[..., :samples].float().cpu()
         distances = torch.tensor([float(stft(audio[i + 1:i + 2], audio[i:i + 1])) for i in range(len(audio) - 1)])
         out.writerow([2 * pair, 2 * pair + 1, f"{distances.mean():.4f}", f"{distances.max() / distances.mean():.3f}"])

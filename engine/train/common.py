@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from ..errors import InvalidRequestError
 from ..models import atomic_write, pick_device
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,23 @@ def load_training_state(path: Path) -> dict | None:
 def label_map(dataset_labels: tuple[str, ...], model_labels: list[str], null: int) -> torch.Tensor:
     """Data-set label index -> model label index; labels the model lacks train the "no label" class."""
     return torch.tensor([model_labels.index(n) if n in model_labels else null for n in dataset_labels])
+
+
+def batch_index(labels: torch.Tensor, batch: int, balance: float, generator: torch.Generator) -> torch.Tensor:
+    """One batch's clip indices: uniform over the clips (``balance`` 0), or each clip weighted by
+    its category's clip count to the power ``-balance`` (1: every category equally often).
+
+    Why: the drum set holds 219 perc clips and 46 kicks, so uniform batches spend 39 % of the
+    model on perc and 13 % on snares, and the unconditional model that guidance pushes away from
+    is mostly perc. Balance 0 draws exactly what the trainers drew before it existed, so a run
+    resumed without it goes on as it was.
+    """
+    if balance < 0:
+        raise InvalidRequestError(f"balance must be >= 0, got {balance}")
+    if balance == 0:
+        return torch.randint(len(labels), (batch,), generator=generator)
+    counts = torch.bincount(labels).double()
+    return torch.multinomial(counts[labels] ** -balance, batch, replacement=True, generator=generator)
 
 
 def lr_at(step: int, base_lr: float, warmup: int) -> float:

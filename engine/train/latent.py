@@ -64,6 +64,7 @@ class LatentTrainConfig:
     warmup: int = 200
     ema_decay: float = 0.999
     label_dropout: float = 0.1          # share of labels replaced by "no label": trains CFG
+    balance: float = 0.0                # 0: clips drawn uniformly; 1: every category equally often
     short_crops: float = 0.25           # share of batches trained on a shorter prefix of the clips
     augment: bool = True                # False: the latents are encoded once and cached
     compand: float = compand.DEFAULT_SCALE  # a new model's asinh latent transform scale (0: plain latent)
@@ -306,8 +307,10 @@ def train_latent(config: LatentTrainConfig) -> Path:
             cached = torch.cat([codec.encode(torch.stack([dataset[j]["audio"] for j in range(i, min(i + 16, len(dataset)))])
                                              .to(device)) for i in range(0, len(dataset), 16)])
 
+    clip_labels = dataset.labels
+
     def batch_losses(generator: torch.Generator) -> loop.Losses:
-        index = torch.randint(len(dataset), (config.batch,), generator=generator)
+        index = common.batch_index(clip_labels, config.batch, config.balance, generator)
         labels = label_map[torch.tensor([dataset[int(i)]["label"] for i in index])]
         drop = torch.rand(config.batch, generator=generator) < config.label_dropout
         labels = torch.where(drop, torch.full_like(labels, null), labels).to(device)

@@ -45,6 +45,7 @@ class WaveTrainConfig:
     warmup: int = 200
     ema_decay: float = 0.999
     label_dropout: float = 0.1          # share of labels replaced by "no label": trains CFG
+    balance: float = 0.0                # 0: clips drawn uniformly; 1: every category equally often
     time_bias: float = 2.0              # t = u^(1/time_bias): density ~ t^(time_bias-1), 1 = uniform
     envelope: bool = True               # codec divides the bands by a loudness envelope (nets/envelope.py)
     envelope_clusters: int = 3          # the prior: a mixture of this many Gaussians per label...
@@ -178,8 +179,10 @@ def train_wave(config: WaveTrainConfig) -> Path:
     label_map = common.label_map(dataset.label_names, manifest["labels"], null)
     device = trainer.device
 
+    clip_labels = dataset.labels
+
     def batch_losses(generator: torch.Generator) -> loop.Losses:
-        index = torch.randint(len(dataset), (config.batch,), generator=generator)
+        index = common.batch_index(clip_labels, config.batch, config.balance, generator)
         items = [dataset[int(i)] for i in index]
         audio = torch.stack([item["audio"] for item in items])
         if config.augment:
