@@ -99,7 +99,8 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0, help="sound i uses seed + i")
     gen.add_argument("--seed-b", type=int, default=None, help="second seed to morph towards")
     gen.add_argument("--morph", type=float, default=0.0, help="0..1 along the slerp from seed to seed-b")
-    gen.add_argument("--sampler", default=None, help="dpmpp_2m, ddim, euler_a (stochastic), iadb (blending models only)")
+    gen.add_argument("--sampler", default=None,
+                     help="dpmpp_2m, ddim, euler_a (stochastic), iadb (blending models only)")
     gen.add_argument("--guidance", type=float, default=None)
     gen.add_argument("--label", default=None, help="class label for conditional models")
     gen.add_argument("--reference", default=None, help="a sound to vary")

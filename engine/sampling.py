@@ -20,8 +20,8 @@ from .diffusion import (alphas_uniform, blend_denoiser, blend_model, classifier_
 from .errors import InvalidRequestError
 
 SIGMA_MIN, SIGMA_MAX = 0.01, 80.0
-SAMPLERS_BY_OBJECTIVE = {"v_cosine": ("dpmpp_2m", "ddim", "euler_a"), "blend": ("dpmpp_2m", "ddim", "euler_a", "iadb")}
-STOCHASTIC_SAMPLERS = ("euler_a",)  # take a ``step_noise``; the others are deterministic given the start
+SAMPLERS_BY_OBJECTIVE = {"v_cosine": ("dpmpp_2m", "ddim", "euler_a"),
+                         "blend": ("dpmpp_2m", "ddim", "euler_a", "iadb")}
 INVERSION_REFINE = 2  # fixed-point iterations per alpha-blending inversion step (docs/latent.md, experiment 4)
 
 

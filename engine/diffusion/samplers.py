@@ -97,7 +97,8 @@ def sample_euler_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Te
         if sigma_next <= 0:
             x = denoised
         else:
-            up = torch.clamp(eta * (sigma_next ** 2 * (sigma ** 2 - sigma_next ** 2) / sigma ** 2).sqrt(), max=sigma_next)
+            up = (sigma_next ** 2 * (sigma ** 2 - sigma_next ** 2) / sigma ** 2).sqrt()
+            up = torch.clamp(eta * up, max=sigma_next)
             down = (sigma_next ** 2 - up ** 2).sqrt()
             x = denoised + (x - denoised) * (down / sigma) + noise() * up
         if callback is not None:
