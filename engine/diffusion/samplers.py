@@ -82,7 +82,7 @@ def sample_euler_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Te
     end, and a small model's errors are smooth ones, so its sounds come out duller than the data
     (session 6: the latent model's snares kept about 0.7 of the real latents' energy in the
     learned channels with ``dpmpp_2m``, and sounded like kicks). The fresh noise lets each later
-    step correct the one before; see docs/latent.md, "Sampler".
+    step correct the one before; see docs/latent.md, "Session 6 results".
 
     ``noise()`` returns the next unit noise shaped like ``x``. The studio draws it from each
     sound's own seed (:class:`engine.seeds.SeedNoise`), so a sound stays reproducible and a batch
