@@ -16,11 +16,9 @@ MAX_SEED = 2**63 - 1
 
 
 def noise(seed: int, shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
-    """Standard normal float32 noise for ``seed``: bit-identical for a given seed and shape."""
-    if not 0 <= int(seed) <= MAX_SEED:
-        raise ValueError(f"seed must be in [0, {MAX_SEED}], got {seed}")
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    return torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+    """Standard normal float32 noise for ``seed``: bit-identical for a given seed and shape (the
+    first draw of :class:`SeedNoise`, so a sound's starting noise is this by construction)."""
+    return SeedNoise([seed], shape, device=device)()[0]
 
 
 @contextlib.contextmanager
@@ -60,8 +58,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 class SeedNoise:
     """The noise of a batch of sounds, one generator per sound's seed, called once per draw.
 
-    The first draw is each seed's starting noise (exactly :func:`noise`, or its slerp towards the second
-    seed's by ``morph``); every later draw is the fresh noise an ancestral sampler adds at a step.
+    The first draw is each seed's starting noise (what :func:`noise` returns, or its slerp towards the
+    second seed's by ``morph``); every later draw is the fresh noise an ancestral sampler adds at a step.
     Why one generator per sound: a sound must not change with the batch it was made in, nor with
     its length (each draw is made at ``shape`` and cut to ``frames``, as the studio cuts a longer
     noise). With ``seeds_b`` and ``morph`` every draw is the slerp of the two seeds' draws, so a
