@@ -311,7 +311,7 @@ def train_latent(config: LatentTrainConfig) -> Path:
 
     def batch_losses(generator: torch.Generator) -> loop.Losses:
         index = common.batch_index(clip_labels, config.batch, config.balance, generator)
-        labels = label_map[torch.tensor([dataset[int(i)]["label"] for i in index])]
+        labels = label_map[clip_labels[index]]  # from the index: no clip is read for its label
         drop = torch.rand(config.batch, generator=generator) < config.label_dropout
         labels = torch.where(drop, torch.full_like(labels, null), labels).to(device)
         if cached is not None:

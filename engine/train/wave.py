@@ -183,11 +183,10 @@ def train_wave(config: WaveTrainConfig) -> Path:
 
     def batch_losses(generator: torch.Generator) -> loop.Losses:
         index = common.batch_index(clip_labels, config.batch, config.balance, generator)
-        items = [dataset[int(i)] for i in index]
-        audio = torch.stack([item["audio"] for item in items])
+        audio = torch.stack([dataset[int(i)]["audio"] for i in index])
         if config.augment:
             audio = augment(audio, generator)
-        labels = label_map[torch.tensor([item["label"] for item in items])]
+        labels = label_map[clip_labels[index]]
         drop = torch.rand(config.batch, generator=generator) < config.label_dropout
         labels = torch.where(drop, torch.full_like(labels, null), labels)
         # stratified, then biased towards high noise: the class and envelope of a sound are decided
