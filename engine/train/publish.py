@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError, InvalidRequestError
 from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, read_manifest, write_json
-from ..request import LIMITS
+from ..request import GenerationRequest
 from ..sampling import samplers_for
 
 
@@ -126,19 +126,16 @@ Multi-resolution STFT loss; {training.get('steps', 0)} steps, {training.get('exa
 
 def with_defaults(manifest: dict, defaults: dict | None) -> dict:
     """``manifest`` with some of its generation defaults (sampler, steps, guidance) replaced, checked
-    as the studio would check a request, so a shipped model never defaults to settings it refuses."""
+    as the studio checks a request, so a shipped model never defaults to settings it refuses."""
     if not defaults:
         return manifest
     unknown = set(defaults) - {"sampler", "steps", "guidance"}
     if unknown:
         raise InvalidRequestError(f"publish sets only the sampler, steps and guidance defaults, not {sorted(unknown)}")
+    GenerationRequest(model=manifest.get("name", "model"), **defaults).validated()
     if "sampler" in defaults and defaults["sampler"] not in samplers_for(manifest):
         raise InvalidRequestError(f"sampler {defaults['sampler']!r} does not fit this model; "
                                   f"choose one of {list(samplers_for(manifest))}")
-    for key in ("steps", "guidance"):
-        low, high = LIMITS[key]
-        if key in defaults and not low <= defaults[key] <= high:
-            raise InvalidRequestError(f"{key} must be in [{low}, {high}], got {defaults[key]}")
     return dict(manifest, defaults=dict(manifest.get("defaults", {}), **defaults))
 
 
