@@ -131,6 +131,9 @@ def parser() -> argparse.ArgumentParser:
                     help="wave: a new model's codec does not divide the bands by a loudness envelope")
     tr.add_argument("--no-augment", dest="augment", action="store_const", const=False,
                     help="no gain/pitch/time/polarity augmentation (latent: the data set is encoded once and cached)")
+    tr.add_argument("--augment-copies", type=int,
+                    help="latent: encode each clip once as it is and K-1 times augmented, and train on those "
+                         "(augmentation at the speed of cached latents; default 0: augment every batch afresh)")
     tr.add_argument("--band-weight-power", type=float,
                     help="wave: loss weight of each band ~ its data std to this power (0: equal weights)")
     tr.add_argument("--envelope-components", type=int,

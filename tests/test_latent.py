@@ -32,7 +32,7 @@ from engine.studio import Studio
 from engine.train.codec import (CodecTrainConfig, low_band_waveform_loss, measure_latent_scale, reconstruction_loss,
                                 train_codec)
 from engine.train.common import LossLog
-from engine.train.latent import LatentTrainConfig, train_latent, validation_loss
+from engine.train.latent import LatentTrainConfig, encode_copies, train_latent, validation_loss
 from engine.train.losses import MultiResolutionSTFTLoss
 from tests.helpers import LABELS, make_wav_folder, perturb_zero_init, synthetic_hit
 
@@ -461,6 +461,43 @@ def test_latent_training_lowers_the_blend_loss_and_resumes(tmp_path, wav_folder,
     assert read_manifest(tuned)["training"]["steps"] == 43 and (tmp_path / "tune" / "codec").is_dir()
     assert read_manifest(tuned)["codec"]["compand"] == compand_spec  # fine-tuning keeps the model's transform
     load_model(tuned)
+
+
+def test_augmented_copies_are_encoded_once_copy_zero_plain_and_fixed_by_the_seed(wav_folder, trained_codec):
+    codec = load_model_codec(trained_codec)
+    data = DrumDataset.from_folder(wav_folder, length=LENGTH, progress=False)
+    clips = len(data)
+    cached = encode_copies(codec, data, 3, seed=5, device=torch.device("cpu"), batch=3, progress=False)
+    with torch.no_grad():
+        plain = codec.encode(torch.stack([data[i]["audio"] for i in range(clips)]))
+    assert cached.shape == (3 * clips, *plain.shape[1:])
+    assert torch.allclose(cached[:clips], plain, atol=1e-5)  # copy 0 is the clip as it is
+    for copy in (1, 2):  # every other copy is augmented: no clip of it equals the plain one
+        rows = cached[copy * clips:(copy + 1) * clips]
+        assert all(not torch.allclose(rows[i], plain[i], atol=1e-3) for i in range(clips))
+    assert not torch.allclose(cached[clips:2 * clips], cached[2 * clips:], atol=1e-3)
+    again = encode_copies(codec, data, 3, seed=5, device=torch.device("cpu"), progress=False)
+    assert torch.equal(again, cached)  # a resumed run trains on the same copies
+    other = encode_copies(codec, data, 2, seed=6, device=torch.device("cpu"), progress=False)
+    assert not torch.allclose(other[clips:], cached[clips:2 * clips], atol=1e-3)
+
+
+def test_latent_training_on_augmented_copies_lowers_the_loss_and_checks_its_setting(tmp_path, wav_folder,
+                                                                                   trained_codec):
+    settings = dict(data=str(wav_folder), codec=str(trained_codec), length=LENGTH, batch=4, lr=3e-3, warmup=1,
+                    ema_decay=0.0, log_every=1, save_every=100, render_every=0, device="cpu",
+                    network=dict(TINY_LATENT_NET))
+    folder = train_latent(LatentTrainConfig(run=str(tmp_path / "run"), steps=40, augment_copies=3, **settings))
+    model, data = load_model(folder), DrumDataset.from_folder(wav_folder, length=LENGTH, progress=False)
+    with torch.no_grad():
+        latent = model.codec.encode(torch.stack([data[i]["audio"] for i in range(len(data))]))
+    fresh = build_network(read_manifest(folder)["network"]).eval()
+    before, after = validation_loss(fresh, latent, data.labels), validation_loss(model.network, latent, data.labels)
+    assert after < 0.9 * before, (before, after)  # it learned the clips through their augmented copies
+    assert json.loads((folder.parent / "config.json").read_text())["augment_copies"] == 3
+    for bad in (dict(augment_copies=2, augment=False), dict(augment_copies=-1)):
+        with pytest.raises(InvalidRequestError, match="augment_copies"):
+            train_latent(LatentTrainConfig(run=str(tmp_path / "bad"), steps=1, **dict(settings, **bad)))
 
 
 def test_fine_tuning_moves_a_latent_model_onto_a_codec_with_more_channels(tmp_path, wav_folder, trained_codec):
