@@ -498,6 +498,7 @@ def test_latent_training_on_augmented_copies_lowers_the_loss_and_checks_its_sett
     for bad in (dict(augment_copies=2, augment=False), dict(augment_copies=-1)):
         with pytest.raises(InvalidRequestError, match="augment_copies"):
             train_latent(LatentTrainConfig(run=str(tmp_path / "bad"), steps=1, **dict(settings, **bad)))
+        assert not (tmp_path / "bad").exists()  # refused before anything was written
 
 
 def test_fine_tuning_moves_a_latent_model_onto_a_codec_with_more_channels(tmp_path, wav_folder, trained_codec):

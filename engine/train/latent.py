@@ -264,6 +264,9 @@ def encode_copies(codec: torch.nn.Module, dataset, copies: int, seed: int, devic
 
 def train_latent(config: LatentTrainConfig) -> Path:
     """Run ``config.steps`` steps (or until ``max_minutes``), saving as it goes; returns the model folder."""
+    if config.augment_copies < 0 or (config.augment_copies and not config.augment):
+        raise InvalidRequestError(f"augment_copies (--augment-copies) must be 0 or more and needs augmentation on, "
+                                  f"not --no-augment (got {config.augment_copies} with augment {config.augment})")
     dataset = common.open_dataset(config.data, config.categories, config.length or DEFAULT_LENGTH)
     if len(dataset) < config.batch:
         raise DatasetError(f"{config.data} has {len(dataset)} clips, fewer than one batch of {config.batch}")
@@ -328,9 +331,6 @@ def train_latent(config: LatentTrainConfig) -> Path:
     loop.prepare(trainer, network, load_init=lambda net: grow_into(net, read_weights(config.init)))
     null = network.num_labels
     label_map = common.label_map(dataset.label_names, manifest["labels"], null)
-    if config.augment_copies < 0 or (config.augment_copies and not config.augment):
-        raise InvalidRequestError(f"augment_copies must be 0 or more, and needs augmentation on "
-                                  f"(got {config.augment_copies} with augment {config.augment})")
     copies = 1 if not config.augment else config.augment_copies  # 0: nothing cached
     cached = encode_copies(codec, dataset, copies, config.seed, device, progress=trainer.place.main) \
         if copies else None
