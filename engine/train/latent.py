@@ -251,7 +251,7 @@ def encode_copies(codec: torch.nn.Module, dataset, copies: int, seed: int, devic
     generator = torch.Generator().manual_seed(seed + 7919)
     chunks = []
     with torch.no_grad(), tqdm(total=copies * len(dataset), desc="encode latents", unit="clip",
-                               disable=not progress or copies * len(dataset) <= batch) as bar:
+                               disable=not progress) as bar:
         for copy in range(copies):
             for start in range(0, len(dataset), batch):
                 audio = torch.stack([dataset[j]["audio"] for j in range(start, min(start + batch, len(dataset)))])
