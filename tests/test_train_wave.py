@@ -109,11 +109,15 @@ def test_a_killed_run_leaves_the_last_good_checkpoint_and_resumes(tmp_path, wav_
             process.kill()
     saved = read_manifest(run / "model")["training"]["steps"]
     assert saved >= 3 and saved % 3 == 0
+    # the killed call's steps are on the record up to its last save
+    assert [(s["started_step"], s["ended_step"]) for s in read_manifest(run / "model")["training"]["sessions"]] == [(0, saved)]
     load_model(run / "model")  # whole, loadable (a kill inside a save may leave that save's temporary file)
     state = torch.load(run / "train_state.pt", weights_only=False)
     logged_before = [int(row["step"]) for row in csv.DictReader(open(run / "log.csv"))]
     train_wave(tiny_config(run, wav_folder, steps=2))
     assert read_manifest(run / "model")["training"]["steps"] == state["step"] + 2
+    assert [(s["started_step"], s["ended_step"]) for s in read_manifest(run / "model")["training"]["sessions"]] == \
+        [(0, saved), (state["step"], state["step"] + 2)]
     assert not [p for p in (run / "model").iterdir() if p.name.endswith(".tmp")]  # the next save swept it
     logged = [int(row["step"]) for row in csv.DictReader(open(run / "log.csv"))]
     assert logged == list(range(1, state["step"] + 3)), "redone steps must not be logged twice"

@@ -49,7 +49,9 @@ class Trainer:
     first_step: int = 0
     warmup_from: int = 0               # the step the learning-rate warmup counts from
     examples_before: int = 0
-    session: dict = field(default_factory=dict)
+    session: dict = field(default_factory=dict)   # this call's record: device, batch, first step
+    sessions_before: list = field(default_factory=list)  # the records of the calls before it
+    started: float = field(default_factory=time.time)  # when this call began stepping
     codec: torch.nn.Module | None = None  # saved with the weights when it holds model data (envelope prior)
 
     @property
@@ -124,7 +126,19 @@ def prepare(trainer: Trainer, network: torch.nn.Module, *, betas: tuple[float, f
     trainer.scaler = torch.amp.GradScaler("cuda", enabled=trainer.device.type == "cuda")
     trainer.session = {"started_step": trainer.step, "data": str(config.data), "device": str(trainer.device),
                        "world": trainer.place.world, "batch": config.batch}
+    trainer.sessions_before = list(trainer.manifest["training"].get("sessions", []))
     return trainer
+
+
+def session_records(trainer: Trainer) -> list[dict]:
+    """The training record as of now: the earlier calls', then this one's so far if it stepped.
+
+    Every save writes it, so a run killed between saves (a session's end, a lost machine) still
+    leaves the steps it saved accounted for, and a call that trained nothing adds no line."""
+    if trainer.step == trainer.session.get("started_step", trainer.step):
+        return list(trainer.sessions_before)
+    minutes = round((time.time() - trainer.started) / 60, 2)
+    return [*trainer.sessions_before, dict(trainer.session, ended_step=trainer.step, minutes=minutes)]
 
 
 def save(trainer: Trainer, before_save: Callable[[torch.nn.Module], None] | None = None) -> None:
@@ -135,7 +149,8 @@ def save(trainer: Trainer, before_save: Callable[[torch.nn.Module], None] | None
         shipped.eval()
         before_save(shipped)
         shipped.train(was_training)
-    trainer.manifest["training"].update(steps=trainer.step, data=str(trainer.config.data), examples=trainer.examples())
+    trainer.manifest["training"].update(steps=trainer.step, data=str(trainer.config.data), examples=trainer.examples(),
+                                        sessions=session_records(trainer))
     save_model(trainer.model_dir, shipped, trainer.manifest, codec=trainer.codec)
     common.save_training_state(trainer.state_path, online=trainer.network.state_dict(),
                                optimizer=trainer.optimizer.state_dict(), step=trainer.step)
@@ -151,7 +166,7 @@ def run_loop(trainer: Trainer, batch_losses: Callable[[torch.Generator], Losses]
     when distributed) and ``trainer.autocast()``.
     """
     config, place = trainer.config, trainer.place
-    started = time.time()
+    started = trainer.started = time.time()
     # counts the model's steps, so a resumed run's bar starts where it stopped
     progress = tqdm(initial=trainer.step, total=trainer.step + config.steps, desc=f"train {trainer.manifest['name']}",
                     disable=not place.main, unit="step")
@@ -160,17 +175,15 @@ def run_loop(trainer: Trainer, batch_losses: Callable[[torch.Generator], Losses]
         _steps(trainer, batch_losses, progress, started, before_save, render, stop)
     progress.close()
     if place.main:
-        _finish(trainer, started, before_save)
+        _finish(trainer, before_save)
     if stop.asked:
         common.log.info("stopped on Ctrl-C at step %d and saved; run the same command again to resume", trainer.step)
     common.teardown_distributed()
     return trainer.model_dir
 
 
-def _finish(trainer: Trainer, started: float, before_save) -> None:
-    """The session's record, a last save and the run's config.json."""
-    trainer.manifest["training"].setdefault("sessions", []).append(
-        dict(trainer.session, ended_step=trainer.step, minutes=round((time.time() - started) / 60, 2)))
+def _finish(trainer: Trainer, before_save) -> None:
+    """A last save (with this call's record) and the run's config.json."""
     save(trainer, before_save)
     config = trainer.config
     settings = asdict(config) if is_dataclass(config) else dict(vars(config))
