@@ -70,7 +70,8 @@ def _publish(args: argparse.Namespace) -> int:
     from .train.publish import publish
 
     defaults = {key: value for key, value in (("sampler", args.sampler), ("steps", args.steps),
-                                              ("guidance", args.guidance)) if value is not None}
+                                              ("guidance", args.guidance),
+                                              ("guidance_weights", args.guidance_weights)) if value is not None}
     print(publish(args.run, args.to, args.eval, args.status, defaults))
     return 0
 
@@ -171,6 +172,9 @@ def parser() -> argparse.ArgumentParser:
     pub.add_argument("--sampler", default=None, help="the studio's default sampler for this model (default: the run's)")
     pub.add_argument("--steps", type=int, default=None, help="the default number of steps (default: the run's)")
     pub.add_argument("--guidance", type=float, default=None, help="the default guidance (default: the run's)")
+    pub.add_argument("--guidance-weights", type=json.loads, default=None,
+                     help='latent: how much of the guidance acts on each channel group of the codec, as JSON, '
+                          'e.g. \'{"bypass": 0}\' (no guidance on the low sub-bands; default: the run\'s)')
 
     sub.add_parser("eval", help="evaluate a model (see python -m engine eval --help)", add_help=False)
     sub.add_parser("data", help="build the drum data set (see python -m engine data --help)", add_help=False)

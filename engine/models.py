@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError, InvalidRequestError, ModelNotFoundError
 from .nets import build_codec, build_network, compand
+from .sampling import guidance_weights
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class LoadedModel:
     folder: Path
     device: torch.device
     dtype: torch.dtype
+    guidance_weights: torch.Tensor | None = None  # per latent channel (sampling.guidance_weights)
 
 
 def read_manifest(folder: str | Path) -> dict:
@@ -206,8 +208,9 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu", half: boo
     dtype = torch.float16 if half and device.type == "cuda" else torch.float32
     network = network.to(device, dtype).eval()
     codec = load_codec(manifest, folder).to(device).eval()
+    weights = guidance_weights(manifest, codec)
     log.info("loaded %s (%s) on %s", folder.name, manifest.get("kind"), device)
-    return LoadedModel(network, codec, manifest, model_id(manifest, folder), folder, device, dtype)
+    return LoadedModel(network, codec, manifest, model_id(manifest, folder), folder, device, dtype, weights)
 
 
 def model_id(manifest: dict, folder: str | Path) -> str:

@@ -17,7 +17,7 @@ import torch
 from .diffusion import (alphas_uniform, blend_denoiser, blend_model, classifier_free_guidance, invert_iadb,
                         sample_ddim, sample_dpmpp_2m, sample_euler_ancestral, sample_iadb, sigmas_cosine,
                         sigmas_karras, v_denoiser)
-from .errors import InvalidRequestError
+from .errors import CheckpointError, InvalidRequestError
 
 SIGMA_MIN, SIGMA_MAX = 0.01, 80.0
 SAMPLERS_BY_OBJECTIVE = {"v_cosine": ("dpmpp_2m", "ddim", "euler_a"),
@@ -29,10 +29,38 @@ def samplers_for(manifest: dict) -> tuple[str, ...]:
     return SAMPLERS_BY_OBJECTIVE[manifest.get("objective", "v_cosine")]
 
 
+def guidance_weights(manifest: dict, codec: torch.nn.Module) -> torch.Tensor | None:
+    """How much of the guidance acts on each latent channel, ``(C,)``, or None (all of it).
+
+    A latent model's ``defaults.guidance_weights`` maps channel groups of its codec
+    (``codec.channel_groups()``: learned, bypass, envelope) to a weight w; a channel's scale is
+    then ``1 + w * (guidance - 1)``, so w = 0 keeps that group at the plain conditional
+    prediction. Why: guidance extrapolates away from the unconditional prediction, and on the
+    bypassed low sub-bands (0-690 Hz) that means "more low end than the average drum", which
+    turns guided snares into kicks (docs/latent.md, session 8); the class lives in the other
+    channels, which take the full scale.
+    """
+    spec = manifest.get("defaults", {}).get("guidance_weights")
+    if not spec:
+        return None
+    groups = codec.channel_groups() if hasattr(codec, "channel_groups") else {}
+    unknown = sorted(set(spec) - set(groups))
+    if unknown:
+        raise CheckpointError(f"guidance_weights names the channel groups {unknown}; this model's codec has "
+                              f"{sorted(groups) or 'none'}")
+    weights = torch.ones(codec.latent_channels)
+    for name, weight in spec.items():
+        if not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+            raise CheckpointError(f"guidance weight of {name!r} must be a number in [0, 1], got {weight!r}")
+        weights[groups[name]] = float(weight)
+    return weights
+
+
 def conditioned(network: torch.nn.Module, batch: int, label_index: int | None, guidance: float,
-                device: torch.device) -> Callable:
+                device: torch.device, weights: torch.Tensor | None = None) -> Callable:
     """``(x, t) -> prediction``: the network with its label bound, in classifier-free guidance when
-    it takes labels, fed in its own dtype (fp16 on CUDA) and answering in fp32, where sampling runs."""
+    it takes labels (``weights``: per channel, see :func:`guidance_weights`), fed in its own dtype
+    (fp16 on CUDA) and answering in fp32, where sampling runs."""
     dtype = next(network.parameters()).dtype
     net = network
     if getattr(network, "num_labels", 0):
@@ -41,7 +69,9 @@ def conditioned(network: torch.nn.Module, batch: int, label_index: int | None, g
         if label_index is None:
             net = lambda x, t: network(x, t, label=label)  # noqa: E731
         else:
-            net = classifier_free_guidance(network, {"label": label}, {"label": torch.full_like(label, null)}, guidance)
+            scale = guidance if weights is None or guidance == 1.0 else \
+                (1.0 + weights.to(device) * (guidance - 1.0)).view(1, -1, 1)
+            net = classifier_free_guidance(network, {"label": label}, {"label": torch.full_like(label, null)}, scale)
     return lambda x, t: net(x.to(dtype), t).float()
 
 
@@ -69,7 +99,8 @@ def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor,
                   steps: int = 16, guidance: float = 1.0, label_index: int | None = None,
                   reference: torch.Tensor | None = None, strength: float = 1.0,
                   callback: Callable[[dict], None] | None = None,
-                  step_noise: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:
+                  step_noise: Callable[[], torch.Tensor] | None = None,
+                  guidance_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Sample a batch of latents from unit ``noise``.
 
     ``step_noise()`` gives the unit noise a stochastic sampler (``euler_a``) adds at each step;
@@ -79,9 +110,11 @@ def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor,
     With a ``reference`` latent and ``strength`` < 1 this is a variation by partial noising: the
     reference is noised to the level that ``strength`` picks on the grid (1 = pure noise, a new
     sound; near 0 = almost the reference) and only the remaining steps run.
+
+    ``guidance_weights`` (from :func:`guidance_weights`) spreads the guidance per latent channel.
     """
     objective = _check(manifest, sampler, steps)
-    net = conditioned(network, noise.shape[0], label_index, guidance, noise.device)
+    net = conditioned(network, noise.shape[0], label_index, guidance, noise.device, guidance_weights)
     levels = noise_levels(objective, sampler, steps).to(noise.device)
     start = 0
     if reference is not None and strength < 1.0:

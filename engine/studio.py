@@ -221,11 +221,14 @@ class Studio:
 
         latent = sample_latent(model.network, manifest, noises, sampler=sampler, steps=steps,
                                guidance=request.guidance, label_index=label_index, reference=reference,
-                               strength=strength, callback=callback, step_noise=draws)
+                               strength=strength, callback=callback, step_noise=draws,
+                               guidance_weights=model.guidance_weights)
         audio = finish(codec.decode(latent.float(), envelope)[..., :samples].cpu(), manifest["sample_rate"])
         base = request.to_recipe()
         base.update(sampler=sampler, checkpoint=model.checkpoint_id, model_folder=model.folder.name,
                     sample_rate=manifest["sample_rate"], engine=ENGINE_VERSION)
+        if model.guidance_weights is not None:  # the model's own setting, recorded for whoever replays it
+            base["guidance_weights"] = manifest["defaults"]["guidance_weights"]
         sounds = []
         for i in range(request.count):
             recipe = dict(base, seed=request.seed + i, count=1,

@@ -444,6 +444,7 @@ def test_latent_training_lowers_the_blend_loss_and_resumes(tmp_path, wav_folder,
     assert manifest["network"]["args"]["attention"] == [False, False]  # always fully convolutional
     assert manifest["network"]["args"]["in_channels"] == 8 and {"kick", "hat"} <= set(manifest["labels"])
     assert manifest["network"]["args"]["input_skip"] is True  # a new model gets the input skip
+    assert "guidance_weights" not in manifest["defaults"]  # its codec has no low bypass to spare
     model = load_model(folder)  # finds run/codec beside run/model
     assert isinstance(model.codec, CompandedCodec) and model.codec.hop == model.codec.codec.hop
     data = DrumDataset.from_folder(wav_folder, length=LENGTH, progress=False)
@@ -690,6 +691,63 @@ def test_codec_evaluation_compares_reconstructions_with_the_real_floor(trained_c
     recalls = [key for key in classified if key.endswith(".recall_holdout")]
     assert {key.split(".")[0] for key in recalls} >= {"kick", "hat"}
     assert all(classified[key + "_rebuilt"] == pytest.approx(classified[key], nan_ok=True) for key in recalls)
+
+
+def make_bypass_models(root: Path, weights: dict | None) -> Path:
+    """root/codec with a low bypass (8 learned + 2 bypass channels) + root/model using it, whose
+    defaults carry ``weights`` as its guidance weights."""
+    torch.manual_seed(0)
+    codec = codec_manifest()
+    codec["codec"]["args"]["low_bypass"] = 1
+    save_model(root / "codec", AudioAutoencoder(**codec["codec"]["args"]), codec)
+    manifest = latent_manifest()
+    manifest["network"]["args"]["in_channels"] = 10
+    if weights is not None:
+        manifest["defaults"]["guidance_weights"] = weights
+    save_model(root / "model", perturb_zero_init(build_network(manifest["network"])), manifest)
+    return root / "model"
+
+
+def test_guidance_weights_spare_the_low_bypass_and_reach_the_recipe(tmp_path):
+    """Per channel group: a weight of 0 keeps the bypassed low sub-bands at the plain conditional
+    prediction while the learned channels take the whole guidance (docs/latent.md, session 8)."""
+    model = load_model(make_bypass_models(tmp_path, {"bypass": 0.0}))
+    assert model.guidance_weights.tolist() == [1.0] * 8 + [0.0] * 2
+    noise = torch.randn(2, 10, 16, generator=torch.Generator().manual_seed(0))
+
+    def one_step(guidance: float, weights=None) -> torch.Tensor:  # one iadb step: channels stay apart
+        return sample_latent(model.network, model.manifest, noise, sampler="iadb", steps=1, guidance=guidance,
+                             label_index=1, guidance_weights=weights)
+
+    spared, guided, plain = one_step(4.0, model.guidance_weights), one_step(4.0), one_step(1.0)
+    assert not torch.allclose(guided, plain, atol=1e-4)
+    assert torch.allclose(spared[:, :8], guided[:, :8], atol=1e-5) and torch.allclose(spared[:, 8:], plain[:, 8:], atol=1e-5)
+    assert torch.allclose(one_step(4.0, torch.ones(10)), guided, atol=1e-5)
+    sound = Studio(roots=[tmp_path], device="cpu").render(
+        GenerationRequest(model=str(tmp_path / "model"), label="snare", guidance=4.0, steps=3, length=0.05)).sounds[0]
+    assert sound.recipe["guidance_weights"] == {"bypass": 0.0} and torch.isfinite(sound.audio).all()
+    for bad, message in (({"treble": 0.0}, "channel groups"), ({"bypass": 2.0}, r"in \[0, 1\]")):
+        make_bypass_models(tmp_path / str(len(message)), bad)
+        with pytest.raises(CheckpointError, match=message):
+            load_model(tmp_path / str(len(message)) / "model")
+
+
+def test_publish_sets_guidance_weights_only_where_the_codec_has_those_groups(tmp_path, wav_folder):
+    from engine.train.publish import publish
+    run = tmp_path / "run"
+    make_bypass_models(run, None)
+    fresh = train_latent(LatentTrainConfig(data=str(wav_folder), run=str(tmp_path / "fresh"), codec=str(run / "codec"),
+                                           length=LENGTH, steps=1, batch=2, augment=False, render_every=0,
+                                           device="cpu", network=dict(TINY_LATENT_NET)))
+    assert read_manifest(fresh)["defaults"]["guidance_weights"] == {"bypass": 0.0}  # a new model on a bypass codec
+    folder = publish(run, tmp_path / "shipped", defaults={"guidance": 3.0, "guidance_weights": {"bypass": 0}})
+    assert read_manifest(folder)["defaults"]["guidance_weights"] == {"bypass": 0}
+    assert "'guidance_weights': {'bypass': 0}" in (folder / "MODEL_CARD.md").read_text()
+    with pytest.raises(CheckpointError, match="channel groups"):
+        publish(run, tmp_path / "refused", defaults={"guidance_weights": {"envelope": 0}})  # no envelope channels
+    with pytest.raises(InvalidRequestError, match="JSON object"):
+        publish(run, tmp_path / "refused", defaults={"guidance_weights": [0, 1]})
+    assert not (tmp_path / "refused").exists()
 
 
 def test_a_codec_run_is_published_with_a_codec_card(trained_codec, tmp_path):

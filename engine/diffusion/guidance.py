@@ -11,19 +11,22 @@ def _stack(cond: dict, uncond: dict) -> dict:
     return {k: torch.cat([cond[k], uncond[k]]) for k in cond}
 
 
-def classifier_free_guidance(net: Callable[..., torch.Tensor], cond: dict, uncond: dict, scale: float):
+def classifier_free_guidance(net: Callable[..., torch.Tensor], cond: dict, uncond: dict,
+                             scale: float | torch.Tensor):
     """``net(x, t, **cond)`` guided: ``uncond + scale * (cond - uncond)`` in one batched call.
 
     Works for any output that is affine in the model's prediction (x0, v, eps or the blending
     direction), so it can wrap the raw network before a picture-specific denoiser wrapper.
-    ``scale == 1`` is plain conditional sampling and costs one call.
+    ``scale`` is a number, or a tensor that broadcasts against the output (a scale per channel).
+    A number 1 is plain conditional sampling and costs one call.
     """
-    if scale == 1.0:
+    if not torch.is_tensor(scale) and scale == 1.0:
         return lambda x, t: net(x, t, **cond)
 
     def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         both = net(torch.cat([x, x]), torch.cat([t, t]), **_stack(cond, uncond))
         conditional, unconditional = both.chunk(2)
-        return torch.lerp(unconditional, conditional, float(scale))
+        weight = scale.to(conditional) if torch.is_tensor(scale) else float(scale)
+        return torch.lerp(unconditional, conditional, weight)
 
     return guided

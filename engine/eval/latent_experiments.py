@@ -97,7 +97,8 @@ def steps(args, out) -> None:
         for count in args.steps:
             started = time.time()
             latent = sample_latent(model.network, model.manifest, noise(0, shape, model.device), sampler=sampler,
-                                   steps=count, guidance=args.guidance, label_index=label)
+                                   steps=count, guidance=args.guidance, label_index=label,
+                                   guidance_weights=model.guidance_weights)
             audio = model.codec.decode(latent)[..., :samples].float().cpu()
             seconds = (time.time() - started) / args.count
             fd = "" if real is None else f"{frechet_distance(batched_features(audio, rate), real):.4f}"
@@ -116,7 +117,8 @@ def interpolation(args, out) -> None:
         streams = [SeedNoise([2 * pair], shape, [2 * pair + 1], float(t)) for t in torch.linspace(0, 1, args.points)]
         draw = lambda streams=streams: torch.cat([s() for s in streams]).to(model.device)  # noqa: E731
         latent = sample_latent(model.network, model.manifest, draw(), sampler=args.sampler, steps=args.steps,
-                               guidance=args.guidance, label_index=label, step_noise=draw)
+                               guidance=args.guidance, label_index=label, step_noise=draw,
+                               guidance_weights=model.guidance_weights)
         audio = model.codec.decode(latent)[..., :samples].float().cpu()
         distances = torch.tensor([float(stft(audio[i + 1:i + 2], audio[i:i + 1])) for i in range(len(audio) - 1)])
         out.writerow([2 * pair, 2 * pair + 1, f"{distances.mean():.4f}", f"{distances.max() / distances.mean():.3f}"])

@@ -133,7 +133,7 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
         draws = SeedNoise(list(range(seed + start, seed + min(start + batch, count))), shape, device=model.device)
         x = draws()
         latent = sample_latent(model.network, manifest, x, sampler=sampler, steps=steps, guidance=guidance,
-                               label_index=label_index, step_noise=draws)
+                               label_index=label_index, step_noise=draws, guidance_weights=model.guidance_weights)
         out.append(codec.decode(latent.float(), codec.envelope_for(label_index, noise=x)).float().cpu())
     return torch.cat(out) if out else torch.zeros(0, manifest["channels"], manifest["length"])
 

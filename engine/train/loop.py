@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..models import load_weights, read_manifest, save_model
-from ..sampling import sample_latent
+from ..sampling import guidance_weights, sample_latent
 from ..seeds import noise
 from . import common
 
@@ -267,7 +267,8 @@ def render_samples(network, codec, manifest: dict, folder: Path, step: int, step
         start = noise(index, shape, device)
         latent = sample_latent(network, manifest, start, steps=steps,
                                sampler=manifest["defaults"]["sampler"],
-                               guidance=manifest["defaults"]["guidance"], label_index=index)
+                               guidance=manifest["defaults"]["guidance"], label_index=index,
+                               guidance_weights=guidance_weights(manifest, codec))
         audio = codec.decode(latent, codec.envelope_for(index, noise=start))
         audio = audio[0, :, :manifest["length"]].float().clamp(-1, 1).cpu()
         export_wav(audio, manifest["sample_rate"], folder, {"model": manifest["name"], "label": label,

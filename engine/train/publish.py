@@ -4,9 +4,10 @@
 the run's model folder, its loss log (``training_log.csv``) and writes ``MODEL_CARD.md`` from
 the manifest, the log and, when given, the ``name: value`` lines that ``python -m engine eval``
 printed. The card is generated so that it never disagrees with the manifest it sits beside.
-``--sampler``, ``--steps`` and ``--guidance`` set the studio's defaults in the published manifest:
-settings chosen by evaluating the trained weights (session 6: ``euler_a`` for the latent drums)
-belong to the shipped model, not to the run that made it.
+``--sampler``, ``--steps``, ``--guidance`` and ``--guidance-weights`` set the studio's defaults in
+the published manifest: settings chosen by evaluating the trained weights (session 6: ``euler_a``
+for the latent drums; session 8: no guidance on its low sub-bands) belong to the shipped model,
+not to the run that made it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import shutil
 from pathlib import Path
 
 from ..errors import CheckpointError, InvalidRequestError
-from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, read_manifest, write_json
+from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, load_codec, read_manifest, write_json
 from ..request import GenerationRequest
-from ..sampling import samplers_for
+from ..sampling import guidance_weights, samplers_for
 
 
 def _log_summary(log_path: Path) -> str:
@@ -125,14 +126,20 @@ Multi-resolution STFT loss; {training.get('steps', 0)} steps, {training.get('exa
 
 
 def with_defaults(manifest: dict, defaults: dict | None) -> dict:
-    """``manifest`` with some of its generation defaults (sampler, steps, guidance) replaced, checked
-    as the studio checks a request, so a shipped model never defaults to settings it refuses."""
+    """``manifest`` with some of its generation defaults (sampler, steps, guidance, guidance weights)
+    replaced, checked as the studio checks a request, so a shipped model never defaults to settings
+    it refuses (the guidance weights' group names are checked against the codec by :func:`publish`)."""
     if not defaults:
         return manifest
-    unknown = set(defaults) - {"sampler", "steps", "guidance"}
+    unknown = set(defaults) - {"sampler", "steps", "guidance", "guidance_weights"}
     if unknown:
-        raise InvalidRequestError(f"publish sets only the sampler, steps and guidance defaults, not {sorted(unknown)}")
-    GenerationRequest(model=manifest.get("name", "model"), **defaults).validated()
+        raise InvalidRequestError(f"publish sets only the sampler, steps, guidance and guidance weights defaults, "
+                                  f"not {sorted(unknown)}")
+    weights = defaults.get("guidance_weights")
+    if weights is not None and (manifest.get("kind") != "latent" or not isinstance(weights, dict)):
+        raise InvalidRequestError("guidance weights are a JSON object of codec channel groups, for latent models only")
+    GenerationRequest(model=manifest.get("name", "model"),
+                      **{k: v for k, v in defaults.items() if k != "guidance_weights"}).validated()
     if "sampler" in defaults and defaults["sampler"] not in samplers_for(manifest):
         raise InvalidRequestError(f"sampler {defaults['sampler']!r} does not fit this model; "
                                   f"choose one of {list(samplers_for(manifest))}")
@@ -146,6 +153,8 @@ def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str |
     manifest = with_defaults(read_manifest(source), defaults)
     if not (source / WEIGHTS).is_file():
         raise CheckpointError(f"{source} has no {WEIGHTS}")
+    if manifest.get("defaults", {}).get("guidance_weights"):
+        guidance_weights(manifest, load_codec(manifest, source))  # names the codec's channel groups, in [0, 1]
     destination.mkdir(parents=True, exist_ok=True)
     atomic_write(destination / WEIGHTS, lambda tmp: shutil.copyfile(source / WEIGHTS, tmp))
     write_json(destination / MANIFEST, manifest)
