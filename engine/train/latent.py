@@ -318,8 +318,8 @@ def train_latent(config: LatentTrainConfig) -> Path:
         manifest["codec"]["compand"] = codec.spec()
         common.log.info("measured the latent's per-channel ranges on %d clips (decode clamps to them)", len(probe))
     if trainer.state is None and not config.init and "bypass" in getattr(codec, "channel_groups", dict)():
-        # a new model guides only above the bypassed low sub-bands: guided there, 11 of 64 latent
-        # snares read as kicks at guidance 3 and 16 of 32 at 4; spared, 2 of 64 at 3 and 4
+        # a new model guides only above the bypassed low sub-bands: guided there, 14 of 32 latent
+        # snares read as kicks at guidance 3 and 16 of 32 at 4; spared, 2 of 64 at 3 and at 4
         # (docs/latent.md, "Session 8 results")
         manifest["defaults"].setdefault("guidance_weights", {"bypass": 0.0})
     frames = codec.latent_length(dataset.length)
