@@ -243,11 +243,14 @@ def variable_length(manifest: dict) -> bool:
     return manifest.get("kind") == "latent"
 
 
+LENGTH_SLACK_S = 0.01  # a length this far over the longest is read as the longest (rounded seconds)
+
+
 def resolve_length(manifest: dict, length: float | None) -> float | None:
     """The length (seconds) a request gets, or an InvalidRequestError saying what is allowed.
 
     Latent models: ``None`` means ``defaults.length`` or else the longest (the manifest's length);
-    anything in (0, longest] is allowed. Waveform models are fixed-length: ``None`` (or their own
+    anything in (0, longest] is allowed (up to 10 ms over is read as the longest: "2 s" on a model of 1.997 s). Waveform models are fixed-length: ``None`` (or their own
     length, to 1 ms) is accepted and recorded as ``None``; any other length is refused.
     """
     rate = manifest["sample_rate"]
@@ -259,8 +262,10 @@ def resolve_length(manifest: dict, length: float | None) -> float | None:
         return None
     if length is None:
         return float(manifest.get("defaults", {}).get("length", longest))
-    if length > longest + 0.5 / rate:
-        raise InvalidRequestError(f"length must be at most {longest:.2f} s for this model, got {length:g} s")
+    if length > longest + LENGTH_SLACK_S:
+        raise InvalidRequestError(f"length must be at most {longest:.2f} s for this model, "
+                                  f"got {length:g} s")
+    length = min(length, longest)  # "2 s" on a model of 88064 samples (1.997 s) is all it makes
     if length * rate < 1:
         raise InvalidRequestError(f"length {length:g} s is shorter than one sample")
     return float(length)

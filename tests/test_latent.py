@@ -360,6 +360,8 @@ def test_studio_generates_latent_sounds_of_the_requested_length_with_label_and_g
     assert not torch.equal(unguided.sounds[0].audio, result.sounds[0].audio)
     with pytest.raises(InvalidRequestError, match="at most 0.19 s"):
         studio.render(request.with_(length=1.0))
+    rounded = studio.render(request.with_(length=round(LENGTH / RATE, 2) + 0.005, count=1)).sounds[0]  # just over
+    assert rounded.audio.shape == (2, LENGTH) and rounded.recipe["length"] == pytest.approx(LENGTH / RATE)
     with pytest.raises(InvalidRequestError, match="positive number of seconds"):
         GenerationRequest(model="latent", length=-1.0).validated()
 

@@ -19,6 +19,7 @@ import torch
 from matplotlib.figure import Figure
 
 from engine import GenerationRequest
+from engine.studio import resolve_length
 from engine.audio import export_wav, read_recipe
 from ui import presets
 from ui.handlers import ANY_LABEL, SLOTS, Handlers, slot_key
@@ -293,6 +294,7 @@ def test_every_shipped_preset_is_a_valid_request_for_a_shipped_model(studio):
         assert request.model in models, name
         assert request.label in (None, *models[request.model].labels), name
         assert request.sampler in studio.describe(request.model)["samplers"], name
+        resolve_length(studio.entry(request.model).manifest, request.length)  # a length the model makes
         assert data["name"] and data["description"], name
 
 
