@@ -250,7 +250,8 @@ def resolve_length(manifest: dict, length: float | None) -> float | None:
     """The length (seconds) a request gets, or an InvalidRequestError saying what is allowed.
 
     Latent models: ``None`` means ``defaults.length`` or else the longest (the manifest's length);
-    anything in (0, longest] is allowed (up to 10 ms over is read as the longest: "2 s" on a model of 1.997 s). Waveform models are fixed-length: ``None`` (or their own
+    anything in (0, longest] is allowed, and up to 10 ms over is read as the longest ("2 s" on a
+    model of 1.997 s). Waveform models are fixed-length: ``None`` (or their own
     length, to 1 ms) is accepted and recorded as ``None``; any other length is refused.
     """
     rate = manifest["sample_rate"]
