@@ -263,12 +263,13 @@ def render_samples(network, codec, manifest: dict, folder: Path, step: int, step
     frames = codec.latent_length(manifest["length"])
     shape = (1, codec.latent_channels, -(-frames // network.hop) * network.hop)
     device = next(network.parameters()).device
+    weights = guidance_weights(manifest, codec)
     for index, label in enumerate(manifest["labels"]):
         start = noise(index, shape, device)
         latent = sample_latent(network, manifest, start, steps=steps,
                                sampler=manifest["defaults"]["sampler"],
                                guidance=manifest["defaults"]["guidance"], label_index=index,
-                               guidance_weights=guidance_weights(manifest, codec))
+                               guidance_weights=weights)
         audio = codec.decode(latent, codec.envelope_for(index, noise=start))
         audio = audio[0, :, :manifest["length"]].float().clamp(-1, 1).cpu()
         export_wav(audio, manifest["sample_rate"], folder, {"model": manifest["name"], "label": label,
