@@ -491,12 +491,20 @@ def _format_number(value: Any) -> str:
     return str(value)
 
 
+def _model_name(model: Any) -> str:
+    """A model given by its folder path (``~/models/mykick``) is named by the folder alone: the
+    whole path in a file name (``home-me-models-mykick_...``) says where it was, not what it is."""
+    text = str(model or "").rstrip("/\\")
+    return re.split(r"[/\\]", text)[-1] or "sample"
+
+
 def stem_from_recipe(recipe: Mapping[str, Any]) -> str:
     """``kick_seed42_16st_g2`` (+ the label when it differs from the model, ``_to7-m0.5`` for a
     morph, ``_var0.3`` for a variation): names that say what a sound is and sort well in a file
     browser. Absent fields are skipped; :func:`export_wav` sanitises every part."""
-    parts = [str(recipe.get("model") or "sample")]
-    if recipe.get("label") not in (None, "") and recipe["label"] != recipe.get("model"):
+    model = _model_name(recipe.get("model"))
+    parts = [model]
+    if recipe.get("label") not in (None, "") and recipe["label"] != model:
         parts.append(str(recipe["label"]))
     if recipe.get("seed") is not None:
         parts.append(f"seed{_format_number(recipe['seed'])}")

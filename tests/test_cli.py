@@ -66,3 +66,13 @@ def test_shipped_aliases_generate_offline(tmp_path):
     result = run_cli("generate", "--model", "snare", "--steps", "2", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert read_recipe(Path(result.stdout.strip()))["label"] == "snare"
+
+
+def test_a_model_given_by_its_folder_path_names_exports_after_the_folder(tmp_path, tiny_models):
+    """`--model ~/models/mykick`: the file is `tiny_kick_seed0_2st...wav`, not the whole path flattened."""
+    result = run_cli("generate", "--model", str(tiny_models / "tiny"), "--label", "kick", "--steps", "2",
+                     "--seed", "0", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    path = Path(result.stdout.strip())
+    assert path.name.startswith("tiny_kick_seed0_2st"), path.name
+    assert read_recipe(path)["model"] == str(tiny_models / "tiny")  # the recipe keeps the path to regenerate

@@ -186,6 +186,7 @@ def test_tail_floor_measures_the_added_hiss():
 
 # --------------------------------------------------------------------------- classifier
 
+@pytest.mark.numeric
 def test_classifier_separates_synthetic_classes_and_round_trips(tmp_path):
     names = ("kick", "snare", "hat")
     train = torch.cat([clips(k, range(8)) for k in names])
@@ -221,6 +222,7 @@ def _fake_dataset(root, train_seeds=range(6), holdout_seeds=range(50, 53)) -> No
     (root / "index.json").write_text(json.dumps(index))
 
 
+@pytest.mark.numeric
 def test_load_or_train_caches_by_data_set(tmp_path):
     _fake_dataset(tmp_path / "data")
     first = load_or_train(tmp_path / "data", tmp_path / "cache")

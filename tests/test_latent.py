@@ -27,6 +27,7 @@ from engine.nets import CODECS, build_codec, build_network
 from engine.nets.autoencoder import AudioAutoencoder
 from engine.nets.compand import CompandedCodec, fit as fit_compander, wrap as wrap_compander
 from engine.request import GenerationRequest
+from engine.seeds import seeded_init
 from engine.sampling import invert_latent, sample_latent
 from engine.studio import Studio
 from engine.train.codec import (CodecTrainConfig, low_band_waveform_loss, measure_latent_scale, reconstruction_loss,
@@ -170,6 +171,7 @@ def load_model_codec(folder: Path) -> AudioAutoencoder:
     return codec.eval()
 
 
+@pytest.mark.numeric
 def test_the_low_bypass_passes_the_pitched_low_end_through_exactly(trained_codec):
     """A kick's body (a decaying low sine) survives even an untrained codec when it is bypassed."""
     t = torch.arange(LENGTH) / RATE
@@ -208,6 +210,7 @@ def test_channel_groups_name_every_latent_channel_once_in_order():
     assert list(AudioAutoencoder(**TINY_CODEC).channel_groups()) == ["learned"]
 
 
+@pytest.mark.numeric
 def test_the_band_envelope_gives_the_decoder_each_bands_loudness_over_time(trained_codec, clips):
     """Bands above band 0 come back with the input's energy per latent frame, silence stays silent,
     and a codec trained without the envelope takes it on with no new weights."""
@@ -250,43 +253,70 @@ def test_multi_resolution_stft_loss():
         loss(audio, audio[..., :100])
 
 
+def clip_batch(folder: Path) -> torch.Tensor:
+    """Every clip of a WAV folder at the tiny models' length: the fixed set that trained codecs are judged on."""
+    data = DrumDataset.from_folder(folder, length=LENGTH, progress=False)
+    return torch.stack([data[i]["audio"] for i in range(len(data))])
+
+
+def untrained_codec(manifest: dict) -> AudioAutoencoder:
+    """The codec a run with ``manifest`` started from: the trainer's own seeded initial weights."""
+    with seeded_init(CodecTrainConfig.seed):
+        return build_codec(manifest["codec"]).eval()
+
+
+def low_band_error(codec: AudioAutoencoder, audio: torch.Tensor) -> float:
+    with torch.no_grad():
+        rebuilt = codec.decode(codec.encode(audio))[..., :audio.shape[-1]]
+        return float(low_band_waveform_loss(codec.pqmf, rebuilt, audio, 2))
+
+
+@pytest.mark.numeric
 def test_a_few_codec_training_steps_reduce_the_stft_loss_and_the_run_resumes(trained_codec, wav_folder):
+    """Judged on every clip with the deterministic reconstruction loss, trained weights against the
+    run's own initial ones (a training log's random crops move by tens of percent per step)."""
     manifest = read_manifest(trained_codec)
     assert manifest["kind"] == "codec" and manifest["training"]["steps"] == 30
     scale = manifest["codec"]["args"]["latent_scale"]
     assert 0 < scale != 1.0
-    data = DrumDataset.from_folder(wav_folder, length=LENGTH, progress=False)
-    audio = torch.stack([data[i]["audio"] for i in range(len(data))])
-    torch.manual_seed(0)
-    fresh = build_codec({"type": "autoencoder", "args": dict(TINY_CODEC)}).eval()
-    trained = build_codec(manifest["codec"])
-    load_weights(trained_codec, trained)
-    trained.eval()
+    audio = clip_batch(wav_folder)
+    fresh, trained = untrained_codec(manifest), load_model_codec(trained_codec)
     before, after = reconstruction_loss(fresh, audio), reconstruction_loss(trained, audio)
-    assert after < 0.8 * before, (before, after)  # deterministic: 5.3 -> 2.9 when written
+    assert after < 0.8 * before, (before, after)  # 0.58x with either kernel set (default, avx2)
+    # the low bands' waveform is being learned: 0.79x (default and avx2)
+    assert low_band_error(trained, audio) < 0.9 * low_band_error(fresh, audio)
     with torch.no_grad():
         assert 0.5 < float(trained.encode(audio).std()) < 2.0  # the stored scale normalises the latent
     run = trained_codec.parent
     with open(run / "log.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 30 and {"loss", "stft", "waveform"} <= set(rows[0])
-    assert float(rows[-1]["waveform"]) < float(rows[0]["waveform"])  # the low bands' waveform is being learned
     assert not [p for p in trained_codec.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.numeric
 def test_a_codec_with_bypass_and_band_envelope_trains_and_its_card_names_them(tmp_path, wav_folder):
     """The default codec network (bypass + envelope): the decoder learns through the envelope's gain."""
     from engine.train.publish import publish
     network = dict(TINY_CODEC, low_bypass=1, band_envelope=True)
+    audio = clip_batch(wav_folder)
+    # the property itself: the loss of the rebuilt audio reaches every decoder weight, through the
+    # gain that rescales the decoder's bands to the latent's envelope, as finite non-zero gradients
+    codec = untrained_codec({"codec": {"type": "autoencoder", "args": network}}).train()
+    MultiResolutionSTFTLoss()(codec(audio)[0], audio).backward()
+    for name, parameter in codec.decoder.named_parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+        assert float(parameter.grad.abs().sum()) > 0, name
+    # and its effect: 20 steps lower the deterministic reconstruction loss of every clip by far
+    # more than any kernel set's rounding (2.05 -> 1.46 with default and avx2 kernels alike)
     run = tmp_path / "run"
     folder = train_codec(CodecTrainConfig(data=str(wav_folder), run=str(run), length=LENGTH, steps=20, batch=4,
                                           segment=4096, lr=3e-3, warmup=1, ema_decay=0.0, log_every=1,
                                           save_every=10, device="cpu", network=network))
-    with open(run / "log.csv") as handle:
-        stft = [float(row["stft"]) for row in csv.DictReader(handle)]
-    assert sum(stft[-5:]) < 0.9 * sum(stft[:5]), stft
-    codec = load_model_codec(folder)
-    assert codec.latent_channels == TINY_CODEC["latent_channels"] + 2 + TINY_CODEC["bands"] - 1
+    trained = load_model_codec(folder)
+    before, after = reconstruction_loss(untrained_codec(read_manifest(folder)), audio), reconstruction_loss(trained, audio)
+    assert after < 0.85 * before, (before, after)
+    assert trained.latent_channels == TINY_CODEC["latent_channels"] + 2 + TINY_CODEC["bands"] - 1
     card = (publish(run, tmp_path / "published") / "MODEL_CARD.md").read_text()
     assert "2 x 1 bypassed sub-bands" in card and "7 band-envelope channels" in card
 
@@ -404,6 +434,7 @@ class GaussianBlend(torch.nn.Module):
         return self.mean + gain * (x - a * self.mean)
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("kind", ["analytic", "tiny_unet"])
 def test_inversion_then_iadb_sampling_reconstructs_the_latent(kind):
     manifest = {"objective": "blend"}
@@ -432,6 +463,7 @@ def test_inversion_then_iadb_sampling_reconstructs_the_latent(kind):
 # ----------------------------------------------------------------------------- latent training
 
 
+@pytest.mark.numeric
 def test_latent_training_lowers_the_blend_loss_and_resumes(tmp_path, wav_folder, trained_codec):
     run = tmp_path / "run"
     settings = dict(data=str(wav_folder), run=str(run), codec=str(trained_codec), length=LENGTH, batch=4, lr=3e-3,
@@ -485,6 +517,7 @@ def test_augmented_copies_are_encoded_once_copy_zero_plain_and_fixed_by_the_seed
     assert not torch.allclose(other[clips:], cached[clips:2 * clips], atol=1e-3)
 
 
+@pytest.mark.numeric
 def test_latent_training_on_augmented_copies_lowers_the_loss_and_checks_its_setting(tmp_path, wav_folder,
                                                                                    trained_codec):
     settings = dict(data=str(wav_folder), codec=str(trained_codec), length=LENGTH, batch=4, lr=3e-3, warmup=1,
@@ -543,6 +576,7 @@ def test_fine_tuning_moves_a_latent_model_onto_a_codec_with_more_channels(tmp_pa
                                           codec=str(trained_codec), steps=0)))
 
 
+@pytest.mark.numeric
 def test_fine_tuning_adds_an_input_skip_that_starts_as_nothing_and_then_trains(tmp_path, wav_folder, trained_codec):
     """--input-skip with --init: the model gains a per-channel skip from its input to its output,
     predicted from the embedding; it starts at zero (same predictions) and training moves it."""
@@ -646,6 +680,7 @@ def test_encodec_backend_plumbing_with_a_tiny_random_model(tmp_path, wav_folder)
 # ----------------------------------------------------------------------------- experiment scripts
 
 
+@pytest.mark.numeric
 def test_the_experiment_commands_of_docs_latent_run_on_a_tiny_model(latent_models, wav_folder, capsys):
     from engine.eval.latent_experiments import main
 

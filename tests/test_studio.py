@@ -105,6 +105,7 @@ def _write_reference(path, seconds=0.5, rate=48000, silent=False):
     return str(path)
 
 
+@pytest.mark.numeric
 def test_variations_stay_closer_to_the_reference_at_low_strength(studio, tmp_path):
     reference = _write_reference(tmp_path / "ref.wav")
     fresh = render(studio, seed=1).sounds[0].audio

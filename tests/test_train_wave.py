@@ -35,12 +35,14 @@ def losses(run: Path) -> list[float]:
 
 
 @pytest.mark.slow
+@pytest.mark.numeric
 def test_a_short_run_lowers_the_loss_and_leaves_a_loadable_model(tmp_path, wav_folder):
     run = tmp_path / "run"
-    # without the envelope: the envelope already explains most of these synthetic hits, so the
-    # loss a fresh network starts from is lower and 120 steps move it less (test_nets checks it)
+    # the validation loss is deterministic (fixed clips, noise and times), but the run that leads
+    # to it follows the CPU's kernels; at lr 3e-3 it fell only to 0.936 of a 0.95 bar, at 1e-2 it
+    # falls to 0.875 with default and avx2 kernels alike, far more than rounding moves it
     folder = train_wave(tiny_config(run, wav_folder, steps=120, render_every=120, render_steps=2, ema_decay=0.95,
-                                     lr=3e-3, envelope=False))
+                                     lr=1e-2, warmup=20))
     assert len(losses(run)) == 120
     model = load_model(folder)
     data = DrumDataset.from_folder(wav_folder, progress=False)
@@ -49,10 +51,18 @@ def test_a_short_run_lowers_the_loss_and_leaves_a_loadable_model(tmp_path, wav_f
     fresh = build_network(model.manifest["network"]).eval()
     before = validation_loss(fresh, model.codec, audio, labels)
     after = validation_loss(model.network, model.codec, audio, labels)
-    assert after < 0.95 * before, (before, after)  # deterministic: 1.00 -> 0.92 when written
+    assert after < 0.95 * before, (before, after)  # 0.722 -> 0.632
     assert model.manifest["training"]["steps"] == 120 and {"kick", "hat"} <= set(model.manifest["labels"])
     rendered = sorted(p.name for p in (run / "samples").iterdir())
     assert rendered == sorted(f"step0000120_{label}.wav" for label in model.manifest["labels"])
+
+
+def test_a_folder_smaller_than_one_batch_trains_with_batches_that_repeat_clips(tmp_path, wav_folder):
+    """Fine-tuning on a user's ten kicks with the default batch of 16: batches are drawn with
+    replacement, so a small folder trains instead of being refused."""
+    clips = len(DrumDataset.from_folder(wav_folder, progress=False))
+    folder = train_wave(tiny_config(tmp_path / "run", wav_folder, steps=2, batch=clips + 4))
+    assert read_manifest(folder)["training"]["steps"] == 2 and read_manifest(folder)["training"]["examples"] == 2 * (clips + 4)
 
 
 def test_balanced_batches_draw_every_category_equally_often_and_zero_draws_as_before():

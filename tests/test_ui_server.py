@@ -42,33 +42,45 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _start_studio(base: Path, presets: Path) -> tuple[subprocess.Popen, str]:
+    """``python app.py`` on a free port, once it answers. A free port can be taken by another
+    process between asking and binding (CI runs other things): then it tries another port."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    for attempt in range(3):
+        port = _free_port()
+        log_path = base / "server.log"
+        with open(log_path, "w") as log:
+            process = subprocess.Popen(
+                [sys.executable, str(ROOT / "app.py"), "--no-browser", "--device", "cpu", "--port", str(port),
+                 "--export-dir", str(base / "exports"), "--cache-dir", str(base / "cache"),
+                 "--presets-dir", str(presets)],
+                cwd=base, stdout=log, stderr=subprocess.STDOUT, env=env)
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.time() + 120
+        while process.poll() is None and time.time() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return process, url
+            except OSError:
+                pass
+            time.sleep(0.5)
+        text = log_path.read_text()
+        if process.poll() is None:
+            process.kill()
+            pytest.fail(f"the studio did not start in 120 s:\n{text}")
+        taken = "address already in use" in text.lower() or "cannot find empty port" in text.lower()
+        if not taken or attempt == 2:
+            pytest.fail(f"the studio exited with {process.returncode}:\n{text}")
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("studio")
     presets = base / "presets"
     shutil.copytree(ROOT / "presets", presets)
-    port = _free_port()
-    log = open(base / "server.log", "w")
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), "--no-browser", "--device", "cpu", "--port", str(port),
-         "--export-dir", str(base / "exports"), "--cache-dir", str(base / "cache"), "--presets-dir", str(presets)],
-        cwd=base, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"the studio exited with {process.returncode}:\n{(base / 'server.log').read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.time() > deadline:
-            process.kill()
-            pytest.fail(f"the studio did not start in 120 s:\n{(base / 'server.log').read_text()}")
-        time.sleep(0.5)
+    process, url = _start_studio(base, presets)
     yield SimpleNamespace(url=url, base=base, exports=base / "exports", cache=base / "cache", presets=presets,
                           log=base / "server.log", process=process)
     process.terminate()
@@ -76,7 +88,6 @@ def server(tmp_path_factory):
         process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         process.kill()
-    log.close()
 
 
 # ---------------------------------------------------------------------------- gradio_client

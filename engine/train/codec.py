@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ..data.augment import augment
-from ..errors import DatasetError, InvalidRequestError
+from ..errors import InvalidRequestError
 from ..nets import build_codec
 from ..seeds import seeded_init
 from . import common, loop
@@ -122,9 +122,7 @@ def _crops(audio: torch.Tensor, segment: int, generator: torch.Generator) -> tor
 
 def train_codec(config: CodecTrainConfig) -> Path:
     """Run ``config.steps`` steps (or until ``max_minutes``), saving as it goes; returns the codec folder."""
-    dataset = common.open_dataset(config.data, config.categories, config.length)
-    if len(dataset) < config.batch:
-        raise DatasetError(f"{config.data} has {len(dataset)} clips, fewer than one batch of {config.batch}")
+    dataset = common.open_dataset(config.data, config.categories, config.length, batch=config.batch)
 
     def check_init(_: loop.Trainer, manifest: dict) -> dict:
         if manifest.get("kind") != "codec":

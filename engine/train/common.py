@@ -163,18 +163,28 @@ def setup_run(device_name: str | None) -> tuple[torch.device, Dist]:
     return device, place
 
 
-def open_dataset(data: str | Path, categories: list[str] | None = None, length: int | None = None):
-    """A built data set (``index.json``) or any folder of WAVs (cut to ``length`` samples, default 32768)."""
+def open_dataset(data: str | Path, categories: list[str] | None = None, length: int | None = None,
+                 batch: int | None = None):
+    """A built data set (``index.json``) or any folder of WAVs (cut to ``length`` samples, default 32768).
+
+    A set smaller than one ``batch`` is fine: every trainer draws its batches with replacement
+    (:func:`batch_index`), so ten kicks train with batches of 16 that repeat clips. That is the
+    usual fine-tuning case (a user's folder of a few hits), so it is said once, not refused.
+    """
     from ..data.dataset import DrumDataset
     from ..errors import DatasetError
 
     path = Path(data)
     if (path / "index.json").is_file():
-        return DrumDataset(path, "train", categories=categories)
-    if path.is_dir():
-        return DrumDataset.from_folder(path, categories=categories, **({"length": length} if length else {}))
-    raise DatasetError(f"{path} is neither a built data set nor a folder of WAVs; "
-                       "build one with `python scripts/build_drum_dataset.py`")
+        dataset = DrumDataset(path, "train", categories=categories)
+    elif path.is_dir():
+        dataset = DrumDataset.from_folder(path, categories=categories, **({"length": length} if length else {}))
+    else:
+        raise DatasetError(f"{path} is neither a built data set nor a folder of WAVs; "
+                           "build one with `python scripts/build_drum_dataset.py`")
+    if batch and len(dataset) < batch:
+        log.info("%s has %d clips, fewer than one batch of %d: batches repeat clips", path, len(dataset), batch)
+    return dataset
 
 
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,

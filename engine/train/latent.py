@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.augment import augment
-from ..errors import DatasetError, InvalidRequestError
+from ..errors import InvalidRequestError
 from ..models import find_codec_folder, load_codec, read_manifest, read_weights
 from ..nets import build_codec, build_network, compand
 from ..nets.compand import ENVELOPE_SCALE
@@ -267,9 +267,7 @@ def train_latent(config: LatentTrainConfig) -> Path:
     if config.augment_copies < 0 or (config.augment_copies and not config.augment):
         raise InvalidRequestError(f"augment_copies (--augment-copies) must be 0 or more and needs augmentation on, "
                                   f"not --no-augment (got {config.augment_copies} with augment {config.augment})")
-    dataset = common.open_dataset(config.data, config.categories, config.length or DEFAULT_LENGTH)
-    if len(dataset) < config.batch:
-        raise DatasetError(f"{config.data} has {len(dataset)} clips, fewer than one batch of {config.batch}")
+    dataset = common.open_dataset(config.data, config.categories, config.length or DEFAULT_LENGTH, batch=config.batch)
     probe = torch.stack([dataset[i]["audio"] for i in range(0, len(dataset), max(1, len(dataset) // 64))])
     run = Path(config.run)
 

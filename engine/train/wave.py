@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.augment import augment
-from ..errors import DatasetError, InvalidRequestError
+from ..errors import InvalidRequestError
 from ..models import load_codec
 from ..nets import build_codec, build_network
 from ..nets.envelope import knot_frames
@@ -140,9 +140,7 @@ def fit_codec_prior(codec: torch.nn.Module, dataset, labels: list[str]) -> None:
 
 def train_wave(config: WaveTrainConfig) -> Path:
     """Run ``config.steps`` steps (or until ``max_minutes``), saving as it goes; returns the model folder."""
-    dataset = common.open_dataset(config.data, config.categories)
-    if len(dataset) < config.batch:
-        raise DatasetError(f"{config.data} has {len(dataset)} clips, fewer than one batch of {config.batch}")
+    dataset = common.open_dataset(config.data, config.categories, batch=config.batch)
 
     def fresh_manifest(_: loop.Trainer) -> dict:
         probe = torch.stack([dataset[i]["audio"] for i in range(0, len(dataset), max(1, len(dataset) // 256))])
