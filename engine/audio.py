@@ -6,8 +6,8 @@ every sound that enters the engine passes the same checks (one validation path s
 and in-memory uploads) and every sound that leaves it is written the same safe way (temporary
 file, atomic rename, never overwriting, recipe embedded in the WAV).
 
-Libraries do the signal work: soundfile (libsndfile) for I/O, soxr for resampling and
-pyloudnorm for ITU-R BS.1770 loudness.
+Libraries do the signal work: soundfile (libsndfile) for I/O, soxr for resampling,
+pyloudnorm for ITU-R BS.1770 loudness and scipy for the true-peak limiter's filters.
 """
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ import os
 import re
 import struct
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyloudnorm
+import scipy.ndimage
+import scipy.signal
 import soundfile as sf
 import soxr
 import torch
@@ -52,7 +55,9 @@ __all__ = [
     "peak_normalise",
     "loudness",
     "loudness_normalise",
+    "normalise_loudness",
     "export_wav",
+    "make_shareable",
     "read_recipe",
     "audio_stats",
 ]
@@ -215,6 +220,23 @@ def audio_from_numpy(data: np.ndarray, sample_rate: int, source: str = "<upload>
     return _conform(_numpy_to_tensor(data), rate, channels, target_rate)
 
 
+def _sndfile_reason(exc: BaseException, path: Path) -> str:
+    """The reason for a failed read in words: libsndfile's text without its
+    ``Error opening '<full path>': `` prefix (or an OSError's strerror), in lower case.
+
+    Uploads live under long temporary paths (``/tmp/gradio/<64 hex>/x.wav``); the message
+    already starts with the file, so repeating the path only hides the reason.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    else:
+        text = str(getattr(exc, "error_string", "") or exc)
+        text = re.sub(r"^Error (opening|reading) '.*?': ", "", text)
+    text = re.sub(r"^Error in [\w/]+ file\. ", "", text.strip())  # "Error in WAV/W64/RF64 file."
+    text = text.replace(str(path), path.name).strip().rstrip(".")
+    return (text[:1].lower() + text[1:]) or "unknown reason"
+
+
 def read_audio(path: str | os.PathLike[str], sample_rate: int | None = None,
                channels: int | None = None,
                max_seconds: float = 60.0) -> tuple[torch.Tensor, int]:
@@ -240,14 +262,19 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int | None = None,
         info = sf.info(str(path))
     except AudioFileError:
         raise
-    except (sf.SoundFileError, RuntimeError, OSError) as exc:
-        raise AudioFileError(f"{source}: not a readable audio file or corrupt ({exc})") from exc
+    except (sf.SoundFileError, RuntimeError) as exc:
+        raise AudioFileError(f"{source}: not an audio file this studio can read "
+                             f"({_sndfile_reason(exc, path)})") from exc
+    except OSError as exc:
+        raise AudioFileError(f"{source}: cannot open the file "
+                             f"({_sndfile_reason(exc, path)})") from exc
     rate = _check_rate(info.samplerate, source)
     _check_duration(info.frames, rate, source, max_seconds)
     try:
         data, _ = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, OSError) as exc:
-        raise AudioFileError(f"{source}: could not decode the audio ({exc})") from exc
+        raise AudioFileError(f"{source}: could not decode the audio, the file may be corrupt "
+                             f"({_sndfile_reason(exc, path)})") from exc
     data, rate = _validate_array(data, rate, source, max_seconds)
     log.debug("read %s: %d ch, %d samples at %d Hz", source, data.shape[1], data.shape[0], rate)
     return _conform(_numpy_to_tensor(data), rate, channels, sample_rate)
@@ -431,27 +458,201 @@ def loudness(audio: torch.Tensor, sample_rate: int) -> float:
     return float(lufs) + _gain_to_db(peak)
 
 
+_TRUE_PEAK_OVERSAMPLING = 4  # BS.1770-4 Annex 2: 4x is enough for 44.1/48 kHz material
+_LIMITER_LOOKAHEAD_S = 0.0015  # the gain ramps down over this time before a peak
+_LIMITER_RELEASE_S = 0.05  # time constant of the (exponential, in dB) recovery after a peak
+_LOUDNESS_TOLERANCE_LU = 0.1  # stop correcting the gain once this close to the target
+_LOUDNESS_ITERATIONS = 6  # limit-and-remeasure passes; 2-3 are enough for drum hits
+_MAX_EXTRA_GAIN_DB = 24.0  # at most this much gain beyond the first guess, for unreachable targets
+_MAX_LIMIT_DB = 12.0  # the limiter pulls peaks down by at most this much: past it a kick's attack is gone
+
+
+def _check_level(value: Any, what: str) -> float:
+    try:
+        level = float(value)
+    except (TypeError, ValueError):
+        raise InvalidRequestError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(level):
+        raise InvalidRequestError(f"{what} must be a finite number, got {value!r}")
+    return level
+
+
+def _true_peak_envelope(data: np.ndarray) -> np.ndarray:
+    """Peak of the 4x-oversampled signal around every sample, linked over channels.
+
+    ``data`` is (channels, samples) float64. Entry n is the largest |x| of the reconstructed
+    (oversampled, ITU-R BS.1770-4 Annex 2 style) signal between samples n-1 and n+1, so an
+    inter-sample peak makes both of its neighbours lower their gain. One channel at a time,
+    which keeps the 4x copy small for long clips.
+    """
+    up = _TRUE_PEAK_OVERSAMPLING
+    frames = data.shape[1]
+    blocks = np.zeros(frames)
+    for channel in data:
+        oversampled = np.abs(scipy.signal.resample_poly(channel, up, 1))
+        blocks = np.maximum(blocks, oversampled[: frames * up].reshape(frames, up).max(axis=1))
+        blocks = np.maximum(blocks, np.abs(channel))
+    return np.maximum(blocks, np.concatenate(([0.0], blocks[:-1])))
+
+
+def _true_peak(data: np.ndarray) -> float:
+    """True peak (linear) of (channels, samples) float64 data, as a BS.1770 meter shows it."""
+    return float(_true_peak_envelope(data).max()) if data.size else 0.0
+
+
+def _limiter_gain(envelope: np.ndarray, rate: int, ceiling: float) -> np.ndarray:
+    """Gain per sample (<= 1, one for all channels) that keeps the true peak under ``ceiling``.
+
+    ``envelope`` is :func:`_true_peak_envelope` of the audio; ``need`` is the gain each sample
+    needs on its own. A sliding minimum over the next ``L`` samples (the look-ahead) followed
+    by a moving average over the previous ``L`` samples ramps the gain down over ``L`` samples
+    before a peak; every sample averaged into ``gain[n]`` is a minimum over a window that
+    contains n, so ``gain[n] <= need[n]`` holds exactly, not approximately. Between the two,
+    the release lets the reduction (in dB) decay exponentially after each peak instead of
+    snapping back within a cycle, which would distort low notes.
+    """
+    need = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-300))
+    if need.min() >= 1.0:
+        return np.ones_like(need)
+    look = max(1, int(round(_LIMITER_LOOKAHEAD_S * rate)))
+    size = look + 1
+    padded = np.pad(need, (look, look), constant_values=1.0)  # silence before and after
+    ahead = scipy.ndimage.minimum_filter1d(padded, size, origin=-(size // 2),
+                                           mode="constant", cval=1.0)  # min over [n, n+L]
+    held = _release(-20.0 * np.log10(ahead), _LIMITER_RELEASE_S * rate)
+    gain = 10.0 ** (-held / 20.0)
+    smooth = scipy.ndimage.uniform_filter1d(gain, size, origin=(size - 1) // 2,
+                                            mode="constant", cval=1.0)  # mean over [n-L, n]
+    # the moving average sums in floating point; never let rounding lift it above `need`
+    return np.minimum(smooth[look:look + need.size], need)
+
+
+def _release(reduction_db: np.ndarray, tau: float) -> np.ndarray:
+    """``max over k <= n of reduction[k] * exp(-(n - k) / tau)``: a peak-hold with exponential
+    release, i.e. the recursion ``r[n] = max(x[n], r[n-1] * exp(-1 / tau))`` without its
+    per-sample loop. In logs the max-product becomes a running maximum of
+    ``log x[k] + k / tau`` (numpy's ``maximum.accumulate``), minus ``n / tau``."""
+    n = np.arange(reduction_db.size, dtype=np.float64) / tau
+    with np.errstate(divide="ignore"):
+        logs = np.log(np.maximum(reduction_db, 0.0))
+    return np.exp(np.maximum.accumulate(logs + n) - n)
+
+
+def _limit(data: np.ndarray, envelope: np.ndarray, rate: int,
+           ceiling: float) -> tuple[np.ndarray, float, float]:
+    """Limit ``data`` (whose true-peak envelope is ``envelope``) to ``ceiling``, then scale it
+    by a last tiny factor if the true peak is still a hair over: the gain changes within the
+    reach of the interpolation filter, so the reconstructed peak can differ from the estimate.
+    Returns the audio, the smallest gain applied and the true peak after (both linear)."""
+    gain = _limiter_gain(envelope, rate, ceiling)
+    smallest = float(gain.min())
+    if smallest < 1.0:
+        data = data * gain
+    peak = _true_peak(data)
+    if peak > ceiling:
+        scale = ceiling / peak
+        data, smallest, peak = data * scale, smallest * scale, peak * scale
+    return data, smallest, peak
+
+
+def normalise_loudness(audio: torch.Tensor, sample_rate: int, target_lufs: float = -14.0,
+                       ceiling_db: float = -1.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Bring ``audio`` to ``target_lufs`` with a true-peak limiter keeping peaks <= ``ceiling_db``.
+
+    Drum hits have a high crest factor: scaling a kick to -12 LUFS puts its attack far over
+    0 dBFS, and lowering the gain until the peak fits (the old behaviour) left kicks 6-13 LU
+    short of the target, some even quieter than they came in. Mastering tools limit instead:
+    the gain to the target is applied, and a look-ahead limiter (see :func:`_limiter_gain`)
+    pulls the few peaks under the ceiling, measured as true peak on a 4x-oversampled signal
+    because inter-sample peaks are what clips in a DAC or a lossy encoder. Limiting lowers the
+    loudness a little, so the gain is corrected and the limiter run again (a few passes) until
+    the result is within 0.1 LU of the target. Loudness is measured with :func:`loudness`
+    (short clips as the hit followed by silence).
+
+    The ceiling always wins: the returned true peak is <= ``ceiling_db``. The limiter pulls peaks
+    down by at most 12 dB (more flattens a drum's attack: real kicks asked for -12 LUFS under a
+    -1 dBFS ceiling wanted 30 dB), so a target that needs more lands short, and the report says
+    where; so does one that no amount of gain reaches (at most 24 dB beyond the first guess). A sound asked to get louder comes out louder: the gain only grows from the
+    first guess, and only peaks are pulled down (in theory a sound made almost only of peaks
+    above the ceiling could still end up quieter; the ceiling would win). A sound that fits
+    under the ceiling is just scaled, so its waveform is an exact scaled copy.
+
+    Returns ``(audio, report)``; the report holds ``lufs`` (reached), ``peak_db`` (true peak
+    after, dBFS), ``gain_db`` (applied before the limiter), ``limited_db`` (largest gain
+    reduction of the limiter, >= 0, 0.0 when it did nothing), ``target_lufs`` and
+    ``ceiling_db``. Silent input comes back unchanged with ``lufs`` -inf. NaN/Inf input raises
+    :class:`InvalidRequestError`.
+    """
+    _check_tensor(audio)
+    rate = _check_rate(sample_rate, "loudness sample rate", InvalidRequestError)
+    target = _check_level(target_lufs, "target loudness (LUFS)")
+    ceiling_db = _check_level(ceiling_db, "peak ceiling (dBFS)")
+    report = {"target_lufs": target, "ceiling_db": ceiling_db, "gain_db": 0.0,
+              "limited_db": 0.0}
+    measured = loudness(audio, rate)  # raises on NaN/Inf
+    if not math.isfinite(measured):
+        return audio, dict(report, lufs=float("-inf"), peak_db=float("-inf"))
+
+    data = audio.detach().to("cpu", torch.float64).numpy()
+    envelope = _true_peak_envelope(data)  # scales with the gain, so it is measured once
+    ceiling = _db_to_gain(ceiling_db) * (1.0 - 1e-6)  # a hair under, for the float32 rounding
+    first_gain = gain_db = target - measured
+    if float(envelope.max()) * _db_to_gain(gain_db) <= ceiling:  # fits: a plain scaled copy
+        out = audio * _db_to_gain(gain_db)
+        return out, dict(report, lufs=loudness(out, rate), gain_db=gain_db,
+                         peak_db=_gain_to_db(float(envelope.max())) + gain_db)
+    # a kick asked for -12 LUFS under a -1 dBFS ceiling wanted 30 dB of limiting, which leaves no
+    # attack: the gain stops where peaks would be pulled down by more than _MAX_LIMIT_DB, and the
+    # report says what was reached instead
+    fits_db = ceiling_db - _gain_to_db(float(envelope.max()))  # the gain at which the peaks touch the ceiling
+    most_db = min(first_gain + _MAX_EXTRA_GAIN_DB, fits_db + _MAX_LIMIT_DB)
+    gain_db = min(gain_db, most_db)
+    # the plain scale that puts the peaks on the ceiling is a candidate too: limiting a kick spreads
+    # its gain reduction over the body that carries its loudness, so more gain can end up quieter
+    fitted = audio * _db_to_gain(fits_db)
+    candidates = [(loudness(fitted, rate), fitted, fits_db, 0.0, ceiling_db)]
+    tried: list[tuple[float, float]] = []
+    for _ in range(_LOUDNESS_ITERATIONS):
+        gain = _db_to_gain(gain_db)
+        limited, smallest, peak = _limit(data * gain, envelope * gain, rate, ceiling)
+        out = torch.from_numpy(limited.astype(np.float32)).to(audio.device)
+        reached = loudness(out, rate)
+        tried.append((gain_db, reached))
+        candidates.append((reached, out, gain_db, max(0.0, -_gain_to_db(smallest)), _gain_to_db(peak)))
+        if abs(target - reached) <= _LOUDNESS_TOLERANCE_LU or gain_db >= most_db:
+            break
+        gain_db = min(_next_gain(tried, target), most_db)
+    # the closest to the target without passing it by more than half a LU
+    reached, out, gain_db, limited_db, peak_db = max(
+        (c for c in candidates if c[0] <= target + 0.5), key=lambda c: c[0], default=candidates[-1])
+    if abs(reached - target) > 0.5:
+        log.info("normalise_loudness: reached %.1f LUFS of %.1f (ceiling %.1f dBFS)",
+                 reached, target, ceiling_db)
+    return out, dict(report, lufs=reached, peak_db=peak_db, gain_db=gain_db, limited_db=limited_db)
+
+
+def _next_gain(tried: list[tuple[float, float]], target: float) -> float:
+    """Secant step on loudness(gain). Under limiting 1 dB of gain adds between 0 and 1 LU, so
+    the slope is kept in [0.05, 1]: the first step (slope 1) cannot overshoot, and a nearly
+    flat curve (an unreachable target) takes big steps up to the gain cap instead of stalling."""
+    gain_db, reached = tried[-1]
+    slope = 1.0
+    if len(tried) > 1:
+        (g0, l0), (g1, l1) = tried[-2], tried[-1]
+        if g1 != g0:
+            slope = min(1.0, max(0.05, (l1 - l0) / (g1 - g0)))
+    return gain_db + (target - reached) / slope
+
+
 def loudness_normalise(audio: torch.Tensor, sample_rate: int, target_lufs: float = -14.0,
                        ceiling_db: float = -1.0) -> torch.Tensor:
-    """Scale to ``target_lufs`` integrated loudness, but never above ``ceiling_db`` sample peak.
+    """:func:`normalise_loudness` without its report, for callers written before it existed.
 
-    Loudness (see :func:`loudness` for how short clips are measured) makes kicks and hats
-    sit at the same perceived level; the ceiling wins when the two disagree, because a clipped
-    export is worse than a slightly quieter one, so very peaky sounds land below the target.
-    Silent input is returned unchanged.
+    It used to lower the gain until the sample peak fitted under the ceiling, which left peaky
+    sounds far below the target; it now limits, so the target is reached and the true peak
+    stays under the ceiling.
     """
-    measured = loudness(audio, sample_rate)
-    if not math.isfinite(measured):
-        return audio
-    gain_db = target_lufs - measured
-    peak = float(audio.abs().max())
-    peak_after_db = _gain_to_db(peak) + gain_db
-    if peak_after_db > ceiling_db:
-        log.debug("loudness_normalise: ceiling %.1f dBFS limits gain (target %.1f LUFS, "
-                  "reached %.1f LUFS)", ceiling_db, target_lufs,
-                  measured + gain_db - (peak_after_db - ceiling_db))
-        gain_db -= peak_after_db - ceiling_db
-    return audio * _db_to_gain(gain_db)
+    return normalise_loudness(audio, sample_rate, target_lufs, ceiling_db)[0]
 
 
 def audio_stats(audio: torch.Tensor) -> dict[str, Any]:
@@ -477,12 +678,20 @@ def audio_stats(audio: torch.Tensor) -> dict[str, Any]:
 # Export with the recipe embedded
 # --------------------------------------------------------------------------------------------
 
-def _sanitise(part: Any) -> str:
+def _sanitise(part: Any, signed: bool = False) -> str:
     """Reduce one file-name part to [A-Za-z0-9._-] so user text can never form a path,
-    a hidden file or an option-like name."""
+    a hidden file or an option-like name.
+
+    Leading and trailing ``.-_`` are stripped, except that with ``signed`` a part that starts
+    with ``-`` and a digit keeps its minus (``-14LUFS``): ``14LUFS`` would say the opposite
+    and ``m14LUFS`` is hard to read. :func:`_safe_stem` allows it only after the first part,
+    so a whole name still never starts with ``-``.
+    """
+    sign = "-" if signed and re.match(r"-[0-9]", str(part)) else ""
     text = re.sub(r"[^A-Za-z0-9._-]+", "-", str(part))
     text = re.sub(r"\.{2,}", ".", text)  # no ".." anywhere, even though "/" is already gone
-    return text.strip(".-_")[:_MAX_STEM_PART].strip(".-_")
+    core = text.strip(".-_")[:_MAX_STEM_PART - len(sign)].strip(".-_")
+    return sign + core if core else ""
 
 
 def _format_number(value: Any) -> str:
@@ -499,9 +708,15 @@ def _model_name(model: Any) -> str:
 
 
 def stem_from_recipe(recipe: Mapping[str, Any]) -> str:
-    """``kick_seed42_16st_g2`` (+ the label when it differs from the model, ``_to7-m0.5`` for a
-    morph, ``_var0.3`` for a variation): names that say what a sound is and sort well in a file
-    browser. Absent fields are skipped; :func:`export_wav` sanitises every part."""
+    """``kick_seed42_16st_g2``: a name that says what a sound is, and what differs between two
+    takes of it, and sorts well in a file browser.
+
+    Parts in order, each only when the recipe has it: model, label (when it differs from the
+    model), ``seed42``, ``to7-m0.5`` (morph towards seed 7), ``1.5s`` (length of a latent
+    model's sound), ``16st`` (steps), ``g2`` (guidance), ``var0.3`` / ``inv0.3`` (a variation
+    by partial noising / by inversion, with its strength), ``-14LUFS`` (loudness-normalised
+    export). :func:`export_wav` adds the sample format and sanitises every part.
+    """
     model = _model_name(recipe.get("model"))
     parts = [model]
     if recipe.get("label") not in (None, "") and recipe["label"] != model:
@@ -510,21 +725,37 @@ def stem_from_recipe(recipe: Mapping[str, Any]) -> str:
         parts.append(f"seed{_format_number(recipe['seed'])}")
     if recipe.get("seed_b") is not None and recipe.get("morph"):
         parts.append(f"to{_format_number(recipe['seed_b'])}-m{_format_number(recipe['morph'])}")
+    if recipe.get("length") is not None:
+        parts.append(f"{_format_number(recipe['length'])}s")
     if recipe.get("steps") is not None:
         parts.append(f"{_format_number(recipe['steps'])}st")
     if recipe.get("guidance") is not None:
         parts.append(f"g{_format_number(recipe['guidance'])}")
     if recipe.get("reference"):
-        parts.append(f"var{_format_number(recipe.get('strength', 0))}")
+        mode = "inv" if recipe.get("variation") == "invert" else "var"
+        parts.append(f"{mode}{_format_number(recipe.get('strength', 0))}")
+    level = recipe.get("loudness")
+    if isinstance(level, Mapping) and level.get("target_lufs") is not None:
+        parts.append(f"{_format_number(level['target_lufs'])}LUFS")
     return "_".join(parts)
 
 
 def _safe_stem(stem: str) -> str:
-    parts = [p for p in (_sanitise(p) for p in str(stem).split("_")) if p]
+    """Sanitise every ``_``-separated part; only parts after the first may keep a minus sign."""
+    parts: list[str] = []
+    for raw in str(stem).split("_"):
+        part = _sanitise(raw, signed=bool(parts))
+        if part:
+            parts.append(part)
     safe = "_".join(parts) or "sample"
     if safe.split(".")[0].upper() in _WINDOWS_RESERVED:
         safe = f"sample-{safe}"
     return safe
+
+
+_FORMAT_SUFFIXES = {"PCM_16": "_16bit", "PCM_24": "", "FLOAT": "_f32"}
+"""Added to every export name, so a 16-bit and a float export of one sound are told apart;
+PCM_24, the default, gets none."""
 
 
 def _riff_chunk(chunk_id: bytes, payload: bytes) -> bytes:
@@ -534,12 +765,18 @@ def _riff_chunk(chunk_id: bytes, payload: bytes) -> bytes:
 
 
 def _wav_bytes(data: np.ndarray, rate: int, subtype: str, recipe_json: bytes) -> bytes:
-    """A complete WAV in memory: soundfile's file plus our recipe chunk, RIFF size patched."""
+    """A complete WAV in memory: soundfile's file plus our recipe chunk, RIFF size patched.
+
+    Float WAVs get the header the WAVE spec asks of every non-PCM format (see
+    :func:`_add_fmt_extension`).
+    """
     buffer = io.BytesIO()
     sf.write(buffer, data, rate, format="WAV", subtype=subtype)
     wav = bytearray(buffer.getvalue())
     if wav[:4] != b"RIFF" or wav[8:12] != b"WAVE":
         raise AudioFileError(f"the audio is too large for a WAV file ({len(wav)} bytes)")
+    if subtype == "FLOAT":
+        wav = _add_fmt_extension(wav)
     if len(wav) % 2:  # every chunk must start at an even offset
         wav += b"\0"
     wav += _riff_chunk(RECIPE_CHUNK_ID, recipe_json)
@@ -547,6 +784,71 @@ def _wav_bytes(data: np.ndarray, rate: int, subtype: str, recipe_json: bytes) ->
         raise AudioFileError("the audio is too large for a WAV file with a recipe")
     wav[4:8] = struct.pack("<I", len(wav) - 8)
     return bytes(wav)
+
+
+_WAVE_FORMAT_IEEE_FLOAT = 3
+
+
+def _add_fmt_extension(wav: bytearray) -> bytearray:
+    """Give a float WAV's 16-byte fmt chunk the 2-byte cbSize (= 0) that non-PCM formats carry.
+
+    libsndfile writes WAVE_FORMAT_IEEE_FLOAT with a bare 16-byte fmt chunk (and a fact chunk),
+    which strict readers flag: sox says "wave header missing extended part of fmt chunk".
+    WAVE_FORMAT_EXTENSIBLE (soundfile's "WAVEX") does not help, because sox 14.4 reads the
+    extension and then looks for cbSize a second time, warning on every extensible float
+    file. An 18-byte fmt chunk with cbSize 0 plus the fact chunk is the form the spec
+    describes and every float-capable reader accepts. The RIFF size is fixed by the caller.
+    """
+    offset = 12
+    while offset + 8 <= len(wav):
+        chunk_id, size = struct.unpack_from("<4sI", wav, offset)
+        if chunk_id == b"fmt ":
+            tag = struct.unpack_from("<H", wav, offset + 8)[0] if size >= 2 else None
+            if size != 16 or tag != _WAVE_FORMAT_IEEE_FLOAT:
+                return wav  # already extended, or not the layout this fix is for
+            end = offset + 8 + size
+            return (wav[:offset] + b"fmt " + struct.pack("<I", 18) + wav[offset + 8:end]
+                    + struct.pack("<H", 0) + wav[end:])
+        offset += 8 + size + size % 2
+    return wav
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where possible.
+
+    ``os.umask`` can only be read by setting it, and files another thread creates in between
+    would get the wrong mode; Linux shows it in /proc/self/status, so that is read first. The
+    set-and-restore fallback (other systems) is serialised, which protects our own callers.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def make_shareable(path: Path) -> None:
+    """Give ``path`` the mode a normally created file gets (0666 & ~umask, 0644 usually).
+
+    ``tempfile.mkstemp`` creates files readable by their owner only (0600), which is right
+    while they are half-written but wrong for an export: a DAW running as another user, or a
+    shared folder, could not read it. Best effort: on file systems without Unix permissions
+    (FAT, some network shares) chmod fails or does nothing, and the file is still usable, so
+    that is logged, not raised.
+    """
+    try:
+        os.chmod(path, 0o666 & ~_current_umask())
+    except OSError as exc:
+        log.debug("make_shareable: could not chmod %s (%s)", path, exc)
 
 
 def _claim(tmp: Path, final: Path) -> bool:
@@ -577,14 +879,19 @@ def export_wav(audio: torch.Tensor, sample_rate: int, folder: str | os.PathLike[
                stem: str | None = None) -> Path:
     """Write ``audio`` as a WAV in ``folder`` with ``recipe`` embedded; return its path.
 
-    The name is ``{model}_{label}_seed{seed}_{steps}st_g{guidance}.wav`` built from the recipe
-    (absent fields skipped) unless ``stem`` is given; every part is reduced to
-    [A-Za-z0-9._-], so a prompt or model name can never create a path. Existing files are
-    never overwritten: ``_2``, ``_3``, ... is appended instead, safely even when two exports
-    race. The file is written under a temporary name and appears under its final name only
-    when complete. ``subtype`` is "PCM_24" (default), "PCM_16" or "FLOAT"; PCM is clipped to
-    [-1, 1]. The recipe is stored as UTF-8 JSON in a ``tdsr`` RIFF chunk (see
-    :func:`read_recipe`) that audio software ignores.
+    The name is built by :func:`stem_from_recipe` (``kick_seed42_16st_g2``, absent fields
+    skipped) unless ``stem`` is given, and then gets the sample format: ``_f32`` for "FLOAT",
+    ``_16bit`` for "PCM_16", nothing for "PCM_24" (the default), so two formats of one sound
+    never look alike (a given stem that already ends in the suffix is left alone). Every
+    ``_`` part is reduced to [A-Za-z0-9._-], so a prompt or model name can never create a
+    path, a hidden file or a name starting with ``-``. Existing files are never overwritten:
+    ``_2``, ``_3``, ... is appended instead, safely even when two exports race. The file is
+    written under a temporary name, appears under its final name only when complete, and is
+    readable by others as any new file is (0666 & ~umask, see :func:`make_shareable`).
+
+    ``subtype`` is "PCM_24", "PCM_16" or "FLOAT"; PCM is clipped to [-1, 1], float gets the
+    full IEEE-float header (see :func:`_add_fmt_extension`). The recipe is stored as UTF-8
+    JSON in a ``tdsr`` RIFF chunk (see :func:`read_recipe`) that audio software ignores.
     """
     _check_tensor(audio)
     if subtype not in EXPORT_SUBTYPES:
@@ -608,6 +915,9 @@ def export_wav(audio: torch.Tensor, sample_rate: int, folder: str | os.PathLike[
 
     folder = Path(folder)
     base = _safe_stem(stem if stem is not None else stem_from_recipe(recipe))
+    suffix = _FORMAT_SUFFIXES[subtype]
+    if not base.endswith(suffix):
+        base += suffix
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=".tmp")
@@ -622,6 +932,7 @@ def export_wav(audio: torch.Tensor, sample_rate: int, folder: str | os.PathLike[
                 os.fsync(f.fileno())
         except OSError as exc:  # disk full, quota, removed folder...
             raise AudioFileError(f"{folder}: could not write {base}.wav ({exc})") from exc
+        make_shareable(tmp)  # before it gets its name: a hard link shares the mode
         for n in range(1, _MAX_EXPORT_TRIES + 1):
             final = folder / (f"{base}.wav" if n == 1 else f"{base}_{n}.wav")
             if _claim(tmp, final):

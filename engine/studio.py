@@ -223,7 +223,8 @@ class Studio:
                                guidance=request.guidance, label_index=label_index, reference=reference,
                                strength=strength, callback=callback, step_noise=draws,
                                guidance_weights=model.guidance_weights)
-        audio = finish(codec.decode(latent.float(), envelope)[..., :samples].cpu(), manifest["sample_rate"])
+        audio = finish(codec.decode(latent.float(), envelope)[..., :samples].cpu(), manifest["sample_rate"],
+                       tail_fade_ms(manifest, request.length))
         base = request.to_recipe()
         base.update(sampler=sampler, checkpoint=model.checkpoint_id, model_folder=model.folder.name,
                     sample_rate=manifest["sample_rate"], engine=ENGINE_VERSION)
@@ -286,6 +287,20 @@ def latent_plan(model: LoadedModel, seconds: float | None) -> tuple[int, int, in
     round_up = lambda n: -(-n // hop) * hop  # noqa: E731
     samples = max(1, int(round(seconds * manifest["sample_rate"])))
     return samples, round_up(codec.latent_length(samples)), round_up(codec.latent_length(manifest["length"]))
+
+
+TAIL_FADE_SHARE = 0.2    # a variable-length sound fades out over its last fifth...
+TAIL_FADE_MAX_MS = 250.0  # ...at most this long
+
+
+def tail_fade_ms(manifest: dict, length: float | None) -> float:
+    """How long the end of a sound fades out. A waveform model's sounds have decayed by their
+    fixed end, and 5 ms only removes the click. A latent model makes any length, and a cymbal cut
+    at 1.5 s still rings at about -38 dB RMS, so it stopped dead where a real crash rings on: its
+    last fifth (up to 250 ms) fades out, as a sampler's release would."""
+    if not variable_length(manifest) or not length:
+        return 5.0
+    return max(5.0, min(TAIL_FADE_MAX_MS, TAIL_FADE_SHARE * 1000.0 * float(length)))
 
 
 def finish(audio: torch.Tensor, sample_rate: int, fade_ms: float = 5.0) -> torch.Tensor:

@@ -6,6 +6,8 @@ Every test file is made on the fly in tmp_path; no audio is committed.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import struct
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +18,7 @@ import pyloudnorm
 import pytest
 import soundfile as sf
 import torch
+import scipy.signal
 from scipy.io import wavfile
 
 from engine import audio as A
@@ -148,10 +151,15 @@ def test_empty_file(tmp_path):
     assert "empty" in _assert_file_error(path)
 
 
-def test_text_file_renamed_wav(tmp_path):
+def test_text_file_renamed_wav_names_the_file_once_and_says_why(tmp_path):
     path = tmp_path / "notes.wav"
     path.write_text("these are my drum notes, not audio\n" * 20)
-    _assert_file_error(path)
+
+    message = _assert_file_error(path)
+
+    assert message.startswith(f"{path}: not an audio file this studio can read (")
+    assert message.count(str(path)) == 1 and "Error opening" not in message
+    assert "(format not recognised)" in message
 
 
 def test_truncated_wav_header(tmp_path):
@@ -276,11 +284,105 @@ def test_loudness_normalise_short_kick():
     assert abs(pyloudnorm.Meter(SR).integrated_loudness(padded) - (-20.0)) < 0.5
 
 
-def test_loudness_normalise_ceiling_wins_over_target():
-    y = A.loudness_normalise(kick(0.2), SR, target_lufs=0.0, ceiling_db=-1.0)
-    assert abs(A.audio_stats(y)["peak_db"] - (-1.0)) < 1e-4
+def test_loudness_normalise_ceiling_wins_over_an_unreachable_target():
+    k = kick(0.2)
+
+    y = A.loudness_normalise(k, SR, target_lufs=0.0, ceiling_db=-1.0)  # no kick gets there
+
+    assert A.audio_stats(y)["peak_db"] <= -1.0 + 1e-4
+    assert true_peak_db(y) <= -1.0 + 0.05
+    # limited, it is louder than the best plain scaling could make it
+    assert A.loudness(y, SR) > A.loudness(A.peak_normalise(k, -1.0), SR) + 3.0
     silent = torch.zeros(1, 1000)
     assert torch.equal(A.loudness_normalise(silent, SR), silent)
+
+
+def punchy_kick(freq: float, lufs: float, seconds: float = 0.5, seed: int = 0) -> torch.Tensor:
+    """A kick with a drum's crest factor (~18-22 dB peak to LUFS): a pitch-dropping sine
+    decaying from its attack, plus a noise click of a millisecond, scaled to ``lufs``."""
+    t = np.arange(int(seconds * SR)) / SR
+    body = np.sin(2 * np.pi * (freq * t + 60 * (1 - np.exp(-t * 40)) / 40)) * np.exp(-t * 8)
+    click = 0.6 * np.random.default_rng(seed).standard_normal(t.size) * np.exp(-t * 900)
+    x = torch.from_numpy((body + click)[None].astype(np.float32))
+    return x * 10 ** ((lufs - A.loudness(x, SR)) / 20)
+
+
+def true_peak_db(audio: torch.Tensor) -> float:
+    """An independent BS.1770-style true-peak meter: 4x oversampling, with a steeper filter
+    than the engine's (a meter's filter decides how it reads clicks near Nyquist)."""
+    up = scipy.signal.resample_poly(audio.numpy().astype(np.float64), 4, 1, axis=1,
+                                    window=("kaiser", 8.0))
+    return 20 * np.log10(max(np.abs(up).max(), np.abs(audio.numpy()).max()))
+
+
+@pytest.mark.parametrize("freq,lufs", [(50, -30.0), (55, -24.2), (60, -20.0), (52, -18.0)])
+def test_normalise_loudness_brings_peaky_kicks_to_the_target_under_the_ceiling(freq, lufs):
+    k = punchy_kick(freq, lufs, seed=freq)
+    assert 20 * np.log10(float(k.abs().max())) - lufs > 17  # peaks far above the loudness
+
+    y, report = A.normalise_loudness(k, SR, target_lufs=-12.0, ceiling_db=-1.0)
+
+    measured = pyloudnorm.Meter(SR).integrated_loudness(y.numpy().T.astype(np.float64))
+    assert true_peak_db(y) <= -1.0 + 0.05
+    assert abs(report["lufs"] - measured) < 0.05 and report["peak_db"] <= -1.0 + 1e-3
+    assert 3.0 < report["limited_db"] <= 12.0 + 0.01  # limiting got it there, never more than 12 dB of it
+    # on the target, or short of it only where the limiter reached its 12 dB; louder than it came in
+    assert abs(measured - (-12.0)) < 0.5 or report["limited_db"] > 11.9, (measured, report)
+    assert measured > lufs + 3.0
+    assert (report["target_lufs"], report["ceiling_db"]) == (-12.0, -1.0)
+    assert y.shape == k.shape and y.dtype == torch.float32
+
+
+def test_normalise_loudness_never_makes_a_sound_asked_to_go_up_quieter():
+    # a quiet hit whose click already peaks over the ceiling: plain scaling could only lower it
+    k = punchy_kick(55, -24.0)
+    k[0, 3] = 0.95  # -0.4 dBFS
+    before = A.loudness(k, SR)
+
+    y, report = A.normalise_loudness(k, SR, target_lufs=before + 10.0, ceiling_db=-1.0)
+
+    assert report["lufs"] > before + 5.0
+    assert A.loudness(y, SR) > before
+    assert true_peak_db(y) <= -1.0 + 0.05
+
+
+def test_normalise_loudness_only_scales_when_nothing_needs_limiting():
+    x = torch.from_numpy(sine(200, 0.5, SR, channels=2, amp=0.01).T.copy())  # crest ~3 dB
+
+    y, report = A.normalise_loudness(x, SR, target_lufs=-16.0, ceiling_db=-1.0)
+
+    assert report["limited_db"] == 0.0
+    gain = 10 ** (report["gain_db"] / 20)
+    assert float((y - x * gain).abs().max()) < 1e-6 * float(y.abs().max())  # one gain for all
+    assert report["gain_db"] > 10.0 and abs(report["lufs"] - (-16.0)) < 0.05
+
+
+def test_normalise_loudness_silence_and_nan():
+    silent = torch.zeros(2, 1000)
+    y, report = A.normalise_loudness(silent, SR)
+    assert torch.equal(y, silent)
+    assert report["lufs"] == float("-inf") and report["limited_db"] == 0.0
+    bad = kick(0.1)
+    bad[0, 50] = float("nan")
+    with pytest.raises(InvalidRequestError, match="NaN"):
+        A.normalise_loudness(bad, SR)
+
+
+def test_limiter_gain_never_exceeds_what_each_sample_needs():
+    rng = np.random.default_rng(3)
+    for rate in (22_050, 44_100, 48_000):  # odd and even look-ahead windows
+        envelope = np.abs(rng.standard_normal(6000)) ** 3
+        need = np.minimum(1.0, 0.5 / envelope)
+
+        gain = A._limiter_gain(envelope, rate, 0.5)
+
+        assert np.all(gain <= need + 1e-12)
+        look = round(0.0015 * rate)
+        spike = np.zeros(3000)
+        spike[1000] = 2.0
+        ramp = np.flatnonzero(A._limiter_gain(spike, rate, 1.0) < 1.0)
+        assert ramp[0] == 1000 - look  # the gain starts to fall one look-ahead before the peak
+        assert ramp[-1] > 1000 + 0.04 * rate  # and recovers over tens of milliseconds
 
 
 # ------------------------------------------------------------------------------ export
@@ -375,7 +477,7 @@ def test_malicious_model_name_cannot_escape_folder(tmp_path):
         assert p.parent == out and set(p.name) <= set(
             "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
         assert not p.name.startswith(".") and ".." not in p.name
-    assert path.name.startswith("etc-passwd_")
+    assert path.name.startswith("passwd_")  # a model path is named by its last folder
     assert A.read_recipe(path)["model"] == "../../etc/passwd"  # the recipe keeps the truth
 
 
@@ -388,3 +490,84 @@ def test_export_refuses_nan_and_leaves_nothing_behind(tmp_path):
     with pytest.raises(InvalidRequestError):
         A.export_wav(kick(0.05), SR, tmp_path, {"model": "m", "bad": object()})
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------ export names,
+# permissions and float headers
+
+
+def test_stem_says_what_differs_in_a_fixed_order():
+    recipe = dict(RECIPE, seed_b=7, morph=0.5, length=1.5, reference="/takes/a.wav",
+                  strength=0.3, variation="noise",
+                  loudness={"target_lufs": -14.0, "ceiling_db": -1.0})
+
+    assert A.stem_from_recipe(recipe) == \
+        "kick-wave-v1_kick_seed1234_to7-m0.5_1.5s_30st_g2.5_var0.3_-14LUFS"
+    assert A.stem_from_recipe(dict(recipe, variation="invert")).endswith("_inv0.3_-14LUFS")
+    plain = A.stem_from_recipe(dict(RECIPE, length=None, reference=None, loudness=None))
+    assert plain == "kick-wave-v1_kick_seed1234_30st_g2.5"
+
+
+@pytest.mark.parametrize("subtype,suffix", [("PCM_24", ""), ("PCM_16", "_16bit"),
+                                            ("FLOAT", "_f32")])
+def test_export_name_carries_the_format_and_the_loudness_sign(tmp_path, subtype, suffix):
+    recipe = {"model": "m", "seed": 3, "length": 2, "loudness": {"target_lufs": -12.5}}
+
+    built = A.export_wav(kick(0.05), SR, tmp_path, recipe, subtype=subtype)
+    given = A.export_wav(kick(0.05), SR, tmp_path, recipe, subtype=subtype, stem="take")
+
+    assert built.name == f"m_seed3_2s_-12.5LUFS{suffix}.wav"
+    assert given.name == f"take{suffix}.wav"
+
+
+def test_sanitiser_keeps_a_minus_sign_only_inside_the_name(tmp_path):
+    cases = {"-14LUFS_kick": "14LUFS_kick.wav",  # the first part never starts with "-"
+             "__-3_x": "3_x.wav",  # nor after empty parts are dropped
+             "kick_-3_--rm_-.5": "kick_-3_rm_5.wav",  # a sign is "-" and a digit, nothing else
+             "kick_-../../x": "kick_x.wav"}
+    for stem, name in cases.items():
+        path = A.export_wav(kick(0.02), SR, tmp_path, {}, stem=stem)
+        assert path.name == name and path.parent == tmp_path
+
+
+def test_exports_are_readable_by_others_as_the_umask_allows(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = A.export_wav(kick(0.05), SR, tmp_path, RECIPE)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        private = tmp_path / "private.txt"
+        private.touch(mode=0o600)
+        os.umask(0o002)
+        A.make_shareable(private)
+        assert stat.S_IMODE(private.stat().st_mode) == 0o664
+    finally:
+        os.umask(old)
+
+
+def _chunks(riff: bytes) -> dict[bytes, bytes]:
+    chunks, offset = {}, 12
+    while offset + 8 <= len(riff):
+        chunk_id, size = struct.unpack_from("<4sI", riff, offset)
+        chunks[chunk_id] = riff[offset + 8:offset + 8 + size]
+        offset += 8 + size + size % 2
+    return chunks
+
+
+def test_float_export_has_the_full_ieee_float_header(tmp_path):
+    x = torch.from_numpy(sine(200, 0.1, SR, channels=2, amp=0.7).T.copy())
+
+    path = A.export_wav(x, SR, tmp_path, RECIPE, subtype="FLOAT")
+
+    chunks = _chunks(path.read_bytes())
+    fmt = chunks[b"fmt "]
+    # WAVE_FORMAT_IEEE_FLOAT, 2 ch, 32 bit, and the cbSize field (0) non-PCM formats must have
+    assert len(fmt) == 18 and struct.unpack("<HHIIHHH", fmt) == (3, 2, SR, SR * 8, 8, 32, 0)
+    assert struct.unpack("<I", chunks[b"fact"])[0] == x.shape[1]  # frames per channel
+    assert A.read_recipe(path) == RECIPE
+    data, rate = sf.read(path, dtype="float32")
+    assert rate == SR and np.array_equal(data, x.numpy().T)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", wavfile.WavFileWarning)  # it skips our recipe chunk
+        assert np.array_equal(wavfile.read(path)[1], x.numpy().T)
+    pcm = _chunks(A.export_wav(x, SR, tmp_path, RECIPE).read_bytes())[b"fmt "]
+    assert len(pcm) == 16 and struct.unpack_from("<H", pcm)[0] == 1  # PCM stays as it was

@@ -371,6 +371,18 @@ def test_missing_or_mismatched_codec_folders_are_clear_errors(tmp_path, latent_m
         load_model(tmp_path / "latent")
 
 
+def test_a_variable_length_sound_fades_out_over_its_last_fifth(latent_models):
+    """A latent sound cut at the length asked for must not stop dead (a 1.5 s cymbal still rang
+    at -38 dB RMS): its last fifth fades out; a waveform model's fixed end keeps its 5 ms."""
+    from engine.studio import tail_fade_ms
+    studio = Studio(roots=[latent_models], device="cpu")
+    sound = studio.render(GenerationRequest(model="latent", steps=2, seed=3, length=0.18)).sounds[0].audio
+    rms = lambda part: float(part.pow(2).mean().sqrt())  # noqa: E731
+    body, end = sound[:, int(0.08 * RATE):int(0.12 * RATE)], sound[:, -int(0.01 * RATE):]
+    assert rms(end) < 0.3 * rms(body), (rms(end), rms(body))  # a 5 ms fade left the last 10 ms at ~0.8
+    assert tail_fade_ms({"kind": "latent"}, 1.5) == 250.0 and tail_fade_ms({"kind": "wave"}, None) == 5.0
+
+
 def test_studio_generates_latent_sounds_of_the_requested_length_with_label_and_guidance(latent_models):
     studio = Studio(roots=[latent_models], device="cpu")
     assert studio.describe("latent")["variable_length"] is True

@@ -47,7 +47,8 @@ def test_generate_streams_status_and_previews_then_playable_results(handlers):
     assert first[slot_key(1, "group")]["visible"] is False  # old results hidden while sampling
     steps = [u["status"] for u in updates if "step " in u.get("status", "")]
     assert steps and "step 6/6" in steps[-1]
-    previews = [u for u in updates[:-2] if slot_key(0, "plot") in u]
+    assert first[slot_key(0, "plot")] is None  # the previous sound's plot is not shown as this one's preview
+    previews = [u for u in updates[1:-2] if slot_key(0, "plot") in u]
     assert previews and all(isinstance(u[slot_key(0, "plot")], Figure) for u in previews)
     session: Session = final["session"]
     assert len(session.takes) == 2 and session.batch == [1, 2]
@@ -128,7 +129,7 @@ def test_bad_references_are_refused_with_the_reason(handlers, tmp_path):
     sf.write(silent, np.zeros((4410, 2), np.float32), 44100)
     long = tmp_path / "long.wav"
     sf.write(long, np.full((8000 * 31, 1), 0.1, np.float32), 8000)
-    for path, message in [(text, "notes.wav: not a readable audio file"), (silent, "silent"), (long, "31.0 s long"),
+    for path, message in [(text, "notes.wav: not an audio file this studio can read"), (silent, "silent"), (long, "31.0 s long"),
                           (tmp_path / "missing.wav", "file not found")]:
         with pytest.raises(gr.Error, match=message):
             run_generate(handlers, reference=str(path))
@@ -174,6 +175,7 @@ def test_vary_this_sets_the_reference_and_a_variation_renders(handlers):
     session = final["session"]
     out = handlers.vary_slot(0, session)
     assert out["reference"] == session.takes[0].wav and out["variation_box"]["open"] is True
+    assert out["lock_seed"] is False  # each variation gets a new seed, not the take's own noise again
     assert "reference" in handlers.check_reference(out["reference"])["reference_info"]
     _, varied = run_generate(handlers, session=session, reference=out["reference"], strength=0.3)
     recipe = varied["session"].takes[-1].recipe
@@ -392,7 +394,8 @@ def test_the_length_slider_counts_only_for_models_that_make_any_length(handlers,
     describe = handlers.studio.describe
     monkeypatch.setattr(handlers.studio, "describe", lambda name: {**describe(name), "variable_length": True})
     out = handlers.describe_model("kick")
-    assert out["length"]["visible"] is True and out["length"]["maximum"] == pytest.approx(0.743, abs=1e-3)
+    # the slider ends at the longest rounded up to its 0.01 s step, which the engine reads as the longest
+    assert out["length"]["visible"] is True and out["length"]["maximum"] == pytest.approx(0.75)
     with pytest.raises(gr.Error, match="exactly 0.743 s"):  # now it reaches the engine, which says what it takes
         run_generate(handlers, length=0.3)
 

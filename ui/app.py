@@ -15,8 +15,9 @@ import gradio as gr
 
 from engine import Studio
 
-from .handlers import ANY_LABEL, FORMATS, SLOTS, Handlers, slot_key
-from .history import COLUMNS, Session, sweep
+from .fields import KEEP_TYPED_VALUES, FieldNumber, FieldSlider
+from .handlers import ANY_LABEL, FORMATS, SLOTS, Handlers, length_maximum, slot_key
+from .history import COLUMNS, sweep
 from .presets import list_presets
 from .settings import Settings
 
@@ -38,6 +39,9 @@ CSS = """
 .tds-dice { align-self: end; margin-bottom: 6px; font-size: 1.35rem !important; padding: 2px 8px !important; }
 .tds-dragout td.download a { font-weight: 600; cursor: grab; }
 .tds-inline { align-self: end; margin-bottom: 2px; }
+#morph { padding-right: 12px !important; }  /* its max label sat under the column's edge */
+#history td, #history th { white-space: nowrap; }
+.tds-status .tds-error { color: var(--error-text-color, #dc2626); font-weight: 600; }
 .tds-empty { border: 1px dashed var(--border-color-primary); border-radius: var(--radius-lg);
              padding: 1.5rem 1.8rem; opacity: .85; }
 """
@@ -53,8 +57,34 @@ document.addEventListener("dragstart", (event) => {
   const name = link.getAttribute("download") || decodeURIComponent(url.split("?")[0].split("/").pop());
   event.dataTransfer.setData("DownloadURL", "audio/wav:" + name + ":" + url);
 });
+
+// An error toast fades; the status line keeps its message until the next button is pressed, so a
+// producer who looked away still sees why nothing new came (and not the last success).
+// Gradio adds this head to a page that has already loaded, so run now rather than on DOMContentLoaded.
+(() => {
+  const showError = () => {
+    const shown = document.querySelectorAll(".toast-message-text.error:not([data-tds-seen])");
+    if (!shown.length) return;
+    shown.forEach((toast) => toast.setAttribute("data-tds-seen", "1"));
+    const status = document.querySelector("#status .tds-status");
+    if (!status) return;
+    const text = document.createElement("span");
+    text.className = "tds-error";
+    text.textContent = "⚠ " + shown[shown.length - 1].innerText.trim();
+    status.replaceChildren(text);
+    status.classList.add("tds-failed");
+  };
+  new MutationObserver(showError).observe(document.documentElement, {childList: true, subtree: true});
+  document.addEventListener("click", (event) => {
+    const failed = document.querySelector("#status .tds-status.tds-failed");
+    if (failed && event.target.closest && event.target.closest("button")) {
+      failed.classList.remove("tds-failed");
+      failed.replaceChildren(Object.assign(document.createElement("span"), {textContent: "ready"}));
+    }
+  }, true);
+})();
 </script>
-"""
+""" + KEEP_TYPED_VALUES
 
 GENERATE_OUTPUTS = ["seed", "session", "status", "history", "take", "empty_note",
                     *[f"row{r}" for r in range(SLOTS // 2)],
@@ -63,11 +93,6 @@ GENERATE_OUTPUTS = ["seed", "session", "status", "history", "take", "empty_note"
 CONTROL_OUTPUTS = ["model", "label", "sampler", "steps", "guidance", "seed", "lock_seed", "seed_b", "morph", "count",
                    "length",
                    "strength", "variation", "reference", "variation_box", "model_info", "recipe_note"]
-
-
-def _close_session(session) -> None:
-    if isinstance(session, Session):
-        session.close()
 
 
 def _wire(C: dict, trigger, fn, outputs: list[str], **options):
@@ -115,13 +140,13 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
     with gr.Row():
         C["sampler"] = gr.Dropdown(info["samplers"], value=defaults.get("sampler"), label="Sampler",
                                    min_width=110, elem_id="sampler")
-        C["steps"] = gr.Slider(1, 200, value=int(defaults.get("steps", 16)), step=1, label="Steps",
-                               min_width=160, elem_id="steps")
-    C["guidance"] = gr.Slider(0.0, 15.0, value=float(defaults.get("guidance", 1.0)), step=0.1,
-                              label="Guidance", info="how strongly the sound follows its label",
-                              visible=bool(info["takes_guidance"]), elem_id="guidance")
+        C["steps"] = FieldSlider(1, 200, value=int(defaults.get("steps", 16)), step=1, label="Steps",
+                                 min_width=160, elem_id="steps", field="steps")
+    C["guidance"] = FieldSlider(0.0, 15.0, value=float(defaults.get("guidance", 1.0)), step=0.1,
+                                label="Guidance", info="how strongly the sound follows its label",
+                                visible=bool(info["takes_guidance"]), elem_id="guidance", field="guidance")
     with gr.Row(equal_height=False, elem_classes="tds-seeds"):
-        C["seed"] = gr.Number(value=0, precision=0, minimum=0, label="Seed", scale=3, min_width=110, elem_id="seed")
+        C["seed"] = FieldNumber(value=0, label="Seed", scale=3, min_width=110, elem_id="seed")
         C["roll_seed"] = gr.Button("⚄", size="sm", elem_classes="tds-dice", scale=0, min_width=44,
                                    elem_id="roll-seed")
         C["lock_seed"] = gr.Checkbox(False, label="Lock seed", info="unlocked: a new seed every click",
@@ -131,21 +156,21 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
                                  min_width=110, elem_id="seed-b")
         C["roll_seed_b"] = gr.Button("⚄", size="sm", elem_classes="tds-dice", scale=0, min_width=44,
                                      elem_id="roll-seed-b")
-        C["morph"] = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Morph A → B", scale=2, min_width=120,
-                               elem_id="morph")
-    C["count"] = gr.Slider(1, SLOTS, value=1, step=1, label="Sounds per click", elem_id="count")
-    seconds = round(float(info.get("seconds", 1.0)), 3)
-    C["length"] = gr.Slider(0.05, seconds, value=round(float(defaults.get("length", seconds)), 3), step=0.01,
-                            label="Length (s)", info="this model makes any length up to its longest",
-                            visible=bool(info.get("variable_length")), elem_id="length")
+        C["morph"] = FieldSlider(0.0, 1.0, value=0.0, step=0.01, label="Morph A → B", scale=2, min_width=120,
+                                 elem_id="morph", field="morph")
+    C["count"] = FieldSlider(1, SLOTS, value=1, step=1, label="Sounds per click", elem_id="count", field="count")
+    seconds = length_maximum(float(info.get("seconds", 1.0)))
+    C["length"] = FieldSlider(0.05, seconds, value=min(seconds, round(float(defaults.get("length", seconds)), 3)),
+                              step=0.01, label="Length (s)", info="this model makes any length up to its longest",
+                              visible=bool(info.get("variable_length")), elem_id="length", field="length")
     with gr.Accordion("Variation of a reference sound", open=False) as C["variation_box"]:
         C["reference"] = gr.Audio(sources=["upload"], type="filepath", label="Reference (drop a one-shot)",
                                   buttons=[], elem_id="reference")
         C["reference_info"] = gr.Markdown()
         with gr.Row():
-            C["strength"] = gr.Slider(0.01, 1.0, value=0.5, step=0.01, label="Variation strength",
-                                      info="small: close to the reference; 1: ignore it", min_width=150,
-                                      elem_id="strength")
+            C["strength"] = FieldSlider(0.01, 1.0, value=0.5, step=0.01, label="Variation strength",
+                                        info="small: close to the reference; 1: ignore it", min_width=150,
+                                        elem_id="strength", field="variation strength")
             C["variation"] = gr.Radio(["noise", "invert"], value="noise", label="Mode", min_width=110,
                                       info="noise: re-noise it; invert: trace it back to its noise",
                                       elem_id="variation")
@@ -218,9 +243,10 @@ def _results(C: dict, settings: Settings) -> None:
         with gr.Row(equal_height=True):
             C["normalise"] = gr.Checkbox(False, label="Normalise loudness", info="to the target, never above "
                                          "the ceiling", scale=2, min_width=150, elem_id="normalise")
-            C["target_lufs"] = gr.Slider(-40, -3, value=-12, step=0.5, label="Target LUFS", scale=2,
-                                         min_width=150)
-            C["ceiling_db"] = gr.Slider(-24, 0, value=-1, step=0.1, label="Ceiling dBFS", scale=2, min_width=150)
+            C["target_lufs"] = FieldSlider(-40, -3, value=-12, step=0.5, label="Target LUFS", scale=2,
+                                           min_width=150, elem_id="target-lufs", field="target loudness")
+            C["ceiling_db"] = FieldSlider(-24, 0, value=-1, step=0.1, label="Ceiling dBFS", scale=2, min_width=150,
+                                          elem_id="ceiling-db", field="peak ceiling")
         with gr.Row(equal_height=True):
             C["export_all"] = gr.Button("Export all", variant="primary", scale=1, min_width=110,
                                         elem_id="export-all", elem_classes="tds-inline")
@@ -241,7 +267,7 @@ def _results(C: dict, settings: Settings) -> None:
             C["history_favourite"] = gr.Button("★ Favourite", size="sm", elem_id="history-favourite")
         with gr.Row(equal_height=True, visible=False) as C["history_player"]:
             C["history_audio"] = gr.Audio(type="filepath", interactive=False, show_label=False, scale=3,
-                                          buttons=["download"], elem_id="history-audio")
+                                          buttons=["download"], autoplay=True, elem_id="history-audio")
             C["history_file"] = gr.File(label="Drag into your DAW", interactive=False, height=60, scale=2,
                                         elem_classes="tds-dragout")
 
@@ -254,7 +280,10 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
         log.info("removed %d stale session folder(s) from %s", swept, settings.sounds_dir)
     C: dict = {}
     with gr.Blocks(title="Tiny Diffusion Studio", delete_cache=(3600, 24 * 3600)) as demo:
-        C["session"] = gr.State(None, delete_callback=_close_session)
+        # the session's takes outlive the tab: its folder key is kept in the browser, so a reload or a
+        # restart resumes it (ui/history.py); unused folders are swept after history.KEEP_DAYS
+        C["session"] = gr.State(None)
+        C["session_key"] = gr.BrowserState(None, storage_key="tds-session")
         gr.Markdown("# Tiny Diffusion Studio\nDrum one-shots from small diffusion models · generating on "
                     f"**{settings.device}** · exports go to `{settings.export_dir}`", elem_classes="tds-header")
         with gr.Row(equal_height=False):
@@ -266,19 +295,23 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
         wire = functools.partial(_wire, C)
         model_outputs = ["label", "sampler", "steps", "guidance", "length", "model_info"]
         wire(demo.load, h.refresh, ["model", "preset", "label", "sampler", "guidance", "length", "model_info"])
+        wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")
         wire(C["add_model"].click, h.add_model_folder, ["model", "model_folder"], api_name="add_model_folder")
         wire(C["roll_seed"].click, h.roll_seed, ["seed"], api_name="roll_seed")
         wire(C["roll_seed_b"].click, h.roll_seed_b, ["seed_b"], api_name="roll_seed_b")
         wire(C["reference"].upload, h.check_reference, ["reference", "reference_info"], api_name="check_reference")
-        running = wire(C["generate"].click, h.generate, GENERATE_OUTPUTS, api_name="generate",
-                       show_progress="hidden", trigger_mode="always_last")
-        C["stop"].click(None, cancels=[running])
+        # "once": a second click while a generation runs is ignored (a double click made two takes)
+        wire(C["generate"].click, h.generate, GENERATE_OUTPUTS, api_name="generate",
+                       show_progress="hidden", trigger_mode="once")
+        # Stop asks the running generation to stop (its own last update says so); it must not wait in
+        # the queue behind the generation it stops, hence no concurrency limit
+        wire(C["stop"].click, h.stop, ["status"], concurrency_limit=None)
         wire(C["export_all"].click, h.export_all, ["saved"], api_name="export_all")
         for i in range(SLOTS):
             wire(C[slot_key(i, "export")].click, functools.partial(h.export_slot, i), ["saved"])
             wire(C[slot_key(i, "vary")].click, functools.partial(h.vary_slot, i),
-                 ["reference", "variation_box", "reference_info"])
+                 ["reference", "variation_box", "reference_info", "lock_seed"])
             wire(C[slot_key(i, "favourite")].click, functools.partial(h.favourite_slot, i),
                  ["history", "session", "take", slot_key(i, "caption")])
         wire(C["recipe_file"].upload, h.restore_recipe, [*CONTROL_OUTPUTS, "use_reference"],
@@ -293,7 +326,8 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
              api_name="history_play")
         wire(C["history_load"].click, h.history_load, CONTROL_OUTPUTS, api_name="history_load")
         wire(C["history_export"].click, h.export_take, ["saved"], api_name="export_take")
-        wire(C["history_favourite"].click, h.history_favourite, ["history", "session", "take"],
+        wire(C["history_favourite"].click, h.history_favourite,
+             ["history", "session", "take", *[slot_key(i, "caption") for i in range(SLOTS)]],
              api_name="history_favourite")
         wire(C["favourites_only"].change, h.filter_history, ["history", "take"])
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=64)

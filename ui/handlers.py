@@ -29,6 +29,7 @@ from engine import AudioFileError, GenerationRequest, Progress, Result, Studio, 
 from engine import audio as audio_io
 
 from . import presets
+from .fields import check_number
 from .history import Session
 from .plots import sound_figure
 from .settings import Settings
@@ -43,6 +44,16 @@ PREVIEW_INTERVAL_S = 0.6         # at most this often a preview plot is drawn wh
 PREVIEW_DPI = 64                 # previews are drawn small: drawing competes with sampling for the CPU
 REFERENCE_MAX_S = 30.0
 FORMATS = {"PCM_24": "24-bit PCM", "FLOAT": "32-bit float"}
+
+
+LENGTH_STEP_S = 0.01             # the length slider's step
+
+
+def length_maximum(seconds: float) -> float:
+    """The length slider's end: the model's longest rounded up to the slider's step (1.997 s -> 2.00),
+    which the engine reads as the longest (``LENGTH_SLACK_S``), so dragging to the end or loading
+    a preset saying 2 s is never refused."""
+    return math.ceil(round(seconds / LENGTH_STEP_S, 6)) * LENGTH_STEP_S
 
 
 def slot_key(index: int, part: str) -> str:
@@ -133,6 +144,27 @@ def status_html(text: str, step: int | None = None, total: int | None = None) ->
     return f'<div class="tds-status">{bar}<span>{text}</span></div>'
 
 
+def _loudness_note(name: str, report: dict) -> str:
+    """What a normalised export reached, per file: a ceiling or a silent take can keep it off target."""
+    if not math.isfinite(report["lufs"]):
+        return f"{name}: silent, left as it was"
+    limited = f", peaks limited by {report['limited_db']:.1f} dB" if report["limited_db"] >= 0.1 else ""
+    return f"{name}: {report['lufs']:.1f} LUFS, true peak {report['peak_db']:.1f} dBFS{limited}"
+
+
+def _is_alias(entry) -> bool:
+    """``kick``: another name for one model (``drums``) with its Sound preset."""
+    return entry.label is not None and entry.name != entry.folder.name
+
+
+def _model_display(entry) -> str:
+    return f"{entry.name} (= {entry.folder.name}, Sound {entry.label})" if _is_alias(entry) else entry.name
+
+
+def _card_caption(take) -> str:
+    return ("★ " if take.favourite else "") + take.caption()
+
+
 def _path_of(upload: Any) -> str | None:
     """A gr.File / gr.Audio(type="filepath") value, or a client's FileData dict, as a path."""
     if upload is None:
@@ -155,17 +187,28 @@ class Handlers:
     def new_session(self) -> Session:
         return Session.create(self.settings.sounds_dir, self.settings.max_history)
 
+    def resume_session(self, session_key) -> dict:
+        """Page load: the takes and favourites this browser made before (a reload, a restart)."""
+        session = Session.resume(self.settings.sounds_dir, session_key, self.settings.max_history)
+        return {"session": session, "session_key": session.key, "history": session.table(),
+                "take": gr.update(choices=session.choices())}
+
     def _session(self, session: Session | None) -> Session:
         if not isinstance(session, Session) or not session.folder.is_dir():
             session = self.new_session()
         return session
 
     # ------------------------------------------------------------------ models
-    def model_choices(self) -> list[str]:
+    def model_names(self) -> list[str]:
         return sorted(self.studio.models(), key=lambda n: (n != "drums" and "/" in n, n))
 
+    def model_choices(self) -> list[tuple[str, str]]:
+        """(what the list shows, the model name): an alias says what it is, one model with a preset Sound."""
+        entries = self.studio.models()
+        return [(_model_display(entries[name]), name) for name in self.model_names()]
+
     def default_model(self) -> str | None:
-        names = self.model_choices()
+        names = self.model_names()
         return "kick" if "kick" in names else (names[0] if names else None)
 
     def _model_controls(self, model: str, label: str | None = None, sampler: str | None = None) -> dict:
@@ -177,14 +220,16 @@ class Handlers:
         samplers = info["samplers"]
         sampler_value = sampler if sampler in samplers else defaults.get("sampler", samplers[0])
         trained = f" · trained {info['training_steps']:,} steps" if info.get("training_steps") else ""
-        text = (f"**{info['name']}** · {info['kind']} · {info['seconds']:.2f} s at {info['sample_rate'] / 1000:g} kHz"
+        entry = self.studio.entry(model)
+        alias = (f"the **{entry.folder.name}** model with Sound {entry.label} · " if _is_alias(entry) else "")
+        text = (f"**{info['name']}** · {alias}{info['kind']} · {info['seconds']:.2f} s at {info['sample_rate'] / 1000:g} kHz"
                 f"{trained}" + (f" · labels: {', '.join(labels)}" if labels else ""))
         return {
             "label": gr.update(choices=[ANY_LABEL, *labels], value=label_value if labels else ANY_LABEL,
                                visible=bool(labels)),
             "sampler": gr.update(choices=samplers, value=sampler_value),
             "guidance": gr.update(visible=bool(info["takes_guidance"])),
-            "length": gr.update(visible=bool(info.get("variable_length")), maximum=round(info["seconds"], 3)),
+            "length": gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"])),
             "model_info": text,
         }
 
@@ -198,7 +243,7 @@ class Handlers:
         out["steps"] = int(info["defaults"].get("steps", 16))
         out["guidance"] = gr.update(visible=bool(info["takes_guidance"]),
                                     value=float(info["defaults"].get("guidance", 1.0)))
-        out["length"] = gr.update(visible=bool(info.get("variable_length")), maximum=round(info["seconds"], 3),
+        out["length"] = gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"]),
                                   value=round(float(info["defaults"].get("length", info["seconds"])), 3))
         return out
 
@@ -223,9 +268,9 @@ class Handlers:
     @user_facing
     def refresh(self, model: str) -> dict:
         """Page load: fresh model and preset lists (training or another tab may have added some)."""
-        names = self.model_choices()
+        names = self.model_names()
         model = model if model in names else self.default_model()
-        out = {"model": gr.update(choices=names, value=model),
+        out = {"model": gr.update(choices=self.model_choices(), value=model),
                "preset": gr.update(choices=presets.list_presets(self.settings.presets_dir))}
         if model:
             out.update(self._model_controls(model))
@@ -259,8 +304,9 @@ class Handlers:
         reference = _path_of(reference)
         if reference:
             self._check_reference_file(reference)
+        model, label = self._model_for_label(str(model), _label_value(label))
         request = GenerationRequest(
-            model=str(model), label=_label_value(label), sampler=sampler or None,
+            model=model, label=label, sampler=sampler or None,
             steps=_number(steps, "steps", integer=True, optional=True),
             guidance=_number(guidance, "guidance", optional=True), seed=_seed(seed, "seed"), seed_b=seed_b,
             morph=morph, count=count, length=self._length(str(model), length), reference=reference,
@@ -268,23 +314,38 @@ class Handlers:
             variation=variation or "noise")
         return request.validated()
 
-    def _check_reference_file(self, path: str) -> str:
+    def _model_for_label(self, model: str, label: str | None) -> tuple[str, str | None]:
+        """An alias (``kick`` = the drums model with Sound kick) whose Sound the user changed is the
+        model itself with that Sound: ``drums`` + ``snare``, named ``drums_snare_…``, not ``kick_snare_…``."""
+        entry = self.studio.entry(model)
+        if _is_alias(entry) and label != entry.label:
+            return entry.folder.name, label
+        return model, label
+
+    def _check_reference_file(self, path: str, model: str | None = None) -> str:
         audio, rate = audio_io.read_audio(path, max_seconds=REFERENCE_MAX_S)
         if float(audio.abs().max()) < 1e-4:
             raise AudioFileError(f"the reference {Path(path).name} is silent: nothing to vary")
-        return f"reference: {Path(path).name}, {audio.shape[1] / rate:.2f} s, {audio.shape[0]} ch, {rate} Hz"
+        seconds = audio.shape[1] / rate
+        info = f"reference: {Path(path).name}, {seconds:.2f} s, {audio.shape[0]} ch, {rate} Hz"
+        longest = self.studio.describe(model)["seconds"] if model and model in self.studio.models() else None
+        if longest and seconds > longest + 1e-3:
+            info += f" · longer than this model's {longest:.2f} s: its first {longest:.2f} s are varied"
+        return info
 
     @user_facing
-    def check_reference(self, reference) -> dict:
-        """A reference was uploaded: refuse non-audio, overlong and silent files right away."""
+    def check_reference(self, reference, model=None) -> dict:
+        """A reference was uploaded: refuse non-audio, overlong and silent files right away, and say
+        when it is longer than the model makes (only its start is varied)."""
         path = _path_of(reference)
         if not path:
             return {"reference_info": ""}
         try:
-            return {"reference_info": self._check_reference_file(path)}
+            return {"reference_info": self._check_reference_file(path, model)}
         except StudioError as error:
-            gr.Warning(str(error))
-            return {"reference": None, "reference_info": f"⚠ {error}"}
+            message = _short_paths(str(error))
+            gr.Warning(message)
+            return {"reference": None, "reference_info": f"⚠ {message}"}
 
     @user_facing
     def generate(self, model, label, sampler, steps, guidance, seed, lock_seed, seed_b, morph, count, length,
@@ -296,7 +357,9 @@ class Handlers:
         request = self._request(model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
                                 reference, strength, variation)
         steps_total = request.steps or 0
-        start = {"seed": request.seed, "session": session,
+        session.batch = []  # until this one finishes no card holds a result, so Export can't save an old sound
+        session.generating, session.stop_requested = True, False
+        start = {"seed": request.seed, "session": session, slot_key(0, "plot"): None,
                  "status": status_html(f"loading {request.model}…", 0, steps_total or 1),
                  slot_key(0, "group"): gr.update(visible=True), slot_key(0, "audio"): None,
                  slot_key(0, "file"): None, slot_key(0, "caption"): f"sampling seed {request.seed}…",
@@ -313,6 +376,9 @@ class Handlers:
         last_preview = 0.0
         try:
             for event in events:
+                if session.stop_requested:
+                    yield self._stopped(session)
+                    return
                 if isinstance(event, Result):
                     result = event
                     break
@@ -328,6 +394,7 @@ class Handlers:
                 yield out
         finally:
             events.close()  # stops the sampler if the user pressed Stop or closed the tab
+            session.generating = session.stop_requested = False
         if result is None:
             raise gr.Error("generation ended without a result")
 
@@ -357,6 +424,26 @@ class Handlers:
         plots = {slot_key(i, "plot"): sound_figure(s.audio, s.sample_rate) for i, s in enumerate(result.sounds)}
         yield {**done, **plots, "status": done["status"].replace('"tds-status"', '"tds-status done"')}
 
+    def stop(self, session) -> dict:
+        """Stop was pressed: ask the running generation to stop. It stops at its next step and its
+        own last update says so, so no late progress update from it can overwrite "stopped" (as it
+        did when Gradio cancelled the stream from outside). A sound already finished stays."""
+        session = self._session(session)
+        if not session.generating:
+            return {}
+        session.stop_requested = True
+        return {"status": status_html("stopping…")}
+
+    def _stopped(self, session: Session) -> dict:
+        """The last update of a stopped generation: it says so, and no card looks like a result."""
+        out = {"status": status_html("stopped: the sound was not finished, so nothing was kept"),
+               "session": session, "empty_note": gr.update(visible=not session.takes)}
+        for i in range(SLOTS):
+            out[slot_key(i, "group")] = gr.update(visible=False)
+        for row in range(SLOTS // 2):
+            out[f"row{row}"] = gr.update(visible=False)
+        return out
+
     # ------------------------------------------------------------------ results
     def _slot_take(self, session: Session | None, slot: int):
         session = self._session(session)
@@ -368,8 +455,10 @@ class Handlers:
     @user_facing
     def vary_slot(self, slot: int, session) -> dict:
         session, take = self._slot_take(session, int(slot))
-        gr.Info(f"take #{take.id} is now the reference: Generate makes variations of it")
-        return {"reference": take.wav, "variation_box": gr.update(open=True),
+        gr.Info(f"take #{take.id} is now the reference: Generate makes variations of it, each with a new seed")
+        # the take's own seed would re-noise the reference with the noise it came from, so even a strong
+        # variation stays close to it: vary with new seeds (lock the seed again to keep one)
+        return {"reference": take.wav, "variation_box": gr.update(open=True), "lock_seed": False,
                 "reference_info": f"reference: take #{take.id} ({take.caption()})"}
 
     @user_facing
@@ -378,14 +467,14 @@ class Handlers:
         session.toggle_favourite(take.id)
         return {"history": session.table(bool(favourites_only)), "session": session,
                 "take": gr.update(choices=session.choices(bool(favourites_only))),
-                slot_key(int(slot), "caption"): ("★ " if take.favourite else "") + take.caption()}
+                slot_key(int(slot), "caption"): _card_caption(take)}
 
     # ------------------------------------------------------------------ export
     def _export_folder(self, export_dir: str | None) -> Path:
         text = str(export_dir or "").strip()
         folder = Path(text).expanduser() if text else self.settings.export_dir
-        if not folder.is_absolute():
-            folder = Path.cwd() / folder
+        if not folder.is_absolute():  # "kicks" is a folder in the export root, not in wherever the server started
+            folder = self.settings.export_dir / folder
         folder = folder.resolve()
         if self.settings.remote and not folder.is_relative_to(self.settings.export_dir):
             raise gr.Error(f"while the studio is shared, exports go inside {self.settings.export_dir}")
@@ -406,15 +495,20 @@ class Handlers:
             if not -24.0 <= ceiling <= 0.0:
                 raise gr.Error(f"peak ceiling must be between -24 and 0 dBFS, got {ceiling}")
             loudness = {"target_lufs": target, "ceiling_db": ceiling}
-        paths = []
+        paths, reached = [], []
         for take in takes:
             audio, rate = audio_io.read_audio(take.master)
+            report = None
             if loudness:
-                audio = audio_io.loudness_normalise(audio, rate, loudness["target_lufs"], loudness["ceiling_db"])
+                audio, report = audio_io.normalise_loudness(audio, rate, loudness["target_lufs"],
+                                                            loudness["ceiling_db"])
             recipe = dict(take.recipe, **({"loudness": loudness} if loudness else {}))
-            paths.append(audio_io.export_wav(audio, rate, folder, recipe, subtype=wav_format,
-                                             stem=audio_io.stem_from_recipe(take.recipe)))
-        gr.Info(f"saved {len(paths)} WAV{'s' if len(paths) > 1 else ''} to {folder}")
+            path = audio_io.export_wav(audio, rate, folder, recipe, subtype=wav_format)
+            paths.append(path)
+            if report:
+                reached.append(_loudness_note(path.name, report))
+        gr.Info(f"saved {len(paths)} WAV{'s' if len(paths) > 1 else ''} to {folder}"
+                + ("".join(f"\n{line}" for line in reached)))
         return {"saved": "\n".join(str(p) for p in paths)}
 
     @user_facing
@@ -458,9 +552,10 @@ class Handlers:
             "seed": int(values.get("seed") or 0), "lock_seed": True,
             "seed_b": "" if values.get("seed_b") is None else str(values["seed_b"]),
             "morph": float(values.get("morph") or 0.0), "count": 1,
-            "length": gr.update(visible=bool(info.get("variable_length")), maximum=round(info["seconds"], 3),
-                                value=round(float(values.get("length") or defaults.get("length", info["seconds"])),
-                                            3)),
+            "length": gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"]),
+                                value=min(length_maximum(info["seconds"]),
+                                          round(float(values.get("length") or defaults.get("length", info["seconds"])),
+                                                3))),
             "strength": float(values.get("strength", 0.5)), "variation": values.get("variation") or "noise",
         })
         if values.get("label") and values["label"] not in info["labels"]:
@@ -584,8 +679,11 @@ class Handlers:
         session = self._session(session)
         found = self._take(session, take)
         session.toggle_favourite(found.id)
-        return {"history": session.table(bool(favourites_only)), "session": session,
-                "take": gr.update(choices=session.choices(bool(favourites_only)), value=found.id)}
+        out = {"history": session.table(bool(favourites_only)), "session": session,
+               "take": gr.update(choices=session.choices(bool(favourites_only)), value=found.id)}
+        if found.id in session.batch:  # its card on the page shows the star too
+            out[slot_key(session.batch.index(found.id), "caption")] = _card_caption(found)
+        return out
 
     @user_facing
     def filter_history(self, session, favourites_only) -> dict:

@@ -4,15 +4,30 @@ A :class:`Session` lives in a ``gr.State`` (one per browser tab or API client), 
 module global, so two producers never see each other's sounds. Each take points at two files in
 the session's cache folder: a 24-bit WAV that the page plays and lets you drag into a DAW, and a
 32-bit float master that exports are made from. Both carry the recipe.
+
+The takes are also written to ``history.json`` in that folder after every change, and the
+browser keeps the folder's key (``gr.BrowserState``), so a reload or a server restart brings the
+takes and favourites back (:meth:`Session.resume`); folders unused for ``KEEP_DAYS`` are swept.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import re
 import shutil
+import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+HISTORY_FILE = "history.json"
+KEEP_DAYS = 14                       # a session folder nobody opened for this long is swept
+_KEY = re.compile(r"[0-9a-f]{16}")  # what Session.create names folders: never a path from the browser
 
 COLUMNS = ["#", "★", "model", "label", "seed", "seed B", "morph", "steps", "sampler", "time"]
 
@@ -32,7 +47,7 @@ class Take:
         seed = f"seed {r.get('seed')}"
         if r.get("seed_b") is not None and r.get("morph"):
             seed += f" → {r['seed_b']} @ {r['morph']:.2f}"
-        parts = [f"#{self.id}", str(r.get("model")), label, seed]
+        parts = [f"#{self.id}", str(r.get("model")), label or ("(any)" if r.get("label") is None else ""), seed]
         parts.append(f"{r.get('steps')} steps")
         if r.get("reference"):
             parts.append(f"{r.get('variation')} variation {r.get('strength'):.2f}")
@@ -41,7 +56,7 @@ class Take:
     def row(self) -> list:
         r = self.recipe
         morph = f"{r['morph']:.2f}" if r.get("seed_b") is not None else ""
-        return [self.id, "★" if self.favourite else "", r.get("model"), r.get("label") or "", r.get("seed"),
+        return [self.id, "★" if self.favourite else "", r.get("model"), r.get("label") or "(any)", r.get("seed"),
                 "" if r.get("seed_b") is None else r["seed_b"], morph, r.get("steps"), r.get("sampler"),
                 time.strftime("%H:%M:%S", time.localtime(self.created))]
 
@@ -53,6 +68,8 @@ class Session:
     batch: list[int] = field(default_factory=list)   # ids of the takes shown in the result slots
     next_id: int = 1
     max_takes: int = 200
+    generating: bool = False        # a generation of this session is running...
+    stop_requested: bool = False    # ...and Stop asked it to stop at its next step
 
     @classmethod
     def create(cls, sounds_dir: Path, max_takes: int = 200) -> "Session":
@@ -60,11 +77,46 @@ class Session:
         folder.mkdir(parents=True, exist_ok=True)
         return cls(folder=folder, max_takes=max_takes)
 
+    @property
+    def key(self) -> str:
+        """What the browser keeps to come back to this session (the folder's name)."""
+        return self.folder.name
+
+    @classmethod
+    def resume(cls, sounds_dir: Path, key, max_takes: int = 200) -> "Session":
+        """The session saved under ``key`` (its takes whose files are still there), or a new one."""
+        folder = Path(sounds_dir) / str(key or "")
+        saved = folder / HISTORY_FILE
+        if not (isinstance(key, str) and _KEY.fullmatch(key) and saved.is_file()):
+            return cls.create(sounds_dir, max_takes)
+        try:
+            data = json.loads(saved.read_text())
+            takes = [Take(**t) for t in data["takes"]]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            log.warning("could not read %s (%s): starting a new session", saved, error)
+            return cls.create(sounds_dir, max_takes)
+        takes = [t for t in takes if Path(t.wav).is_file() and Path(t.master).is_file()]
+        os.utime(folder)  # in use again: the sweep counts from now
+        return cls(folder=folder, takes=takes, next_id=int(data.get("next_id", len(takes) + 1)),
+                   max_takes=max_takes)
+
+    def save(self) -> None:
+        """Write the takes to history.json (atomically: a crash leaves the old file or the new one)."""
+        data = {"next_id": self.next_id, "takes": [asdict(t) for t in self.takes]}
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".history.", suffix=".tmp")
+            with os.fdopen(fd, "w") as handle:
+                json.dump(data, handle)
+            os.replace(tmp, self.folder / HISTORY_FILE)
+        except OSError as error:  # a full disk must not stop the studio; the takes stay in memory
+            log.warning("could not save the history in %s: %s", self.folder, error)
+
     def add(self, recipe: dict, wav: str | Path, master: str | Path) -> Take:
         take = Take(self.next_id, dict(recipe), str(wav), str(master))
         self.next_id += 1
         self.takes.append(take)
         self._trim()
+        self.save()
         return take
 
     def _trim(self) -> None:
@@ -91,6 +143,7 @@ class Session:
         take = self.get(take_id)
         if take is not None:
             take.favourite = not take.favourite
+            self.save()
         return take
 
     def table(self, favourites_only: bool = False) -> list[list]:
@@ -105,7 +158,7 @@ class Session:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def sweep(sounds_dir: Path, older_than_s: float = 24 * 3600) -> int:
+def sweep(sounds_dir: Path, older_than_s: float = KEEP_DAYS * 24 * 3600) -> int:
     """Remove session folders left behind by a crash or a killed server; returns how many."""
     removed = 0
     now = time.time()

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from engine import GenerationRequest, InvalidRequestError
+from engine.audio import make_shareable
 
 FORMAT = 1
 SOUND_KEYS = ("model", "label", "sampler", "steps", "guidance", "seed", "seed_b", "morph", "length")
@@ -95,6 +96,7 @@ def save(folder: Path, name: str, values: dict, description: str = "", overwrite
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(json.dumps(data, indent=2) + "\n")
+        make_shareable(Path(tmp))  # mkstemp makes it 0600; presets are shared like exports (0644)
         if overwrite:
             os.replace(tmp, path)
         else:
