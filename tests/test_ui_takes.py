@@ -117,3 +117,12 @@ def test_saved_presets_are_readable_by_other_users(handlers, settings):
     out = handlers.save_preset("shared-kick", False, "kick", "kick", "dpmpp_2m", 8, 2.0, 1, "", 0.0, 0.74)
     path = settings.presets_dir / "shared-kick.json"
     assert "shared-kick" in out["recipe_note"] and stat.S_IMODE(path.stat().st_mode) & 0o044 == 0o044
+
+
+def test_a_bad_upload_is_named_by_its_file_not_the_servers_cache_path(handlers, settings):
+    upload = settings.gradio_dir / ("ab" * 32) / "my snare.wav"  # gradio's upload folder: a 64-hex hash
+    upload.parent.mkdir(parents=True)
+    upload.write_text("not audio")
+    info = handlers.check_reference(str(upload), "kick")["reference_info"]
+    assert "my snare.wav" in info and "ab" * 32 not in info and str(settings.cache_dir) not in info
+    assert "Error opening" not in info and info.count("my snare.wav") == 1  # libsndfile's raw text is gone

@@ -39,8 +39,7 @@ CSS = """
 .tds-dice { align-self: end; margin-bottom: 6px; font-size: 1.35rem !important; padding: 2px 8px !important; }
 .tds-dragout td.download a { font-weight: 600; cursor: grab; }
 .tds-inline { align-self: end; margin-bottom: 2px; }
-#morph { padding-right: 12px !important; }  /* its max label sat under the column's edge */
-#history td, #history th { white-space: nowrap; }
+#morph input[type=range] { min-width: 0 !important; }  /* its min width (auto: its own size) pushed the max label past the edge */
 .tds-status .tds-error { color: var(--error-text-color, #dc2626); font-weight: 600; }
 .tds-empty { border: 1px dashed var(--border-color-primary); border-radius: var(--radius-lg);
              padding: 1.5rem 1.8rem; opacity: .85; }
@@ -156,7 +155,7 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
                                  min_width=110, elem_id="seed-b")
         C["roll_seed_b"] = gr.Button("⚄", size="sm", elem_classes="tds-dice", scale=0, min_width=44,
                                      elem_id="roll-seed-b")
-        C["morph"] = FieldSlider(0.0, 1.0, value=0.0, step=0.01, label="Morph A → B", scale=2, min_width=120,
+        C["morph"] = FieldSlider(0.0, 1.0, value=0.0, step=0.01, label="Morph A → B", scale=2, min_width=150,
                                  elem_id="morph", field="morph")
     C["count"] = FieldSlider(1, SLOTS, value=1, step=1, label="Sounds per click", elem_id="count", field="count")
     seconds = length_maximum(float(info.get("seconds", 1.0)))
@@ -254,6 +253,7 @@ def _results(C: dict, settings: Settings) -> None:
                                     buttons=["copy"], scale=5, elem_id="saved")
     with gr.Accordion("History (this session)", open=True):
         C["history"] = gr.Dataframe(headers=COLUMNS, value=[], interactive=False, max_height=260, wrap=False,
+                                    column_widths=["6%", "5%", "13%", "10%", "14%", "11%", "8%", "8%", "12%", "13%"],
                                     elem_id="history")
         with gr.Row(equal_height=True):
             C["take"] = gr.Dropdown([], value=None, label="Take (click a row)", scale=3, allow_custom_value=True,

@@ -105,23 +105,10 @@ def _short_paths(message: str) -> str:
 # ------------------------------------------------------------------ small checks
 
 def _number(value: Any, name: str, integer: bool = False, optional: bool = False) -> float | int | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if optional:
-            return None
-        raise gr.Error(f"{name} is empty; enter a number")
-    if isinstance(value, bool):
-        raise gr.Error(f"{name} must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise gr.Error(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise gr.Error(f"{name} must be a finite number, got {value!r}")
-    if integer:
-        if not number.is_integer():
-            raise gr.Error(f"{name} must be a whole number, got {value!r}")
-        return int(number)
-    return number
+    """``value`` as a number, refused with a message naming ``name``; an empty optional one is None."""
+    if optional and (value is None or (isinstance(value, str) and not value.strip())):
+        return None
+    return check_number(value, name, integer=integer)
 
 
 def _seed(value: Any, name: str, optional: bool = False) -> int | None:
