@@ -22,6 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .audio import make_shareable
 from .errors import CheckpointError, InvalidRequestError, ModelNotFoundError
 from .nets import build_codec, build_network, compand
 from .sampling import guidance_weights
@@ -121,11 +122,9 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
         # after writing: mkstemp (and safetensors, which recreates the file) make 0600, but model
         # folders and data sets are for every user who may read them
-        os.chmod(tmp, 0o666 & ~umask)
+        make_shareable(Path(tmp))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -17,11 +17,12 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from engine.models import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,11 @@ class Session:
     @classmethod
     def resume(cls, sounds_dir: Path, key, max_takes: int = 200) -> "Session":
         """The session saved under ``key`` (its takes whose files are still there), or a new one."""
-        folder = Path(sounds_dir) / str(key or "")
+        if not (isinstance(key, str) and _KEY.fullmatch(key)):  # it comes from the browser
+            return cls.create(sounds_dir, max_takes)
+        folder = Path(sounds_dir) / key
         saved = folder / HISTORY_FILE
-        if not (isinstance(key, str) and _KEY.fullmatch(key) and saved.is_file()):
+        if not saved.is_file():
             return cls.create(sounds_dir, max_takes)
         try:
             data = json.loads(saved.read_text())
@@ -102,12 +105,9 @@ class Session:
 
     def save(self) -> None:
         """Write the takes to history.json (atomically: a crash leaves the old file or the new one)."""
-        data = {"next_id": self.next_id, "takes": [asdict(t) for t in self.takes]}
+        text = json.dumps({"next_id": self.next_id, "takes": [asdict(t) for t in self.takes]})
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".history.", suffix=".tmp")
-            with os.fdopen(fd, "w") as handle:
-                json.dump(data, handle)
-            os.replace(tmp, self.folder / HISTORY_FILE)
+            atomic_write(self.folder / HISTORY_FILE, lambda tmp: tmp.write_text(text))
         except OSError as error:  # a full disk must not stop the studio; the takes stay in memory
             log.warning("could not save the history in %s: %s", self.folder, error)
 
@@ -152,10 +152,6 @@ class Session:
 
     def choices(self, favourites_only: bool = False) -> list[tuple[str, int]]:
         return [(t.caption(), t.id) for t in reversed(self.takes) if t.favourite or not favourites_only]
-
-    def close(self) -> None:
-        """Delete the session's cache folder (called when Gradio drops the session's state)."""
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def sweep(sounds_dir: Path, older_than_s: float = KEEP_DAYS * 24 * 3600) -> int:
