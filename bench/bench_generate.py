@@ -90,7 +90,7 @@ def training_step(model: LoadedModel, batch: int, runs: int) -> float:
             latent = codec.encode(audio, codec.envelope_for(labels, audio=audio))
         alpha, sigma = torch.cos(t * math.pi / 2)[:, None, None], torch.sin(t * math.pi / 2)[:, None, None]
         with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
-            loss = F.mse_loss(network(alpha * latent + sigma * eps, t, labels).float(), alpha * eps - sigma * latent)
+            loss = F.mse_loss(network(alpha * latent + sigma * eps, t, {} if labels is None else {"label": labels}).float(), alpha * eps - sigma * latent)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

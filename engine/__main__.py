@@ -21,11 +21,22 @@ def _generate(args: argparse.Namespace) -> int:
     from .request import GenerationRequest
     from .studio import Studio
 
+    from .curves import format_onsets, format_rms, parse_onsets, parse_rms
+
     studio = Studio(roots=args.models_root, device=args.device, half=args.half)
+    rms, onsets = parse_rms(args.rms), parse_onsets(args.onsets)
+    if args.controls_from:  # a vocal imitation or any sound: its loudness and hits, unless given as well
+        taken_rms, taken_onsets = studio.curves_from(args.controls_from, args.model, args.length)
+        if taken_rms is None:
+            raise StudioError(f"{args.controls_from} is silent: no curves to take")
+        rms, onsets = rms or taken_rms, onsets or taken_onsets
+        print(f"curves from {Path(args.controls_from).name}: --rms \"{format_rms(rms)}\" "
+              f"--onsets \"{format_onsets(onsets)}\"", file=sys.stderr)
     request = GenerationRequest(model=args.model, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                                 seed=args.seed, seed_b=args.seed_b, morph=args.morph, count=args.count,
                                 label=args.label, reference=args.reference, strength=args.strength,
-                                variation=args.variation, length=args.length)
+                                variation=args.variation, length=args.length, rms=rms, onsets=onsets,
+                                control_guidance=args.control_guidance)
     result = studio.render(request)
     for sound in result.sounds:
         recipe = dict(sound.recipe, model=args.model)
@@ -109,6 +120,14 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--variation", choices=["noise", "invert"], default="noise")
     gen.add_argument("--length", type=float, default=None,
                      help="seconds, latent models only (at most the model's longest); default: the model's")
+    gen.add_argument("--rms", default=None, metavar="MS:DB,...",
+                     help='loudness curve, e.g. "0:-3,40:-10,250:-40" (ms:dBFS points joined by lines; models '
+                          'with controls only)')
+    gen.add_argument("--onsets", default=None, metavar="MS,...", help='where the hits are, e.g. "0,180" (ms)')
+    gen.add_argument("--controls-from", default=None, metavar="FILE",
+                     help="take the loudness curve and onsets from a sound (a vocal imitation: say 'ts' or 'boom')")
+    gen.add_argument("--control-guidance", type=float, default=None,
+                     help="how strictly to follow the curves (1 = as conditioned; default: the model's)")
     gen.add_argument("--out", type=Path, default=Path("exports"))
     gen.add_argument("--float", action="store_true", help="32-bit float WAV instead of 24-bit PCM")
     gen.add_argument("--device", default="auto", help="cpu, cuda or auto")
@@ -145,6 +164,12 @@ def parser() -> argparse.ArgumentParser:
                     help="latent: the same scale for the codec's band-envelope channels (default 1e-4)")
     tr.add_argument("--input-skip", dest="input_skip", action="store_const", const=True,
                     help="latent: give the U-Net a per-channel input skip (a new model, or added to --init's)")
+    tr.add_argument("--controls", action="store_const", const=True,
+                    help="latent: condition on loudness (RMS) and onset curves measured on each clip (added to "
+                         "--init's model with zero weights, so it starts as it was)")
+    tr.add_argument("--control-dropout", type=float, help="latent: share of clips trained without each control (0.3)")
+    tr.add_argument("--control-lr-scale", type=float,
+                    help="latent: the control projections learn this many times faster than the rest (10)")
     tr.add_argument("--balance", type=float,
                     help="wave/latent: 0 draws clips uniformly (default), 1 draws every category equally often")
     tr.add_argument("--batch", type=int)

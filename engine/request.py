@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
+from .curves import check_onsets, check_rms
 from .errors import InvalidRequestError
 from .seeds import MAX_SEED
 
 LIMITS = {"steps": (1, 200), "guidance": (0.0, 15.0), "count": (1, 64), "morph": (0.0, 1.0),
-          "strength": (0.01, 1.0)}
+          "strength": (0.01, 1.0), "control_guidance": (0.0, 15.0)}
 VARIATION_MODES = ("noise", "invert")
 
 
@@ -32,6 +33,9 @@ class GenerationRequest:
     strength: float = 0.5             # variation strength: 1 = ignore the reference, ~0 = keep it
     variation: str = "noise"          # "noise": partial noising; "invert": audio -> noise -> audio
     length: float | None = None       # seconds; latent models only (<= the model's longest); None: default
+    rms: tuple | None = None          # loudness curve: ((ms, dBFS), ...) joined by straight lines in dB
+    onsets: tuple | None = None       # onset times in ms: where the hits are
+    control_guidance: float | None = None  # how strictly to follow the curves; None: the model's default
 
     def validated(self) -> "GenerationRequest":
         """Return self if every value is usable, else raise InvalidRequestError saying which and why."""
@@ -58,10 +62,17 @@ class GenerationRequest:
             raise InvalidRequestError(f"variation must be one of {VARIATION_MODES}, got {self.variation!r}")
         if not self.model or not isinstance(self.model, str):
             raise InvalidRequestError("no model chosen")
+        rms, onsets = check_rms(self.rms), check_onsets(self.onsets)
+        if rms != self.rms or onsets != self.onsets:  # lists from JSON become tuples; onsets sorted
+            return replace(self, rms=rms, onsets=onsets)
         return self
 
     def to_recipe(self) -> dict:
-        return asdict(self)
+        """Plain JSON-able data; curves stay as the points that were drawn (not dense arrays)."""
+        recipe = asdict(self)
+        recipe["rms"] = None if self.rms is None else [list(point) for point in self.rms]
+        recipe["onsets"] = None if self.onsets is None else list(self.onsets)
+        return recipe
 
     @classmethod
     def from_recipe(cls, recipe: dict) -> "GenerationRequest":

@@ -10,13 +10,14 @@ alpha-blending steps for blending models.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 
-from .diffusion import (alphas_uniform, blend_denoiser, blend_model, classifier_free_guidance, invert_iadb,
-                        sample_ddim, sample_dpmpp_2m, sample_euler_ancestral, sample_iadb, sigmas_cosine,
-                        sigmas_karras, v_denoiser)
+from .conditions import without
+from .diffusion import (alphas_uniform, blend_denoiser, blend_model, invert_iadb, nested_guidance, sample_ddim,
+                        sample_dpmpp_2m, sample_euler_ancestral, sample_iadb, sigmas_cosine, sigmas_karras,
+                        v_denoiser)
 from .errors import CheckpointError, InvalidRequestError
 
 SIGMA_MIN, SIGMA_MAX = 0.01, 80.0
@@ -56,23 +57,41 @@ def guidance_weights(manifest: dict, codec: torch.nn.Module) -> torch.Tensor | N
     return weights
 
 
-def conditioned(network: torch.nn.Module, batch: int, label_index: int | None, guidance: float,
-                device: torch.device, weights: torch.Tensor | None = None) -> Callable:
-    """``(x, t) -> prediction``: the network with its label bound, in classifier-free guidance when
-    it takes labels (``weights``: per channel, see :func:`guidance_weights`), fed in its own dtype
-    (fp16 on CUDA) and answering in fp32, where sampling runs."""
+def _present(network: torch.nn.Module, cond: Mapping[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    """(label-group names, control-group names) that ``cond`` actually sets (not their null)."""
+    label_group = [name for name in ("label",) if name in cond and bool((cond[name] != network.num_labels).any())]
+    controls = [name for name in getattr(network, "controls", ()) if name in cond and bool(cond[name][:, 1].any())]
+    return label_group, controls
+
+
+def conditioned(network: torch.nn.Module, cond: Mapping[str, torch.Tensor] | None, guidance: float,
+                weights: torch.Tensor | None = None, control_guidance: float = 1.0) -> Callable:
+    """``(x, t) -> prediction``: the network with its conditions bound, guided per group.
+
+    Two guidance groups (``engine.conditions``): the label (the prompt, next) with scale
+    ``guidance``, spread per latent channel by ``weights`` (:func:`guidance_weights`), and the
+    control curves with ``control_guidance`` ("how strictly to follow the curves"). A group the
+    request leaves empty is not guided. The network is fed in its own dtype (fp16 on CUDA) and
+    answers in fp32, where sampling runs.
+    """
     dtype = next(network.parameters()).dtype
-    net = network
-    if getattr(network, "num_labels", 0):
-        null = network.num_labels
-        label = torch.full((batch,), null if label_index is None else label_index, device=device, dtype=torch.long)
-        if label_index is None:
-            net = lambda x, t: network(x, t, label=label)  # noqa: E731
-        else:
-            scale = guidance if weights is None or guidance == 1.0 else \
-                (1.0 + weights.to(device) * (guidance - 1.0)).view(1, -1, 1)
-            net = classifier_free_guidance(network, {"label": label}, {"label": torch.full_like(label, null)}, scale)
-    return lambda x, t: net(x.to(dtype), t).float()
+    cond = dict(cond or {})
+    num_labels = getattr(network, "num_labels", 0)
+    labels, controls = _present(network, cond) if cond else ([], [])
+    nothing = without(cond, [*labels, *controls], num_labels)
+    levels, scales = [nothing], []
+    if controls:
+        levels.append(without(cond, labels, num_labels))
+        scales.append(float(control_guidance))
+    if labels:
+        levels.append(cond)
+        scales.append(guidance if weights is None or guidance == 1.0 else
+                      (1.0 + weights.to(next(network.parameters()).device) * (guidance - 1.0)).view(1, -1, 1))
+    if not scales:
+        net = lambda x, t, c: network(x, t, c)  # noqa: E731
+        return lambda x, t: net(x.to(dtype), t, cond).float()
+    guided = nested_guidance(network, levels, scales)
+    return lambda x, t: guided(x.to(dtype), t).float()
 
 
 def noise_levels(objective: str, sampler: str, steps: int) -> torch.Tensor:
@@ -96,8 +115,8 @@ def _check(manifest: dict, sampler: str, steps: int) -> str:
 
 @torch.no_grad()
 def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor, *, sampler: str = "dpmpp_2m",
-                  steps: int = 16, guidance: float = 1.0, label_index: int | None = None,
-                  reference: torch.Tensor | None = None, strength: float = 1.0,
+                  steps: int = 16, guidance: float = 1.0, cond: Mapping[str, torch.Tensor] | None = None,
+                  control_guidance: float = 1.0, reference: torch.Tensor | None = None, strength: float = 1.0,
                   callback: Callable[[dict], None] | None = None,
                   step_noise: Callable[[], torch.Tensor] | None = None,
                   guidance_weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -111,10 +130,12 @@ def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor,
     reference is noised to the level that ``strength`` picks on the grid (1 = pure noise, a new
     sound; near 0 = almost the reference) and only the remaining steps run.
 
-    ``guidance_weights`` (from :func:`guidance_weights`) spreads the guidance per latent channel.
+    ``cond`` is the network's condition mapping (``engine.conditions.network_inputs``);
+    ``guidance_weights`` (from :func:`guidance_weights`) spreads the label guidance per latent
+    channel and ``control_guidance`` scales the pull of the control curves (:func:`conditioned`).
     """
     objective = _check(manifest, sampler, steps)
-    net = conditioned(network, noise.shape[0], label_index, guidance, noise.device, guidance_weights)
+    net = conditioned(network, cond, guidance, guidance_weights, control_guidance)
     levels = noise_levels(objective, sampler, steps).to(noise.device)
     start = 0
     if reference is not None and strength < 1.0:
@@ -136,7 +157,7 @@ def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor,
 
 @torch.no_grad()
 def invert_latent(network: torch.nn.Module, manifest: dict, latent: torch.Tensor, *, steps: int = 50,
-                  label_index: int | None = None, refine: int = INVERSION_REFINE) -> torch.Tensor:
+                  cond: Mapping[str, torch.Tensor] | None = None, refine: int = INVERSION_REFINE) -> torch.Tensor:
     """Deterministic inversion: the unit noise that, sampled back with the same grid, gives ``latent``.
 
     Blending models use the alpha-blending inversion with ``refine`` fixed-point iterations per
@@ -144,7 +165,7 @@ def invert_latent(network: torch.nn.Module, manifest: dict, latent: torch.Tensor
     cosine grid up. Guidance is off (scale 1) as inversion needs it.
     """
     objective = manifest.get("objective", "v_cosine")
-    net = conditioned(network, latent.shape[0], label_index, 1.0, latent.device)
+    net = conditioned(network, cond, 1.0)
     if objective == "blend":
         return invert_iadb(blend_model(net), latent, alphas_uniform(steps).to(latent.device), refine=refine)
     sigmas = sigmas_cosine(steps).flip(0)[1:].to(latent.device)  # 0 dropped: start at the smallest level

@@ -22,10 +22,13 @@ from typing import Iterator
 import torch
 
 from . import audio as audio_io
+from . import pipeline
+from .conditions import CURVE, Conditions, condition_specs, curves_from_sound, spec_names
+from .curves import check_onsets, check_rms
 from .errors import InvalidRequestError, StudioError
 from .models import DEFAULT_ROOT, LoadedModel, ModelEntry, find_models, load_model, pick_device, resolve_model
 from .request import GenerationRequest
-from .sampling import invert_latent, sample_latent, samplers_for
+from .sampling import invert_latent, samplers_for
 from .seeds import SeedNoise, slerp
 
 log = logging.getLogger(__name__)
@@ -109,7 +112,19 @@ class Studio:
                 "defaults": dict(manifest.get("defaults", {})), "sample_rate": manifest["sample_rate"],
                 "seconds": manifest["length"] / manifest["sample_rate"],
                 "variable_length": variable_length(manifest),  # then "seconds" is the longest it makes
+                "controls": model_controls(manifest),  # the curves it follows: "rms", "onsets"
                 "training_steps": manifest.get("training", {}).get("steps", 0)}
+
+    def curves_from(self, path: str | Path, model: str, length: float | None = None) -> tuple:
+        """(RMS points, onset times) measured on the sound file ``path`` at ``model``'s rate and frame
+        hop, cut to the sound's length: what "take the curves from this sound" fills in."""
+        entry = self.entry(model)
+        manifest = entry.manifest
+        sound, _ = audio_io.read_audio(path, sample_rate=manifest["sample_rate"], channels=manifest["channels"],
+                                       max_seconds=30.0)
+        longest = manifest["length"] / manifest["sample_rate"]
+        hop = getattr(self.load(entry).codec, "hop", None) or 128
+        return curves_from_sound(sound, manifest["sample_rate"], hop, min(length or longest, longest))
 
     # ------------------------------------------------------------------ generation
     def render(self, request: GenerationRequest) -> Result:
@@ -130,11 +145,15 @@ class Studio:
                                 guidance=float(defaults.get("guidance", 1.0) if request.guidance is None else request.guidance),
                                 label=request.label or entry.label)
         request = request.with_(length=resolve_length(manifest, request.length))
-        label_index = self._label_index(entry, request.label)
+        conditions = self._conditions(entry, request)
+        if conditions.controls():
+            request = request.with_(control_guidance=float(defaults.get("control_guidance", 1.0)
+                                                           if request.control_guidance is None
+                                                           else request.control_guidance))
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
         worker = threading.Thread(target=self._sample_worker, daemon=True,
-                                  args=(model, request, label_index, preview_every, events, stop))
+                                  args=(model, request, conditions, preview_every, events, stop))
         started = time.time()
         worker.start()
         try:
@@ -156,8 +175,23 @@ class Studio:
             raise InvalidRequestError(f"model {entry.name!r} has no label {label!r}; it knows {entry.labels or 'none'}")
         return entry.labels.index(label)
 
+    def _conditions(self, entry: ModelEntry, request: GenerationRequest) -> Conditions:
+        """The request's conditions, checked against what this model takes and this sound's length."""
+        takes = model_controls(entry.manifest)
+        asked = {"rms": request.rms, "onsets": request.onsets}
+        words = {"rms": "a loudness curve", "onsets": "onsets"}
+        for name, value in asked.items():
+            if value and name not in takes:
+                others = [n for n, e in self.models().items() if name in model_controls(e.manifest) and not e.label]
+                hint = f"; {', '.join(sorted(others))} does" if others else ""
+                raise InvalidRequestError(f"model {entry.name!r} does not take {words[name]}{hint}")
+        manifest = entry.manifest
+        length_ms = 1000.0 * (request.length or manifest["length"] / manifest["sample_rate"])
+        return Conditions(label=self._label_index(entry, request.label), rms=check_rms(request.rms, length_ms),
+                          onsets=check_onsets(request.onsets, length_ms))
+
     def _reference_latent(self, model: LoadedModel, path: str, count: int, samples: int, frames: int,
-                          label_index: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                          conditions: Conditions) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The reference's latent for every sound of the request, and its own envelope (None for
         codecs without one)."""
         manifest = model.manifest
@@ -169,21 +203,21 @@ class Studio:
         hop = getattr(model.codec, "hop", None)
         if hop and variable_length(manifest):  # pad to the latent grid in audio, where zeros are silence
             sound = torch.nn.functional.pad(sound, (0, frames * hop - samples))
-        envelope = model.codec.envelope_for(label_index, audio=sound[None])
+        envelope = model.codec.envelope_for(conditions.label, audio=sound[None])
         latent = model.codec.encode(sound[None].to(model.device), envelope)
         latent = torch.nn.functional.pad(latent, (0, frames - latent.shape[-1])) if latent.shape[-1] < frames \
             else latent[..., :frames]
         return latent.expand(count, *latent.shape[1:]), None if envelope is None else envelope.expand(count, -1, -1)
 
-    def _sample_worker(self, model: LoadedModel, request: GenerationRequest, label_index: int | None,
+    def _sample_worker(self, model: LoadedModel, request: GenerationRequest, conditions: Conditions,
                        preview_every: int, events: queue.Queue, stop: threading.Event) -> None:
         try:
-            events.put(self._sample(model, request, label_index, preview_every, events, stop))
+            events.put(self._sample(model, request, conditions, preview_every, events, stop))
         except BaseException as error:  # handed to the consumer, which re-raises it
             events.put(error)
 
     @torch.no_grad()
-    def _sample(self, model: LoadedModel, request: GenerationRequest, label_index: int | None,
+    def _sample(self, model: LoadedModel, request: GenerationRequest, conditions: Conditions,
                 preview_every: int, events: queue.Queue, stop: threading.Event) -> list[Sound]:
         manifest, codec = model.manifest, model.codec
         samples, frames, full_frames = latent_plan(model, request.length)
@@ -196,14 +230,15 @@ class Studio:
         sampler, steps = request.sampler, request.steps
         reference, strength = None, 1.0
         # the codec's loudness envelope (waveform models): drawn from the starting noise, or the reference's own
-        envelope = codec.envelope_for(label_index, noise=noises)
+        envelope = pipeline.envelope_for(model, conditions, noises)
         if request.reference:
             reference, reference_envelope = self._reference_latent(model, request.reference, request.count, samples,
-                                                                   frames, label_index)
+                                                                   frames, conditions)
             envelope = envelope if reference_envelope is None else reference_envelope
             if request.variation == "invert":
                 sampler = INVERSION_SAMPLER[manifest.get("objective", "v_cosine")]
-                inverted = invert_latent(model.network, manifest, reference, steps=steps, label_index=label_index)
+                label_only = pipeline.inputs_for(model, Conditions(label=conditions.label), request.count, frames)
+                inverted = invert_latent(model.network, manifest, reference, steps=steps, cond=label_only)
                 noises = torch.stack([slerp(inverted[i], noises[i], request.strength) for i in range(request.count)])
                 reference = None
             else:
@@ -219,11 +254,10 @@ class Studio:
                 preview = codec.decode(info["denoised"][:1].float(), first)[0, :, :samples].clamp(-1, 1).cpu()
             events.put(Progress(step, steps, preview, manifest["sample_rate"]))
 
-        latent = sample_latent(model.network, manifest, noises, sampler=sampler, steps=steps,
-                               guidance=request.guidance, label_index=label_index, reference=reference,
-                               strength=strength, callback=callback, step_noise=draws,
-                               guidance_weights=model.guidance_weights)
-        audio = finish(codec.decode(latent.float(), envelope)[..., :samples].cpu(), manifest["sample_rate"],
+        latent = pipeline.sample(model, noises, conditions, sampler=sampler, steps=steps, guidance=request.guidance,
+                                 control_guidance=request.control_guidance or 1.0, reference=reference,
+                                 strength=strength, callback=callback, step_noise=draws)
+        audio = finish(pipeline.decode(model, latent, envelope, samples), manifest["sample_rate"],
                        tail_fade_ms(manifest, request.length))
         base = request.to_recipe()
         base.update(sampler=sampler, checkpoint=model.checkpoint_id, model_folder=model.folder.name,
@@ -236,6 +270,11 @@ class Studio:
                           seed_b=None if request.seed_b is None else request.seed_b + i)
             sounds.append(Sound(audio[i], manifest["sample_rate"], recipe))
         return sounds
+
+
+def model_controls(manifest: dict) -> list[str]:
+    """The control curves a model follows ("rms", "onsets"), from its declared conditions."""
+    return spec_names(condition_specs(manifest), CURVE)
 
 
 def variable_length(manifest: dict) -> bool:

@@ -514,7 +514,7 @@ def test_augmented_copies_are_encoded_once_copy_zero_plain_and_fixed_by_the_seed
     codec = load_model_codec(trained_codec)
     data = DrumDataset.from_folder(wav_folder, length=LENGTH, progress=False)
     clips = len(data)
-    cached = encode_copies(codec, data, 3, seed=5, device=torch.device("cpu"), batch=3, progress=False)
+    cached, _ = encode_copies(codec, data, 3, seed=5, device=torch.device("cpu"), batch=3, progress=False)
     with torch.no_grad():
         plain = codec.encode(torch.stack([data[i]["audio"] for i in range(clips)]))
     assert cached.shape == (3 * clips, *plain.shape[1:])
@@ -523,9 +523,9 @@ def test_augmented_copies_are_encoded_once_copy_zero_plain_and_fixed_by_the_seed
         rows = cached[copy * clips:(copy + 1) * clips]
         assert all(not torch.allclose(rows[i], plain[i], atol=1e-3) for i in range(clips))
     assert not torch.allclose(cached[clips:2 * clips], cached[2 * clips:], atol=1e-3)
-    again = encode_copies(codec, data, 3, seed=5, device=torch.device("cpu"), progress=False)
+    again, _ = encode_copies(codec, data, 3, seed=5, device=torch.device("cpu"), progress=False)
     assert torch.equal(again, cached)  # a resumed run trains on the same copies
-    other = encode_copies(codec, data, 2, seed=6, device=torch.device("cpu"), progress=False)
+    other, _ = encode_copies(codec, data, 2, seed=6, device=torch.device("cpu"), progress=False)
     assert not torch.allclose(other[clips:], cached[clips:2 * clips], atol=1e-3)
 
 
@@ -576,8 +576,8 @@ def test_fine_tuning_moves_a_latent_model_onto_a_codec_with_more_channels(tmp_pa
     x = torch.randn(2, kept + extra, 16)
     alpha, labels = torch.tensor([0.3, 0.7]), torch.tensor([0, 1])
     with torch.no_grad():  # the zeroed new inputs: the old channels' prediction is unchanged
-        torch.testing.assert_close(new_model.network(x, alpha, labels)[:, :kept],
-                                   old_model.network(x[:, :kept], alpha, labels))
+        torch.testing.assert_close(new_model.network(x, alpha, {"label": labels})[:, :kept],
+                                   old_model.network(x[:, :kept], alpha, {"label": labels}))
     tuned = train_latent(LatentTrainConfig(**dict(settings, run=str(tmp_path / "moved"), steps=2)))
     assert read_manifest(tuned)["training"]["steps"] == before["training"]["steps"] + 2
     result = Studio(roots=[tmp_path / "moved"], device="cpu").render(
@@ -609,7 +609,7 @@ def test_fine_tuning_adds_an_input_skip_that_starts_as_nothing_and_then_trains(t
     x = torch.randn(2, old_model.codec.latent_channels, 16)
     alpha, labels = torch.tensor([0.2, 0.9]), torch.tensor([0, 1])
     with torch.no_grad():
-        torch.testing.assert_close(new_model.network(x, alpha, labels), old_model.network(x, alpha, labels))
+        torch.testing.assert_close(new_model.network(x, alpha, {"label": labels}), old_model.network(x, alpha, {"label": labels}))
     trained = train_latent(LatentTrainConfig(**dict(settings, codec=None, run=str(tmp_path / "skip"), steps=3,
                                                      balance=1.0)))
     from engine.train.publish import publish
@@ -766,7 +766,7 @@ def test_guidance_weights_spare_the_low_bypass_and_reach_the_recipe(tmp_path):
 
     def one_step(guidance: float, weights=None) -> torch.Tensor:  # one iadb step: channels stay apart
         return sample_latent(model.network, model.manifest, noise, sampler="iadb", steps=1, guidance=guidance,
-                             label_index=1, guidance_weights=weights)
+                             cond={"label": torch.ones(2, dtype=torch.long)}, guidance_weights=weights)
 
     spared, guided, plain = one_step(4.0, model.guidance_weights), one_step(4.0), one_step(1.0)
     assert not torch.allclose(guided, plain, atol=1e-4)
@@ -815,3 +815,48 @@ def test_a_latent_models_recipe_id_names_its_codec_weights_too(latent_models):
     from engine.models import checkpoint_id
     model = load_model(latent_models / "latent")
     assert model.checkpoint_id == f"{checkpoint_id(latent_models / 'latent')}+{checkpoint_id(latent_models / 'codec')}"
+
+
+@pytest.mark.slow
+@pytest.mark.numeric
+def test_a_latent_model_trained_with_controls_follows_a_gate_and_the_studio_takes_curves(tmp_path, wav_folder,
+                                                                                        trained_codec):
+    """Controls end to end on a tiny model: declared in the manifest, trained (their projections
+    start at zero), and followed. Asked for the loudness and onsets of gated clips (cut at 40 ms,
+    a shape neither the label nor the time can tell), the sampled latents are quieter after the
+    gate than the same seeds sampled without curves. The Studio takes a drawn curve, records it,
+    and the control guidance changes the sound."""
+    from engine import pipeline
+    from engine.conditions import Conditions, curves_from_sound
+    settings = dict(data=str(wav_folder), run=str(tmp_path / "run"), codec=str(trained_codec), length=LENGTH,
+                    batch=8, lr=3e-3, warmup=1, ema_decay=0.5, log_every=50, save_every=500, render_every=0,
+                    augment_copies=4, device="cpu", network=dict(TINY_LATENT_NET), controls=True, short_crops=0.0)
+    folder = train_latent(LatentTrainConfig(steps=400, **settings))
+    manifest = read_manifest(folder)
+    assert [c["name"] for c in manifest["conditions"]] == ["label", "rms", "onsets"]
+    assert manifest["network"]["args"]["controls"] == ["rms", "onsets"]
+    model = load_model(folder)
+    data = DrumDataset.from_folder(wav_folder, length=LENGTH, progress=False)
+    gated = torch.stack([data[i]["audio"] for i in range(len(data))]) * (torch.arange(LENGTH) < int(0.04 * RATE))
+    frames, hop = model.codec.latent_length(LENGTH), model.codec.hop
+    cut = int(0.04 * RATE / hop) + 4
+    after = {True: [], False: []}  # latent energy after the gate / before it, per clip
+    for i in range(len(data)):
+        rms, onsets = curves_from_sound(gated[i], RATE, hop)
+        noise = torch.randn(1, model.codec.latent_channels, frames, generator=torch.Generator().manual_seed(i))
+        for use in (True, False):
+            asked = Conditions(label=int(data.labels[i]), rms=rms if use else None, onsets=onsets if use else None)
+            energy = pipeline.sample(model, noise, asked, sampler="iadb", steps=8).pow(2).mean(1)[0]
+            after[use].append(float(energy[cut:].mean() / energy[:cut - 4].mean()))
+    followed, free = torch.tensor(after[True]).median(), torch.tensor(after[False]).median()
+    assert followed < 0.8 * free, (after[True], after[False])
+    studio = Studio(roots=[tmp_path / "run"], device="cpu")
+    assert studio.describe(str(folder))["controls"] == ["rms", "onsets"]
+    request = GenerationRequest(model=str(folder), label="hat", steps=3, length=0.15, rms=((0, -6), (100, -40)),
+                                onsets=(0,))
+    loose, strict = studio.render(request.with_(control_guidance=1.0)), studio.render(request.with_(control_guidance=3.0))
+    assert loose.sounds[0].recipe["rms"] == [[0.0, -6.0], [100.0, -40.0]] and loose.sounds[0].recipe["onsets"] == [0.0]
+    assert strict.sounds[0].recipe["control_guidance"] == 3.0
+    assert not torch.allclose(loose.sounds[0].audio, strict.sounds[0].audio, atol=1e-5)
+    with pytest.raises(InvalidRequestError, match="past the end"):
+        studio.render(request.with_(onsets=(0, 400)))

@@ -133,15 +133,40 @@ def test_unet_shapes_labels_and_identity_start():
     net = UNet1d(in_channels=64, widths=(16, 32, 32), blocks=(1, 1, 1), factors=(4, 4), heads=2, emb_dim=32,
                  num_labels=3)
     x, t = torch.randn(2, 64, 256), torch.rand(2)
-    out = net(x, t, torch.tensor([0, 3]))
+    out = net(x, t, {"label": torch.tensor([0, 3])})
     assert out.shape == x.shape
     assert torch.count_nonzero(out) == 0  # zero-initialised head: a fresh network predicts 0
     perturb_zero_init(net, std=0.1)
     with torch.no_grad():
-        assert not torch.allclose(net(x, t, torch.tensor([0, 0])), net(x, t, torch.tensor([1, 1])))
-        assert torch.allclose(net(x, t, None), net(x, t, torch.tensor([3, 3])))  # None = the "no label" class
+        assert not torch.allclose(net(x, t, {"label": torch.tensor([0, 0])}), net(x, t, {"label": torch.tensor([1, 1])}))
+        assert torch.allclose(net(x, t, None), net(x, t, {"label": torch.tensor([3, 3])}))  # none = "no label"
     with pytest.raises(ValueError, match="multiple"):
         net(torch.randn(1, 64, 250), torch.rand(1))
+
+
+def test_unet_control_curves_start_silent_then_steer_every_level():
+    """Controls enter through zero-initialised projections: a model that gains them predicts
+    exactly what it did until trained; once their weights move, a curve changes the output, and
+    an absent curve is the same as an all-zero one (value and mask 0)."""
+    args = dict(in_channels=8, widths=(16, 32, 32), blocks=(1, 1, 1), factors=(2, 2), attention=(False,) * 3,
+                heads=2, emb_dim=32, num_labels=3)
+    torch.manual_seed(0)
+    plain = UNet1d(**args)
+    perturb_zero_init(plain, std=0.1)
+    controlled = UNet1d(**args, controls=("rms", "onsets"))
+    missing, unexpected = controlled.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(name.startswith(("control_down.", "control_up.")) for name in missing)
+    x, t, label = torch.randn(2, 8, 64), torch.rand(2), {"label": torch.tensor([0, 1])}
+    curve = torch.stack([torch.linspace(1, -1, 64), torch.ones(64)])[None].expand(2, -1, -1)
+    with torch.no_grad():
+        before = plain(x, t, label)
+        assert torch.equal(controlled(x, t, {**label, "rms": curve}), before)
+        perturb_zero_init(controlled, std=0.1)
+        steered = controlled(x, t, {**label, "rms": curve})
+        assert not torch.allclose(steered, controlled(x, t, label), atol=1e-4)
+        assert torch.equal(controlled(x, t, label), controlled(x, t, {**label, "rms": torch.zeros(2, 2, 64)}))
+        with pytest.raises(ValueError, match="frames"):
+            controlled(x, t, {"rms": curve[..., :32]})
 
 
 def test_networks_are_built_from_manifest_entries_alone():

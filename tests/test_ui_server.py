@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
@@ -442,3 +443,118 @@ def test_what_a_producer_hit_works_in_the_page(server, browser_context):
     assert _newest_take(page) == newest
     page.screenshot(path=str(SHOTS / "10-reloaded.png"), full_page=True)
     page.close()
+
+
+# ---------------------------------------------------------------------------- curves
+
+DOUBLE_HIT = ((0, -8), (60, -18), (170, -36), (180, -10), (260, -20), (600, -48), (950, -60))
+
+
+def _canvas_at(page, ms: float, db: float) -> tuple[float, float]:
+    box = page.locator("#tds-curve-canvas").bounding_box()
+    x, y = page.evaluate("([ms, db]) => [tdsCurve.xOf(ms), tdsCurve.yOf(db)]", [ms, db])
+    return box["x"] + x, box["y"] + y
+
+
+def _fetch_wav(server, page, slot: int = 0) -> Path:
+    href = page.locator(_audio_ready(slot)).get_attribute("href")
+    target = server.base / f"fetched-{time.time_ns()}.wav"
+    with urllib.request.urlopen(urllib.parse.urljoin(server.url, href), timeout=30) as response:
+        target.write_bytes(response.read())
+    return target
+
+
+def test_a_producer_draws_a_loudness_curve_places_two_hits_and_the_sound_follows(server, browser_context):
+    """Done when (issue 16): a new user picks latent-drums, draws a fast decay with a second hit,
+    places two onsets, clicks Generate, and hears and sees a sound that follows them."""
+    from engine.audio import read_audio
+    from engine.eval.controls import loudness_error_db, onset_match
+
+    page = browser_context.new_page()
+    page.goto(server.url)
+    page.wait_for_selector("#generate")
+    page.wait_for_selector("#history table")
+    _pick(page, "model", "latent-drums")
+    page.wait_for_selector("#tds-curve-canvas", state="visible")
+    _pick(page, "label", "snare")
+    _set_number(page, "length", 1.0)
+    page.wait_for_function("() => Math.abs(tdsCurve.length() - 1000) < 1")
+    # draw the curve with the mouse: press at the attack, drag through the decay, the second hit, its decay
+    page.mouse.move(*_canvas_at(page, *DOUBLE_HIT[0]))
+    page.mouse.down()
+    for ms, db in DOUBLE_HIT[1:]:
+        page.mouse.move(*_canvas_at(page, ms, db), steps=6)
+    page.mouse.up()
+    page.wait_for_function("() => document.querySelector('#tds-curve-rms textarea, #tds-curve-rms input').value")
+    page.click("#tds-curve-mode-onsets")
+    for ms in (0, 180):
+        page.mouse.click(*_canvas_at(page, ms, -30))
+    page.wait_for_function("() => document.querySelector('#tds-curve-onsets textarea, #tds-curve-onsets input')"
+                           ".value.split(',').length === 2")
+    _set_number(page, "seed", 11)
+    page.check("#lock-seed input")
+    page.screenshot(path=str(SHOTS / "11-curve-drawn.png"), full_page=True)
+    _generate_and_time(page)
+    page.wait_for_selector("#status .tds-status.done", timeout=60_000)
+    page.locator("#slot0").screenshot(path=str(SHOTS / "12-curve-result.png"))
+    page.screenshot(path=str(SHOTS / "13-curve-page.png"), full_page=True)
+
+    wav = _fetch_wav(server, page)
+    recipe = read_recipe(wav)
+    assert len(recipe["rms"]) >= 4 and recipe["rms"][0][0] <= 10
+    assert [abs(a - b) <= 15 for a, b in zip(recipe["onsets"], (0, 180))] == [True, True]
+    sound, rate = read_audio(wav)
+    error = loudness_error_db(sound, [tuple(p) for p in recipe["rms"]], rate)
+    matched, asked, _ = onset_match(sound, recipe["onsets"], rate)
+    assert error < 6.0 and matched == asked, (error, matched, recipe)
+
+    # a drawn curve comes back from the WAV: drop it on the recipe box
+    page.click("#tds-curve-clear")
+    page.click("#tab-restore-button") if page.locator("#tab-restore-button").count() else \
+        page.get_by_role("tab", name="Restore from a WAV").click()
+    page.locator("#recipe-drop input[type=file]").set_input_files(str(wav))
+    page.wait_for_function("() => document.querySelector('#tds-curve-onsets textarea, #tds-curve-onsets input')"
+                           ".value.split(',').length === 2", timeout=30_000)
+    page.close()
+
+
+def test_a_vocal_imitation_from_the_microphone_becomes_the_curves(server, tmp_path):
+    """The microphone path with Chromium's fake capture: "ts ... ts" (two bursts 250 ms apart)
+    recorded in the page fills the loudness curve and two onsets."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing")
+    import numpy as np
+    import soundfile as sf
+    from playwright.sync_api import sync_playwright
+
+    rate = 48000
+    t = np.arange(int(0.6 * rate)) / rate
+    rng = np.random.default_rng(1)
+    ts = 0.5 * rng.standard_normal(t.size) * (np.exp(-t / 0.03) + (t > 0.25) * np.exp(-np.maximum(t - 0.25, 0) / 0.03))
+    voice = tmp_path / "ts-ts.wav"
+    sf.write(voice, np.concatenate([np.zeros(rate // 5), ts, np.zeros(rate // 5)]).astype(np.float32), rate,
+             subtype="PCM_16")
+    args = [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={voice}"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["microphone"])
+        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+            ("http://127.0.0.1", "data:", "blob:")) else route.abort())
+        page = context.new_page()
+        page.goto(server.url)
+        page.wait_for_selector("#history table")
+        _pick(page, "model", "latent-drums")
+        page.wait_for_selector("#voice", state="visible")
+        page.locator("#voice").get_by_role("button", name="Record").first.click()
+        page.wait_for_timeout(1800)
+        page.locator("#voice").get_by_role("button", name="Stop").first.click()
+        page.wait_for_function("() => document.querySelector('#tds-curve-rms textarea, #tds-curve-rms input').value",
+                               timeout=30_000)
+        page.screenshot(path=str(SHOTS / "14-voice.png"), full_page=True)
+        rms = page.locator("#tds-curve-rms textarea, #tds-curve-rms input").first.input_value()
+        onsets = page.locator("#tds-curve-onsets textarea, #tds-curve-onsets input").first.input_value()
+        browser.close()
+    assert rms.startswith("0:") and len(rms.split(",")) >= 3
+    hits = [float(x) for x in onsets.split(",") if x]
+    assert len(hits) >= 2 and hits[0] < 10, onsets

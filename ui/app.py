@@ -15,6 +15,7 @@ import gradio as gr
 
 from engine import Studio
 
+from .curve_editor import CURVE_EDITOR_HEAD, curve_editor
 from .fields import KEEP_TYPED_VALUES, FieldNumber, FieldSlider
 from .handlers import ANY_LABEL, FORMATS, SLOTS, Handlers, length_maximum, slot_key
 from .history import COLUMNS, sweep
@@ -41,6 +42,7 @@ CSS = """
 .tds-inline { align-self: end; margin-bottom: 2px; }
 #morph input[type=range] { min-width: 0 !important; }  /* its min width (auto: its own size) pushed the max label past the edge */
 .tds-status .tds-error { color: var(--error-text-color, #dc2626); font-weight: 600; }
+.tds-hint p { margin: 0 !important; font-size: .8rem; opacity: .8; }
 .tds-empty { border: 1px dashed var(--border-color-primary); border-radius: var(--radius-lg);
              padding: 1.5rem 1.8rem; opacity: .85; }
 """
@@ -90,7 +92,7 @@ GENERATE_OUTPUTS = ["seed", "session", "status", "history", "take", "empty_note"
                     *[slot_key(i, part) for i in range(SLOTS)
                       for part in ("group", "audio", "plot", "file", "caption")]]
 CONTROL_OUTPUTS = ["model", "label", "sampler", "steps", "guidance", "seed", "lock_seed", "seed_b", "morph", "count",
-                   "length",
+                   "length", "rms", "onsets", "control_guidance", "controls_box",
                    "strength", "variation", "reference", "variation_box", "model_info", "recipe_note"]
 
 
@@ -162,6 +164,22 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
     C["length"] = FieldSlider(0.05, seconds, value=min(seconds, round(float(defaults.get("length", seconds)), 3)),
                               step=0.01, label="Length (s)", info="this model makes any length up to its longest",
                               visible=bool(info.get("variable_length")), elem_id="length", field="length")
+    with gr.Accordion("Loudness curve and hits", open=True, visible=bool(info.get("controls")),
+                      elem_id="controls-box") as C["controls_box"]:
+        gr.Markdown("**Draw** how loud the sound is over time; switch to **Onsets** and click where the hits "
+                    "are. Leave both empty for a free sound.", elem_classes="tds-hint")
+        editor = curve_editor(float(C["length"].value or seconds))
+        C["rms"], C["onsets"], C["curve_length"] = editor.rms, editor.onsets, editor.length
+        editor.follow(C["length"])
+        C["control_guidance"] = FieldSlider(0.0, 8.0, value=float(defaults.get("control_guidance", 1.0)), step=0.1,
+                                            label="Follow the curves",
+                                            info="how strictly: 1 as trained, higher follows them harder",
+                                            elem_id="control-guidance", field="curve guidance")
+        with gr.Row(equal_height=True):
+            C["curves_from_reference"] = gr.Button("Curves from the reference", size="sm", scale=1, min_width=120,
+                                                   elem_id="curves-from-reference")
+            C["voice"] = gr.Audio(sources=["microphone", "upload"], type="filepath", scale=2, min_width=180,
+                                  label="Vocal imitation: say 'ts' or 'boom'", buttons=[], elem_id="voice")
     with gr.Accordion("Variation of a reference sound", open=False) as C["variation_box"]:
         C["reference"] = gr.Audio(sources=["upload"], type="filepath", label="Reference (drop a one-shot)",
                                   buttons=[], elem_id="reference")
@@ -232,6 +250,8 @@ def _results(C: dict, settings: Settings) -> None:
                                                            elem_classes="tds-vary")
                         C[slot_key(i, "favourite")] = gr.Button("★ Favourite", size="sm", min_width=60,
                                                                 elem_classes="tds-fav")
+                        C[slot_key(i, "curves")] = gr.Button("Use its curves", size="sm", min_width=60,
+                                                             elem_classes="tds-use-curves")
     with gr.Accordion("Export", open=True):
         with gr.Row(equal_height=True):
             C["export_dir"] = gr.Textbox(str(settings.export_dir), label="Export folder", scale=4,
@@ -293,8 +313,10 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
                 _results(C, settings)
 
         wire = functools.partial(_wire, C)
-        model_outputs = ["label", "sampler", "steps", "guidance", "length", "model_info"]
-        wire(demo.load, h.refresh, ["model", "preset", "label", "sampler", "guidance", "length", "model_info"])
+        model_outputs = ["label", "sampler", "steps", "guidance", "length", "model_info", "controls_box",
+                         "control_guidance"]
+        wire(demo.load, h.refresh, ["model", "preset", "label", "sampler", "guidance", "length", "model_info",
+                                    "controls_box"])
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")
         wire(C["add_model"].click, h.add_model_folder, ["model", "model_folder"], api_name="add_model_folder")
@@ -308,12 +330,16 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
         # the queue behind the generation it stops, hence no concurrency limit
         wire(C["stop"].click, h.stop, ["status"], concurrency_limit=None)
         wire(C["export_all"].click, h.export_all, ["saved"], api_name="export_all")
+        wire(C["curves_from_reference"].click, h.curves_from_reference, ["rms", "onsets"],
+             api_name="curves_from_reference")
+        wire(C["voice"].change, h.curves_from_voice, ["rms", "onsets"], api_name="curves_from_voice")
         for i in range(SLOTS):
             wire(C[slot_key(i, "export")].click, functools.partial(h.export_slot, i), ["saved"])
             wire(C[slot_key(i, "vary")].click, functools.partial(h.vary_slot, i),
                  ["reference", "variation_box", "reference_info", "lock_seed"])
             wire(C[slot_key(i, "favourite")].click, functools.partial(h.favourite_slot, i),
                  ["history", "session", "take", slot_key(i, "caption")])
+            wire(C[slot_key(i, "curves")].click, functools.partial(h.curves_from_slot, i), ["rms", "onsets"])
         wire(C["recipe_file"].upload, h.restore_recipe, [*CONTROL_OUTPUTS, "use_reference"],
              api_name="restore_recipe")
         wire(C["use_reference"].click, h.use_dropped_as_reference,
@@ -345,5 +371,5 @@ def launch_kwargs(settings: Settings) -> dict:
     """Everything demo.launch needs: where to listen and which folders may be served (only ours)."""
     return {"server_name": settings.host, "server_port": settings.port, "share": settings.share,
             "inbrowser": settings.open_browser, "allowed_paths": [str(settings.export_dir), str(settings.cache_dir)],
-            "max_file_size": "64mb", "show_error": True, "theme": theme(), "css": CSS, "head": HEAD,
+            "max_file_size": "64mb", "show_error": True, "theme": theme(), "css": CSS, "head": HEAD + CURVE_EDITOR_HEAD,
             "footer_links": ["api", "settings"]}

@@ -27,6 +27,7 @@ import gradio as gr
 
 from engine import AudioFileError, GenerationRequest, Progress, Result, Studio, StudioError
 from engine import audio as audio_io
+from engine.curves import format_onsets, format_rms, parse_onsets, parse_rms
 
 from . import presets
 from .fields import check_number
@@ -209,14 +210,17 @@ class Handlers:
         trained = f" · trained {info['training_steps']:,} steps" if info.get("training_steps") else ""
         entry = self.studio.entry(model)
         alias = (f"the **{entry.folder.name}** model with Sound {entry.label} · " if _is_alias(entry) else "")
+        follows = {("rms",): " · follows a loudness curve", ("rms", "onsets"): " · follows a loudness curve and onsets"}
         text = (f"**{info['name']}** · {alias}{info['kind']} · {info['seconds']:.2f} s at {info['sample_rate'] / 1000:g} kHz"
-                f"{trained}" + (f" · labels: {', '.join(labels)}" if labels else ""))
+                f"{trained}" + (f" · labels: {', '.join(labels)}" if labels else "")
+                + follows.get(tuple(info.get("controls") or ()), ""))
         return {
             "label": gr.update(choices=[ANY_LABEL, *labels], value=label_value if labels else ANY_LABEL,
                                visible=bool(labels)),
             "sampler": gr.update(choices=samplers, value=sampler_value),
             "guidance": gr.update(visible=bool(info["takes_guidance"])),
             "length": gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"])),
+            "controls_box": gr.update(visible=bool(info.get("controls"))),
             "model_info": text,
         }
 
@@ -232,6 +236,7 @@ class Handlers:
                                     value=float(info["defaults"].get("guidance", 1.0)))
         out["length"] = gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"]),
                                   value=round(float(info["defaults"].get("length", info["seconds"])), 3))
+        out["control_guidance"] = float(info["defaults"].get("control_guidance", 1.0))
         return out
 
     @user_facing
@@ -277,8 +282,23 @@ class Handlers:
             return None
         return _number(length, "length", optional=True)
 
+    def _curves(self, model: str, rms, onsets, control_guidance) -> dict:
+        """The drawn curves as request fields, for a model that follows curves (else none: the
+        editor is hidden and its text may belong to another model)."""
+        takes = self.studio.describe(model).get("controls") or []
+        if not takes:
+            return {}
+        curves = {"rms": parse_rms(rms), "onsets": parse_onsets(onsets)}
+        if curves["onsets"] and "onsets" not in takes:  # the waveform model follows loudness, not hits
+            gr.Warning(f"{model} follows the loudness curve but not onsets; the onsets were left out "
+                       "(latent-drums places hits)")
+            curves["onsets"] = None
+        if curves["rms"] or curves["onsets"]:
+            curves["control_guidance"] = _number(control_guidance, "curve guidance", optional=True)
+        return curves
+
     def _request(self, model, label, sampler, steps, guidance, seed, seed_b, morph, count, length, reference,
-                 strength, variation) -> GenerationRequest:
+                 strength, variation, rms=None, onsets=None, control_guidance=None) -> GenerationRequest:
         if not model:
             raise gr.Error("choose a model")
         count = _number(count, "count", integer=True)
@@ -298,7 +318,7 @@ class Handlers:
             guidance=_number(guidance, "guidance", optional=True), seed=_seed(seed, "seed"), seed_b=seed_b,
             morph=morph, count=count, length=self._length(str(model), length), reference=reference,
             strength=_number(strength, "variation strength") if strength is not None else 0.5,
-            variation=variation or "noise")
+            variation=variation or "noise", **self._curves(str(model), rms, onsets, control_guidance))
         return request.validated()
 
     def _model_for_label(self, model: str, label: str | None) -> tuple[str, str | None]:
@@ -336,13 +356,14 @@ class Handlers:
 
     @user_facing
     def generate(self, model, label, sampler, steps, guidance, seed, lock_seed, seed_b, morph, count, length,
-                 reference, strength, variation, session) -> Iterator[dict]:
+                 reference, strength, variation, session, rms=None, onsets=None,
+                 control_guidance=None) -> Iterator[dict]:
         """Sample: stream status and a preview plot, then each sound's player, drag-out file and plot."""
         session = self._session(session)
         if not lock_seed:
             seed = roll()
         request = self._request(model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
-                                reference, strength, variation)
+                                reference, strength, variation, rms, onsets, control_guidance)
         steps_total = request.steps or 0
         session.batch = []  # until this one finishes no card holds a result, so Export can't save an old sound
         session.generating, session.stop_requested = True, False
@@ -408,7 +429,8 @@ class Handlers:
                 done[slot_key(i, "caption")] = take.caption()
         yield done  # the sounds first: playable before their plots are drawn
         # the last update is the whole result (it is what an API client's predict() returns)
-        plots = {slot_key(i, "plot"): sound_figure(s.audio, s.sample_rate) for i, s in enumerate(result.sounds)}
+        plots = {slot_key(i, "plot"): sound_figure(s.audio, s.sample_rate, rms=request.rms, onsets=request.onsets)
+                 for i, s in enumerate(result.sounds)}
         yield {**done, **plots, "status": done["status"].replace('"tds-status"', '"tds-status done"')}
 
     def stop(self, session) -> dict:
@@ -455,6 +477,39 @@ class Handlers:
         return {"history": session.table(bool(favourites_only)), "session": session,
                 "take": gr.update(choices=session.choices(bool(favourites_only))),
                 slot_key(int(slot), "caption"): _card_caption(take)}
+
+    # ------------------------------------------------------------------ curves
+    def _curves_from_file(self, path: str, model, length, what: str) -> dict:
+        if not model:
+            raise gr.Error("choose a model first")
+        rms, onsets = self.studio.curves_from(path, str(model), self._length(str(model), length))
+        if rms is None:
+            raise gr.Error(f"{what} is silent: no curves to take")
+        gr.Info(f"curves taken from {what}: {len(rms)} points, {len(onsets or ())} hit(s)")
+        return {"rms": format_rms(rms), "onsets": format_onsets(onsets)}
+
+    @user_facing
+    def curves_from_reference(self, reference, model, length) -> dict:
+        """"Take the curves from the reference": its loudness and hits, cut to the sound's length."""
+        path = _path_of(reference)
+        if not path:
+            raise gr.Error("drop a reference sound first (under 'Variation of a reference sound')")
+        return self._curves_from_file(path, model, length, f"the reference {Path(path).name}")
+
+    @user_facing
+    def curves_from_voice(self, voice, model, length) -> dict:
+        """A vocal imitation was recorded (or a sound dropped on the microphone box): say "ts" or
+        "boom" and the drum gets that shape. Leading silence is skipped."""
+        path = _path_of(voice)
+        if not path:
+            return {}
+        return self._curves_from_file(path, model, length, "the recording")
+
+    @user_facing
+    def curves_from_slot(self, slot: int, session, model, length) -> dict:
+        """"Use its curves": a result's own loudness and hits, to draw from or generate more like it."""
+        _, take = self._slot_take(session, int(slot))
+        return self._curves_from_file(str(take.master), model, length, f"take #{take.id}")
 
     # ------------------------------------------------------------------ export
     def _export_folder(self, export_dir: str | None) -> Path:
@@ -544,6 +599,8 @@ class Handlers:
                                           round(float(values.get("length") or defaults.get("length", info["seconds"])),
                                                 3))),
             "strength": float(values.get("strength", 0.5)), "variation": values.get("variation") or "noise",
+            "rms": format_rms(values.get("rms")), "onsets": format_onsets(values.get("onsets")),
+            "control_guidance": float(values.get("control_guidance") or defaults.get("control_guidance", 1.0)),
         })
         if values.get("label") and values["label"] not in info["labels"]:
             raise gr.Error(f"model {model!r} has no label {values['label']!r}")
@@ -622,12 +679,16 @@ class Handlers:
 
     @user_facing
     def save_preset(self, preset_name, preset_overwrite, model, label, sampler, steps, guidance, seed, seed_b,
-                    morph, length) -> dict:
+                    morph, length, rms=None, onsets=None, control_guidance=None) -> dict:
         values = {"model": model, "label": _label_value(label), "sampler": sampler or None,
                   "steps": _number(steps, "steps", integer=True, optional=True),
                   "guidance": _number(guidance, "guidance", optional=True), "seed": _seed(seed, "seed"),
                   "seed_b": _seed(seed_b, "seed B", optional=True), "morph": _number(morph, "morph"),
                   "length": self._length(model, length) if model else None}
+        if model:
+            curves = self._curves(str(model), rms, onsets, control_guidance)
+            values.update({k: ([list(p) for p in v] if k == "rms" else list(v)) if isinstance(v, tuple) else v
+                           for k, v in curves.items() if v is not None})
         path = presets.save(self.settings.presets_dir, preset_name, values, overwrite=bool(preset_overwrite))
         gr.Info(f"saved preset {path.stem}")
         return {"preset": gr.update(choices=presets.list_presets(self.settings.presets_dir), value=path.stem),

@@ -17,12 +17,16 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from engine.eval.features import hz_to_mel, mel_spectrogram
+from engine.dsp import frame_times_ms, hz_to_mel, mel_spectrogram, rms_db, rms_from_points
 
 TEXT = "#8a8a8a"        # mid grey: readable on white and on #0b0f19 (Gradio's dark background)
 GRID = "#8a8a8a40"
 WAVE = "#f97316"        # orange-500: the app's accent colour
 WAVE_RIGHT = "#38bdf8"  # sky-400 for the right channel, so a stereo image is visible
+ASKED = "#22c55e"       # green-500: the loudness curve and onsets that were asked for
+MEASURED = "#a3a3a3"    # the sound's own RMS, under the asked-for curve
+LEVEL_RANGE_DB = (-60.0, 3.0)
+LEVEL_HOP = 128         # samples per loudness value (the latent models' frame)
 N_MELS = 64
 RANGE_DB = 80.0         # colour scale spans the loudest bin down to this many dB below it
 FREQ_TICKS = (100, 500, 1000, 2000, 5000, 10000, 20000)
@@ -35,9 +39,33 @@ def _style(axis, label_bottom: bool) -> None:
         spine.set_color(GRID)
 
 
+def _overlay_controls(axis, audio: torch.Tensor, sample_rate: int, rms, onsets) -> None:
+    """On the waveform: the asked-for loudness curve (green, dashed) over the sound's measured RMS
+    (grey), on a dB scale at the right, and the asked-for onsets as green ticks, so a producer sees
+    at a glance how well the sound followed what was drawn."""
+    level = axis.twinx()
+    measured = rms_db(audio, LEVEL_HOP).numpy()
+    times = frame_times_ms(len(measured), LEVEL_HOP, sample_rate).numpy()
+    level.plot(times, measured, color=MEASURED, linewidth=0.9, label="RMS")
+    if rms:
+        asked, mask = rms_from_points(rms, len(measured), LEVEL_HOP, sample_rate)
+        shown = np.where(mask.numpy() > 0, asked.numpy(), np.nan)
+        level.plot(times, shown, color=ASKED, linewidth=1.3, linestyle="--", label="asked")
+    for onset in onsets or ():
+        level.axvline(float(onset), color=ASKED, linewidth=0.9, alpha=0.8)
+    level.set_ylim(*LEVEL_RANGE_DB)
+    level.set_yticks([-60, -30, 0])
+    level.tick_params(colors=TEXT, labelsize=7, length=2)
+    for spine in level.spines.values():
+        spine.set_color(GRID)
+    level.text(0.995, 0.08, "dB: asked - - / RMS —", transform=axis.transAxes, ha="right", va="bottom",
+               fontsize=7, color=TEXT)
+
+
 def sound_figure(audio: torch.Tensor, sample_rate: int, title: str | None = None,
-                 width: float = 4.8, height: float = 2.7, dpi: int = 100) -> Figure:
-    """Waveform (each channel) and mel spectrogram (mono mix, dB) of ``audio`` shaped (channels, N)."""
+                 width: float = 4.8, height: float = 2.7, dpi: int = 100, rms=None, onsets=None) -> Figure:
+    """Waveform (each channel) and mel spectrogram (mono mix, dB) of ``audio`` shaped (channels, N);
+    with ``rms`` points or ``onsets`` (what was asked for), those over the sound's measured loudness."""
     audio = audio.detach().float().cpu()
     if audio.ndim == 1:
         audio = audio[None]
@@ -67,6 +95,8 @@ def sound_figure(audio: torch.Tensor, sample_rate: int, title: str | None = None
     peak_db = 20 * np.log10(peak) if peak > 0 else -np.inf
     wave_axis.text(0.995, 0.92, f"peak {peak_db:.1f} dBFS" if np.isfinite(peak_db) else "silent",
                    transform=wave_axis.transAxes, ha="right", va="top", fontsize=8, color=TEXT)
+    if rms or onsets:
+        _overlay_controls(wave_axis, audio, sample_rate, rms, onsets)
 
     mel = mel_spectrogram(audio.mean(dim=0), sample_rate, n_mels=N_MELS).numpy()
     top = float(mel.max())

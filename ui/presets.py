@@ -1,9 +1,9 @@
 """Presets: small JSON files in ``presets/`` holding the controls of a sound worth starting from.
 
 A preset holds the request fields that describe a sound (model, label, sampler, steps,
-guidance, seed, seed_b, morph, and length for models that make any length) plus a name and a
-description, and reserves ``curves`` and ``prompt`` for the time-varying and text controls to
-come. It never holds a reference file path (that would not travel between machines). Every preset is checked with
+guidance, seed, seed_b, morph, length for models that make any length, and the loudness curve
+``rms`` ([[ms, dB], ...]), ``onsets`` (ms) and ``control_guidance`` for models that follow curves)
+plus a name and a description, and reserves ``prompt`` for the text prompt to come. It never holds a reference file path (that would not travel between machines). Every preset is checked with
 ``GenerationRequest.validated`` on load and on save; saving never replaces an existing preset
 unless ``overwrite`` is asked for explicitly.
 """
@@ -20,9 +20,11 @@ from engine import GenerationRequest, InvalidRequestError
 from engine.audio import make_shareable
 
 FORMAT = 1
-SOUND_KEYS = ("model", "label", "sampler", "steps", "guidance", "seed", "seed_b", "morph", "length")
+SOUND_KEYS = ("model", "label", "sampler", "steps", "guidance", "seed", "seed_b", "morph", "length", "rms", "onsets",
+              "control_guidance")
 META_KEYS = ("format", "name", "description")
-FUTURE_KEYS = ("curves", "prompt")   # accepted and kept; the controls arrive with their issues
+OPTIONAL_KEYS = ("length", "rms", "onsets", "control_guidance")  # written only when set
+FUTURE_KEYS = ("prompt",)   # accepted and kept; the text prompt arrives with its issue
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,47}$")
 
 
@@ -83,7 +85,7 @@ def load(folder: Path, name: str) -> dict:
 def save(folder: Path, name: str, values: dict, description: str = "", overwrite: bool = False) -> Path:
     """Write ``values`` (request fields) as preset ``name``; refuse to replace one unless ``overwrite``."""
     stem = slug(name)
-    sound = {k: values.get(k) for k in SOUND_KEYS if k != "length" or values.get(k) is not None}
+    sound = {k: values.get(k) for k in SOUND_KEYS if k not in OPTIONAL_KEYS or values.get(k) is not None}
     data = validate({"format": FORMAT, "name": name.strip(), "description": description or "", **sound},
                     f"preset {name!r}")
     folder = Path(folder)

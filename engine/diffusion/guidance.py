@@ -2,31 +2,57 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 import torch
 
 
-def _stack(cond: dict, uncond: dict) -> dict:
-    return {k: torch.cat([cond[k], uncond[k]]) for k in cond}
+def _stack(levels: Sequence[Mapping]) -> dict:
+    return {k: torch.cat([level[k] for level in levels]) for k in levels[0]}
 
 
-def classifier_free_guidance(net: Callable[..., torch.Tensor], cond: dict, uncond: dict,
-                             scale: float | torch.Tensor):
-    """``net(x, t, **cond)`` guided: ``uncond + scale * (cond - uncond)`` in one batched call.
+def nested_guidance(net: Callable[..., torch.Tensor], levels: Sequence[Mapping],
+                    scales: Sequence[float | torch.Tensor]) -> Callable:
+    """``net(x, t, cond)`` guided by several condition groups, each with its own scale.
+
+    ``levels[0]`` is the unconditional mapping and each next level adds one group to the one
+    before (nothing -> controls -> controls + label); ``scales[i - 1]`` says how far to push
+    from level ``i - 1`` towards level ``i``:
+    ``e_0 + sum_i s_i (e_i - e_{i-1})`` (InstructPix2Pix's two-scale guidance, and Sketch2Sound's
+    for controls beside text). Levels whose weight in that sum is zero are not evaluated, so
+    with every scale 1 it is one conditional call and a single group costs two. A scale is a
+    number or a tensor that broadcasts against the output (a scale per channel).
+    """
+    if len(scales) != len(levels) - 1 or not scales:
+        raise ValueError(f"{len(levels)} levels need {len(levels) - 1} scales, got {len(scales)}")
+    # the sum rewritten per level: weight_i = s_i - s_{i+1}, with s_0 = 1 and s_{n+1} = 0
+    padded = [1.0, *scales, 0.0]
+    weights = [padded[i] - padded[i + 1] for i in range(len(levels))]
+    used = [i for i, w in enumerate(weights) if torch.is_tensor(w) or w != 0.0]
+    if len(used) == 1 and not torch.is_tensor(weights[used[0]]) and weights[used[0]] == 1.0:
+        only = levels[used[0]]
+        return lambda x, t: net(x, t, only)
+    stacked = _stack([levels[i] for i in used])
+
+    def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        count = len(used)
+        outs = net(torch.cat([x] * count), torch.cat([t] * count), stacked).chunk(count)
+        total = None
+        for out, i in zip(outs, used):
+            w = weights[i].to(out) if torch.is_tensor(weights[i]) else float(weights[i])
+            total = out * w if total is None else total + out * w
+        return total
+
+    return guided
+
+
+def classifier_free_guidance(net: Callable[..., torch.Tensor], cond: Mapping, uncond: Mapping,
+                             scale: float | torch.Tensor) -> Callable:
+    """``net(x, t, cond)`` guided: ``uncond + scale * (cond - uncond)`` in one batched call.
 
     Works for any output that is affine in the model's prediction (x0, v, eps or the blending
     direction), so it can wrap the raw network before a picture-specific denoiser wrapper.
     ``scale`` is a number, or a tensor that broadcasts against the output (a scale per channel).
     A number 1 is plain conditional sampling and costs one call.
     """
-    if not torch.is_tensor(scale) and scale == 1.0:
-        return lambda x, t: net(x, t, **cond)
-
-    def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        both = net(torch.cat([x, x]), torch.cat([t, t]), **_stack(cond, uncond))
-        conditional, unconditional = both.chunk(2)
-        weight = scale.to(conditional) if torch.is_tensor(scale) else float(scale)
-        return torch.lerp(unconditional, conditional, weight)
-
-    return guided
+    return nested_guidance(net, [uncond, cond], [scale])

@@ -58,86 +58,9 @@ ENV_FRAME = 512
 _EPS = 1e-12
 
 
-# --------------------------------------------------------------------------- mel spectrogram
-
-def hz_to_mel(hz: torch.Tensor | float) -> torch.Tensor:
-    """HTK mel scale: ``2595 log10(1 + f / 700)``."""
-    return 2595.0 * torch.log10(1.0 + torch.as_tensor(hz, dtype=torch.float64) / 700.0)
-
-
-def mel_to_hz(mel: torch.Tensor | float) -> torch.Tensor:
-    return 700.0 * (10.0 ** (torch.as_tensor(mel, dtype=torch.float64) / 2595.0) - 1.0)
-
-
-def _triangles(edges: torch.Tensor, sample_rate: int, n_fft: int) -> torch.Tensor:
-    """Triangular filters between consecutive ``edges`` (Hz, float64) over the FFT bins, peak 1.
-
-    A filter narrower than one FFT bin gets weight 1 on the bin nearest its centre, so no band
-    is empty."""
-    bins = torch.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1, dtype=torch.float64)
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (bins - lower) / (centre - lower)
-    falling = (upper - bins) / (upper - centre)
-    bank = torch.clamp(torch.minimum(rising, falling), min=0.0)
-    empty = bank.sum(dim=1) == 0
-    if empty.any():
-        nearest = (bins[None, :] - centre[empty]).abs().argmin(dim=1)
-        bank[empty.nonzero().squeeze(1), nearest] = 1.0
-    return bank.float()
-
-
-@lru_cache(maxsize=16)
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 20.0,
-                   f_max: float | None = None) -> torch.Tensor:
-    """``(n_mels, n_fft // 2 + 1)`` triangular filters, evenly spaced on the HTK mel scale.
-
-    Peak 1 per filter (no area normalisation); no band is empty (see :func:`_triangles`).
-    """
-    f_max = sample_rate / 2.0 if f_max is None else float(f_max)
-    if not 0.0 <= f_min < f_max <= sample_rate / 2.0:
-        raise ValueError(f"need 0 <= f_min < f_max <= {sample_rate / 2}, got {f_min}, {f_max}")
-    mels = torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2, dtype=torch.float64)
-    return _triangles(mel_to_hz(mels), sample_rate, n_fft)
-
-
-@lru_cache(maxsize=16)
-def log_filterbank(sample_rate: int, n_fft: int, bands: int, f_min: float, f_max: float) -> torch.Tensor:
-    """``(bands, n_fft // 2 + 1)`` triangular filters evenly spaced in log frequency."""
-    f_max = min(f_max, sample_rate / 2.0)
-    edges = torch.logspace(math.log10(f_min), math.log10(f_max), bands + 2, dtype=torch.float64)
-    return _triangles(edges, sample_rate, n_fft)
-
-
-def power_spectrogram(audio: torch.Tensor, n_fft: int = N_FFT, hop_length: int = HOP) -> torch.Tensor:
-    """``(..., n_fft // 2 + 1, frames)`` power of a Hann STFT, scaled so a full-scale sine's peak
-    bin is 1 (0 dB). Zero padding at the edges (no energy is invented before the onset)."""
-    shape = audio.shape
-    flat = audio.reshape(-1, shape[-1]).float()
-    window = torch.hann_window(n_fft, dtype=flat.dtype, device=flat.device)
-    spec = torch.stft(flat, n_fft, hop_length, window=window, center=True, pad_mode="constant",
-                      return_complex=True)
-    power = spec.real.square() + spec.imag.square()
-    power = power / (window.sum() / 2.0) ** 2
-    return power.reshape(*shape[:-1], *power.shape[-2:])
-
-
-def mel_spectrogram(audio: torch.Tensor, sample_rate: int, n_mels: int = 64, n_fft: int = N_FFT,
-                    hop_length: int = HOP, f_min: float = 20.0, f_max: float | None = None,
-                    log: bool = True, floor_db: float = -100.0) -> torch.Tensor:
-    """Mel spectrogram of ``audio`` shaped ``(..., N)`` -> ``(..., n_mels, N // hop_length + 1)``.
-
-    ``log=True`` gives dB (10 log10 of power; 0 dB = a full-scale sine filling a band's peak bin)
-    floored at ``floor_db``; ``log=False`` gives linear power. Frame ``i`` is centred on sample
-    ``i * hop_length``. Works on any leading shape (a clip ``(C, N)``, a batch ``(B, C, N)``).
-    """
-    if audio.shape[-1] < 2:
-        raise ValueError(f"audio needs at least 2 samples, got shape {tuple(audio.shape)}")
-    power = power_spectrogram(audio, n_fft, hop_length)
-    bank = mel_filterbank(int(sample_rate), n_fft, n_mels, float(f_min), None if f_max is None else float(f_max))
-    mel = torch.matmul(bank.to(power.device), power)
-    if not log:
-        return mel
-    return (10.0 * torch.log10(mel + _EPS)).clamp_min(floor_db)
+# the spectrogram helpers live in engine.dsp (shared with the UI and the controls)
+from ..dsp import (_triangles, hz_to_mel, log_filterbank, mel_filterbank, mel_spectrogram,  # noqa: E402,F401
+                   mel_to_hz, power_spectrogram)
 
 
 # --------------------------------------------------------------------------- helpers

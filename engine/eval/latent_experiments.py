@@ -28,7 +28,9 @@ import torch
 
 from ..data.dataset import DrumDataset
 from ..models import load_model
-from ..sampling import invert_latent, sample_latent, samplers_for
+from .. import pipeline
+from ..conditions import Conditions
+from ..sampling import invert_latent, samplers_for
 from ..seeds import SeedNoise, noise
 from ..studio import latent_plan
 from ..train.latent import channel_losses
@@ -91,15 +93,14 @@ def steps(args, out) -> None:
         real_audio, _ = _audio(held_out(args.data, samples), 10**9, samples)
         real = batched_features(real_audio, rate)
     out.writerow(["sampler", "steps", "seconds_per_sound", "frechet_distance"])
-    label = model.manifest["labels"].index(args.label) if args.label else None
+    label = Conditions(label=model.manifest["labels"].index(args.label) if args.label else None)
     shape = (args.count, model.codec.latent_channels, frames)
     for sampler in args.samplers or samplers_for(model.manifest):
         for count in args.steps:
             started = time.time()
-            latent = sample_latent(model.network, model.manifest, noise(0, shape, model.device), sampler=sampler,
-                                   steps=count, guidance=args.guidance, label_index=label,
-                                   guidance_weights=model.guidance_weights)
-            audio = model.codec.decode(latent)[..., :samples].float().cpu()
+            start = noise(0, shape, model.device)
+            audio = pipeline.render(model, start, label, samples=samples, sampler=sampler, steps=count,
+                                    guidance=args.guidance)
             seconds = (time.time() - started) / args.count
             fd = "" if real is None else f"{frechet_distance(batched_features(audio, rate), real):.4f}"
             out.writerow([sampler, count, f"{seconds:.4f}", fd])
@@ -109,17 +110,16 @@ def interpolation(args, out) -> None:
     model = load_model(args.model, args.device)
     samples, frames, _ = latent_plan(model, args.length)
     stft = MultiResolutionSTFTLoss()
-    label = model.manifest["labels"].index(args.label) if args.label else None
+    label = Conditions(label=model.manifest["labels"].index(args.label) if args.label else None)
     shape = (model.codec.latent_channels, frames)
     out.writerow(["seed_a", "seed_b", "mean_step", "max_over_mean"])
     for pair in range(args.pairs):
         # as the studio morphs: every draw (the start, and a stochastic sampler's step noises) slerped
         streams = [SeedNoise([2 * pair], shape, [2 * pair + 1], float(t)) for t in torch.linspace(0, 1, args.points)]
         draw = lambda streams=streams: torch.cat([s() for s in streams]).to(model.device)  # noqa: E731
-        latent = sample_latent(model.network, model.manifest, draw(), sampler=args.sampler, steps=args.steps,
-                               guidance=args.guidance, label_index=label, step_noise=draw,
-                               guidance_weights=model.guidance_weights)
-        audio = model.codec.decode(latent)[..., :samples].float().cpu()
+        start = draw()
+        audio = pipeline.render(model, start, label, samples=samples, sampler=args.sampler, steps=args.steps,
+                                guidance=args.guidance, step_noise=draw)
         distances = torch.tensor([float(stft(audio[i + 1:i + 2], audio[i:i + 1])) for i in range(len(audio) - 1)])
         out.writerow([2 * pair, 2 * pair + 1, f"{distances.mean():.4f}", f"{distances.max() / distances.mean():.3f}"])
 
@@ -129,17 +129,14 @@ def inversion(args, out) -> None:
     dataset = held_out(args.data, model.manifest["length"])
     audio, labels = _audio(dataset, args.clips, model.manifest["length"])
     latent = _latents(model, audio)
-    label_index = None
     stft = MultiResolutionSTFTLoss()
     with torch.no_grad():
         target_audio = model.codec.decode(latent)
     out.writerow(["steps", "refine", "evaluations", "latent_relative_error", "audio_stft_loss"])
     for refine in args.refine:
         for count in args.steps:
-            inverted = invert_latent(model.network, model.manifest, latent, steps=count, label_index=label_index,
-                                     refine=refine)
-            rebuilt = sample_latent(model.network, model.manifest, inverted, sampler="iadb", steps=count,
-                                    label_index=label_index)
+            inverted = invert_latent(model.network, model.manifest, latent, steps=count, refine=refine)
+            rebuilt = pipeline.sample(model, inverted, Conditions(), sampler="iadb", steps=count)
             error = float((rebuilt - latent).norm() / latent.norm())
             with torch.no_grad():
                 audio_error = float(stft(model.codec.decode(rebuilt), target_audio))

@@ -40,7 +40,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -48,10 +48,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import pipeline
+from ..conditions import Conditions
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
 from ..errors import InvalidRequestError, StudioError
 from ..models import LoadedModel, load_model, resolve_model
-from ..sampling import sample_latent
 from ..studio import finish
 from ..seeds import SeedNoise
 from . import metrics
@@ -111,30 +112,44 @@ class _Space:
 @torch.no_grad()  # the codec's decode would otherwise build an autograd graph for every batch
 def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, seed: int = 0,
                    steps: int | None = None, guidance: float | None = None, sampler: str | None = None,
-                   batch: int = 16, progress: bool = False) -> torch.Tensor:
+                   batch: int = 16, progress: bool = False, conditions: list[Conditions] | None = None,
+                   control_guidance: float | None = None) -> torch.Tensor:
     """``(count, C, length)`` float32 CPU audio for seeds ``seed .. seed + count - 1``.
 
     Each clip's starting noise depends only on its own seed (drawn alone, as the studio does),
-    so clip ``i`` is the sound seed ``seed + i`` gives in the studio at the same settings.
+    so clip ``i`` is the sound seed ``seed + i`` gives in the studio at the same settings (through
+    the same :mod:`engine.pipeline`). ``conditions`` gives clip ``i`` its own controls (curves
+    measured on a real sound, say); the label is ``label``'s either way.
     """
-    manifest, codec = model.manifest, model.codec
+    manifest = model.manifest
     defaults = manifest.get("defaults", {})
     steps = int(steps if steps is not None else defaults.get("steps", 16))
     guidance = float(guidance if guidance is not None else defaults.get("guidance", 1.0))
+    control_guidance = float(control_guidance if control_guidance is not None
+                             else defaults.get("control_guidance", 1.0))
     sampler = sampler or defaults.get("sampler", "dpmpp_2m")
     labels = list(manifest.get("labels", []))
     if label is not None and label not in labels:
         raise InvalidRequestError(f"the model knows the labels {labels}, not {label!r}")
     label_index = labels.index(label) if label is not None else None
-    shape = (codec.latent_channels, codec.latent_length(manifest["length"]))
+    if conditions is not None and len(conditions) != count:
+        raise InvalidRequestError(f"{len(conditions)} conditions for {count} clips")
+    shape = (model.codec.latent_channels, model.codec.latent_length(manifest["length"]))
     out = []
     for start in tqdm(range(0, count, batch), desc=f"generate {label or manifest.get('name', '')}",
                       disable=not progress, unit="batch"):
-        draws = SeedNoise(list(range(seed + start, seed + min(start + batch, count))), shape, device=model.device)
-        x = draws()
-        latent = sample_latent(model.network, manifest, x, sampler=sampler, steps=steps, guidance=guidance,
-                               label_index=label_index, step_noise=draws, guidance_weights=model.guidance_weights)
-        out.append(codec.decode(latent.float(), codec.envelope_for(label_index, noise=x)).float().cpu())
+        seeds = list(range(seed + start, seed + min(start + batch, count)))
+        if conditions is None:  # one condition for the whole batch
+            draws = SeedNoise(seeds, shape, device=model.device)
+            out.append(pipeline.render(model, draws(), Conditions(label=label_index), samples=manifest["length"],
+                                       sampler=sampler, steps=steps, guidance=guidance, step_noise=draws))
+            continue
+        for offset, clip_seed in enumerate(seeds):  # each clip its own curves
+            wanted = replace(conditions[start + offset], label=label_index)
+            draws = SeedNoise([clip_seed], shape, device=model.device)
+            out.append(pipeline.render(model, draws(), wanted, samples=manifest["length"], sampler=sampler,
+                                       steps=steps, guidance=guidance, control_guidance=control_guidance,
+                                       step_noise=draws))
     return torch.cat(out) if out else torch.zeros(0, manifest["channels"], manifest["length"])
 
 

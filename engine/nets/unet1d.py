@@ -10,8 +10,11 @@ CPU: ~20 ms per forward pass at batch 1 and ~0.45 s per training step at batch 1
 parameters), against 0.25 s / 4+ s for a 16-band, 4-level variant of 9 M parameters.
 
 Time (and optionally a class label) condition every residual block by AdaGN:
-``(1 + scale) * GroupNorm(h) + shift``. Hyperparameters are constructor arguments, stored as-is
-in the model's manifest.
+``(1 + scale) * GroupNorm(h) + shift``. Time-varying controls (curves at the latent frame rate:
+loudness, onsets; ``engine.conditions``) are averaged down to each level's frame rate and added
+to its input through a 1x1 projection that starts at zero, so a model that gains them computes
+what it did before until training teaches it to read them. Hyperparameters are constructor
+arguments, stored as-is in the model's manifest.
 """
 
 from __future__ import annotations
@@ -47,6 +50,14 @@ def time_position_features(frames: int, frame_rate: float, dim: int, device=None
     periods = torch.logspace(math.log10(8.0), math.log10(4.0 / frame_rate), dim // 2, device=device)
     args = 2 * math.pi * seconds[None, :] / periods[:, None]
     return torch.cat([torch.sin(args), torch.cos(args)], dim=0)[None]
+
+
+def _zero_conv(in_channels: int, out_channels: int) -> nn.Conv1d:
+    """A 1x1 projection that starts at zero: a new input changes nothing until training uses it."""
+    conv = nn.Conv1d(in_channels, out_channels, 1)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -119,11 +130,13 @@ class Level(nn.Module):
 
 
 class UNet1d(nn.Module):
-    """``forward(x, t, label=None) -> prediction`` with the same shape as ``x``.
+    """``forward(x, t, cond=None) -> prediction`` with the same shape as ``x``.
 
     ``t`` is the picture's time in [0, 1] (cosine time for the v-objective, alpha for blending).
-    ``label`` indexes ``num_labels`` classes; index ``num_labels`` is the "no label" class that
-    classifier-free guidance uses (and ``label=None`` means it for the whole batch).
+    ``cond`` maps condition names to tensors (``engine.conditions.network_inputs``): ``label``
+    ``(B,)`` indexes ``num_labels`` classes, index ``num_labels`` being the "no label" class that
+    classifier-free guidance uses (a missing ``label`` means it for the whole batch); each name in
+    ``controls`` is a ``(B, 2, frames)`` curve (value, mask), all zeros when absent.
     """
 
     def __init__(self,
@@ -138,7 +151,8 @@ class UNet1d(nn.Module):
                  dropout: float = 0.0,            # dropout inside residual blocks
                  pos_dim: int = 0,                # sinusoidal channels of absolute time (0: none)
                  frame_rate: float = 1.0,         # latent frames per second (positions are in seconds)
-                 input_skip: bool = False):       # per-channel gain on the input added to the output
+                 input_skip: bool = False,        # per-channel gain on the input added to the output
+                 controls: tuple = ()):           # names of per-frame control curves (2 channels each)
         super().__init__()
         assert len(widths) == len(blocks) == len(attention) == len(factors) + 1
         self.num_labels, self.emb_dim = num_labels, emb_dim
@@ -158,6 +172,14 @@ class UNet1d(nn.Module):
             if i < len(factors):
                 self.downsamplers.append(nn.Conv1d(width, width, 2 * factors[i], stride=factors[i],
                                                    padding=factors[i] // 2))
+        self.controls = tuple(controls)
+        self.factors = tuple(factors)
+        control_channels = 2 * len(self.controls)
+        # one projection per level on the way down (into its input width) and up (into h before the skip joins)
+        self.control_down = nn.ModuleList(_zero_conv(control_channels, widths[max(i - 1, 0)])
+                                          for i in range(len(widths))) if self.controls else None
+        self.control_up = nn.ModuleList(_zero_conv(control_channels, widths[i])
+                                        for i in reversed(range(len(widths)))) if self.controls else None
         self.up_levels, self.upsamplers = nn.ModuleList(), nn.ModuleList()
         for i in reversed(range(len(widths))):
             out_width = widths[max(i - 1, 0)]
@@ -188,21 +210,43 @@ class UNet1d(nn.Module):
             emb = emb + self.label_emb(label)
         return F.silu(emb)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+    def control_pyramid(self, cond: dict, x: torch.Tensor) -> list[torch.Tensor] | None:
+        """The control curves at each level's frame rate (finest first), or None without controls."""
+        if not self.controls:
+            return None
+        batch, frames = x.shape[0], x.shape[-1]
+        curves = [cond[name].to(x.dtype) if name in cond else x.new_zeros(batch, 2, frames) for name in self.controls]
+        for name, curve in zip(self.controls, curves):
+            if curve.shape[-1] != frames:
+                raise ValueError(f"the {name} control has {curve.shape[-1]} frames, the latent {frames}")
+        curves = torch.cat([c.expand(batch, -1, -1) for c in curves], dim=1)
+        levels = [curves]
+        for factor in self.factors:
+            levels.append(F.avg_pool1d(levels[-1], factor))
+        return levels
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: dict | None = None) -> torch.Tensor:
         if x.shape[-1] % self.hop:
             raise ValueError(f"{x.shape[-1]} frames is not a multiple of the network's hop {self.hop}")
-        emb = self.embed(t.expand(x.shape[0]), label).to(x.dtype)
+        cond = cond or {}
+        emb = self.embed(t.expand(x.shape[0]), cond.get("label")).to(x.dtype)
+        controls = self.control_pyramid(cond, x)
         h = self.stem(x)
         if self.pos_proj is not None:
             position = time_position_features(x.shape[-1], self.frame_rate, self.pos_dim, x.device).to(x.dtype)
             h = h + self.pos_proj(position)
         skips = []
         for i, level in enumerate(self.down_levels):
+            if controls is not None:
+                h = h + self.control_down[i](controls[i])
             h = level(h, emb)
             skips.append(h)
             if i < len(self.downsamplers):
                 h = self.downsamplers[i](h)
+        depth = len(self.up_levels) - 1
         for i, level in enumerate(self.up_levels):
+            if controls is not None:
+                h = h + self.control_up[i](controls[depth - i])
             h = level(torch.cat([h, skips.pop()], dim=1), emb)
             if i < len(self.upsamplers):
                 h = self.upsamplers[i](h)

@@ -199,10 +199,23 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, step: int, base_lr: float, warmup: int) -> float:
+    """Set every group's learning rate for ``step``: the schedule times the group's ``lr_scale``."""
     lr = lr_at(step, base_lr, warmup)
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     return lr
+
+
+def param_groups(network: torch.nn.Module, lr_scales: dict[str, float] | None) -> list[dict]:
+    """The optimizer's parameter groups: parameters whose name starts with a prefix in
+    ``lr_scales`` learn at that multiple of the rate (new zero-initialised inputs of a fine-tuned
+    model catch up with weights trained for tens of thousands of steps), the rest at 1."""
+    scales = lr_scales or {}
+    groups: dict[float, list] = {}
+    for name, param in network.named_parameters():
+        scale = next((s for prefix, s in scales.items() if name.startswith(prefix)), 1.0)
+        groups.setdefault(scale, []).append(param)
+    return [{"params": params, "lr_scale": scale} for scale, params in groups.items()]
 
 
 def out_of_time(started: float, max_minutes: float | None) -> bool:

@@ -25,6 +25,7 @@ fitted (:func:`extend_compand`), so a trained model need not start again.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from dataclasses import dataclass, field
@@ -34,7 +35,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..data.augment import augment
+from ..conditions import CONTROL_SPECS, LABEL_SPEC, condition_specs, controls_from_audio, drop_conditions, \
+    roughen_controls
+from ..data.augment import augment, shape_augment
 from ..errors import InvalidRequestError
 from ..models import find_codec_folder, load_codec, read_manifest, read_weights
 from ..nets import build_codec, build_network, compand
@@ -65,6 +68,12 @@ class LatentTrainConfig:
     warmup: int = 200
     ema_decay: float = 0.999
     label_dropout: float = 0.1          # share of labels replaced by "no label": trains CFG
+    controls: bool = False              # condition on loudness (RMS) and onset curves measured on each clip
+                                        # (added to --init's model with zero weights: it starts unchanged)
+    control_dropout: float = 0.3        # share of clips trained without each control (every control optional)
+    all_dropout: float = 0.05           # share trained with no condition at all (label and controls)
+    control_lr_scale: float = 10.0      # the control projections learn this much faster (they start at zero
+                                        # beside weights trained for tens of thousands of steps)
     balance: float = 0.0                # 0: clips drawn uniformly; 1: every category equally often
     short_crops: float = 0.25           # share of batches trained on a shorter prefix of the clips
     augment: bool = True                # False: the latents are encoded once and cached
@@ -144,7 +153,8 @@ def extend_compand(old: dict, spec: dict, run: Path, probe: torch.Tensor, sample
     return compand.wrap(plain, merged).with_ranges(probe.float()).spec()
 
 
-ADDABLE = ("input_skip.",)  # parameters an init model may lack: they start at zero, changing nothing
+ADDABLE = ("input_skip.", "control_down.", "control_up.")  # parameters an init model may lack: they start
+                                                           # at zero, changing nothing
 
 
 def grow_into(network: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -185,7 +195,7 @@ def new_manifest(config: LatentTrainConfig, labels: list[str], codec_spec: dict,
     network_args["input_skip"] = bool(network_args.get("input_skip", True) if config.input_skip is None
                                       else config.input_skip)
     network_args["attention"] = [False] * len(network_args["widths"])  # fully convolutional: any length
-    return {
+    manifest = {
         "format": 1,
         "name": config.name,
         "kind": "latent",
@@ -205,6 +215,23 @@ def new_manifest(config: LatentTrainConfig, labels: list[str], codec_spec: dict,
         "network": {"type": "unet1d", "args": network_args},
         "training": {"steps": 0, "examples": 0, "data": "", "sessions": []},
     }
+    return with_conditions(manifest, config)
+
+
+def with_conditions(manifest: dict, config: LatentTrainConfig) -> dict:
+    """The manifest declaring what the model trained by ``config`` takes: its label (dropout as
+    configured) and, with ``controls``, the loudness and onset curves (read by zero-initialised
+    projections, so an --init model gains them without changing)."""
+    specs = [dataclasses.replace(LABEL_SPEC, dropout=config.label_dropout)] if manifest.get("labels") else []
+    args = manifest["network"]["args"]
+    if config.controls or args.get("controls"):
+        specs += [dataclasses.replace(spec, dropout=config.control_dropout) for spec in CONTROL_SPECS]
+        args["controls"] = [spec.name for spec in CONTROL_SPECS]
+        manifest["defaults"].setdefault("control_guidance", 1.0)
+    manifest["conditions"] = [spec.to_dict() for spec in specs]
+    manifest["conditioners"] = [spec.name for spec in specs]
+    manifest["training"]["all_dropout"] = config.all_dropout
+    return manifest
 
 
 def blend_batch(latent: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -217,39 +244,45 @@ def blend_batch(latent: torch.Tensor, generator: torch.Generator) -> tuple[torch
 
 
 @torch.no_grad()
-def channel_losses(network: torch.nn.Module, latent: torch.Tensor, labels: torch.Tensor | None,
+def channel_losses(network: torch.nn.Module, latent: torch.Tensor, cond: dict | torch.Tensor | None,
                    points: int = 8, seed: int = 0) -> torch.Tensor:
     """``(C,)``: the blending loss of each latent channel on fixed latents, fixed noise and a fixed
     grid of alphas. Read per channel group it shows a kind of channel the model has not learned
     (session 5: a model moved onto the band-envelope codec still left its envelope channels at
     ~0.85 after 9700 steps, against 0.2-0.3 for the learned ones, and sampled them as noise)."""
     generator = torch.Generator().manual_seed(seed)
+    cond = {"label": cond} if torch.is_tensor(cond) else cond
     total = torch.zeros(latent.shape[1])
     for a_value in torch.linspace(0.05, 0.95, points):
         eps = torch.randn(latent.shape, generator=generator).to(latent.device)
         alpha = torch.full((latent.shape[0],), float(a_value), device=latent.device)
-        prediction = network((1 - a_value) * eps + a_value * latent, alpha, labels)
+        prediction = network((1 - a_value) * eps + a_value * latent, alpha, cond)
         total += (prediction.float() - (latent - eps)).pow(2).mean(dim=(0, 2)).cpu()
     return total / points
 
 
-def validation_loss(network: torch.nn.Module, latent: torch.Tensor, labels: torch.Tensor | None,
+def validation_loss(network: torch.nn.Module, latent: torch.Tensor, cond: dict | torch.Tensor | None,
                     points: int = 8, seed: int = 0) -> float:
     """The blending loss over all channels (a fresh net: ~2); see :func:`channel_losses`."""
-    return float(channel_losses(network, latent, labels, points, seed).mean())
+    return float(channel_losses(network, latent, cond, points, seed).mean())
 
 
 def encode_copies(codec: torch.nn.Module, dataset, copies: int, seed: int, device: torch.device,
-                  batch: int = 16, progress: bool = True) -> torch.Tensor:
+                  batch: int = 16, progress: bool = True,
+                  controls: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Encode every clip once as it is and ``copies - 1`` times augmented: ``(copies * clips, C, F)``.
 
     Row ``k * len(dataset) + i`` is copy ``k`` of clip ``i`` (copy 0 unaugmented). Encoding costs
     about twice a U-Net training step on a CPU, so augmenting each batch afresh triples the step
     time; a fixed set of augmented copies keeps most of the benefit at the cached speed. The
     copies are drawn from ``seed`` alone, so a resumed run trains on the same ones.
+
+    With ``controls`` the augmented copies also get loudness shapes (:func:`shape_augment`:
+    double hits, swells, gates) and every row's control curves are measured on the audio it was
+    encoded from: ``(rows, 4, F)`` (RMS value and mask, onsets value and mask); else None.
     """
     generator = torch.Generator().manual_seed(seed + 7919)
-    chunks = []
+    chunks, curves = [], []
     with torch.no_grad(), tqdm(total=copies * len(dataset), desc="encode latents", unit="clip",
                                disable=not progress) as bar:
         for copy in range(copies):
@@ -257,9 +290,24 @@ def encode_copies(codec: torch.nn.Module, dataset, copies: int, seed: int, devic
                 audio = torch.stack([dataset[j]["audio"] for j in range(start, min(start + batch, len(dataset)))])
                 if copy:
                     audio = augment(audio, generator)
-                chunks.append(codec.encode(audio.to(device)))
+                    if controls:
+                        audio = shape_augment(audio, generator, sample_rate=dataset.sample_rate)
+                latent = codec.encode(audio.to(device))
+                chunks.append(latent)
+                if controls:
+                    curves.append(clip_controls(audio, codec, dataset.sample_rate, latent.shape[-1]))
                 bar.update(len(audio))
-    return torch.cat(chunks)
+    return torch.cat(chunks), (torch.cat(curves) if controls else None)
+
+
+def clip_controls(audio: torch.Tensor, codec: torch.nn.Module, sample_rate: int, frames: int) -> torch.Tensor:
+    """``(B, 4, F)``: the RMS and onset control channels measured on ``audio`` at the latent frame rate."""
+    hop = getattr(codec, "hop", None) or max(1, audio.shape[-1] // frames)
+    measured = controls_from_audio(audio.float().cpu(), hop, sample_rate, frames)
+    return torch.cat([measured["rms"], measured["onsets"]], dim=1)
+
+
+CONTROL_PREFIXES = ("control_down.", "control_up.")
 
 
 def train_latent(config: LatentTrainConfig) -> Path:
@@ -276,6 +324,7 @@ def train_latent(config: LatentTrainConfig) -> Path:
             raise InvalidRequestError(f"{config.init} is not an alpha-blending latent model")
         if config.input_skip:
             manifest["network"]["args"]["input_skip"] = True
+        manifest = with_conditions(manifest, config)
         spec = manifest["codec"]
         if config.codec is not None and config.codec != "encodec":  # move the model onto another codec
             manifest["codec"] = _codec_spec(config, run, dataset.sample_rate, probe)
@@ -331,34 +380,45 @@ def train_latent(config: LatentTrainConfig) -> Path:
         raise InvalidRequestError(f"{dataset.length} samples make {frames} latent frames, not a multiple of the "
                                   f"network's hop {network.hop}; build the data with a --length that is a multiple "
                                   f"of {getattr(codec, 'hop', 1) * network.hop} samples or change the factors")
-    loop.prepare(trainer, network, load_init=lambda net: grow_into(net, read_weights(config.init)))
+    loop.prepare(trainer, network, load_init=lambda net: grow_into(net, read_weights(config.init)),
+                 lr_scales={prefix: config.control_lr_scale for prefix in CONTROL_PREFIXES})
     null = network.num_labels
     label_map = common.label_map(dataset.label_names, manifest["labels"], null)
     copies = 1 if not config.augment else config.augment_copies  # 0: nothing cached
-    cached = encode_copies(codec, dataset, copies, config.seed, device, progress=trainer.place.main) \
-        if copies else None
+    specs = condition_specs(manifest)
+    takes_controls = bool(args.get("controls"))
+    cached, cached_controls = encode_copies(codec, dataset, copies, config.seed, device, progress=trainer.place.main,
+                                            controls=takes_controls) if copies else (None, None)
+    all_dropout = float(manifest["training"].get("all_dropout", 0.0))
 
     clip_labels = dataset.labels
 
     def batch_losses(generator: torch.Generator) -> loop.Losses:
         index = common.batch_index(clip_labels, config.batch, config.balance, generator)
-        labels = label_map[clip_labels[index]]  # from the index: no clip is read for its label
-        drop = torch.rand(config.batch, generator=generator) < config.label_dropout
-        labels = torch.where(drop, torch.full_like(labels, null), labels).to(device)
+        cond = {"label": label_map[clip_labels[index]]}  # from the index: no clip is read for its label
         if cached is not None:
             if copies > 1:  # which copy of each drawn clip (copy k of clip i is row k * clips + i)
                 index = index + torch.randint(0, copies, index.shape, generator=generator) * len(dataset)
             latent = cached[index.to(cached.device)]
+            curves = None if cached_controls is None else cached_controls[index]
         else:
-            audio = augment(torch.stack([dataset[int(i)]["audio"] for i in index]), generator).to(device)
+            audio = augment(torch.stack([dataset[int(i)]["audio"] for i in index]), generator)
+            if takes_controls:
+                audio = shape_augment(audio, generator, sample_rate=dataset.sample_rate)
             with torch.no_grad():
-                latent = codec.encode(audio)
+                latent = codec.encode(audio.to(device))
+            curves = clip_controls(audio, codec, dataset.sample_rate, latent.shape[-1]) if takes_controls else None
+        if curves is not None:
+            cond.update(roughen_controls({"rms": curves[:, :2], "onsets": curves[:, 2:]}, generator))
+        cond = {name: value.to(device) for name, value in
+                drop_conditions(cond, specs, generator, null, all_dropout).items()}
         if torch.rand((), generator=generator) < config.short_crops and frames > network.hop:
             keep = int(torch.randint(1, frames // network.hop, (), generator=generator)) * network.hop
             latent = latent[..., :keep]
+            cond = {name: value[..., :keep] if value.dim() == 3 else value for name, value in cond.items()}
         noisy, alpha, target = blend_batch(latent.float(), generator)
         with trainer.autocast():
-            prediction = trainer.trainable(noisy, alpha, labels)
+            prediction = trainer.trainable(noisy, alpha, cond)
         return {"loss": F.mse_loss(prediction.float(), target)}
 
     def render(shipped: torch.nn.Module, step: int) -> None:

@@ -22,8 +22,10 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ..models import load_weights, read_manifest, save_model
-from ..sampling import guidance_weights, sample_latent
+from .. import pipeline
+from ..conditions import Conditions
+from ..models import LoadedModel, load_weights, read_manifest, save_model
+from ..sampling import guidance_weights
 from ..seeds import noise
 from . import common
 
@@ -99,11 +101,13 @@ def begin(config, new_manifest: Callable[[Trainer], dict],
 
 def prepare(trainer: Trainer, network: torch.nn.Module, *, betas: tuple[float, float] = (0.9, 0.999),
             ema_decay: float | None = None,
-            load_init: Callable[[torch.nn.Module], None] | None = None) -> Trainer:
+            load_init: Callable[[torch.nn.Module], None] | None = None,
+            lr_scales: dict[str, float] | None = None) -> Trainer:
     """Load the weights the run continues from, then EMA, optimizer, step counters, DDP and the scaler.
 
     ``load_init(network)`` replaces the exact load of ``--init``'s weights (a latent model moved
-    onto a wider codec latent grows its stem and head)."""
+    onto a wider codec latent grows its stem and head); ``lr_scales`` maps parameter-name prefixes
+    to a multiple of the learning rate (:func:`common.param_groups`)."""
     config, state = trainer.config, trainer.state
     if state is not None:
         network.load_state_dict(state["online"])
@@ -114,7 +118,8 @@ def prepare(trainer: Trainer, network: torch.nn.Module, *, betas: tuple[float, f
     trainer.ema = common.EMA(network, decay) if decay > 0 else None
     if state is not None and trainer.ema is not None:
         load_weights(trainer.model_dir, trainer.ema.shadow)
-    trainer.optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, betas=betas, weight_decay=0.0)
+    groups = common.param_groups(network, lr_scales)
+    trainer.optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=betas, weight_decay=0.0)
     if state is not None:
         trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.network = network
@@ -257,21 +262,19 @@ def _steps(trainer: Trainer, batch_losses, progress, started: float, before_save
 
 
 def render_samples(network, codec, manifest: dict, folder: Path, step: int, steps: int) -> None:
-    """One sound per label at the model's default sampler and guidance, as WAVs named by step."""
+    """One sound per label at the model's default sampler and guidance, as WAVs named by step,
+    through the studio's own pipeline (so a render is what the studio would make)."""
     from ..audio import export_wav
     folder.mkdir(parents=True, exist_ok=True)
     frames = codec.latent_length(manifest["length"])
     shape = (1, codec.latent_channels, -(-frames // network.hop) * network.hop)
     device = next(network.parameters()).device
-    weights = guidance_weights(manifest, codec)
+    model = LoadedModel(network, codec, manifest, f"step{step}", folder, device, next(network.parameters()).dtype,
+                        guidance_weights(manifest, codec))
     for index, label in enumerate(manifest["labels"]):
-        start = noise(index, shape, device)
-        latent = sample_latent(network, manifest, start, steps=steps,
-                               sampler=manifest["defaults"]["sampler"],
-                               guidance=manifest["defaults"]["guidance"], label_index=index,
-                               guidance_weights=weights)
-        audio = codec.decode(latent, codec.envelope_for(index, noise=start))
-        audio = audio[0, :, :manifest["length"]].float().clamp(-1, 1).cpu()
-        export_wav(audio, manifest["sample_rate"], folder, {"model": manifest["name"], "label": label,
-                                                            "step": step, "seed": index},
+        audio = pipeline.render(model, noise(index, shape, device), Conditions(label=index),
+                                samples=manifest["length"], sampler=manifest["defaults"]["sampler"], steps=steps,
+                                guidance=manifest["defaults"]["guidance"])
+        export_wav(audio[0].clamp(-1, 1), manifest["sample_rate"], folder, {"model": manifest["name"], "label": label,
+                                                                            "step": step, "seed": index},
                    stem=f"step{step:07d}_{label}")

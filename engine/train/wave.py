@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from ..conditions import LABEL_SPEC, drop_conditions
 from ..data.augment import augment
 from ..errors import InvalidRequestError
 from ..models import load_codec
@@ -107,7 +108,7 @@ def validation_loss(network: torch.nn.Module, codec: torch.nn.Module, audio: tor
         eps = torch.randn(latent.shape, generator=generator).to(latent.device)
         t = torch.full((latent.shape[0],), float(t_value), device=latent.device)
         alpha, sigma = torch.cos(t * math.pi / 2)[:, None, None], torch.sin(t * math.pi / 2)[:, None, None]
-        prediction = network(alpha * latent + sigma * eps, t, labels)
+        prediction = network(alpha * latent + sigma * eps, t, None if labels is None else {"label": labels})
         total += F.mse_loss(prediction.float(), alpha * eps - sigma * latent).item()
     return total / points
 
@@ -178,15 +179,14 @@ def train_wave(config: WaveTrainConfig) -> Path:
     device = trainer.device
 
     clip_labels = dataset.labels
+    label_specs = [replace(LABEL_SPEC, dropout=config.label_dropout)]
 
     def batch_losses(generator: torch.Generator) -> loop.Losses:
         index = common.batch_index(clip_labels, config.batch, config.balance, generator)
         audio = torch.stack([dataset[int(i)]["audio"] for i in index])
         if config.augment:
             audio = augment(audio, generator)
-        labels = label_map[clip_labels[index]]
-        drop = torch.rand(config.batch, generator=generator) < config.label_dropout
-        labels = torch.where(drop, torch.full_like(labels, null), labels)
+        labels = drop_conditions({"label": label_map[clip_labels[index]]}, label_specs, generator, null)["label"]
         # stratified, then biased towards high noise: the class and envelope of a sound are decided
         # there (sigma 1-20), and uniform times spend a third of each batch on the easy low-noise end
         u = (torch.arange(config.batch) + torch.rand(config.batch, generator=generator)) / config.batch
@@ -198,7 +198,7 @@ def train_wave(config: WaveTrainConfig) -> Path:
         alpha, sigma = torch.cos(t * math.pi / 2)[:, None, None], torch.sin(t * math.pi / 2)[:, None, None]
         noisy, target = alpha * latent + sigma * eps, alpha * eps - sigma * latent
         with trainer.autocast():
-            prediction = trainer.trainable(noisy, t, labels)
+            prediction = trainer.trainable(noisy, t, {"label": labels})
         return {"loss": ((prediction.float() - target).pow(2) * band_weights).mean()}
 
     def render(network: torch.nn.Module, step: int) -> None:

@@ -1,0 +1,230 @@
+"""Signals measured on audio, in one place for training, the UI and the evaluation alike.
+
+A loudness curve drawn in the studio, the one measured on a training clip and the one the
+evaluation compares against must mean the same thing, so each signal has exactly one
+implementation here:
+
+- the mel spectrogram (result plots, evaluation features);
+- **loudness**: the RMS envelope in dBFS (mean power over channels, 11.6 ms window), floored at
+  -80 dB, one value per latent frame (``hop`` samples);
+- **onsets**: an onset-strength curve (spectral flux of the log magnitude, half-wave rectified)
+  and the onset times in ms picked from it (``scipy.signal.find_peaks``);
+- the same two controls built from what a person draws: RMS points ``(ms, dB)`` joined by
+  straight lines in dB, and a list of onset times, rendered at the latent frame rate.
+
+Everything takes ``(..., channels, samples)`` audio as torch tensors and returns torch tensors
+(or plain lists of ms); nothing here knows about models.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.signal import find_peaks
+
+N_FFT, HOP = 1024, 256
+_EPS = 1e-12
+FLOOR_DB = -80.0          # loudness floor: silence reads -80 dBFS
+RMS_WINDOW = 512          # samples (11.6 ms at 44.1 kHz) per loudness value
+ONSET_FFT = 1024          # STFT size of the onset-strength curve
+ONSET_MIN_GAP_MS = 30.0   # two onsets closer than this are one hit (a flam reads as one)
+ONSET_THRESHOLD = 0.3     # an onset's flux must reach this share of the clip's strongest onset...
+ONSET_PROMINENCE = 0.2    # ...and stand this far (share of the strongest) above its surroundings
+ONSET_FLOOR_DB = -50.0    # ...where the sound is louder than this (no onsets in a decaying tail's noise)
+ONSET_WIDTH_MS = 3.0      # standard deviation of the bump an onset time becomes in a control curve
+
+
+# --------------------------------------------------------------------------- mel spectrogram
+
+def hz_to_mel(hz: torch.Tensor | float) -> torch.Tensor:
+    """HTK mel scale: ``2595 log10(1 + f / 700)``."""
+    return 2595.0 * torch.log10(1.0 + torch.as_tensor(hz, dtype=torch.float64) / 700.0)
+
+
+def mel_to_hz(mel: torch.Tensor | float) -> torch.Tensor:
+    return 700.0 * (10.0 ** (torch.as_tensor(mel, dtype=torch.float64) / 2595.0) - 1.0)
+
+
+def _triangles(edges: torch.Tensor, sample_rate: int, n_fft: int) -> torch.Tensor:
+    """Triangular filters between consecutive ``edges`` (Hz, float64) over the FFT bins, peak 1.
+
+    A filter narrower than one FFT bin gets weight 1 on the bin nearest its centre, so no band
+    is empty."""
+    bins = torch.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1, dtype=torch.float64)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bins - lower) / (centre - lower)
+    falling = (upper - bins) / (upper - centre)
+    bank = torch.clamp(torch.minimum(rising, falling), min=0.0)
+    empty = bank.sum(dim=1) == 0
+    if empty.any():
+        nearest = (bins[None, :] - centre[empty]).abs().argmin(dim=1)
+        bank[empty.nonzero().squeeze(1), nearest] = 1.0
+    return bank.float()
+
+
+@lru_cache(maxsize=16)
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 20.0,
+                   f_max: float | None = None) -> torch.Tensor:
+    """``(n_mels, n_fft // 2 + 1)`` triangular filters, evenly spaced on the HTK mel scale.
+
+    Peak 1 per filter (no area normalisation); no band is empty (see :func:`_triangles`).
+    """
+    f_max = sample_rate / 2.0 if f_max is None else float(f_max)
+    if not 0.0 <= f_min < f_max <= sample_rate / 2.0:
+        raise ValueError(f"need 0 <= f_min < f_max <= {sample_rate / 2}, got {f_min}, {f_max}")
+    mels = torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2, dtype=torch.float64)
+    return _triangles(mel_to_hz(mels), sample_rate, n_fft)
+
+
+@lru_cache(maxsize=16)
+def log_filterbank(sample_rate: int, n_fft: int, bands: int, f_min: float, f_max: float) -> torch.Tensor:
+    """``(bands, n_fft // 2 + 1)`` triangular filters evenly spaced in log frequency."""
+    f_max = min(f_max, sample_rate / 2.0)
+    edges = torch.logspace(math.log10(f_min), math.log10(f_max), bands + 2, dtype=torch.float64)
+    return _triangles(edges, sample_rate, n_fft)
+
+
+def power_spectrogram(audio: torch.Tensor, n_fft: int = N_FFT, hop_length: int = HOP) -> torch.Tensor:
+    """``(..., n_fft // 2 + 1, frames)`` power of a Hann STFT, scaled so a full-scale sine's peak
+    bin is 1 (0 dB). Zero padding at the edges (no energy is invented before the onset)."""
+    shape = audio.shape
+    flat = audio.reshape(-1, shape[-1]).float()
+    window = torch.hann_window(n_fft, dtype=flat.dtype, device=flat.device)
+    spec = torch.stft(flat, n_fft, hop_length, window=window, center=True, pad_mode="constant",
+                      return_complex=True)
+    power = spec.real.square() + spec.imag.square()
+    power = power / (window.sum() / 2.0) ** 2
+    return power.reshape(*shape[:-1], *power.shape[-2:])
+
+
+def mel_spectrogram(audio: torch.Tensor, sample_rate: int, n_mels: int = 64, n_fft: int = N_FFT,
+                    hop_length: int = HOP, f_min: float = 20.0, f_max: float | None = None,
+                    log: bool = True, floor_db: float = -100.0) -> torch.Tensor:
+    """Mel spectrogram of ``audio`` shaped ``(..., N)`` -> ``(..., n_mels, N // hop_length + 1)``.
+
+    ``log=True`` gives dB (10 log10 of power; 0 dB = a full-scale sine filling a band's peak bin)
+    floored at ``floor_db``; ``log=False`` gives linear power. Frame ``i`` is centred on sample
+    ``i * hop_length``. Works on any leading shape (a clip ``(C, N)``, a batch ``(B, C, N)``).
+    """
+    if audio.shape[-1] < 2:
+        raise ValueError(f"audio needs at least 2 samples, got shape {tuple(audio.shape)}")
+    power = power_spectrogram(audio, n_fft, hop_length)
+    bank = mel_filterbank(int(sample_rate), n_fft, n_mels, float(f_min), None if f_max is None else float(f_max))
+    mel = torch.matmul(bank.to(power.device), power)
+    if not log:
+        return mel
+    return (10.0 * torch.log10(mel + _EPS)).clamp_min(floor_db)
+
+
+# --------------------------------------------------------------------------- loudness
+
+
+def frame_count(samples: int, hop: int) -> int:
+    """Frames of a signal measured every ``hop`` samples: one per started hop (as the codec's latent)."""
+    return max(1, -(-int(samples) // int(hop)))
+
+
+def rms_db(audio: torch.Tensor, hop: int, window: int = RMS_WINDOW, frames: int | None = None) -> torch.Tensor:
+    """``(..., frames)`` RMS in dBFS of ``(..., channels, samples)`` audio, floored at -80 dB.
+
+    Frame ``i`` covers the ``window`` samples centred on the middle of hop ``i`` (samples
+    ``i*hop .. (i+1)*hop``), so it lines up with latent frame ``i``. Power is averaged over the
+    channels (a full-scale sine reads -3 dBFS in mono and stereo alike). ``frames`` pads with
+    silence or cuts to that many frames.
+    """
+    power = audio.float().square().mean(dim=-2)  # (..., samples)
+    shape = power.shape[:-1]
+    flat = power.reshape(-1, 1, power.shape[-1])
+    frames = frame_count(power.shape[-1], hop) if frames is None else int(frames)
+    left = (window - hop) // 2
+    right = frames * hop + (window - hop) - left - power.shape[-1]
+    flat = F.pad(flat, (left, max(right, 0)))
+    mean = F.avg_pool1d(flat, window, stride=hop)[..., :frames]
+    db = (10.0 * torch.log10(mean + _EPS)).clamp_min(FLOOR_DB)
+    return db.reshape(*shape, frames)
+
+
+# --------------------------------------------------------------------------- onsets
+
+
+def onset_strength(audio: torch.Tensor, hop: int, frames: int | None = None, n_fft: int = ONSET_FFT) -> torch.Tensor:
+    """``(..., frames)`` spectral flux of the mono mix: the summed rise of log magnitude per bin
+    from the frame before (silence before the first), one value per ``hop``, unnormalised.
+
+    Frame ``i`` is the STFT frame whose window starts at sample ``i*hop - n_fft/2 + hop``: its
+    flux peaks on the hop where the energy arrives, so an onset at sample s reads at frame
+    ``s // hop``.
+    """
+    mono = audio.float().mean(dim=-2)
+    shape = mono.shape[:-1]
+    flat = mono.reshape(-1, mono.shape[-1])
+    frames = frame_count(flat.shape[-1], hop) if frames is None else int(frames)
+    # window for frame i ends at the end of hop i: it sees the hop where the energy arrives
+    flat = F.pad(flat, (n_fft - hop, frames * hop - flat.shape[-1] + hop))
+    window = torch.hann_window(n_fft, device=flat.device)
+    spec = torch.stft(flat, n_fft, hop, window=window, center=False, return_complex=True).abs()
+    logmag = torch.log1p(100.0 * spec)
+    rise = torch.diff(logmag, dim=-1, prepend=torch.zeros_like(logmag[..., :1])).clamp_min(0.0).sum(dim=-2)
+    return rise[..., :frames].reshape(*shape, frames)
+
+
+def onset_times(audio: torch.Tensor, sample_rate: int, hop: int = 128) -> list[float]:
+    """Onset times in ms of one sound ``(channels, samples)``: peaks of :func:`onset_strength`
+    that reach a share of the strongest, stand out from their surroundings, are at least 30 ms
+    apart and lie where the sound is above -50 dBFS."""
+    if audio.dim() != 2:
+        raise ValueError(f"expected one sound (channels, samples), got shape {tuple(audio.shape)}")
+    flux = onset_strength(audio, hop).numpy().astype(np.float64)
+    loud = rms_db(audio, hop, frames=len(flux)).numpy()
+    top = float(flux.max()) if flux.size else 0.0
+    if top <= 1e-6:
+        return []
+    distance = max(1, int(round(ONSET_MIN_GAP_MS * sample_rate / 1000.0 / hop)))
+    peaks, _ = find_peaks(np.concatenate([[0.0], flux]), height=ONSET_THRESHOLD * top,
+                          prominence=ONSET_PROMINENCE * top, distance=distance)
+    peaks = peaks - 1  # the leading zero lets a hit in frame 0 count as a peak
+    ahead = min(len(loud) - 1, 4)
+    keep = [p for p in peaks if loud[p: p + ahead + 1].max() > ONSET_FLOOR_DB]
+    return [round(float(p) * hop / sample_rate * 1000.0, 2) for p in keep]
+
+
+# --------------------------------------------------------------------------- controls from drawings
+
+
+def frame_times_ms(frames: int, hop: int, sample_rate: int) -> torch.Tensor:
+    """The time (ms) of each frame's start: frame i is hop i."""
+    return torch.arange(frames, dtype=torch.float64) * hop / sample_rate * 1000.0
+
+
+def rms_from_points(points: Sequence[tuple[float, float]], frames: int, hop: int,
+                    sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(level dB, mask)``, each ``(frames,)``: the points joined by straight lines in dB.
+
+    Frames before the first point or after the last are left open (mask 0): a curve drawn over
+    the first 300 ms of a 1 s sound says nothing about the rest. One point holds its level over
+    one frame.
+    """
+    times = frame_times_ms(frames, hop, sample_rate).numpy()
+    xs = np.array([p[0] for p in points], dtype=np.float64)
+    ys = np.array([p[1] for p in points], dtype=np.float64)
+    level = np.interp(times, xs, ys)
+    frame_ms = hop / sample_rate * 1000.0
+    mask = (times >= xs[0] - frame_ms / 2) & (times <= xs[-1] + frame_ms / 2)
+    if not mask.any():  # a single point between two frame starts: its nearest frame
+        mask[int(np.abs(times - xs[0]).argmin())] = True
+    return torch.from_numpy(level).float(), torch.from_numpy(mask).float()
+
+
+def onset_curve(times_ms: Sequence[float], frames: int, hop: int, sample_rate: int,
+                width_ms: float = ONSET_WIDTH_MS) -> torch.Tensor:
+    """``(frames,)`` in [0, 1]: a Gaussian bump (1 at its centre) at each onset time."""
+    times = frame_times_ms(frames, hop, sample_rate)
+    curve = torch.zeros(frames, dtype=torch.float64)
+    for onset in times_ms:
+        curve = torch.maximum(curve, torch.exp(-0.5 * ((times - float(onset)) / width_ms) ** 2))
+    return curve.float()

@@ -1,0 +1,222 @@
+"""How well a model follows its time-varying controls: ``name: value`` lines.
+
+``python -m engine.eval.controls --model latent-drums --data data/drums2s`` (or
+``bench/bench_controls.py``) generates, through the studio's own pipeline and ``finish``:
+
+- **held-out curves**: for each category, ``--count`` sounds whose loudness curve and onsets are
+  measured on the held-out kits' real clips of that category (``engine.conditions.curves_from_sound``,
+  the same extraction a user's reference or vocal take goes through), with that category's label;
+- **drawn shapes**: fast decay, slow decay, swell, gate and double hit (:data:`SHAPES`), at
+  ``--shape-seeds`` seeds each, labels cycling through the categories;
+- the same seeds and labels **without** controls: the baseline the controls must beat.
+
+Figures (medians over sounds unless said):
+
+``<set>.loudness_error_db`` / ``<set>.loudness_error_db_without``
+    mean absolute difference between the requested and the generated RMS (dBFS, 2.9 ms frames),
+    over the frames where the request is above -45 dBFS;
+``<set>.onsets_within_10ms`` / ``<set>.spurious_onsets_per_sound``
+    share of requested onsets with a generated onset within 10 ms (pooled), and generated onsets
+    more than 10 ms from every requested one, per sound (mean);
+``heldout.<cat>.classified_as_intended`` / ``heldout.<cat>.frechet_ratio``
+    the usual evaluation (``engine.eval.run.compare``) of the sounds made from held-out curves;
+``speed.seconds_1s_controlled``
+    ``Studio.render`` of one 1 s sound with a curve and onsets at the model's defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import statistics
+import sys
+import time
+from typing import Sequence
+
+import torch
+
+from .. import dsp
+from ..conditions import Conditions, curves_from_sound
+from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
+from ..errors import InvalidRequestError, StudioError
+from ..models import LoadedModel, load_model, resolve_model
+from ..request import GenerationRequest
+from ..studio import Studio
+from .classifier import DEFAULT_CACHE, load_or_train
+from .features import batched_features
+from .run import ReferenceSet, _Space, compare, generate_clips, studio_output
+
+HOP = 128
+LOUD_DB = -45.0          # frames quieter than this in the request are not scored (the floor is noise)
+ONSET_TOLERANCE_MS = 10.0
+
+# drawn shapes, as a producer would draw them (levels of real one-shots: RMS peaks -4 to -30 dBFS)
+SHAPES: dict[str, tuple[tuple[tuple[float, float], ...], tuple[float, ...]]] = {
+    "fast_decay": (((0, -8), (20, -12), (80, -30), (200, -55)), (0.0,)),
+    "slow_decay": (((0, -10), (100, -14), (500, -26), (1200, -42), (1900, -60)), (0.0,)),
+    "swell": (((0, -50), (400, -34), (900, -18), (1100, -14), (1400, -30), (1900, -60)), ()),
+    "gate": (((0, -10), (150, -14), (160, -60), (1900, -70)), (0.0,)),
+    "double_hit": (((0, -8), (60, -18), (170, -36), (180, -10), (260, -20), (600, -45), (1500, -65)), (0.0, 180.0)),
+}
+
+
+def loudness_error_db(audio: torch.Tensor, rms: Sequence[tuple[float, float]], sample_rate: int,
+                      hop: int = HOP) -> float:
+    """Mean |generated - requested| RMS in dB over the requested frames louder than -45 dBFS."""
+    measured = dsp.rms_db(audio, hop)
+    asked, mask = dsp.rms_from_points(rms, len(measured), hop, sample_rate)
+    scored = (mask > 0) & (asked > LOUD_DB)
+    return float((measured - asked)[scored].abs().mean()) if bool(scored.any()) else math.nan
+
+
+def onset_match(audio: torch.Tensor, onsets: Sequence[float], sample_rate: int,
+                hop: int = HOP) -> tuple[int, int, int]:
+    """(requested onsets matched within 10 ms, requested onsets, spurious generated onsets)."""
+    found = dsp.onset_times(audio, sample_rate, hop)
+    matched = sum(any(abs(f - o) <= ONSET_TOLERANCE_MS for f in found) for o in onsets)
+    spurious = sum(all(abs(f - o) > ONSET_TOLERANCE_MS for o in onsets) for f in found)
+    return matched, len(onsets), spurious
+
+
+def _median(values: list[float]) -> float:
+    values = [v for v in values if math.isfinite(v)]
+    return statistics.median(values) if values else math.nan
+
+
+def score(prefix: str, with_controls: torch.Tensor, without: torch.Tensor, asked: list[Conditions],
+          sample_rate: int) -> dict[str, float]:
+    """The loudness and onset figures of one set of sounds, with and without their controls."""
+    out: dict[str, float] = {}
+    errors = [loudness_error_db(a, c.rms, sample_rate) for a, c in zip(with_controls, asked) if c.rms]
+    baseline = [loudness_error_db(a, c.rms, sample_rate) for a, c in zip(without, asked) if c.rms]
+    out[f"{prefix}.sounds"] = float(len(asked))
+    out[f"{prefix}.loudness_error_db"] = _median(errors)
+    out[f"{prefix}.loudness_error_db_without"] = _median(baseline)
+    for name, audio in (("", with_controls), ("_without", without)):
+        matched = total = spurious = 0
+        for clip, c in zip(audio, asked):
+            if c.onsets:
+                m, t, s = onset_match(clip, c.onsets, sample_rate)
+                matched, total, spurious = matched + m, total + t, spurious + s
+        with_onsets = sum(1 for c in asked if c.onsets)
+        out[f"{prefix}.onsets_within_10ms{name}"] = matched / total if total else math.nan
+        out[f"{prefix}.spurious_onsets_per_sound{name}"] = spurious / with_onsets if with_onsets else math.nan
+    return out
+
+
+def _generate(model: LoadedModel, asked: list[Conditions], labels: list[str], seed: int,
+              control_guidance: float | None) -> torch.Tensor:
+    clips = []
+    for i, (conditions, label) in enumerate(zip(asked, labels)):
+        clips.append(generate_clips(model, 1, label=label, seed=seed + i, conditions=[conditions],
+                                    control_guidance=control_guidance))
+    return studio_output(torch.cat(clips), model.manifest["sample_rate"])
+
+
+def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: int = 8, shape_seeds: int = 8,
+                      seed: int = 0, control_guidance: float | None = None, device: str = "cpu",
+                      cache_dir: str = str(DEFAULT_CACHE), progress: bool = True) -> dict[str, float | str]:
+    entry = resolve_model(model_name)
+    model = load_model(entry.folder, device=device)
+    if not {"rms", "onsets"} <= set(getattr(model.network, "controls", ())):
+        raise InvalidRequestError(f"model {entry.name!r} takes no loudness and onset curves")
+    rate, length = model.manifest["sample_rate"], model.manifest["length"]
+    categories = list(model.manifest["labels"])
+    holdout_set = DrumDataset(data_root, "holdout")
+    if holdout_set.length != length:
+        raise InvalidRequestError(f"{data_root} holds clips of {holdout_set.length} samples; the model makes "
+                                  f"{length} (build one with --length {length})")
+    results: dict[str, float | str] = {"model.name": entry.name, "model.checkpoint_id": model.checkpoint_id,
+                                       "model.training_steps": float(model.manifest["training"].get("steps", 0)),
+                                       "control_guidance": float(control_guidance if control_guidance is not None
+                                                                 else model.manifest["defaults"].get(
+                                                                     "control_guidance", 1.0))}
+    log = logging.getLogger(__name__)
+
+    # held-out curves, per category
+    real = ReferenceSet.from_dataset(DrumDataset(data_root, "train"))
+    holdout = ReferenceSet.from_dataset(holdout_set)
+    classifier = load_or_train(data_root, cache_dir)
+    real_features = batched_features(real.audio.float(), rate)
+    holdout_features = batched_features(holdout.audio.float(), rate)
+    space = _Space.fit(real_features)
+    all_with, all_without, all_asked = [], [], []
+    for category in categories:
+        rows = [i for i, c in enumerate(holdout.categories) if c == category]
+        if not rows:
+            continue
+        curves = [curves_from_sound(holdout.audio[i].float(), rate, HOP) for i in rows]
+        curves = [c for c in curves if c[0] is not None]
+        asked = [Conditions(rms=curves[k % len(curves)][0], onsets=curves[k % len(curves)][1]) for k in range(count)]
+        log.info("held-out curves: %d %s sounds", count, category)
+        with_controls = _generate(model, asked, [category] * count, seed, control_guidance)
+        without = _generate(model, [Conditions()] * count, [category] * count, seed, control_guidance)
+        figures = compare(category, with_controls, real, space, real_features, classifier, holdout, holdout_features)
+        for key in ("classified_as_intended", "classified_as_intended_real", "frechet_ratio"):
+            if key in figures:
+                results[f"heldout.{category}.{key}"] = figures[key]
+        plain = compare(category, without, real, space, real_features, classifier, holdout, holdout_features)
+        for key in ("classified_as_intended", "frechet_ratio"):
+            if key in plain:
+                results[f"heldout.{category}.{key}_without"] = plain[key]
+        all_with.append(with_controls)
+        all_without.append(without)
+        all_asked += asked
+    results.update(score("heldout", torch.cat(all_with), torch.cat(all_without), all_asked, rate))
+
+    # drawn shapes
+    asked, labels = [], []
+    for s, (points, onsets) in enumerate(SHAPES.values()):
+        for k in range(shape_seeds):
+            asked.append(Conditions(rms=points, onsets=onsets or None))
+            labels.append(categories[(s + k) % len(categories)])
+    log.info("drawn shapes: %d sounds", len(asked))
+    with_controls = _generate(model, asked, labels, seed + 1000, control_guidance)
+    without = _generate(model, [Conditions()] * len(asked), labels, seed + 1000, control_guidance)
+    results.update(score("drawn", with_controls, without, asked, rate))
+    for s, name in enumerate(SHAPES):
+        part = slice(s * shape_seeds, (s + 1) * shape_seeds)
+        results.update({k.replace("drawn.", f"drawn.{name}."): v for k, v in
+                        score("drawn", with_controls[part], without[part], asked[part], rate).items()
+                        if "loudness_error_db" in k})
+
+    # speed: one 1 s controlled sound at the model's defaults, through the studio
+    studio = Studio(device=device)
+    request = GenerationRequest(model=str(entry.folder), label=categories[0], length=1.0,
+                                rms=SHAPES["fast_decay"][0], onsets=(0.0,))
+    studio.render(request)  # warm-up: loading
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        studio.render(request)
+        times.append(time.perf_counter() - started)
+    results["speed.seconds_1s_controlled"] = statistics.median(times)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.eval.controls", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="latent-drums")
+    parser.add_argument("--data", default="data/drums2s", help="built data set whose clips are the model's length")
+    parser.add_argument("--count", type=int, default=8, help="sounds per category from held-out curves")
+    parser.add_argument("--shape-seeds", type=int, default=8, help="sounds per drawn shape")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--control-guidance", type=float, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cache", default=str(DEFAULT_CACHE))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        results = evaluate_controls(args.model, args.data, args.count, args.shape_seeds, args.seed,
+                                    args.control_guidance, args.device, args.cache)
+    except StudioError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for key, value in results.items():
+        print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""One generation pipeline: conditions -> network inputs -> sample -> envelope -> decode -> finish.
+
+The Studio, the evaluation (``engine.eval.run.generate_clips``), training renders
+(``engine.train.loop.render_samples``) and the latent experiments all generate through
+:func:`sample` and :func:`decode` (or :func:`render`, both in one), so a condition a model takes
+reaches every one of them, and a sound rendered during training or measured by the evaluation
+is the sound the studio would make at the same settings.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .conditions import ENVELOPE, Conditions, condition_specs, network_inputs
+from .models import LoadedModel
+from .sampling import sample_latent
+
+
+def codec_hop(model: LoadedModel, samples: int | None = None) -> int:
+    """Audio samples per latent frame: the codec's ``hop``, else measured from its latent length."""
+    hop = getattr(model.codec, "hop", None)
+    if hop:
+        return int(hop)
+    samples = samples or model.manifest["length"]
+    return max(1, round(samples / model.codec.latent_length(samples)))
+
+
+def inputs_for(model: LoadedModel, conditions: Conditions, batch: int, frames: int) -> dict:
+    """The network's condition mapping for ``batch`` sounds of ``frames`` latent frames."""
+    return network_inputs(conditions, condition_specs(model.manifest), batch, frames, codec_hop(model),
+                          model.manifest["sample_rate"], model.device, getattr(model.network, "num_labels", 0))
+
+
+def envelope_for(model: LoadedModel, conditions: Conditions, noises: torch.Tensor) -> torch.Tensor | None:
+    """The waveform codec's loudness envelope drawn from the starting noise, moved to follow a drawn
+    loudness curve when the model's envelope takes it (None for latent codecs)."""
+    envelope = model.codec.envelope_for(conditions.label, noise=noises)
+    takes = any(spec.name == "rms" and spec.enters == ENVELOPE for spec in condition_specs(model.manifest))
+    if envelope is not None and conditions.rms and takes:
+        envelope = model.codec.follow_loudness(envelope, conditions.rms, model.manifest["sample_rate"])
+    return envelope
+
+
+@torch.no_grad()
+def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, sampler: str, steps: int,
+           guidance: float = 1.0, control_guidance: float = 1.0, reference: torch.Tensor | None = None,
+           strength: float = 1.0, callback: Callable[[dict], None] | None = None,
+           step_noise: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:
+    """A batch of clean latents from unit ``noises`` under ``conditions`` (the model's own
+    per-channel guidance weights applied)."""
+    cond = inputs_for(model, conditions, noises.shape[0], noises.shape[-1])
+    return sample_latent(model.network, model.manifest, noises, sampler=sampler, steps=steps, guidance=guidance,
+                         cond=cond, control_guidance=control_guidance, reference=reference, strength=strength,
+                         callback=callback, step_noise=step_noise, guidance_weights=model.guidance_weights)
+
+
+@torch.no_grad()
+def decode(model: LoadedModel, latent: torch.Tensor, envelope: torch.Tensor | None, samples: int) -> torch.Tensor:
+    """``(B, C, samples)`` float32 CPU audio of the latents (not yet finished: see ``studio.finish``)."""
+    return model.codec.decode(latent.float(), envelope)[..., :samples].float().cpu()
+
+
+@torch.no_grad()
+def render(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, samples: int, sampler: str,
+           steps: int, guidance: float = 1.0, control_guidance: float = 1.0,
+           step_noise: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:
+    """Noise to raw decoded audio in one call: what evaluation and training renders use."""
+    latent = sample(model, noises, conditions, sampler=sampler, steps=steps, guidance=guidance,
+                    control_guidance=control_guidance, step_noise=step_noise)
+    return decode(model, latent, envelope_for(model, conditions, noises), samples)

@@ -1,0 +1,258 @@
+"""Time-varying controls: the signals (engine.dsp), drawn curves as text (engine.curves), the
+conditions that carry them (engine.conditions), and how a request, a recipe and the CLI hold them."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from engine import dsp
+from engine.conditions import (CONTROL_SPECS, LABEL_SPEC, Conditions, condition_specs, controls_from_audio,
+                               curves_from_sound, drop_conditions, network_inputs, roughen_controls,
+                               rms_points_from_audio)
+from engine.curves import check_onsets, check_rms, format_onsets, format_rms, parse_onsets, parse_rms
+from engine.errors import InvalidRequestError
+from engine.request import GenerationRequest
+
+RATE, HOP = 44100, 128
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def burst(at_ms: float, seconds: float = 1.0, decay_s: float = 0.01, gain: float = 0.5, seed: int = 0) -> torch.Tensor:
+    """(2, N) a noise burst starting at ``at_ms`` and decaying exponentially."""
+    n = int(seconds * RATE)
+    start = int(at_ms / 1000 * RATE)
+    rng = np.random.default_rng(seed)
+    t = np.arange(n - start) / RATE
+    x = np.zeros(n, dtype=np.float32)
+    x[start:] = gain * rng.standard_normal(n - start) * np.exp(-t / decay_s)
+    return torch.from_numpy(np.stack([x, x]))
+
+
+# ----------------------------------------------------------------------------- signals
+
+
+def test_rms_of_a_sine_is_its_level_minus_3_db_and_silence_reads_the_floor():
+    t = torch.arange(RATE) / RATE
+    sine = (0.5 * torch.sin(2 * math.pi * 440 * t)).repeat(2, 1)
+    level = dsp.rms_db(sine, HOP)
+    assert level.shape == (dsp.frame_count(RATE, HOP),)
+    expected = 20 * math.log10(0.5 / math.sqrt(2))  # -9.03 dBFS
+    assert abs(float(level[10:-10].mean()) - expected) < 0.05
+    assert float(dsp.rms_db(torch.zeros(2, RATE), HOP).max()) == dsp.FLOOR_DB
+
+
+def test_rms_follows_a_step_in_level_at_the_right_frame():
+    quiet, loud = 0.01 * torch.ones(2, RATE // 2), 0.5 * torch.ones(2, RATE // 2)
+    level = dsp.rms_db(torch.cat([quiet, loud], dim=1), HOP)
+    step = RATE // 2 // HOP  # the frame where the level changes
+    assert float(level[step - 4]) == pytest.approx(-40.0, abs=0.1)
+    assert float(level[step + 4]) == pytest.approx(20 * math.log10(0.5), abs=0.1)
+
+
+def test_onsets_of_two_bursts_are_found_within_a_frame_or_two():
+    sound = burst(0) + burst(180, seed=1)
+    times = dsp.onset_times(sound, RATE, HOP)
+    assert len(times) == 2
+    assert abs(times[0] - 0) <= 6 and abs(times[1] - 180) <= 6
+    assert dsp.onset_times(torch.zeros(2, RATE), RATE) == []
+    assert len(dsp.onset_times(burst(0, decay_s=0.2), RATE)) == 1  # a long decay is one hit, not many
+
+
+def test_a_drawn_curve_is_joined_by_lines_in_db_and_open_outside_its_points():
+    level, mask = dsp.rms_from_points([(0, -3), (40, -10), (250, -40)], 400, HOP, RATE)
+    times = dsp.frame_times_ms(400, HOP, RATE)
+    at = lambda ms: int(torch.argmin((times - ms).abs()))  # noqa: E731
+    assert float(level[0]) == -3 and float(level[at(40)]) == pytest.approx(-10, abs=0.1)
+    assert float(level[at(145)]) == pytest.approx(-25, abs=0.2)  # halfway between 40 and 250 ms
+    assert mask[: at(250)].all() and not mask[at(260):].any()  # after the last point: open
+    bumps = dsp.onset_curve([0, 180], 400, HOP, RATE)
+    assert float(bumps[0]) == 1.0 and float(bumps[at(180)]) > 0.9 and float(bumps[at(90)]) < 1e-3
+
+
+def test_a_sounds_curves_read_back_as_points_and_onsets():
+    sound = burst(0, decay_s=0.05) + burst(300, decay_s=0.05, seed=2)
+    points, onsets = curves_from_sound(sound, RATE, HOP)
+    assert 3 <= len(points) <= 64 and points[0][0] == 0.0
+    assert all(b[0] > a[0] for a, b in zip(points, points[1:])) and all(-80 <= db <= 0 for _, db in points)
+    assert len(onsets) == 2 and abs(onsets[1] - 300) <= 6
+    # the points redraw the measured envelope within a couple of dB where it is loud
+    measured = dsp.rms_db(sound, HOP)
+    drawn, mask = dsp.rms_from_points(points, len(measured), HOP, RATE)
+    loud = (measured > -45) & (mask > 0)
+    assert float((drawn - measured)[loud].abs().median()) < 1.5
+    assert curves_from_sound(torch.zeros(2, RATE), RATE) == (None, None)
+    # leading silence (a vocal take) is skipped: the hit reads at 0 ms
+    _, late = curves_from_sound(burst(200), RATE, HOP)
+    assert late[0] < 5
+
+
+# ----------------------------------------------------------------------------- curves as text
+
+
+def test_curves_parse_format_and_round_trip():
+    points = parse_rms("0:-3, 40:-10,250:-40")
+    assert points == ((0.0, -3.0), (40.0, -10.0), (250.0, -40.0))
+    assert parse_rms(format_rms(points)) == points
+    assert parse_onsets("180,0,0") == (0.0, 180.0) and format_onsets((0.0, 180.5)) == "0,180.5"
+    assert parse_rms("") is None and parse_onsets("  ") is None
+
+
+@pytest.mark.parametrize("text, words", [
+    ("0:-3,40", "not ms:dB"), ("0:-3,,40:-10", "empty"), ("0:x", "not a number"), ("0:nan", "finite"),
+    ("0:-3,0:-10", "must increase"), ("40:-3,20:-10", "must increase"), ("0:-90", "between -80 and 0"),
+    ("0:3", "between -80 and 0"), ("-5:-3", "0 ms or later"), (",".join(f"{i}:-3" for i in range(300)), "at most 256"),
+])
+def test_a_malformed_loudness_curve_is_refused_with_what_is_wrong(text, words):
+    with pytest.raises(InvalidRequestError, match=words):
+        parse_rms(text)
+
+
+def test_onsets_and_points_are_checked_against_the_sound():
+    with pytest.raises(InvalidRequestError, match="past the end"):
+        check_rms([(0, -3), (1500, -40)], length_ms=1000)
+    with pytest.raises(InvalidRequestError, match="past the end"):
+        check_onsets([0, 1200], length_ms=1000)
+    with pytest.raises(InvalidRequestError, match="finite"):
+        check_onsets([0, float("inf")])
+    with pytest.raises(InvalidRequestError, match="at most 64"):
+        check_onsets(list(range(65)))
+    with pytest.raises(InvalidRequestError, match="pair"):
+        check_rms([(0, -3, 1)])
+
+
+def test_a_request_carries_its_curves_into_the_recipe_and_back():
+    request = GenerationRequest(model="latent-drums", label="snare", rms=[[0, -3], [40, -10]], onsets=[180, 0],
+                                control_guidance=2.0).validated()
+    assert request.rms == ((0.0, -3.0), (40.0, -10.0)) and request.onsets == (0.0, 180.0)
+    recipe = json.loads(json.dumps(request.to_recipe()))  # as written into a WAV
+    assert recipe["rms"] == [[0.0, -3.0], [40.0, -10.0]] and recipe["onsets"] == [0.0, 180.0]
+    assert GenerationRequest.from_recipe(recipe).validated() == request
+    with pytest.raises(InvalidRequestError, match="control_guidance"):
+        GenerationRequest(control_guidance=-1).validated()
+    old = GenerationRequest.from_recipe({"model": "kick", "seed": 3})  # a recipe from before controls
+    assert old.rms is None and old.onsets is None
+
+
+# ----------------------------------------------------------------------------- conditions
+
+
+def test_old_manifests_declare_a_label_and_new_ones_their_conditions():
+    assert condition_specs({"conditioners": ["label"]}) == (LABEL_SPEC,)
+    assert condition_specs({}) == ()
+    declared = {"conditions": [s.to_dict() for s in (LABEL_SPEC, *CONTROL_SPECS)]}
+    assert [s.name for s in condition_specs(declared)] == ["label", "rms", "onsets"]
+
+
+def test_network_inputs_give_absent_conditions_their_null():
+    specs = (LABEL_SPEC, *CONTROL_SPECS)
+    empty = network_inputs(Conditions(), specs, 2, 100, HOP, RATE, num_labels=5)
+    assert empty["label"].tolist() == [5, 5] and not empty["rms"].any() and not empty["onsets"].any()
+    asked = network_inputs(Conditions(label=1, rms=((0, 0), (100, -80)), onsets=(0,)), specs, 2, 100, HOP, RATE,
+                           num_labels=5)
+    assert asked["label"].tolist() == [1, 1]
+    assert asked["rms"][0, 0, 0] == 1.0 and asked["rms"][0, 1].min() == 0  # 0 dB -> +1; open after 100 ms
+    assert asked["onsets"][0, 0, 0] == 1.0 and asked["onsets"][0, 1].all()
+
+
+def test_dropout_per_condition_and_for_all_at_once():
+    batch = 4000
+    inputs = {"label": torch.zeros(batch, dtype=torch.long), "rms": torch.ones(batch, 2, 8),
+              "onsets": torch.ones(batch, 2, 8)}
+    specs = (LABEL_SPEC, *CONTROL_SPECS)  # 0.1, 0.3, 0.3
+    dropped = drop_conditions(inputs, specs, torch.Generator().manual_seed(0), num_labels=5, all_dropout=0.2)
+    label_gone = dropped["label"] == 5
+    rms_gone, onsets_gone = dropped["rms"].sum((1, 2)) == 0, dropped["onsets"].sum((1, 2)) == 0
+    assert abs(float(label_gone.float().mean()) - (1 - 0.9 * 0.8)) < 0.03
+    assert abs(float(rms_gone.float().mean()) - (1 - 0.7 * 0.8)) < 0.03
+    assert abs(float((label_gone & rms_gone & onsets_gone).float().mean()) - (0.2 + 0.8 * 0.1 * 0.09)) < 0.03
+    # with no all-at-once dropout, a label-only trainer draws what it always drew
+    one = drop_conditions({"label": torch.zeros(8, dtype=torch.long)}, (LABEL_SPEC,), torch.Generator().manual_seed(3), 5)
+    generator = torch.Generator().manual_seed(3)
+    legacy = torch.where(torch.rand(8, generator=generator) < 0.1, 5, 0)
+    assert torch.equal(one["label"], legacy)
+
+
+def test_training_controls_are_measured_then_roughened_like_a_drawing():
+    audio = torch.stack([burst(0, decay_s=0.05), burst(0, decay_s=0.05) + burst(150, decay_s=0.05, seed=3)])
+    frames = dsp.frame_count(audio.shape[-1], HOP)
+    measured = controls_from_audio(audio, HOP, RATE, frames)
+    assert measured["rms"].shape == (2, 2, frames) and measured["rms"][:, 1].all()
+    peaks = [int((row[0] > 0.5).sum() > 0) for row in measured["onsets"]]
+    at = int(150 / 1000 * RATE / HOP)
+    assert peaks == [1, 1] and float(measured["onsets"][1, 0, at - 2: at + 3].max()) > 0.9
+    rough = roughen_controls(measured, torch.Generator().manual_seed(0), kernels=(41,), open_end=0.0)
+    assert rough["rms"].shape == measured["rms"].shape
+    assert float((rough["rms"][:, 0] - measured["rms"][:, 0]).abs().max()) > 0  # smoothed
+    opened = roughen_controls(measured, torch.Generator().manual_seed(0), kernels=(1,), open_end=1.0)
+    assert (opened["rms"][:, 1] == 0).any() and torch.equal(opened["onsets"], measured["onsets"])
+
+
+def test_rms_points_stay_within_the_cap():
+    noisy = burst(0, decay_s=0.3) * (1 + 0.5 * torch.sin(torch.arange(RATE) / RATE * 2 * math.pi * 30))
+    points = rms_points_from_audio(noisy, RATE, HOP, tolerance_db=0.1, max_points=20)
+    assert len(points) <= 20
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=180, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, words", [
+    (["--rms", "0:-3,40"], "not ms:dB"),
+    (["--rms", "0:-3,40:-100"], "between -80 and 0"),
+    (["--onsets", "0,abc"], "not a number"),
+    (["--rms", "0:-3,5000:-40", "--length", "1.0"], "past the end"),
+])
+def test_cli_refuses_bad_curves_in_one_line_with_status_2(args, words, tmp_path):
+    result = run_cli("generate", "--model", "latent-drums", "--label", "snare", *args, "--out", str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_refuses_curves_for_a_model_without_controls(tmp_path):
+    result = run_cli("generate", "--model", "kick", "--rms", "0:-3,40:-10", "--out", str(tmp_path))
+    assert result.returncode == 2 and "does not take a loudness curve" in result.stderr
+
+
+@pytest.mark.slow
+def test_cli_takes_curves_from_a_sound_and_records_them(tmp_path):
+    voice = tmp_path / "boom.wav"
+    sf.write(voice, (burst(50, decay_s=0.08) + burst(250, decay_s=0.05, seed=4)).T.numpy(), RATE)
+    result = run_cli("generate", "--model", "latent-drums", "--label", "kick", "--length", "0.5", "--steps", "4",
+                     "--controls-from", str(voice), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert "--rms" in result.stderr and "--onsets" in result.stderr
+    from engine.audio import read_recipe
+    recipe = read_recipe(result.stdout.strip().splitlines()[-1])
+    assert recipe["rms"][0][0] == 0.0 and len(recipe["onsets"]) == 2 and abs(recipe["onsets"][1] - 200) <= 6
+
+
+def test_the_waveform_codec_envelope_follows_a_drawn_curve(tiny_models):
+    """Unit-variance bands (what the waveform network makes) decoded through an envelope moved by
+    ``follow_loudness`` come out at the drawn level: the codec's power formula holds."""
+    from engine.models import load_model
+    model = load_model(tiny_models / "tiny")
+    points = ((0, -10), (50, -16), (300, -40), (600, -52))
+    noise = torch.randn(4, 64, 1024, generator=torch.Generator().manual_seed(0))
+    drawn = model.codec.follow_loudness(model.codec.envelope_for(1, noise=noise), points, 44100)
+    audio = model.codec.decode(noise, drawn)
+    from engine.eval.controls import loudness_error_db
+    errors = [loudness_error_db(clip, points, 44100) for clip in audio]
+    free = [loudness_error_db(clip, points, 44100) for clip in model.codec.decode(noise, model.codec.envelope_for(1, noise=noise))]
+    assert max(errors) < 1.5 and min(free) > 3.0, (errors, free)
+    assert [s.name for s in condition_specs(model.manifest)] == ["label", "rms"]  # declared by its codec
