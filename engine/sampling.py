@@ -14,7 +14,8 @@ from typing import Callable, Mapping
 
 import torch
 
-from .conditions import without
+from .conditions import (CLASS, CONTROL_GROUP, CURVE, LABEL_GROUP, LABEL_SPEC, ConditionSpec, condition_specs,
+                         without)
 from .diffusion import (alphas_uniform, blend_denoiser, blend_model, invert_iadb, nested_guidance, sample_ddim,
                         sample_dpmpp_2m, sample_euler_ancestral, sample_iadb, sigmas_cosine, sigmas_karras,
                         v_denoiser)
@@ -57,29 +58,35 @@ def guidance_weights(manifest: dict, codec: torch.nn.Module) -> torch.Tensor | N
     return weights
 
 
-def _present(network: torch.nn.Module, cond: Mapping[str, torch.Tensor]) -> tuple[list[str], list[str]]:
-    """(label-group names, control-group names) that ``cond`` actually sets (not their null)."""
-    label_group = [name for name in ("label",) if name in cond and bool((cond[name] != network.num_labels).any())]
-    controls = [name for name in getattr(network, "controls", ()) if name in cond and bool(cond[name][:, 1].any())]
-    return label_group, controls
+def _asked(spec: ConditionSpec, value: torch.Tensor, num_labels: int) -> bool:
+    """Whether a condition's input is set for some sound of the batch (not its null)."""
+    if spec.kind == CLASS:
+        return bool((value != num_labels).any())
+    if spec.kind == CURVE:
+        return bool(value[:, 1].any())  # the mask channel
+    return bool(value.any())
 
 
 def conditioned(network: torch.nn.Module, cond: Mapping[str, torch.Tensor] | None, guidance: float,
-                weights: torch.Tensor | None = None, control_guidance: float = 1.0) -> Callable:
+                weights: torch.Tensor | None = None, control_guidance: float = 1.0,
+                specs: tuple[ConditionSpec, ...] | None = None) -> Callable:
     """``(x, t) -> prediction``: the network with its conditions bound, guided per group.
 
-    Two guidance groups (``engine.conditions``): the label (the prompt, next) with scale
-    ``guidance``, spread per latent channel by ``weights`` (:func:`guidance_weights`), and the
-    control curves with ``control_guidance`` ("how strictly to follow the curves"). A group the
-    request leaves empty is not guided. The network is fed in its own dtype (fp16 on CUDA) and
-    answers in fp32, where sampling runs.
+    The conditions' guidance groups come from their specs (``engine.conditions``; a network
+    without declared specs has at most a label): ``label`` (the class label; the prompt next) with
+    scale ``guidance``, spread per latent channel by ``weights`` (:func:`guidance_weights`), and
+    ``controls`` (the curves) with ``control_guidance`` ("how strictly to follow the curves").
+    A group the request leaves empty is not guided. The network is fed in its own dtype (fp16 on
+    CUDA) and answers in fp32, where sampling runs.
     """
     dtype = next(network.parameters()).dtype
     cond = dict(cond or {})
     num_labels = getattr(network, "num_labels", 0)
-    labels, controls = _present(network, cond) if cond else ([], [])
-    nothing = without(cond, [*labels, *controls], num_labels)
-    levels, scales = [nothing], []
+    specs = specs if specs is not None else ((LABEL_SPEC,) if num_labels else ())
+    asked = [s for s in specs if s.name in cond and _asked(s, cond[s.name], num_labels)]
+    labels = [s.name for s in asked if s.group == LABEL_GROUP]
+    controls = [s.name for s in asked if s.group == CONTROL_GROUP]
+    levels, scales = [without(cond, [*labels, *controls], num_labels)], []
     if controls:
         levels.append(without(cond, labels, num_labels))
         scales.append(float(control_guidance))
@@ -88,8 +95,7 @@ def conditioned(network: torch.nn.Module, cond: Mapping[str, torch.Tensor] | Non
         scales.append(guidance if weights is None or guidance == 1.0 else
                       (1.0 + weights.to(next(network.parameters()).device) * (guidance - 1.0)).view(1, -1, 1))
     if not scales:
-        net = lambda x, t, c: network(x, t, c)  # noqa: E731
-        return lambda x, t: net(x.to(dtype), t, cond).float()
+        return lambda x, t: network(x.to(dtype), t, cond).float()
     guided = nested_guidance(network, levels, scales)
     return lambda x, t: guided(x.to(dtype), t).float()
 
@@ -135,7 +141,7 @@ def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor,
     channel and ``control_guidance`` scales the pull of the control curves (:func:`conditioned`).
     """
     objective = _check(manifest, sampler, steps)
-    net = conditioned(network, cond, guidance, guidance_weights, control_guidance)
+    net = conditioned(network, cond, guidance, guidance_weights, control_guidance, condition_specs(manifest))
     levels = noise_levels(objective, sampler, steps).to(noise.device)
     start = 0
     if reference is not None and strength < 1.0:
@@ -165,7 +171,7 @@ def invert_latent(network: torch.nn.Module, manifest: dict, latent: torch.Tensor
     cosine grid up. Guidance is off (scale 1) as inversion needs it.
     """
     objective = manifest.get("objective", "v_cosine")
-    net = conditioned(network, cond, 1.0)
+    net = conditioned(network, cond, 1.0, specs=condition_specs(manifest))
     if objective == "blend":
         return invert_iadb(blend_model(net), latent, alphas_uniform(steps).to(latent.device), refine=refine)
     sigmas = sigmas_cosine(steps).flip(0)[1:].to(latent.device)  # 0 dropped: start at the smallest level

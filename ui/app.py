@@ -43,6 +43,7 @@ CSS = """
 #morph input[type=range] { min-width: 0 !important; }  /* its min width (auto: its own size) pushed the max label past the edge */
 .tds-status .tds-error { color: var(--error-text-color, #dc2626); font-weight: 600; }
 .tds-hint p { margin: 0 !important; font-size: .8rem; opacity: .8; }
+#tds-curve-length { display: none !important; }  /* the grid's length: follows the Length slider, not for typing */
 .tds-empty { border: 1px dashed var(--border-color-primary); border-radius: var(--radius-lg);
              padding: 1.5rem 1.8rem; opacity: .85; }
 """
@@ -171,15 +172,15 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
         editor = curve_editor(float(C["length"].value or seconds))
         C["rms"], C["onsets"], C["curve_length"] = editor.rms, editor.onsets, editor.length
         editor.follow(C["length"])
-        C["control_guidance"] = FieldSlider(0.0, 8.0, value=float(defaults.get("control_guidance", 1.0)), step=0.1,
-                                            label="Follow the curves",
-                                            info="how strictly: 1 as trained, higher follows them harder",
-                                            elem_id="control-guidance", field="curve guidance")
         with gr.Row(equal_height=True):
-            C["curves_from_reference"] = gr.Button("Curves from the reference", size="sm", scale=1, min_width=120,
-                                                   elem_id="curves-from-reference")
-            C["voice"] = gr.Audio(sources=["microphone", "upload"], type="filepath", scale=2, min_width=180,
-                                  label="Vocal imitation: say 'ts' or 'boom'", buttons=[], elem_id="voice")
+            C["control_guidance"] = FieldSlider(0.0, 8.0, value=float(defaults.get("control_guidance", 1.0)),
+                                                step=0.1, label="Follow the curves", scale=3, min_width=180,
+                                                info="how strictly: 1 as trained, higher follows them harder",
+                                                elem_id="control-guidance", field="curve guidance")
+            C["curves_from_reference"] = gr.Button("Curves from the reference", size="sm", scale=1, min_width=100,
+                                                   elem_id="curves-from-reference", elem_classes="tds-inline")
+        C["voice"] = gr.Audio(sources=["microphone", "upload"], type="filepath", buttons=[], elem_id="voice",
+                              label="Vocal imitation: say 'ts' or 'boom'")
     with gr.Accordion("Variation of a reference sound", open=False) as C["variation_box"]:
         C["reference"] = gr.Audio(sources=["upload"], type="filepath", label="Reference (drop a one-shot)",
                                   buttons=[], elem_id="reference")

@@ -52,6 +52,10 @@ class Take:
         parts.append(f"{r.get('steps')} steps")
         if r.get("reference"):
             parts.append(f"{r.get('variation')} variation {r.get('strength'):.2f}")
+        if r.get("rms") or r.get("onsets"):  # drawn curves: how many points and hits
+            drawn = [f"{len(r['rms'])}-point curve"] if r.get("rms") else []
+            drawn += [f"{len(r['onsets'])} hit{'s' if len(r['onsets']) > 1 else ''}"] if r.get("onsets") else []
+            parts.append(" + ".join(drawn))
         return " · ".join(p for p in parts if p)
 
     def row(self) -> list:

@@ -58,8 +58,6 @@ def _overlay_controls(axis, audio: torch.Tensor, sample_rate: int, rms, onsets) 
     level.tick_params(colors=TEXT, labelsize=7, length=2)
     for spine in level.spines.values():
         spine.set_color(GRID)
-    level.text(0.995, 0.08, "dB: asked - - / RMS —", transform=axis.transAxes, ha="right", va="bottom",
-               fontsize=7, color=TEXT)
 
 
 def sound_figure(audio: torch.Tensor, sample_rate: int, title: str | None = None,
@@ -93,8 +91,11 @@ def sound_figure(audio: torch.Tensor, sample_rate: int, title: str | None = None
     wave_axis.set_xlim(0.0, ms)
     _style(wave_axis, label_bottom=False)
     peak_db = 20 * np.log10(peak) if peak > 0 else -np.inf
-    wave_axis.text(0.995, 0.92, f"peak {peak_db:.1f} dBFS" if np.isfinite(peak_db) else "silent",
-                   transform=wave_axis.transAxes, ha="right", va="top", fontsize=8, color=TEXT)
+    level_text = f"peak {peak_db:.1f} dBFS" if np.isfinite(peak_db) else "silent"
+    if rms or onsets:  # the key to the overlay rides on the peak line, out of the curves' way
+        level_text += " · RMS — asked - -"
+    wave_axis.text(0.995, 0.92, level_text, transform=wave_axis.transAxes, ha="right", va="top", fontsize=8,
+                   color=TEXT)
     if rms or onsets:
         _overlay_controls(wave_axis, audio, sample_rate, rms, onsets)
 

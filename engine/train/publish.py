@@ -38,6 +38,17 @@ def _log_summary(log_path: Path) -> str:
             f"{rows[-1]['step']}; {speed:.2f} s per step at the end of the run. Full log: `training_log.csv`.")
 
 
+def _conditions_line(manifest: dict) -> str:
+    """What the model can be asked for, from its declared conditions (engine.conditions)."""
+    from ..conditions import condition_specs
+    entries = {"embedding": "joined to the time embedding", "frames": "per frame at every U-Net level",
+               "envelope": "through its codec's loudness envelope"}
+    specs = condition_specs(manifest)
+    return "; ".join(f"`{s.name}` ({s.kind}, {entries[s.enters]}, trained with {s.dropout:.0%} dropped)"
+                     if s.enters != "envelope" else f"`{s.name}` ({s.kind}, {entries[s.enters]})"
+                     for s in specs) or "none (unconditional)"
+
+
 def _status_section(status: str | None) -> str:
     return f"\n## Status\n{status.strip()}\n" if status else ""
 
@@ -63,6 +74,7 @@ def model_card(manifest: dict, log_summary: str, evaluation: str | None, weights
 - Audio: {manifest['sample_rate']} Hz, {manifest['channels']} channels, {manifest['length']} samples
   ({manifest['length'] / manifest['sample_rate']:.2f} s).
 - Labels: {', '.join(manifest.get('labels', [])) or 'none'}; the studio names it {aliases}.
+- Conditions: {_conditions_line(manifest)}.
 - Defaults: {manifest.get('defaults')}.
 - Network: `{manifest['network']['type']}` widths {network.get('widths')}, blocks {network.get('blocks')},
   down-sampling {network.get('factors')}, attention {network.get('attention')}; codec `{manifest['codec']['type']}`.
