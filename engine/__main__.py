@@ -29,7 +29,9 @@ def _generate(args: argparse.Namespace) -> int:
         taken_rms, taken_onsets = studio.curves_from(args.controls_from, args.model, args.length)
         if taken_rms is None:
             raise StudioError(f"{args.controls_from} is silent: no curves to take")
-        rms, onsets = rms or taken_rms, onsets or taken_onsets
+        takes = studio.describe(args.model)["controls"]
+        rms = rms or (taken_rms if "rms" in takes else None)
+        onsets = onsets or (taken_onsets if "onsets" in takes else None)  # the waveform models: loudness only
         print(f"curves from {Path(args.controls_from).name}: --rms \"{format_rms(rms)}\" "
               f"--onsets \"{format_onsets(onsets)}\"", file=sys.stderr)
     request = GenerationRequest(model=args.model, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
@@ -66,15 +68,41 @@ def _train(args: argparse.Namespace) -> int:
         folder = train_wave(config)
         print(folder)
         return 0
-    if args.family in ("codec", "latent"):
+    if args.family in ("codec", "latent", "clap"):
         if args.family == "codec":
             from .train.codec import CodecTrainConfig as Config, train_codec as train
+        elif args.family == "clap":
+            from .train.clap import ClapTrainConfig as Config, train_clap as train
         else:
             from .train.latent import LatentTrainConfig as Config, train_latent as train
         known = {f.name for f in fields(Config)}
         print(train(Config(**{k: v for k, v in vars(args).items() if k in known and v is not None})))
         return 0
     raise StudioError(f"training family {args.family!r} is not available yet")
+
+
+def _embed(args: argparse.Namespace) -> int:
+    """The captions nearest to a text or a sound in the embedder's space: a debugging aid."""
+    import torch
+
+    from . import audio
+    from .data.captions import build_captions
+    from .embedders import load_embedder
+
+    if bool(args.text) == bool(args.audio):
+        raise StudioError("give either --text \"...\" or --audio FILE")
+    embedder = load_embedder(args.embedder)
+    if args.text:
+        query = embedder.text([args.text])
+    else:
+        sound, rate = audio.read_audio(args.audio, max_seconds=30.0)
+        query = embedder.audio(sound[None], rate)
+    thresholds = getattr(embedder, "manifest", {}).get("captions", {}).get("thresholds") or None
+    bank = sorted({c for clip in build_captions(args.data, "train", thresholds=thresholds, progress=False) for c in clip})
+    scores = (embedder.text(bank) @ query[0]).tolist()
+    for score, caption in sorted(zip(scores, bank), reverse=True)[:args.top]:
+        print(f"{score:.3f}  {caption}")
+    return 0
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -138,8 +166,9 @@ def parser() -> argparse.ArgumentParser:
     mod.add_argument("--models-root", action="append", default=None)
 
     tr = sub.add_parser("train", help="train or fine-tune a model")
-    tr.add_argument("family", choices=["wave", "codec", "latent"],
-                    help="wave: waveform drum model; codec: audio autoencoder; latent: latent drum model on a codec")
+    tr.add_argument("family", choices=["wave", "codec", "latent", "clap"],
+                    help="wave: waveform drum model; codec: audio autoencoder; latent: latent drum model on a codec; "
+                         "clap: the text-audio embedder (audio tower + text head over the frozen MiniLM)")
     tr.add_argument("--data", help="built data set (data/drums) or any folder of WAVs")
     tr.add_argument("--run-dir", dest="run", help="run folder (resumes if it holds a run); not --run, which torchrun would take as its own --run-path")
     tr.add_argument("--init", help="model folder to fine-tune from, e.g. checkpoints/drums")
@@ -170,6 +199,10 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--control-dropout", type=float, help="latent: share of clips trained without each control (0.3)")
     tr.add_argument("--control-lr-scale", type=float,
                     help="latent: the control projections learn this many times faster than the rest (10)")
+    tr.add_argument("--captions", type=int, help="clap: phrasings per clip (6)")
+    tr.add_argument("--caption-seed", type=int, help="clap: which phrasings (0)")
+    tr.add_argument("--no-evaluate", dest="evaluate", action="store_const", const=False,
+                    help="clap: skip the held-out retrieval figures at each save")
     tr.add_argument("--balance", type=float,
                     help="wave/latent: 0 draws clips uniformly (default), 1 draws every category equally often")
     tr.add_argument("--batch", type=int)
@@ -188,6 +221,13 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--length", type=int, help="codec/latent: clip length in samples when --data is a folder of WAVs")
     tr.add_argument("--segment", type=int, help="codec: training crop length in samples")
     tr.add_argument("--ema-decay", type=float, help="EMA decay (codec: 0 turns EMA off)")
+
+    emb = sub.add_parser("embed", help="the captions nearest to a text or a sound in the text-audio space")
+    emb.add_argument("--text", default=None)
+    emb.add_argument("--audio", default=None, help="a sound file")
+    emb.add_argument("--embedder", default="embedded", help="embedded (checkpoints/clap), laion, or a folder")
+    emb.add_argument("--data", default="data/drums2s", help="built data set whose captions are searched")
+    emb.add_argument("--top", type=int, default=5)
 
     pub = sub.add_parser("publish", help="copy a training run into a shipped model folder with its model card")
     pub.add_argument("--run-dir", dest="run", required=True)
@@ -218,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             return _data(args, rest[1:] if rest[:1] == ["build"] else rest)
         if rest:
             parser().error(f"unrecognised arguments: {' '.join(rest)}")
-        return {"generate": _generate, "models": _models, "train": _train, "publish": _publish}[args.command](args)
+        return {"generate": _generate, "models": _models, "train": _train, "publish": _publish,
+                "embed": _embed}[args.command](args)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

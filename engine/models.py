@@ -35,6 +35,7 @@ CODEC_PREFIX = "codec."  # tensors of a codec saved with the model (the waveform
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 MODEL_KEYS = ("network", "codec", "sample_rate", "length", "channels")
 CODEC_KEYS = ("codec", "sample_rate", "channels")  # a codec folder (kind "codec"): weights of its codec only
+EMBEDDER_KEYS = ("network", "sample_rate")  # a text-audio embedder folder (kind "embedder", engine.embedders)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ def read_manifest(folder: str | Path) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{path} is not valid JSON: {error}") from error
-    required = CODEC_KEYS if manifest.get("kind") == "codec" else MODEL_KEYS
+    required = CODEC_KEYS if manifest.get("kind") == "codec" else EMBEDDER_KEYS if manifest.get("kind") == "embedder" \
+        else MODEL_KEYS
     for key in required:
         if key not in manifest:
             raise CheckpointError(f"{path} lacks the required key {key!r}")
@@ -292,7 +294,7 @@ def find_models(roots: list[str | Path] | None = None) -> dict[str, ModelEntry]:
             except CheckpointError as error:
                 log.warning("skipping %s: %s", folder, error)
                 continue
-            if manifest.get("kind") == "codec":  # a latent model's codec: loaded through it, not generated from
+            if manifest.get("kind") in ("codec", "embedder"):  # loaded through a model or the Studio, not generated from
                 continue
             entries.setdefault(folder.name, ModelEntry(folder.name, folder, manifest))
             for alias, target in manifest.get("aliases", {}).items():

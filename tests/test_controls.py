@@ -224,9 +224,9 @@ def test_cli_refuses_bad_curves_in_one_line_with_status_2(args, words, tmp_path)
     assert not list(tmp_path.iterdir())
 
 
-def test_cli_refuses_curves_for_a_model_without_controls(tmp_path):
-    result = run_cli("generate", "--model", "kick", "--rms", "0:-3,40:-10", "--out", str(tmp_path))
-    assert result.returncode == 2 and "does not take a loudness curve" in result.stderr
+def test_cli_refuses_onsets_for_a_model_that_cannot_place_them(tmp_path):
+    result = run_cli("generate", "--model", "kick", "--rms", "0:-3,40:-10", "--onsets", "0,180", "--out", str(tmp_path))
+    assert result.returncode == 2 and "does not take onsets; latent-drums does" in result.stderr
 
 
 @pytest.mark.slow

@@ -211,11 +211,12 @@ def param_groups(network: torch.nn.Module, lr_scales: dict[str, float] | None) -
     ``lr_scales`` learn at that multiple of the rate (new zero-initialised inputs of a fine-tuned
     model catch up with weights trained for tens of thousands of steps), the rest at 1."""
     scales = lr_scales or {}
-    groups: dict[float, list] = {}
-    for name, param in network.named_parameters():
-        scale = next((s for prefix, s in scales.items() if name.startswith(prefix)), 1.0)
-        groups.setdefault(scale, []).append(param)
-    return [{"params": params, "lr_scale": scale} for scale, params in groups.items()]
+    groups: dict[str | None, list] = {}  # one group per prefix (whatever its scale), so a resumed
+    for name, param in network.named_parameters():  # optimizer state always matches the groups
+        prefix = next((p for p in scales if name.startswith(p)), None)
+        groups.setdefault(prefix, []).append(param)
+    return [{"params": params, "lr_scale": scales.get(prefix, 1.0) if prefix else 1.0}
+            for prefix, params in groups.items()]
 
 
 def out_of_time(started: float, max_minutes: float | None) -> bool:

@@ -307,7 +307,7 @@ def clip_controls(audio: torch.Tensor, codec: torch.nn.Module, sample_rate: int,
     return torch.cat([measured["rms"], measured["onsets"]], dim=1)
 
 
-CONTROL_PREFIXES = ("control_down.", "control_up.")
+CONTROL_PREFIXES = ("control_",)  # control_down.*, control_up.*: one parameter group
 
 
 def train_latent(config: LatentTrainConfig) -> Path:

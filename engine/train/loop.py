@@ -77,20 +77,22 @@ class Trainer:
 
 
 def begin(config, new_manifest: Callable[[Trainer], dict],
-          adapt_init: Callable[[Trainer, dict], dict] | None = None) -> Trainer:
+          adapt_init: Callable[[Trainer, dict], dict] | None = None,
+          read: Callable[[Path], dict] = read_manifest) -> Trainer:
     """Device, distributed place, and the manifest: the run's own (resume), ``--init``'s, or a new one.
 
     The callbacks get the trainer so they can see the device and distributed place (a new
-    latent model's codec is prepared on rank 0 and broadcast).
+    latent model's codec is prepared on rank 0 and broadcast). ``read`` reads a model folder's
+    manifest (an embedder's has no codec: ``engine.embedders.read_embedder_manifest``).
     """
     device, place = common.setup_run(config.device)
     trainer = Trainer(config, place, device, Path(config.run), manifest={})
     trainer.state = common.load_training_state(trainer.state_path)
     if trainer.state is not None:
-        trainer.manifest = read_manifest(trainer.model_dir)
+        trainer.manifest = read(trainer.model_dir)
         common.log.info("resuming %s at step %d", trainer.run, trainer.state["step"])
     elif config.init:
-        trainer.manifest = read_manifest(config.init)
+        trainer.manifest = read(config.init)
         if adapt_init is not None:
             trainer.manifest = adapt_init(trainer, trainer.manifest)
         common.log.info("fine-tuning from %s (%d steps trained)", config.init, trainer.manifest["training"]["steps"])
@@ -122,6 +124,8 @@ def prepare(trainer: Trainer, network: torch.nn.Module, *, betas: tuple[float, f
     trainer.optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=betas, weight_decay=0.0)
     if state is not None:
         trainer.optimizer.load_state_dict(state["optimizer"])
+        for group, fresh in zip(trainer.optimizer.param_groups, groups):  # the call's scales, not the saved ones
+            group["lr_scale"] = fresh["lr_scale"]
     trainer.network = network
     trainer.step = trainer.first_step = int(state["step"]) if state is not None else int(trainer.manifest["training"]["steps"])
     # a fresh optimizer (new model or --init) warms up from where it starts; a resumed one needs none
