@@ -38,7 +38,7 @@ def _generate(args: argparse.Namespace) -> int:
                                 seed=args.seed, seed_b=args.seed_b, morph=args.morph, count=args.count,
                                 label=args.label, reference=args.reference, strength=args.strength,
                                 variation=args.variation, length=args.length, rms=rms, onsets=onsets,
-                                control_guidance=args.control_guidance)
+                                control_guidance=args.control_guidance, match_loudness=args.match_loudness)
     result = studio.render(request)
     for sound in result.sounds:
         recipe = dict(sound.recipe, model=args.model)
@@ -156,6 +156,9 @@ def parser() -> argparse.ArgumentParser:
                      help="take the loudness curve and onsets from a sound (a vocal imitation: say 'ts' or 'boom')")
     gen.add_argument("--control-guidance", type=float, default=None,
                      help="how strictly to follow the curves (1 = as conditioned; default: the model's)")
+    gen.add_argument("--no-match-loudness", dest="match_loudness", action="store_false",
+                     help="leave the sound as the model made it (default: a gain envelope after sampling, at most "
+                          "+12 dB, puts its loudness on the --rms curve)")
     gen.add_argument("--out", type=Path, default=Path("exports"))
     gen.add_argument("--float", action="store_true", help="32-bit float WAV instead of 24-bit PCM")
     gen.add_argument("--device", default="auto", help="cpu, cuda or auto")

@@ -228,3 +228,32 @@ def onset_curve(times_ms: Sequence[float], frames: int, hop: int, sample_rate: i
     for onset in times_ms:
         curve = torch.maximum(curve, torch.exp(-0.5 * ((times - float(onset)) / width_ms) ** 2))
     return curve.float()
+
+
+# --------------------------------------------------------------------------- a sound onto a drawn curve
+
+
+def match_loudness(audio: torch.Tensor, points, sample_rate: int, hop: int = 128, max_boost_db: float = 12.0,
+                   max_cut_db: float = 60.0, smooth_ms: float = 8.0, passes: int = 2) -> torch.Tensor:
+    """``audio`` ``(C, N)`` under a gain envelope that brings its RMS onto the drawn curve.
+
+    Where the curve is drawn, the gain is the drawn level minus the measured one, at most
+    ``max_boost_db`` up (a quiet tail is not pulled out of the noise) and ``max_cut_db`` down,
+    smoothed over ``smooth_ms`` and interpolated between frame centres so it never clicks;
+    elsewhere it is 0 dB. Two passes, because the RMS window (11.6 ms) spreads a gain change over
+    its neighbours. This is the studio's envelope shaper, applied after sampling: the model's own
+    following is measured without it (engine/eval/controls.py).
+    """
+    out = audio.float()
+    frames = frame_count(out.shape[-1], hop)
+    asked, mask = rms_from_points(points, frames, hop, sample_rate)
+    width = max(1, int(round(smooth_ms / 1000.0 * sample_rate / hop)) | 1)
+    centres = (torch.arange(frames, dtype=torch.float64) + 0.5) * hop
+    positions = torch.arange(out.shape[-1], dtype=torch.float64)
+    for _ in range(passes):
+        measured = rms_db(out, hop, frames=frames)
+        gain = ((asked - measured).clamp(-max_cut_db, max_boost_db) * mask)[None, None]
+        gain = F.avg_pool1d(F.pad(gain, (width // 2, width // 2), mode="replicate"), width, stride=1)[0, 0]
+        per_sample = np.interp(positions.numpy(), centres.numpy(), gain.double().numpy())
+        out = out * torch.from_numpy(10.0 ** (per_sample / 20.0)).to(out)
+    return out

@@ -36,6 +36,7 @@ class GenerationRequest:
     rms: tuple | None = None          # loudness curve: ((ms, dBFS), ...) joined by straight lines in dB
     onsets: tuple | None = None       # onset times in ms: where the hits are
     control_guidance: float | None = None  # how strictly to follow the curves; None: the model's default
+    match_loudness: bool = True       # with a loudness curve: a gain envelope after sampling puts the sound on it
 
     def validated(self) -> "GenerationRequest":
         """Return self if every value is usable, else raise InvalidRequestError saying which and why."""
@@ -58,6 +59,8 @@ class GenerationRequest:
         if self.length is not None and (not isinstance(self.length, (int, float)) or isinstance(self.length, bool)
                                         or not math.isfinite(self.length) or self.length <= 0):
             raise InvalidRequestError(f"length must be a positive number of seconds, got {self.length!r}")
+        if not isinstance(self.match_loudness, bool):
+            raise InvalidRequestError(f"match_loudness must be true or false, got {self.match_loudness!r}")
         if self.variation not in VARIATION_MODES:
             raise InvalidRequestError(f"variation must be one of {VARIATION_MODES}, got {self.variation!r}")
         if not self.model or not isinstance(self.model, str):

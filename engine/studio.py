@@ -22,7 +22,7 @@ from typing import Iterator
 import torch
 
 from . import audio as audio_io
-from . import pipeline
+from . import dsp, pipeline
 from .conditions import CURVE, Conditions, condition_specs, curves_from_sound, spec_names
 from .curves import check_onsets, check_rms
 from .errors import InvalidRequestError, StudioError
@@ -257,8 +257,10 @@ class Studio:
         latent = pipeline.sample(model, noises, conditions, sampler=sampler, steps=steps, guidance=request.guidance,
                                  control_guidance=request.control_guidance or 1.0, reference=reference,
                                  strength=strength, callback=callback, step_noise=draws)
-        audio = finish(pipeline.decode(model, latent, envelope, samples), manifest["sample_rate"],
-                       tail_fade_ms(manifest, request.length))
+        audio = pipeline.decode(model, latent, envelope, samples)
+        if conditions.rms and request.match_loudness:  # the envelope shaper: the sound onto the drawn curve
+            audio = torch.stack([dsp.match_loudness(sound, conditions.rms, manifest["sample_rate"]) for sound in audio])
+        audio = finish(audio, manifest["sample_rate"], tail_fade_ms(manifest, request.length))
         base = request.to_recipe()
         base.update(sampler=sampler, checkpoint=model.checkpoint_id, model_folder=model.folder.name,
                     sample_rate=manifest["sample_rate"], engine=ENGINE_VERSION)

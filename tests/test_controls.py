@@ -19,6 +19,7 @@ from engine.conditions import (CONTROL_SPECS, LABEL_SPEC, Conditions, condition_
                                curves_from_sound, drop_conditions, network_inputs, roughen_controls,
                                rms_points_from_audio)
 from engine.curves import check_onsets, check_rms, format_onsets, format_rms, parse_onsets, parse_rms
+from engine.eval.controls import loudness_error_db
 from engine.errors import InvalidRequestError
 from engine.request import GenerationRequest
 
@@ -256,3 +257,18 @@ def test_the_waveform_codec_envelope_follows_a_drawn_curve(tiny_models):
     free = [loudness_error_db(clip, points, 44100) for clip in model.codec.decode(noise, model.codec.envelope_for(1, noise=noise))]
     assert max(errors) < 1.5 and min(free) > 3.0, (errors, free)
     assert [s.name for s in condition_specs(model.manifest)] == ["label", "rms"]  # declared by its codec
+
+
+def test_the_envelope_shaper_puts_a_sound_on_its_curve_within_its_limits():
+    sound = burst(0, decay_s=0.08, gain=0.3)
+    tight = ((0, -12), (40, -20), (120, -45))
+    assert loudness_error_db(sound, tight, RATE) > 3
+    shaped = dsp.match_loudness(sound, tight, RATE)
+    assert loudness_error_db(shaped, tight, RATE) < 1.0
+    # outside the drawn span nothing changes; a boost stops at +12 dB (no noise floor pulled up)
+    late = int(0.3 * RATE)
+    assert torch.allclose(shaped[:, late:], sound[:, late:], atol=1e-6)
+    loud = ((0, -3), (300, -3))
+    boosted = dsp.match_loudness(sound, loud, RATE)
+    gain_db = 20 * torch.log10(boosted[:, 1000:-1000].abs().max() / sound[:, 1000:-1000].abs().max())
+    assert float(gain_db) <= 12.01

@@ -26,6 +26,9 @@ def test_a_drawn_curve_reaches_the_sound_its_recipe_and_its_plot(handlers):
     assert take.recipe["rms"] == [[0.0, -8.0], [40.0, -14.0], [200.0, -45.0]]
     assert take.recipe["onsets"] == [0.0, 120.0] and take.recipe["control_guidance"] == 1.5
     assert "3-point curve + 2 hits" in final[slot_key(0, "caption")]
+    assert take.recipe["match_loudness"] is True  # the envelope shaper is on unless unticked
+    _, plain = run_generate(handlers, **curve_controls(match_loudness=False))
+    assert plain["session"].current()[0].recipe["match_loudness"] is False
     figure = updates[-1][slot_key(0, "plot")]
     assert len(figure.axes) == 4  # waveform, its loudness axis (asked vs measured), spectrogram, colour bar
 

@@ -93,7 +93,7 @@ GENERATE_OUTPUTS = ["seed", "session", "status", "history", "take", "empty_note"
                     *[slot_key(i, part) for i in range(SLOTS)
                       for part in ("group", "audio", "plot", "file", "caption")]]
 CONTROL_OUTPUTS = ["model", "label", "sampler", "steps", "guidance", "seed", "lock_seed", "seed_b", "morph", "count",
-                   "length", "rms", "onsets", "control_guidance", "controls_box",
+                   "length", "rms", "onsets", "control_guidance", "match_loudness", "controls_box",
                    "strength", "variation", "reference", "variation_box", "model_info", "recipe_note"]
 
 
@@ -179,6 +179,9 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
                                                 elem_id="control-guidance", field="curve guidance")
             C["curves_from_reference"] = gr.Button("Curves from the reference", size="sm", scale=1, min_width=100,
                                                    elem_id="curves-from-reference", elem_classes="tds-inline")
+        C["match_loudness"] = gr.Checkbox(True, label="Match the drawn loudness exactly",
+                                          info="after sampling, a gain envelope (at most +12 dB) puts the sound on "
+                                               "the curve; off: as the model made it", elem_id="match-loudness")
         C["voice"] = gr.Audio(sources=["microphone", "upload"], type="filepath", buttons=[], elem_id="voice",
                               label="Vocal imitation: say 'ts' or 'boom'")
     with gr.Accordion("Variation of a reference sound", open=False) as C["variation_box"]:

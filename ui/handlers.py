@@ -282,7 +282,7 @@ class Handlers:
             return None
         return _number(length, "length", optional=True)
 
-    def _curves(self, model: str, rms, onsets, control_guidance) -> dict:
+    def _curves(self, model: str, rms, onsets, control_guidance, match_loudness=True) -> dict:
         """The drawn curves as request fields, for a model that follows curves (else none: the
         editor is hidden and its text may belong to another model)."""
         takes = self.studio.describe(model).get("controls") or []
@@ -295,10 +295,12 @@ class Handlers:
             curves["onsets"] = None
         if curves["rms"] or curves["onsets"]:
             curves["control_guidance"] = _number(control_guidance, "curve guidance", optional=True)
+            curves["match_loudness"] = bool(match_loudness)
         return curves
 
     def _request(self, model, label, sampler, steps, guidance, seed, seed_b, morph, count, length, reference,
-                 strength, variation, rms=None, onsets=None, control_guidance=None) -> GenerationRequest:
+                 strength, variation, rms=None, onsets=None, control_guidance=None,
+                 match_loudness=True) -> GenerationRequest:
         if not model:
             raise gr.Error("choose a model")
         count = _number(count, "count", integer=True)
@@ -318,7 +320,8 @@ class Handlers:
             guidance=_number(guidance, "guidance", optional=True), seed=_seed(seed, "seed"), seed_b=seed_b,
             morph=morph, count=count, length=self._length(str(model), length), reference=reference,
             strength=_number(strength, "variation strength") if strength is not None else 0.5,
-            variation=variation or "noise", **self._curves(str(model), rms, onsets, control_guidance))
+            variation=variation or "noise",
+            **self._curves(str(model), rms, onsets, control_guidance, match_loudness))
         return request.validated()
 
     def _model_for_label(self, model: str, label: str | None) -> tuple[str, str | None]:
@@ -357,13 +360,13 @@ class Handlers:
     @user_facing
     def generate(self, model, label, sampler, steps, guidance, seed, lock_seed, seed_b, morph, count, length,
                  reference, strength, variation, session, rms=None, onsets=None,
-                 control_guidance=None) -> Iterator[dict]:
+                 control_guidance=None, match_loudness=True) -> Iterator[dict]:
         """Sample: stream status and a preview plot, then each sound's player, drag-out file and plot."""
         session = self._session(session)
         if not lock_seed:
             seed = roll()
         request = self._request(model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
-                                reference, strength, variation, rms, onsets, control_guidance)
+                                reference, strength, variation, rms, onsets, control_guidance, match_loudness)
         steps_total = request.steps or 0
         session.batch = []  # until this one finishes no card holds a result, so Export can't save an old sound
         session.generating, session.stop_requested = True, False
@@ -601,6 +604,7 @@ class Handlers:
             "strength": float(values.get("strength", 0.5)), "variation": values.get("variation") or "noise",
             "rms": format_rms(values.get("rms")), "onsets": format_onsets(values.get("onsets")),
             "control_guidance": float(values.get("control_guidance") or defaults.get("control_guidance", 1.0)),
+            "match_loudness": bool(values.get("match_loudness", True)),
         })
         if values.get("label") and values["label"] not in info["labels"]:
             raise gr.Error(f"model {model!r} has no label {values['label']!r}")
@@ -679,14 +683,14 @@ class Handlers:
 
     @user_facing
     def save_preset(self, preset_name, preset_overwrite, model, label, sampler, steps, guidance, seed, seed_b,
-                    morph, length, rms=None, onsets=None, control_guidance=None) -> dict:
+                    morph, length, rms=None, onsets=None, control_guidance=None, match_loudness=True) -> dict:
         values = {"model": model, "label": _label_value(label), "sampler": sampler or None,
                   "steps": _number(steps, "steps", integer=True, optional=True),
                   "guidance": _number(guidance, "guidance", optional=True), "seed": _seed(seed, "seed"),
                   "seed_b": _seed(seed_b, "seed B", optional=True), "morph": _number(morph, "morph"),
                   "length": self._length(model, length) if model else None}
         if model:
-            curves = self._curves(str(model), rms, onsets, control_guidance)
+            curves = self._curves(str(model), rms, onsets, control_guidance, match_loudness)
             values.update({k: ([list(p) for p in v] if k == "rms" else list(v)) if isinstance(v, tuple) else v
                            for k, v in curves.items() if v is not None})
         path = presets.save(self.settings.presets_dir, preset_name, values, overwrite=bool(preset_overwrite))

@@ -21,9 +21,9 @@ from engine.audio import make_shareable
 
 FORMAT = 1
 SOUND_KEYS = ("model", "label", "sampler", "steps", "guidance", "seed", "seed_b", "morph", "length", "rms", "onsets",
-              "control_guidance")
+              "control_guidance", "match_loudness")
 META_KEYS = ("format", "name", "description")
-OPTIONAL_KEYS = ("length", "rms", "onsets", "control_guidance")  # written only when set
+OPTIONAL_KEYS = ("length", "rms", "onsets", "control_guidance", "match_loudness")  # written only when set
 FUTURE_KEYS = ("prompt",)   # accepted and kept; the text prompt arrives with its issue
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,47}$")
 

@@ -14,7 +14,11 @@ Figures (medians over sounds unless said):
 
 ``<set>.loudness_error_db`` / ``<set>.loudness_error_db_without``
     mean absolute difference between the requested and the generated RMS (dBFS, 2.9 ms frames),
-    over the frames where the request is above -45 dBFS;
+    over the frames where the request is above -45 dBFS: the model's own following, and the same
+    seeds without curves;
+``<set>.loudness_error_db_matched``
+    the same after the studio's envelope shaper (``dsp.match_loudness``, on by default for a
+    drawn curve: at most +12 dB of gain), i.e. what a user gets;
 ``<set>.onsets_within_10ms`` / ``<set>.spurious_onsets_per_sound``
     share of requested onsets with a generated onset within 10 ms (pooled), and generated onsets
     more than 10 ms from every requested one, per sound (mean);
@@ -85,14 +89,18 @@ def _median(values: list[float]) -> float:
 
 
 def score(prefix: str, with_controls: torch.Tensor, without: torch.Tensor, asked: list[Conditions],
-          sample_rate: int) -> dict[str, float]:
-    """The loudness and onset figures of one set of sounds, with and without their controls."""
+          sample_rate: int, matched: torch.Tensor | None = None) -> dict[str, float]:
+    """The loudness and onset figures of one set of sounds, with and without their controls
+    (and after the envelope shaper, ``matched``)."""
     out: dict[str, float] = {}
     errors = [loudness_error_db(a, c.rms, sample_rate) for a, c in zip(with_controls, asked) if c.rms]
     baseline = [loudness_error_db(a, c.rms, sample_rate) for a, c in zip(without, asked) if c.rms]
     out[f"{prefix}.sounds"] = float(len(asked))
     out[f"{prefix}.loudness_error_db"] = _median(errors)
     out[f"{prefix}.loudness_error_db_without"] = _median(baseline)
+    if matched is not None:
+        out[f"{prefix}.loudness_error_db_matched"] = _median(
+            [loudness_error_db(a, c.rms, sample_rate) for a, c in zip(matched, asked) if c.rms])
     for name, audio in (("", with_controls), ("_without", without)):
         matched = total = spurious = 0
         for clip, c in zip(audio, asked):
@@ -106,12 +114,16 @@ def score(prefix: str, with_controls: torch.Tensor, without: torch.Tensor, asked
 
 
 def _generate(model: LoadedModel, asked: list[Conditions], labels: list[str], seed: int,
-              control_guidance: float | None) -> torch.Tensor:
+              control_guidance: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(what the studio writes without and with its envelope shaper) for each asked sound."""
+    rate = model.manifest["sample_rate"]
     clips = []
     for i, (conditions, label) in enumerate(zip(asked, labels)):
         clips.append(generate_clips(model, 1, label=label, seed=seed + i, conditions=[conditions],
                                     control_guidance=control_guidance))
-    return studio_output(torch.cat(clips), model.manifest["sample_rate"])
+    raw = torch.cat(clips)
+    shaped = torch.stack([dsp.match_loudness(clip, c.rms, rate) if c.rms else clip for clip, c in zip(raw, asked)])
+    return studio_output(raw, rate), studio_output(shaped, rate)
 
 
 def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: int = 8, shape_seeds: int = 8,
@@ -141,7 +153,7 @@ def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: i
     real_features = batched_features(real.audio.float(), rate)
     holdout_features = batched_features(holdout.audio.float(), rate)
     space = _Space.fit(real_features)
-    all_with, all_without, all_asked = [], [], []
+    all_with, all_matched, all_without, all_asked = [], [], [], []
     for category in categories:
         rows = [i for i, c in enumerate(holdout.categories) if c == category]
         if not rows:
@@ -150,8 +162,8 @@ def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: i
         curves = [c for c in curves if c[0] is not None]
         asked = [Conditions(rms=curves[k % len(curves)][0], onsets=curves[k % len(curves)][1]) for k in range(count)]
         log.info("held-out curves: %d %s sounds", count, category)
-        with_controls = _generate(model, asked, [category] * count, seed, control_guidance)
-        without = _generate(model, [Conditions()] * count, [category] * count, seed, control_guidance)
+        with_controls, matched = _generate(model, asked, [category] * count, seed, control_guidance)
+        without, _ = _generate(model, [Conditions()] * count, [category] * count, seed, control_guidance)
         figures = compare(category, with_controls, real, space, real_features, classifier, holdout, holdout_features)
         for key in ("classified_as_intended", "classified_as_intended_real", "frechet_ratio"):
             if key in figures:
@@ -161,9 +173,11 @@ def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: i
             if key in plain:
                 results[f"heldout.{category}.{key}_without"] = plain[key]
         all_with.append(with_controls)
+        all_matched.append(matched)
         all_without.append(without)
         all_asked += asked
-    results.update(score("heldout", torch.cat(all_with), torch.cat(all_without), all_asked, rate))
+    results.update(score("heldout", torch.cat(all_with), torch.cat(all_without), all_asked, rate,
+                         torch.cat(all_matched)))
 
     # drawn shapes
     asked, labels = [], []
@@ -172,13 +186,13 @@ def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: i
             asked.append(Conditions(rms=points, onsets=onsets or None))
             labels.append(categories[(s + k) % len(categories)])
     log.info("drawn shapes: %d sounds", len(asked))
-    with_controls = _generate(model, asked, labels, seed + 1000, control_guidance)
-    without = _generate(model, [Conditions()] * len(asked), labels, seed + 1000, control_guidance)
-    results.update(score("drawn", with_controls, without, asked, rate))
+    with_controls, matched = _generate(model, asked, labels, seed + 1000, control_guidance)
+    without, _ = _generate(model, [Conditions()] * len(asked), labels, seed + 1000, control_guidance)
+    results.update(score("drawn", with_controls, without, asked, rate, matched))
     for s, name in enumerate(SHAPES):
         part = slice(s * shape_seeds, (s + 1) * shape_seeds)
         results.update({k.replace("drawn.", f"drawn.{name}."): v for k, v in
-                        score("drawn", with_controls[part], without[part], asked[part], rate).items()
+                        score("drawn", with_controls[part], without[part], asked[part], rate, matched[part]).items()
                         if "loudness_error_db" in k})
 
     # speed: one 1 s controlled sound at the model's defaults, through the studio
