@@ -110,7 +110,8 @@ def _publish(args: argparse.Namespace) -> int:
 
     defaults = {key: value for key, value in (("sampler", args.sampler), ("steps", args.steps),
                                               ("guidance", args.guidance),
-                                              ("guidance_weights", args.guidance_weights)) if value is not None}
+                                              ("guidance_weights", args.guidance_weights),
+                                              ("control_guidance", args.control_guidance)) if value is not None}
     print(publish(args.run, args.to, args.eval, args.status, defaults))
     return 0
 
@@ -240,6 +241,8 @@ def parser() -> argparse.ArgumentParser:
     pub.add_argument("--sampler", default=None, help="the studio's default sampler for this model (default: the run's)")
     pub.add_argument("--steps", type=int, default=None, help="the default number of steps (default: the run's)")
     pub.add_argument("--guidance", type=float, default=None, help="the default guidance (default: the run's)")
+    pub.add_argument("--control-guidance", type=float, default=None,
+                     help="the default guidance towards drawn curves of a model with controls")
     pub.add_argument("--guidance-weights", type=json.loads, default=None,
                      help='latent: how much of the guidance acts on each channel group of the codec, as JSON, '
                           'e.g. \'{"bypass": 0}\' (no guidance on the low sub-bands; default: the run\'s)')

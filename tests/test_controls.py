@@ -131,7 +131,7 @@ def test_onsets_and_points_are_checked_against_the_sound():
 
 
 def test_a_request_carries_its_curves_into_the_recipe_and_back():
-    request = GenerationRequest(model="latent-drums", label="snare", rms=[[0, -3], [40, -10]], onsets=[180, 0],
+    request = GenerationRequest(model="latent-curves", label="snare", rms=[[0, -3], [40, -10]], onsets=[180, 0],
                                 control_guidance=2.0).validated()
     assert request.rms == ((0.0, -3.0), (40.0, -10.0)) and request.onsets == (0.0, 180.0)
     recipe = json.loads(json.dumps(request.to_recipe()))  # as written into a WAV
@@ -219,7 +219,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["--rms", "0:-3,5000:-40", "--length", "1.0"], "past the end"),
 ])
 def test_cli_refuses_bad_curves_in_one_line_with_status_2(args, words, tmp_path):
-    result = run_cli("generate", "--model", "latent-drums", "--label", "snare", *args, "--out", str(tmp_path))
+    result = run_cli("generate", "--model", "latent-curves", "--label", "snare", *args, "--out", str(tmp_path))
     assert result.returncode == 2, result.stderr
     assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
@@ -227,14 +227,14 @@ def test_cli_refuses_bad_curves_in_one_line_with_status_2(args, words, tmp_path)
 
 def test_cli_refuses_onsets_for_a_model_that_cannot_place_them(tmp_path):
     result = run_cli("generate", "--model", "kick", "--rms", "0:-3,40:-10", "--onsets", "0,180", "--out", str(tmp_path))
-    assert result.returncode == 2 and "does not take onsets; latent-drums does" in result.stderr
+    assert result.returncode == 2 and "does not take onsets; latent-curves does" in result.stderr
 
 
 @pytest.mark.slow
 def test_cli_takes_curves_from_a_sound_and_records_them(tmp_path):
     voice = tmp_path / "boom.wav"
     sf.write(voice, (burst(50, decay_s=0.08) + burst(250, decay_s=0.05, seed=4)).T.numpy(), RATE)
-    result = run_cli("generate", "--model", "latent-drums", "--label", "kick", "--length", "0.5", "--steps", "4",
+    result = run_cli("generate", "--model", "latent-curves", "--label", "kick", "--length", "0.5", "--steps", "4",
                      "--controls-from", str(voice), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert "--rms" in result.stderr and "--onsets" in result.stderr

@@ -13,7 +13,7 @@ from ui.handlers import slot_key
 
 from .ui_support import controls, handlers, run_generate, settings, studio  # noqa: F401  (fixtures)
 
-LATENT = dict(model="latent-drums", label="snare", sampler="euler_a", length=0.3, guidance=4.0)
+LATENT = dict(model="latent-curves", label="snare", sampler="euler_a", length=0.3, guidance=4.0)
 
 
 def curve_controls(**overrides) -> dict:
@@ -63,9 +63,10 @@ def test_the_waveform_model_follows_a_loudness_curve_but_leaves_onsets_out(handl
 
 
 def test_describe_model_shows_the_curve_editor_for_models_that_follow_curves(handlers):
-    assert handlers.describe_model("latent-drums")["controls_box"]["visible"] is True
+    assert handlers.describe_model("latent-curves")["controls_box"]["visible"] is True
+    assert handlers.describe_model("latent-drums")["controls_box"]["visible"] is False
     assert handlers.describe_model("kick")["controls_box"]["visible"] is True
-    assert "loudness curve and onsets" in handlers.describe_model("latent-drums")["model_info"]
+    assert "loudness curve and onsets" in handlers.describe_model("latent-curves")["model_info"]
     assert "follows a loudness curve" in handlers.describe_model("kick")["model_info"]
 
 
@@ -75,7 +76,7 @@ def test_curves_come_back_from_a_dropped_wav_and_a_preset(handlers, settings):
     restored = handlers.restore_recipe(str(take.wav))
     assert restored["rms"] == "0:-8,40:-14,200:-45" and restored["onsets"] == "0,120"
     assert restored["control_guidance"] == 1.5 and restored["controls_box"]["visible"] is True
-    saved = handlers.save_preset("my curve", False, "latent-drums", "snare", "euler_a", 16, 4.0, 5, None, 0.0, 0.3,
+    saved = handlers.save_preset("my curve", False, "latent-curves", "snare", "euler_a", 16, 4.0, 5, None, 0.0, 0.3,
                                  rms="0:-8,40:-14,200:-45", onsets="0,120", control_guidance=2.0)
     assert saved["preset"]["value"] == "my-curve"
     loaded = handlers.load_preset("my-curve")
@@ -89,19 +90,19 @@ def test_curves_are_taken_from_the_reference_a_voice_and_a_result(handlers, tmp_
     voice = 0.4 * noise * (np.exp(-t / 0.03) + (t > 0.15) * np.exp(-np.maximum(t - 0.15, 0) / 0.03))
     path = tmp_path / "ts-ts.wav"
     sf.write(path, np.concatenate([np.zeros(int(0.1 * rate)), voice]), rate)  # 100 ms of silence first
-    from_voice = handlers.curves_from_voice(str(path), "latent-drums", 0.3)
+    from_voice = handlers.curves_from_voice(str(path), "latent-curves", 0.3)
     onsets = [float(x) for x in from_voice["onsets"].split(",")]
     assert len(onsets) == 2 and onsets[0] < 5 and abs(onsets[1] - 150) <= 10  # the take starts when the voice does
     assert from_voice["rms"].startswith("0:") and float(from_voice["rms"].split(",")[-1].split(":")[0]) <= 300
-    assert handlers.curves_from_reference(str(path), "latent-drums", 0.3) == from_voice
-    assert handlers.curves_from_voice(None, "latent-drums", 0.3) == {}
+    assert handlers.curves_from_reference(str(path), "latent-curves", 0.3) == from_voice
+    assert handlers.curves_from_voice(None, "latent-curves", 0.3) == {}
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(rate // 4), rate)
     import gradio as gr
     with pytest.raises(gr.Error, match="silent"):
-        handlers.curves_from_voice(str(silent), "latent-drums", 0.3)
+        handlers.curves_from_voice(str(silent), "latent-curves", 0.3)
     _, final = run_generate(handlers, **curve_controls())
-    from_result = handlers.curves_from_slot(0, final["session"], "latent-drums", 0.3)
+    from_result = handlers.curves_from_slot(0, final["session"], "latent-curves", 0.3)
     assert from_result["rms"].startswith("0:") and from_result["onsets"]
     sound, _ = audio_io.read_audio(final["session"].current()[0].master)
     assert sound.shape[-1] == int(0.3 * rate)

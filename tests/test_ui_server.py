@@ -465,7 +465,7 @@ def _fetch_wav(server, page, slot: int = 0) -> Path:
 
 
 def test_a_producer_draws_a_loudness_curve_places_two_hits_and_the_sound_follows(server, browser_context):
-    """Done when (issue 16): a new user picks latent-drums, draws a fast decay with a second hit,
+    """Done when (issue 16): a new user picks latent-curves, draws a fast decay with a second hit,
     places two onsets, clicks Generate, and hears and sees a sound that follows them."""
     from engine.audio import read_audio
     from engine.eval.controls import loudness_error_db, onset_match
@@ -474,7 +474,7 @@ def test_a_producer_draws_a_loudness_curve_places_two_hits_and_the_sound_follows
     page.goto(server.url)
     page.wait_for_selector("#generate")
     page.wait_for_selector("#history table")
-    _pick(page, "model", "latent-drums")
+    _pick(page, "model", "latent-curves")
     page.wait_for_selector("#tds-curve-canvas", state="visible")
     _pick(page, "label", "snare")
     _set_number(page, "length", 1.0)
@@ -544,7 +544,7 @@ def test_a_vocal_imitation_from_the_microphone_becomes_the_curves(server, tmp_pa
         page = context.new_page()
         page.goto(server.url)
         page.wait_for_selector("#history table")
-        _pick(page, "model", "latent-drums")
+        _pick(page, "model", "latent-curves")
         page.wait_for_selector("#voice", state="visible")
         page.locator("#voice").get_by_role("button", name="Record").first.click()
         page.wait_for_timeout(1800)

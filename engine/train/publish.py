@@ -143,9 +143,10 @@ def with_defaults(manifest: dict, defaults: dict | None) -> dict:
     it refuses (the guidance weights' group names are checked against the codec by :func:`publish`)."""
     if not defaults:
         return manifest
-    unknown = set(defaults) - {"sampler", "steps", "guidance", "guidance_weights"}
+    unknown = set(defaults) - {"sampler", "steps", "guidance", "guidance_weights", "control_guidance"}
     if unknown:
-        raise InvalidRequestError(f"publish sets only the sampler, steps, guidance and guidance weights defaults, "
+        raise InvalidRequestError(f"publish sets only the sampler, steps, guidance, guidance weights and control "
+                                  f"guidance defaults, "
                                   f"not {sorted(unknown)}")
     weights = defaults.get("guidance_weights")
     if weights is not None and (manifest.get("kind") != "latent" or not isinstance(weights, dict)):
