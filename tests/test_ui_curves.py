@@ -17,7 +17,9 @@ LATENT = dict(model="latent-curves", label="snare", sampler="euler_a", length=0.
 
 
 def curve_controls(**overrides) -> dict:
-    return dict(LATENT, rms="0:-8,40:-14,200:-45", onsets="0,120", control_guidance=1.5, **overrides)
+    values = dict(LATENT, rms="0:-8,40:-14,200:-45", onsets="0,120", control_guidance=1.5)
+    values.update(overrides)
+    return values
 
 
 def test_a_drawn_curve_reaches_the_sound_its_recipe_and_its_plot(handlers):
