@@ -290,8 +290,10 @@ class Handlers:
             return {}
         curves = {"rms": parse_rms(rms), "onsets": parse_onsets(onsets)}
         if curves["onsets"] and "onsets" not in takes:  # the waveform model follows loudness, not hits
-            gr.Warning(f"{model} follows the loudness curve but not onsets; the onsets were left out "
-                       "(latent-drums places hits)")
+            placing = sorted(name for name, entry in self.studio.models().items()
+                             if not _is_alias(entry) and "onsets" in (self.studio.describe(name).get("controls") or []))
+            gr.Warning(f"{model} follows the loudness curve but not onsets; the onsets were left out"
+                       + (f" ({', '.join(placing)} places hits)" if placing else ""))
             curves["onsets"] = None
         if curves["rms"] or curves["onsets"]:
             curves["control_guidance"] = _number(control_guidance, "curve guidance", optional=True)
