@@ -38,13 +38,15 @@ def _generate(args: argparse.Namespace) -> int:
                                 seed=args.seed, seed_b=args.seed_b, morph=args.morph, count=args.count,
                                 label=args.label, reference=args.reference, strength=args.strength,
                                 variation=args.variation, length=args.length, rms=rms, onsets=onsets,
-                                control_guidance=args.control_guidance, match_loudness=args.match_loudness)
+                                control_guidance=args.control_guidance, match_loudness=args.match_loudness,
+                                prompt=args.prompt, prompt_b=args.prompt_b, prompt_morph=args.prompt_morph,
+                                rerank=args.rerank)
     result = studio.render(request)
     for sound in result.sounds:
         recipe = dict(sound.recipe, model=args.model)
         path = audio.export_wav(sound.audio, sound.sample_rate, args.out, recipe,
                                 subtype="FLOAT" if args.float else "PCM_24")
-        print(path)
+        print(path if sound.score is None else f"{path}\tscore {sound.score:.3f}")
     logging.info("%d sound(s) in %.2f s on %s", len(result.sounds), result.seconds, result.device)
     return 0
 
@@ -146,7 +148,14 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--label", default=None, help="class label for conditional models")
     gen.add_argument("--reference", default=None, help="a sound to vary")
     gen.add_argument("--strength", type=float, default=0.5, help="variation strength (1 = new sound)")
-    gen.add_argument("--variation", choices=["noise", "invert"], default="noise")
+    gen.add_argument("--variation", choices=["noise", "invert", "semantic"], default="noise",
+                     help="noise: partial noising of the reference; invert: its inverted noise; semantic: new sounds "
+                          "like it (\"more like this\": its audio embedding is the prompt)")
+    gen.add_argument("--prompt", default=None, help='text prompt, e.g. "short punchy 808 kick" (models with prompts)')
+    gen.add_argument("--prompt-b", default=None, help="a second prompt to morph towards")
+    gen.add_argument("--prompt-morph", type=float, default=0.0, help="0..1 from --prompt to --prompt-b")
+    gen.add_argument("--rerank", type=int, default=0, metavar="N",
+                     help="make N candidates and keep the --count closest to the prompt (printed with their score)")
     gen.add_argument("--length", type=float, default=None,
                      help="seconds, latent models only (at most the model's longest); default: the model's")
     gen.add_argument("--rms", default=None, metavar="MS:DB,...",
@@ -203,6 +212,14 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--control-dropout", type=float, help="latent: share of clips trained without each control (0.3)")
     tr.add_argument("--control-lr-scale", type=float,
                     help="latent: the control projections learn this many times faster than the rest (10)")
+    tr.add_argument("--label-dropout", type=float, help="wave/latent: share of clips trained without their label (0.1)")
+    tr.add_argument("--prompts", help="latent: an embedder folder (checkpoints/clap): condition on prompt embeddings, "
+                                      "each clip's audio embedding or a caption's text embedding (added to --init's "
+                                      "model with zero weights)")
+    tr.add_argument("--prompt-dropout", type=float, help="latent with --prompts: share of clips trained without a prompt (0.2)")
+    tr.add_argument("--text-share", type=float,
+                    help="latent with --prompts: share of prompts that are a caption's text embedding, the rest the "
+                         "clip's audio embedding (0.5)")
     tr.add_argument("--captions", type=int, help="clap: phrasings per clip (6)")
     tr.add_argument("--caption-seed", type=int, help="clap: which phrasings (0)")
     tr.add_argument("--no-evaluate", dest="evaluate", action="store_const", const=False,

@@ -60,6 +60,7 @@ LABEL_SPEC = ConditionSpec("label", CLASS, JOINS_EMBEDDING, LABEL_GROUP, 0.1)
 CONTROL_SPECS = (ConditionSpec("rms", CURVE, PER_FRAME, CONTROL_GROUP, 0.3),
                  ConditionSpec("onsets", CURVE, PER_FRAME, CONTROL_GROUP, 0.3))
 ENVELOPE_RMS_SPEC = ConditionSpec("rms", CURVE, ENVELOPE, CONTROL_GROUP, 0.0)
+PROMPT_SPEC = ConditionSpec("prompt", EMBEDDING, JOINS_EMBEDDING, LABEL_GROUP, 0.2)
 
 
 def condition_specs(manifest: Mapping) -> tuple[ConditionSpec, ...]:
@@ -89,6 +90,8 @@ class Conditions:
     label: int | None = None                                # index into the model's labels
     rms: tuple[tuple[float, float], ...] | None = None      # (ms, dBFS) points, joined by lines in dB
     onsets: tuple[float, ...] | None = None                 # onset times in ms
+    prompt: torch.Tensor | None = None                      # a prompt's unit embedding (D,) or one per sound
+                                                            # (B, D): text, a morph of two, or a sound's
 
     def controls(self) -> dict:
         return {name: getattr(self, name) for name in CONTROL_NAMES if getattr(self, name) is not None}
@@ -110,9 +113,11 @@ def onset_channels(curve: torch.Tensor, given: torch.Tensor | float = 1.0) -> to
 
 
 def network_inputs(conditions: Conditions, specs: Sequence[ConditionSpec], batch: int, frames: int, hop: int,
-                   sample_rate: int, device: torch.device | str = "cpu", num_labels: int = 0) -> dict:
+                   sample_rate: int, device: torch.device | str = "cpu", num_labels: int = 0,
+                   embedding_dims: Mapping[str, int] | None = None) -> dict:
     """The mapping ``forward(x, t, cond)`` reads, for ``batch`` sounds of ``frames`` latent frames
-    (conditions that the codec's envelope takes are not the network's)."""
+    (conditions that the codec's envelope takes are not the network's); ``embedding_dims``: the
+    width of each embedding condition (the network's ``embeddings``)."""
     names = [spec.name for spec in specs if spec.enters != ENVELOPE]
     inputs: dict[str, torch.Tensor] = {}
     if "label" in names:
@@ -130,6 +135,18 @@ def network_inputs(conditions: Conditions, specs: Sequence[ConditionSpec], batch
             inputs["onsets"] = onset_channels(curve).expand(batch, -1, -1).to(device)
         else:
             inputs["onsets"] = torch.zeros(batch, CURVE_CHANNELS, frames, device=device)
+    if "prompt" in names:
+        dim = (embedding_dims or {}).get("prompt")
+        if dim is None:
+            raise CheckpointError("the model declares a prompt condition but its network reads no prompt embedding")
+        if conditions.prompt is None:
+            inputs["prompt"] = torch.zeros(batch, dim, device=device)
+        else:
+            vector = conditions.prompt.float().reshape(-1, conditions.prompt.shape[-1])
+            if vector.shape[-1] != dim or vector.shape[0] not in (1, batch):
+                raise CheckpointError(f"a prompt embedding of shape {tuple(conditions.prompt.shape)} does not fit "
+                                      f"this model ({batch} sounds, {dim} values each): another embedder's?")
+            inputs["prompt"] = vector.expand(batch, -1).to(device)
     return inputs
 
 

@@ -223,17 +223,20 @@ def model_id(manifest: dict, folder: str | Path) -> str:
     return f"{checkpoint_id(folder)}+{checkpoint_id(find_codec_folder(spec['model'], folder))}"
 
 
-def find_codec_folder(name: str, near: str | Path | None = None, roots: list[str | Path] | None = None) -> Path:
-    """The codec folder a latent model references: ``name`` next to the model folder (``near``'s
-    parent), else ``name`` as a path, else in the default model roots. CheckpointError naming where it looked."""
+def find_codec_folder(name: str, near: str | Path | None = None, roots: list[str | Path] | None = None,
+                      what: str = "codec") -> Path:
+    """The codec (or embedder) folder a latent model references: ``name`` next to the model folder
+    (``near``'s parent), else ``name`` as a path, else in the default model roots. CheckpointError
+    naming where it looked."""
     candidates = [Path(near).parent / name] if near is not None else []
     candidates.append(Path(name))
     candidates += [Path(root) / name for root in (roots or [DEFAULT_ROOT])]
     for folder in candidates:
         if (folder / MANIFEST).is_file():
             return folder
-    raise CheckpointError(f"codec folder {name!r} not found (looked in {', '.join(str(c) for c in candidates)}); "
-                          "train one with `python -m engine train codec` or copy it beside the model folder")
+    raise CheckpointError(f"{what} folder {name!r} not found (looked in {', '.join(str(c) for c in candidates)}); "
+                          f"train one with `python -m engine train {'clap' if what == 'embedder' else what}` or copy "
+                          "it beside the model folder")
 
 
 def load_codec(manifest: dict, folder: str | Path | None = None) -> torch.nn.Module:

@@ -30,7 +30,8 @@ def codec_hop(model: LoadedModel, samples: int | None = None) -> int:
 def inputs_for(model: LoadedModel, conditions: Conditions, batch: int, frames: int) -> dict:
     """The network's condition mapping for ``batch`` sounds of ``frames`` latent frames."""
     return network_inputs(conditions, condition_specs(model.manifest), batch, frames, codec_hop(model),
-                          model.manifest["sample_rate"], model.device, getattr(model.network, "num_labels", 0))
+                          model.manifest["sample_rate"], model.device, getattr(model.network, "num_labels", 0),
+                          getattr(model.network, "embeddings", None))
 
 
 def envelope_for(model: LoadedModel, conditions: Conditions, noises: torch.Tensor) -> torch.Tensor | None:

@@ -10,12 +10,14 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from .curves import check_onsets, check_rms
+from .embedders.text_tower import check_prompt
 from .errors import InvalidRequestError
 from .seeds import MAX_SEED
 
 LIMITS = {"steps": (1, 200), "guidance": (0.0, 15.0), "count": (1, 64), "morph": (0.0, 1.0),
-          "strength": (0.01, 1.0), "control_guidance": (0.0, 15.0)}
-VARIATION_MODES = ("noise", "invert")
+          "strength": (0.01, 1.0), "control_guidance": (0.0, 15.0), "prompt_morph": (0.0, 1.0),
+          "rerank": (0, 64)}
+VARIATION_MODES = ("noise", "invert", "semantic")
 
 
 @dataclass(frozen=True)
@@ -31,12 +33,18 @@ class GenerationRequest:
     label: str | None = None          # class label; None: the alias's label, or unconditional
     reference: str | None = None      # path of a reference sound for variations
     strength: float = 0.5             # variation strength: 1 = ignore the reference, ~0 = keep it
-    variation: str = "noise"          # "noise": partial noising; "invert": audio -> noise -> audio
+    variation: str = "noise"          # "noise": partial noising; "invert": audio -> noise -> audio;
+                                      # "semantic": new sounds like the reference ("more like this": its
+                                      # audio embedding is the prompt, the noises are new)
     length: float | None = None       # seconds; latent models only (<= the model's longest); None: default
     rms: tuple | None = None          # loudness curve: ((ms, dBFS), ...) joined by straight lines in dB
     onsets: tuple | None = None       # onset times in ms: where the hits are
     control_guidance: float | None = None  # how strictly to follow the curves; None: the model's default
     match_loudness: bool = True       # with a loudness curve: a gain envelope after sampling puts the sound on it
+    prompt: str | None = None         # text prompt ("short punchy 808 kick"); models that take prompts
+    prompt_b: str | None = None       # second prompt to morph towards (slerp of the two text embeddings)
+    prompt_morph: float = 0.0         # 0 = prompt, 1 = prompt_b
+    rerank: int = 0                   # N > 0: make N candidates and keep the `count` closest to the prompt
 
     def validated(self) -> "GenerationRequest":
         """Return self if every value is usable, else raise InvalidRequestError saying which and why."""
@@ -48,7 +56,7 @@ class GenerationRequest:
                 raise InvalidRequestError(f"{name} must be a number, got {value!r}")
             if not low <= value <= high:
                 raise InvalidRequestError(f"{name} must be between {low} and {high}, got {value}")
-        for name in ("steps", "count", "seed"):
+        for name in ("steps", "count", "seed", "rerank"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or int(value) != value):
                 raise InvalidRequestError(f"{name} must be a whole number, got {value!r}")
@@ -65,9 +73,21 @@ class GenerationRequest:
             raise InvalidRequestError(f"variation must be one of {VARIATION_MODES}, got {self.variation!r}")
         if not self.model or not isinstance(self.model, str):
             raise InvalidRequestError("no model chosen")
+        if self.rerank and self.rerank < self.count:
+            raise InvalidRequestError(f"rerank makes {self.rerank} candidates to keep the best {self.count}: "
+                                      f"ask for at least {self.count} candidates, or 0 for no re-ranking")
+        if self.rerank and not (self.prompt or self.variation == "semantic" and self.reference):
+            raise InvalidRequestError("re-ranking orders candidates by their closeness to a prompt: give a prompt "
+                                      "(or a reference with the semantic variation)")
+        prompt = None if self.prompt is None else check_prompt(self.prompt)
+        prompt_b = None if self.prompt_b is None else check_prompt(self.prompt_b)
+        if prompt_b is not None and prompt is None:
+            raise InvalidRequestError("a second prompt morphs from a first one: give the first prompt too")
+        if self.variation == "semantic" and not self.reference:
+            raise InvalidRequestError("the semantic variation (\"more like this\") needs a reference sound")
         rms, onsets = check_rms(self.rms), check_onsets(self.onsets)
-        if rms != self.rms or onsets != self.onsets:  # lists from JSON become tuples; onsets sorted
-            return replace(self, rms=rms, onsets=onsets)
+        if (rms, onsets, prompt, prompt_b) != (self.rms, self.onsets, self.prompt, self.prompt_b):
+            return replace(self, rms=rms, onsets=onsets, prompt=prompt, prompt_b=prompt_b)  # tuples; tidy text
         return self
 
     def to_recipe(self) -> dict:

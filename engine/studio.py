@@ -26,7 +26,8 @@ from . import dsp, pipeline
 from .conditions import CURVE, Conditions, condition_specs, curves_from_sound, spec_names
 from .curves import check_onsets, check_rms
 from .errors import InvalidRequestError, StudioError
-from .models import DEFAULT_ROOT, LoadedModel, ModelEntry, find_models, load_model, pick_device, resolve_model
+from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, find_codec_folder, find_models, load_model, pick_device,
+                     resolve_model)
 from .request import GenerationRequest
 from .sampling import invert_latent, samplers_for
 from .seeds import SeedNoise, slerp
@@ -50,6 +51,7 @@ class Sound:
     audio: torch.Tensor                   # (channels, samples) float32 in [-1, 1]
     sample_rate: int
     recipe: dict                          # regenerates exactly this sound (count 1, its own seed)
+    score: float | None = None            # cosine of its audio embedding with the prompt's (prompted requests)
 
 
 @dataclass
@@ -73,6 +75,7 @@ class Studio:
         self.roots = [Path(r) for r in (roots or [DEFAULT_ROOT])]
         self.half = half and self.device.type == "cuda"
         self._models: OrderedDict[Path, LoadedModel] = OrderedDict()
+        self._embedders: dict[Path, object] = {}
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
@@ -113,6 +116,7 @@ class Studio:
                 "seconds": manifest["length"] / manifest["sample_rate"],
                 "variable_length": variable_length(manifest),  # then "seconds" is the longest it makes
                 "controls": model_controls(manifest),  # the curves it follows: "rms", "onsets"
+                "prompts": takes_prompts(manifest),   # text prompts, prompt morphs, "more like this"
                 "training_steps": manifest.get("training", {}).get("steps", 0)}
 
     def curves_from(self, path: str | Path, model: str, length: float | None = None) -> tuple:
@@ -125,6 +129,49 @@ class Studio:
         longest = manifest["length"] / manifest["sample_rate"]
         hop = getattr(self.load(entry).codec, "hop", None) or 128
         return curves_from_sound(sound, manifest["sample_rate"], hop, min(length or longest, longest))
+
+    def embedder(self, name: str):
+        """The text–audio embedder a prompted model was trained with (loaded once, kept)."""
+        entry = self.entry(name)
+        spec = entry.manifest.get("embedder")
+        if not spec:
+            raise InvalidRequestError(f"model {entry.name!r} does not take prompts{self._prompt_hint()}")
+        from .embedders.base import load_embedder
+        folder = find_codec_folder(spec["model"], entry.folder, self.roots, "embedder").resolve()
+        with self._lock:
+            if folder not in self._embedders:
+                self._embedders[folder] = load_embedder(folder, "cpu")
+            return self._embedders[folder]
+
+    def _prompt_hint(self) -> str:
+        others = sorted(n for n, e in self.models().items() if takes_prompts(e.manifest) and not e.label)
+        return f"; {', '.join(others)} does" if others else ""
+
+    def prompt_embedding(self, request: GenerationRequest, model: str | None = None) -> torch.Tensor | None:
+        """``(D,)``: what the request asks for in the text–audio space, or None. The prompt's text
+        embedding (slerped towards ``prompt_b``'s by ``prompt_morph``); for the semantic variation the
+        reference's audio embedding ("more like this"), halfway to the prompt's when there is one
+        ("this kick, but darker")."""
+        wanted = request.prompt is not None or request.variation == "semantic"
+        if not wanted:
+            return None
+        name = model or request.model
+        embedder = self.embedder(name)
+        vector = None
+        if request.prompt is not None:
+            vector = embedder.text([request.prompt])[0]
+            if request.prompt_b is not None:
+                vector = slerp(vector, embedder.text([request.prompt_b])[0], request.prompt_morph).float()
+        if request.variation == "semantic":
+            manifest = self.entry(name).manifest
+            sound, _ = audio_io.read_audio(request.reference, sample_rate=manifest["sample_rate"],
+                                           channels=manifest["channels"], max_seconds=30.0)
+            sound = audio_io.fit_length(audio_io.align_onset(sound, manifest["sample_rate"]), manifest["length"])
+            if float(sound.abs().max()) < 1e-4:
+                raise InvalidRequestError(f"the reference {Path(request.reference).name} is silent: nothing to be like")
+            heard = embedder.audio(sound[None], manifest["sample_rate"])[0]
+            vector = heard if vector is None else torch.nn.functional.normalize(heard + vector, dim=0)
+        return vector
 
     # ------------------------------------------------------------------ generation
     def render(self, request: GenerationRequest) -> Result:
@@ -186,9 +233,13 @@ class Studio:
                 hint = f"; {', '.join(sorted(others))} does" if others else ""
                 raise InvalidRequestError(f"model {entry.name!r} does not take {words[name]}{hint}")
         manifest = entry.manifest
+        if (request.prompt is not None or request.variation == "semantic") and not takes_prompts(manifest):
+            what = "prompts" if request.prompt is not None else "the semantic variation (\"more like this\")"
+            raise InvalidRequestError(f"model {entry.name!r} does not take {what}{self._prompt_hint()}")
         length_ms = 1000.0 * (request.length or manifest["length"] / manifest["sample_rate"])
         return Conditions(label=self._label_index(entry, request.label), rms=check_rms(request.rms, length_ms),
-                          onsets=check_onsets(request.onsets, length_ms))
+                          onsets=check_onsets(request.onsets, length_ms),
+                          prompt=self.prompt_embedding(request, entry.name))
 
     def _reference_latent(self, model: LoadedModel, path: str, count: int, samples: int, frames: int,
                           conditions: Conditions) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -223,6 +274,8 @@ class Studio:
         samples, frames, full_frames = latent_plan(model, request.length)
         shape = (codec.latent_channels, full_frames)
         # noise is drawn at the longest length and cut: one seed at a shorter length is the same sound's start
+        keep = request.count
+        request = request.with_(count=max(request.count, request.rerank))  # the candidates
         seeds_b = None if request.seed_b is None else [request.seed_b + i for i in range(request.count)]
         draws = SeedNoise([request.seed + i for i in range(request.count)], shape, seeds_b, request.morph, frames,
                           model.device)  # the starting noises, then the steps' noises of a stochastic sampler
@@ -231,7 +284,7 @@ class Studio:
         reference, strength = None, 1.0
         # the codec's loudness envelope (waveform models): drawn from the starting noise, or the reference's own
         envelope = pipeline.envelope_for(model, conditions, noises)
-        if request.reference:
+        if request.reference and request.variation != "semantic":
             reference, reference_envelope = self._reference_latent(model, request.reference, request.count, samples,
                                                                    frames, conditions)
             envelope = envelope if reference_envelope is None else reference_envelope
@@ -266,12 +319,28 @@ class Studio:
                     sample_rate=manifest["sample_rate"], engine=ENGINE_VERSION)
         if model.guidance_weights is not None:  # the model's own setting, recorded for whoever replays it
             base["guidance_weights"] = manifest["defaults"]["guidance_weights"]
+        scores = [None] * request.count
+        if conditions.prompt is not None:  # how close each sound came to what was asked (and the re-ranking)
+            embedder = self.embedder(request.model)
+            base["embedder"] = embedder.id
+            heard = embedder.audio(audio, manifest["sample_rate"])
+            scores = [round(float(s), 4) for s in heard @ conditions.prompt.float().cpu()]
+        order = list(range(request.count))
+        if request.rerank:
+            order = sorted(order, key=lambda i: -scores[i])[:keep]
         sounds = []
-        for i in range(request.count):
-            recipe = dict(base, seed=request.seed + i, count=1,
+        for i in order:
+            recipe = dict(base, seed=request.seed + i, count=1, rerank=0,
                           seed_b=None if request.seed_b is None else request.seed_b + i)
-            sounds.append(Sound(audio[i], manifest["sample_rate"], recipe))
+            if scores[i] is not None:  # what it scored (not a setting: a recipe replays it without re-ranking)
+                recipe["score"] = scores[i]
+            sounds.append(Sound(audio[i], manifest["sample_rate"], recipe, scores[i]))
         return sounds
+
+
+def takes_prompts(manifest: dict) -> bool:
+    """Whether a model is conditioned on prompt embeddings (text, a morph of two, a sound's)."""
+    return "prompt" in spec_names(condition_specs(manifest)) and bool(manifest.get("embedder"))
 
 
 def model_controls(manifest: dict) -> list[str]:

@@ -21,7 +21,7 @@ from engine.errors import InvalidRequestError
 from engine.seeds import seeded_init
 from engine.train import clap as clap_trainer
 from engine.train.clap import (ClapTrainConfig, caption_table, contrastive_loss, heldout_loss, known_positives,
-                               retrieval_figures, train_clap)
+                               CATEGORY_PROMPTS, retrieval_figures, train_clap)
 
 LENGTH = 16384
 TINY_ARGS = {"dim": 32, "text_hidden": 64, "n_mels": 32, "widths": [8, 16]}
@@ -61,9 +61,13 @@ class OracleEmbedder(Embedder):
     words = ("kick", "snare", "hat", "percussion", "cymbal")
 
     def text(self, prompts):
-        return torch.stack([F.one_hot(torch.tensor(next(i for i, w in enumerate(self.words) if w in p or
-                                                         (w == "hat" and "hi-hat" in p))), 5).float()
-                            for p in prompts])
+        """One-hot of the category a prompt names ("a tom" is percussion); zeros when it names none."""
+        named = {"kick": 0, "snare": 1, "hat": 2, "percussion": 3, "tom": 3, "cymbal": 4}
+        rows = []
+        for p in prompts:
+            hit = next((k for w, k in named.items() if w in p), None)
+            rows.append(torch.zeros(5) if hit is None else F.one_hot(torch.tensor(hit), 5).float())
+        return torch.stack(rows)
 
     def audio(self, audio, sample_rate):
         return F.one_hot(audio.abs().amax(dim=(1, 2)).mul(10).round().long() - 1, 5).float()
@@ -85,6 +89,7 @@ class FakeSet:
 def test_retrieval_figures_count_hits_among_identical_captions_and_classify_zero_shot():
     data = FakeSet(["kick", "kick", "snare", "hat", "cymbal", "perc"])
     captions = [["a kick"], ["a kick"], ["a snare"], ["a hi-hat"], ["a cymbal"], ["a percussion hit"]]
+    assert "a tom" in CATEGORY_PROMPTS["perc"] and "a ride cymbal" in CATEGORY_PROMPTS["cymbal"]
     figures = retrieval_figures(OracleEmbedder(), data, captions)
     assert figures["zero_shot_accuracy"] == 1.0 and figures["zero_shot_kick"] == 1.0
     assert figures["r_at_1"] == 1.0 and figures["r_at_5"] == 1.0 and figures["clips"] == 6

@@ -17,7 +17,7 @@ from engine import Studio
 
 from .curve_editor import CURVE_EDITOR_HEAD, curve_editor
 from .fields import KEEP_TYPED_VALUES, FieldNumber, FieldSlider
-from .handlers import ANY_LABEL, FORMATS, SLOTS, Handlers, length_maximum, slot_key
+from .handlers import ANY_LABEL, EXAMPLE_PROMPTS, FORMATS, SLOTS, Handlers, length_maximum, slot_key
 from .history import COLUMNS, sweep
 from .presets import list_presets
 from .settings import Settings
@@ -94,6 +94,7 @@ GENERATE_OUTPUTS = ["seed", "session", "status", "history", "take", "empty_note"
                       for part in ("group", "audio", "plot", "file", "caption")]]
 CONTROL_OUTPUTS = ["model", "label", "sampler", "steps", "guidance", "seed", "lock_seed", "seed_b", "morph", "count",
                    "length", "rms", "onsets", "control_guidance", "match_loudness", "controls_box",
+                   "prompt", "prompt_b", "prompt_morph", "rerank", "prompt_box",
                    "strength", "variation", "reference", "variation_box", "model_info", "recipe_note"]
 
 
@@ -139,13 +140,25 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
                                      elem_id="label")
         C["model_info"] = gr.Markdown(h._model_controls(model)["model_info"] if model else "no models found",
                                       elem_classes="tds-model-info", padding=True, elem_id="model-info")
+    with gr.Accordion("Prompt", open=True, visible=bool(info.get("prompts")), elem_id="prompt-box") as C["prompt_box"]:
+        C["prompt"] = gr.Textbox("", label="Describe the sound", placeholder="short punchy 808 kick", max_lines=2,
+                                 max_length=200, elem_id="prompt")
+        gr.Examples(EXAMPLE_PROMPTS, inputs=[C["prompt"]], label="Try", examples_per_page=len(EXAMPLE_PROMPTS))
+        with gr.Row(equal_height=False):
+            C["prompt_b"] = gr.Textbox("", label="Morph towards (second prompt)", placeholder="bright tight snare",
+                                       max_lines=2, max_length=200, scale=3, min_width=160, elem_id="prompt-b")
+            C["prompt_morph"] = FieldSlider(0.0, 1.0, value=0.0, step=0.01, label="Prompt morph", scale=2,
+                                            min_width=150, elem_id="prompt-morph", field="prompt morph")
+        C["rerank"] = FieldSlider(0, 32, value=0, step=1, label="Candidates to choose from",
+                                  info="0: off; N: make N sounds and keep the ones closest to the prompt",
+                                  elem_id="rerank", field="candidates")
     with gr.Row():
         C["sampler"] = gr.Dropdown(info["samplers"], value=defaults.get("sampler"), label="Sampler",
                                    min_width=110, elem_id="sampler")
         C["steps"] = FieldSlider(1, 200, value=int(defaults.get("steps", 16)), step=1, label="Steps",
                                  min_width=160, elem_id="steps", field="steps")
     C["guidance"] = FieldSlider(0.0, 15.0, value=float(defaults.get("guidance", 1.0)), step=0.1,
-                                label="Guidance", info="how strongly the sound follows its label",
+                                label="Guidance", info="how strongly the sound follows its label and prompt",
                                 visible=bool(info["takes_guidance"]), elem_id="guidance", field="guidance")
     with gr.Row(equal_height=False, elem_classes="tds-seeds"):
         C["seed"] = FieldNumber(value=0, label="Seed", scale=3, min_width=110, elem_id="seed")
@@ -192,8 +205,9 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
             C["strength"] = FieldSlider(0.01, 1.0, value=0.5, step=0.01, label="Variation strength",
                                         info="small: close to the reference; 1: ignore it", min_width=150,
                                         elem_id="strength", field="variation strength")
-            C["variation"] = gr.Radio(["noise", "invert"], value="noise", label="Mode", min_width=110,
-                                      info="noise: re-noise it; invert: trace it back to its noise",
+            C["variation"] = gr.Radio(["noise", "invert", "semantic"], value="noise", label="Mode", min_width=110,
+                                      info="noise: re-noise it; invert: trace it back to its noise; semantic: new "
+                                           "sounds like it (models with prompts)",
                                       elem_id="variation")
     with gr.Row():
         C["generate"] = gr.Button("Generate", variant="primary", size="lg", scale=3, elem_id="generate")
@@ -256,6 +270,8 @@ def _results(C: dict, settings: Settings) -> None:
                                                                 elem_classes="tds-fav")
                         C[slot_key(i, "curves")] = gr.Button("Use its curves", size="sm", min_width=60,
                                                              elem_classes="tds-use-curves")
+                        C[slot_key(i, "like")] = gr.Button("More like this", size="sm", min_width=60,
+                                                           elem_classes="tds-more-like")
     with gr.Accordion("Export", open=True):
         with gr.Row(equal_height=True):
             C["export_dir"] = gr.Textbox(str(settings.export_dir), label="Export folder", scale=4,
@@ -318,9 +334,9 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
 
         wire = functools.partial(_wire, C)
         model_outputs = ["label", "sampler", "steps", "guidance", "length", "model_info", "controls_box",
-                         "control_guidance"]
+                         "control_guidance", "prompt_box"]
         wire(demo.load, h.refresh, ["model", "preset", "label", "sampler", "guidance", "length", "model_info",
-                                    "controls_box"])
+                                    "controls_box", "prompt_box"])
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")
         wire(C["add_model"].click, h.add_model_folder, ["model", "model_folder"], api_name="add_model_folder")
@@ -344,6 +360,8 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
             wire(C[slot_key(i, "favourite")].click, functools.partial(h.favourite_slot, i),
                  ["history", "session", "take", slot_key(i, "caption")])
             wire(C[slot_key(i, "curves")].click, functools.partial(h.curves_from_slot, i), ["rms", "onsets"])
+            wire(C[slot_key(i, "like")].click, functools.partial(h.more_like_slot, i),
+                 ["reference", "variation", "variation_box", "reference_info", "lock_seed"])
         wire(C["recipe_file"].upload, h.restore_recipe, [*CONTROL_OUTPUTS, "use_reference"],
              api_name="restore_recipe")
         wire(C["use_reference"].click, h.use_dropped_as_reference,

@@ -45,6 +45,8 @@ PREVIEW_INTERVAL_S = 0.6         # at most this often a preview plot is drawn wh
 PREVIEW_DPI = 64                 # previews are drawn small: drawing competes with sampling for the CPU
 REFERENCE_MAX_S = 30.0
 FORMATS = {"PCM_24": "24-bit PCM", "FLOAT": "32-bit float"}
+EXAMPLE_PROMPTS = [["short punchy 808 kick"], ["dark roomy snare"], ["bright tight closed hi-hat"],
+                   ["long crash cymbal"], ["low boomy tom"], ["electronic clap"]]
 
 
 LENGTH_STEP_S = 0.01             # the length slider's step
@@ -213,7 +215,8 @@ class Handlers:
         follows = {("rms",): " · follows a loudness curve", ("rms", "onsets"): " · follows a loudness curve and onsets"}
         text = (f"**{info['name']}** · {alias}{info['kind']} · {info['seconds']:.2f} s at {info['sample_rate'] / 1000:g} kHz"
                 f"{trained}" + (f" · labels: {', '.join(labels)}" if labels else "")
-                + follows.get(tuple(info.get("controls") or ()), ""))
+                + follows.get(tuple(info.get("controls") or ()), "")
+                + (" · takes text prompts" if info.get("prompts") else ""))
         return {
             "label": gr.update(choices=[ANY_LABEL, *labels], value=label_value if labels else ANY_LABEL,
                                visible=bool(labels)),
@@ -221,6 +224,7 @@ class Handlers:
             "guidance": gr.update(visible=bool(info["takes_guidance"])),
             "length": gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"])),
             "controls_box": gr.update(visible=bool(info.get("controls"))),
+            "prompt_box": gr.update(visible=bool(info.get("prompts"))),
             "model_info": text,
         }
 
@@ -300,9 +304,26 @@ class Handlers:
             curves["match_loudness"] = bool(match_loudness)
         return curves
 
+    def _prompts(self, model: str, prompt, prompt_b, prompt_morph, rerank) -> dict:
+        """The prompt boxes as request fields, for a model that takes prompts (else none: the box
+        is hidden and its text may belong to another model). Empty boxes are no prompt."""
+        if not self.studio.describe(model).get("prompts"):
+            return {}
+        prompt = str(prompt or "").strip() or None
+        prompt_b = str(prompt_b or "").strip() or None
+        if prompt_b and not prompt:
+            raise gr.Error("the second prompt morphs from the first one: describe the sound in the first box too")
+        out = {"prompt": prompt, "prompt_b": prompt_b,
+               "prompt_morph": _number(prompt_morph, "prompt morph") if prompt_morph is not None and prompt_b else 0.0}
+        candidates = _number(rerank, "candidates", integer=True, optional=True) or 0
+        if candidates and prompt:
+            out["rerank"] = candidates
+        return out
+
     def _request(self, model, label, sampler, steps, guidance, seed, seed_b, morph, count, length, reference,
                  strength, variation, rms=None, onsets=None, control_guidance=None,
-                 match_loudness=True) -> GenerationRequest:
+                 match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
+                 rerank=0) -> GenerationRequest:
         if not model:
             raise gr.Error("choose a model")
         count = _number(count, "count", integer=True)
@@ -323,7 +344,11 @@ class Handlers:
             morph=morph, count=count, length=self._length(str(model), length), reference=reference,
             strength=_number(strength, "variation strength") if strength is not None else 0.5,
             variation=variation or "noise",
-            **self._curves(str(model), rms, onsets, control_guidance, match_loudness))
+            **self._curves(str(model), rms, onsets, control_guidance, match_loudness),
+            **self._prompts(str(model), prompt, prompt_b, prompt_morph, rerank))
+        if request.rerank and request.rerank < request.count:
+            raise gr.Error(f"{request.rerank} candidates can't give {request.count} sounds: raise 'Candidates to "
+                           f"choose from' to at least {request.count}, or set it to 0")
         return request.validated()
 
     def _model_for_label(self, model: str, label: str | None) -> tuple[str, str | None]:
@@ -362,13 +387,15 @@ class Handlers:
     @user_facing
     def generate(self, model, label, sampler, steps, guidance, seed, lock_seed, seed_b, morph, count, length,
                  reference, strength, variation, session, rms=None, onsets=None,
-                 control_guidance=None, match_loudness=True) -> Iterator[dict]:
+                 control_guidance=None, match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
+                 rerank=0) -> Iterator[dict]:
         """Sample: stream status and a preview plot, then each sound's player, drag-out file and plot."""
         session = self._session(session)
         if not lock_seed:
             seed = roll()
         request = self._request(model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
-                                reference, strength, variation, rms, onsets, control_guidance, match_loudness)
+                                reference, strength, variation, rms, onsets, control_guidance, match_loudness,
+                                prompt, prompt_b, prompt_morph, rerank)
         steps_total = request.steps or 0
         session.batch = []  # until this one finishes no card holds a result, so Export can't save an old sound
         session.generating, session.stop_requested = True, False
@@ -474,6 +501,18 @@ class Handlers:
         # variation stays close to it: vary with new seeds (lock the seed again to keep one)
         return {"reference": take.wav, "variation_box": gr.update(open=True), "lock_seed": False,
                 "reference_info": f"reference: take #{take.id} ({take.caption()})"}
+
+    @user_facing
+    def more_like_slot(self, slot: int, session) -> dict:
+        """"More like this": the take becomes the reference of a semantic variation (its audio
+        embedding is the prompt, the noises are new), so Generate makes siblings of it."""
+        session, take = self._slot_take(session, int(slot))
+        if not self.studio.describe(str(take.recipe.get("model"))).get("prompts"):
+            raise gr.Error(f"{take.recipe.get('model')} does not take prompts, so it can't make more like a "
+                           "sound; pick a model that takes prompts (its info line says so)")
+        gr.Info(f"take #{take.id} is the reference: Generate makes new sounds like it")
+        return {"reference": take.wav, "variation": "semantic", "variation_box": gr.update(open=True),
+                "lock_seed": False, "reference_info": f"more like take #{take.id} ({take.caption()})"}
 
     @user_facing
     def favourite_slot(self, slot: int, session, favourites_only) -> dict:
@@ -607,6 +646,8 @@ class Handlers:
             "rms": format_rms(values.get("rms")), "onsets": format_onsets(values.get("onsets")),
             "control_guidance": float(values.get("control_guidance") or defaults.get("control_guidance", 1.0)),
             "match_loudness": bool(values.get("match_loudness", True)),
+            "prompt": values.get("prompt") or "", "prompt_b": values.get("prompt_b") or "",
+            "prompt_morph": float(values.get("prompt_morph") or 0.0), "rerank": int(values.get("rerank") or 0),
         })
         if values.get("label") and values["label"] not in info["labels"]:
             raise gr.Error(f"model {model!r} has no label {values['label']!r}")
@@ -685,7 +726,8 @@ class Handlers:
 
     @user_facing
     def save_preset(self, preset_name, preset_overwrite, model, label, sampler, steps, guidance, seed, seed_b,
-                    morph, length, rms=None, onsets=None, control_guidance=None, match_loudness=True) -> dict:
+                    morph, length, rms=None, onsets=None, control_guidance=None, match_loudness=True,
+                    prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0) -> dict:
         values = {"model": model, "label": _label_value(label), "sampler": sampler or None,
                   "steps": _number(steps, "steps", integer=True, optional=True),
                   "guidance": _number(guidance, "guidance", optional=True), "seed": _seed(seed, "seed"),
@@ -695,6 +737,8 @@ class Handlers:
             curves = self._curves(str(model), rms, onsets, control_guidance, match_loudness)
             values.update({k: ([list(p) for p in v] if k == "rms" else list(v)) if isinstance(v, tuple) else v
                            for k, v in curves.items() if v is not None})
+            values.update({k: v for k, v in self._prompts(str(model), prompt, prompt_b, prompt_morph, rerank).items()
+                           if v})
         path = presets.save(self.settings.presets_dir, preset_name, values, overwrite=bool(preset_overwrite))
         gr.Info(f"saved preset {path.stem}")
         return {"preset": gr.update(choices=presets.list_presets(self.settings.presets_dir), value=path.stem),

@@ -50,8 +50,16 @@ class Take:
             seed += f" → {r['seed_b']} @ {r['morph']:.2f}"
         parts = [f"#{self.id}", str(r.get("model")), label or ("(any)" if r.get("label") is None else ""), seed]
         parts.append(f"{r.get('steps')} steps")
+        if r.get("prompt"):
+            prompt = f"“{r['prompt']}”"
+            if r.get("prompt_b"):
+                prompt += f" → “{r['prompt_b']}” @ {float(r.get('prompt_morph') or 0):.2f}"
+            parts.append(prompt)
+        if r.get("score") is not None:
+            parts.append(f"match {r['score']:.2f}")
         if r.get("reference"):
-            parts.append(f"{r.get('variation')} variation {r.get('strength'):.2f}")
+            parts.append("more like a sound" if r.get("variation") == "semantic" else
+                         f"{r.get('variation')} variation {r.get('strength'):.2f}")
         if r.get("rms") or r.get("onsets"):  # drawn curves: how many points and hits
             drawn = [f"{len(r['rms'])}-point curve"] if r.get("rms") else []
             drawn += [f"{len(r['onsets'])} hit{'s' if len(r['onsets']) > 1 else ''}"] if r.get("onsets") else []

@@ -2,8 +2,8 @@
 
 A preset holds the request fields that describe a sound (model, label, sampler, steps,
 guidance, seed, seed_b, morph, length for models that make any length, and the loudness curve
-``rms`` ([[ms, dB], ...]), ``onsets`` (ms) and ``control_guidance`` for models that follow curves)
-plus a name and a description, and reserves ``prompt`` for the text prompt to come. It never holds a reference file path (that would not travel between machines). Every preset is checked with
+``rms`` ([[ms, dB], ...]), ``onsets`` (ms) and ``control_guidance`` for models that follow curves, and the text ``prompt``,
+``prompt_b``, ``prompt_morph`` and ``rerank`` for models that take prompts) plus a name and a description. It never holds a reference file path (that would not travel between machines). Every preset is checked with
 ``GenerationRequest.validated`` on load and on save; saving never replaces an existing preset
 unless ``overwrite`` is asked for explicitly.
 """
@@ -21,10 +21,11 @@ from engine.audio import make_shareable
 
 FORMAT = 1
 SOUND_KEYS = ("model", "label", "sampler", "steps", "guidance", "seed", "seed_b", "morph", "length", "rms", "onsets",
-              "control_guidance", "match_loudness")
+              "control_guidance", "match_loudness", "prompt", "prompt_b", "prompt_morph", "rerank")
 META_KEYS = ("format", "name", "description")
-OPTIONAL_KEYS = ("length", "rms", "onsets", "control_guidance", "match_loudness")  # written only when set
-FUTURE_KEYS = ("prompt",)   # accepted and kept; the text prompt arrives with its issue
+OPTIONAL_KEYS = ("length", "rms", "onsets", "control_guidance", "match_loudness", "prompt", "prompt_b",
+                 "prompt_morph", "rerank")  # written only when set
+FUTURE_KEYS: tuple[str, ...] = ()   # keys accepted and kept for features still to come
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,47}$")
 
 

@@ -60,6 +60,13 @@ def _zero_conv(in_channels: int, out_channels: int) -> nn.Conv1d:
     return conv
 
 
+def _zero_mlp(in_features: int, out_features: int) -> nn.Sequential:
+    mlp = nn.Sequential(nn.Linear(in_features, out_features), nn.SiLU(), nn.Linear(out_features, out_features))
+    nn.init.zeros_(mlp[-1].weight)
+    nn.init.zeros_(mlp[-1].bias)
+    return mlp
+
+
 def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=min(32, channels // 4), num_channels=channels)
 
@@ -136,7 +143,8 @@ class UNet1d(nn.Module):
     ``cond`` maps condition names to tensors (``engine.conditions.network_inputs``): ``label``
     ``(B,)`` indexes ``num_labels`` classes, index ``num_labels`` being the "no label" class that
     classifier-free guidance uses (a missing ``label`` means it for the whole batch); each name in
-    ``controls`` is a ``(B, 2, frames)`` curve (value, mask), all zeros when absent.
+    ``controls`` is a ``(B, 2, frames)`` curve (value, mask), all zeros when absent; each name in
+    ``embeddings`` a ``(B, dim)`` vector (a prompt's unit embedding), all zeros when absent.
     """
 
     def __init__(self,
@@ -152,13 +160,19 @@ class UNet1d(nn.Module):
                  pos_dim: int = 0,                # sinusoidal channels of absolute time (0: none)
                  frame_rate: float = 1.0,         # latent frames per second (positions are in seconds)
                  input_skip: bool = False,        # per-channel gain on the input added to the output
-                 controls: tuple = ()):           # names of per-frame control curves (2 channels each)
+                 controls: tuple = (),            # names of per-frame control curves (2 channels each)
+                 embeddings: dict | None = None): # name -> width of global embedding conditions (a prompt)
         super().__init__()
         assert len(widths) == len(blocks) == len(attention) == len(factors) + 1
         self.num_labels, self.emb_dim = num_labels, emb_dim
         self.hop = math.prod(factors)
         self.time_mlp = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.label_emb = nn.Embedding(num_labels + 1, emb_dim) if num_labels else None
+        # an embedding condition (a text or audio prompt's unit vector; all zeros = absent) joins the
+        # time embedding through a small MLP whose last layer starts at zero: a model that gains it
+        # computes what it did before until training teaches it to read it
+        self.embeddings = dict(embeddings or {})
+        self.embedding_in = nn.ModuleDict({name: _zero_mlp(dim, emb_dim) for name, dim in self.embeddings.items()})
 
         self.stem = nn.Conv1d(in_channels, widths[0], 3, padding=1)
         self.pos_dim, self.frame_rate = pos_dim, frame_rate
@@ -202,12 +216,19 @@ class UNet1d(nn.Module):
             nn.init.zeros_(self.input_skip.weight)
             nn.init.zeros_(self.input_skip.bias)
 
-    def embed(self, t: torch.Tensor, label: torch.Tensor | None) -> torch.Tensor:
+    def embed(self, t: torch.Tensor, label: torch.Tensor | None, cond: dict | None = None) -> torch.Tensor:
         emb = self.time_mlp(fourier_embedding(t, self.emb_dim))
         if self.label_emb is not None:
             if label is None:
                 label = torch.full((t.shape[0],), self.num_labels, device=t.device, dtype=torch.long)
             emb = emb + self.label_emb(label)
+        for name, dim in self.embeddings.items():
+            vector = (cond or {}).get(name)
+            if vector is None:
+                vector = emb.new_zeros(t.shape[0], dim)
+            if vector.shape[-1] != dim:
+                raise ValueError(f"the {name} embedding has {vector.shape[-1]} values, the network reads {dim}")
+            emb = emb + self.embedding_in[name](vector.to(emb.dtype).expand(t.shape[0], -1))
         return F.silu(emb)
 
     def control_pyramid(self, cond: dict, x: torch.Tensor) -> list[torch.Tensor] | None:
@@ -229,7 +250,7 @@ class UNet1d(nn.Module):
         if x.shape[-1] % self.hop:
             raise ValueError(f"{x.shape[-1]} frames is not a multiple of the network's hop {self.hop}")
         cond = cond or {}
-        emb = self.embed(t.expand(x.shape[0]), cond.get("label")).to(x.dtype)
+        emb = self.embed(t.expand(x.shape[0]), cond.get("label"), cond).to(x.dtype)
         controls = self.control_pyramid(cond, x)
         h = self.stem(x)
         if self.pos_proj is not None:

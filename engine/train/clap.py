@@ -40,7 +40,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..data.augment import augment
-from ..data.captions import dataset_captions, dataset_descriptors, descriptor_thresholds, read_kit_info
+from ..data.labels import SUBCATEGORIES
+from ..data.captions import NOUNS, _article, dataset_captions, dataset_descriptors, descriptor_thresholds, read_kit_info
 from ..embedders.base import Embedder, read_embedder_manifest
 from ..embedders.clap_model import ClapEmbedder, ClapNetwork, build_clap, model_card, new_manifest
 from ..embedders.text_tower import MODEL_NAME, text_tower
@@ -53,14 +54,20 @@ log = logging.getLogger(__name__)
 
 FEATURES_FILE = "text_features.safetensors"
 CAPTIONS_FILE = "captions.json"
-CATEGORY_PROMPTS: dict[str, str] = {
-    "kick": "a kick drum",
-    "snare": "a snare drum",
-    "hat": "a hi-hat",
-    "perc": "a percussion hit",
-    "cymbal": "a cymbal",
-}
-"""The zero-shot classifier's prompts: a clip's category is the prompt its audio is closest to."""
+def category_prompts() -> dict[str, tuple[str, ...]]:
+    """The zero-shot classifier's prompts per category: "a kick drum" for the category itself and
+    "a {noun}" for each of its instruments ("a tom", "a cowbell", "a ride cymbal"...), in the
+    caption builder's own words (:data:`NOUNS`, :data:`SUBCATEGORIES`). A clip's category is the
+    one whose best prompt its audio is closest to (CLIP's prompt ensembling, here as a max over
+    the instruments): "a percussion hit" alone is far from a tom, which captions call "a tom"."""
+    prompts = {}
+    for category, subcategories in SUBCATEGORIES.items():
+        nouns = [NOUNS[category][0]] + [NOUNS[sub][0] for sub in subcategories if sub in NOUNS]
+        prompts[category] = tuple(dict.fromkeys(_article(f"a {noun}") for noun in nouns))
+    return prompts
+
+
+CATEGORY_PROMPTS: dict[str, tuple[str, ...]] = category_prompts()
 
 
 @dataclass
@@ -143,14 +150,14 @@ def heldout_loss(network: ClapNetwork, audio: torch.Tensor, text_features: torch
 
 @torch.no_grad()
 def retrieval_figures(model: Embedder, dataset, captions: Sequence[Sequence[str]],
-                      prompts: Mapping[str, str] = CATEGORY_PROMPTS, chunk: int = 32) -> dict:
+                      prompts: Mapping[str, Sequence[str]] = CATEGORY_PROMPTS, chunk: int = 32) -> dict:
     """Text -> audio retrieval and zero-shot classification over the clips of ``dataset``:
 
     - ``r_at_1`` / ``r_at_5``: each clip's full caption (its first) ranks every clip by cosine; a
       hit when a clip with that same full caption is among the top 1 / 5 (two clips with identical
       descriptions cannot be told apart by text, so either counts);
-    - ``zero_shot_accuracy``: share of clips whose audio is closest to their own category's prompt
-      (:data:`CATEGORY_PROMPTS`, among the categories the data set has), and per category.
+    - ``zero_shot_accuracy``: share of clips whose audio is closest to one of their own category's
+      prompts (:func:`category_prompts`, among the categories the data set has), and per category.
     """
     if len(captions) != len(dataset):
         raise InvalidRequestError(f"{len(captions)} caption lists for {len(dataset)} clips")
@@ -167,13 +174,25 @@ def retrieval_figures(model: Embedder, dataset, captions: Sequence[Sequence[str]
     names = [n for n in dataset.label_names if n in prompts]
     keep = [i for i, r in enumerate(dataset.records) if r["category"] in names]
     if len(names) >= 2 and keep:
-        guesses = (audio[keep] @ model.text([prompts[n] for n in names]).T).argmax(1)
+        guesses = zero_shot(model, audio[keep], {n: prompts[n] for n in names})
         truth = torch.tensor([names.index(dataset.records[i]["category"]) for i in keep])
         figures["zero_shot_accuracy"] = round(float((guesses == truth).float().mean()), 4)
         for k, name in enumerate(names):
             if (truth == k).any():
                 figures[f"zero_shot_{name}"] = round(float((guesses[truth == k] == k).float().mean()), 4)
     return figures
+
+
+def zero_shot(model: Embedder, audio: torch.Tensor, prompts: Mapping[str, Sequence[str] | str]) -> torch.Tensor:
+    """``(N,)``: for each audio embedding, the index (in ``prompts``' order) of the category whose
+    best-matching prompt is closest."""
+    lists = [[p] if isinstance(p, str) else list(p) for p in prompts.values()]
+    text = model.text([p for group in lists for p in group])
+    scores, start = [], 0
+    for group in lists:
+        scores.append((audio @ text[start:start + len(group)].T).amax(dim=1))
+        start += len(group)
+    return torch.stack(scores, dim=1).argmax(dim=1)
 
 
 # ----------------------------------------------------------------------------- text features

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..conditions import CONTROL_SPECS, LABEL_SPEC, condition_specs, controls_from_audio, drop_conditions, \
+from ..conditions import CONTROL_SPECS, LABEL_SPEC, PROMPT_SPEC, condition_specs, controls_from_audio, drop_conditions, \
     roughen_controls
 from ..data.augment import augment, shape_augment
 from ..errors import InvalidRequestError
@@ -73,7 +73,12 @@ class LatentTrainConfig:
     control_dropout: float = 0.3        # share of clips trained without each control (every control optional)
     all_dropout: float = 0.05           # share trained with no condition at all (label and controls)
     control_lr_scale: float = 10.0      # the control projections learn this much faster (they start at zero
-                                        # beside weights trained for tens of thousands of steps)
+                                        # beside weights trained for tens of thousands of steps); the prompt's too
+    prompts: str | None = None          # an embedder folder (checkpoints/clap): condition on prompt embeddings,
+                                        # each clip's audio embedding or one of its captions' text embeddings
+    prompt_dropout: float = 0.2         # share of clips trained without a prompt
+    text_share: float = 0.5             # share of prompted clips whose prompt is a caption's text embedding
+                                        # (the rest: the clip's own audio embedding, "more like this")
     balance: float = 0.0                # 0: clips drawn uniformly; 1: every category equally often
     short_crops: float = 0.25           # share of batches trained on a shorter prefix of the clips
     augment: bool = True                # False: the latents are encoded once and cached
@@ -153,7 +158,7 @@ def extend_compand(old: dict, spec: dict, run: Path, probe: torch.Tensor, sample
     return compand.wrap(plain, merged).with_ranges(probe.float()).spec()
 
 
-ADDABLE = ("input_skip.", "control_down.", "control_up.")  # parameters an init model may lack: they start
+ADDABLE = ("input_skip.", "control_down.", "control_up.", "embedding_in.")  # parameters an init model may lack: they start
                                                            # at zero, changing nothing
 
 
@@ -228,6 +233,8 @@ def with_conditions(manifest: dict, config: LatentTrainConfig) -> dict:
         specs += [dataclasses.replace(spec, dropout=config.control_dropout) for spec in CONTROL_SPECS]
         args["controls"] = [spec.name for spec in CONTROL_SPECS]
         manifest["defaults"].setdefault("control_guidance", 1.0)
+    if config.prompts or args.get("embeddings", {}).get("prompt"):
+        specs.append(dataclasses.replace(PROMPT_SPEC, dropout=config.prompt_dropout))
     manifest["conditions"] = [spec.to_dict() for spec in specs]
     manifest["conditioners"] = [spec.name for spec in specs]
     manifest["training"]["all_dropout"] = config.all_dropout
@@ -268,8 +275,8 @@ def validation_loss(network: torch.nn.Module, latent: torch.Tensor, cond: dict |
 
 
 def encode_copies(codec: torch.nn.Module, dataset, copies: int, seed: int, device: torch.device,
-                  batch: int = 16, progress: bool = True,
-                  controls: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                  batch: int = 16, progress: bool = True, controls: bool = False,
+                  embed=None) -> tuple[torch.Tensor, torch.Tensor | None] | tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Encode every clip once as it is and ``copies - 1`` times augmented: ``(copies * clips, C, F)``.
 
     Row ``k * len(dataset) + i`` is copy ``k`` of clip ``i`` (copy 0 unaugmented). Encoding costs
@@ -280,9 +287,11 @@ def encode_copies(codec: torch.nn.Module, dataset, copies: int, seed: int, devic
     With ``controls`` the augmented copies also get loudness shapes (:func:`shape_augment`:
     double hits, swells, gates) and every row's control curves are measured on the audio it was
     encoded from: ``(rows, 4, F)`` (RMS value and mask, onsets value and mask); else None.
+    With ``embed`` (audio -> ``(B, D)`` unit vectors: an embedder's ``audio``), a third tensor holds
+    every row's audio embedding, measured on the same augmented audio.
     """
     generator = torch.Generator().manual_seed(seed + 7919)
-    chunks, curves = [], []
+    chunks, curves, vectors = [], [], []
     with torch.no_grad(), tqdm(total=copies * len(dataset), desc="encode latents", unit="clip",
                                disable=not progress) as bar:
         for copy in range(copies):
@@ -296,7 +305,11 @@ def encode_copies(codec: torch.nn.Module, dataset, copies: int, seed: int, devic
                 chunks.append(latent)
                 if controls:
                     curves.append(clip_controls(audio, codec, dataset.sample_rate, latent.shape[-1]))
+                if embed is not None:
+                    vectors.append(embed(audio.float().cpu()))
                 bar.update(len(audio))
+    if embed is not None:
+        return torch.cat(chunks), (torch.cat(curves) if controls else None), torch.cat(vectors)
     return torch.cat(chunks), (torch.cat(curves) if controls else None)
 
 
@@ -307,7 +320,37 @@ def clip_controls(audio: torch.Tensor, codec: torch.nn.Module, sample_rate: int,
     return torch.cat([measured["rms"], measured["onsets"]], dim=1)
 
 
-CONTROL_PREFIXES = ("control_",)  # control_down.*, control_up.*: one parameter group
+CONTROL_PREFIXES = ("control_", "embedding_in.")  # control_down.*, control_up.*, the prompt's MLP: new inputs
+
+
+def embedder_spec(config: LatentTrainConfig, run: Path) -> dict:
+    """The manifest's ``embedder`` entry for a model trained on prompts: the embedder folder is
+    copied into the run beside ``model/`` (as the codec is), and referenced by name and id."""
+    from ..embedders.base import read_embedder_manifest
+    source = Path(config.prompts)
+    embedder_manifest = read_embedder_manifest(source)
+    name = embedder_manifest.get("name") or source.name
+    target = run / name
+    if target.resolve() != source.resolve():
+        tmp = run / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source, tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.replace(target)
+    return {"model": name, "dim": int(embedder_manifest["dim"])}
+
+
+def prompt_tables(embedder, embedder_manifest: dict, dataset, data: str, rows: int | None = None):
+    """``(clips, K, D)``: the text embeddings of every clip's K captions, in the embedder's own
+    words (its caption thresholds and phrasing count), so "dark" means what it meant to it."""
+    from ..data.captions import dataset_captions
+    from .clap import _kit_info
+    settings = embedder_manifest.get("captions", {})
+    captions = dataset_captions(dataset, settings.get("thresholds"), int(settings.get("count", 6)),
+                                int(settings.get("seed", 0)), kit_info=_kit_info(Path(data), dataset), progress=False)
+    flat = [c for clip in captions for c in clip]
+    text = torch.cat([embedder.text(flat[i:i + 256]) for i in range(0, len(flat), 256)])
+    return text.view(len(captions), -1, text.shape[-1])
 
 
 def train_latent(config: LatentTrainConfig) -> Path:
@@ -372,6 +415,15 @@ def train_latent(config: LatentTrainConfig) -> Path:
     frames = codec.latent_length(dataset.length)
     args = manifest["network"]["args"]
     args["in_channels"] = codec.latent_channels
+    embedder = None
+    if config.prompts or manifest.get("embedder"):
+        from ..embedders.base import load_embedder, read_embedder_manifest
+        if config.prompts and trainer.state is None:
+            manifest["embedder"] = embedder_spec(config, run)
+            args["embeddings"] = {"prompt": manifest["embedder"]["dim"]}
+        embedder_folder = run / manifest["embedder"]["model"]
+        embedder = load_embedder(embedder_folder, device)
+        caption_vectors = prompt_tables(embedder, read_embedder_manifest(embedder_folder), dataset, config.data)
     if args.get("pos_dim"):  # positions in seconds: latent frames per second of this codec
         args.setdefault("frame_rate", frames * dataset.sample_rate / dataset.length)
     with seeded_init(config.seed):
@@ -387,8 +439,13 @@ def train_latent(config: LatentTrainConfig) -> Path:
     copies = 1 if not config.augment else config.augment_copies  # 0: nothing cached
     specs = condition_specs(manifest)
     takes_controls = bool(args.get("controls"))
-    cached, cached_controls = encode_copies(codec, dataset, copies, config.seed, device, progress=trainer.place.main,
-                                            controls=takes_controls) if copies else (None, None)
+    if embedder is not None and not copies:
+        raise InvalidRequestError("training on prompts needs cached latents (--augment-copies K or --no-augment)")
+    encoded = encode_copies(codec, dataset, copies, config.seed, device, progress=trainer.place.main,
+                            controls=takes_controls, embed=None if embedder is None else
+                            (lambda audio: embedder.audio(audio, dataset.sample_rate))) if copies else (None, None)
+    cached, cached_controls = encoded[:2]
+    audio_vectors = encoded[2] if embedder is not None else None
     all_dropout = float(manifest["training"].get("all_dropout", 0.0))
 
     clip_labels = dataset.labels
@@ -396,6 +453,7 @@ def train_latent(config: LatentTrainConfig) -> Path:
     def batch_losses(generator: torch.Generator) -> loop.Losses:
         index = common.batch_index(clip_labels, config.batch, config.balance, generator)
         cond = {"label": label_map[clip_labels[index]]}  # from the index: no clip is read for its label
+        clips = index
         if cached is not None:
             if copies > 1:  # which copy of each drawn clip (copy k of clip i is row k * clips + i)
                 index = index + torch.randint(0, copies, index.shape, generator=generator) * len(dataset)
@@ -408,6 +466,10 @@ def train_latent(config: LatentTrainConfig) -> Path:
             with torch.no_grad():
                 latent = codec.encode(audio.to(device))
             curves = clip_controls(audio, codec, dataset.sample_rate, latent.shape[-1]) if takes_controls else None
+        if audio_vectors is not None:  # the clip's own sound, or one of its captions, as the prompt
+            text = caption_vectors[clips, torch.randint(caption_vectors.shape[1], clips.shape, generator=generator)]
+            use_text = (torch.rand(clips.shape, generator=generator) < config.text_share)[:, None]
+            cond["prompt"] = torch.where(use_text, text, audio_vectors[index])
         if curves is not None:
             cond.update(roughen_controls({"rms": curves[:, :2], "onsets": curves[:, 2:]}, generator))
         cond = {name: value.to(device) for name, value in

@@ -159,6 +159,21 @@ def with_defaults(manifest: dict, defaults: dict | None) -> dict:
     return dict(manifest, defaults=dict(manifest.get("defaults", {}), **defaults))
 
 
+def publish_beside(source: Path, target: Path, what: str) -> None:
+    """Put the codec or embedder a latent model was trained with beside it (the studio looks there
+    first): copied when missing; refused when a different one already sits there under that name,
+    since the model's latents or prompt embeddings mean nothing in another one's space."""
+    if (target / MANIFEST).is_file():
+        if checkpoint_id(target) != checkpoint_id(source):
+            raise CheckpointError(f"{target} holds another {what} than the one this model was trained with "
+                                  f"({source}); publish beside it elsewhere or retrain on {target}")
+        return
+    tmp = target.parent / f".{target.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    tmp.replace(target)
+
+
 def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str | Path | None = None,
             status_file: str | Path | None = None, defaults: dict | None = None) -> Path:
     run_dir, destination = Path(run_dir), Path(destination)
@@ -169,6 +184,9 @@ def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str |
     if manifest.get("defaults", {}).get("guidance_weights"):
         guidance_weights(manifest, load_codec(manifest, source))  # names the codec's channel groups, in [0, 1]
     destination.mkdir(parents=True, exist_ok=True)
+    for what, spec in (("codec", manifest.get("codec") or {}), ("embedder", manifest.get("embedder") or {})):
+        if "model" in spec and (run_dir / spec["model"] / MANIFEST).is_file():
+            publish_beside(run_dir / spec["model"], destination.parent / spec["model"], what)
     atomic_write(destination / WEIGHTS, lambda tmp: shutil.copyfile(source / WEIGHTS, tmp))
     write_json(destination / MANIFEST, manifest)
     if (run_dir / "log.csv").is_file():
