@@ -239,7 +239,7 @@ class Studio:
         length_ms = 1000.0 * (request.length or manifest["length"] / manifest["sample_rate"])
         return Conditions(label=self._label_index(entry, request.label), rms=check_rms(request.rms, length_ms),
                           onsets=check_onsets(request.onsets, length_ms),
-                          prompt=self.prompt_embedding(request, entry.name))
+                          prompt=self.prompt_embedding(request))
 
     def _reference_latent(self, model: LoadedModel, path: str, count: int, samples: int, frames: int,
                           conditions: Conditions) -> tuple[torch.Tensor, torch.Tensor | None]:

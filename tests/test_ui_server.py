@@ -566,3 +566,57 @@ def test_a_vocal_imitation_from_the_microphone_becomes_the_curves(server, browse
     assert rms.startswith("0:") and len(rms.split(",")) >= 3
     hits = [float(x) for x in onsets.split(",") if x]
     assert len(hits) >= 2 and hits[0] < 15 and any(abs(h - hits[0] - 250) < 15 for h in hits), onsets
+
+
+def test_a_producer_types_a_prompt_gets_that_sound_and_more_like_it(server, browser_context):
+    """Done when (issue 17): a user types "short punchy 808 kick" and gets kicks (the best 2 of 4
+    candidates, each card with its match score); on the same seed a hi-hat prompt gives a brighter,
+    thinner sound; an example prompt fills the box with a click; "More like this" on a card makes
+    new sounds like it."""
+    from engine.audio import read_audio
+    from engine.data.captions import clip_descriptors
+
+    page = browser_context.new_page()
+    page.goto(server.url)
+    page.wait_for_selector("#generate")
+    page.wait_for_selector("#history table")
+    _pick(page, "model", "latent-prompts")
+    page.wait_for_selector("#prompt textarea", state="visible")
+    _pick(page, "label", "(any)")
+    _set_number(page, "length", 1.0)
+    _set_number(page, "seed", 21)
+    page.check("#lock-seed input")
+    page.locator("#prompt textarea").fill("short punchy 808 kick")
+    _set_number(page, "count", 2)
+    _set_number(page, "rerank", 4)
+    _generate_and_time(page)
+    page.wait_for_selector("#status .tds-status.done", timeout=60_000)
+    page.screenshot(path=str(SHOTS / "15-prompt-kick.png"), full_page=True)
+    captions = [page.locator(f"#slot{i} .tds-caption").first.inner_text() for i in range(2)]
+    assert all("short punchy 808 kick" in c and "match" in c for c in captions), captions
+    scores = [float(c.split("match ")[1].split()[0]) for c in captions]
+    assert scores[0] >= scores[1], scores  # the best candidate first
+    kick_wav = _fetch_wav(server, page)
+    assert read_recipe(kick_wav)["prompt"] == "short punchy 808 kick"
+    kick = clip_descriptors(*read_audio(kick_wav))
+
+    page.locator("#prompt textarea").fill("bright tight closed hi-hat")
+    _set_number(page, "rerank", 0)
+    _set_number(page, "count", 1)
+    _generate_and_time(page)
+    page.wait_for_selector("#status .tds-status.done", timeout=60_000)
+    hat = clip_descriptors(*read_audio(_fetch_wav(server, page)))
+    assert hat["centroid_hz"] > kick["centroid_hz"] and hat["low_share"] < kick["low_share"], (kick, hat)
+
+    page.get_by_text("dark roomy snare", exact=True).first.click()
+    page.wait_for_function("() => document.querySelector('#prompt textarea').value === 'dark roomy snare'")
+
+    page.locator("#slot0 .tds-more-like").click()
+    page.wait_for_function("() => [...document.querySelectorAll('#variation input[type=radio]')]"
+                           ".some(i => i.checked && i.closest('label').innerText.includes('semantic'))")
+    page.locator("#prompt textarea").fill("")
+    _generate_and_time(page)
+    page.wait_for_selector("#status .tds-status.done", timeout=60_000)
+    assert "more like a sound" in page.locator("#slot0 .tds-caption").first.inner_text()
+    page.screenshot(path=str(SHOTS / "16-more-like-this.png"), full_page=True)
+    page.close()

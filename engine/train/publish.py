@@ -179,6 +179,8 @@ def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str |
     run_dir, destination = Path(run_dir), Path(destination)
     source = run_dir / "model"
     manifest = with_defaults(read_manifest(source), defaults)
+    if manifest.get("kind") in ("latent", "wave", None):  # a generator is called by its folder's name
+        manifest["name"] = destination.name
     if not (source / WEIGHTS).is_file():
         raise CheckpointError(f"{source} has no {WEIGHTS}")
     if manifest.get("defaults", {}).get("guidance_weights"):

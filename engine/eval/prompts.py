@@ -1,0 +1,200 @@
+"""How well a model follows text and sound prompts: ``name: value`` lines.
+
+``python -m engine.eval.prompts --model latent-prompts --data data/drums2s`` (or
+``bench/bench_prompts.py``) measures, on the held-out kits the trainers never see:
+
+``embedder.r_at_1`` / ``embedder.r_at_5`` / ``embedder.zero_shot_accuracy`` (and per category)
+    the model's text–audio embedder alone (:func:`engine.train.clap.retrieval_figures`): each
+    held-out clip's full caption ranks the clips; zero-shot category from per-instrument prompts;
+``text.<category>.<phrasing>.classified_as_intended`` / ``...frechet_ratio``
+    ``--count`` sounds per category prompt in two phrasings (:data:`CATEGORY_PHRASINGS`), no label,
+    judged like every model (``engine.eval.run.compare``); beside them ``label.<category>.*``, the
+    same seeds with the category's label and no prompt: the figure a prompt must match;
+``descriptor.<pair>.right_way``
+    seed-matched pairs of opposite prompts (:data:`DESCRIPTOR_PAIRS`, e.g. "bright snare" vs
+    "dark snare"): the share of pairs whose measured descriptor (spectral centroid, decay time,
+    low-band share; ``engine.data.captions.clip_descriptors``) moves the way the words say;
+``variation.same_category`` / ``variation.closer_than_random``
+    "more like this" of held-out clips (their audio embedding as the prompt, new noise): the
+    share classified as the reference's category, and the share closer to the reference (in the
+    evaluation's standardised feature space) than a sound of the same seed made from the
+    reference's category label alone;
+``speed.seconds_1s_prompted`` / ``speed.text_embedding_ms``
+    ``Studio.render`` of one 1 s prompted sound at the model's defaults (median of 3), and one
+    prompt's text embedding (median over 10 prompts, the tower loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import statistics
+import sys
+import time
+from typing import Sequence
+
+import torch
+
+from ..conditions import Conditions
+from ..data.captions import clip_descriptors
+from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
+from ..errors import InvalidRequestError, StudioError
+from ..models import resolve_model
+from ..request import GenerationRequest
+from ..studio import Studio, takes_prompts
+from .classifier import DEFAULT_CACHE, load_or_train
+from .features import batched_features
+from .run import ReferenceSet, _Space, compare, generate_clips, studio_output
+
+CATEGORY_PHRASINGS: dict[str, tuple[str, str]] = {
+    "kick": ("kick", "bass drum"),
+    "snare": ("snare", "snare drum hit"),
+    "hat": ("closed hi-hat", "hihat"),
+    "cymbal": ("crash cymbal", "cymbal"),
+}
+"""The issue's category prompts, two phrasings each."""
+
+DESCRIPTOR_PAIRS: dict[str, tuple[str, str, str]] = {
+    "bright_dark_snare": ("bright snare", "dark snare", "centroid_hz"),
+    "short_long_kick": ("long kick", "short kick", "decay_ms"),
+    "boomy_thin_kick": ("boomy kick", "thin kick", "low_share"),
+}
+"""(prompt whose descriptor should be higher, prompt whose should be lower, descriptor)."""
+
+TEXT_PROMPTS = ("short punchy 808 kick", "dark roomy snare", "bright tight closed hi-hat", "long crash cymbal",
+                "low boomy tom", "electronic clap", "soft ride cymbal", "lo-fi snare", "open hat", "cowbell")
+
+
+def _key(text: str) -> str:
+    return text.replace(" ", "_").replace("-", "_")
+
+
+def evaluate_prompts(model_name: str, data_root: str = str(DATA_ROOT), count: int = 16, pairs: int = 16,
+                     references: int = 8, seed: int = 0, guidance: float | None = None, device: str = "cpu",
+                     cache_dir: str = str(DEFAULT_CACHE)) -> dict[str, float | str]:
+    log = logging.getLogger(__name__)
+    studio = Studio(device=device)
+    entry = resolve_model(model_name)
+    if not takes_prompts(entry.manifest):
+        raise InvalidRequestError(f"model {entry.name!r} takes no prompts")
+    model = studio.load(entry)
+    embedder = studio.embedder(str(entry.folder))
+    rate, length = model.manifest["sample_rate"], model.manifest["length"]
+    holdout_set = DrumDataset(data_root, "holdout")
+    if holdout_set.length != length:
+        raise InvalidRequestError(f"{data_root} holds clips of {holdout_set.length} samples; the model makes "
+                                  f"{length} (build one with --length {length})")
+    results: dict[str, float | str] = {"model.name": entry.name, "model.checkpoint_id": model.checkpoint_id,
+                                       "model.training_steps": float(model.manifest["training"].get("steps", 0)),
+                                       "embedder.id": embedder.id}
+
+    # the embedder alone, on the held-out clips and their captions (in its own words)
+    from ..train.clap import retrieval_figures
+    from ..data.captions import dataset_captions
+    thresholds = getattr(embedder, "manifest", {}).get("captions", {}).get("thresholds")
+    captions = dataset_captions(holdout_set, thresholds, 6, 0, progress=False)
+    results.update({f"embedder.{k}": float(v) for k, v in retrieval_figures(embedder, holdout_set, captions).items()})
+
+    real = ReferenceSet.from_dataset(DrumDataset(data_root, "train"))
+    holdout = ReferenceSet.from_dataset(holdout_set)
+    classifier = load_or_train(data_root, cache_dir)
+    real_features = batched_features(real.audio.float(), rate)
+    holdout_features = batched_features(holdout.audio.float(), rate)
+    space = _Space.fit(real_features)
+
+    def prompted(text_or_vector, n: int, first_seed: int, label: str | None = None) -> torch.Tensor:
+        vector = embedder.text([text_or_vector])[0] if isinstance(text_or_vector, str) else text_or_vector
+        return generate_clips(model, n, label=label, seed=first_seed, guidance=guidance,
+                              conditions=[Conditions(prompt=vector)] * n)
+
+    # text -> sound: category prompts in two phrasings, beside the label
+    worst = 1.0
+    for category, phrasings in CATEGORY_PHRASINGS.items():
+        if category not in model.manifest["labels"]:
+            continue
+        labelled = generate_clips(model, count, label=category, seed=seed, guidance=guidance)
+        figures = compare(category, labelled, real, space, real_features, classifier, holdout, holdout_features)
+        for key in ("classified_as_intended", "frechet_ratio"):
+            results[f"label.{category}.{key}"] = figures.get(key, math.nan)
+        for text in phrasings:
+            log.info("text prompt %r: %d sounds", text, count)
+            figures = compare(category, prompted(text, count, seed), real, space, real_features, classifier,
+                              holdout, holdout_features)
+            for key in ("classified_as_intended", "frechet_ratio"):
+                results[f"text.{category}.{_key(text)}.{key}"] = figures.get(key, math.nan)
+            worst = min(worst, figures.get("classified_as_intended", 0.0))
+    results["text.worst_classified_as_intended"] = worst
+
+    # descriptors: seed-matched pairs of opposite prompts
+    for name, (high, low, descriptor) in DESCRIPTOR_PAIRS.items():
+        log.info("descriptor pair %s: %d pairs", name, pairs)
+        up = studio_output(prompted(high, pairs, seed + 500), rate)
+        down = studio_output(prompted(low, pairs, seed + 500), rate)
+        moved = [clip_descriptors(a, rate)[descriptor] > clip_descriptors(b, rate)[descriptor] for a, b in zip(up, down)]
+        results[f"descriptor.{name}.right_way"] = sum(moved) / len(moved)
+
+    # "more like this" of held-out clips, against the category's label alone at the same seed
+    same, closer, total = 0, 0, 0
+    for category in model.manifest["labels"]:
+        rows = [i for i, c in enumerate(holdout.categories) if c == category][:references]
+        for k, row in enumerate(rows):
+            reference = holdout.audio[row].float()
+            vector = embedder.audio(reference[None], rate)[0]
+            like = studio_output(prompted(vector, 1, seed + 900 + k), rate)
+            plain = studio_output(generate_clips(model, 1, label=category, seed=seed + 900 + k, guidance=guidance),
+                                  rate)
+            feats = batched_features(torch.cat([like, plain, reference[None]]), rate)
+            target = classifier.label_names.index(category) if category in classifier.label_names else -1
+            same += int(classifier.predict(feats[:1])[0] == target)
+            standard = torch.as_tensor(space.standard(feats))
+            closer += int((standard[0] - standard[2]).norm() < (standard[1] - standard[2]).norm())
+            total += 1
+    results["variation.references"] = float(total)
+    results["variation.same_category"] = same / total if total else math.nan
+    results["variation.closer_than_random"] = closer / total if total else math.nan
+
+    # speed, through the studio at the model's defaults
+    request = GenerationRequest(model=str(entry.folder), prompt="short punchy 808 kick", length=1.0)
+    studio.render(request)  # warm-up
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        studio.render(request)
+        times.append(time.perf_counter() - started)
+    results["speed.seconds_1s_prompted"] = statistics.median(times)
+    embed_times = []
+    for text in TEXT_PROMPTS:
+        started = time.perf_counter()
+        embedder.text([text])
+        embed_times.append(1000.0 * (time.perf_counter() - started))
+    results["speed.text_embedding_ms"] = statistics.median(embed_times)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.eval.prompts", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="latent-prompts")
+    parser.add_argument("--data", default="data/drums2s", help="built data set whose clips are the model's length")
+    parser.add_argument("--count", type=int, default=16, help="sounds per category prompt")
+    parser.add_argument("--pairs", type=int, default=16, help="seed-matched pairs per descriptor")
+    parser.add_argument("--references", type=int, default=8, help="held-out references per category")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--guidance", type=float, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cache", default=str(DEFAULT_CACHE))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        results = evaluate_prompts(args.model, args.data, args.count, args.pairs, args.references, args.seed,
+                                   args.guidance, args.device, args.cache)
+    except StudioError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for key, value in results.items():
+        print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
