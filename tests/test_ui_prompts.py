@@ -1,0 +1,75 @@
+"""The studio's prompt controls through the handlers, on the shipped prompted model: a typed prompt
+reaches the sound, its recipe and its card (with its match score); candidates are re-ranked;
+bad prompts are refused by name; "More like this" sets up a semantic variation; prompts come
+back from WAVs and presets (the browser flow is in test_ui_server.py)."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+
+from ui.handlers import slot_key
+
+from .ui_support import controls, handlers, run_generate, settings, studio  # noqa: F401  (fixtures)
+
+PROMPTED = dict(model="latent-prompts", label="(any)", sampler="euler_a", length=0.3, guidance=4.0)
+
+
+def test_a_typed_prompt_reaches_the_sound_its_recipe_and_its_card(handlers):
+    _, final = run_generate(handlers, **PROMPTED, prompt="  dark roomy snare ", count=2, rerank=3)
+    takes = final["session"].current()
+    assert len(takes) == 2 and takes[0].recipe["prompt"] == "dark roomy snare"
+    assert takes[0].recipe["score"] >= takes[1].recipe["score"]            # the best candidate first
+    assert takes[0].recipe["rerank"] == 0 and takes[0].recipe["label"] is None
+    caption = final[slot_key(0, "caption")]
+    assert "“dark roomy snare”" in caption and "match" in caption
+    _, morph = run_generate(handlers, **PROMPTED, prompt="dark snare", prompt_b="bright snare", prompt_morph=0.5)
+    recipe = morph["session"].current()[0].recipe
+    assert (recipe["prompt_b"], recipe["prompt_morph"]) == ("bright snare", 0.5)
+    assert "→ “bright snare” @ 0.50" in morph[slot_key(0, "caption")]
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(prompt="", prompt_b="bright snare"), "first box"),
+    (dict(prompt="kick", count=3, rerank=2), "at least 3"),
+    (dict(prompt="x" * 250), "characters long"),
+    (dict(prompt="kick", prompt_morph="lots", prompt_b="snare"), "prompt morph"),
+])
+def test_bad_prompts_are_refused_by_name(handlers, fields, message):
+    with pytest.raises(gr.Error, match=message):
+        run_generate(handlers, **{**PROMPTED, **fields})
+
+
+def test_the_prompt_box_shows_only_for_models_that_take_prompts(handlers):
+    assert handlers.describe_model("latent-prompts")["prompt_box"]["visible"] is True
+    assert handlers.describe_model("kick")["prompt_box"]["visible"] is False
+    assert "takes text prompts" in handlers.describe_model("latent-prompts")["model_info"]
+    # a hidden box's text is not sent: the kick model makes its sound as if nothing were typed
+    _, final = run_generate(handlers, prompt="dark snare", steps=3)
+    assert final["session"].current()[0].recipe["prompt"] is None
+
+
+def test_more_like_this_makes_a_semantic_variation_of_a_result(handlers):
+    _, final = run_generate(handlers, **PROMPTED, prompt="short punchy 808 kick")
+    out = handlers.more_like_slot(0, final["session"])
+    assert out["variation"] == "semantic" and out["lock_seed"] is False and out["reference"]
+    _, like = run_generate(handlers, **PROMPTED, reference=out["reference"], variation="semantic",
+                           session=final["session"])
+    recipe = like["session"].current()[0].recipe
+    assert recipe["variation"] == "semantic" and recipe["score"] is not None
+    assert "more like a sound" in like[slot_key(0, "caption")]
+    _, kick = run_generate(handlers)
+    with pytest.raises(gr.Error, match="does not take prompts"):
+        handlers.more_like_slot(0, kick["session"])
+
+
+def test_prompts_come_back_from_a_dropped_wav_and_a_preset(handlers):
+    _, final = run_generate(handlers, **PROMPTED, prompt="dark snare", prompt_b="bright snare", prompt_morph=0.3)
+    restored = handlers.restore_recipe(str(final["session"].current()[0].wav))
+    assert (restored["prompt"], restored["prompt_b"], restored["prompt_morph"]) == ("dark snare", "bright snare", 0.3)
+    assert restored["prompt_box"]["visible"] is True
+    handlers.save_preset("dark to bright", False, "latent-prompts", "(any)", "euler_a", 16, 4.0, 5, None, 0.0, 0.3,
+                         prompt="dark snare", prompt_b="bright snare", prompt_morph=0.3, rerank=4)
+    loaded = handlers.load_preset("dark-to-bright")
+    assert (loaded["prompt"], loaded["prompt_b"], loaded["prompt_morph"], loaded["rerank"]) == \
+        ("dark snare", "bright snare", 0.3, 4)
