@@ -213,7 +213,7 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--control-lr-scale", type=float,
                     help="latent: the control projections learn this many times faster than the rest (10)")
     tr.add_argument("--label-dropout", type=float, help="wave/latent: share of clips trained without their label (0.1)")
-    tr.add_argument("--prompts", help="latent: an embedder folder (checkpoints/clap): condition on prompt embeddings, "
+    tr.add_argument("--prompts", help="latent: an embedder folder (checkpoints/clap) or laion: condition on prompt embeddings, "
                                       "each clip's audio embedding or a caption's text embedding (added to --init's "
                                       "model with zero weights)")
     tr.add_argument("--prompt-dropout", type=float, help="latent with --prompts: share of clips trained without a prompt (0.2)")

@@ -137,10 +137,11 @@ class Studio:
         if not spec:
             raise InvalidRequestError(f"model {entry.name!r} does not take prompts{self._prompt_hint()}")
         from .embedders.base import load_embedder
-        folder = find_codec_folder(spec["model"], entry.folder, self.roots, "embedder").resolve()
+        folder = (Path("laion") if spec["model"] == "laion" else
+                  find_codec_folder(spec["model"], entry.folder, self.roots, "embedder").resolve())
         with self._lock:
             if folder not in self._embedders:
-                self._embedders[folder] = load_embedder(folder, "cpu")
+                self._embedders[folder] = load_embedder("laion" if folder == Path("laion") else folder, "cpu")
             return self._embedders[folder]
 
     def _prompt_hint(self) -> str:

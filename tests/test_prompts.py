@@ -30,6 +30,7 @@ from engine.nets.unet1d import UNet1d
 from engine.seeds import seeded_init
 from engine.train.latent import LatentTrainConfig, train_latent
 from engine.train.publish import publish
+from tests.test_embedders import fake_laion  # noqa: F401 (a fixture)
 from tests.test_latent import LENGTH, TINY_LATENT_NET, trained_codec  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -231,3 +232,24 @@ def test_cli_generates_from_a_prompt_and_refuses_a_bad_one(prompted, tmp_path):
     assert read_recipe(lines[0].split("\t")[0])["prompt"] == "short kick"
     bad = run("--prompt", "   ")
     assert bad.returncode == 2 and "empty" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_latent_model_trains_on_laion_clap_embeddings_with_the_downloads_stubbed(tmp_path, wav_folder, trained_codec,  # noqa: F811
+                                                                                    fake_laion):
+    """The optional laion-clap backend's plumbing, offline: the trainer conditions on its 512-d
+    embeddings (referenced by name, nothing copied), and the studio loads it for a prompt."""
+    config = LatentTrainConfig(data=str(wav_folder), run=str(tmp_path / "run"), codec=str(trained_codec),
+                               length=LENGTH, batch=4, warmup=1, log_every=1, save_every=500, render_every=0,
+                               augment_copies=1, device="cpu", network=dict(TINY_LATENT_NET), prompts="laion",
+                               steps=3)
+    folder = train_latent(config)
+    manifest = read_manifest(folder)
+    assert manifest["embedder"] == {"model": "laion", "dim": 512}
+    assert manifest["network"]["args"]["embeddings"] == {"prompt": 512}
+    published = publish(tmp_path / "run", tmp_path / "models" / "laion-drums")
+    assert not (published.parent / "laion").exists()
+    studio = Studio(roots=[published.parent], device="cpu")
+    result = studio.render(GenerationRequest(model="laion-drums", prompt="dark snare", steps=2, length=0.1))
+    assert result.sounds[0].recipe["embedder"].startswith("laion-") and result.sounds[0].score is not None
+    assert any("dark snare" in texts for texts in fake_laion.CLAP_Module.instances[-1].texts)

@@ -327,6 +327,9 @@ def embedder_spec(config: LatentTrainConfig, run: Path) -> dict:
     """The manifest's ``embedder`` entry for a model trained on prompts: the embedder folder is
     copied into the run beside ``model/`` (as the codec is), and referenced by name and id."""
     from ..embedders.base import read_embedder_manifest
+    if config.prompts == "laion":  # laion-clap: loaded by name (it keeps its own weights), not copied
+        from ..embedders.laion import LAION_DIM
+        return {"model": "laion", "dim": LAION_DIM}
     source = Path(config.prompts)
     embedder_manifest = read_embedder_manifest(source)
     name = embedder_manifest.get("name") or source.name
@@ -342,11 +345,13 @@ def embedder_spec(config: LatentTrainConfig, run: Path) -> dict:
 
 def prompt_tables(embedder, embedder_manifest: dict, dataset, data: str, rows: int | None = None):
     """``(clips, K, D)``: the text embeddings of every clip's K captions, in the embedder's own
-    words (its caption thresholds and phrasing count), so "dark" means what it meant to it."""
-    from ..data.captions import dataset_captions
+    words (its caption thresholds and phrasing count), so "dark" means what it meant to it; for
+    an embedder without them (laion-clap) the thresholds are measured on ``dataset``."""
+    from ..data.captions import dataset_captions, descriptor_thresholds
     from .clap import _kit_info
     settings = embedder_manifest.get("captions", {})
-    captions = dataset_captions(dataset, settings.get("thresholds"), int(settings.get("count", 6)),
+    thresholds = settings.get("thresholds") or descriptor_thresholds(dataset)
+    captions = dataset_captions(dataset, thresholds, int(settings.get("count", 6)),
                                 int(settings.get("seed", 0)), kit_info=_kit_info(Path(data), dataset), progress=False)
     flat = [c for clip in captions for c in clip]
     text = torch.cat([embedder.text(flat[i:i + 256]) for i in range(0, len(flat), 256)])
@@ -421,9 +426,12 @@ def train_latent(config: LatentTrainConfig) -> Path:
         if config.prompts and trainer.state is None:
             manifest["embedder"] = embedder_spec(config, run)
             args["embeddings"] = {"prompt": manifest["embedder"]["dim"]}
-        embedder_folder = run / manifest["embedder"]["model"]
-        embedder = load_embedder(embedder_folder, device)
-        caption_vectors = prompt_tables(embedder, read_embedder_manifest(embedder_folder), dataset, config.data)
+        if manifest["embedder"]["model"] == "laion":
+            embedder, embedder_manifest = load_embedder("laion", device=device), {}
+        else:
+            embedder_folder = run / manifest["embedder"]["model"]
+            embedder, embedder_manifest = load_embedder(embedder_folder, device), read_embedder_manifest(embedder_folder)
+        caption_vectors = prompt_tables(embedder, embedder_manifest, dataset, config.data)
     if args.get("pos_dim"):  # positions in seconds: latent frames per second of this codec
         args.setdefault("frame_rate", frames * dataset.sample_rate / dataset.length)
     with seeded_init(config.seed):
