@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -70,7 +71,7 @@ class Studio:
     """Holds loaded models (a small cache) and the device choice; one instance serves every user."""
 
     def __init__(self, roots: list[str | Path] | None = None, device: str = "auto", half: bool = False,
-                 cache_size: int = 3):
+                 cache_size: int = 3, workers: int = 1):
         self.device = pick_device(device)
         self.roots = [Path(r) for r in (roots or [DEFAULT_ROOT])]
         self.half = half and self.device.type == "cuda"
@@ -78,6 +79,11 @@ class Studio:
         self._embedders: dict[Path, object] = {}
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        # Sampling runs on long-lived worker threads, not a fresh thread per request: a new thread
+        # gets a new OpenMP team beside the idle one of the last, and the same 16-step one-shot then
+        # took 0.55 s instead of 0.20-0.27 s on the 2-core CPU (issue 18; docs/design-notes.md).
+        # One worker by default: two renders at once on two cores only slow each other down.
+        self._workers = ThreadPoolExecutor(max_workers=max(1, int(workers)), thread_name_prefix="tds-sampler")
 
     # ------------------------------------------------------------------ models
     def models(self) -> dict[str, ModelEntry]:
@@ -182,7 +188,11 @@ class Studio:
                 return event
         raise StudioError("generation ended without a result")
 
-    def generate(self, request: GenerationRequest, preview_every: int = 4) -> Iterator[Progress | Result]:
+    def generate(self, request: GenerationRequest, preview_every: int = 4,
+                 preview_after_s: float = 0.0) -> Iterator[Progress | Result]:
+        """Stream :class:`Progress` events (with a preview of the first sound every ``preview_every``
+        steps, once sampling has run ``preview_after_s``: a render shorter than that decodes no
+        preview nobody would see) and finally the :class:`Result`. Closing the iterator cancels."""
         request = request.validated()
         entry = self.entry(request.model)
         model = self.load(entry)
@@ -200,10 +210,9 @@ class Studio:
                                                            else request.control_guidance))
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
-        worker = threading.Thread(target=self._sample_worker, daemon=True,
-                                  args=(model, request, conditions, preview_every, events, stop))
         started = time.time()
-        worker.start()
+        self._workers.submit(self._sample_worker, model, request, conditions, (preview_every, preview_after_s),
+                             events, stop)
         try:
             while True:
                 event = events.get()
@@ -262,7 +271,7 @@ class Studio:
         return latent.expand(count, *latent.shape[1:]), None if envelope is None else envelope.expand(count, -1, -1)
 
     def _sample_worker(self, model: LoadedModel, request: GenerationRequest, conditions: Conditions,
-                       preview_every: int, events: queue.Queue, stop: threading.Event) -> None:
+                       preview_every: int | tuple[int, float], events: queue.Queue, stop: threading.Event) -> None:
         try:
             events.put(self._sample(model, request, conditions, preview_every, events, stop))
         except BaseException as error:  # handed to the consumer, which re-raises it
@@ -270,7 +279,11 @@ class Studio:
 
     @torch.no_grad()
     def _sample(self, model: LoadedModel, request: GenerationRequest, conditions: Conditions,
-                preview_every: int, events: queue.Queue, stop: threading.Event) -> list[Sound]:
+                preview_every: int | tuple[int, float], events: queue.Queue, stop: threading.Event) -> list[Sound]:
+        preview_every, preview_after_s = preview_every if isinstance(preview_every, tuple) else (preview_every, 0.0)
+        began = time.monotonic()
+        if stop.is_set():  # the caller gave up while this waited for the worker
+            raise Cancelled("generation cancelled")
         manifest, codec = model.manifest, model.codec
         samples, frames, full_frames = latent_plan(model, request.length)
         shape = (codec.latent_channels, full_frames)
@@ -303,7 +316,7 @@ class Studio:
                 raise Cancelled("generation cancelled")
             step = int(info["i"]) + 1
             preview = None
-            if preview_every and (step % preview_every == 0):
+            if preview_every and step % preview_every == 0 and time.monotonic() - began >= preview_after_s:
                 first = None if envelope is None else envelope[:1]
                 preview = codec.decode(info["denoised"][:1].float(), first)[0, :, :samples].clamp(-1, 1).cpu()
             events.put(Progress(step, steps, preview, manifest["sample_rate"]))

@@ -62,6 +62,12 @@ def test_every_sampler_and_the_blending_model_work(studio):
         render(studio, sampler="iadb")  # native blending steps need a blending model
 
 
+def test_a_render_shorter_than_the_preview_delay_decodes_no_preview(studio):
+    events = list(studio.generate(GenerationRequest(model="tiny", label="snare", steps=8), preview_every=2,
+                                  preview_after_s=60.0))
+    assert [e.step for e in events[:-1]] == list(range(1, 9)) and all(e.preview is None for e in events[:-1])
+
+
 def test_progress_streams_previews_then_one_result(studio):
     events = list(studio.generate(GenerationRequest(model="tiny", label="snare", steps=8), preview_every=4))
     progress = [e for e in events if isinstance(e, Progress)]

@@ -40,7 +40,9 @@ def _wav(path: Path, seconds: float = 0.3, rate: int = 44100, amp: float = 0.5) 
 
 # ---------------------------------------------------------------------------- generate
 
-def test_generate_streams_status_and_previews_then_playable_results(handlers):
+def test_generate_streams_status_and_previews_then_playable_results(handlers, monkeypatch):
+    import ui.handlers
+    monkeypatch.setattr(ui.handlers, "PREVIEW_INTERVAL_S", 0.0)  # a render this quick shows no preview otherwise
     updates, final = run_generate(handlers, steps=6, count=2, seed=11)
     first = updates[0]
     assert first["seed"] == 11 and "loading" in first["status"]

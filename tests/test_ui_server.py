@@ -620,3 +620,51 @@ def test_a_producer_types_a_prompt_gets_that_sound_and_more_like_it(server, brow
     assert "more like a sound" in page.locator("#slot0 .tds-caption").first.inner_text()
     page.screenshot(path=str(SHOTS / "16-more-like-this.png"), full_page=True)
     page.close()
+
+
+def test_audition_on_change_renders_when_a_dice_is_rolled_or_the_morph_released_and_g_generates(server,
+                                                                                                 browser_context):
+    """Scrubbing (issue 18): with "Audition on change" ticked, rolling the dice, pressing Enter in
+    the seed B box and releasing the morph slider each render at once, with the seed as shown
+    (never a new roll); G outside a text field presses Generate."""
+    page = browser_context.new_page()
+    page.goto(server.url)
+    page.wait_for_selector("#generate")
+    page.wait_for_selector("#history table")
+    _set_number(page, "steps", FAST)
+    page.check("#lock-seed input")
+
+    def sound() -> str:
+        return page.evaluate(f"() => document.querySelector(\"{_audio_ready(0)}\")?.getAttribute('href') || ''")
+
+    def after(action, timeout_ms: int = 60_000) -> str:
+        """Do ``action`` and wait for a new playable sound in the first card; its caption."""
+        before = sound()
+        action()
+        page.wait_for_function(f"""before => {{ const a = document.querySelector("{_audio_ready(0)}");
+                                                return a && a.getAttribute('href') !== before; }}""",
+                               arg=before, timeout=timeout_ms)
+        page.wait_for_selector("#status .tds-status.done", timeout=timeout_ms)
+        return page.locator("#slot0 .tds-caption").first.inner_text()
+
+    before = sound()
+    page.click("#roll-seed")  # audition off: only a new seed
+    page.wait_for_timeout(1500)
+    assert sound() == before
+    page.check("#audition input")
+    caption = after(lambda: page.click("#roll-seed"))
+    seed = page.locator("#seed input").input_value()
+    assert f"seed {seed} " in caption, (seed, caption)
+
+    seed_b = page.locator("#seed-b textarea, #seed-b input").first
+    seed_b.fill("77")
+    after(lambda: seed_b.press("Enter"))
+    box = page.locator("#morph input[type=range]").bounding_box()
+    caption = after(lambda: page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2))
+    assert f"seed {seed} → 77 @ 0." in caption, caption  # the morph as released, the seed as shown
+
+    page.locator(".tds-header").first.click()  # focus off any text field
+    caption = after(lambda: page.keyboard.press("g"))
+    assert f"seed {seed} " in caption
+    page.screenshot(path=str(SHOTS / "17-audition.png"), full_page=True)
+    page.close()

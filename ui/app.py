@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import threading
 
 import gradio as gr
 
@@ -58,6 +59,18 @@ document.addEventListener("dragstart", (event) => {
   const url = new URL(link.getAttribute("href"), window.location.href).href;
   const name = link.getAttribute("download") || decodeURIComponent(url.split("?")[0].split("/").pop());
   event.dataTransfer.setData("DownloadURL", "audio/wav:" + name + ":" + url);
+});
+
+// G (outside a text field) or Ctrl/Cmd+Enter anywhere presses Generate: audition like a sampler.
+document.addEventListener("keydown", (event) => {
+  const field = event.target && event.target.closest ? event.target.closest("input, textarea, select, [contenteditable]") : null;
+  const combo = event.key === "Enter" && (event.ctrlKey || event.metaKey);
+  const plain = (event.key === "g" || event.key === "G") && !field && !event.ctrlKey && !event.metaKey && !event.altKey;
+  if (!combo && !plain) return;
+  const button = document.querySelector("#generate");
+  if (!button || button.disabled) return;
+  event.preventDefault();
+  button.click();
 });
 
 // An error toast fades; the status line keeps its message until the next button is pressed, so a
@@ -212,6 +225,9 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
     with gr.Row():
         C["generate"] = gr.Button("Generate", variant="primary", size="lg", scale=3, elem_id="generate")
         C["stop"] = gr.Button("Stop", variant="secondary", size="lg", scale=1, min_width=70, elem_id="stop")
+    C["audition"] = gr.Checkbox(False, label="Audition on change", elem_id="audition",
+                                info="a new sound as soon as you roll a dice, release the morph or press Enter in a "
+                                     "seed box · G (or Ctrl+Enter) is Generate")
     C["status"] = gr.HTML('<div class="tds-status"><span>ready</span></div>', elem_id="status")
     C["recipe_note"] = gr.Markdown(elem_id="recipe-note")
     with gr.Tabs():
@@ -315,6 +331,8 @@ def _results(C: dict, settings: Settings) -> None:
 def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
     """The whole studio page over ``studio``; launch it with ``demo.launch(**launch_kwargs(settings))``."""
     h = Handlers(studio, settings)
+    if settings.warm_up:
+        threading.Thread(target=h.warm_up, name="tds-warm-up", daemon=True).start()
     swept = sweep(settings.sounds_dir)
     if swept:
         log.info("removed %d stale session folder(s) from %s", swept, settings.sounds_dir)
@@ -340,12 +358,17 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")
         wire(C["add_model"].click, h.add_model_folder, ["model", "model_folder"], api_name="add_model_folder")
-        wire(C["roll_seed"].click, h.roll_seed, ["seed"], api_name="roll_seed")
-        wire(C["roll_seed_b"].click, h.roll_seed_b, ["seed_b"], api_name="roll_seed_b")
         wire(C["reference"].upload, h.check_reference, ["reference", "reference_info"], api_name="check_reference")
         # "once": a second click while a generation runs is ignored (a double click made two takes)
-        wire(C["generate"].click, h.generate, GENERATE_OUTPUTS, api_name="generate",
-                       show_progress="hidden", trigger_mode="once")
+        generating = wire(C["generate"].click, h.generate, GENERATE_OUTPUTS, api_name="generate",
+                          show_progress="hidden", trigger_mode="once")
+        # audition on change: each trigger renders at once, cancelling a render still running
+        auditions = [generating]
+        for trigger in (wire(C["roll_seed"].click, h.roll_seed, ["seed"], api_name="roll_seed").then,
+                        wire(C["roll_seed_b"].click, h.roll_seed_b, ["seed_b"], api_name="roll_seed_b").then,
+                        C["morph"].release, C["prompt_morph"].release, C["seed"].submit, C["seed_b"].submit):
+            auditions.append(wire(trigger, h.audition, GENERATE_OUTPUTS, trigger_mode="always_last",
+                                  cancels=list(auditions)))
         # Stop asks the running generation to stop (its own last update says so); it must not wait in
         # the queue behind the generation it stops, hence no concurrency limit
         wire(C["stop"].click, h.stop, ["status"], concurrency_limit=None)

@@ -173,6 +173,20 @@ class Handlers:
         self.studio = studio
         self.settings = settings
 
+    def warm_up(self) -> None:
+        """Server start: load the default model and render one short sound nobody hears, so the
+        first click pays neither the loading nor the first-call costs of the kernels (issue 18).
+        Runs in the background; a failure is logged, never raised (the first click says it)."""
+        model = self.default_model()
+        if not model:
+            return
+        try:
+            started = time.perf_counter()
+            self.studio.render(GenerationRequest(model=model, steps=2, seed=0))
+            log.info("warmed up %s in %.2f s", model, time.perf_counter() - started)
+        except Exception:  # noqa: BLE001 - a broken model must not stop the server
+            log.exception("warming up %s failed", model)
+
     # ------------------------------------------------------------------ session
     def new_session(self) -> Session:
         return Session.create(self.settings.sounds_dir, self.settings.max_history)
@@ -411,7 +425,9 @@ class Handlers:
         yield start
 
         preview_every = max(1, round((steps_total or 16) / 4))
-        events = self.studio.generate(request, preview_every=preview_every)
+        clicked = time.perf_counter()
+        events = self.studio.generate(request, preview_every=preview_every, preview_after_s=PREVIEW_INTERVAL_S)
+        preview_s = 0.0
         result: Result | None = None
         last_preview = 0.0
         try:
@@ -427,9 +443,11 @@ class Handlers:
                 now = time.monotonic()
                 if (event.preview is not None and now - last_preview >= PREVIEW_INTERVAL_S
                         and event.step <= event.total - 2):  # the finished sound is about to replace it
+                    drawing = time.perf_counter()
                     out[slot_key(0, "plot")] = sound_figure(event.preview, event.sample_rate,
                                                             f"preview · step {event.step}/{event.total}",
                                                             dpi=PREVIEW_DPI)
+                    preview_s += time.perf_counter() - drawing
                     last_preview = time.monotonic()
                 yield out
         finally:
@@ -438,6 +456,8 @@ class Handlers:
         if result is None:
             raise gr.Error("generation ended without a result")
 
+        engine_s = time.perf_counter() - clicked
+        writing = time.perf_counter()
         takes = []
         for sound in result.sounds:
             stem = audio_io.stem_from_recipe(sound.recipe)
@@ -459,11 +479,29 @@ class Handlers:
                 done[slot_key(i, "audio")] = take.wav
                 done[slot_key(i, "file")] = take.wav
                 done[slot_key(i, "caption")] = take.caption()
+        writes_s = time.perf_counter() - writing
         yield done  # the sounds first: playable before their plots are drawn
         # the last update is the whole result (it is what an API client's predict() returns)
+        drawing = time.perf_counter()
         plots = {slot_key(i, "plot"): sound_figure(s.audio, s.sample_rate, rms=request.rms, onsets=request.onsets)
                  for i, s in enumerate(result.sounds)}
+        plots_s = time.perf_counter() - drawing
+        # one line per click, read by bench/bench_ui.py to split the wait into stages
+        log.info("timings: sounds %d, engine %.3f s (sampling %.3f s, preview plots %.3f s), wav writes %.3f s, "
+                 "plots %.3f s", len(takes), engine_s, result.seconds, preview_s, writes_s, plots_s)
         yield {**done, **plots, "status": done["status"].replace('"tds-status"', '"tds-status done"')}
+
+    def audition(self, audition, model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
+                 reference, strength, variation, session, rms=None, onsets=None, control_guidance=None,
+                 match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0) -> Iterator[dict]:
+        """A seed, seed B or morph was moved (or a dice rolled) with "Audition on change" ticked:
+        render at once with the seed as it now is (never a new roll). Off, it changes nothing."""
+        if not audition:
+            yield {"status": gr.update()}  # nothing changes (an empty update would read as one value)
+            return
+        yield from self.generate(model, label, sampler, steps, guidance, seed, True, seed_b, morph, count, length,
+                                 reference, strength, variation, session, rms, onsets, control_guidance,
+                                 match_loudness, prompt, prompt_b, prompt_morph, rerank)
 
     def stop(self, session) -> dict:
         """Stop was pressed: ask the running generation to stop. It stops at its next step and its

@@ -27,6 +27,7 @@ class Settings:
     device: str = "cpu"                # what the Studio resolved, shown in the header
     concurrency: int = 2               # generations running at once (Gradio queue)
     max_history: int = 200             # takes kept per session (favourites are never dropped)
+    warm_up: bool = True               # load and run the default model once when the server starts
 
     def __post_init__(self) -> None:
         self.export_dir = Path(self.export_dir).expanduser().resolve()
