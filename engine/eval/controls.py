@@ -34,8 +34,6 @@ import argparse
 import logging
 import math
 import statistics
-import sys
-import time
 from typing import Sequence
 
 import torch
@@ -43,13 +41,13 @@ import torch
 from .. import dsp
 from ..conditions import Conditions, curves_from_sound
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
-from ..errors import InvalidRequestError, StudioError
+from ..errors import InvalidRequestError
 from ..models import LoadedModel, load_model, resolve_model
 from ..request import GenerationRequest
 from ..studio import Studio
 from .classifier import DEFAULT_CACHE, load_or_train
 from .features import batched_features
-from .run import ReferenceSet, _Space, compare, generate_clips, studio_output
+from .run import ReferenceSet, _Space, compare, generate_clips, report, seconds_per_call, studio_output
 
 HOP = 128
 LOUD_DB = -45.0          # frames quieter than this in the request are not scored (the floor is noise)
@@ -199,13 +197,7 @@ def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: i
     studio = Studio(device=device)
     request = GenerationRequest(model=str(entry.folder), label=categories[0], length=1.0,
                                 rms=SHAPES["fast_decay"][0], onsets=(0.0,))
-    studio.render(request)  # warm-up: loading
-    times = []
-    for _ in range(3):
-        started = time.perf_counter()
-        studio.render(request)
-        times.append(time.perf_counter() - started)
-    results["speed.seconds_1s_controlled"] = statistics.median(times)
+    results["speed.seconds_1s_controlled"] = seconds_per_call(lambda: studio.render(request))
     return results
 
 
@@ -220,16 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cache", default=str(DEFAULT_CACHE))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        results = evaluate_controls(args.model, args.data, args.count, args.shape_seeds, args.seed,
-                                    args.control_guidance, args.device, args.cache)
-    except StudioError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    for key, value in results.items():
-        print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}", flush=True)
-    return 0
+    return report(lambda: evaluate_controls(args.model, args.data, args.count, args.shape_seeds, args.seed,
+                                            args.control_guidance, args.device, args.cache))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import argparse
 import logging
 import math
 import statistics
-import sys
 import time
 from typing import Sequence
 
@@ -39,13 +38,13 @@ import torch
 from ..conditions import Conditions
 from ..data.captions import clip_descriptors
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
-from ..errors import InvalidRequestError, StudioError
+from ..errors import InvalidRequestError
 from ..models import resolve_model
 from ..request import GenerationRequest
 from ..studio import Studio, takes_prompts
 from .classifier import DEFAULT_CACHE, load_or_train
 from .features import batched_features
-from .run import ReferenceSet, _Space, compare, generate_clips, studio_output
+from .run import ReferenceSet, _Space, compare, generate_clips, report, seconds_per_call, studio_output
 
 CATEGORY_PHRASINGS: dict[str, tuple[str, str]] = {
     "kick": ("kick", "bass drum"),
@@ -156,13 +155,7 @@ def evaluate_prompts(model_name: str, data_root: str = str(DATA_ROOT), count: in
 
     # speed, through the studio at the model's defaults
     request = GenerationRequest(model=str(entry.folder), prompt="short punchy 808 kick", length=1.0)
-    studio.render(request)  # warm-up
-    times = []
-    for _ in range(3):
-        started = time.perf_counter()
-        studio.render(request)
-        times.append(time.perf_counter() - started)
-    results["speed.seconds_1s_prompted"] = statistics.median(times)
+    results["speed.seconds_1s_prompted"] = seconds_per_call(lambda: studio.render(request))
     embed_times = []
     for text in TEXT_PROMPTS:
         started = time.perf_counter()
@@ -184,16 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cache", default=str(DEFAULT_CACHE))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        results = evaluate_prompts(args.model, args.data, args.count, args.pairs, args.references, args.seed,
-                                   args.guidance, args.device, args.cache)
-    except StudioError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    for key, value in results.items():
-        print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}", flush=True)
-    return 0
+    return report(lambda: evaluate_prompts(args.model, args.data, args.count, args.pairs, args.references,
+                                           args.seed, args.guidance, args.device, args.cache))
 
 
 if __name__ == "__main__":

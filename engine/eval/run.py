@@ -38,11 +38,12 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import statistics
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -278,6 +279,30 @@ def compare_all(generated: torch.Tensor, real: ReferenceSet, space: _Space, real
         out["diversity_real"] = metrics.diversity(space.standard(real_features))
         out["diversity_ratio"] = _ratio(out["diversity"], out["diversity_real"])
     return out
+
+
+def seconds_per_call(call: Callable[[], object], repeats: int = 3) -> float:
+    """Median wall time of ``call`` over ``repeats`` runs, after one warm-up run (loading, first kernels)."""
+    call()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def report(evaluate: Callable[[], dict]) -> int:
+    """An evaluation's command line: run it with INFO logging, print its ``name: value`` lines;
+    a StudioError is one line on stderr and exit status 2."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        results = evaluate()
+    except StudioError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_results(results), flush=True)
+    return 0
 
 
 def format_results(results: dict[str, float | str]) -> str:

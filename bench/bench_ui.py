@@ -1,0 +1,177 @@
+"""Where a click's time goes: a real studio server, headless Chromium, and the engine alone.
+
+    .venv/bin/python bench/bench_ui.py [--clicks 5] [--model kick] [--steps 16]
+
+Run it with nothing else on the CPU (training included). It starts ``python app.py`` on a free
+port of 127.0.0.1 with its own folders, waits for the server's warm-up, and then in Debian's
+Chromium (Playwright, ``executable_path``):
+
+- ``first_click_s``: the first Generate after the page loads, click -> the sound playable;
+- for 1 and for 8 sounds, ``--clicks`` warm clicks each: click -> every card playable
+  (``page_s``), and from the server's log line for that click (``ui.handlers``: "timings: ...")
+  the stages: ``sampling_s`` (the engine's render), ``preview_plots_s`` (preview plots drawn while
+  it samples), ``wav_writes_s`` (the WAVs and their float masters), ``plots_s`` (the final
+  waveform + spectrogram figures, drawn after the sounds are playable) and ``rest_s`` (page
+  updates, payloads, queueing: page minus the server's stages before the sounds play);
+- ``scrub_s``: with "Audition on change" ticked, the morph slider released -> a new sound playable;
+- ``engine_s``: the same request through ``Studio.render`` in this process (median), the figure
+  the page should add little to.
+
+Figures are medians, printed as ``name: value`` lines, then a per-stage table with each stage's
+share of the page time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CHROMIUM = "/usr/bin/chromium"
+TIMINGS = re.compile(r"timings: sounds (\d+), engine ([\d.]+) s \(sampling ([\d.]+) s, preview plots ([\d.]+) s\), "
+                     r"wav writes ([\d.]+) s, plots ([\d.]+) s")
+
+
+def start_server(base: Path) -> tuple[subprocess.Popen, str, Path]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = base / "server.log"
+    process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--no-browser", "--device", "cpu", "--port",
+                                str(port), "--export-dir", str(base / "exports"), "--cache-dir", str(base / "cache")],
+                               cwd=base, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if "warmed up" in log.read_text() or "warming up" in log.read_text():
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                return process, url, log
+            except OSError:
+                pass
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited:\n{log.read_text()}")
+        time.sleep(0.3)
+    process.kill()
+    raise SystemExit(f"the server did not start:\n{log.read_text()}")
+
+
+def click_until_playable(page, count: int) -> float:
+    """Click Generate; seconds until all ``count`` cards hold a new playable WAV."""
+    selector = ".tds-player a[download$='.wav']"
+    before = page.evaluate(f"n => [...Array(n).keys()].map(i => document.querySelector('#slot' + i + ' {selector}')"
+                           "?.getAttribute('href') || '')", count)
+    started = time.perf_counter()
+    page.click("#generate")
+    page.wait_for_function(f"""([n, before]) => [...Array(n).keys()].every(i => {{
+        const a = document.querySelector('#slot' + i + ' {selector}');
+        return a && a.getAttribute('href') !== before[i]; }})""", arg=[count, before], timeout=180_000)
+    seconds = time.perf_counter() - started
+    page.wait_for_selector("#status .tds-status.done", timeout=180_000)
+    return seconds
+
+
+def last_timings(log: Path) -> dict[str, float]:
+    found = TIMINGS.findall(log.read_text())
+    if not found:
+        raise SystemExit("no timings line in the server log")
+    sounds, engine, sampling, previews, writes, plots = found[-1]
+    return {"engine_handler_s": float(engine), "sampling_s": float(sampling), "preview_plots_s": float(previews),
+            "wav_writes_s": float(writes), "plots_s": float(plots)}
+
+
+def set_number(page, element_id: str, value) -> None:
+    box = page.locator(f"#{element_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def engine_seconds(model: str, steps: int, count: int, clicks: int) -> float:
+    from engine import GenerationRequest, Studio
+    studio = Studio(device="cpu")
+    request = GenerationRequest(model=model, steps=steps, count=count, seed=5)
+    studio.render(request)
+    times = []
+    for _ in range(clicks):
+        started = time.perf_counter()
+        studio.render(request)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clicks", type=int, default=5)
+    parser.add_argument("--model", default="kick", help="the page's default model is kick; others are picked")
+    parser.add_argument("--steps", type=int, default=16)
+    args = parser.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        process, url, log = start_server(Path(folder))
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                     args=["--no-sandbox", "--disable-gpu"])
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(url)
+                page.wait_for_selector("#history table")
+                page.check("#lock-seed input")
+                set_number(page, "steps", args.steps)
+                results["first_click_s"] = click_until_playable(page, 1)
+                for count in (1, 8):
+                    set_number(page, "count", count)
+                    rows = []
+                    for _ in range(args.clicks):
+                        page_s = click_until_playable(page, count)
+                        stages = last_timings(log)
+                        stages["page_s"] = page_s
+                        stages["rest_s"] = page_s - stages["engine_handler_s"] - stages["wav_writes_s"]
+                        rows.append(stages)
+                    for key in rows[0]:
+                        results[f"sounds_{count}.{key}"] = statistics.median(r[key] for r in rows)
+                set_number(page, "count", 1)
+                page.locator("#seed-b textarea, #seed-b input").first.fill("77")
+                page.check("#audition input")
+                box = page.locator("#morph input[type=range]").bounding_box()
+                scrubs = []
+                for k in range(args.clicks):
+                    selector = "#slot0 .tds-player a[download$='.wav']"
+                    before = page.evaluate(f"() => document.querySelector(\"{selector}\")?.getAttribute('href')")
+                    started = time.perf_counter()
+                    page.mouse.click(box["x"] + box["width"] * (0.2 + 0.15 * k), box["y"] + box["height"] / 2)
+                    page.wait_for_function(f"b => document.querySelector(\"{selector}\")?.getAttribute('href') !== b",
+                                           arg=before, timeout=180_000)
+                    scrubs.append(time.perf_counter() - started)
+                    page.wait_for_selector("#status .tds-status.done", timeout=180_000)
+                results["scrub_s"] = statistics.median(scrubs)
+                browser.close()
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    for count in (1, 8):
+        results[f"sounds_{count}.engine_s"] = engine_seconds(args.model, args.steps, count, args.clicks)
+    for key, value in results.items():
+        print(f"{key}: {value:.3f}")
+    print("\nstage            1 sound        8 sounds")
+    for stage in ("sampling_s", "preview_plots_s", "wav_writes_s", "plots_s", "rest_s", "page_s"):
+        cells = []
+        for count in (1, 8):
+            value, page_s = results[f"sounds_{count}.{stage}"], results[f"sounds_{count}.page_s"]
+            cells.append(f"{value:6.3f} s {100 * value / page_s:4.0f} %")
+        print(f"{stage:<16} " + "   ".join(cells))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
