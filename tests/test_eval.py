@@ -136,6 +136,21 @@ def test_diversity_is_zero_for_identical_clips():
     assert math.isnan(metrics.diversity(same[:1]))
 
 
+def test_manifold_figures_tell_a_collapsed_set_from_a_varied_one():
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((40, 4))
+    same = metrics.manifold_figures(real, real)
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0 and same["density"] >= 1.0
+    varied = metrics.manifold_figures(real, rng.standard_normal((40, 4)))
+    collapsed = metrics.manifold_figures(real, real[:1] + 0.01 * rng.standard_normal((40, 4)))
+    assert collapsed["precision"] == 1.0                   # every sound is plausible...
+    assert collapsed["recall"] < 0.2 and collapsed["coverage"] < 0.2 < varied["coverage"]   # ...but one sound
+    far = metrics.manifold_figures(real, rng.standard_normal((40, 4)) + 20)
+    assert far["precision"] == far["coverage"] == 0.0
+    spread = metrics.pc_spread(real * np.array([1, 2, 3, 4]), np.zeros(4), np.eye(4)[:, :2])
+    assert spread.shape == (2,) and spread[1] > 1.5 * spread[0]
+
+
 def test_silent_clipped_and_nan_detection():
     good = kick(0)
     quiet = kick(0) * 10 ** (-70 / 20)

@@ -6,6 +6,11 @@ audio checks take ``(B, C, N)`` audio and return the share of clips that fail th
 - :func:`frechet_distance`: Fréchet (2-Wasserstein between Gaussians) distance of two feature
   sets, with shrunk covariances because the sets are small (10-100 clips in 10-170 dims).
 - :func:`diversity`: mean pairwise Euclidean distance inside one (standardised) set.
+- :func:`manifold_figures`: precision and recall on k-nearest-neighbour manifolds (Kynkäänniemi
+  et al. 2019) and density and coverage (Naeem et al. 2020) of a generated set against a real one:
+  how much of the real set's variety the generated set reaches, which a mean distance hides.
+- :func:`pc_spread`: the spread of a set along given principal directions (the real features'
+  main directions of variation: decay, brightness, body vs noise), per direction.
 - :func:`silent_share`, :func:`clipped_share`, :func:`nan_share`: broken outputs;
   :func:`over_full_scale_share`: raw decoded sounds louder than full scale.
 - :func:`tail_floor_db`: the level of high-frequency residue in the decaying tail ("hiss").
@@ -17,6 +22,7 @@ import math
 
 import numpy as np
 import scipy.linalg
+import scipy.spatial.distance
 import torch
 
 SILENT_DB = -60.0
@@ -101,6 +107,37 @@ def diversity(x: torch.Tensor | np.ndarray) -> float:
     distances = np.sqrt(np.clip(squared[:, None] + squared[None, :] - 2.0 * x @ x.T, 0.0, None))
     upper = np.triu_indices(len(x), 1)
     return float(distances[upper].mean())
+
+
+def _knn_radii(x: np.ndarray, k: int) -> np.ndarray:
+    """Each row's distance to its k-th nearest other row."""
+    distances = scipy.spatial.distance.cdist(x, x)
+    return np.sort(distances, axis=1)[:, min(k, len(x) - 1)]
+
+
+def manifold_figures(real: torch.Tensor | np.ndarray, fake: torch.Tensor | np.ndarray, k: int = 3) -> dict[str, float]:
+    """``precision`` (share of fake rows inside some real row's k-NN ball), ``recall`` (share of
+    real rows inside some fake row's ball), ``density`` (fake rows' mean count of real balls they
+    fall in, over k: 1 when they are spread like the real set) and ``coverage`` (share of real rows
+    whose own ball holds a fake row; Naeem et al. 2020: robust to outliers). Small sets (8-32 rows)
+    need a small ``k`` (3 here); with so few rows each figure moves by 1/N per row, so compare it
+    with the same figure for real-vs-real sets of the same sizes (a floor), not with 1."""
+    real, fake = _as_numpy(real), _as_numpy(fake)
+    if len(real) <= k or len(fake) <= k:
+        return {name: math.nan for name in ("precision", "recall", "density", "coverage")}
+    real_radii, fake_radii = _knn_radii(real, k), _knn_radii(fake, k)
+    cross = scipy.spatial.distance.cdist(real, fake)                     # [real, fake]
+    inside_real = cross <= real_radii[:, None]                            # fake j in real i's ball
+    return {"precision": float(inside_real.any(0).mean()),
+            "recall": float((cross <= fake_radii[None, :]).any(1).mean()),
+            "density": float(inside_real.sum(0).mean() / k),
+            "coverage": float((cross.min(1) <= real_radii).mean())}
+
+
+def pc_spread(x: torch.Tensor | np.ndarray, mean: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """The standard deviation of ``x`` along each principal direction (``basis`` columns, about ``mean``)."""
+    x = _as_numpy(x)
+    return ((x - mean) @ basis).std(0, ddof=1) if len(x) > 1 else np.full(basis.shape[1], math.nan)
 
 
 # --------------------------------------------------------------------------- broken outputs

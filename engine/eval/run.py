@@ -18,6 +18,12 @@ category the model makes (an alias such as ``kick`` narrows it to one), with see
 ``<cat>.diversity`` / ``.diversity_real`` / ``.diversity_ratio``
     mean pairwise distance of standardised features, generated vs real train clips (ratio < 1:
     the model repeats itself; near 0: collapse).
+``<cat>.precision`` / ``.recall`` / ``.density`` / ``.coverage`` (each with ``_floor``; ``recall_ratio``, ``coverage_ratio``)
+    the generated set against the held-out kits' clips of the category on k-NN manifolds (k = 3)
+    in the same projected space, beside the training clips against them (the floor); and
+    ``pc_diversity`` / ``pc_diversity_heldout``: the spread along the real features' first
+    :data:`PC_DIRECTIONS` principal directions over the training clips' (:func:`coverage_figures`).
+    With 10-32 held-out clips per category these move in steps of 1/N: use 64+ generated sounds.
 ``<cat>.nan_share`` / ``.over_full_scale_share``
     on the raw decoded audio: NaN/Inf clips, and clips whose peak exceeds full scale (the studio
     scales those down; a high share says the model's loudness is off).
@@ -200,10 +206,41 @@ def compare(category: str, generated: torch.Tensor, real: ReferenceSet, space: _
         out["diversity"] = metrics.diversity(space.standard(feats))
         out["diversity_real"] = metrics.diversity(space.standard(real_cat))
         out["diversity_ratio"] = _ratio(out["diversity"], out["diversity_real"])
+        out.update(coverage_figures(space.project(feats), space.project(real_cat), space,
+                                    None if holdout is None or holdout_features is None else
+                                    space.project(holdout_features[holdout.mask(category)])))
     if category in TAIL_CATEGORIES:
         out["tail_floor_db"] = _median(metrics.tail_floor_db(generated, rate))
         out["tail_floor_real_db"] = _median(metrics.tail_floor_db(real.audio[in_real].float(), rate))
         out["tail_floor_excess_db"] = out["tail_floor_db"] - out["tail_floor_real_db"]
+    return out
+
+
+PC_DIRECTIONS = 4   # the real features' main directions of variation whose spread is compared
+
+
+def coverage_figures(generated: np.ndarray, real: np.ndarray, space: _Space,
+                     held: np.ndarray | None = None) -> dict[str, float]:
+    """Variety beside accuracy (issue 19), in the projected feature space: precision, recall,
+    density and coverage of the generated set against the held-out kits' clips of the category
+    (``held``), each beside the same figure for the real training clips against them (the floor:
+    what a perfect generator of the training distribution scores; ``*_ratio`` = generated /
+    floor); and ``pc_diversity``: the generated set's spread along the real features' first
+    :data:`PC_DIRECTIONS` principal directions over the training clips' own (mean of the
+    per-direction ratios), beside ``pc_diversity_heldout``, the held-out kits' same ratio."""
+    out: dict[str, float] = {}
+    directions = np.eye(generated.shape[1])[:, :PC_DIRECTIONS]   # projected space: its axes are the PCs
+    centre = np.zeros(generated.shape[1])
+    real_spread = metrics.pc_spread(real, centre, directions)
+    out["pc_diversity"] = float(np.mean(metrics.pc_spread(generated, centre, directions) / real_spread))
+    if held is None or len(held) < 4:
+        return out
+    out["pc_diversity_heldout"] = float(np.mean(metrics.pc_spread(held, centre, directions) / real_spread))
+    made, floor = metrics.manifold_figures(held, generated), metrics.manifold_figures(held, real)
+    for name in ("precision", "recall", "density", "coverage"):
+        out[name], out[f"{name}_floor"] = made[name], floor[name]
+    out["recall_ratio"] = _ratio(made["recall"], floor["recall"])
+    out["coverage_ratio"] = _ratio(made["coverage"], floor["coverage"])
     return out
 
 
