@@ -216,6 +216,11 @@ def test_publishing_refuses_to_put_a_model_beside_another_embedder(prompted, tmp
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)  # another embedder under the same name
     with pytest.raises(CheckpointError, match="another embedder"):
         publish(prompted.parent.parent / "run", other / "tiny-prompted")
+    # nor is an embedder run published over the embedder a prompted model beside it was trained with
+    run = tmp_path / "clap-run"
+    shutil.copytree(other / "tiny-clap", run / "model")
+    with pytest.raises(CheckpointError, match="trained with the embedder there"):
+        publish(run, prompted.parent / "tiny-clap")
 
 
 @pytest.mark.slow

@@ -152,6 +152,12 @@ def test_a_tiny_run_learns_resumes_and_saves_a_loadable_embedder(tmp_path, wav_f
     assert embedder.audio(audio, held.sample_rate).shape == (len(held), 32)
     assert (folder / "MODEL_CARD.md").read_text().count("trained 50 steps") == 1
     assert (run / "captions.json").is_file() and (run / "config.json").is_file()
+    from engine.train.publish import publish
+    shipped = publish(run, tmp_path / "shipped" / "clap")
+    assert sorted(p.name for p in shipped.iterdir()) == ["MODEL_CARD.md", "manifest.json", "model.safetensors",
+                                                          "training_log.csv"]
+    assert torch.allclose(load_embedder(str(shipped)).audio(audio, held.sample_rate),
+                          embedder.audio(audio, held.sample_rate))
 
 
 def test_bad_settings_are_refused(tmp_path, wav_folder):

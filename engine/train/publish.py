@@ -174,10 +174,33 @@ def publish_beside(source: Path, target: Path, what: str) -> None:
     tmp.replace(target)
 
 
+def publish_embedder_run(run_dir: Path, destination: Path) -> Path:
+    """An embedder run (``train clap``) as a shipped folder: its weights, manifest and card as the
+    trainer wrote them (the card holds the held-out retrieval figures of its last save) and its
+    training log. Refused over an embedder with other weights that a prompted model beside it was
+    trained with: that model's prompts would mean something else."""
+    source = run_dir / "model"
+    users = [folder.name for folder in destination.parent.glob("*/") if (folder / MANIFEST).is_file()
+             and (read_manifest(folder).get("embedder") or {}).get("model") == destination.name]
+    if users and (destination / WEIGHTS).is_file() and checkpoint_id(destination) != checkpoint_id(source):
+        raise CheckpointError(f"{', '.join(sorted(users))} beside {destination} was trained with the embedder there; "
+                              "publish the new one under another name (and train a model on it)")
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in (WEIGHTS, MANIFEST, "MODEL_CARD.md"):
+        atomic_write(destination / name, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
+    if (run_dir / "log.csv").is_file():
+        atomic_write(destination / "training_log.csv", lambda tmp: shutil.copyfile(run_dir / "log.csv", tmp))
+    return destination
+
+
 def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str | Path | None = None,
             status_file: str | Path | None = None, defaults: dict | None = None) -> Path:
     run_dir, destination = Path(run_dir), Path(destination)
     source = run_dir / "model"
+    if read_manifest(source).get("kind") == "embedder":
+        if defaults:
+            raise InvalidRequestError("a text–audio embedder has no generation defaults to set")
+        return publish_embedder_run(run_dir, destination)
     manifest = with_defaults(read_manifest(source), defaults)
     if manifest.get("kind") in ("latent", "wave", None):  # a generator is called by its folder's name
         manifest["name"] = destination.name
