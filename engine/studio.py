@@ -203,6 +203,9 @@ class Studio:
                                 guidance=float(defaults.get("guidance", 1.0) if request.guidance is None else request.guidance),
                                 label=request.label or entry.label)
         request = request.with_(length=resolve_length(manifest, request.length))
+        routed = prompt_label(request, entry)
+        if routed:  # "short punchy 808 kick": the kick label as well as the prompt's embedding
+            request = request.with_(label=routed)
         conditions = self._conditions(entry, request)
         if conditions.controls():
             request = request.with_(control_guidance=float(defaults.get("control_guidance", 1.0)
@@ -350,6 +353,19 @@ class Studio:
                 recipe["score"] = scores[i]
             sounds.append(Sound(audio[i], manifest["sample_rate"], recipe, scores[i]))
         return sounds
+
+
+def prompt_label(request: GenerationRequest, entry: ModelEntry) -> str | None:
+    """The label a prompted request gets when none was chosen: the one category its prompt names
+    by an instrument word (``engine.data.captions.named_category``; both prompts must name the same
+    one when morphing), if the model takes prompts and has that label; else None."""
+    if request.label or entry.label or request.prompt is None or not takes_prompts(entry.manifest):
+        return None
+    from .data.captions import named_category
+    named = named_category(request.prompt, entry.labels)
+    if request.prompt_b is not None and named_category(request.prompt_b, entry.labels) != named:
+        return None
+    return named
 
 
 def takes_prompts(manifest: dict) -> bool:

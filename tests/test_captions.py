@@ -230,3 +230,14 @@ def test_build_captions_reads_a_built_set_and_holds_out_with_the_training_thresh
         ClipSet([darkest_kick]), min_count=1), progress=False)
     assert "low" not in alone[0][0].split()
     assert np.isfinite(clip_descriptors(darkest_kick[1], RATE)["pitch_hz"])
+
+
+@pytest.mark.parametrize("prompt, category", [
+    ("short punchy 808 kick", "kick"), ("Bass drum", "kick"), ("snare drum hit", "snare"), ("hihat", "hat"),
+    ("open hi hat", "hat"), ("low boomy tom", "perc"), ("electronic clap", "perc"), ("crash", "cymbal"),
+    ("kicks", "kick"), ("something metallic", None), ("kick and snare", None), ("bright", None),
+])
+def test_a_prompt_names_at_most_one_category(prompt, category):
+    from engine.data.captions import named_category
+    assert named_category(prompt) == category
+    assert named_category(prompt, ["snare"]) == (category if category == "snare" else None)

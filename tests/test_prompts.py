@@ -167,6 +167,10 @@ def test_the_studio_generates_from_prompts_reranks_and_makes_more_like_a_sound(p
     result = studio.render(base.with_(prompt="short kick drum", count=2))
     recipe = result.sounds[0].recipe
     assert recipe["prompt"] == "short kick drum" and recipe["embedder"] and -1.0 <= result.sounds[0].score <= 1.0
+    assert recipe["label"] == "kick"   # the instrument the prompt names sets the label too
+    assert studio.render(base.with_(prompt="something dark")).sounds[0].recipe["label"] is None
+    assert studio.render(base.with_(prompt="kick", prompt_b="hi-hat")).sounds[0].recipe["label"] is None
+    assert studio.render(base.with_(prompt="kick", label="hat")).sounds[0].recipe["label"] == "hat"  # a choice wins
     assert recipe["score"] == result.sounds[0].score
     # a recipe regenerates its sound
     again = studio.render(GenerationRequest.from_recipe(recipe))
@@ -184,9 +188,9 @@ def test_the_studio_generates_from_prompts_reranks_and_makes_more_like_a_sound(p
                           atol=1e-5)
 
     # a morph between two prompts moves the sound; 0 is the first prompt
-    morphs = [studio.render(base.with_(prompt="kick drum", prompt_b="hi-hat", prompt_morph=m)).sounds[0].audio
+    morphs = [studio.render(base.with_(prompt="dark kick", prompt_b="bright kick", prompt_morph=m)).sounds[0].audio
               for m in (0.0, 1.0)]
-    plain = studio.render(base.with_(prompt="kick drum")).sounds[0].audio
+    plain = studio.render(base.with_(prompt="dark kick")).sounds[0].audio
     assert torch.allclose(morphs[0], plain, atol=1e-5) and not torch.allclose(morphs[1], plain, atol=1e-4)
 
     # "more like this": the reference's audio embedding is the prompt, the noises are new

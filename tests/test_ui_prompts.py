@@ -20,7 +20,7 @@ def test_a_typed_prompt_reaches_the_sound_its_recipe_and_its_card(handlers):
     takes = final["session"].current()
     assert len(takes) == 2 and takes[0].recipe["prompt"] == "dark roomy snare"
     assert takes[0].recipe["score"] >= takes[1].recipe["score"]            # the best candidate first
-    assert takes[0].recipe["rerank"] == 0 and takes[0].recipe["label"] is None
+    assert takes[0].recipe["rerank"] == 0 and takes[0].recipe["label"] == "snare"  # the prompt names a snare
     caption = final[slot_key(0, "caption")]
     assert "“dark roomy snare”" in caption and "match" in caption
     _, morph = run_generate(handlers, **PROMPTED, prompt="dark snare", prompt_b="bright snare", prompt_morph=0.5)

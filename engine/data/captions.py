@@ -382,6 +382,33 @@ def descriptor_words(record: Mapping, descriptors: Mapping[str, float], threshol
     return words
 
 
+SPELLINGS: tuple[tuple[str, str], ...] = ((r"\bhi[\s_]?hats?\b", "hi-hat"), (r"\bhh\b", "hi-hat"),
+                                          (r"\bbassdrums?\b", "bass drum"), (r"\bkickdrums?\b", "kick drum"))
+"""Other ways people write an instrument, mapped to the caption builder's word first."""
+
+
+def named_category(text: str, categories: Sequence[str] | None = None) -> str | None:
+    """The one category ``text`` names with an instrument word of the caption builder's
+    vocabulary (:data:`NOUNS` of the category and its subcategories, :data:`CATEGORY_WORDS`):
+    "short punchy 808 kick" -> kick, "low boomy tom" -> perc, "hihat" -> hat; None when it names
+    none ("something metallic") or several ("kick and snare"), or one not in ``categories``. The studio conditions a prompted
+    sound on that category's label as well as on the prompt's embedding (the label path is the
+    model's most reliable one; the embedding adds the rest: docs/design-notes.md)."""
+    from .labels import SUBCATEGORIES
+    lowered = str(text).lower()
+    for pattern, word in SPELLINGS:
+        lowered = re.sub(pattern, word, lowered)
+    found = set()
+    for category, subcategories in SUBCATEGORIES.items():
+        words = {*CATEGORY_WORDS.get(category, ()), *NOUNS.get(category, ())}
+        for sub in subcategories:
+            words.update(NOUNS.get(sub, ()))
+        if any(re.search(r"(?<![\w-])" + re.escape(w) + r"s?(?![\w-])", lowered) for w in words):
+            found.add(category)
+    named = found.pop() if len(found) == 1 else None
+    return named if categories is None or named in categories else None
+
+
 def category_names(record: Mapping) -> tuple[str, ...]:
     """The words that name this clip's instrument: its category's and its subcategory's nouns."""
     category = str(record.get("category", "unlabeled"))

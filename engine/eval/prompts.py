@@ -7,9 +7,12 @@
     the model's text–audio embedder alone (:func:`engine.train.clap.retrieval_figures`): each
     held-out clip's full caption ranks the clips; zero-shot category from per-instrument prompts;
 ``text.<category>.<phrasing>.classified_as_intended`` / ``...frechet_ratio``
-    ``--count`` sounds per category prompt in two phrasings (:data:`CATEGORY_PHRASINGS`), no label,
-    judged like every model (``engine.eval.run.compare``); beside them ``label.<category>.*``, the
-    same seeds with the category's label and no prompt: the figure a prompt must match;
+    ``--count`` sounds per category prompt in two phrasings (:data:`CATEGORY_PHRASINGS`), made as
+    the studio makes them (the instrument the prompt names sets the label,
+    ``engine.studio.prompt_label``, and the embedding joins it), judged like every model
+    (``engine.eval.run.compare``); ``text_only.*`` the same seeds from the embedding alone (no
+    label: what the prompt path itself has learned); beside them ``label.<category>.*``, the same
+    seeds with the label and no prompt: the figure a prompt must match;
 ``descriptor.<pair>.right_way``
     seed-matched pairs of opposite prompts (:data:`DESCRIPTOR_PAIRS`, e.g. "bright snare" vs
     "dark snare"): the share of pairs whose measured descriptor (spectral centroid, decay time,
@@ -36,7 +39,7 @@ from typing import Sequence
 import torch
 
 from ..conditions import Conditions
-from ..data.captions import clip_descriptors
+from ..data.captions import clip_descriptors, named_category
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
 from ..errors import InvalidRequestError
 from ..models import resolve_model
@@ -102,8 +105,14 @@ def evaluate_prompts(model_name: str, data_root: str = str(DATA_ROOT), count: in
     holdout_features = batched_features(holdout.audio.float(), rate)
     space = _Space.fit(real_features)
 
-    def prompted(text_or_vector, n: int, first_seed: int, label: str | None = None) -> torch.Tensor:
-        vector = embedder.text([text_or_vector])[0] if isinstance(text_or_vector, str) else text_or_vector
+    labels = list(model.manifest["labels"])
+
+    def prompted(text_or_vector, n: int, first_seed: int, route: bool = True) -> torch.Tensor:
+        """Sounds for a text prompt as the studio makes them (its named instrument's label too,
+        unless ``route`` is off), or for an embedding (no label)."""
+        text = text_or_vector if isinstance(text_or_vector, str) else None
+        vector = embedder.text([text])[0] if text is not None else text_or_vector
+        label = named_category(text, labels) if text is not None and route else None
         return generate_clips(model, n, label=label, seed=first_seed, guidance=guidance,
                               conditions=[Conditions(prompt=vector)] * n)
 
@@ -117,12 +126,14 @@ def evaluate_prompts(model_name: str, data_root: str = str(DATA_ROOT), count: in
         for key in ("classified_as_intended", "frechet_ratio"):
             results[f"label.{category}.{key}"] = figures.get(key, math.nan)
         for text in phrasings:
-            log.info("text prompt %r: %d sounds", text, count)
-            figures = compare(category, prompted(text, count, seed), real, space, real_features, classifier,
-                              holdout, holdout_features)
-            for key in ("classified_as_intended", "frechet_ratio"):
-                results[f"text.{category}.{_key(text)}.{key}"] = figures.get(key, math.nan)
-            worst = min(worst, figures.get("classified_as_intended", 0.0))
+            log.info("text prompt %r: %d sounds, with and without its label", text, count)
+            for prefix, route in (("text", True), ("text_only", False)):
+                figures = compare(category, prompted(text, count, seed, route), real, space, real_features,
+                                  classifier, holdout, holdout_features)
+                for key in ("classified_as_intended", "frechet_ratio"):
+                    results[f"{prefix}.{category}.{_key(text)}.{key}"] = figures.get(key, math.nan)
+                if route:
+                    worst = min(worst, figures.get("classified_as_intended", 0.0))
     results["text.worst_classified_as_intended"] = worst
 
     # descriptors: seed-matched pairs of opposite prompts
