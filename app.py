@@ -21,6 +21,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--half", action="store_true", help="fp16 on CUDA (ignored on a CPU)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads per render (default 1 on a CPU: faster on small CPUs; try more on big ones)")
     parser.add_argument("--no-browser", action="store_true", help="don't open a browser tab")
     parser.add_argument("--share", action="store_true", help="make a public gradio.live link (off by default)")
     parser.add_argument("--export-dir", default="exports", help="default folder for exported WAVs (default ./exports)")
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from ui import build_app, launch_kwargs
 
     try:
-        studio = Studio(device=args.device, half=args.half)
+        studio = Studio(device=args.device, half=args.half, threads=args.threads)
         for folder in args.models_root:
             studio.add_root(folder)
     except StudioError as error:

@@ -68,13 +68,13 @@ def start_server(base: Path) -> tuple[subprocess.Popen, str, Path]:
 def click_until_playable(page, count: int) -> float:
     """Click Generate; seconds until all ``count`` cards hold a new playable WAV."""
     selector = ".tds-player a[download$='.wav']"
-    before = page.evaluate(f"n => [...Array(n).keys()].map(i => document.querySelector('#slot' + i + ' {selector}')"
-                           "?.getAttribute('href') || '')", count)
+    before = page.evaluate("([n, sel]) => [...Array(n).keys()].map(i => document.querySelector('#slot' + i + ' ' + sel)"
+                           "?.getAttribute('href') || '')", [count, selector])
     started = time.perf_counter()
     page.click("#generate")
-    page.wait_for_function(f"""([n, before]) => [...Array(n).keys()].every(i => {{
-        const a = document.querySelector('#slot' + i + ' {selector}');
-        return a && a.getAttribute('href') !== before[i]; }})""", arg=[count, before], timeout=180_000)
+    page.wait_for_function("""([n, sel, before]) => [...Array(n).keys()].every(i => {
+        const a = document.querySelector('#slot' + i + ' ' + sel);
+        return a && a.getAttribute('href') !== before[i]; })""", arg=[count, selector, before], timeout=180_000)
     seconds = time.perf_counter() - started
     page.wait_for_selector("#status .tds-status.done", timeout=180_000)
     return seconds
@@ -141,19 +141,27 @@ def main(argv: list[str] | None = None) -> int:
                     for key in rows[0]:
                         results[f"sounds_{count}.{key}"] = statistics.median(r[key] for r in rows)
                 set_number(page, "count", 1)
-                page.locator("#seed-b textarea, #seed-b input").first.fill("77")
                 page.check("#audition input")
-                box = page.locator("#morph input[type=range]").bounding_box()
-                scrubs = []
-                for k in range(args.clicks):
-                    selector = "#slot0 .tds-player a[download$='.wav']"
-                    before = page.evaluate(f"() => document.querySelector(\"{selector}\")?.getAttribute('href')")
+                selector = "#slot0 .tds-player a[download$='.wav']"
+
+                def audition(action) -> float:
+                    before = page.evaluate("sel => document.querySelector(sel)?.getAttribute('href')", selector)
                     started = time.perf_counter()
-                    page.mouse.click(box["x"] + box["width"] * (0.2 + 0.15 * k), box["y"] + box["height"] / 2)
-                    page.wait_for_function(f"b => document.querySelector(\"{selector}\")?.getAttribute('href') !== b",
-                                           arg=before, timeout=180_000)
-                    scrubs.append(time.perf_counter() - started)
-                    page.wait_for_selector("#status .tds-status.done", timeout=180_000)
+                    action()
+                    page.wait_for_function("([sel, b]) => { const h = document.querySelector(sel)?.getAttribute('href');"
+                                           " return !!h && h !== b; }",
+                                           arg=[selector, before], timeout=60_000)
+                    seconds = time.perf_counter() - started
+                    page.wait_for_selector("#status .tds-status.done", timeout=60_000)
+                    return seconds
+
+                seed_b = page.locator("#seed-b textarea, #seed-b input").first
+                seed_b.fill("77")
+                audition(lambda: seed_b.press("Enter"))
+                box = page.locator("#morph input[type=range]").bounding_box()
+                scrubs = [audition(lambda k=k: page.mouse.click(box["x"] + box["width"] * (0.2 + 0.15 * k),
+                                                                 box["y"] + box["height"] / 2))
+                          for k in range(args.clicks)]
                 results["scrub_s"] = statistics.median(scrubs)
                 browser.close()
         finally:

@@ -71,7 +71,7 @@ class Studio:
     """Holds loaded models (a small cache) and the device choice; one instance serves every user."""
 
     def __init__(self, roots: list[str | Path] | None = None, device: str = "auto", half: bool = False,
-                 cache_size: int = 3, workers: int = 1):
+                 cache_size: int = 3, workers: int = 1, threads: int | None = None):
         self.device = pick_device(device)
         self.roots = [Path(r) for r in (roots or [DEFAULT_ROOT])]
         self.half = half and self.device.type == "cuda"
@@ -83,7 +83,17 @@ class Studio:
         # gets a new OpenMP team beside the idle one of the last, and the same 16-step one-shot then
         # took 0.55 s instead of 0.20-0.27 s on the 2-core CPU (issue 18; docs/design-notes.md).
         # One worker by default: two renders at once on two cores only slow each other down.
-        self._workers = ThreadPoolExecutor(max_workers=max(1, int(workers)), thread_name_prefix="tds-sampler")
+        # ``threads``: the worker's intra-op threads (OpenMP keeps them per calling thread). On a CPU
+        # the default is 1: measured on the 2-core CPU, a worker thread sampled a one-shot in 0.47 s
+        # with one and 0.90 s with two (a 1 s latent sound 0.24 s against 0.63 s; issue 18).
+        if threads is None and self.device.type == "cpu":
+            threads = 1
+        if threads is not None and int(threads) < 1:
+            raise InvalidRequestError(f"threads must be 1 or more, got {threads}")
+        self.threads = threads
+        self._workers = ThreadPoolExecutor(max_workers=max(1, int(workers)), thread_name_prefix="tds-sampler",
+                                           initializer=None if threads is None else torch.set_num_threads,
+                                           initargs=() if threads is None else (int(threads),))
 
     # ------------------------------------------------------------------ models
     def models(self) -> dict[str, ModelEntry]:
@@ -182,8 +192,8 @@ class Studio:
 
     # ------------------------------------------------------------------ generation
     def render(self, request: GenerationRequest) -> Result:
-        """Generate and return only the final result (CLI, tests, batch jobs)."""
-        for event in self.generate(request):
+        """Generate and return only the final result (CLI, tests, batch jobs): no previews decoded."""
+        for event in self.generate(request, preview_every=0):
             if isinstance(event, Result):
                 return event
         raise StudioError("generation ended without a result")

@@ -42,6 +42,7 @@ ANY_LABEL = "(any)"              # label choice meaning "unconditional"
 MAX_UI_SEED = 2**53 - 1 - 64     # a browser number holds integers exactly only up to 2**53
 ROLL_SEED_MAX = 2**31 - 1        # rolled seeds stay short enough to read and type
 PREVIEW_INTERVAL_S = 0.6         # at most this often a preview plot is drawn while sampling
+STATUS_INTERVAL_S = 0.25        # at most this often the progress bar moves (each update re-renders the page)
 PREVIEW_DPI = 64                 # previews are drawn small: drawing competes with sampling for the CPU
 REFERENCE_MAX_S = 30.0
 FORMATS = {"PCM_24": "24-bit PCM", "FLOAT": "32-bit float"}
@@ -429,7 +430,7 @@ class Handlers:
         events = self.studio.generate(request, preview_every=preview_every, preview_after_s=PREVIEW_INTERVAL_S)
         preview_s = 0.0
         result: Result | None = None
-        last_preview = 0.0
+        last_preview = last_status = 0.0
         try:
             for event in events:
                 if session.stop_requested:
@@ -439,8 +440,11 @@ class Handlers:
                     result = event
                     break
                 assert isinstance(event, Progress)
-                out = {"status": status_html(f"step {event.step}/{event.total}", event.step, event.total)}
                 now = time.monotonic()
+                if now - last_status < STATUS_INTERVAL_S and event.preview is None:
+                    continue  # every page update costs the browser a re-render, on the CPU that samples
+                last_status = now
+                out = {"status": status_html(f"step {event.step}/{event.total}", event.step, event.total)}
                 if (event.preview is not None and now - last_preview >= PREVIEW_INTERVAL_S
                         and event.step <= event.total - 2):  # the finished sound is about to replace it
                     drawing = time.perf_counter()
