@@ -114,7 +114,7 @@ def _publish(args: argparse.Namespace) -> int:
                                               ("guidance", args.guidance),
                                               ("guidance_weights", args.guidance_weights),
                                               ("control_guidance", args.control_guidance)) if value is not None}
-    print(publish(args.run, args.to, args.eval, args.status, defaults))
+    print(publish(args.run, args.to, args.eval, args.status, defaults, args.eval_command))
     return 0
 
 
@@ -254,6 +254,8 @@ def parser() -> argparse.ArgumentParser:
     pub.add_argument("--run-dir", dest="run", required=True)
     pub.add_argument("--to", required=True, help="model folder to write, e.g. checkpoints/drums")
     pub.add_argument("--eval", default=None, help="a file holding the output of python -m engine eval")
+    pub.add_argument("--eval-command", default=None,
+                     help="the command that printed --eval, for the card (default: python -m engine eval)")
     pub.add_argument("--status", default=None, help="a file with a short statement of the model's state for the card")
     pub.add_argument("--sampler", default=None, help="the studio's default sampler for this model (default: the run's)")
     pub.add_argument("--steps", type=int, default=None, help="the default number of steps (default: the run's)")

@@ -194,7 +194,8 @@ def publish_embedder_run(run_dir: Path, destination: Path) -> Path:
 
 
 def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str | Path | None = None,
-            status_file: str | Path | None = None, defaults: dict | None = None) -> Path:
+            status_file: str | Path | None = None, defaults: dict | None = None,
+            eval_command: str | None = None) -> Path:
     run_dir, destination = Path(run_dir), Path(destination)
     source = run_dir / "model"
     if read_manifest(source).get("kind") == "embedder":
@@ -218,7 +219,8 @@ def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str |
         atomic_write(destination / "training_log.csv", lambda tmp: shutil.copyfile(run_dir / "log.csv", tmp))
     evaluation = Path(evaluation_file).read_text() if evaluation_file else None
     if evaluation:
-        command = "python -m engine.eval.codec" if manifest.get("kind") == "codec" else "python -m engine eval"
+        command = eval_command or ("python -m engine.eval.codec" if manifest.get("kind") == "codec"
+                                   else "python -m engine eval")
         evaluation = f"Measured with `{command}`:\n\n```\n" + evaluation.strip() + "\n```"
     status = Path(status_file).read_text() if status_file else None
     config = run_dir / "config.json"  # the run's last settings: was it trained with augmentation?
