@@ -161,8 +161,7 @@ class Studio:
             return self._embedders[folder]
 
     def _prompt_hint(self) -> str:
-        others = sorted(n for n, e in self.models().items() if takes_prompts(e.manifest) and not e.label)
-        return f"; {', '.join(others)} does" if others else ""
+        return _who_does([n for n, e in self.models().items() if takes_prompts(e.manifest) and not e.label])
 
     def prompt_embedding(self, request: GenerationRequest, model: str | None = None) -> torch.Tensor | None:
         """``(D,)``: what the request asks for in the text–audio space, or None. The prompt's text
@@ -253,7 +252,7 @@ class Studio:
         for name, value in asked.items():
             if value and name not in takes:
                 others = [n for n, e in self.models().items() if name in model_controls(e.manifest) and not e.label]
-                hint = f"; {', '.join(sorted(others))} does" if others else ""
+                hint = _who_does(others)
                 raise InvalidRequestError(f"model {entry.name!r} does not take {words[name]}{hint}")
         manifest = entry.manifest
         if (request.prompt is not None or request.variation == "semantic") and not takes_prompts(manifest):
@@ -363,6 +362,14 @@ class Studio:
                 recipe["score"] = scores[i]
             sounds.append(Sound(audio[i], manifest["sample_rate"], recipe, scores[i]))
         return sounds
+
+
+def _who_does(names) -> str:
+    """"; a does" / "; a or b do" / "" for the models that do what another does not."""
+    names = sorted(names)
+    if not names:
+        return ""
+    return f"; {names[0]} does" if len(names) == 1 else f"; {', '.join(names[:-1])} or {names[-1]} do"
 
 
 def prompt_label(request: GenerationRequest, entry: ModelEntry) -> str | None:

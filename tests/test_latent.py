@@ -614,7 +614,8 @@ def test_fine_tuning_adds_an_input_skip_that_starts_as_nothing_and_then_trains(t
                                                      balance=1.0)))
     from engine.train.publish import publish
     card = (publish(tmp_path / "skip", tmp_path / "published") / "MODEL_CARD.md").read_text()
-    assert "without augmentation" in card and "the studio names it `latent-drums`" in card  # augment=False run
+    assert "without augmentation" in card and "the studio names it `published`" in card  # augment=False run
+    assert read_manifest(tmp_path / "published")["name"] == "published"  # a published model is its folder's name
     assert read_manifest(tmp_path / "published")["defaults"]["sampler"] == "euler_a"  # new latent models' default
     published = publish(tmp_path / "skip", tmp_path / "published", defaults={"sampler": "iadb", "guidance": 1.5})
     assert read_manifest(published)["defaults"] == {"sampler": "iadb", "steps": 16, "guidance": 1.5}
