@@ -267,9 +267,9 @@ def test_a_producer_generates_morphs_exports_restores_and_loads_presets(server, 
 
     # default settings, timed from the click to a playable sound (first run loads the model)
     timings = {"cold": _generate_and_time(page)}
-    assert page.locator("#slot0 [data-testid=matplotlib] img").count() == 1
     assert "sound in" in page.locator("#status").inner_text()
-    page.wait_for_selector("#status .tds-status.done")
+    page.wait_for_selector("#status .tds-status.done")  # the plot follows the playable sound
+    assert page.locator("#slot0 [data-testid=matplotlib] img").count() == 1
     timings["warm"] = _generate_and_time(page)
     page.wait_for_selector("#status .tds-status.done")
     page.screenshot(path=str(SHOTS / "02-generated.png"), full_page=True)
