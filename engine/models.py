@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,16 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:  # someone else's live process
         return True
     return True
+
+
+def copy_folder(source: Path, target: Path) -> None:
+    """Copy a folder (a codec or embedder beside a model) through a temporary sibling and a rename,
+    so ``target`` never holds half a copy; an older ``target`` is replaced."""
+    tmp = target.parent / f".{target.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.replace(target)
 
 
 def atomic_write(path: Path, write) -> None:

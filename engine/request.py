@@ -74,8 +74,8 @@ class GenerationRequest:
         if not self.model or not isinstance(self.model, str):
             raise InvalidRequestError("no model chosen")
         if self.rerank and self.rerank < self.count:
-            raise InvalidRequestError(f"rerank makes {self.rerank} candidates to keep the best {self.count}: "
-                                      f"ask for at least {self.count} candidates, or 0 for no re-ranking")
+            raise InvalidRequestError(f"{self.rerank} candidates can't give {self.count} sounds: ask for at least "
+                                      f"{self.count} candidates (rerank), or 0 for no re-ranking")
         if self.rerank and not (self.prompt or self.variation == "semantic" and self.reference):
             raise InvalidRequestError("re-ranking orders candidates by their closeness to a prompt: give a prompt "
                                       "(or a reference with the semantic variation)")

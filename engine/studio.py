@@ -76,7 +76,7 @@ class Studio:
         self.roots = [Path(r) for r in (roots or [DEFAULT_ROOT])]
         self.half = half and self.device.type == "cuda"
         self._models: OrderedDict[Path, LoadedModel] = OrderedDict()
-        self._embedders: dict[Path, object] = {}
+        self._embedders: dict[Path | str, object] = {}  # by folder, or "laion"
         self._cache_size = cache_size
         self._lock = threading.Lock()
         # Sampling runs on long-lived worker threads, not a fresh thread per request: a new thread
@@ -153,12 +153,12 @@ class Studio:
         if not spec:
             raise InvalidRequestError(f"model {entry.name!r} does not take prompts{self._prompt_hint()}")
         from .embedders.base import load_embedder
-        folder = (Path("laion") if spec["model"] == "laion" else
-                  find_codec_folder(spec["model"], entry.folder, self.roots, "embedder").resolve())
+        key = "laion" if spec["model"] == "laion" else \
+            find_codec_folder(spec["model"], entry.folder, self.roots, "embedder").resolve()
         with self._lock:
-            if folder not in self._embedders:
-                self._embedders[folder] = load_embedder("laion" if folder == Path("laion") else folder, "cpu")
-            return self._embedders[folder]
+            if key not in self._embedders:
+                self._embedders[key] = load_embedder(key, "cpu")
+            return self._embedders[key]
 
     def _prompt_hint(self) -> str:
         return _who_does([n for n, e in self.models().items() if takes_prompts(e.manifest) and not e.label])
@@ -180,11 +180,7 @@ class Studio:
                 vector = slerp(vector, embedder.text([request.prompt_b])[0], request.prompt_morph).float()
         if request.variation == "semantic":
             manifest = self.entry(name).manifest
-            sound, _ = audio_io.read_audio(request.reference, sample_rate=manifest["sample_rate"],
-                                           channels=manifest["channels"], max_seconds=30.0)
-            sound = audio_io.fit_length(audio_io.align_onset(sound, manifest["sample_rate"]), manifest["length"])
-            if float(sound.abs().max()) < 1e-4:
-                raise InvalidRequestError(f"the reference {Path(request.reference).name} is silent: nothing to be like")
+            sound = reference_sound(manifest, request.reference, manifest["length"], "nothing to be like")
             heard = embedder.audio(sound[None], manifest["sample_rate"])[0]
             vector = heard if vector is None else torch.nn.functional.normalize(heard + vector, dim=0)
         return vector
@@ -223,7 +219,7 @@ class Studio:
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
         started = time.time()
-        self._workers.submit(self._sample_worker, model, request, conditions, (preview_every, preview_after_s),
+        self._workers.submit(self._sample_worker, model, request, conditions, preview_every, preview_after_s,
                              events, stop)
         try:
             while True:
@@ -268,11 +264,7 @@ class Studio:
         """The reference's latent for every sound of the request, and its own envelope (None for
         codecs without one)."""
         manifest = model.manifest
-        sound, _ = audio_io.read_audio(path, sample_rate=manifest["sample_rate"], channels=manifest["channels"],
-                                       max_seconds=30.0)
-        sound = audio_io.fit_length(audio_io.align_onset(sound, manifest["sample_rate"]), samples)
-        if float(sound.abs().max()) < 1e-4:
-            raise InvalidRequestError(f"the reference {Path(path).name} is silent: nothing to vary")
+        sound = reference_sound(manifest, path, samples, "nothing to vary")
         hop = getattr(model.codec, "hop", None)
         if hop and variable_length(manifest):  # pad to the latent grid in audio, where zeros are silence
             sound = torch.nn.functional.pad(sound, (0, frames * hop - samples))
@@ -283,16 +275,16 @@ class Studio:
         return latent.expand(count, *latent.shape[1:]), None if envelope is None else envelope.expand(count, -1, -1)
 
     def _sample_worker(self, model: LoadedModel, request: GenerationRequest, conditions: Conditions,
-                       preview_every: int | tuple[int, float], events: queue.Queue, stop: threading.Event) -> None:
+                       preview_every: int, preview_after_s: float, events: queue.Queue, stop: threading.Event) -> None:
         try:
-            events.put(self._sample(model, request, conditions, preview_every, events, stop))
+            events.put(self._sample(model, request, conditions, preview_every, preview_after_s, events, stop))
         except BaseException as error:  # handed to the consumer, which re-raises it
             events.put(error)
 
     @torch.no_grad()
     def _sample(self, model: LoadedModel, request: GenerationRequest, conditions: Conditions,
-                preview_every: int | tuple[int, float], events: queue.Queue, stop: threading.Event) -> list[Sound]:
-        preview_every, preview_after_s = preview_every if isinstance(preview_every, tuple) else (preview_every, 0.0)
+                preview_every: int, preview_after_s: float, events: queue.Queue,
+                stop: threading.Event) -> list[Sound]:
         began = time.monotonic()
         if stop.is_set():  # the caller gave up while this waited for the worker
             raise Cancelled("generation cancelled")
@@ -362,6 +354,17 @@ class Studio:
                 recipe["score"] = scores[i]
             sounds.append(Sound(audio[i], manifest["sample_rate"], recipe, scores[i]))
         return sounds
+
+
+def reference_sound(manifest: dict, path: str, samples: int, silent_why: str) -> torch.Tensor:
+    """A reference sound at the model's rate and channels, its onset at the start, cut or padded to
+    ``samples``; InvalidRequestError when it is silent (``silent_why`` says what that prevents)."""
+    sound, _ = audio_io.read_audio(path, sample_rate=manifest["sample_rate"], channels=manifest["channels"],
+                                   max_seconds=30.0)
+    sound = audio_io.fit_length(audio_io.align_onset(sound, manifest["sample_rate"]), samples)
+    if float(sound.abs().max()) < 1e-4:
+        raise InvalidRequestError(f"the reference {Path(path).name} is silent: {silent_why}")
+    return sound
 
 
 def _who_does(names) -> str:

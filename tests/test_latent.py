@@ -514,7 +514,7 @@ def test_augmented_copies_are_encoded_once_copy_zero_plain_and_fixed_by_the_seed
     codec = load_model_codec(trained_codec)
     data = DrumDataset.from_folder(wav_folder, length=LENGTH, progress=False)
     clips = len(data)
-    cached, _ = encode_copies(codec, data, 3, seed=5, device=torch.device("cpu"), batch=3, progress=False)
+    cached, _, _ = encode_copies(codec, data, 3, seed=5, device=torch.device("cpu"), batch=3, progress=False)
     with torch.no_grad():
         plain = codec.encode(torch.stack([data[i]["audio"] for i in range(clips)]))
     assert cached.shape == (3 * clips, *plain.shape[1:])
@@ -523,9 +523,9 @@ def test_augmented_copies_are_encoded_once_copy_zero_plain_and_fixed_by_the_seed
         rows = cached[copy * clips:(copy + 1) * clips]
         assert all(not torch.allclose(rows[i], plain[i], atol=1e-3) for i in range(clips))
     assert not torch.allclose(cached[clips:2 * clips], cached[2 * clips:], atol=1e-3)
-    again, _ = encode_copies(codec, data, 3, seed=5, device=torch.device("cpu"), progress=False)
+    again, _, _ = encode_copies(codec, data, 3, seed=5, device=torch.device("cpu"), progress=False)
     assert torch.equal(again, cached)  # a resumed run trains on the same copies
-    other, _ = encode_copies(codec, data, 2, seed=6, device=torch.device("cpu"), progress=False)
+    other, _, _ = encode_copies(codec, data, 2, seed=6, device=torch.device("cpu"), progress=False)
     assert not torch.allclose(other[clips:], cached[clips:2 * clips], atol=1e-3)
 
 

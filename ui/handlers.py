@@ -361,9 +361,6 @@ class Handlers:
             variation=variation or "noise",
             **self._curves(str(model), rms, onsets, control_guidance, match_loudness),
             **self._prompts(str(model), prompt, prompt_b, prompt_morph, rerank))
-        if request.rerank and request.rerank < request.count:
-            raise gr.Error(f"{request.rerank} candidates can't give {request.count} sounds: raise 'Candidates to "
-                           f"choose from' to at least {request.count}, or set it to 0")
         return request.validated()
 
     def _model_for_label(self, model: str, label: str | None) -> tuple[str, str | None]:

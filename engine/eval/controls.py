@@ -40,14 +40,13 @@ import torch
 
 from .. import dsp
 from ..conditions import Conditions, curves_from_sound
-from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
+from ..data.dataset import DEFAULT_ROOT as DATA_ROOT
 from ..errors import InvalidRequestError
 from ..models import LoadedModel, load_model, resolve_model
 from ..request import GenerationRequest
 from ..studio import Studio
-from .classifier import DEFAULT_CACHE, load_or_train
-from .features import batched_features
-from .run import ReferenceSet, _Space, compare, generate_clips, report, seconds_per_call, studio_output
+from .classifier import DEFAULT_CACHE
+from .run import Judge, generate_clips, model_header, report, seconds_per_call, studio_output
 
 HOP = 128
 LOUD_DB = -45.0          # frames quieter than this in the request are not scored (the floor is noise)
@@ -133,24 +132,15 @@ def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: i
         raise InvalidRequestError(f"model {entry.name!r} takes no loudness and onset curves")
     rate, length = model.manifest["sample_rate"], model.manifest["length"]
     categories = list(model.manifest["labels"])
-    holdout_set = DrumDataset(data_root, "holdout")
-    if holdout_set.length != length:
-        raise InvalidRequestError(f"{data_root} holds clips of {holdout_set.length} samples; the model makes "
-                                  f"{length} (build one with --length {length})")
-    results: dict[str, float | str] = {"model.name": entry.name, "model.checkpoint_id": model.checkpoint_id,
-                                       "model.training_steps": float(model.manifest["training"].get("steps", 0)),
+    judge = Judge.from_data(data_root, cache_dir, length)
+    holdout = judge.holdout
+    results: dict[str, float | str] = {**model_header(entry, model),
                                        "control_guidance": float(control_guidance if control_guidance is not None
                                                                  else model.manifest["defaults"].get(
                                                                      "control_guidance", 1.0))}
     log = logging.getLogger(__name__)
 
     # held-out curves, per category
-    real = ReferenceSet.from_dataset(DrumDataset(data_root, "train"))
-    holdout = ReferenceSet.from_dataset(holdout_set)
-    classifier = load_or_train(data_root, cache_dir)
-    real_features = batched_features(real.audio.float(), rate)
-    holdout_features = batched_features(holdout.audio.float(), rate)
-    space = _Space.fit(real_features)
     all_with, all_matched, all_without, all_asked = [], [], [], []
     for category in categories:
         rows = [i for i, c in enumerate(holdout.categories) if c == category]
@@ -162,11 +152,11 @@ def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: i
         log.info("held-out curves: %d %s sounds", count, category)
         with_controls, matched = _generate(model, asked, [category] * count, seed, control_guidance)
         without, _ = _generate(model, [Conditions()] * count, [category] * count, seed, control_guidance)
-        figures = compare(category, with_controls, real, space, real_features, classifier, holdout, holdout_features)
+        figures = judge.compare(category, with_controls)
         for key in ("classified_as_intended", "classified_as_intended_real", "frechet_ratio"):
             if key in figures:
                 results[f"heldout.{category}.{key}"] = figures[key]
-        plain = compare(category, without, real, space, real_features, classifier, holdout, holdout_features)
+        plain = judge.compare(category, without)
         for key in ("classified_as_intended", "frechet_ratio"):
             if key in plain:
                 results[f"heldout.{category}.{key}_without"] = plain[key]

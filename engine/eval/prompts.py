@@ -40,14 +40,14 @@ import torch
 
 from ..conditions import Conditions
 from ..data.captions import clip_descriptors, named_category
-from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
+from ..data.dataset import DEFAULT_ROOT as DATA_ROOT
 from ..errors import InvalidRequestError
 from ..models import resolve_model
 from ..request import GenerationRequest
 from ..studio import Studio, takes_prompts
-from .classifier import DEFAULT_CACHE, load_or_train
+from .classifier import DEFAULT_CACHE
 from .features import batched_features
-from .run import ReferenceSet, _Space, compare, generate_clips, report, seconds_per_call, studio_output
+from .run import Judge, generate_clips, model_header, report, seconds_per_call, studio_output
 
 CATEGORY_PHRASINGS: dict[str, tuple[str, str]] = {
     "kick": ("kick", "bass drum"),
@@ -82,14 +82,10 @@ def evaluate_prompts(model_name: str, data_root: str = str(DATA_ROOT), count: in
         raise InvalidRequestError(f"model {entry.name!r} takes no prompts")
     model = studio.load(entry)
     embedder = studio.embedder(str(entry.folder))
-    rate, length = model.manifest["sample_rate"], model.manifest["length"]
-    holdout_set = DrumDataset(data_root, "holdout")
-    if holdout_set.length != length:
-        raise InvalidRequestError(f"{data_root} holds clips of {holdout_set.length} samples; the model makes "
-                                  f"{length} (build one with --length {length})")
-    results: dict[str, float | str] = {"model.name": entry.name, "model.checkpoint_id": model.checkpoint_id,
-                                       "model.training_steps": float(model.manifest["training"].get("steps", 0)),
-                                       "embedder.id": embedder.id}
+    rate = model.manifest["sample_rate"]
+    judge = Judge.from_data(data_root, cache_dir, model.manifest["length"])
+    holdout_set = judge.holdout_data
+    results: dict[str, float | str] = {**model_header(entry, model), "embedder.id": embedder.id}
 
     # the embedder alone, on the held-out clips and their captions (in its own words)
     from ..train.clap import retrieval_figures
@@ -98,12 +94,7 @@ def evaluate_prompts(model_name: str, data_root: str = str(DATA_ROOT), count: in
     captions = dataset_captions(holdout_set, thresholds, 6, 0, progress=False)
     results.update({f"embedder.{k}": float(v) for k, v in retrieval_figures(embedder, holdout_set, captions).items()})
 
-    real = ReferenceSet.from_dataset(DrumDataset(data_root, "train"))
-    holdout = ReferenceSet.from_dataset(holdout_set)
-    classifier = load_or_train(data_root, cache_dir)
-    real_features = batched_features(real.audio.float(), rate)
-    holdout_features = batched_features(holdout.audio.float(), rate)
-    space = _Space.fit(real_features)
+    holdout, classifier, space = judge.holdout, judge.classifier, judge.space
 
     labels = list(model.manifest["labels"])
 
@@ -122,14 +113,13 @@ def evaluate_prompts(model_name: str, data_root: str = str(DATA_ROOT), count: in
         if category not in model.manifest["labels"]:
             continue
         labelled = generate_clips(model, count, label=category, seed=seed, guidance=guidance)
-        figures = compare(category, labelled, real, space, real_features, classifier, holdout, holdout_features)
+        figures = judge.compare(category, labelled)
         for key in ("classified_as_intended", "frechet_ratio"):
             results[f"label.{category}.{key}"] = figures.get(key, math.nan)
         for text in phrasings:
             log.info("text prompt %r: %d sounds, with and without its label", text, count)
             for prefix, route in (("text", True), ("text_only", False)):
-                figures = compare(category, prompted(text, count, seed, route), real, space, real_features,
-                                  classifier, holdout, holdout_features)
+                figures = judge.compare(category, prompted(text, count, seed, route))
                 for key in ("classified_as_intended", "frechet_ratio"):
                     results[f"{prefix}.{category}.{_key(text)}.{key}"] = figures.get(key, math.nan)
                 if route:

@@ -216,6 +216,42 @@ def compare(category: str, generated: torch.Tensor, real: ReferenceSet, space: _
     return out
 
 
+@dataclass
+class Judge:
+    """The real sets a model's sounds are judged against, measured once: the training clips, the
+    held-out kits, the drum classifier and the feature space (what :func:`compare` needs)."""
+
+    real: ReferenceSet
+    holdout: ReferenceSet
+    classifier: Classifier
+    real_features: torch.Tensor
+    holdout_features: torch.Tensor
+    space: _Space
+    holdout_data: DrumDataset   # the held-out split itself (its records, for captions and retrieval)
+
+    @classmethod
+    def from_data(cls, data_root: str | Path, cache_dir: str | Path | None, length: int) -> "Judge":
+        """From a built data set whose clips are ``length`` samples (InvalidRequestError otherwise)."""
+        held = DrumDataset(data_root, "holdout")
+        if held.length != length:
+            raise InvalidRequestError(f"{data_root} holds clips of {held.length} samples; the model makes "
+                                      f"{length} (build one with --length {length})")
+        real, holdout = ReferenceSet.from_dataset(DrumDataset(data_root, "train")), ReferenceSet.from_dataset(held)
+        real_features = batched_features(real.audio.float(), real.sample_rate)
+        return cls(real, holdout, load_or_train(data_root, cache_dir), real_features,
+                   batched_features(holdout.audio.float(), holdout.sample_rate), _Space.fit(real_features), held)
+
+    def compare(self, category: str, generated: torch.Tensor) -> dict[str, float]:
+        return compare(category, generated, self.real, self.space, self.real_features, self.classifier,
+                       self.holdout, self.holdout_features)
+
+
+def model_header(entry, model: LoadedModel) -> dict[str, float | str]:
+    """The figures every evaluation starts with: which model, which weights, how trained."""
+    return {"model.name": entry.name, "model.checkpoint_id": model.checkpoint_id,
+            "model.training_steps": float(model.manifest["training"].get("steps", 0))}
+
+
 PC_DIRECTIONS = 4   # the real features' main directions of variation whose spread is compared
 
 

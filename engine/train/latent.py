@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from ..conditions import CONTROL_SPECS, LABEL_SPEC, PROMPT_SPEC, condition_specs
     roughen_controls
 from ..data.augment import augment, shape_augment
 from ..errors import InvalidRequestError
-from ..models import find_codec_folder, load_codec, read_manifest, read_weights
+from ..models import copy_folder, find_codec_folder, load_codec, read_manifest, read_weights
 from ..nets import build_codec, build_network, compand
 from ..nets.compand import ENVELOPE_SCALE
 from ..seeds import seeded_init
@@ -116,14 +115,8 @@ def _codec_spec(config: LatentTrainConfig, run: Path, sample_rate: int, sample: 
     name = codec_manifest.get("name") or source.name
     if name == "model":
         name = "codec"
-    target = run / name
-    if target.resolve() != source.resolve():
-        if target.exists():
-            shutil.rmtree(target)
-        tmp = run / f".{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(source, tmp)
-        tmp.replace(target)
+    if (run / name).resolve() != source.resolve():
+        copy_folder(source, run / name)
     return {"type": codec_manifest["codec"]["type"], "model": name}
 
 
@@ -276,7 +269,7 @@ def validation_loss(network: torch.nn.Module, latent: torch.Tensor, cond: dict |
 
 def encode_copies(codec: torch.nn.Module, dataset, copies: int, seed: int, device: torch.device,
                   batch: int = 16, progress: bool = True, controls: bool = False,
-                  embed=None) -> tuple[torch.Tensor, torch.Tensor | None] | tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+                  embed=None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Encode every clip once as it is and ``copies - 1`` times augmented: ``(copies * clips, C, F)``.
 
     Row ``k * len(dataset) + i`` is copy ``k`` of clip ``i`` (copy 0 unaugmented). Encoding costs
@@ -287,8 +280,8 @@ def encode_copies(codec: torch.nn.Module, dataset, copies: int, seed: int, devic
     With ``controls`` the augmented copies also get loudness shapes (:func:`shape_augment`:
     double hits, swells, gates) and every row's control curves are measured on the audio it was
     encoded from: ``(rows, 4, F)`` (RMS value and mask, onsets value and mask); else None.
-    With ``embed`` (audio -> ``(B, D)`` unit vectors: an embedder's ``audio``), a third tensor holds
-    every row's audio embedding, measured on the same augmented audio.
+    With ``embed`` (audio -> ``(B, D)`` unit vectors: an embedder's ``audio``), the third tensor holds
+    every row's audio embedding, measured on the same augmented audio; else None.
     """
     generator = torch.Generator().manual_seed(seed + 7919)
     chunks, curves, vectors = [], [], []
@@ -308,9 +301,8 @@ def encode_copies(codec: torch.nn.Module, dataset, copies: int, seed: int, devic
                 if embed is not None:
                     vectors.append(embed(audio.float().cpu()))
                 bar.update(len(audio))
-    if embed is not None:
-        return torch.cat(chunks), (torch.cat(curves) if controls else None), torch.cat(vectors)
-    return torch.cat(chunks), (torch.cat(curves) if controls else None)
+    return (torch.cat(chunks), torch.cat(curves) if controls else None,
+            torch.cat(vectors) if embed is not None else None)
 
 
 def clip_controls(audio: torch.Tensor, codec: torch.nn.Module, sample_rate: int, frames: int) -> torch.Tensor:
@@ -333,17 +325,12 @@ def embedder_spec(config: LatentTrainConfig, run: Path) -> dict:
     source = Path(config.prompts)
     embedder_manifest = read_embedder_manifest(source)
     name = embedder_manifest.get("name") or source.name
-    target = run / name
-    if target.resolve() != source.resolve():
-        tmp = run / f".{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(source, tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.replace(target)
+    if (run / name).resolve() != source.resolve():
+        copy_folder(source, run / name)
     return {"model": name, "dim": int(embedder_manifest["dim"])}
 
 
-def prompt_tables(embedder, embedder_manifest: dict, dataset, data: str, rows: int | None = None):
+def prompt_tables(embedder, embedder_manifest: dict, dataset, data: str) -> torch.Tensor:
     """``(clips, K, D)``: the text embeddings of every clip's K captions, in the embedder's own
     words (its caption thresholds and phrasing count), so "dark" means what it meant to it; for
     an embedder without them (laion-clap) the thresholds are measured on ``dataset``."""
@@ -422,16 +409,13 @@ def train_latent(config: LatentTrainConfig) -> Path:
     args["in_channels"] = codec.latent_channels
     embedder = None
     if config.prompts or manifest.get("embedder"):
-        from ..embedders.base import load_embedder, read_embedder_manifest
+        from ..embedders.base import load_embedder
         if config.prompts and trainer.state is None:
             manifest["embedder"] = embedder_spec(config, run)
             args["embeddings"] = {"prompt": manifest["embedder"]["dim"]}
-        if manifest["embedder"]["model"] == "laion":
-            embedder, embedder_manifest = load_embedder("laion", device=device), {}
-        else:
-            embedder_folder = run / manifest["embedder"]["model"]
-            embedder, embedder_manifest = load_embedder(embedder_folder, device), read_embedder_manifest(embedder_folder)
-        caption_vectors = prompt_tables(embedder, embedder_manifest, dataset, config.data)
+        name = manifest["embedder"]["model"]
+        embedder = load_embedder(name if name == "laion" else run / name, device)
+        caption_vectors = prompt_tables(embedder, getattr(embedder, "manifest", {}), dataset, config.data)
     if args.get("pos_dim"):  # positions in seconds: latent frames per second of this codec
         args.setdefault("frame_rate", frames * dataset.sample_rate / dataset.length)
     with seeded_init(config.seed):
@@ -449,11 +433,10 @@ def train_latent(config: LatentTrainConfig) -> Path:
     takes_controls = bool(args.get("controls"))
     if embedder is not None and not copies:
         raise InvalidRequestError("training on prompts needs cached latents (--augment-copies K or --no-augment)")
-    encoded = encode_copies(codec, dataset, copies, config.seed, device, progress=trainer.place.main,
-                            controls=takes_controls, embed=None if embedder is None else
-                            (lambda audio: embedder.audio(audio, dataset.sample_rate))) if copies else (None, None)
-    cached, cached_controls = encoded[:2]
-    audio_vectors = encoded[2] if embedder is not None else None
+    cached, cached_controls, audio_vectors = encode_copies(
+        codec, dataset, copies, config.seed, device, progress=trainer.place.main, controls=takes_controls,
+        embed=None if embedder is None else (lambda audio: embedder.audio(audio, dataset.sample_rate))) \
+        if copies else (None, None, None)
     all_dropout = float(manifest["training"].get("all_dropout", 0.0))
 
     clip_labels = dataset.labels

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import CheckpointError, InvalidRequestError
-from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, load_codec, read_manifest, write_json
+from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, copy_folder, load_codec, read_manifest, write_json
 from ..request import GenerationRequest
 from ..sampling import guidance_weights, samplers_for
 
@@ -168,10 +168,7 @@ def publish_beside(source: Path, target: Path, what: str) -> None:
             raise CheckpointError(f"{target} holds another {what} than the one this model was trained with "
                                   f"({source}); publish beside it elsewhere or retrain on {target}")
         return
-    tmp = target.parent / f".{target.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source, tmp)
-    tmp.replace(target)
+    copy_folder(source, target)
 
 
 def publish_embedder_run(run_dir: Path, destination: Path) -> Path:
