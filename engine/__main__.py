@@ -36,7 +36,8 @@ def _generate(args: argparse.Namespace) -> int:
               f"--onsets \"{format_onsets(onsets)}\"", file=sys.stderr)
     request = GenerationRequest(model=args.model, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                                 seed=args.seed, seed_b=args.seed_b, morph=args.morph, count=args.count,
-                                label=args.label, reference=args.reference, strength=args.strength,
+                                label=args.label, label_b=args.label_b, label_mix=args.label_mix,
+                                reference=args.reference, strength=args.strength,
                                 variation=args.variation, length=args.length, rms=rms, onsets=onsets,
                                 control_guidance=args.control_guidance, match_loudness=args.match_loudness,
                                 prompt=args.prompt, prompt_b=args.prompt_b, prompt_morph=args.prompt_morph,
@@ -146,6 +147,9 @@ def parser() -> argparse.ArgumentParser:
                      help="dpmpp_2m, ddim, euler_a (stochastic), iadb (blending models only)")
     gen.add_argument("--guidance", type=float, default=None)
     gen.add_argument("--label", default=None, help="class label for conditional models")
+    gen.add_argument("--label-b", default=None, help="a second label to blend in: a hybrid (e.g. --label snare "
+                                                     "--label-b perc --label-mix 0.3)")
+    gen.add_argument("--label-mix", type=float, default=0.0, help="0..1: how much of --label-b (0 = --label alone)")
     gen.add_argument("--reference", default=None, help="a sound to vary")
     gen.add_argument("--strength", type=float, default=0.5, help="variation strength (1 = new sound)")
     gen.add_argument("--variation", choices=["noise", "invert", "semantic"], default="noise",

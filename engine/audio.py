@@ -712,7 +712,7 @@ def stem_from_recipe(recipe: Mapping[str, Any]) -> str:
     takes of it, and sorts well in a file browser.
 
     Parts in order, each only when the recipe has it: model, label (when it differs from the
-    model), ``seed42``, ``to7-m0.5`` (morph towards seed 7), ``1.5s`` (length of a latent
+    model; ``snare-perc30`` for a hybrid with 30 % perc), ``seed42``, ``to7-m0.5`` (morph towards seed 7), ``1.5s`` (length of a latent
     model's sound), ``16st`` (steps), ``g2`` (guidance), ``var0.3`` / ``inv0.3`` (a variation
     by partial noising / by inversion, with its strength), ``-14LUFS`` (loudness-normalised
     export). :func:`export_wav` adds the sample format and sanitises every part.
@@ -720,7 +720,10 @@ def stem_from_recipe(recipe: Mapping[str, Any]) -> str:
     model = _model_name(recipe.get("model"))
     parts = [model]
     if recipe.get("label") not in (None, "") and recipe["label"] != model:
-        parts.append(str(recipe["label"]))
+        label = str(recipe["label"])
+        if recipe.get("label_b") and recipe.get("label_mix"):  # a hybrid: snare-perc30 is 30 % perc
+            label += f"-{recipe['label_b']}{_format_number(round(100 * float(recipe['label_mix'])))}"
+        parts.append(label)
     if recipe.get("seed") is not None:
         parts.append(f"seed{_format_number(recipe['seed'])}")
     if recipe.get("seed_b") is not None and recipe.get("morph"):

@@ -88,6 +88,8 @@ class Conditions:
     """What one generation asks for, in the user's units; ``None`` = not asked (the model's null)."""
 
     label: int | None = None                                # index into the model's labels
+    label_b: int | None = None                              # a second label blended in by ``label_mix``
+    label_mix: float = 0.0                                  # 0 = label, 1 = label_b (a hybrid between)
     rms: tuple[tuple[float, float], ...] | None = None      # (ms, dBFS) points, joined by lines in dB
     onsets: tuple[float, ...] | None = None                 # onset times in ms
     prompt: torch.Tensor | None = None                      # a prompt's unit embedding (D,) or one per sound
@@ -122,7 +124,11 @@ def network_inputs(conditions: Conditions, specs: Sequence[ConditionSpec], batch
     inputs: dict[str, torch.Tensor] = {}
     if "label" in names:
         index = num_labels if conditions.label is None else int(conditions.label)
-        inputs["label"] = torch.full((batch,), index, dtype=torch.long, device=device)
+        if conditions.label_b is not None and conditions.label is not None:
+            inputs["label"] = label_weights(index, int(conditions.label_b), conditions.label_mix, num_labels) \
+                .expand(batch, -1).to(device)
+        else:
+            inputs["label"] = torch.full((batch,), index, dtype=torch.long, device=device)
     if "rms" in names:
         if conditions.rms:
             db, mask = dsp.rms_from_points(conditions.rms, frames, hop, sample_rate)
@@ -150,9 +156,26 @@ def network_inputs(conditions: Conditions, specs: Sequence[ConditionSpec], batch
     return inputs
 
 
+def label_weights(label: int, label_b: int, mix: float, num_labels: int) -> torch.Tensor:
+    """``(1, num_labels + 1)`` weights of a hybrid of two labels: the network mixes the two
+    label embeddings by them (DualDiffusion's class blends), ``mix`` of ``label_b``."""
+    weights = torch.zeros(1, num_labels + 1)
+    weights[0, label] += 1.0 - float(mix)
+    weights[0, label_b] += float(mix)
+    return weights
+
+
+def _null_label(value: torch.Tensor, num_labels: int) -> torch.Tensor:
+    """"No label" in the form of ``value``: the null index, or one-hot weights on it for a blend."""
+    if value.is_floating_point():
+        return torch.nn.functional.one_hot(torch.full(value.shape[:-1], num_labels, dtype=torch.long,
+                                                      device=value.device), value.shape[-1]).to(value)
+    return torch.full_like(value, num_labels)
+
+
 def null_inputs(inputs: Mapping[str, torch.Tensor], num_labels: int) -> dict:
     """The same mapping with every condition absent (the unconditional call of guidance)."""
-    return {name: torch.full_like(value, num_labels) if name == "label" else torch.zeros_like(value)
+    return {name: _null_label(value, num_labels) if name == "label" else torch.zeros_like(value)
             for name, value in inputs.items()}
 
 

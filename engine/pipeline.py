@@ -38,6 +38,10 @@ def envelope_for(model: LoadedModel, conditions: Conditions, noises: torch.Tenso
     """The waveform codec's loudness envelope drawn from the starting noise, moved to follow a drawn
     loudness curve when the model's envelope takes it (None for latent codecs)."""
     envelope = model.codec.envelope_for(conditions.label, noise=noises)
+    if envelope is not None and conditions.label_b is not None and conditions.label is not None:
+        # a hybrid's envelope: the two labels' envelopes from the same coordinates, mixed in dB
+        other = model.codec.envelope_for(conditions.label_b, noise=noises)
+        envelope = (1.0 - conditions.label_mix) * envelope + conditions.label_mix * other
     takes = any(spec.name == "rms" and spec.enters == ENVELOPE for spec in condition_specs(model.manifest))
     if envelope is not None and conditions.rms and takes:
         envelope = model.codec.follow_loudness(envelope, conditions.rms, model.manifest["sample_rate"])

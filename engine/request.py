@@ -16,7 +16,7 @@ from .seeds import MAX_SEED
 
 LIMITS = {"steps": (1, 200), "guidance": (0.0, 15.0), "count": (1, 64), "morph": (0.0, 1.0),
           "strength": (0.01, 1.0), "control_guidance": (0.0, 15.0), "prompt_morph": (0.0, 1.0),
-          "rerank": (0, 64)}
+          "rerank": (0, 64), "label_mix": (0.0, 1.0)}
 VARIATION_MODES = ("noise", "invert", "semantic")
 
 
@@ -31,6 +31,8 @@ class GenerationRequest:
     morph: float = 0.0                # 0 = seed's noise, 1 = seed_b's noise (slerp between them)
     count: int = 1                    # sounds per request
     label: str | None = None          # class label; None: the alias's label, or unconditional
+    label_b: str | None = None        # a second label to blend in (a hybrid: 70 % snare, 30 % perc)
+    label_mix: float = 0.0            # 0 = label, 1 = label_b: the two labels' embeddings mixed by weight
     reference: str | None = None      # path of a reference sound for variations
     strength: float = 0.5             # variation strength: 1 = ignore the reference, ~0 = keep it
     variation: str = "noise"          # "noise": partial noising; "invert": audio -> noise -> audio;
@@ -83,6 +85,8 @@ class GenerationRequest:
         prompt_b = None if self.prompt_b is None else check_prompt(self.prompt_b)
         if prompt_b is not None and prompt is None:
             raise InvalidRequestError("a second prompt morphs from a first one: give the first prompt too")
+        if self.label_b is not None and self.label is None:
+            raise InvalidRequestError("a second label blends into a first one: choose the first label (Sound) too")
         if self.variation == "semantic" and not self.reference:
             raise InvalidRequestError("the semantic variation (\"more like this\") needs a reference sound")
         rms, onsets = check_rms(self.rms), check_onsets(self.onsets)

@@ -61,6 +61,8 @@ def guidance_weights(manifest: dict, codec: torch.nn.Module) -> torch.Tensor | N
 def _asked(spec: ConditionSpec, value: torch.Tensor, num_labels: int) -> bool:
     """Whether a condition's input is set for some sound of the batch (not its null)."""
     if spec.kind == CLASS:
+        if value.is_floating_point():  # a blend's weights: asked unless all on "no label"
+            return bool((value[..., num_labels] < 1.0).any())
         return bool((value != num_labels).any())
     if spec.kind == CURVE:
         return bool(value[:, 1].any())  # the mask channel

@@ -26,7 +26,7 @@ from . import audio as audio_io
 from . import dsp, pipeline
 from .conditions import CURVE, Conditions, condition_specs, curves_from_sound, spec_names
 from .curves import check_onsets, check_rms
-from .errors import InvalidRequestError, StudioError
+from .errors import AudioFileError, InvalidRequestError, StudioError
 from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, find_codec_folder, find_models, load_model, pick_device,
                      resolve_model)
 from .request import GenerationRequest
@@ -185,6 +185,35 @@ class Studio:
             vector = heard if vector is None else torch.nn.functional.normalize(heard + vector, dim=0)
         return vector
 
+    def _like_reference(self, entry: ModelEntry, request: GenerationRequest) -> GenerationRequest:
+        """"More like this" keeps what the user left open from the reference: its instrument (the
+        label its recipe names, else the embedder's zero-shot guess when it is sure) and, on a model
+        that follows curves, its loudness and onset curves. Why: the embedding alone let half the
+        siblings drift to another instrument and shape (``docs/design-notes.md``, "More like this").
+        A chosen Sound, a drawn curve or a prompt naming an instrument wins; the filled values are
+        in the recipe, so the siblings replay without guessing again."""
+        updates = {}
+        if request.label is None and not entry.label:
+            updates["label"] = self.reference_label(entry, request.reference)
+        if request.rms is None and request.onsets is None and model_controls(entry.manifest):
+            updates["rms"], updates["onsets"] = self.curves_from(request.reference, str(entry.folder), request.length)
+        return request.with_(**updates)
+
+    def reference_label(self, entry: ModelEntry, path: str) -> str | None:
+        """The instrument of a reference sound among ``entry``'s labels: the label of the recipe it
+        carries (a sound this studio made), else the embedder's zero-shot guess, or None when unsure."""
+        try:
+            recipe = audio_io.read_recipe(path) or {}
+        except AudioFileError:  # not a WAV (a FLAC, an MP3): no recipe, the sound decides
+            recipe = {}
+        if recipe.get("label") in entry.labels:
+            return recipe["label"]
+        from .embedders.categories import guess_category
+        manifest = entry.manifest
+        sound = reference_sound(manifest, path, manifest["length"], "nothing to be like")
+        embedder = self.embedder(str(entry.folder))
+        return guess_category(embedder, embedder.audio(sound[None], manifest["sample_rate"])[0], entry.labels)
+
     # ------------------------------------------------------------------ generation
     def render(self, request: GenerationRequest) -> Result:
         """Generate and return only the final result (CLI, tests, batch jobs): no previews decoded."""
@@ -211,6 +240,8 @@ class Studio:
         routed = prompt_label(request, entry)
         if routed:  # "short punchy 808 kick": the kick label as well as the prompt's embedding
             request = request.with_(label=routed)
+        if request.variation == "semantic":
+            request = self._like_reference(entry, request)
         conditions = self._conditions(entry, request)
         if conditions.controls():
             request = request.with_(control_guidance=float(defaults.get("control_guidance", 1.0)
@@ -255,7 +286,9 @@ class Studio:
             what = "prompts" if request.prompt is not None else "the semantic variation (\"more like this\")"
             raise InvalidRequestError(f"model {entry.name!r} does not take {what}{self._prompt_hint()}")
         length_ms = 1000.0 * (request.length or manifest["length"] / manifest["sample_rate"])
-        return Conditions(label=self._label_index(entry, request.label), rms=check_rms(request.rms, length_ms),
+        return Conditions(label=self._label_index(entry, request.label),
+                          label_b=self._label_index(entry, request.label_b), label_mix=float(request.label_mix),
+                          rms=check_rms(request.rms, length_ms),
                           onsets=check_onsets(request.onsets, length_ms),
                           prompt=self.prompt_embedding(request))
 

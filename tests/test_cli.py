@@ -43,6 +43,19 @@ def test_exports_never_overwrite(tmp_path, tiny_models):
     assert len(names) == 2 and all(Path(n).is_file() for n in names)
 
 
+def test_a_hybrid_of_two_labels_from_the_command_line(tmp_path, tiny_models):
+    result = run_cli("generate", "--models-root", str(tiny_models), "--model", "tiny", "--label", "snare",
+                     "--label-b", "hat", "--label-mix", "0.3", "--steps", "2", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    path = Path(result.stdout.strip())
+    recipe = read_recipe(path)
+    assert (recipe["label"], recipe["label_b"], recipe["label_mix"]) == ("snare", "hat", 0.3)
+    assert "snare-hat30" in path.name
+    alone = run_cli("generate", "--models-root", str(tiny_models), "--model", "tiny", "--label-b", "hat",
+                    "--label-mix", "0.3", "--out", str(tmp_path))
+    assert alone.returncode == 2 and "first label" in alone.stderr
+
+
 def test_models_lists_kinds_labels_and_aliases(tiny_models):
     result = run_cli("models", "--models-root", str(tiny_models))
     assert result.returncode == 0

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from engine import GenerationRequest, InvalidRequestError, Studio
+from engine.audio import export_wav
 from engine.conditions import PROMPT_SPEC, Conditions, drop_conditions, network_inputs
 from engine.data.captions import descriptor_thresholds
 from engine.data.dataset import DrumDataset
@@ -199,6 +200,13 @@ def test_the_studio_generates_from_prompts_reranks_and_makes_more_like_a_sound(p
     sf.write(reference, result.sounds[0].audio.T.numpy(), 44100)
     like = studio.render(base.with_(reference=str(reference), variation="semantic", count=2))
     assert like.sounds[0].recipe["variation"] == "semantic" and like.sounds[0].score is not None
+    # its instrument: the recipe's label when the reference carries one, else the embedder's guess
+    # (this random one may or may not be sure), and a chosen Sound wins over both
+    assert like.sounds[0].recipe["label"] in (None, *info["labels"])
+    made = export_wav(result.sounds[0].audio, 44100, tmp_path, recipe)
+    assert studio.render(base.with_(reference=str(made), variation="semantic")).sounds[0].recipe["label"] == "kick"
+    chosen = studio.render(base.with_(reference=str(made), variation="semantic", label="hat"))
+    assert chosen.sounds[0].recipe["label"] == "hat"
     silent = tmp_path / "silent.wav"
     sf.write(silent, torch.zeros(4410, 2).numpy(), 44100)
     with pytest.raises(InvalidRequestError, match="silent"):

@@ -96,6 +96,31 @@ def test_recipe_regenerates_the_same_sound(studio):
     assert torch.allclose(again.audio, sound.audio, atol=1e-4)
 
 
+def test_a_hybrid_of_two_labels_runs_from_one_to_the_other(studio):
+    """The label embeddings mixed by weight (and the waveform codec's two envelopes): 0 is the
+    first label's sound, 1 the second's, between them a sound that is neither; the recipe replays it."""
+    kick, hat = render(studio, seed=6).sounds[0], render(studio, seed=6, label="hat").sounds[0]
+    ends = [render(studio, seed=6, label_b="hat", label_mix=m).sounds[0] for m in (0.0, 1.0)]
+    assert torch.allclose(ends[0].audio, kick.audio, atol=1e-5)
+    assert torch.allclose(ends[1].audio, hat.audio, atol=1e-4)
+    middle = render(studio, seed=6, label_b="hat", label_mix=0.3, guidance=3.0).sounds[0]
+    assert not torch.allclose(middle.audio, kick.audio, atol=1e-3) and not torch.allclose(middle.audio, hat.audio,
+                                                                                        atol=1e-3)
+    assert (middle.recipe["label_b"], middle.recipe["label_mix"]) == ("hat", 0.3)
+    again = studio.render(GenerationRequest.from_recipe(middle.recipe)).sounds[0]
+    assert torch.allclose(again.audio, middle.audio, atol=1e-5)
+    from engine.audio import stem_from_recipe
+    assert "kick-hat30" in stem_from_recipe(middle.recipe)
+
+
+@pytest.mark.parametrize("bad, words", [(dict(label=None, label_b="hat", label_mix=0.5), "first label"),
+                                        (dict(label_b="tuba", label_mix=0.5), "no label 'tuba'"),
+                                        (dict(label_b="hat", label_mix=1.5), "label_mix")])
+def test_a_bad_hybrid_says_what_is_wrong(studio, bad, words):
+    with pytest.raises(InvalidRequestError, match=words):
+        render(studio, **bad)
+
+
 @pytest.mark.parametrize("bad", [dict(steps=0), dict(steps=1000), dict(guidance=float("nan")), dict(morph=1.5),
                                  dict(count=0), dict(count=1000), dict(seed=-1), dict(strength=0.0),
                                  dict(variation="blur"), dict(steps=2.5), dict(label="tuba")])

@@ -100,6 +100,17 @@ def test_retrieval_figures_count_hits_among_identical_captions_and_classify_zero
         retrieval_figures(OracleEmbedder(), data, captions[:2])
 
 
+def test_a_references_instrument_is_guessed_only_when_the_embedder_is_sure():
+    from engine.embedders.categories import guess_category
+    labels = ["kick", "snare", "hat", "perc", "cymbal"]
+    kick, snare = F.one_hot(torch.tensor(0), 5).float(), F.one_hot(torch.tensor(1), 5).float()
+    assert guess_category(OracleEmbedder(), kick, labels) == "kick"
+    assert guess_category(OracleEmbedder(), F.normalize(kick + snare, dim=0), labels) is None   # torn: no guess
+    assert guess_category(OracleEmbedder(), F.normalize(kick + 0.5 * snare, dim=0), labels) == "kick"
+    assert guess_category(OracleEmbedder(), kick, ["snare", "hat"]) is None   # sure of neither
+    assert guess_category(OracleEmbedder(), kick, ["snare"]) == "snare"      # one label: the model's only sound
+
+
 # ----------------------------------------------------------------------------- a tiny run
 
 

@@ -22,7 +22,7 @@ from engine import GenerationRequest
 from engine.studio import resolve_length
 from engine.audio import export_wav, read_recipe
 from ui import presets
-from ui.handlers import ANY_LABEL, SLOTS, Handlers, slot_key
+from ui.handlers import ANY_LABEL, NO_BLEND, SLOTS, Handlers, slot_key
 from ui.history import Session
 from ui.plots import sound_figure
 
@@ -88,6 +88,22 @@ def test_morph_goes_into_the_recipe_and_changes_the_sound(handlers):
     a, _ = sf.read(plain[slot_key(0, "audio")])
     b, _ = sf.read(morphed[slot_key(0, "audio")])
     assert not np.allclose(a, b)
+
+
+def test_a_blend_of_two_sounds_reaches_the_recipe_the_card_and_comes_back_from_the_wav(handlers):
+    _, plain = run_generate(handlers, model="drums", seed=3)
+    _, blend = run_generate(handlers, model="drums", seed=3, label_b="snare", label_mix=0.3)
+    take = blend["session"].takes[0]
+    assert (take.recipe["label"], take.recipe["label_b"], take.recipe["label_mix"]) == ("kick", "snare", 0.3)
+    assert "kick + 30% snare" in blend[slot_key(0, "caption")] and "kick-snare30" in Path(take.wav).name
+    assert not np.allclose(sf.read(plain[slot_key(0, "audio")])[0], sf.read(blend[slot_key(0, "audio")])[0])
+    out = handlers.restore_recipe(take.wav)
+    assert out["label_b"]["value"] == "snare" and out["label_mix"] == 0.3 and out["blend_row"]["visible"] is True
+    # "Blend with" left at none, or at the Sound itself, is no blend; a blend needs a Sound to blend into
+    _, none = run_generate(handlers, model="drums", seed=3, label_b=NO_BLEND, label_mix=0.3)
+    assert none["session"].takes[0].recipe["label_b"] is None
+    with pytest.raises(gr.Error, match="choose the Sound too"):
+        run_generate(handlers, model="drums", label="(any)", label_b="snare", label_mix=0.3)
 
 
 def test_two_sessions_keep_their_own_results(handlers):

@@ -51,16 +51,20 @@ def test_the_prompt_box_shows_only_for_models_that_take_prompts(handlers):
 
 def test_more_like_this_makes_a_semantic_variation_of_a_result(handlers):
     _, final = run_generate(handlers, **PROMPTED, prompt="short punchy 808 kick")
-    out = handlers.more_like_slot(0, final["session"])
+    out = handlers.more_like_slot(0, final["session"], "latent-prompts")
     assert out["variation"] == "semantic" and out["lock_seed"] is False and out["reference"]
+    assert out["label"] == "kick"  # the take's own instrument, not whatever Sound was left chosen
     _, like = run_generate(handlers, **PROMPTED, reference=out["reference"], variation="semantic",
                            session=final["session"])
     recipe = like["session"].current()[0].recipe
     assert recipe["variation"] == "semantic" and recipe["score"] is not None
+    # the siblings keep the reference's instrument (from its recipe) and its loudness curve (and its
+    # onsets, which this faint 3-step sketch of a kick has none of)
+    assert recipe["label"] == "kick" and recipe["rms"]
     assert "more like a sound" in like[slot_key(0, "caption")]
     _, kick = run_generate(handlers)
     with pytest.raises(gr.Error, match="does not take prompts"):
-        handlers.more_like_slot(0, kick["session"])
+        handlers.more_like_slot(0, kick["session"], "kick")
 
 
 def test_prompts_come_back_from_a_dropped_wav_and_a_preset(handlers):

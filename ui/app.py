@@ -18,7 +18,7 @@ from engine import Studio
 
 from .curve_editor import CURVE_EDITOR_HEAD, curve_editor
 from .fields import KEEP_TYPED_VALUES, FieldNumber, FieldSlider
-from .handlers import ANY_LABEL, EXAMPLE_PROMPTS, FORMATS, SLOTS, Handlers, length_maximum, slot_key
+from .handlers import ANY_LABEL, EXAMPLE_PROMPTS, NO_BLEND, FORMATS, SLOTS, Handlers, length_maximum, slot_key
 from .history import COLUMNS, sweep
 from .presets import list_presets
 from .settings import Settings
@@ -105,7 +105,7 @@ GENERATE_OUTPUTS = ["seed", "session", "status", "history", "take", "empty_note"
                     *[f"row{r}" for r in range(SLOTS // 2)],
                     *[slot_key(i, part) for i in range(SLOTS)
                       for part in ("group", "audio", "plot", "file", "caption")]]
-CONTROL_OUTPUTS = ["model", "label", "sampler", "steps", "guidance", "seed", "lock_seed", "seed_b", "morph", "count",
+CONTROL_OUTPUTS = ["model", "label", "label_b", "label_mix", "blend_row", "sampler", "steps", "guidance", "seed", "lock_seed", "seed_b", "morph", "count",
                    "length", "rms", "onsets", "control_guidance", "match_loudness", "controls_box",
                    "prompt", "prompt_b", "prompt_morph", "rerank", "prompt_box",
                    "strength", "variation", "reference", "variation_box", "model_info", "recipe_note"]
@@ -151,6 +151,13 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
             C["label"] = gr.Dropdown([ANY_LABEL, *info["labels"]], value=info["label"] or ANY_LABEL,
                                      label="Sound", visible=bool(info["labels"]), scale=2, min_width=110,
                                      elem_id="label")
+        with gr.Row(visible=bool(info["labels"]), elem_id="blend-row") as C["blend_row"]:
+            C["label_b"] = gr.Dropdown([NO_BLEND, *info["labels"]], value=NO_BLEND, label="Blend with", scale=2,
+                                       min_width=110, elem_id="label-b",
+                                       info="a hybrid: a second Sound mixed into the first")
+            C["label_mix"] = FieldSlider(0.0, 1.0, value=0.3, step=0.05, label="Blend", scale=3, min_width=150,
+                                         info="0: the Sound alone · 1: the second one", elem_id="label-mix",
+                                         field="blend")
         C["model_info"] = gr.Markdown(h._model_controls(model)["model_info"] if model else "no models found",
                                       elem_classes="tds-model-info", padding=True, elem_id="model-info")
     with gr.Accordion("Prompt", open=True, visible=bool(info.get("prompts")), elem_id="prompt-box") as C["prompt_box"]:
@@ -351,9 +358,9 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
                 _results(C, settings)
 
         wire = functools.partial(_wire, C)
-        model_outputs = ["label", "sampler", "steps", "guidance", "length", "model_info", "controls_box",
+        model_outputs = ["label", "label_b", "blend_row", "sampler", "steps", "guidance", "length", "model_info", "controls_box",
                          "control_guidance", "prompt_box"]
-        wire(demo.load, h.refresh, ["model", "preset", "label", "sampler", "guidance", "length", "model_info",
+        wire(demo.load, h.refresh, ["model", "preset", "label", "label_b", "blend_row", "sampler", "guidance", "length", "model_info",
                                     "controls_box", "prompt_box"])
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")
@@ -384,7 +391,7 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
                  ["history", "session", "take", slot_key(i, "caption")])
             wire(C[slot_key(i, "curves")].click, functools.partial(h.curves_from_slot, i), ["rms", "onsets"])
             wire(C[slot_key(i, "like")].click, functools.partial(h.more_like_slot, i),
-                 ["reference", "variation", "variation_box", "reference_info", "lock_seed"])
+                 ["reference", "variation", "variation_box", "label", "reference_info", "lock_seed"])
         wire(C["recipe_file"].upload, h.restore_recipe, [*CONTROL_OUTPUTS, "use_reference"],
              api_name="restore_recipe")
         wire(C["use_reference"].click, h.use_dropped_as_reference,

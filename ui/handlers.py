@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 SLOTS = 8                        # result cards on the page = the most sounds per click
 ANY_LABEL = "(any)"              # label choice meaning "unconditional"
+NO_BLEND = "(none)"              # "Blend with" choice meaning "no hybrid"
 MAX_UI_SEED = 2**53 - 1 - 64     # a browser number holds integers exactly only up to 2**53
 ROLL_SEED_MAX = 2**31 - 1        # rolled seeds stay short enough to read and type
 PREVIEW_INTERVAL_S = 0.6         # at most this often a preview plot is drawn while sampling
@@ -124,6 +125,20 @@ def _seed(value: Any, name: str, optional: bool = False) -> int | None:
 
 def roll() -> int:
     return random.SystemRandom().randint(0, ROLL_SEED_MAX)
+
+
+def _blend(label: str | None, label_b, label_mix) -> dict:
+    """``label_b`` / ``label_mix`` of a request from the "Blend with" controls: none unless a
+    second Sound is chosen and mixed in; a blend needs a first Sound to blend into."""
+    label_b = None if label_b in (None, "", NO_BLEND) else str(label_b)
+    if label_b is None or label_b == label:
+        return {"label_b": None, "label_mix": 0.0}
+    if label is None:
+        raise gr.Error(f"a blend mixes {label_b} into a first Sound: choose the Sound too (not {ANY_LABEL})")
+    mix = _number(label_mix, "blend") if label_mix is not None else 0.0
+    if not 0.0 <= mix <= 1.0:
+        raise gr.Error(f"blend must be between 0 and 1, got {mix:g}")
+    return {"label_b": label_b, "label_mix": mix} if mix else {"label_b": None, "label_mix": 0.0}
 
 
 def _label_value(label: str | None) -> str | None:
@@ -216,7 +231,8 @@ class Handlers:
         names = self.model_names()
         return "kick" if "kick" in names else (names[0] if names else None)
 
-    def _model_controls(self, model: str, label: str | None = None, sampler: str | None = None) -> dict:
+    def _model_controls(self, model: str, label: str | None = None, sampler: str | None = None,
+                        label_b: str | None = None) -> dict:
         """Label, sampler and guidance controls that fit ``model`` (values kept when they fit)."""
         info = self.studio.describe(model)
         defaults = info["defaults"]
@@ -235,6 +251,8 @@ class Handlers:
         return {
             "label": gr.update(choices=[ANY_LABEL, *labels], value=label_value if labels else ANY_LABEL,
                                visible=bool(labels)),
+            "label_b": gr.update(choices=[NO_BLEND, *labels], value=label_b if label_b in labels else NO_BLEND),
+            "blend_row": gr.update(visible=bool(labels)),
             "sampler": gr.update(choices=samplers, value=sampler_value),
             "guidance": gr.update(visible=bool(info["takes_guidance"])),
             "length": gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"])),
@@ -338,7 +356,7 @@ class Handlers:
     def _request(self, model, label, sampler, steps, guidance, seed, seed_b, morph, count, length, reference,
                  strength, variation, rms=None, onsets=None, control_guidance=None,
                  match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
-                 rerank=0) -> GenerationRequest:
+                 rerank=0, label_b=None, label_mix=0.0) -> GenerationRequest:
         if not model:
             raise gr.Error("choose a model")
         count = _number(count, "count", integer=True)
@@ -353,7 +371,7 @@ class Handlers:
             self._check_reference_file(reference)
         model, label = self._model_for_label(str(model), _label_value(label))
         request = GenerationRequest(
-            model=model, label=label, sampler=sampler or None,
+            model=model, label=label, **_blend(label, label_b, label_mix), sampler=sampler or None,
             steps=_number(steps, "steps", integer=True, optional=True),
             guidance=_number(guidance, "guidance", optional=True), seed=_seed(seed, "seed"), seed_b=seed_b,
             morph=morph, count=count, length=self._length(str(model), length), reference=reference,
@@ -400,14 +418,14 @@ class Handlers:
     def generate(self, model, label, sampler, steps, guidance, seed, lock_seed, seed_b, morph, count, length,
                  reference, strength, variation, session, rms=None, onsets=None,
                  control_guidance=None, match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
-                 rerank=0) -> Iterator[dict]:
+                 rerank=0, label_b=None, label_mix=0.0) -> Iterator[dict]:
         """Sample: stream status and a preview plot, then each sound's player, drag-out file and plot."""
         session = self._session(session)
         if not lock_seed:
             seed = roll()
         request = self._request(model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
                                 reference, strength, variation, rms, onsets, control_guidance, match_loudness,
-                                prompt, prompt_b, prompt_morph, rerank)
+                                prompt, prompt_b, prompt_morph, rerank, label_b, label_mix)
         steps_total = request.steps or 0
         session.batch = []  # until this one finishes no card holds a result, so Export can't save an old sound
         session.generating, session.stop_requested = True, False
@@ -494,7 +512,8 @@ class Handlers:
 
     def audition(self, audition, model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
                  reference, strength, variation, session, rms=None, onsets=None, control_guidance=None,
-                 match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0) -> Iterator[dict]:
+                 match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0,
+                 label_b=None, label_mix=0.0) -> Iterator[dict]:
         """A seed, seed B or morph was moved (or a dice rolled) with "Audition on change" ticked:
         render at once with the seed as it now is (never a new roll). Off, it changes nothing."""
         if not audition:
@@ -502,7 +521,7 @@ class Handlers:
             return
         yield from self.generate(model, label, sampler, steps, guidance, seed, True, seed_b, morph, count, length,
                                  reference, strength, variation, session, rms, onsets, control_guidance,
-                                 match_loudness, prompt, prompt_b, prompt_morph, rerank)
+                                 match_loudness, prompt, prompt_b, prompt_morph, rerank, label_b, label_mix)
 
     def stop(self, session) -> dict:
         """Stop was pressed: ask the running generation to stop. It stops at its next step and its
@@ -542,15 +561,20 @@ class Handlers:
                 "reference_info": f"reference: take #{take.id} ({take.caption()})"}
 
     @user_facing
-    def more_like_slot(self, slot: int, session) -> dict:
+    def more_like_slot(self, slot: int, session, model) -> dict:
         """"More like this": the take becomes the reference of a semantic variation (its audio
-        embedding is the prompt, the noises are new), so Generate makes siblings of it."""
+        embedding is the prompt, the noises are new), so Generate makes siblings of it. The Sound
+        is set to the take's own instrument (a Sound left at another would win over the
+        reference's, see ``Studio._like_reference``)."""
         session, take = self._slot_take(session, int(slot))
         if not self.studio.describe(str(take.recipe.get("model"))).get("prompts"):
             raise gr.Error(f"{take.recipe.get('model')} does not take prompts, so it can't make more like a "
                            "sound; pick a model that takes prompts (its info line says so)")
         gr.Info(f"take #{take.id} is the reference: Generate makes new sounds like it")
+        labels = self.studio.describe(str(model))["labels"] if model else []
+        label = take.recipe.get("label")
         return {"reference": take.wav, "variation": "semantic", "variation_box": gr.update(open=True),
+                "label": label if label in labels else ANY_LABEL,
                 "lock_seed": False, "reference_info": f"more like take #{take.id} ({take.caption()})"}
 
     @user_facing
@@ -666,7 +690,8 @@ class Handlers:
             raise gr.Error(f"this sound was made with the model {values.get('model')!r}, which is not here; "
                            "add its folder with 'Add model folder' first")
         info = self.studio.describe(model)
-        out = self._model_controls(model, _label_value(values.get("label")), values.get("sampler"))
+        out = self._model_controls(model, _label_value(values.get("label")), values.get("sampler"),
+                                   values.get("label_b"))
         defaults = info["defaults"]
         guidance = values.get("guidance")
         out.update({
@@ -688,6 +713,8 @@ class Handlers:
             "prompt": values.get("prompt") or "", "prompt_b": values.get("prompt_b") or "",
             "prompt_morph": float(values.get("prompt_morph") or 0.0), "rerank": int(values.get("rerank") or 0),
         })
+        if values.get("label_b"):
+            out["label_mix"] = float(values.get("label_mix") or 0.0)
         if values.get("label") and values["label"] not in info["labels"]:
             raise gr.Error(f"model {model!r} has no label {values['label']!r}")
         if note:
@@ -766,8 +793,9 @@ class Handlers:
     @user_facing
     def save_preset(self, preset_name, preset_overwrite, model, label, sampler, steps, guidance, seed, seed_b,
                     morph, length, rms=None, onsets=None, control_guidance=None, match_loudness=True,
-                    prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0) -> dict:
-        values = {"model": model, "label": _label_value(label), "sampler": sampler or None,
+                    prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0, label_b=None, label_mix=0.0) -> dict:
+        values = {"model": model, "label": _label_value(label), **_blend(_label_value(label), label_b, label_mix),
+                  "sampler": sampler or None,
                   "steps": _number(steps, "steps", integer=True, optional=True),
                   "guidance": _number(guidance, "guidance", optional=True), "seed": _seed(seed, "seed"),
                   "seed_b": _seed(seed_b, "seed B", optional=True), "morph": _number(morph, "morph"),

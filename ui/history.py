@@ -44,7 +44,7 @@ class Take:
 
     def caption(self) -> str:
         r = self.recipe
-        label = r.get("label") if r.get("label") not in (None, r.get("model")) else ""
+        label = blend_name(r) if r.get("label") not in (None, r.get("model")) else ""
         seed = f"seed {r.get('seed')}"
         if r.get("seed_b") is not None and r.get("morph"):
             seed += f" → {r['seed_b']} @ {r['morph']:.2f}"
@@ -69,9 +69,17 @@ class Take:
     def row(self) -> list:
         r = self.recipe
         morph = f"{r['morph']:.2f}" if r.get("seed_b") is not None else ""
-        return [self.id, "★" if self.favourite else "", r.get("model"), r.get("label") or "(any)", r.get("seed"),
+        return [self.id, "★" if self.favourite else "", r.get("model"), blend_name(r) or "(any)", r.get("seed"),
                 "" if r.get("seed_b") is None else r["seed_b"], morph, r.get("steps"), r.get("sampler"),
                 time.strftime("%H:%M:%S", time.localtime(self.created))]
+
+
+def blend_name(recipe: dict) -> str:
+    """"snare", or "snare + 30% perc" for a hybrid of two labels."""
+    label = recipe.get("label") or ""
+    if label and recipe.get("label_b") and recipe.get("label_mix"):
+        label += f" + {100 * float(recipe['label_mix']):.0f}% {recipe['label_b']}"
+    return label
 
 
 @dataclass

@@ -120,13 +120,15 @@ class _Space:
 def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, seed: int = 0,
                    steps: int | None = None, guidance: float | None = None, sampler: str | None = None,
                    batch: int = 16, progress: bool = False, conditions: list[Conditions] | None = None,
-                   control_guidance: float | None = None) -> torch.Tensor:
+                   control_guidance: float | None = None, label_b: str | None = None,
+                   label_mix: float = 0.0) -> torch.Tensor:
     """``(count, C, length)`` float32 CPU audio for seeds ``seed .. seed + count - 1``.
 
     Each clip's starting noise depends only on its own seed (drawn alone, as the studio does),
     so clip ``i`` is the sound seed ``seed + i`` gives in the studio at the same settings (through
     the same :mod:`engine.pipeline`). ``conditions`` gives clip ``i`` its own controls (curves
-    measured on a real sound, say); the label is ``label``'s either way.
+    measured on a real sound, say); the label is ``label``'s either way (blended with ``label_b``
+    by ``label_mix``: a hybrid).
     """
     manifest = model.manifest
     defaults = manifest.get("defaults", {})
@@ -139,6 +141,9 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     if label is not None and label not in labels:
         raise InvalidRequestError(f"the model knows the labels {labels}, not {label!r}")
     label_index = labels.index(label) if label is not None else None
+    if label_b is not None and label_b not in labels:
+        raise InvalidRequestError(f"the model knows the labels {labels}, not {label_b!r}")
+    blend = {"label_b": labels.index(label_b), "label_mix": float(label_mix)} if label_b is not None else {}
     if conditions is not None and len(conditions) != count:
         raise InvalidRequestError(f"{len(conditions)} conditions for {count} clips")
     shape = (model.codec.latent_channels, model.codec.latent_length(manifest["length"]))
@@ -148,11 +153,12 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
         seeds = list(range(seed + start, seed + min(start + batch, count)))
         if conditions is None:  # one condition for the whole batch
             draws = SeedNoise(seeds, shape, device=model.device)
-            out.append(pipeline.render(model, draws(), Conditions(label=label_index), samples=manifest["length"],
-                                       sampler=sampler, steps=steps, guidance=guidance, step_noise=draws))
+            out.append(pipeline.render(model, draws(), Conditions(label=label_index, **blend),
+                                       samples=manifest["length"], sampler=sampler, steps=steps, guidance=guidance,
+                                       step_noise=draws))
             continue
         for offset, clip_seed in enumerate(seeds):  # each clip its own curves
-            wanted = replace(conditions[start + offset], label=label_index)
+            wanted = replace(conditions[start + offset], label=label_index, **blend)
             draws = SeedNoise([clip_seed], shape, device=model.device)
             out.append(pipeline.render(model, draws(), wanted, samples=manifest["length"], sampler=sampler,
                                        steps=steps, guidance=guidance, control_guidance=control_guidance,

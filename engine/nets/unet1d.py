@@ -142,7 +142,8 @@ class UNet1d(nn.Module):
     ``t`` is the picture's time in [0, 1] (cosine time for the v-objective, alpha for blending).
     ``cond`` maps condition names to tensors (``engine.conditions.network_inputs``): ``label``
     ``(B,)`` indexes ``num_labels`` classes, index ``num_labels`` being the "no label" class that
-    classifier-free guidance uses (a missing ``label`` means it for the whole batch); each name in
+    classifier-free guidance uses (a missing ``label`` means it for the whole batch), or is
+    ``(B, num_labels + 1)`` float weights that mix the label embeddings (a hybrid); each name in
     ``controls`` is a ``(B, 2, frames)`` curve (value, mask), all zeros when absent; each name in
     ``embeddings`` a ``(B, dim)`` vector (a prompt's unit embedding), all zeros when absent.
     """
@@ -221,7 +222,9 @@ class UNet1d(nn.Module):
         if self.label_emb is not None:
             if label is None:
                 label = torch.full((t.shape[0],), self.num_labels, device=t.device, dtype=torch.long)
-            emb = emb + self.label_emb(label)
+            # an index, or (B, num_labels + 1) weights: a blend of label embeddings (a hybrid)
+            emb = emb + (label.to(self.label_emb.weight.dtype) @ self.label_emb.weight if label.is_floating_point()
+                         else self.label_emb(label))
         for name, dim in self.embeddings.items():
             vector = (cond or {}).get(name)
             if vector is None:

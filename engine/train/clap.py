@@ -40,9 +40,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..data.augment import augment
-from ..data.labels import SUBCATEGORIES
-from ..data.captions import NOUNS, _article, dataset_captions, dataset_descriptors, descriptor_thresholds, read_kit_info
+from ..data.captions import dataset_captions, dataset_descriptors, descriptor_thresholds, read_kit_info
 from ..embedders.base import Embedder, read_embedder_manifest
+from ..embedders.categories import CATEGORY_PROMPTS, category_prompts, zero_shot  # noqa: F401 (re-exported)
 from ..embedders.clap_model import ClapEmbedder, ClapNetwork, build_clap, model_card, new_manifest
 from ..embedders.text_tower import MODEL_NAME, text_tower
 from ..errors import InvalidRequestError
@@ -54,20 +54,6 @@ log = logging.getLogger(__name__)
 
 FEATURES_FILE = "text_features.safetensors"
 CAPTIONS_FILE = "captions.json"
-def category_prompts() -> dict[str, tuple[str, ...]]:
-    """The zero-shot classifier's prompts per category: "a kick drum" for the category itself and
-    "a {noun}" for each of its instruments ("a tom", "a cowbell", "a ride cymbal"...), in the
-    caption builder's own words (:data:`NOUNS`, :data:`SUBCATEGORIES`). A clip's category is the
-    one whose best prompt its audio is closest to (CLIP's prompt ensembling, here as a max over
-    the instruments): "a percussion hit" alone is far from a tom, which captions call "a tom"."""
-    prompts = {}
-    for category, subcategories in SUBCATEGORIES.items():
-        nouns = [NOUNS[category][0]] + [NOUNS[sub][0] for sub in subcategories if sub in NOUNS]
-        prompts[category] = tuple(dict.fromkeys(_article(f"a {noun}") for noun in nouns))
-    return prompts
-
-
-CATEGORY_PROMPTS: dict[str, tuple[str, ...]] = category_prompts()
 
 
 @dataclass
@@ -181,18 +167,6 @@ def retrieval_figures(model: Embedder, dataset, captions: Sequence[Sequence[str]
             if (truth == k).any():
                 figures[f"zero_shot_{name}"] = round(float((guesses[truth == k] == k).float().mean()), 4)
     return figures
-
-
-def zero_shot(model: Embedder, audio: torch.Tensor, prompts: Mapping[str, Sequence[str] | str]) -> torch.Tensor:
-    """``(N,)``: for each audio embedding, the index (in ``prompts``' order) of the category whose
-    best-matching prompt is closest."""
-    lists = [[p] if isinstance(p, str) else list(p) for p in prompts.values()]
-    text = model.text([p for group in lists for p in group])
-    scores, start = [], 0
-    for group in lists:
-        scores.append((audio @ text[start:start + len(group)].T).amax(dim=1))
-        start += len(group)
-    return torch.stack(scores, dim=1).argmax(dim=1)
 
 
 # ----------------------------------------------------------------------------- text features
