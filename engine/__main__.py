@@ -35,6 +35,7 @@ def _generate(args: argparse.Namespace) -> int:
         print(f"curves from {Path(args.controls_from).name}: --rms \"{format_rms(rms)}\" "
               f"--onsets \"{format_onsets(onsets)}\"", file=sys.stderr)
     request = GenerationRequest(model=args.model, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+                                variety=args.variety,
                                 seed=args.seed, seed_b=args.seed_b, morph=args.morph, count=args.count,
                                 label=args.label, label_b=args.label_b, label_mix=args.label_mix,
                                 reference=args.reference, strength=args.strength,
@@ -146,6 +147,9 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--sampler", default=None,
                      help="dpmpp_2m, ddim, euler_a (stochastic), iadb (blending models only)")
     gen.add_argument("--guidance", type=float, default=None)
+    gen.add_argument("--variety", type=float, default=None,
+                     help="0 (safe: guided at every step) .. 1 (surprising: guided only near the end); default: "
+                          "the model's")
     gen.add_argument("--label", default=None, help="class label for conditional models")
     gen.add_argument("--label-b", default=None, help="a second label to blend in: a hybrid (e.g. --label snare "
                                                      "--label-b perc --label-mix 0.3)")

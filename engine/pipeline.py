@@ -15,7 +15,7 @@ import torch
 
 from .conditions import ENVELOPE, Conditions, condition_specs, network_inputs
 from .models import LoadedModel
-from .sampling import sample_latent
+from .sampling import sample_latent, variety_interval
 
 
 def codec_hop(model: LoadedModel, samples: int | None = None) -> int:
@@ -52,13 +52,15 @@ def envelope_for(model: LoadedModel, conditions: Conditions, noises: torch.Tenso
 def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, sampler: str, steps: int,
            guidance: float = 1.0, control_guidance: float = 1.0, reference: torch.Tensor | None = None,
            strength: float = 1.0, callback: Callable[[dict], None] | None = None,
-           step_noise: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:
+           step_noise: Callable[[], torch.Tensor] | None = None, variety: float = 0.0) -> torch.Tensor:
     """A batch of clean latents from unit ``noises`` under ``conditions`` (the model's own
-    per-channel guidance weights applied)."""
+    per-channel guidance weights applied; ``variety`` > 0 guides only at the lower noise levels,
+    :func:`engine.sampling.variety_interval`)."""
     cond = inputs_for(model, conditions, noises.shape[0], noises.shape[-1])
     return sample_latent(model.network, model.manifest, noises, sampler=sampler, steps=steps, guidance=guidance,
                          cond=cond, control_guidance=control_guidance, reference=reference, strength=strength,
-                         callback=callback, step_noise=step_noise, guidance_weights=model.guidance_weights)
+                         callback=callback, step_noise=step_noise, guidance_weights=model.guidance_weights,
+                         guidance_interval=variety_interval(variety) if variety else None)
 
 
 @torch.no_grad()
@@ -70,8 +72,8 @@ def decode(model: LoadedModel, latent: torch.Tensor, envelope: torch.Tensor | No
 @torch.no_grad()
 def render(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, samples: int, sampler: str,
            steps: int, guidance: float = 1.0, control_guidance: float = 1.0,
-           step_noise: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:
+           step_noise: Callable[[], torch.Tensor] | None = None, variety: float = 0.0) -> torch.Tensor:
     """Noise to raw decoded audio in one call: what evaluation and training renders use."""
     latent = sample(model, noises, conditions, sampler=sampler, steps=steps, guidance=guidance,
-                    control_guidance=control_guidance, step_noise=step_noise)
+                    control_guidance=control_guidance, step_noise=step_noise, variety=variety)
     return decode(model, latent, envelope_for(model, conditions, noises), samples)

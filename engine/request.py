@@ -16,7 +16,7 @@ from .seeds import MAX_SEED
 
 LIMITS = {"steps": (1, 200), "guidance": (0.0, 15.0), "count": (1, 64), "morph": (0.0, 1.0),
           "strength": (0.01, 1.0), "control_guidance": (0.0, 15.0), "prompt_morph": (0.0, 1.0),
-          "rerank": (0, 64), "label_mix": (0.0, 1.0)}
+          "rerank": (0, 64), "label_mix": (0.0, 1.0), "variety": (0.0, 1.0)}
 VARIATION_MODES = ("noise", "invert", "semantic")
 
 
@@ -26,6 +26,8 @@ class GenerationRequest:
     sampler: str | None = None        # None: the model's default
     steps: int | None = None          # None: the model's default
     guidance: float | None = None     # classifier-free guidance scale; None: the model's default
+    variety: float | None = None      # 0 = safe (guided at every step) .. 1 = surprising (guided only at low
+                                      # noise: engine.sampling.variety_interval); None: the model's default
     seed: int = 0                     # sound i of a batch uses seed + i
     seed_b: int | None = None         # second seed to morph towards (sound i uses seed_b + i)
     morph: float = 0.0                # 0 = seed's noise, 1 = seed_b's noise (slerp between them)

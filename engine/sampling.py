@@ -10,12 +10,14 @@ alpha-blending steps for blending models.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Mapping
 
 import torch
 
 from .conditions import (CLASS, CONTROL_GROUP, CURVE, LABEL_GROUP, LABEL_SPEC, ConditionSpec, condition_specs,
                          without)
+from .diffusion.schedules import blend_alpha_to_sigma, cosine_t_to_sigma
 from .diffusion import (alphas_uniform, blend_denoiser, blend_model, invert_iadb, nested_guidance, sample_ddim,
                         sample_dpmpp_2m, sample_euler_ancestral, sample_iadb, sigmas_cosine, sigmas_karras,
                         v_denoiser)
@@ -121,13 +123,42 @@ def _check(manifest: dict, sampler: str, steps: int) -> str:
     return objective
 
 
+def variety_interval(variety: float) -> tuple[float, float]:
+    """The noise levels (VE sigma, low and high) where label and prompt guidance acts, for a
+    "variety" from 0 (safe: everywhere, as trained and measured) to 1 (surprising: only below
+    sigma 1, in the last third of the steps).
+
+    Why: guidance at high noise levels is what narrows a model to its category's average sound
+    (it picks the coarse shape: decay, body, pitch), while at low levels it is nearly free of
+    that cost; guiding only in an interval keeps accuracy and gives back variety (Kynkäänniemi
+    et al. 2024, "Applying guidance in a limited interval"). The upper bound moves down the log
+    sigma range from SIGMA_MAX to 1 as ``variety`` goes from 0 to 1; measured in
+    ``docs/design-notes.md`` ("Variety")."""
+    variety = min(max(float(variety), 0.0), 1.0)
+    high = SIGMA_MAX ** (1.0 - variety)   # 80 at 0, ~9 at 0.5, 1 at 1
+    return 0.0, (math.inf if variety == 0.0 else high)
+
+
+def _in_interval(guided: Callable, plain: Callable, interval: tuple[float, float], to_sigma: Callable) -> Callable:
+    """``guided`` where the step's noise level lies in ``interval`` (low, high], else ``plain``
+    (one conditional call: cheaper too)."""
+    low, high = interval
+
+    def choose(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        sigma = float(to_sigma(level.reshape(-1)[0]))
+        return guided(x, level) if low < sigma <= high else plain(x, level)
+
+    return choose
+
+
 @torch.no_grad()
 def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor, *, sampler: str = "dpmpp_2m",
                   steps: int = 16, guidance: float = 1.0, cond: Mapping[str, torch.Tensor] | None = None,
                   control_guidance: float = 1.0, reference: torch.Tensor | None = None, strength: float = 1.0,
                   callback: Callable[[dict], None] | None = None,
                   step_noise: Callable[[], torch.Tensor] | None = None,
-                  guidance_weights: torch.Tensor | None = None) -> torch.Tensor:
+                  guidance_weights: torch.Tensor | None = None,
+                  guidance_interval: tuple[float, float] | None = None) -> torch.Tensor:
     """Sample a batch of latents from unit ``noise``.
 
     ``step_noise()`` gives the unit noise a stochastic sampler (``euler_a``) adds at each step;
@@ -141,9 +172,19 @@ def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor,
     ``cond`` is the network's condition mapping (``engine.conditions.network_inputs``);
     ``guidance_weights`` (from :func:`guidance_weights`) spreads the label guidance per latent
     channel and ``control_guidance`` scales the pull of the control curves (:func:`conditioned`).
+    ``guidance_interval`` (low, high) in VE sigma (:func:`variety_interval`): the label and prompt
+    guidance acts only at noise levels in it; elsewhere the step is one conditional call (the
+    curves still guided).
     """
     objective = _check(manifest, sampler, steps)
-    net = conditioned(network, cond, guidance, guidance_weights, control_guidance, condition_specs(manifest))
+    specs = condition_specs(manifest)
+    net = conditioned(network, cond, guidance, guidance_weights, control_guidance, specs)
+    if guidance_interval is not None and guidance != 1.0:
+        plain = conditioned(network, cond, 1.0, None, control_guidance, specs)
+        # the network is called at its own time: alpha (blending models), cosine t (v-models)
+        to_sigma = (lambda alpha: blend_alpha_to_sigma(alpha.clamp_min(1e-8))) if objective == "blend" \
+            else cosine_t_to_sigma
+        net = _in_interval(net, plain, guidance_interval, to_sigma)
     levels = noise_levels(objective, sampler, steps).to(noise.device)
     start = 0
     if reference is not None and strength < 1.0:

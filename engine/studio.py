@@ -235,6 +235,7 @@ class Studio:
         request = request.with_(sampler=request.sampler or defaults.get("sampler", "dpmpp_2m"),
                                 steps=int(request.steps or defaults.get("steps", 16)),
                                 guidance=float(defaults.get("guidance", 1.0) if request.guidance is None else request.guidance),
+                                variety=float(defaults.get("variety", 0.0) if request.variety is None else request.variety),
                                 label=request.label or entry.label)
         request = request.with_(length=resolve_length(manifest, request.length))
         routed = prompt_label(request, entry)
@@ -360,7 +361,7 @@ class Studio:
 
         latent = pipeline.sample(model, noises, conditions, sampler=sampler, steps=steps, guidance=request.guidance,
                                  control_guidance=request.control_guidance or 1.0, reference=reference,
-                                 strength=strength, callback=callback, step_noise=draws)
+                                 strength=strength, callback=callback, step_noise=draws, variety=request.variety or 0.0)
         audio = pipeline.decode(model, latent, envelope, samples)
         if conditions.rms and request.match_loudness:  # the envelope shaper: the sound onto the drawn curve
             audio = torch.stack([dsp.match_loudness(sound, conditions.rms, manifest["sample_rate"]) for sound in audio])

@@ -113,6 +113,43 @@ def test_a_hybrid_of_two_labels_runs_from_one_to_the_other(studio):
     assert "kick-hat30" in stem_from_recipe(middle.recipe)
 
 
+def test_variety_guides_only_at_low_noise_levels_and_saves_those_calls(studio):
+    """variety 0 is the guided sampling as it was; at 1 guidance acts only where sigma <= 1 (the
+    last steps), the other steps are one conditional call each; without guidance it changes nothing."""
+    from engine import pipeline
+    from engine.conditions import Conditions
+    from engine.diffusion.schedules import cosine_t_to_sigma
+    from engine.sampling import sample_latent, variety_interval
+
+    safe, default = render(studio, seed=4, guidance=3.0, variety=0.0), render(studio, seed=4, guidance=3.0)
+    assert torch.equal(safe.sounds[0].audio, default.sounds[0].audio)
+    wild = render(studio, seed=4, guidance=3.0, variety=1.0)
+    assert not torch.allclose(wild.sounds[0].audio, safe.sounds[0].audio, atol=1e-4)
+    assert wild.sounds[0].recipe["variety"] == 1.0
+    assert torch.equal(render(studio, seed=4, guidance=1.0, variety=1.0).sounds[0].audio,
+                       render(studio, seed=4, guidance=1.0).sounds[0].audio)
+
+    model = studio.load(studio.entry("tiny"))
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net, self.num_labels = net, net.num_labels
+
+        def forward(self, x, t, cond=None):
+            calls.append((x.shape[0], float(cosine_t_to_sigma(t.reshape(-1)[0]))))
+            return self.net(x, t, cond)
+
+    noise = torch.randn(1, model.codec.latent_channels, 64, generator=torch.Generator().manual_seed(0))
+    cond = pipeline.inputs_for(model, Conditions(label=0), 1, 64)
+    sample_latent(Counting(model.network), model.manifest, noise, sampler="ddim", steps=8, guidance=3.0, cond=cond,
+                  guidance_interval=variety_interval(1.0))
+    guided = [sigma for size, sigma in calls if size == 2]
+    plain = [sigma for size, sigma in calls if size == 1]
+    assert guided and plain and max(guided) <= 1.0 < min(plain)
+
+
 @pytest.mark.parametrize("bad, words", [(dict(label=None, label_b="hat", label_mix=0.5), "first label"),
                                         (dict(label_b="tuba", label_mix=0.5), "no label 'tuba'"),
                                         (dict(label_b="hat", label_mix=1.5), "label_mix")])
@@ -123,7 +160,7 @@ def test_a_bad_hybrid_says_what_is_wrong(studio, bad, words):
 
 @pytest.mark.parametrize("bad", [dict(steps=0), dict(steps=1000), dict(guidance=float("nan")), dict(morph=1.5),
                                  dict(count=0), dict(count=1000), dict(seed=-1), dict(strength=0.0),
-                                 dict(variation="blur"), dict(steps=2.5), dict(label="tuba")])
+                                 dict(variation="blur"), dict(steps=2.5), dict(label="tuba"), dict(variety=2.0)])
 def test_absurd_values_are_refused_with_a_message(studio, bad):
     with pytest.raises(InvalidRequestError):
         render(studio, **bad)

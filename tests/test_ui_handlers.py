@@ -329,6 +329,14 @@ def test_preset_save_load_round_trip_and_no_silent_overwrite(handlers, settings)
     loaded = handlers.load_preset("my-kick")
     assert loaded["steps"] == 20 and loaded["seed"] == 1 and loaded["lock_seed"] is True
     assert loaded["sampler"]["value"] == "ddim" and loaded["model"]["value"] == "kick"
+    assert loaded["variety"]["value"] == 0.0 and loaded["label_b"]["value"] == NO_BLEND
+    # a surprising hybrid: its variety and blend are kept too
+    handlers.save_preset("odd kick", False, "kick", "kick", "ddim", 20, 2.5, 1, None, 0.0, 0.74,
+                         label_b="snare", label_mix=0.4, variety=0.6)
+    odd = handlers.load_preset("odd-kick")
+    assert (odd["variety"]["value"], odd["label_b"]["value"], odd["label_mix"]) == (0.6, "snare", 0.4)
+    _, made = run_generate(handlers, variety=0.6)
+    assert made["session"].takes[0].recipe["variety"] == 0.6
 
 
 @pytest.mark.parametrize("name, values, message", [

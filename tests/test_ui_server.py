@@ -312,12 +312,24 @@ def test_a_producer_generates_morphs_exports_restores_and_loads_presets(server, 
     dragged.write_bytes(page.request.get(url).body())
     assert read_recipe(dragged)["seed"] == 1234
 
+    # a hybrid: blend 30 % of the hat into the snare; the card says so and its WAV records it
+    _pick(page, "label-b", "hat")
+    _set_number(page, "label-mix", 0.3)
+    _set_number(page, "count", 1)
+    _generate_and_time(page)
+    page.wait_for_selector("#status .tds-status.done", timeout=60_000)
+    assert "snare + 30% hat" in page.locator("#slot0 .tds-caption").first.inner_text()
+    blended = read_recipe(_fetch_wav(server, page))
+    assert (blended["label"], blended["label_b"], blended["label_mix"]) == ("snare", "hat", 0.3)
+    page.screenshot(path=str(SHOTS / "03b-blend.png"), full_page=True)
+
     # load a shipped preset into the controls
     page.get_by_role("tab", name="Presets").click()
     _pick(page, "preset", "perc-morph")
     page.click("#load-preset")
     page.wait_for_function("document.querySelector('#seed input').value === '11'")
     assert page.locator("#label input").input_value() == "perc"
+    assert page.locator("#label-b input").input_value() == "(none)"  # the preset has no blend
     assert page.locator("#morph input[type=number]").input_value() == "0.5"
     page.screenshot(path=str(SHOTS / "04-preset.png"), full_page=True)
 

@@ -105,8 +105,8 @@ GENERATE_OUTPUTS = ["seed", "session", "status", "history", "take", "empty_note"
                     *[f"row{r}" for r in range(SLOTS // 2)],
                     *[slot_key(i, part) for i in range(SLOTS)
                       for part in ("group", "audio", "plot", "file", "caption")]]
-CONTROL_OUTPUTS = ["model", "label", "label_b", "label_mix", "blend_row", "sampler", "steps", "guidance", "seed", "lock_seed", "seed_b", "morph", "count",
-                   "length", "rms", "onsets", "control_guidance", "match_loudness", "controls_box",
+CONTROL_OUTPUTS = ["model", "label", "label_b", "label_mix", "blend_row", "sampler", "steps", "guidance", "variety",
+                   "seed", "lock_seed", "seed_b", "morph", "count", "length", "rms", "onsets", "control_guidance", "match_loudness", "controls_box",
                    "prompt", "prompt_b", "prompt_morph", "rerank", "prompt_box",
                    "strength", "variation", "reference", "variation_box", "model_info", "recipe_note"]
 
@@ -180,6 +180,9 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
     C["guidance"] = FieldSlider(0.0, 15.0, value=float(defaults.get("guidance", 1.0)), step=0.1,
                                 label="Guidance", info="how strongly the sound follows its label and prompt",
                                 visible=bool(info["takes_guidance"]), elem_id="guidance", field="guidance")
+    C["variety"] = FieldSlider(0.0, 1.0, value=float(defaults.get("variety", 0.0)), step=0.05, label="Variety",
+                               info="0: safe, the typical sound of its kind · 1: surprising, further from it",
+                               visible=bool(info["takes_guidance"]), elem_id="variety", field="variety")
     with gr.Row(equal_height=False, elem_classes="tds-seeds"):
         C["seed"] = FieldNumber(value=0, label="Seed", scale=3, min_width=110, elem_id="seed")
         C["roll_seed"] = gr.Button("⚄", size="sm", elem_classes="tds-dice", scale=0, min_width=44,
@@ -358,8 +361,8 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
                 _results(C, settings)
 
         wire = functools.partial(_wire, C)
-        model_outputs = ["label", "label_b", "blend_row", "sampler", "steps", "guidance", "length", "model_info", "controls_box",
-                         "control_guidance", "prompt_box"]
+        model_outputs = ["label", "label_b", "blend_row", "sampler", "steps", "guidance", "variety", "length",
+                         "model_info", "controls_box", "control_guidance", "prompt_box"]
         wire(demo.load, h.refresh, ["model", "preset", "label", "label_b", "blend_row", "sampler", "guidance", "length", "model_info",
                                     "controls_box", "prompt_box"])
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])

@@ -255,6 +255,7 @@ class Handlers:
             "blend_row": gr.update(visible=bool(labels)),
             "sampler": gr.update(choices=samplers, value=sampler_value),
             "guidance": gr.update(visible=bool(info["takes_guidance"])),
+            "variety": gr.update(visible=bool(info["takes_guidance"])),
             "length": gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"])),
             "controls_box": gr.update(visible=bool(info.get("controls"))),
             "prompt_box": gr.update(visible=bool(info.get("prompts"))),
@@ -271,6 +272,8 @@ class Handlers:
         out["steps"] = int(info["defaults"].get("steps", 16))
         out["guidance"] = gr.update(visible=bool(info["takes_guidance"]),
                                     value=float(info["defaults"].get("guidance", 1.0)))
+        out["variety"] = gr.update(visible=bool(info["takes_guidance"]),
+                                   value=float(info["defaults"].get("variety", 0.0)))
         out["length"] = gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"]),
                                   value=round(float(info["defaults"].get("length", info["seconds"])), 3))
         out["control_guidance"] = float(info["defaults"].get("control_guidance", 1.0))
@@ -356,7 +359,7 @@ class Handlers:
     def _request(self, model, label, sampler, steps, guidance, seed, seed_b, morph, count, length, reference,
                  strength, variation, rms=None, onsets=None, control_guidance=None,
                  match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
-                 rerank=0, label_b=None, label_mix=0.0) -> GenerationRequest:
+                 rerank=0, label_b=None, label_mix=0.0, variety=None) -> GenerationRequest:
         if not model:
             raise gr.Error("choose a model")
         count = _number(count, "count", integer=True)
@@ -373,7 +376,8 @@ class Handlers:
         request = GenerationRequest(
             model=model, label=label, **_blend(label, label_b, label_mix), sampler=sampler or None,
             steps=_number(steps, "steps", integer=True, optional=True),
-            guidance=_number(guidance, "guidance", optional=True), seed=_seed(seed, "seed"), seed_b=seed_b,
+            guidance=_number(guidance, "guidance", optional=True), variety=_number(variety, "variety", optional=True),
+            seed=_seed(seed, "seed"), seed_b=seed_b,
             morph=morph, count=count, length=self._length(str(model), length), reference=reference,
             strength=_number(strength, "variation strength") if strength is not None else 0.5,
             variation=variation or "noise",
@@ -418,14 +422,14 @@ class Handlers:
     def generate(self, model, label, sampler, steps, guidance, seed, lock_seed, seed_b, morph, count, length,
                  reference, strength, variation, session, rms=None, onsets=None,
                  control_guidance=None, match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
-                 rerank=0, label_b=None, label_mix=0.0) -> Iterator[dict]:
+                 rerank=0, label_b=None, label_mix=0.0, variety=None) -> Iterator[dict]:
         """Sample: stream status and a preview plot, then each sound's player, drag-out file and plot."""
         session = self._session(session)
         if not lock_seed:
             seed = roll()
         request = self._request(model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
                                 reference, strength, variation, rms, onsets, control_guidance, match_loudness,
-                                prompt, prompt_b, prompt_morph, rerank, label_b, label_mix)
+                                prompt, prompt_b, prompt_morph, rerank, label_b, label_mix, variety)
         steps_total = request.steps or 0
         session.batch = []  # until this one finishes no card holds a result, so Export can't save an old sound
         session.generating, session.stop_requested = True, False
@@ -513,7 +517,7 @@ class Handlers:
     def audition(self, audition, model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
                  reference, strength, variation, session, rms=None, onsets=None, control_guidance=None,
                  match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0,
-                 label_b=None, label_mix=0.0) -> Iterator[dict]:
+                 label_b=None, label_mix=0.0, variety=None) -> Iterator[dict]:
         """A seed, seed B or morph was moved (or a dice rolled) with "Audition on change" ticked:
         render at once with the seed as it now is (never a new roll). Off, it changes nothing."""
         if not audition:
@@ -521,7 +525,8 @@ class Handlers:
             return
         yield from self.generate(model, label, sampler, steps, guidance, seed, True, seed_b, morph, count, length,
                                  reference, strength, variation, session, rms, onsets, control_guidance,
-                                 match_loudness, prompt, prompt_b, prompt_morph, rerank, label_b, label_mix)
+                                 match_loudness, prompt, prompt_b, prompt_morph, rerank, label_b, label_mix,
+                                 variety)
 
     def stop(self, session) -> dict:
         """Stop was pressed: ask the running generation to stop. It stops at its next step and its
@@ -699,6 +704,9 @@ class Handlers:
             "steps": int(values.get("steps") or defaults.get("steps", 16)),
             "guidance": gr.update(visible=bool(info["takes_guidance"]),
                                   value=float(defaults.get("guidance", 1.0) if guidance is None else guidance)),
+            "variety": gr.update(visible=bool(info["takes_guidance"]),
+                                 value=float(defaults.get("variety", 0.0) if values.get("variety") is None
+                                             else values["variety"])),
             "seed": int(values.get("seed") or 0), "lock_seed": True,
             "seed_b": "" if values.get("seed_b") is None else str(values["seed_b"]),
             "morph": float(values.get("morph") or 0.0), "count": 1,
@@ -793,11 +801,13 @@ class Handlers:
     @user_facing
     def save_preset(self, preset_name, preset_overwrite, model, label, sampler, steps, guidance, seed, seed_b,
                     morph, length, rms=None, onsets=None, control_guidance=None, match_loudness=True,
-                    prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0, label_b=None, label_mix=0.0) -> dict:
+                    prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0, label_b=None, label_mix=0.0,
+                    variety=None) -> dict:
         values = {"model": model, "label": _label_value(label), **_blend(_label_value(label), label_b, label_mix),
                   "sampler": sampler or None,
                   "steps": _number(steps, "steps", integer=True, optional=True),
-                  "guidance": _number(guidance, "guidance", optional=True), "seed": _seed(seed, "seed"),
+                  "guidance": _number(guidance, "guidance", optional=True),
+                  "variety": _number(variety, "variety", optional=True), "seed": _seed(seed, "seed"),
                   "seed_b": _seed(seed_b, "seed B", optional=True), "morph": _number(morph, "morph"),
                   "length": self._length(model, length) if model else None}
         if model:

@@ -44,7 +44,7 @@ class Take:
 
     def caption(self) -> str:
         r = self.recipe
-        label = blend_name(r) if r.get("label") not in (None, r.get("model")) else ""
+        label = blend_name(r) if r.get("label") not in (None, r.get("model")) or r.get("label_b") else ""
         seed = f"seed {r.get('seed')}"
         if r.get("seed_b") is not None and r.get("morph"):
             seed += f" → {r['seed_b']} @ {r['morph']:.2f}"

@@ -238,3 +238,55 @@ def tail_floor_db(audio: torch.Tensor, sample_rate: int, window_s: tuple[float, 
     db = 10.0 * torch.log10(ratio.clamp_min(1e-30))
     db = torch.where(peak > 0, db, torch.full_like(db, floor_db))
     return db.clamp_min(floor_db).float()
+
+
+# --------------------------------------------------------------------------- band edges
+
+BAND_WINDOW_S = (0.2, 0.6)    # the tail: where a generated kick's flat box and cliff showed (issue 19)
+BAND_SIDE_HZ = (100.0, 350.0)  # each side of an edge: this far from it (past the filter bank's transition band,
+                               # ~200 Hz wide at 32 bands, then 250 Hz of bins)
+BAND_FLOOR_DB = 50.0          # sides quieter than the clip's loudest bin by more than this are not judged
+BAND_CLIFF_DB = 12.0          # a step this large over ~450 Hz: a cliff (the issue's kick: 19 dB over 200 Hz)
+
+
+def band_edge_steps(audio: torch.Tensor, sample_rate: int, bands: int, window_s: tuple[float, float] = BAND_WINDOW_S,
+                    side_hz: tuple[float, float] = BAND_SIDE_HZ, floor_db: float = BAND_FLOOR_DB,
+                    at_edges: bool = True) -> torch.Tensor:
+    """``(B,)`` the largest level step (dB) across a sub-band edge in each clip's tail (NaN when
+    every edge is below the floor).
+
+    The mono mix of the window ``window_s`` is Hann-windowed and its power spectrum taken; at each
+    edge ``k * nyquist / bands`` (``k = 1 .. bands - 1``: where a PQMF filter bank with ``bands``
+    bands splits the spectrum) the mean level in dB just below the edge (``side_hz`` away) is
+    compared with the mean just above it. A real drum's tail has no reason to step there: what
+    the step reads for real clips is the spectrum's own slope over ~450 Hz, the floor a generated
+    sound should match. Where both sides are quiet (a real kick's tail above a few hundred Hz
+    usually is) the edge is not judged: a generated tail that still has energy there is judged,
+    and one whose energy is a flat box ending at an edge reads a large step. ``at_edges=False`` measures the same step at the bands' middles instead
+    (a control: a step that only the edges show is the filter bank's).
+    """
+    audio = torch.nan_to_num(_batch(audio), nan=0.0, posinf=0.0, neginf=0.0)
+    mono = audio.mean(1).double()
+    start = int(round(window_s[0] * sample_rate))
+    stop = min(int(round(window_s[1] * sample_rate)), mono.shape[-1])
+    if audio.shape[0] == 0 or stop - start < 1024:
+        return torch.full((audio.shape[0],), math.nan)
+    segment = mono[:, start:stop]
+    spectrum = torch.fft.rfft(segment * torch.hann_window(stop - start, periodic=False, dtype=torch.float64))
+    level = 10.0 * torch.log10((spectrum.real.square() + spectrum.imag.square()).clamp_min(1e-30))
+    freqs = torch.fft.rfftfreq(stop - start, 1.0 / sample_rate).to(torch.float64)
+    width = sample_rate / 2 / bands
+    points = [k * width for k in range(1, bands)] if at_edges else [(k + 0.5) * width for k in range(bands)]
+    loudest = level.amax(-1)
+    steps = torch.full((audio.shape[0],), math.nan, dtype=torch.float64)
+    near, far = side_hz
+    for point in points:
+        below = (freqs >= point - far) & (freqs <= point - near)
+        above = (freqs >= point + near) & (freqs <= point + far)
+        if not below.any() or not above.any():
+            continue
+        low, high = level[:, below].mean(-1), level[:, above].mean(-1)
+        judged = (torch.maximum(low, high) > loudest - floor_db) & (loudest > -200.0)   # not a silent tail
+        step = torch.where(judged, (high - low).abs(), torch.full_like(low, math.nan))
+        steps = torch.fmax(steps, step)   # fmax: NaN (not judged) loses to any number
+    return steps.float()

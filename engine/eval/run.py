@@ -121,7 +121,7 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
                    steps: int | None = None, guidance: float | None = None, sampler: str | None = None,
                    batch: int = 16, progress: bool = False, conditions: list[Conditions] | None = None,
                    control_guidance: float | None = None, label_b: str | None = None,
-                   label_mix: float = 0.0) -> torch.Tensor:
+                   label_mix: float = 0.0, variety: float | None = None) -> torch.Tensor:
     """``(count, C, length)`` float32 CPU audio for seeds ``seed .. seed + count - 1``.
 
     Each clip's starting noise depends only on its own seed (drawn alone, as the studio does),
@@ -137,6 +137,7 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     control_guidance = float(control_guidance if control_guidance is not None
                              else defaults.get("control_guidance", 1.0))
     sampler = sampler or defaults.get("sampler", "dpmpp_2m")
+    variety = float(variety if variety is not None else defaults.get("variety", 0.0))
     labels = list(manifest.get("labels", []))
     if label is not None and label not in labels:
         raise InvalidRequestError(f"the model knows the labels {labels}, not {label!r}")
@@ -155,14 +156,14 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
             draws = SeedNoise(seeds, shape, device=model.device)
             out.append(pipeline.render(model, draws(), Conditions(label=label_index, **blend),
                                        samples=manifest["length"], sampler=sampler, steps=steps, guidance=guidance,
-                                       step_noise=draws))
+                                       step_noise=draws, variety=variety))
             continue
         for offset, clip_seed in enumerate(seeds):  # each clip its own curves
             wanted = replace(conditions[start + offset], label=label_index, **blend)
             draws = SeedNoise([clip_seed], shape, device=model.device)
             out.append(pipeline.render(model, draws(), wanted, samples=manifest["length"], sampler=sampler,
                                        steps=steps, guidance=guidance, control_guidance=control_guidance,
-                                       step_noise=draws))
+                                       step_noise=draws, variety=variety))
     return torch.cat(out) if out else torch.zeros(0, manifest["channels"], manifest["length"])
 
 
@@ -291,7 +292,8 @@ def evaluate(model_name: str, count: int = 16, steps: int | None = None, guidanc
              models_root: str | Path | None = None, data_root: str | Path = DATA_ROOT,
              real: ReferenceSet | None = None, holdout: ReferenceSet | None = None,
              classifier: Classifier | None = None, cache_dir: str | Path | None = DEFAULT_CACHE,
-             batch: int = 16, half: bool = False, progress: bool = True) -> dict[str, float | str]:
+             batch: int = 16, half: bool = False, progress: bool = True,
+             variety: float | None = None) -> dict[str, float | str]:
     """Generate ``count`` sounds per category of ``model_name`` and measure them (module docstring).
 
     The real sounds are the built data set in ``data_root`` (train split to compare with,
@@ -336,7 +338,7 @@ def evaluate(model_name: str, count: int = 16, steps: int | None = None, guidanc
     for category in categories:
         started = time.perf_counter()
         audio = generate_clips(model, count, label=category, seed=seed, steps=steps, guidance=guidance,
-                               sampler=sampler, batch=batch, progress=progress)
+                               sampler=sampler, batch=batch, progress=progress, variety=variety)
         seconds += time.perf_counter() - started
         generated_total += len(audio)
         name = category or "all"
@@ -400,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
     parser.add_argument("--sampler", default=None, help="sampler (default: the model's)")
+    parser.add_argument("--variety", type=float, default=None,
+                        help="0 (safe) .. 1 (surprising): where guidance acts (default: the model's)")
     parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--half", action="store_true", help="fp16 weights (CUDA only)")
@@ -420,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = evaluate(args.model, count=args.count, steps=args.steps, guidance=args.guidance,
                            sampler=args.sampler, seed=args.seed, device=args.device, models_root=args.models_root,
                            data_root=args.data, cache_dir=args.cache, batch=args.batch, half=args.half,
-                           progress=not args.quiet)
+                           progress=not args.quiet, variety=args.variety)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,81 @@
+"""Steps at sub-band edges in the tails of generated vs real sounds: ``name: value`` lines (issue 19).
+
+``python -m engine.eval.bands --model drums --data data/drums2s`` generates ``--count`` sounds per
+category (seeds ``--seed`` on, the model's defaults) and measures, with
+:func:`engine.eval.metrics.band_edge_steps`, the largest level step across one of the model's
+codec band edges in each sound's tail (200-600 ms), beside the same for the held-out real clips
+of the category (any length: only the tail window is read):
+
+``<category>.edge_step_db`` / ``.edge_step_db_real``
+    the median over sounds of the largest step across a band edge (dB; sounds whose tail is too
+    quiet to judge left out, ``.judged`` says how many were judged);
+``<category>.cliff_share`` / ``.cliff_share_real``
+    the share of sounds with a step over 12 dB at some edge (a cliff), of all the sounds;
+``<category>.middle_step_db`` / ``.middle_step_db_real``
+    the same step measured at the bands' middles (the control: the spectrum's own slope);
+``all.*``
+    the same over every category.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Sequence
+
+import torch
+
+from ..data.dataset import DEFAULT_ROOT as DATA_ROOT
+from ..data.dataset import DrumDataset
+from ..models import load_model, resolve_model
+from .metrics import BAND_CLIFF_DB, band_edge_steps
+from .run import generate_clips, model_header, report, studio_output
+
+
+def _median(values: torch.Tensor) -> float:
+    values = values[torch.isfinite(values)]
+    return float(values.median()) if values.numel() else math.nan
+
+
+def evaluate_bands(model_name: str, data_root: str = str(DATA_ROOT), count: int = 16, seed: int = 0,
+                   guidance: float | None = None, device: str = "cpu") -> dict[str, float | str]:
+    entry = resolve_model(model_name)
+    model = load_model(entry.folder, device=device)
+    rate, bands = model.manifest["sample_rate"], int(model.codec.bands)
+    held = DrumDataset(data_root, "holdout")
+    categories = [c for c in model.manifest.get("labels", []) if c in held.label_names] or [None]
+    results: dict[str, float | str] = {**model_header(entry, model), "bands": float(bands)}
+    pooled = {"edge": [], "edge_real": []}
+    for category in categories:
+        made = studio_output(generate_clips(model, count, label=category, seed=seed, guidance=guidance), rate)
+        rows = [i for i, r in enumerate(held.records) if category is None or r["category"] == category]
+        real = held.audio[rows].float()
+        key = category or "all"
+        for name, audio in (("", made), ("_real", real)):
+            edges = band_edge_steps(audio, rate, bands)
+            results[f"{key}.edge_step_db{name}"] = _median(edges)
+            results[f"{key}.judged{name}"] = float(torch.isfinite(edges).sum())
+            results[f"{key}.cliff_share{name}"] = float((edges > BAND_CLIFF_DB).float().mean()) if len(edges) else math.nan
+            results[f"{key}.middle_step_db{name}"] = _median(band_edge_steps(audio, rate, bands, at_edges=False))
+            pooled["edge" + name].append(edges)
+    generated, real = torch.cat(pooled["edge"]), torch.cat(pooled["edge_real"])
+    results.update({"all.edge_step_db": _median(generated), "all.edge_step_db_real": _median(real),
+                    "all.cliff_share": float((generated > BAND_CLIFF_DB).float().mean()),
+                    "all.cliff_share_real": float((real > BAND_CLIFF_DB).float().mean())})
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.eval.bands", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="drums")
+    parser.add_argument("--data", default="data/drums2s", help="built data set (its held-out clips are the real side)")
+    parser.add_argument("--count", type=int, default=16, help="sounds per category")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--guidance", type=float, default=None)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    return report(lambda: evaluate_bands(args.model, args.data, args.count, args.seed, args.guidance, args.device))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
