@@ -1,6 +1,6 @@
 """Where a click's time goes: a real studio server, headless Chromium, and the engine alone.
 
-    .venv/bin/python bench/bench_ui.py [--clicks 5] [--model kick] [--steps 16]
+    .venv/bin/python bench/bench_ui.py [--clicks 5] [--model kick] [--steps N (default: the model's)]
 
 Run it with nothing else on the CPU (training included). It starts ``python app.py`` on a free
 port of 127.0.0.1 with its own folders, waits for the server's warm-up, and then in Debian's
@@ -95,7 +95,7 @@ def set_number(page, element_id: str, value) -> None:
     box.press("Enter")
 
 
-def engine_seconds(model: str, steps: int, count: int, clicks: int) -> float:
+def engine_seconds(model: str, steps: int | None, count: int, clicks: int) -> float:
     from engine import GenerationRequest, Studio
     studio = Studio(device="cpu")
     request = GenerationRequest(model=model, steps=steps, count=count, seed=5)
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clicks", type=int, default=5)
     parser.add_argument("--model", default="kick", help="the page's default model is kick; others are picked")
-    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=None, help="default: the model's")
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                 page.goto(url)
                 page.wait_for_selector("#history table")
                 page.check("#lock-seed input")
-                set_number(page, "steps", args.steps)
+                if args.steps:
+                    set_number(page, "steps", args.steps)
                 results["first_click_s"] = click_until_playable(page, 1)
                 for count in (1, 8):
                     set_number(page, "count", count)

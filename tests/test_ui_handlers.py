@@ -406,7 +406,7 @@ def test_history_keeps_favourites_when_trimmed(tmp_path):
 def test_describe_model_sets_labels_samplers_and_defaults(handlers):
     out = handlers.describe_model("drums")
     assert out["label"]["choices"][0] == ANY_LABEL and "kick" in out["label"]["choices"]
-    assert out["label"]["value"] == ANY_LABEL and out["steps"] == 16
+    assert out["label"]["value"] == ANY_LABEL and out["steps"] == handlers.studio.describe("drums")["defaults"]["steps"]
     assert out["guidance"]["visible"] is True and "drums" in out["model_info"]
     assert handlers.describe_model("hat")["label"]["value"] == "hat"
     with pytest.raises(gr.Error, match="no model called"):

@@ -35,6 +35,7 @@ SHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 FAST = 4  # steps for everything but the timed default run
+DRUMS_STEPS = json.loads((ROOT / "checkpoints" / "drums" / "manifest.json").read_text())["defaults"]["steps"]
 
 
 def _free_port() -> int:
@@ -263,7 +264,7 @@ def test_a_producer_generates_morphs_exports_restores_and_loads_presets(server, 
     # pick a model: its label and default steps follow
     _pick(page, "model", "snare (= drums, Sound snare)")
     page.wait_for_function("document.querySelector('#label input').value === 'snare'")
-    assert page.locator("#steps input[type=number]").input_value() == "16"
+    assert page.locator("#steps input[type=number]").input_value() == str(DRUMS_STEPS)
 
     # default settings, timed from the click to a playable sound (first run loads the model)
     timings = {"cold": _generate_and_time(page)}
@@ -273,7 +274,7 @@ def test_a_producer_generates_morphs_exports_restores_and_loads_presets(server, 
     timings["warm"] = _generate_and_time(page)
     page.wait_for_selector("#status .tds-status.done")
     page.screenshot(path=str(SHOTS / "02-generated.png"), full_page=True)
-    (SHOTS / "timings.json").write_text(json.dumps({"settings": "default (snare, 16 steps, 1 sound, cpu)",
+    (SHOTS / "timings.json").write_text(json.dumps({"settings": f"default (snare, {DRUMS_STEPS} steps, 1 sound, cpu)",
                                                     **timings}, indent=2))
 
     # lock the seed, set a seed B, move the morph slider, four sounds per click
@@ -411,7 +412,7 @@ def test_what_a_producer_hit_works_in_the_page(server, browser_context):
     # typed numbers: refused with the field's name, not clamped; the status keeps the message
     _pick(page, "model", "kick (= drums, Sound kick)")
     page.wait_for_function("document.querySelector('#model-info').innerText.startsWith('kick')")
-    page.wait_for_function("document.querySelector('#steps input[type=number]').value === '16'")
+    page.wait_for_function(f"document.querySelector('#steps input[type=number]').value === '{DRUMS_STEPS}'")
     steps = page.locator("#steps input[type=number]")
     for typed, message in [("0", "steps must be between 1 and 200, got 0"), ("5000", "got 5000"),
                            ("", "steps is empty")]:
