@@ -110,6 +110,15 @@ class Studio:
     def entry(self, name: str) -> ModelEntry:
         return resolve_model(name, self.roots)
 
+    def is_loaded(self, name: str) -> bool:
+        """Whether ``name``'s model is in memory (its next render does not start by loading it)."""
+        try:
+            key = self.entry(name).folder.resolve()
+        except StudioError:
+            return False
+        with self._lock:
+            return key in self._models
+
     def load(self, entry: ModelEntry) -> LoadedModel:
         with self._lock:
             key = entry.folder.resolve()

@@ -43,6 +43,7 @@ def _wav(path: Path, seconds: float = 0.3, rate: int = 44100, amp: float = 0.5) 
 def test_generate_streams_status_and_previews_then_playable_results(handlers, monkeypatch):
     import ui.handlers
     monkeypatch.setattr(ui.handlers, "PREVIEW_INTERVAL_S", 0.0)  # a render this quick shows no preview otherwise
+    monkeypatch.setattr(ui.handlers, "QUIET_START_S", 0.0)       # nor any update before its sound
     updates, final = run_generate(handlers, steps=6, count=2, seed=11)
     first = updates[0]
     assert first["seed"] == 11 and "loading" in first["status"]
@@ -68,6 +69,19 @@ def test_generate_streams_status_and_previews_then_playable_results(handlers, mo
     assert slot_key(0, "audio") in updates[-2] and slot_key(0, "plot") not in updates[-2]
     assert {slot_key(0, "audio"), slot_key(0, "plot"), "seed", "history"} <= set(updates[-1])  # API result
     assert "tds-status done" in updates[-1]["status"] and "done" not in updates[-2]["status"]
+
+
+def test_a_quick_render_sends_only_its_sounds_then_their_plots(handlers, monkeypatch):
+    """A loaded model's render that ends within QUIET_START_S sends no start or progress update
+    (each costs the browser a re-render on the cores that sample): the sounds, then the plots.
+    The sounds' update alone puts every card right (older cards hidden, the empty note gone)."""
+    import ui.handlers
+    run_generate(handlers, count=3)  # the model is loaded, three cards shown
+    monkeypatch.setattr(ui.handlers, "QUIET_START_S", 60.0)
+    updates, final = run_generate(handlers, count=1, seed=4)
+    assert len(updates) == 2 and slot_key(0, "audio") in updates[0] and slot_key(0, "plot") in updates[1]
+    assert updates[0][slot_key(1, "group")]["visible"] is False and updates[0]["empty_note"]["visible"] is False
+    assert final["session"].current()[0].recipe["seed"] == 4
 
 
 def test_seed_rolls_when_unlocked_and_stays_when_locked(handlers):

@@ -105,10 +105,11 @@ GENERATE_OUTPUTS = ["seed", "session", "status", "history", "take", "empty_note"
                     *[f"row{r}" for r in range(SLOTS // 2)],
                     *[slot_key(i, part) for i in range(SLOTS)
                       for part in ("group", "audio", "plot", "file", "caption")]]
-CONTROL_OUTPUTS = ["model", "label", "label_b", "label_mix", "blend_row", "sampler", "steps", "guidance", "variety",
-                   "seed", "lock_seed", "seed_b", "morph", "count", "length", "rms", "onsets", "control_guidance", "match_loudness", "controls_box",
+CONTROL_OUTPUTS = ["model", "label", "sampler", "steps", "guidance", "seed", "lock_seed", "seed_b", "morph", "count",
+                   "length", "rms", "onsets", "control_guidance", "match_loudness", "controls_box",
                    "prompt", "prompt_b", "prompt_morph", "rerank", "prompt_box",
-                   "strength", "variation", "reference", "variation_box", "model_info", "recipe_note"]
+                   "strength", "variation", "reference", "variation_box", "model_info", "recipe_note",
+                   "label_b", "label_mix", "blend_row", "variety"]
 
 
 def _wire(C: dict, trigger, fn, outputs: list[str], **options):
@@ -361,10 +362,10 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
                 _results(C, settings)
 
         wire = functools.partial(_wire, C)
-        model_outputs = ["label", "label_b", "blend_row", "sampler", "steps", "guidance", "variety", "length",
-                         "model_info", "controls_box", "control_guidance", "prompt_box"]
-        wire(demo.load, h.refresh, ["model", "preset", "label", "label_b", "blend_row", "sampler", "guidance", "length", "model_info",
-                                    "controls_box", "prompt_box"])
+        model_outputs = ["label", "sampler", "steps", "guidance", "length", "model_info", "controls_box",
+                         "control_guidance", "prompt_box", "label_b", "blend_row", "variety"]
+        wire(demo.load, h.refresh, ["model", "preset", "label", "sampler", "guidance", "length", "model_info",
+                                    "controls_box", "prompt_box", "label_b", "blend_row", "variety"])
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")
         wire(C["add_model"].click, h.add_model_folder, ["model", "model_folder"], api_name="add_model_folder")

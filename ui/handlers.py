@@ -44,6 +44,7 @@ MAX_UI_SEED = 2**53 - 1 - 64     # a browser number holds integers exactly only 
 ROLL_SEED_MAX = 2**31 - 1        # rolled seeds stay short enough to read and type
 PREVIEW_INTERVAL_S = 0.6         # at most this often a preview plot is drawn while sampling
 STATUS_INTERVAL_S = 0.25        # at most this often the progress bar moves (each update re-renders the page)
+QUIET_START_S = 0.4             # a render of a loaded model sends no update before this: a quick one, none at all
 PREVIEW_DPI = 64                 # previews are drawn small: drawing competes with sampling for the CPU
 REFERENCE_MAX_S = 30.0
 FORMATS = {"PCM_24": "24-bit PCM", "FLOAT": "32-bit float"}
@@ -442,10 +443,15 @@ class Handlers:
             start[slot_key(i, "group")] = gr.update(visible=False)
         for row in range(SLOTS // 2):
             start[f"row{row}"] = gr.update(visible=row == 0)
-        yield start
+        # a quick render of a loaded model says nothing until its sound is ready: every page update
+        # makes the browser lay out and paint on the cores that sample (docs/design-notes.md)
+        shown = not (QUIET_START_S > 0 and self.studio.is_loaded(request.model))
+        if shown:
+            yield start
 
         preview_every = max(1, round((steps_total or 16) / 4))
         clicked = time.perf_counter()
+        quiet_until = time.monotonic() + QUIET_START_S
         events = self.studio.generate(request, preview_every=preview_every, preview_after_s=PREVIEW_INTERVAL_S)
         preview_s = 0.0
         result: Result | None = None
@@ -460,6 +466,14 @@ class Handlers:
                     break
                 assert isinstance(event, Progress)
                 now = time.monotonic()
+                if not shown:
+                    if now < quiet_until:
+                        continue
+                    shown = True  # not so quick after all: show that it is sampling
+                    yield {**start, "status": status_html(f"step {event.step}/{event.total}", event.step,
+                                                          event.total)}
+                    last_status = now
+                    continue
                 if now - last_status < STATUS_INTERVAL_S and event.preview is None:
                     continue  # every page update costs the browser a re-render, on the CPU that samples
                 last_status = now
@@ -490,7 +504,7 @@ class Handlers:
             takes.append(session.add(sound.recipe, wav, master))
         session.batch = [t.id for t in takes]
         done = {"seed": request.seed, "session": session, "history": session.table(),
-                "take": gr.update(choices=session.choices()),
+                "take": gr.update(choices=session.choices()), "empty_note": gr.update(visible=False),
                 "status": status_html(f"{len(takes)} sound{'s' if len(takes) > 1 else ''} in {result.seconds:.1f} s "
                                       f"on {result.device}", 1, 1)}
         for row in range(SLOTS // 2):
