@@ -719,11 +719,13 @@ def stem_from_recipe(recipe: Mapping[str, Any]) -> str:
     """
     model = _model_name(recipe.get("model"))
     parts = [model]
+    blend = ""
+    if recipe.get("label") and recipe.get("label_b") and recipe.get("label_mix"):  # snare-perc30: 30 % perc
+        blend = f"-{recipe['label_b']}{_format_number(round(100 * float(recipe['label_mix'])))}"
     if recipe.get("label") not in (None, "") and recipe["label"] != model:
-        label = str(recipe["label"])
-        if recipe.get("label_b") and recipe.get("label_mix"):  # a hybrid: snare-perc30 is 30 % perc
-            label += f"-{recipe['label_b']}{_format_number(round(100 * float(recipe['label_mix'])))}"
-        parts.append(label)
+        parts.append(str(recipe["label"]) + blend)
+    elif blend:  # the alias snare with 30 % hat: snare-hat30
+        parts[0] += blend
     if recipe.get("seed") is not None:
         parts.append(f"seed{_format_number(recipe['seed'])}")
     if recipe.get("seed_b") is not None and recipe.get("morph"):
