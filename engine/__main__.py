@@ -115,7 +115,8 @@ def _publish(args: argparse.Namespace) -> int:
     defaults = {key: value for key, value in (("sampler", args.sampler), ("steps", args.steps),
                                               ("guidance", args.guidance),
                                               ("guidance_weights", args.guidance_weights),
-                                              ("control_guidance", args.control_guidance)) if value is not None}
+                                              ("control_guidance", args.control_guidance),
+                                              ("variety", args.variety)) if value is not None}
     print(publish(args.run, args.to, args.eval, args.status, defaults, args.eval_command))
     return 0
 
@@ -268,6 +269,8 @@ def parser() -> argparse.ArgumentParser:
     pub.add_argument("--sampler", default=None, help="the studio's default sampler for this model (default: the run's)")
     pub.add_argument("--steps", type=int, default=None, help="the default number of steps (default: the run's)")
     pub.add_argument("--guidance", type=float, default=None, help="the default guidance (default: the run's)")
+    pub.add_argument("--variety", type=float, default=None,
+                     help="the default variety, 0 (guided at every step) .. 1 (guided only near the end)")
     pub.add_argument("--control-guidance", type=float, default=None,
                      help="the default guidance towards drawn curves of a model with controls")
     pub.add_argument("--guidance-weights", type=json.loads, default=None,

@@ -617,11 +617,12 @@ def test_fine_tuning_adds_an_input_skip_that_starts_as_nothing_and_then_trains(t
     assert "without augmentation" in card and "the studio names it `published`" in card  # augment=False run
     assert read_manifest(tmp_path / "published")["name"] == "published"  # a published model is its folder's name
     assert read_manifest(tmp_path / "published")["defaults"]["sampler"] == "euler_a"  # new latent models' default
-    published = publish(tmp_path / "skip", tmp_path / "published", defaults={"sampler": "iadb", "guidance": 1.5})
-    assert read_manifest(published)["defaults"] == {"sampler": "iadb", "steps": 16, "guidance": 1.5}
+    published = publish(tmp_path / "skip", tmp_path / "published", defaults={"sampler": "iadb", "guidance": 1.5,
+                                                                              "variety": 0.25})
+    assert read_manifest(published)["defaults"] == {"sampler": "iadb", "steps": 16, "guidance": 1.5, "variety": 0.25}
     assert "'sampler': 'iadb'" in (published / "MODEL_CARD.md").read_text()
     assert read_manifest(tmp_path / "skip" / "model")["defaults"]["sampler"] == "euler_a"  # the run is untouched
-    for bad in ({"sampler": "nope"}, {"steps": 0}, {"guidance": 99.0}, {"seed": 1}):
+    for bad in ({"sampler": "nope"}, {"steps": 0}, {"guidance": 99.0}, {"seed": 1}, {"variety": 3.0}):
         with pytest.raises(InvalidRequestError):
             publish(tmp_path / "skip", tmp_path / "refused", defaults=bad)
     assert not (tmp_path / "refused").exists()

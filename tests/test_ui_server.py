@@ -321,7 +321,7 @@ def test_a_producer_generates_morphs_exports_restores_and_loads_presets(server, 
     _set_number(page, "count", 1)
     _generate_and_time(page)
     page.wait_for_selector("#status .tds-status.done", timeout=60_000)
-    assert "snare + 30% hat" in page.locator("#slot0 .tds-caption").first.inner_text()
+    assert "snare · + 30% hat" in page.locator("#slot0 .tds-caption").first.inner_text()
     assert "snare-hat30" in page.locator(_audio_ready(0)).get_attribute("download")
     blended = read_recipe(_fetch_wav(server, page))
     assert (blended["label"], blended["label_b"], blended["label_mix"]) == ("snare", "hat", 0.3)

@@ -44,7 +44,9 @@ class Take:
 
     def caption(self) -> str:
         r = self.recipe
-        label = blend_name(r) if r.get("label") not in (None, r.get("model")) or r.get("label_b") else ""
+        label = blend_name(r) if r.get("label") not in (None, r.get("model")) else ""
+        if not label and r.get("label") and r.get("label_b") and r.get("label_mix"):  # the alias snare, blended
+            label = blend_name(r)[len(r["label"]):].strip()
         seed = f"seed {r.get('seed')}"
         if r.get("seed_b") is not None and r.get("morph"):
             seed += f" → {r['seed_b']} @ {r['morph']:.2f}"

@@ -138,16 +138,15 @@ Multi-resolution STFT loss; {training.get('steps', 0)} steps, {training.get('exa
 
 
 def with_defaults(manifest: dict, defaults: dict | None) -> dict:
-    """``manifest`` with some of its generation defaults (sampler, steps, guidance, guidance weights)
+    """``manifest`` with some of its generation defaults (sampler, steps, guidance, guidance weights, variety)
     replaced, checked as the studio checks a request, so a shipped model never defaults to settings
     it refuses (the guidance weights' group names are checked against the codec by :func:`publish`)."""
     if not defaults:
         return manifest
-    unknown = set(defaults) - {"sampler", "steps", "guidance", "guidance_weights", "control_guidance"}
+    unknown = set(defaults) - {"sampler", "steps", "guidance", "guidance_weights", "control_guidance", "variety"}
     if unknown:
-        raise InvalidRequestError(f"publish sets only the sampler, steps, guidance, guidance weights and control "
-                                  f"guidance defaults, "
-                                  f"not {sorted(unknown)}")
+        raise InvalidRequestError(f"publish sets only the sampler, steps, guidance, guidance weights, control "
+                                  f"guidance and variety defaults, not {sorted(unknown)}")
     weights = defaults.get("guidance_weights")
     if weights is not None and (manifest.get("kind") != "latent" or not isinstance(weights, dict)):
         raise InvalidRequestError("guidance weights are a JSON object of codec channel groups, for latent models only")
