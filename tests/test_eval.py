@@ -202,6 +202,23 @@ def test_tail_floor_measures_the_added_hiss():
 # --------------------------------------------------------------------------- classifier
 
 @pytest.mark.numeric
+def test_band_edge_steps_find_a_cliff_at_a_sub_band_edge_and_only_there():
+    """Decaying noise reads a step of a few dB at every edge (the spectrum's own wobble); the same
+    noise with everything above the second edge of 32 bands (1378 Hz) 19 dB down reads ~19 dB at
+    the edges but not at the bands' middles; a silent tail is not judged (NaN)."""
+    rate = 44100
+    t = torch.arange(int(rate * 0.8)) / rate
+    noise = torch.randn(1, 2, len(t), generator=torch.Generator().manual_seed(0)) * torch.exp(-t * 3)
+    spectrum = torch.fft.rfft(noise)
+    spectrum[..., torch.fft.rfftfreq(len(t), 1 / rate) > 2 * rate / 2 / 32] *= 10 ** (-19 / 20)
+    cliff = torch.fft.irfft(spectrum, n=len(t))
+    plain = float(metrics.band_edge_steps(noise, rate, 32)[0])
+    assert plain < 4.0
+    assert 16.0 < float(metrics.band_edge_steps(cliff, rate, 32)[0]) < 22.0
+    assert float(metrics.band_edge_steps(cliff, rate, 32, at_edges=False)[0]) < 4.0
+    assert math.isnan(float(metrics.band_edge_steps(torch.zeros(1, 2, len(t)), rate, 32)[0]))
+
+
 def test_classifier_separates_synthetic_classes_and_round_trips(tmp_path):
     names = ("kick", "snare", "hat")
     train = torch.cat([clips(k, range(8)) for k in names])
