@@ -76,12 +76,16 @@ def test_a_quick_render_sends_only_its_sounds_then_their_plots(handlers, monkeyp
     (each costs the browser a re-render on the cores that sample): the sounds, then the plots.
     The sounds' update alone puts every card right (older cards hidden, the empty note gone)."""
     import ui.handlers
-    run_generate(handlers, count=3)  # the model is loaded, three cards shown
+    _, first = run_generate(handlers, count=3)  # the model is loaded, three cards shown
     monkeypatch.setattr(ui.handlers, "QUIET_START_S", 60.0)
-    updates, final = run_generate(handlers, count=1, seed=4)
+    updates, final = run_generate(handlers, count=1, seed=4, session=first["session"])
     assert len(updates) == 2 and slot_key(0, "audio") in updates[0] and slot_key(0, "plot") in updates[1]
     assert updates[0][slot_key(1, "group")]["visible"] is False and updates[0]["empty_note"]["visible"] is False
     assert final["session"].current()[0].recipe["seed"] == 4
+    assert "history" not in updates[0] and len(updates[1]["history"]) == 4  # the table comes with the plots
+    # one card after one card: only that card changes
+    again, _ = run_generate(handlers, count=1, seed=5, session=final["session"])
+    assert slot_key(0, "group") in again[0] and slot_key(1, "group") not in again[0]
 
 
 def test_seed_rolls_when_unlocked_and_stays_when_locked(handlers):

@@ -448,6 +448,7 @@ class Handlers:
         shown = not (QUIET_START_S > 0 and self.studio.is_loaded(request.model))
         if shown:
             yield start
+            session.cards_shown = 1
 
         preview_every = max(1, round((steps_total or 16) / 4))
         clicked = time.perf_counter()
@@ -472,6 +473,7 @@ class Handlers:
                     shown = True  # not so quick after all: show that it is sampling
                     yield {**start, "status": status_html(f"step {event.step}/{event.total}", event.step,
                                                           event.total)}
+                    session.cards_shown = 1
                     last_status = now
                     continue
                 if now - last_status < STATUS_INTERVAL_S and event.preview is None:
@@ -503,21 +505,24 @@ class Handlers:
                                          subtype="FLOAT", stem=stem)
             takes.append(session.add(sound.recipe, wav, master))
         session.batch = [t.id for t in takes]
-        done = {"seed": request.seed, "session": session, "history": session.table(),
-                "take": gr.update(choices=session.choices()), "empty_note": gr.update(visible=False),
+        done = {"seed": request.seed, "session": session, "empty_note": gr.update(visible=False),
                 "status": status_html(f"{len(takes)} sound{'s' if len(takes) > 1 else ''} in {result.seconds:.1f} s "
                                       f"on {result.device}", 1, 1)}
-        for row in range(SLOTS // 2):
+        # only the cards that change: the new ones, and the ones shown before that go (each
+        # component in an update costs the page work on the cores that sample the next click)
+        changed = min(SLOTS, max(session.cards_shown, len(takes)))
+        for row in range((changed + 1) // 2):
             done[f"row{row}"] = gr.update(visible=2 * row < len(takes))
-        for i in range(SLOTS):
+        for i in range(changed):
             take = takes[i] if i < len(takes) else None
             done[slot_key(i, "group")] = gr.update(visible=take is not None)
             if take is not None:
                 done[slot_key(i, "audio")] = take.wav
                 done[slot_key(i, "file")] = take.wav
                 done[slot_key(i, "caption")] = take.caption()
+        session.cards_shown = len(takes)
         writes_s = time.perf_counter() - writing
-        yield done  # the sounds first: playable before their plots are drawn
+        yield done  # the sounds first, alone: playable before the history and their plots are drawn
         # the last update is the whole result (it is what an API client's predict() returns)
         drawing = time.perf_counter()
         plots = {slot_key(i, "plot"): sound_figure(s.audio, s.sample_rate, rms=request.rms, onsets=request.onsets)
@@ -526,7 +531,8 @@ class Handlers:
         # one line per click, read by bench/bench_ui.py to split the wait into stages
         log.info("timings: sounds %d, engine %.3f s (sampling %.3f s, preview plots %.3f s), wav writes %.3f s, "
                  "plots %.3f s", len(takes), engine_s, result.seconds, preview_s, writes_s, plots_s)
-        yield {**done, **plots, "status": done["status"].replace('"tds-status"', '"tds-status done"')}
+        yield {**done, **plots, "history": session.table(), "take": gr.update(choices=session.choices()),
+               "status": done["status"].replace('"tds-status"', '"tds-status done"')}
 
     def audition(self, audition, model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
                  reference, strength, variation, session, rms=None, onsets=None, control_guidance=None,
@@ -560,6 +566,7 @@ class Handlers:
             out[slot_key(i, "group")] = gr.update(visible=False)
         for row in range(SLOTS // 2):
             out[f"row{row}"] = gr.update(visible=False)
+        session.cards_shown = 0
         return out
 
     # ------------------------------------------------------------------ results
