@@ -269,8 +269,9 @@ def parser() -> argparse.ArgumentParser:
     pub.add_argument("--sampler", default=None, help="the studio's default sampler for this model (default: the run's)")
     pub.add_argument("--steps", type=int, default=None, help="the default number of steps (default: the run's)")
     pub.add_argument("--guidance", type=float, default=None, help="the default guidance (default: the run's)")
-    pub.add_argument("--variety", type=float, default=None,
-                     help="the default variety, 0 (guided at every step) .. 1 (guided only near the end)")
+    pub.add_argument("--variety", type=json.loads, default=None,
+                     help="the default variety, 0 (guided at every step) .. 1 (guided only near the end), or per "
+                          "label as JSON, e.g. '{\"kick\": 0.5, \"cymbal\": 0.5}' (others 0)")
     pub.add_argument("--control-guidance", type=float, default=None,
                      help="the default guidance towards drawn curves of a model with controls")
     pub.add_argument("--guidance-weights", type=json.loads, default=None,

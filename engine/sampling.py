@@ -139,6 +139,16 @@ def variety_interval(variety: float) -> tuple[float, float]:
     return 0.0, (math.inf if variety == 0.0 else high)
 
 
+def default_variety(defaults: dict, label: str | None) -> float:
+    """A model's default variety for ``label``: its manifest's ``defaults.variety``, a number or a
+    mapping from label to number (labels it does not name, and no label: 0). Per label because
+    guiding in an interval buys different trades per category (``docs/design-notes.md``, "Variety")."""
+    value = defaults.get("variety", 0.0)
+    if isinstance(value, dict):
+        value = value.get(label, 0.0) if label is not None else 0.0
+    return float(value)
+
+
 def _in_interval(guided: Callable, plain: Callable, interval: tuple[float, float], to_sigma: Callable) -> Callable:
     """``guided`` where the step's noise level lies in ``interval`` (low, high], else ``plain``
     (one conditional call: cheaper too)."""

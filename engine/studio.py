@@ -30,7 +30,7 @@ from .errors import AudioFileError, InvalidRequestError, StudioError
 from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, find_codec_folder, find_models, load_model, pick_device,
                      resolve_model)
 from .request import GenerationRequest
-from .sampling import invert_latent, samplers_for
+from .sampling import default_variety, invert_latent, samplers_for
 from .seeds import SeedNoise, slerp
 
 log = logging.getLogger(__name__)
@@ -244,7 +244,6 @@ class Studio:
         request = request.with_(sampler=request.sampler or defaults.get("sampler", "dpmpp_2m"),
                                 steps=int(request.steps or defaults.get("steps", 16)),
                                 guidance=float(defaults.get("guidance", 1.0) if request.guidance is None else request.guidance),
-                                variety=float(defaults.get("variety", 0.0) if request.variety is None else request.variety),
                                 label=request.label or entry.label)
         request = request.with_(length=resolve_length(manifest, request.length))
         routed = prompt_label(request, entry)
@@ -252,6 +251,8 @@ class Studio:
             request = request.with_(label=routed)
         if request.variation == "semantic":
             request = self._like_reference(entry, request)
+        if request.variety is None:  # the model's, for the label the request ends up with
+            request = request.with_(variety=default_variety(defaults, request.label))
         conditions = self._conditions(entry, request)
         if conditions.controls():
             request = request.with_(control_guidance=float(defaults.get("control_guidance", 1.0)

@@ -622,7 +622,10 @@ def test_fine_tuning_adds_an_input_skip_that_starts_as_nothing_and_then_trains(t
     assert read_manifest(published)["defaults"] == {"sampler": "iadb", "steps": 16, "guidance": 1.5, "variety": 0.25}
     assert "'sampler': 'iadb'" in (published / "MODEL_CARD.md").read_text()
     assert read_manifest(tmp_path / "skip" / "model")["defaults"]["sampler"] == "euler_a"  # the run is untouched
-    for bad in ({"sampler": "nope"}, {"steps": 0}, {"guidance": 99.0}, {"seed": 1}, {"variety": 3.0}):
+    per_label = publish(tmp_path / "skip", tmp_path / "published", defaults={"variety": {"kick": 0.5}})
+    assert read_manifest(per_label)["defaults"]["variety"] == {"kick": 0.5}
+    for bad in ({"sampler": "nope"}, {"steps": 0}, {"guidance": 99.0}, {"seed": 1}, {"variety": 3.0},
+                {"variety": {"tuba": 0.5}}, {"variety": {"kick": 2.0}}):
         with pytest.raises(InvalidRequestError):
             publish(tmp_path / "skip", tmp_path / "refused", defaults=bad)
     assert not (tmp_path / "refused").exists()

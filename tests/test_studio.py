@@ -150,6 +150,22 @@ def test_variety_guides_only_at_low_noise_levels_and_saves_those_calls(studio):
     assert guided and plain and max(guided) <= 1.0 < min(plain)
 
 
+def test_a_models_default_variety_may_differ_per_label(studio):
+    from engine.sampling import default_variety
+    assert default_variety({"variety": {"kick": 0.5}}, "kick") == 0.5
+    assert default_variety({"variety": {"kick": 0.5}}, "hat") == 0.0 == default_variety({}, "kick")
+    assert default_variety({"variety": 0.3}, None) == 0.3
+    defaults = studio.load(studio.entry("tiny")).manifest["defaults"]
+    defaults["variety"] = {"kick": 1.0}
+    try:
+        kick = render(studio, seed=4, guidance=3.0).sounds[0]
+        assert kick.recipe["variety"] == 1.0
+        assert torch.equal(kick.audio, render(studio, seed=4, guidance=3.0, variety=1.0).sounds[0].audio)
+        assert render(studio, seed=4, guidance=3.0, label="hat").sounds[0].recipe["variety"] == 0.0
+    finally:
+        del defaults["variety"]
+
+
 @pytest.mark.parametrize("bad, words", [(dict(label=None, label_b="hat", label_mix=0.5), "first label"),
                                         (dict(label_b="tuba", label_mix=0.5), "no label 'tuba'"),
                                         (dict(label_b="hat", label_mix=1.5), "label_mix")])

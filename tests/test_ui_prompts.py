@@ -77,3 +77,12 @@ def test_prompts_come_back_from_a_dropped_wav_and_a_preset(handlers):
     loaded = handlers.load_preset("dark-to-bright")
     assert (loaded["prompt"], loaded["prompt_b"], loaded["prompt_morph"], loaded["rerank"]) == \
         ("dark snare", "bright snare", 0.3, 4)
+
+
+def test_the_variety_slider_follows_the_models_default_for_the_sound(handlers):
+    """latent-prompts keeps kicks at variety 0.5 and the rest at 0 (its card says why)."""
+    assert handlers.label_defaults("latent-prompts", "kick")["variety"] == 0.5
+    assert handlers.label_defaults("latent-prompts", "snare")["variety"] == 0.0
+    assert handlers.label_defaults("latent-prompts", "(any)")["variety"] == 0.0
+    _, final = run_generate(handlers, **{**PROMPTED, "label": "kick", "variety": None})
+    assert final["session"].current()[0].recipe["variety"] == 0.5

@@ -15,6 +15,7 @@ import threading
 import gradio as gr
 
 from engine import Studio
+from engine.sampling import default_variety
 
 from .curve_editor import CURVE_EDITOR_HEAD, curve_editor
 from .fields import KEEP_TYPED_VALUES, FieldNumber, FieldSlider
@@ -181,7 +182,7 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
     C["guidance"] = FieldSlider(0.0, 15.0, value=float(defaults.get("guidance", 1.0)), step=0.1,
                                 label="Guidance", info="how strongly the sound follows its label and prompt",
                                 visible=bool(info["takes_guidance"]), elem_id="guidance", field="guidance")
-    C["variety"] = FieldSlider(0.0, 1.0, value=float(defaults.get("variety", 0.0)), step=0.05, label="Variety",
+    C["variety"] = FieldSlider(0.0, 1.0, value=default_variety(defaults, info["label"]), step=0.05, label="Variety",
                                info="0: safe, the typical sound of its kind · 1: surprising, further from it",
                                visible=bool(info["takes_guidance"]), elem_id="variety", field="variety")
     with gr.Row(equal_height=False, elem_classes="tds-seeds"):
@@ -368,6 +369,7 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
                                     "controls_box", "prompt_box", "label_b", "blend_row", "variety"])
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")
+        wire(C["label"].input, h.label_defaults, ["variety"])
         wire(C["add_model"].click, h.add_model_folder, ["model", "model_folder"], api_name="add_model_folder")
         wire(C["reference"].upload, h.check_reference, ["reference", "reference_info"], api_name="check_reference")
         # "once": a second click while a generation runs is ignored (a double click made two takes)

@@ -28,6 +28,7 @@ import gradio as gr
 from engine import AudioFileError, GenerationRequest, Progress, Result, Studio, StudioError
 from engine import audio as audio_io
 from engine.curves import format_onsets, format_rms, parse_onsets, parse_rms
+from engine.sampling import default_variety
 
 from . import presets
 from .fields import check_number
@@ -263,6 +264,13 @@ class Handlers:
             "model_info": text,
         }
 
+    def label_defaults(self, model, label) -> dict:
+        """The user picked a Sound: the variety slider moves to the model's default for it (a
+        model may keep one category safer than another, ``engine.sampling.default_variety``)."""
+        if not model:
+            return {}
+        return {"variety": default_variety(self.studio.describe(str(model))["defaults"], _label_value(label))}
+
     @user_facing
     def describe_model(self, model: str) -> dict:
         """The user picked a model: its labels, samplers and default steps/guidance."""
@@ -274,7 +282,7 @@ class Handlers:
         out["guidance"] = gr.update(visible=bool(info["takes_guidance"]),
                                     value=float(info["defaults"].get("guidance", 1.0)))
         out["variety"] = gr.update(visible=bool(info["takes_guidance"]),
-                                   value=float(info["defaults"].get("variety", 0.0)))
+                                   value=default_variety(info["defaults"], info["label"]))
         out["length"] = gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"]),
                                   value=round(float(info["defaults"].get("length", info["seconds"])), 3))
         out["control_guidance"] = float(info["defaults"].get("control_guidance", 1.0))
@@ -726,8 +734,8 @@ class Handlers:
             "guidance": gr.update(visible=bool(info["takes_guidance"]),
                                   value=float(defaults.get("guidance", 1.0) if guidance is None else guidance)),
             "variety": gr.update(visible=bool(info["takes_guidance"]),
-                                 value=float(defaults.get("variety", 0.0) if values.get("variety") is None
-                                             else values["variety"])),
+                                 value=float(default_variety(defaults, values.get("label"))
+                                             if values.get("variety") is None else values["variety"])),
             "seed": int(values.get("seed") or 0), "lock_seed": True,
             "seed_b": "" if values.get("seed_b") is None else str(values["seed_b"]),
             "morph": float(values.get("morph") or 0.0), "count": 1,

@@ -61,6 +61,7 @@ from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
 from ..errors import InvalidRequestError, StudioError
 from ..models import LoadedModel, load_model, resolve_model
 from ..studio import finish
+from ..sampling import default_variety
 from ..seeds import SeedNoise
 from . import metrics
 from .classifier import DEFAULT_CACHE, Classifier, load_or_train, train_classifier
@@ -137,7 +138,7 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     control_guidance = float(control_guidance if control_guidance is not None
                              else defaults.get("control_guidance", 1.0))
     sampler = sampler or defaults.get("sampler", "dpmpp_2m")
-    variety = float(variety if variety is not None else defaults.get("variety", 0.0))
+    variety = float(variety if variety is not None else default_variety(defaults, label))
     labels = list(manifest.get("labels", []))
     if label is not None and label not in labels:
         raise InvalidRequestError(f"the model knows the labels {labels}, not {label!r}")

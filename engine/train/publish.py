@@ -150,8 +150,16 @@ def with_defaults(manifest: dict, defaults: dict | None) -> dict:
     weights = defaults.get("guidance_weights")
     if weights is not None and (manifest.get("kind") != "latent" or not isinstance(weights, dict)):
         raise InvalidRequestError("guidance weights are a JSON object of codec channel groups, for latent models only")
+    variety = defaults.get("variety")
+    if isinstance(variety, dict):  # per label: each a variety, each a label of the model
+        unknown_labels = set(variety) - set(manifest.get("labels", []))
+        if unknown_labels:
+            raise InvalidRequestError(f"variety for labels the model does not have: {sorted(unknown_labels)}")
+        for value in variety.values():
+            GenerationRequest(model="model", variety=value).validated()
     GenerationRequest(model=manifest.get("name", "model"),
-                      **{k: v for k, v in defaults.items() if k != "guidance_weights"}).validated()
+                      **{k: v for k, v in defaults.items()
+                         if k != "guidance_weights" and not (k == "variety" and isinstance(v, dict))}).validated()
     if "sampler" in defaults and defaults["sampler"] not in samplers_for(manifest):
         raise InvalidRequestError(f"sampler {defaults['sampler']!r} does not fit this model; "
                                   f"choose one of {list(samplers_for(manifest))}")
