@@ -712,10 +712,10 @@ def stem_from_recipe(recipe: Mapping[str, Any]) -> str:
     takes of it, and sorts well in a file browser.
 
     Parts in order, each only when the recipe has it: model, label (when it differs from the
-    model; ``snare-perc30`` for a hybrid with 30 % perc), ``seed42``, ``to7-m0.5`` (morph towards seed 7), ``1.5s`` (length of a latent
-    model's sound), ``16st`` (steps), ``g2`` (guidance), ``var0.3`` / ``inv0.3`` (a variation
-    by partial noising / by inversion, with its strength), ``-14LUFS`` (loudness-normalised
-    export). :func:`export_wav` adds the sample format and sanitises every part.
+    model; ``snare-perc30`` for a hybrid with 30 % perc), ``seed42``, ``to7-m0.5`` (morph
+    towards seed 7), ``1.5s`` (length of a latent model's sound), ``16st`` (steps), ``g2``
+    (guidance), ``var0.3`` / ``inv0.3`` (a variation by partial noising / by inversion, with its
+    strength; ``like`` for "more like this"), ``-14LUFS`` (loudness-normalised export). :func:`export_wav` adds the sample format and sanitises every part.
     """
     model = _model_name(recipe.get("model"))
     parts = [model]
@@ -736,7 +736,9 @@ def stem_from_recipe(recipe: Mapping[str, Any]) -> str:
         parts.append(f"{_format_number(recipe['steps'])}st")
     if recipe.get("guidance") is not None:
         parts.append(f"g{_format_number(recipe['guidance'])}")
-    if recipe.get("reference"):
+    if recipe.get("reference") and recipe.get("variation") == "semantic":
+        parts.append("like")  # "more like this": new noise, so no strength
+    elif recipe.get("reference"):
         mode = "inv" if recipe.get("variation") == "invert" else "var"
         parts.append(f"{mode}{_format_number(recipe.get('strength', 0))}")
     level = recipe.get("loudness")

@@ -5,6 +5,8 @@ back from WAVs and presets (the browser flow is in test_ui_server.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import pytest
 
@@ -62,6 +64,7 @@ def test_more_like_this_makes_a_semantic_variation_of_a_result(handlers):
     # onsets, which this faint 3-step sketch of a kick has none of)
     assert recipe["label"] == "kick" and recipe["rms"]
     assert "more like a sound" in like[slot_key(0, "caption")]
+    assert "_like" in Path(like[slot_key(0, "audio")]).name and "_var" not in Path(like[slot_key(0, "audio")]).name
     _, kick = run_generate(handlers)
     with pytest.raises(gr.Error, match="does not take prompts"):
         handlers.more_like_slot(0, kick["session"], "kick")
