@@ -715,7 +715,8 @@ def stem_from_recipe(recipe: Mapping[str, Any]) -> str:
     model; ``snare-perc30`` for a hybrid with 30 % perc), ``seed42``, ``to7-m0.5`` (morph
     towards seed 7), ``1.5s`` (length of a latent model's sound), ``16st`` (steps), ``g2``
     (guidance), ``var0.3`` / ``inv0.3`` (a variation by partial noising / by inversion, with its
-    strength; ``like`` for "more like this"), ``-14LUFS`` (loudness-normalised export). :func:`export_wav` adds the sample format and sanitises every part.
+    strength; ``like`` for "more like this"), ``-14LUFS`` (loudness-normalised export).
+    :func:`export_wav` adds the sample format and sanitises every part.
     """
     model = _model_name(recipe.get("model"))
     parts = [model]

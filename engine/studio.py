@@ -188,11 +188,16 @@ class Studio:
             if request.prompt_b is not None:
                 vector = slerp(vector, embedder.text([request.prompt_b])[0], request.prompt_morph).float()
         if request.variation == "semantic":
-            manifest = self.entry(name).manifest
-            sound = reference_sound(manifest, request.reference, manifest["length"], "nothing to be like")
-            heard = embedder.audio(sound[None], manifest["sample_rate"])[0]
+            heard = self.reference_embedding(self.entry(name), request.reference)
             vector = heard if vector is None else torch.nn.functional.normalize(heard + vector, dim=0)
         return vector
+
+    def reference_embedding(self, entry: ModelEntry, path: str) -> torch.Tensor:
+        """``(D,)``: the audio embedding of a reference sound by ``entry``'s embedder (its onset at
+        the start, at the model's length); InvalidRequestError for a silent one."""
+        manifest = entry.manifest
+        sound = reference_sound(manifest, path, manifest["length"], "nothing to be like")
+        return self.embedder(str(entry.folder)).audio(sound[None], manifest["sample_rate"])[0]
 
     def _like_reference(self, entry: ModelEntry, request: GenerationRequest) -> GenerationRequest:
         """"More like this" keeps what the user left open from the reference: its instrument (the
@@ -218,10 +223,7 @@ class Studio:
         if recipe.get("label") in entry.labels:
             return recipe["label"]
         from .embedders.categories import guess_category
-        manifest = entry.manifest
-        sound = reference_sound(manifest, path, manifest["length"], "nothing to be like")
-        embedder = self.embedder(str(entry.folder))
-        return guess_category(embedder, embedder.audio(sound[None], manifest["sample_rate"])[0], entry.labels)
+        return guess_category(self.embedder(str(entry.folder)), self.reference_embedding(entry, path), entry.labels)
 
     # ------------------------------------------------------------------ generation
     def render(self, request: GenerationRequest) -> Result:

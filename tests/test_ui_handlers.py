@@ -152,6 +152,11 @@ def test_two_sessions_keep_their_own_results(handlers):
     ({"model": ""}, "choose a model"),
     ({"sampler": "euler"}, "sampler 'euler' does not fit"),
     ({"label": "tuba"}, "has no label 'tuba'"),
+    ({"variety": 1.5}, "variety must be between"),
+    ({"variety": "lots"}, "variety must be a number"),
+    ({"label_b": "snare", "label_mix": 1.5}, "blend must be between 0 and 1, got 1.5"),
+    ({"label_b": "snare", "label_mix": ""}, "blend is empty"),
+    ({"label_b": "tuba", "label_mix": 0.5}, "has no label 'tuba'"),
 ])
 def test_bad_generate_inputs_raise_a_readable_gr_error(handlers, overrides, message):
     with pytest.raises(gr.Error, match=message):

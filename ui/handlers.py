@@ -137,9 +137,7 @@ def _blend(label: str | None, label_b, label_mix) -> dict:
         return {"label_b": None, "label_mix": 0.0}
     if label is None:
         raise gr.Error(f"a blend mixes {label_b} into a first Sound: choose the Sound too (not {ANY_LABEL})")
-    mix = _number(label_mix, "blend") if label_mix is not None else 0.0
-    if not 0.0 <= mix <= 1.0:
-        raise gr.Error(f"blend must be between 0 and 1, got {mix:g}")
+    mix = check_number(label_mix, "blend", 0.0, 1.0) if label_mix is not None else 0.0
     return {"label_b": label_b, "label_mix": mix} if mix else {"label_b": None, "label_mix": 0.0}
 
 

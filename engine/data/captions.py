@@ -391,9 +391,10 @@ def named_category(text: str, categories: Sequence[str] | None = None) -> str | 
     """The one category ``text`` names with an instrument word of the caption builder's
     vocabulary (:data:`NOUNS` of the category and its subcategories, :data:`CATEGORY_WORDS`):
     "short punchy 808 kick" -> kick, "low boomy tom" -> perc, "hihat" -> hat; None when it names
-    none ("something metallic") or several ("kick and snare"), or one not in ``categories``. The studio conditions a prompted
-    sound on that category's label as well as on the prompt's embedding (the label path is the
-    model's most reliable one; the embedding adds the rest: docs/design-notes.md)."""
+    none ("something metallic") or several ("kick and snare"), or one not in ``categories``.
+    The studio conditions a prompted sound on that category's label as well as on the prompt's
+    embedding (the label path is the model's most reliable one; the embedding adds the rest:
+    docs/design-notes.md)."""
     from .labels import SUBCATEGORIES
     lowered = str(text).lower()
     for pattern, word in SPELLINGS:

@@ -37,6 +37,11 @@ def _median(values: torch.Tensor) -> float:
     return float(values.median()) if values.numel() else math.nan
 
 
+def _cliff_share(steps: torch.Tensor) -> float:
+    """The share of sounds with a step over :data:`BAND_CLIFF_DB` at some edge, of all of them."""
+    return float((steps > BAND_CLIFF_DB).float().mean()) if len(steps) else math.nan
+
+
 def evaluate_bands(model_name: str, data_root: str = str(DATA_ROOT), count: int = 16, seed: int = 0,
                    guidance: float | None = None, device: str = "cpu") -> dict[str, float | str]:
     entry = resolve_model(model_name)
@@ -55,13 +60,12 @@ def evaluate_bands(model_name: str, data_root: str = str(DATA_ROOT), count: int 
             edges = band_edge_steps(audio, rate, bands)
             results[f"{key}.edge_step_db{name}"] = _median(edges)
             results[f"{key}.judged{name}"] = float(torch.isfinite(edges).sum())
-            results[f"{key}.cliff_share{name}"] = float((edges > BAND_CLIFF_DB).float().mean()) if len(edges) else math.nan
+            results[f"{key}.cliff_share{name}"] = _cliff_share(edges)
             results[f"{key}.middle_step_db{name}"] = _median(band_edge_steps(audio, rate, bands, at_edges=False))
             pooled["edge" + name].append(edges)
     generated, real = torch.cat(pooled["edge"]), torch.cat(pooled["edge_real"])
     results.update({"all.edge_step_db": _median(generated), "all.edge_step_db_real": _median(real),
-                    "all.cliff_share": float((generated > BAND_CLIFF_DB).float().mean()),
-                    "all.cliff_share_real": float((real > BAND_CLIFF_DB).float().mean())})
+                    "all.cliff_share": _cliff_share(generated), "all.cliff_share_real": _cliff_share(real)})
     return results
 
 

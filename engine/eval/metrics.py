@@ -262,8 +262,9 @@ def band_edge_steps(audio: torch.Tensor, sample_rate: int, bands: int, window_s:
     the step reads for real clips is the spectrum's own slope over ~450 Hz, the floor a generated
     sound should match. Where both sides are quiet (a real kick's tail above a few hundred Hz
     usually is) the edge is not judged: a generated tail that still has energy there is judged,
-    and one whose energy is a flat box ending at an edge reads a large step. ``at_edges=False`` measures the same step at the bands' middles instead
-    (a control: a step that only the edges show is the filter bank's).
+    and one whose energy is a flat box ending at an edge reads a large step. ``at_edges=False``
+    measures the same step at the bands' middles instead (a control: a step that only the edges
+    show is the filter bank's).
     """
     audio = torch.nan_to_num(_batch(audio), nan=0.0, posinf=0.0, neginf=0.0)
     mono = audio.mean(1).double()

@@ -197,8 +197,9 @@ def variation_figures(studio: Studio, entry, judge: Judge, references: int, seed
     sounds the model made from the category's label (WAVs with their recipe, as a card's "More
     like this" hands over). Each sibling is judged by the classifier (its reference's category?
     the category the classifier hears in the reference? real held-out clips are themselves heard
-    as their own category only ~80 % of the time) and by distance in the standardised feature space: closer to the reference than the sound
-    the category's label alone makes at the same seed?"""
+    as their own category only ~80 % of the time) and by distance in the standardised feature
+    space: closer to the reference than the sound the category's label alone makes at the same
+    seed?"""
     model = studio.load(entry)
     rate, length = model.manifest["sample_rate"], model.manifest["length"]
     classifier, space, holdout = judge.classifier, judge.space, judge.holdout
