@@ -72,9 +72,11 @@ def _train(args: argparse.Namespace) -> int:
         folder = train_wave(config)
         print(folder)
         return 0
-    if args.family in ("codec", "latent", "clap"):
+    if args.family in ("codec", "latent", "clap", "distill"):
         if args.family == "codec":
             from .train.codec import CodecTrainConfig as Config, train_codec as train
+        elif args.family == "distill":
+            from .train.distill import DistillConfig as Config, train_distill as train
         elif args.family == "clap":
             from .train.clap import ClapTrainConfig as Config, train_clap as train
         else:
@@ -188,9 +190,10 @@ def parser() -> argparse.ArgumentParser:
     mod.add_argument("--models-root", action="append", default=None)
 
     tr = sub.add_parser("train", help="train or fine-tune a model")
-    tr.add_argument("family", choices=["wave", "codec", "latent", "clap"],
+    tr.add_argument("family", choices=["wave", "codec", "latent", "clap", "distill"],
                     help="wave: waveform drum model; codec: audio autoencoder; latent: latent drum model on a codec; "
-                         "clap: the text-audio embedder (audio tower + text head over the frozen MiniLM)")
+                         "clap: the text-audio embedder (audio tower + text head over the frozen MiniLM); "
+                         "distill: a waveform model (--init, the teacher) taught to take a guided step in one call")
     tr.add_argument("--data", help="built data set (data/drums) or any folder of WAVs")
     tr.add_argument("--run-dir", dest="run", help="run folder (resumes if it holds a run); not --run, which torchrun would take as its own --run-path")
     tr.add_argument("--init", help="model folder to fine-tune from, e.g. checkpoints/drums")

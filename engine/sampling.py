@@ -17,6 +17,7 @@ import torch
 
 from .conditions import (CLASS, CONTROL_GROUP, CURVE, LABEL_GROUP, LABEL_SPEC, ConditionSpec, condition_specs,
                          without)
+from .diffusion.guidance import GUIDANCE_INPUT, guidance_features
 from .diffusion.schedules import blend_alpha_to_sigma, cosine_t_to_sigma
 from .diffusion import (alphas_uniform, blend_denoiser, blend_model, invert_iadb, nested_guidance, sample_ddim,
                         sample_dpmpp_2m, sample_euler_ancestral, sample_iadb, sigmas_cosine, sigmas_karras,
@@ -71,9 +72,34 @@ def _asked(spec: ConditionSpec, value: torch.Tensor, num_labels: int) -> bool:
     return bool(value.any())
 
 
+def distilled_top(manifest: dict) -> float | None:
+    """The highest guidance scale a guidance-distilled model was trained for (its manifest's
+    ``guidance_distilled.top``; :mod:`engine.train.distill`), or None for a model guided the usual
+    way (two network calls a step)."""
+    spec = manifest.get("guidance_distilled")
+    if spec is None:
+        return None
+    top = spec.get("top") if isinstance(spec, dict) else None
+    if not isinstance(top, (int, float)) or not top > 0:
+        raise CheckpointError(f"guidance_distilled.top must be a positive number, got {top!r}")
+    return float(top)
+
+
+def _distilled_input(network: torch.nn.Module, cond: dict, scale: float, top: float | None) -> torch.Tensor:
+    """The guidance features a guidance-distilled network reads, one row per sound of the batch."""
+    if top is None:
+        raise CheckpointError("the network reads a guidance scale but its manifest has no guidance_distilled entry")
+    if not 0.0 <= scale <= top:
+        raise InvalidRequestError(f"this model was distilled for guidance 0-{top:g}, got {scale:g}")
+    label = cond.get("label")
+    rows = 1 if label is None else label.shape[0]
+    features = guidance_features(scale, network.embeddings[GUIDANCE_INPUT], top)
+    return features.expand(rows, -1).to(next(network.parameters()).device)
+
+
 def conditioned(network: torch.nn.Module, cond: Mapping[str, torch.Tensor] | None, guidance: float,
                 weights: torch.Tensor | None = None, control_guidance: float = 1.0,
-                specs: tuple[ConditionSpec, ...] | None = None) -> Callable:
+                specs: tuple[ConditionSpec, ...] | None = None, distilled: float | None = None) -> Callable:
     """``(x, t) -> prediction``: the network with its conditions bound, guided per group.
 
     The conditions' guidance groups come from their specs (``engine.conditions``; a network
@@ -82,6 +108,10 @@ def conditioned(network: torch.nn.Module, cond: Mapping[str, torch.Tensor] | Non
     ``controls`` (the curves) with ``control_guidance`` ("how strictly to follow the curves").
     A group the request leaves empty is not guided. The network is fed in its own dtype (fp16 on
     CUDA) and answers in fp32, where sampling runs.
+
+    A guidance-distilled network (``distilled``: :func:`distilled_top`) reads the label group's
+    scale as an input and answers for it in one call (half the work of a guided step); only the
+    controls, if any, are still guided by extra calls.
     """
     dtype = next(network.parameters()).dtype
     cond = dict(cond or {})
@@ -90,6 +120,11 @@ def conditioned(network: torch.nn.Module, cond: Mapping[str, torch.Tensor] | Non
     asked = [s for s in specs if s.name in cond and _asked(s, cond[s.name], num_labels)]
     labels = [s.name for s in asked if s.group == LABEL_GROUP]
     controls = [s.name for s in asked if s.group == CONTROL_GROUP]
+    if GUIDANCE_INPUT in getattr(network, "embeddings", {}):
+        if weights is not None and guidance != 1.0:
+            raise CheckpointError("a guidance-distilled model cannot spread its guidance per channel")
+        cond[GUIDANCE_INPUT] = _distilled_input(network, cond, float(guidance) if labels else 1.0, distilled)
+        labels = []  # guided inside the network
     levels, scales = [without(cond, [*labels, *controls], num_labels)], []
     if controls:
         levels.append(without(cond, labels, num_labels))
@@ -188,9 +223,10 @@ def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor,
     """
     objective = _check(manifest, sampler, steps)
     specs = condition_specs(manifest)
-    net = conditioned(network, cond, guidance, guidance_weights, control_guidance, specs)
+    top = distilled_top(manifest)
+    net = conditioned(network, cond, guidance, guidance_weights, control_guidance, specs, top)
     if guidance_interval is not None and guidance != 1.0:
-        plain = conditioned(network, cond, 1.0, None, control_guidance, specs)
+        plain = conditioned(network, cond, 1.0, None, control_guidance, specs, top)
         # the network is called at its own time: alpha (blending models), cosine t (v-models)
         to_sigma = (lambda alpha: blend_alpha_to_sigma(alpha.clamp_min(1e-8))) if objective == "blend" \
             else cosine_t_to_sigma
@@ -224,7 +260,7 @@ def invert_latent(network: torch.nn.Module, manifest: dict, latent: torch.Tensor
     cosine grid up. Guidance is off (scale 1) as inversion needs it.
     """
     objective = manifest.get("objective", "v_cosine")
-    net = conditioned(network, cond, 1.0, specs=condition_specs(manifest))
+    net = conditioned(network, cond, 1.0, specs=condition_specs(manifest), distilled=distilled_top(manifest))
     if objective == "blend":
         return invert_iadb(blend_model(net), latent, alphas_uniform(steps).to(latent.device), refine=refine)
     sigmas = sigmas_cosine(steps).flip(0)[1:].to(latent.device)  # 0 dropped: start at the smallest level

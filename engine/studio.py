@@ -29,8 +29,8 @@ from .curves import check_onsets, check_rms
 from .errors import AudioFileError, InvalidRequestError, StudioError
 from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, find_codec_folder, find_models, load_model, pick_device,
                      resolve_model)
-from .request import GenerationRequest
-from .sampling import default_variety, invert_latent, samplers_for
+from .request import LIMITS, GenerationRequest
+from .sampling import default_variety, distilled_top, invert_latent, samplers_for
 from .seeds import SeedNoise, slerp
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class Studio:
         self.half = half and self.device.type == "cuda"
         self._models: OrderedDict[Path, LoadedModel] = OrderedDict()
         self._embedders: dict[Path | str, object] = {}  # by folder, or "laion"
+        self._reference_vectors: dict[tuple, torch.Tensor] = {}  # the last reference's audio embedding
         self._cache_size = cache_size
         self._lock = threading.Lock()
         # Sampling runs on long-lived worker threads, not a fresh thread per request: a new thread
@@ -137,6 +138,8 @@ class Studio:
         manifest = entry.manifest
         return {"name": entry.name, "kind": entry.kind, "labels": entry.labels, "label": entry.label,
                 "takes_guidance": entry.takes_guidance, "samplers": list(samplers_for(manifest)),
+                # a guidance-distilled model learned scales up to its own top, not the request limit
+                "guidance_max": distilled_top(manifest) or LIMITS["guidance"][1],
                 "defaults": dict(manifest.get("defaults", {})), "sample_rate": manifest["sample_rate"],
                 "seconds": manifest["length"] / manifest["sample_rate"],
                 "variable_length": variable_length(manifest),  # then "seconds" is the longest it makes
@@ -195,9 +198,17 @@ class Studio:
     def reference_embedding(self, entry: ModelEntry, path: str) -> torch.Tensor:
         """``(D,)``: the audio embedding of a reference sound by ``entry``'s embedder (its onset at
         the start, at the model's length); InvalidRequestError for a silent one."""
+        stat = Path(path).stat() if Path(path).is_file() else None
+        key = (entry.folder.resolve(), str(path), stat and (stat.st_mtime_ns, stat.st_size))
+        with self._lock:  # "more like this" on a sample without a recipe asks twice: for the guess and the prompt
+            if key in self._reference_vectors:
+                return self._reference_vectors[key]
         manifest = entry.manifest
         sound = reference_sound(manifest, path, manifest["length"], "nothing to be like")
-        return self.embedder(str(entry.folder)).audio(sound[None], manifest["sample_rate"])[0]
+        vector = self.embedder(str(entry.folder)).audio(sound[None], manifest["sample_rate"])[0]
+        with self._lock:
+            self._reference_vectors = {key: vector}  # the last reference only: a new click brings a new one
+        return vector
 
     def _like_reference(self, entry: ModelEntry, request: GenerationRequest) -> GenerationRequest:
         """"More like this" keeps what the user left open from the reference: its instrument (the

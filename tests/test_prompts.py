@@ -198,8 +198,15 @@ def test_the_studio_generates_from_prompts_reranks_and_makes_more_like_a_sound(p
     import soundfile as sf
     reference = tmp_path / "ref.wav"
     sf.write(reference, result.sounds[0].audio.T.numpy(), 44100)
+    embedder = studio.embedder("tiny-prompted")
+    heard = []
+    embed_audio = embedder.audio
+    embedder.audio = lambda audio, rate, **kw: heard.append(audio.shape) or embed_audio(audio, rate, **kw)
     like = studio.render(base.with_(reference=str(reference), variation="semantic", count=2))
+    embedder.audio = embed_audio
     assert like.sounds[0].recipe["variation"] == "semantic" and like.sounds[0].score is not None
+    # the reference is embedded once (for the instrument guess and the prompt), then the 2 sounds for their scores
+    assert [shape[0] for shape in heard] == [1, 2]
     # its instrument: the recipe's label when the reference carries one, else the embedder's guess
     # (this random one may or may not be sure), and a chosen Sound wins over both
     assert like.sounds[0].recipe["label"] in (None, *info["labels"])

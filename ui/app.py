@@ -179,7 +179,7 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
                                    min_width=110, elem_id="sampler")
         C["steps"] = FieldSlider(1, 200, value=int(defaults.get("steps", 16)), step=1, label="Steps",
                                  min_width=160, elem_id="steps", field="steps")
-    C["guidance"] = FieldSlider(0.0, 15.0, value=float(defaults.get("guidance", 1.0)), step=0.1,
+    C["guidance"] = FieldSlider(0.0, info.get("guidance_max", 15.0), value=float(defaults.get("guidance", 1.0)), step=0.1,
                                 label="Guidance", info="how strongly the sound follows its label and prompt",
                                 visible=bool(info["takes_guidance"]), elem_id="guidance", field="guidance")
     C["variety"] = FieldSlider(0.0, 1.0, value=default_variety(defaults, info["label"]), step=0.05, label="Variety",

@@ -254,7 +254,7 @@ class Handlers:
             "label_b": gr.update(choices=[NO_BLEND, *labels], value=label_b if label_b in labels else NO_BLEND),
             "blend_row": gr.update(visible=bool(labels)),
             "sampler": gr.update(choices=samplers, value=sampler_value),
-            "guidance": gr.update(visible=bool(info["takes_guidance"])),
+            "guidance": gr.update(visible=bool(info["takes_guidance"]), maximum=info["guidance_max"]),
             "variety": gr.update(visible=bool(info["takes_guidance"])),
             "length": gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"])),
             "controls_box": gr.update(visible=bool(info.get("controls"))),
@@ -277,7 +277,7 @@ class Handlers:
         info = self.studio.describe(model)
         out = self._model_controls(model)
         out["steps"] = int(info["defaults"].get("steps", 16))
-        out["guidance"] = gr.update(visible=bool(info["takes_guidance"]),
+        out["guidance"] = gr.update(visible=bool(info["takes_guidance"]), maximum=info["guidance_max"],
                                     value=float(info["defaults"].get("guidance", 1.0)))
         out["variety"] = gr.update(visible=bool(info["takes_guidance"]),
                                    value=default_variety(info["defaults"], info["label"]))
@@ -729,7 +729,7 @@ class Handlers:
         out.update({
             "model": gr.update(choices=self.model_choices(), value=model),
             "steps": int(values.get("steps") or defaults.get("steps", 16)),
-            "guidance": gr.update(visible=bool(info["takes_guidance"]),
+            "guidance": gr.update(visible=bool(info["takes_guidance"]), maximum=info["guidance_max"],
                                   value=float(defaults.get("guidance", 1.0) if guidance is None else guidance)),
             "variety": gr.update(visible=bool(info["takes_guidance"]),
                                  value=float(default_variety(defaults, values.get("label"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -56,3 +57,23 @@ def classifier_free_guidance(net: Callable[..., torch.Tensor], cond: Mapping, un
     A number 1 is plain conditional sampling and costs one call.
     """
     return nested_guidance(net, [uncond, cond], [scale])
+
+
+# ----------------------------------------------------------------------------- distilled guidance
+
+GUIDANCE_INPUT = "guidance"
+"""The name of the embedding input through which a guidance-distilled network reads its scale."""
+
+
+def guidance_features(scale: float | torch.Tensor, dim: int, top: float) -> torch.Tensor:
+    """``(B, dim)`` smooth features of a guidance scale in ``[0, top]`` for a guidance-distilled
+    network (Meng et al. 2023, "On distillation of guided diffusion models": one network call
+    gives what the conditional and unconditional calls give mixed by the scale).
+
+    Low-frequency cosines and sines of ``scale / top`` rather than the time embedding's
+    high-frequency Fourier features: nearby scales must give nearby outputs, and a student
+    trained on scales drawn from a range should interpolate between them, not memorise each."""
+    scale = torch.as_tensor(scale, dtype=torch.float32).reshape(-1)
+    position = (scale / float(top))[:, None]
+    k = torch.arange(1, dim // 2 + 1, dtype=torch.float32)[None, :]
+    return torch.cat([torch.cos(math.pi * k * position), torch.sin(math.pi * k * position)], dim=1)

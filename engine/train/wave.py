@@ -152,6 +152,10 @@ def train_wave(config: WaveTrainConfig) -> Path:
 
     def add_envelope(_: loop.Trainer, manifest: dict) -> dict:
         """Fine-tuning: the envelope (and its prior) is measured on the data the model is tuned to."""
+        if manifest.get("guidance_distilled"):
+            teacher = manifest["guidance_distilled"].get("teacher", "its teacher")
+            raise InvalidRequestError(f"{config.init} is guidance-distilled (it answers a guided step in one call); "
+                                      f"fine-tune {teacher} instead, then distil that with `train distill`")
         args = manifest["codec"]["args"]
         if config.envelope and manifest["codec"]["type"] == "pqmf":
             if "envelope_prior" not in args:

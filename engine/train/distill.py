@@ -1,0 +1,166 @@
+"""Guidance distillation: a waveform model that answers a guided step in one network call.
+
+Classifier-free guidance costs two network calls a step (with and without the label). A student
+that reads the guidance scale as one more input and is trained to give, in one call, what the
+teacher's two calls give mixed by that scale (Meng et al. 2023, "On distillation of guided
+diffusion models", stage one) halves the work of every step: on the 2-core CPU one call at batch
+1 costs 0.59 of the guided call at batch 2 (``docs/design-notes.md``, "Guidance distillation").
+
+The student is the teacher's own network plus a zero-initialised embedding input for the scale
+(``UNet1d(embeddings={"guidance": F})``, :func:`engine.diffusion.guidance.guidance_features`), so
+it starts as the teacher's conditional model and training only has to learn the guidance offset.
+Targets come from the teacher on noised training clips (the teacher's own training picture), with
+scales drawn over the studio's range ``[0, top]``, half of them near the model's default; labels
+are dropped as in training, and a dropped label's target is the unconditional prediction whatever
+the scale. The run folder works as every trainer's (``engine.train.loop``): resume, atomic saves,
+EMA, the CSV log. The teacher is ``--init``; the student keeps counting its steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from ..conditions import LABEL_SPEC, drop_conditions
+from ..data.augment import augment
+from ..diffusion.guidance import GUIDANCE_INPUT, guidance_features
+from ..errors import InvalidRequestError
+from ..models import load_codec, load_model, read_weights
+from ..nets import build_network
+from ..sampling import distilled_top
+from . import common, loop
+from .wave import loss_band_weights
+
+FEATURES = 16          # width of the guidance features the student reads
+TOP = 10.0             # the highest guidance scale it learns (the studio's slider goes to 15: beyond
+                       # 10 a request says so; no default of a shipped model is above 4)
+
+
+@dataclass
+class DistillConfig:
+    init: str = "checkpoints/drums"     # the teacher: a guided waveform model (and the student's start)
+    data: str = "data/drums"            # the data set the teacher was trained on
+    run: str = "runs/drums-distill"     # run folder: model/, train_state.pt, log.csv
+    name: str | None = None             # model name in the manifest (default: the teacher's)
+    steps: int = 1000
+    max_minutes: float | None = None
+    batch: int = 16
+    lr: float = 1e-4
+    warmup: int = 100
+    ema_decay: float = 0.999
+    label_dropout: float = 0.1          # share of clips with no label (their target: the unconditional call)
+    time_bias: float = 2.0              # as the teacher's training: t = u^(1/time_bias)
+    top: float = TOP                    # scales are drawn from [0, top]...
+    near_default: float = 0.5           # ...this share of them within +-1 of the teacher's default
+    guidance_lr_scale: float = 30.0     # the new guidance input learns this much faster: it starts at zero
+                                        # beside weights trained for 45k steps (the controls' lesson,
+                                        # docs/latent.md session 10)
+    augment: bool = True
+    categories: list[str] | None = None
+    save_every: int = 250
+    log_every: int = 25
+    render_every: int = 0
+    device: str = "auto"
+    seed: int = 0
+
+
+def student_manifest(config: DistillConfig, teacher: dict) -> dict:
+    """The teacher's manifest with the guidance input added to its network and the record of
+    what it was distilled from."""
+    if teacher.get("kind") != "wave" or teacher.get("objective", "v_cosine") != "v_cosine":
+        raise InvalidRequestError("guidance distillation takes a waveform (v-objective) model as its teacher")
+    if not teacher.get("labels"):
+        raise InvalidRequestError("the teacher has no labels: there is no guidance to distil")
+    if distilled_top(teacher) is not None:
+        raise InvalidRequestError("the teacher is already guidance-distilled")
+    manifest = copy.deepcopy(teacher)
+    if config.name:
+        manifest["name"] = config.name
+    manifest["network"]["args"]["embeddings"] = {GUIDANCE_INPUT: FEATURES}
+    manifest["guidance_distilled"] = {"top": float(config.top), "features": FEATURES, "teacher": str(config.init),
+                                      "teacher_steps": int(teacher["training"]["steps"]),
+                                      "note": "one network call a step gives the teacher's guided step "
+                                              "(engine/train/distill.py)"}
+    return manifest
+
+
+def draw_scales(count: int, default: float, config: DistillConfig, generator: torch.Generator) -> torch.Tensor:
+    """Guidance scales for one batch: a share near the model's default (where users stay), the
+    rest spread over ``[0, top]`` so every position of the studio's slider is learned."""
+    spread = torch.rand(count, generator=generator) * config.top
+    near = (default + 2.0 * torch.rand(count, generator=generator) - 1.0).clamp(0.0, config.top)
+    pick = torch.rand(count, generator=generator) < config.near_default
+    return torch.where(pick, near, spread)
+
+
+def guided_targets(teacher: torch.nn.Module, noisy: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
+                   scales: torch.Tensor) -> torch.Tensor:
+    """The teacher's classifier-free guided prediction, per clip at its own scale, in one batched
+    call: ``uncond + scale * (cond - uncond)`` (equal to uncond where the label was dropped)."""
+    null = torch.full_like(labels, teacher.num_labels)
+    both = teacher(torch.cat([noisy, noisy]), torch.cat([t, t]), {"label": torch.cat([labels, null])})
+    cond, uncond = both.float().chunk(2)
+    return uncond + scales.to(cond)[:, None, None] * (cond - uncond)
+
+
+def train_distill(config: DistillConfig) -> Path:
+    """Run ``config.steps`` steps (or until ``max_minutes``), saving as it goes; returns the model folder."""
+    if not config.init:
+        raise InvalidRequestError("guidance distillation needs its teacher: --init MODEL_FOLDER")
+    dataset = common.open_dataset(config.data, config.categories, batch=config.batch)
+    trainer = loop.begin(config, lambda _: {}, lambda _, teacher: student_manifest(config, teacher))
+    manifest = trainer.manifest
+    if manifest["length"] != dataset.length or manifest["sample_rate"] != dataset.sample_rate:
+        raise InvalidRequestError(f"the model expects {manifest['length']} samples at {manifest['sample_rate']} Hz "
+                                  f"but the data set has {dataset.length} at {dataset.sample_rate} Hz")
+    device = trainer.device
+    # the teacher's network and codec (envelope prior included), frozen; a resumed run reads it
+    # from --init again
+    teacher_model = load_model(config.init, device)
+    teacher = teacher_model.network.eval().requires_grad_(False)
+    codec = trainer.codec = (load_codec(manifest, trainer.model_dir) if trainer.state is not None
+                             else teacher_model.codec).to(device)
+    network = build_network(manifest["network"])
+
+    def start_from_teacher(student: torch.nn.Module) -> None:
+        missing, unexpected = student.load_state_dict(read_weights(config.init), strict=False)
+        if unexpected or any(not name.startswith(f"embedding_in.{GUIDANCE_INPUT}.") for name in missing):
+            raise InvalidRequestError(f"{config.init}'s weights do not fit the student (missing {missing[:3]}, "
+                                      f"unexpected {unexpected[:3]})")
+
+    loop.prepare(trainer, network, load_init=start_from_teacher,
+                 lr_scales={f"embedding_in.{GUIDANCE_INPUT}.": config.guidance_lr_scale})
+    band_weights = loss_band_weights(codec, 0.5).to(device)
+    null = trainer.network.num_labels
+    label_map = common.label_map(dataset.label_names, manifest["labels"], null)
+    label_specs = [replace(LABEL_SPEC, dropout=config.label_dropout)]
+    default = float(manifest.get("defaults", {}).get("guidance", 3.0))
+    clip_labels = dataset.labels
+
+    def batch_losses(generator: torch.Generator) -> loop.Losses:
+        index = common.batch_index(clip_labels, config.batch, 0.0, generator)
+        audio = torch.stack([dataset[int(i)]["audio"] for i in index])
+        if config.augment:
+            audio = augment(audio, generator)
+        labels = drop_conditions({"label": label_map[clip_labels[index]]}, label_specs, generator, null)["label"]
+        u = (torch.arange(config.batch) + torch.rand(config.batch, generator=generator)) / config.batch
+        t = u ** (1.0 / config.time_bias)
+        scales = draw_scales(config.batch, default, config, generator)
+        eps = torch.randn(audio.shape[0], codec.latent_channels, codec.latent_length(audio.shape[-1]),
+                          generator=generator)
+        audio, labels, t, eps = audio.to(device), labels.to(device), t.to(device), eps.to(device)
+        with torch.no_grad():
+            latent = codec.encode(audio, codec.envelope_for(audio=audio))
+            alpha, sigma = torch.cos(t * math.pi / 2)[:, None, None], torch.sin(t * math.pi / 2)[:, None, None]
+            noisy = alpha * latent + sigma * eps
+            target = guided_targets(teacher, noisy, t, labels, scales)
+        features = guidance_features(scales, FEATURES, config.top).to(device)
+        with trainer.autocast():
+            prediction = trainer.trainable(noisy, t, {"label": labels, GUIDANCE_INPUT: features})
+        return {"loss": ((prediction.float() - target).pow(2) * band_weights).mean()}
+
+    return loop.run_loop(trainer, batch_losses)

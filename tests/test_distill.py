@@ -1,0 +1,106 @@
+"""Guidance distillation: the student learns the teacher's guided step, and sampling it takes one call a step."""
+
+import math
+
+import pytest
+import torch
+
+from engine.diffusion.guidance import GUIDANCE_INPUT, guidance_features
+from engine.errors import InvalidRequestError
+from engine.models import load_model, read_manifest
+from engine.request import GenerationRequest
+from engine.sampling import sample_latent
+from engine.studio import Studio
+from engine.train.distill import DistillConfig, guided_targets, train_distill
+
+
+def distill_config(run, data, teacher, **changes) -> DistillConfig:
+    settings = dict(init=str(teacher), data=str(data), run=str(run), steps=4, batch=4, lr=1e-4, warmup=2,
+                    log_every=1, save_every=100, device="cpu", top=6.0, ema_decay=0.0)
+    settings.update(changes)
+    return DistillConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory, tiny_models, wav_folder):
+    """A student after a few steps: enough for its guidance input to matter, for the plumbing tests."""
+    run = tmp_path_factory.mktemp("distill") / "run"
+    return train_distill(distill_config(run, wav_folder, tiny_models / "tiny", steps=4))
+
+
+def probe(teacher, seed: int = 0):
+    """Fixed noisy latents, times, labels and scales, with the teacher's guided answer."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(8, 64, 1024, generator=generator)
+    t = torch.linspace(0.2, 0.9, 8)
+    labels = torch.tensor([0, 1, 2, 3, 4, 0, 1, 5])  # 5: no label
+    scales = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 0.0, 2.5, 3.0])
+    with torch.no_grad():
+        return x, t, labels, scales, guided_targets(teacher, x, t, labels, scales)
+
+
+@pytest.mark.slow
+@pytest.mark.numeric
+def test_the_student_gives_the_teachers_guided_step_in_one_call(tmp_path, tiny_models, wav_folder):
+    student = train_distill(distill_config(tmp_path / "run", wav_folder, tiny_models / "tiny", steps=200))
+    teacher = load_model(tiny_models / "tiny").network
+    model = load_model(student)
+    x, t, labels, scales, target = probe(teacher)
+    features = guidance_features(scales, model.network.embeddings[GUIDANCE_INPUT], 6.0)
+    with torch.no_grad():
+        before = (teacher(x, t, {"label": labels}) - target).pow(2).mean()   # the student's start: the cond call
+        after = (model.network(x, t, {"label": labels, GUIDANCE_INPUT: features}) - target).pow(2).mean()
+    # a random tiny teacher's guidance offset is learned slowly: 0.00175 -> 0.00124 after 200 steps
+    assert after < 0.85 * before, (float(before), float(after))
+    manifest = read_manifest(student)
+    assert manifest["guidance_distilled"]["top"] == 6.0 and manifest["training"]["steps"] == 200
+    assert manifest["network"]["args"]["embeddings"] == {GUIDANCE_INPUT: 16}
+
+
+class Counting(torch.nn.Module):
+    """A network wrapper that records the batch size of every call."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.network, self.calls = network, []
+        self.num_labels, self.embeddings = network.num_labels, network.embeddings
+
+    def forward(self, x, t, cond=None):
+        self.calls.append((x.shape[0], sorted(cond or {})))
+        return self.network(x, t, cond)
+
+
+def test_a_distilled_model_samples_a_guided_step_in_one_call_and_refuses_scales_it_never_learned(student, tiny_models):
+    model, teacher = load_model(student), load_model(tiny_models / "tiny")
+    noise = torch.randn(1, 64, 1024, generator=torch.Generator().manual_seed(1))
+    cond = {"label": torch.tensor([0])}
+    counted = Counting(model.network)
+    sample_latent(counted, model.manifest, noise, sampler="dpmpp_2m", steps=4, guidance=3.0, cond=cond)
+    assert counted.calls == [(1, [GUIDANCE_INPUT, "label"])] * 4
+    plain = Counting(teacher.network)
+    sample_latent(plain, teacher.manifest, noise, sampler="dpmpp_2m", steps=4, guidance=3.0, cond=cond)
+    assert [batch for batch, _ in plain.calls] == [2] * 4
+    # the scale is what the network reads: 3 and 1 give different sounds, each from one call a step
+    guided = sample_latent(model.network, model.manifest, noise, sampler="dpmpp_2m", steps=4, guidance=3.0, cond=cond)
+    unguided = sample_latent(model.network, model.manifest, noise, sampler="dpmpp_2m", steps=4, guidance=1.0, cond=cond)
+    assert not torch.allclose(guided, unguided)
+    with pytest.raises(InvalidRequestError, match="distilled for guidance 0-6"):
+        sample_latent(model.network, model.manifest, noise, sampler="dpmpp_2m", steps=4, guidance=7.0, cond=cond)
+
+
+def test_the_studio_renders_a_distilled_model_with_its_variety_and_blends(student):
+    studio = Studio(roots=[student.parent])
+    for request in (GenerationRequest(model=str(student), label="kick", seed=3),
+                    GenerationRequest(model=str(student), label="kick", label_b="hat", label_mix=0.3, variety=0.5),
+                    GenerationRequest(model=str(student), label="snare", guidance=0.0)):
+        sound = studio.render(request).sounds[0]
+        assert sound.audio.shape == (2, 32768) and math.isfinite(float(sound.audio.abs().max()))
+    with pytest.raises(InvalidRequestError, match="distilled for guidance"):
+        studio.render(GenerationRequest(model=str(student), label="kick", guidance=12.0))
+
+
+def test_distillation_refuses_a_teacher_it_cannot_distil(tmp_path, student, wav_folder):
+    with pytest.raises(InvalidRequestError, match="already guidance-distilled"):
+        train_distill(distill_config(tmp_path / "again", wav_folder, student))
+    with pytest.raises(InvalidRequestError, match="needs its teacher"):
+        train_distill(distill_config(tmp_path / "none", wav_folder, "", init=None))
