@@ -90,6 +90,7 @@ def test_a_distilled_model_samples_a_guided_step_in_one_call_and_refuses_scales_
 
 def test_the_studio_renders_a_distilled_model_with_its_variety_and_blends(student):
     studio = Studio(roots=[student.parent])
+    assert studio.describe(str(student))["guidance_max"] == 6.0  # the studio's guidance slider stops there
     for request in (GenerationRequest(model=str(student), label="kick", seed=3),
                     GenerationRequest(model=str(student), label="kick", label_b="hat", label_mix=0.3, variety=0.5),
                     GenerationRequest(model=str(student), label="snare", guidance=0.0)):
@@ -104,3 +105,22 @@ def test_distillation_refuses_a_teacher_it_cannot_distil(tmp_path, student, wav_
         train_distill(distill_config(tmp_path / "again", wav_folder, student))
     with pytest.raises(InvalidRequestError, match="needs its teacher"):
         train_distill(distill_config(tmp_path / "none", wav_folder, "", init=None))
+
+
+def test_the_command_line_distils_and_fine_tuning_a_student_points_to_its_teacher(tmp_path, tiny_models, wav_folder):
+    from tests.test_cli import run_cli
+    from engine.train.wave import WaveTrainConfig, train_wave
+
+    run = tmp_path / "run"
+    done = run_cli("train", "distill", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder), "--run-dir",
+                   str(run), "--steps", "2", "--batch", "2", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    made = run_cli("generate", "--model", str(run / "model"), "--label", "kick", "--steps", "2", "--guidance", "3",
+                   "--out", str(tmp_path / "out"))
+    assert made.returncode == 0 and made.stdout.strip().endswith(".wav"), made.stderr
+    refused = run_cli("generate", "--model", str(run / "model"), "--label", "kick", "--guidance", "12",
+                      "--out", str(tmp_path / "out"))
+    assert refused.returncode == 2 and "distilled for guidance 0-10" in refused.stderr
+    with pytest.raises(InvalidRequestError, match="fine-tune .*tiny instead"):
+        train_wave(WaveTrainConfig(data=str(wav_folder), run=str(tmp_path / "tune"), init=str(run / "model"),
+                                   steps=1, batch=2, device="cpu"))

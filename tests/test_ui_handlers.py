@@ -431,6 +431,7 @@ def test_describe_model_sets_labels_samplers_and_defaults(handlers):
     assert out["label"]["choices"][0] == ANY_LABEL and "kick" in out["label"]["choices"]
     assert out["label"]["value"] == ANY_LABEL and out["steps"] == handlers.studio.describe("drums")["defaults"]["steps"]
     assert out["guidance"]["visible"] is True and "drums" in out["model_info"]
+    assert out["guidance"]["maximum"] == handlers.studio.describe("drums")["guidance_max"]  # 15, or a distilled top
     assert handlers.describe_model("hat")["label"]["value"] == "hat"
     with pytest.raises(gr.Error, match="no model called"):
         handlers.describe_model("nope")
