@@ -72,6 +72,12 @@ def _train(args: argparse.Namespace) -> int:
         folder = train_wave(config)
         print(folder)
         return 0
+    if args.family == "prior":
+        from .train.prior import PriorConfig, refit_prior
+
+        known = {f.name for f in fields(PriorConfig)}
+        print(refit_prior(PriorConfig(**{k: v for k, v in vars(args).items() if k in known and v is not None})))
+        return 0
     if args.family in ("codec", "latent", "clap", "distill"):
         if args.family == "codec":
             from .train.codec import CodecTrainConfig as Config, train_codec as train
@@ -190,10 +196,11 @@ def parser() -> argparse.ArgumentParser:
     mod.add_argument("--models-root", action="append", default=None)
 
     tr = sub.add_parser("train", help="train or fine-tune a model")
-    tr.add_argument("family", choices=["wave", "codec", "latent", "clap", "distill"],
+    tr.add_argument("family", choices=["wave", "codec", "latent", "clap", "distill", "prior"],
                     help="wave: waveform drum model; codec: audio autoencoder; latent: latent drum model on a codec; "
                          "clap: the text-audio embedder (audio tower + text head over the frozen MiniLM); "
-                         "distill: a waveform model (--init, the teacher) taught to take a guided step in one call")
+                         "distill: a waveform model (--init, the teacher) taught to take a guided step in one call; "
+                         "prior: a waveform model (--init) with its envelope prior refitted (no network training)")
     tr.add_argument("--data", help="built data set (data/drums) or any folder of WAVs")
     tr.add_argument("--run-dir", dest="run", help="run folder (resumes if it holds a run); not --run, which torchrun would take as its own --run-path")
     tr.add_argument("--init", help="model folder to fine-tune from, e.g. checkpoints/drums")
@@ -210,6 +217,8 @@ def parser() -> argparse.ArgumentParser:
                          "(augmentation at the speed of cached latents; default 0: augment every batch afresh)")
     tr.add_argument("--band-weight-power", type=float,
                     help="wave: loss weight of each band ~ its data std to this power (0: equal weights)")
+    tr.add_argument("--envelope-clusters", type=int,
+                    help="wave/prior: clusters of the per-clip envelope prior, per label (3)")
     tr.add_argument("--envelope-components", type=int,
                     help="wave: principal components of the per-clip envelope prior (0: one average envelope per label)")
     tr.add_argument("--compand", type=float,
