@@ -35,7 +35,7 @@ SHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 FAST = 4  # steps for everything but the timed default run
-DRUMS_STEPS = json.loads((ROOT / "checkpoints" / "drums" / "manifest.json").read_text())["defaults"]["steps"]
+DRUMS_STEPS = json.loads((ROOT / "checkpoints" / "drums-fast" / "manifest.json").read_text())["defaults"]["steps"]
 
 
 def _free_port() -> int:
@@ -262,7 +262,7 @@ def test_a_producer_generates_morphs_exports_restores_and_loads_presets(server, 
     page.screenshot(path=str(SHOTS / "01-start.png"), full_page=True)
 
     # pick a model: its label and default steps follow
-    _pick(page, "model", "snare (= drums, Sound snare)")
+    _pick(page, "model", "snare (= drums-fast, Sound snare)")
     page.wait_for_function("document.querySelector('#label input').value === 'snare'")
     assert page.locator("#steps input[type=number]").input_value() == str(DRUMS_STEPS)
 
@@ -414,7 +414,7 @@ def test_what_a_producer_hit_works_in_the_page(server, browser_context):
     page.screenshot(path=str(SHOTS / "07-presets.png"), full_page=True)
 
     # typed numbers: refused with the field's name, not clamped; the status keeps the message
-    _pick(page, "model", "kick (= drums, Sound kick)")
+    _pick(page, "model", "kick (= drums-fast, Sound kick)")
     page.wait_for_function("document.querySelector('#model-info').innerText.startsWith('kick')")
     page.wait_for_function(f"document.querySelector('#steps input[type=number]').value === '{DRUMS_STEPS}'")
     steps = page.locator("#steps input[type=number]")

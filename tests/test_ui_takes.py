@@ -65,11 +65,11 @@ def test_unstarring_in_the_history_updates_the_card_and_play_autoplays(handlers)
 
 def test_aliases_say_what_they_are_and_another_sound_is_named_after_the_model(handlers):
     choices = dict((value, shown) for shown, value in handlers.model_choices())
-    assert choices["kick"] == "kick (= drums, Sound kick)" and choices["drums"] == "drums"
-    assert "the **drums** model with Sound kick" in handlers.describe_model("kick")["model_info"]
+    assert choices["kick"] == "kick (= drums-fast, Sound kick)" and choices["drums"] == "drums"
+    assert "the **drums-fast** model with Sound kick" in handlers.describe_model("kick")["model_info"]
     _, final = run_generate(handlers, model="kick", label="snare", seed=2)
     take = final["session"].takes[0]
-    assert (take.recipe["model"], take.recipe["label"]) == ("drums", "snare")
+    assert (take.recipe["model"], take.recipe["label"]) == ("drums-fast", "snare")
     assert "kick" not in take.wav.rsplit("/", 1)[-1]
     _, unconditional = run_generate(handlers, model="drums", label="(any)", seed=2, session=final["session"])
     assert unconditional["history"][0][3] == "(any)"

@@ -81,6 +81,8 @@ def student_manifest(config: DistillConfig, teacher: dict) -> dict:
     if config.name:
         manifest["name"] = config.name
     manifest["network"]["args"]["embeddings"] = {GUIDANCE_INPUT: FEATURES}
+    manifest["description"] = (manifest.get("description", "").rstrip() +
+                               " Guidance-distilled: a guided step in one network call.").strip()
     manifest["guidance_distilled"] = {"top": float(config.top), "features": FEATURES, "teacher": str(config.init),
                                       "teacher_steps": int(teacher["training"]["steps"]),
                                       "note": "one network call a step gives the teacher's guided step "
@@ -134,6 +136,7 @@ def train_distill(config: DistillConfig) -> Path:
 
     loop.prepare(trainer, network, load_init=start_from_teacher,
                  lr_scales={f"embedding_in.{GUIDANCE_INPUT}.": config.guidance_lr_scale})
+    trainer.session["note"] = f"guidance distillation from {config.init} (scales 0-{config.top:g})"
     band_weights = loss_band_weights(codec, 0.5).to(device)
     null = trainer.network.num_labels
     label_map = common.label_map(dataset.label_names, manifest["labels"], null)
