@@ -45,7 +45,9 @@ MAX_UI_SEED = 2**53 - 1 - 64     # a browser number holds integers exactly only 
 ROLL_SEED_MAX = 2**31 - 1        # rolled seeds stay short enough to read and type
 PREVIEW_INTERVAL_S = 0.6         # at most this often a preview plot is drawn while sampling
 STATUS_INTERVAL_S = 0.25        # at most this often the progress bar moves (each update re-renders the page)
-QUIET_START_S = 0.4             # a render of a loaded model sends no update before this: a quick one, none at all
+QUIET_START_S = 0.7             # a render of a loaded model sends no update before this: a quick one, none at all
+                                # (0.4 until session 13: on a slower 2-core CPU a one-shot took 0.45-0.6 s in the
+                                # server, and the update at 0.4 s repainted the page while it finished)
 PREVIEW_DPI = 64                 # previews are drawn small: drawing competes with sampling for the CPU
 REFERENCE_MAX_S = 30.0
 FORMATS = {"PCM_24": "24-bit PCM", "FLOAT": "32-bit float"}
