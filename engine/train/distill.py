@@ -25,15 +25,14 @@ from pathlib import Path
 
 import torch
 
-from ..conditions import LABEL_SPEC, drop_conditions
-from ..data.augment import augment
+from ..conditions import LABEL_SPEC
 from ..diffusion.guidance import GUIDANCE_INPUT, guidance_features
 from ..errors import InvalidRequestError
 from ..models import load_codec, load_model, read_weights
 from ..nets import build_network
 from ..sampling import distilled_top
 from . import common, loop
-from .wave import loss_band_weights
+from .wave import clip_batch, loss_band_weights
 
 FEATURES = 16          # width of the guidance features the student reads
 TOP = 10.0             # the highest guidance scale it learns (the studio's slider goes to 15: beyond
@@ -145,19 +144,10 @@ def train_distill(config: DistillConfig) -> Path:
     clip_labels = dataset.labels
 
     def batch_losses(generator: torch.Generator) -> loop.Losses:
-        index = common.batch_index(clip_labels, config.batch, 0.0, generator)
-        audio = torch.stack([dataset[int(i)]["audio"] for i in index])
-        if config.augment:
-            audio = augment(audio, generator)
-        labels = drop_conditions({"label": label_map[clip_labels[index]]}, label_specs, generator, null)["label"]
-        u = (torch.arange(config.batch) + torch.rand(config.batch, generator=generator)) / config.batch
-        t = u ** (1.0 / config.time_bias)
+        latent, labels, t, eps = clip_batch(dataset, label_map[clip_labels], label_specs, null, codec, config, 0.0,
+                                            generator, device)
         scales = draw_scales(config.batch, default, config, generator)
-        eps = torch.randn(audio.shape[0], codec.latent_channels, codec.latent_length(audio.shape[-1]),
-                          generator=generator)
-        audio, labels, t, eps = audio.to(device), labels.to(device), t.to(device), eps.to(device)
         with torch.no_grad():
-            latent = codec.encode(audio, codec.envelope_for(audio=audio))
             alpha, sigma = torch.cos(t * math.pi / 2)[:, None, None], torch.sin(t * math.pi / 2)[:, None, None]
             noisy = alpha * latent + sigma * eps
             target = guided_targets(teacher, noisy, t, labels, scales)

@@ -139,6 +139,28 @@ def fit_codec_prior(codec: torch.nn.Module, dataset, labels: list[str]) -> None:
         fit_envelope_prior(codec, dataset.audio, model_labels)
 
 
+def clip_batch(dataset, model_labels: torch.Tensor, label_specs, null: int, codec: torch.nn.Module, config,
+               balance: float, generator: torch.Generator, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """One batch of the waveform picture, shared by ``train wave`` and ``train distill``: clips
+    (augmented when ``config.augment``), their model labels ``model_labels[clip]`` with some
+    dropped to "no label", times and noise; returns the clean latent (each clip divided by its own
+    envelope, measured on the augmented audio), the labels, the times and the noise."""
+    index = common.batch_index(model_labels, config.batch, balance, generator)
+    audio = torch.stack([dataset[int(i)]["audio"] for i in index])
+    if config.augment:
+        audio = augment(audio, generator)
+    labels = drop_conditions({"label": model_labels[index]}, label_specs, generator, null)["label"]
+    # stratified, then biased towards high noise: the class and envelope of a sound are decided
+    # there (sigma 1-20), and uniform times spend a third of each batch on the easy low-noise end
+    u = (torch.arange(config.batch) + torch.rand(config.batch, generator=generator)) / config.batch
+    t = u ** (1.0 / config.time_bias)
+    eps = torch.randn(audio.shape[0], codec.latent_channels, codec.latent_length(audio.shape[-1]), generator=generator)
+    audio, labels, t, eps = audio.to(device), labels.to(device), t.to(device), eps.to(device)
+    with torch.no_grad():
+        latent = codec.encode(audio, codec.envelope_for(audio=audio))
+    return latent, labels, t, eps
+
+
 def train_wave(config: WaveTrainConfig) -> Path:
     """Run ``config.steps`` steps (or until ``max_minutes``), saving as it goes; returns the model folder."""
     dataset = common.open_dataset(config.data, config.categories, batch=config.batch)
@@ -186,19 +208,8 @@ def train_wave(config: WaveTrainConfig) -> Path:
     label_specs = [replace(LABEL_SPEC, dropout=config.label_dropout)]
 
     def batch_losses(generator: torch.Generator) -> loop.Losses:
-        index = common.batch_index(clip_labels, config.batch, config.balance, generator)
-        audio = torch.stack([dataset[int(i)]["audio"] for i in index])
-        if config.augment:
-            audio = augment(audio, generator)
-        labels = drop_conditions({"label": label_map[clip_labels[index]]}, label_specs, generator, null)["label"]
-        # stratified, then biased towards high noise: the class and envelope of a sound are decided
-        # there (sigma 1-20), and uniform times spend a third of each batch on the easy low-noise end
-        u = (torch.arange(config.batch) + torch.rand(config.batch, generator=generator)) / config.batch
-        t = u ** (1.0 / config.time_bias)
-        eps = torch.randn(audio.shape[0], codec.latent_channels, codec.latent_length(audio.shape[-1]), generator=generator)
-        audio, labels, t, eps = audio.to(device), labels.to(device), t.to(device), eps.to(device)
-        with torch.no_grad():  # each clip divided by its own envelope (measured on the augmented audio)
-            latent = codec.encode(audio, codec.envelope_for(audio=audio))
+        latent, labels, t, eps = clip_batch(dataset, label_map[clip_labels], label_specs, null, codec, config,
+                                            config.balance, generator, device)
         alpha, sigma = torch.cos(t * math.pi / 2)[:, None, None], torch.sin(t * math.pi / 2)[:, None, None]
         noisy, target = alpha * latent + sigma * eps, alpha * eps - sigma * latent
         with trainer.autocast():
