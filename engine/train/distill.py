@@ -19,7 +19,6 @@ EMA, the CSV log. The teacher is ``--init``; the student keeps counting its step
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from ..models import load_codec, load_model, read_weights
 from ..nets import build_network
 from ..sampling import distilled_top
 from . import common, loop
-from .wave import clip_batch, loss_band_weights
+from .wave import clip_batch, loss_band_weights, v_noised
 
 FEATURES = 16          # width of the guidance features the student reads
 TOP = 10.0             # the highest guidance scale it learns (the studio's slider goes to 15: beyond
@@ -138,18 +137,16 @@ def train_distill(config: DistillConfig) -> Path:
     trainer.session["note"] = f"guidance distillation from {config.init} (scales 0-{config.top:g})"
     band_weights = loss_band_weights(codec, 0.5).to(device)
     null = trainer.network.num_labels
-    label_map = common.label_map(dataset.label_names, manifest["labels"], null)
+    model_labels = common.label_map(dataset.label_names, manifest["labels"], null)[dataset.labels]  # per clip
     label_specs = [replace(LABEL_SPEC, dropout=config.label_dropout)]
     default = float(manifest.get("defaults", {}).get("guidance", 3.0))
-    clip_labels = dataset.labels
 
     def batch_losses(generator: torch.Generator) -> loop.Losses:
-        latent, labels, t, eps = clip_batch(dataset, label_map[clip_labels], label_specs, null, codec, config, 0.0,
-                                            generator, device)
+        latent, labels, t, eps = clip_batch(dataset, model_labels, label_specs, null, codec, config, 0.0, generator,
+                                            device)
         scales = draw_scales(config.batch, default, config, generator)
+        noisy, _ = v_noised(latent, eps, t)
         with torch.no_grad():
-            alpha, sigma = torch.cos(t * math.pi / 2)[:, None, None], torch.sin(t * math.pi / 2)[:, None, None]
-            noisy = alpha * latent + sigma * eps
             target = guided_targets(teacher, noisy, t, labels, scales)
         features = guidance_features(scales, FEATURES, config.top).to(device)
         with trainer.autocast():

@@ -21,9 +21,8 @@ from pathlib import Path
 from ..errors import InvalidRequestError
 from ..models import load_model, read_manifest, save_model
 from ..nets import build_codec
-from ..nets.envelope import knot_frames
 from . import common
-from .wave import fit_codec_prior
+from .wave import envelope_arguments, fit_codec_prior
 
 
 @dataclass
@@ -53,9 +52,7 @@ def refit_prior(config: PriorConfig) -> Path:
         raise InvalidRequestError(f"the model makes {manifest['length']} samples at {manifest['sample_rate']} Hz "
                                   f"but the data set holds {dataset.length} at {dataset.sample_rate} Hz")
     started = time.time()
-    args["envelope_prior"] = {"knots": knot_frames(manifest["length"] // 32), "rows": len(manifest["labels"]) + 1,
-                              "clusters": int(config.envelope_clusters),
-                              "components": int(config.envelope_components)}
+    args.update(envelope_arguments(config, manifest["length"], manifest["labels"]))
     codec = build_codec(manifest["codec"])
     fit_codec_prior(codec, dataset, manifest["labels"])
     manifest["training"].setdefault("sessions", []).append(

@@ -92,6 +92,13 @@ def new_manifest(config: WaveTrainConfig, labels: list[str], band_scale: list[fl
     }
 
 
+def v_noised(latent: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The v-objective on the cosine schedule: the clean ``latent`` noised by ``eps`` to times ``t``
+    ``(B,)`` (alpha = cos(t pi/2), sigma = sin(t pi/2)), and the velocity the network predicts."""
+    alpha, sigma = torch.cos(t * math.pi / 2)[:, None, None], torch.sin(t * math.pi / 2)[:, None, None]
+    return alpha * latent + sigma * eps, alpha * eps - sigma * latent
+
+
 @torch.no_grad()
 def validation_loss(network: torch.nn.Module, codec: torch.nn.Module, audio: torch.Tensor, labels: torch.Tensor | None,
                     points: int = 8, seed: int = 0) -> float:
@@ -107,9 +114,9 @@ def validation_loss(network: torch.nn.Module, codec: torch.nn.Module, audio: tor
     for t_value in torch.linspace(0.05, 0.95, points):
         eps = torch.randn(latent.shape, generator=generator).to(latent.device)
         t = torch.full((latent.shape[0],), float(t_value), device=latent.device)
-        alpha, sigma = torch.cos(t * math.pi / 2)[:, None, None], torch.sin(t * math.pi / 2)[:, None, None]
-        prediction = network(alpha * latent + sigma * eps, t, None if labels is None else {"label": labels})
-        total += F.mse_loss(prediction.float(), alpha * eps - sigma * latent).item()
+        noisy, target = v_noised(latent, eps, t)
+        prediction = network(noisy, t, None if labels is None else {"label": labels})
+        total += F.mse_loss(prediction.float(), target).item()
     return total / points
 
 
@@ -201,17 +208,15 @@ def train_wave(config: WaveTrainConfig) -> Path:
     loop.prepare(trainer, network)
     band_weights = loss_band_weights(codec, config.band_weight_power).to(trainer.device)
     null = trainer.network.num_labels
-    label_map = common.label_map(dataset.label_names, manifest["labels"], null)
+    model_labels = common.label_map(dataset.label_names, manifest["labels"], null)[dataset.labels]  # per clip
     device = trainer.device
 
-    clip_labels = dataset.labels
     label_specs = [replace(LABEL_SPEC, dropout=config.label_dropout)]
 
     def batch_losses(generator: torch.Generator) -> loop.Losses:
-        latent, labels, t, eps = clip_batch(dataset, label_map[clip_labels], label_specs, null, codec, config,
-                                            config.balance, generator, device)
-        alpha, sigma = torch.cos(t * math.pi / 2)[:, None, None], torch.sin(t * math.pi / 2)[:, None, None]
-        noisy, target = alpha * latent + sigma * eps, alpha * eps - sigma * latent
+        latent, labels, t, eps = clip_batch(dataset, model_labels, label_specs, null, codec, config, config.balance,
+                                            generator, device)
+        noisy, target = v_noised(latent, eps, t)
         with trainer.autocast():
             prediction = trainer.trainable(noisy, t, {"label": labels})
         return {"loss": ((prediction.float() - target).pow(2) * band_weights).mean()}
