@@ -78,11 +78,13 @@ def _train(args: argparse.Namespace) -> int:
         known = {f.name for f in fields(PriorConfig)}
         print(refit_prior(PriorConfig(**{k: v for k, v in vars(args).items() if k in known and v is not None})))
         return 0
-    if args.family in ("codec", "latent", "clap", "distill"):
+    if args.family in ("codec", "latent", "clap", "distill", "steps"):
         if args.family == "codec":
             from .train.codec import CodecTrainConfig as Config, train_codec as train
         elif args.family == "distill":
             from .train.distill import DistillConfig as Config, train_distill as train
+        elif args.family == "steps":
+            from .train.progressive import ProgressiveConfig as Config, train_progressive as train
         elif args.family == "clap":
             from .train.clap import ClapTrainConfig as Config, train_clap as train
         else:
@@ -196,10 +198,12 @@ def parser() -> argparse.ArgumentParser:
     mod.add_argument("--models-root", action="append", default=None)
 
     tr = sub.add_parser("train", help="train or fine-tune a model")
-    tr.add_argument("family", choices=["wave", "codec", "latent", "clap", "distill", "prior"],
+    tr.add_argument("family", choices=["wave", "codec", "latent", "clap", "distill", "steps", "prior"],
                     help="wave: waveform drum model; codec: audio autoencoder; latent: latent drum model on a codec; "
                          "clap: the text-audio embedder (audio tower + text head over the frozen MiniLM); "
                          "distill: a waveform model (--init, the teacher) taught to take a guided step in one call; "
+                         "steps: a guidance-distilled waveform model (--init) taught to make its sound in a few "
+                         "steps (--grid); "
                          "prior: a waveform model (--init) with its envelope prior refitted (no network training)")
     tr.add_argument("--data", help="built data set (data/drums) or any folder of WAVs")
     tr.add_argument("--run-dir", dest="run", help="run folder (resumes if it holds a run); not --run, which torchrun would take as its own --run-path")
@@ -247,6 +251,9 @@ def parser() -> argparse.ArgumentParser:
                     help="clap: skip the held-out retrieval figures at each save")
     tr.add_argument("--balance", type=float,
                     help="wave/latent: 0 draws clips uniformly (default), 1 draws every category equally often")
+    tr.add_argument("--grid", type=lambda text: [float(v) for v in text.split(",")],
+                    help="steps: the student's noise levels, highest first, ending at 0 (default 80,5,0.5,0: 3 steps)")
+    tr.add_argument("--substeps", type=int, help="steps: teacher solver steps per student step (4)")
     tr.add_argument("--batch", type=int)
     tr.add_argument("--lr", type=float)
     tr.add_argument("--save-every", type=int)

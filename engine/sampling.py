@@ -31,7 +31,24 @@ INVERSION_REFINE = 2  # fixed-point iterations per alpha-blending inversion step
 
 
 def samplers_for(manifest: dict) -> tuple[str, ...]:
+    if distilled_grid(manifest) is not None:
+        return ("ddim",)
     return SAMPLERS_BY_OBJECTIVE[manifest.get("objective", "v_cosine")]
+
+
+def distilled_grid(manifest: dict) -> list[float] | None:
+    """The noise levels (VE sigma, highest first, ending at 0) a step-distilled model was trained
+    to walk with DDIM (its manifest's ``steps_distilled.sigmas``; :mod:`engine.train.progressive`),
+    or None for a model that runs any sampler on any number of steps."""
+    spec = manifest.get("steps_distilled")
+    if spec is None:
+        return None
+    sigmas = spec.get("sigmas") if isinstance(spec, dict) else None
+    if (not isinstance(sigmas, list) or len(sigmas) < 2 or
+            not all(isinstance(v, (int, float)) and math.isfinite(v) for v in sigmas) or
+            sigmas[-1] != 0 or any(a <= b for a, b in zip(sigmas, sigmas[1:]))):
+        raise CheckpointError(f"steps_distilled.sigmas must be decreasing noise levels ending at 0, got {sigmas!r}")
+    return [float(v) for v in sigmas]
 
 
 def guidance_weights(manifest: dict, codec: torch.nn.Module) -> torch.Tensor | None:
@@ -139,8 +156,11 @@ def conditioned(network: torch.nn.Module, cond: Mapping[str, torch.Tensor] | Non
     return lambda x, t: guided(x.to(dtype), t).float()
 
 
-def noise_levels(objective: str, sampler: str, steps: int) -> torch.Tensor:
-    """The grid a sampler walks: sigmas (VE) for ddim/dpmpp_2m, alphas for native iadb."""
+def noise_levels(objective: str, sampler: str, steps: int, grid: list[float] | None = None) -> torch.Tensor:
+    """The grid a sampler walks: sigmas (VE) for ddim/dpmpp_2m, alphas for native iadb; a
+    step-distilled model's own ``grid`` (:func:`distilled_grid`) when it has one."""
+    if grid is not None:
+        return torch.tensor(grid, dtype=torch.float32)
     if sampler == "iadb":
         return alphas_uniform(steps)
     if sampler == "ddim" and objective == "v_cosine":
@@ -150,6 +170,11 @@ def noise_levels(objective: str, sampler: str, steps: int) -> torch.Tensor:
 
 def _check(manifest: dict, sampler: str, steps: int) -> str:
     objective = manifest.get("objective", "v_cosine")
+    grid = distilled_grid(manifest)
+    if grid is not None and (sampler != "ddim" or steps != len(grid) - 1):
+        raise InvalidRequestError(f"this model was distilled to make a sound in {len(grid) - 1} ddim steps; "
+                                  f"got {steps} {sampler} steps (its teacher "
+                                  f"{manifest['steps_distilled'].get('teacher', '')} takes any)")
     if sampler not in SAMPLERS_BY_OBJECTIVE[objective]:
         raise InvalidRequestError(
             f"sampler {sampler!r} does not fit this model; choose one of {list(SAMPLERS_BY_OBJECTIVE[objective])}")
@@ -231,7 +256,7 @@ def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor,
         to_sigma = (lambda alpha: blend_alpha_to_sigma(alpha.clamp_min(1e-8))) if objective == "blend" \
             else cosine_t_to_sigma
         net = _in_interval(net, plain, guidance_interval, to_sigma)
-    levels = noise_levels(objective, sampler, steps).to(noise.device)
+    levels = noise_levels(objective, sampler, steps, distilled_grid(manifest)).to(noise.device)
     start = 0
     if reference is not None and strength < 1.0:
         if not 0.0 < strength <= 1.0:
@@ -263,6 +288,7 @@ def invert_latent(network: torch.nn.Module, manifest: dict, latent: torch.Tensor
     net = conditioned(network, cond, 1.0, specs=condition_specs(manifest), distilled=distilled_top(manifest))
     if objective == "blend":
         return invert_iadb(blend_model(net), latent, alphas_uniform(steps).to(latent.device), refine=refine)
-    sigmas = sigmas_cosine(steps).flip(0)[1:].to(latent.device)  # 0 dropped: start at the smallest level
+    grid = distilled_grid(manifest)  # a step-distilled model inverts on its own grid, as it samples
+    sigmas = (sigmas_cosine(steps) if grid is None else torch.tensor(grid)).flip(0)[1:].to(latent.device)  # 0 dropped
     x = sample_ddim(v_denoiser(net), latent, sigmas)
     return x / sigmas[-1]

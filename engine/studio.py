@@ -30,7 +30,7 @@ from .errors import AudioFileError, InvalidRequestError, StudioError
 from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, find_codec_folder, find_models, load_model, pick_device,
                      resolve_model)
 from .request import LIMITS, GenerationRequest
-from .sampling import default_variety, distilled_top, invert_latent, samplers_for
+from .sampling import default_variety, distilled_grid, distilled_top, invert_latent, samplers_for
 from .seeds import SeedNoise, slerp
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,8 @@ class Studio:
                 "takes_guidance": entry.takes_guidance, "samplers": list(samplers_for(manifest)),
                 # a guidance-distilled model learned scales up to its own top, not the request limit
                 "guidance_max": distilled_top(manifest) or LIMITS["guidance"][1],
+                # a step-distilled model makes its sound in exactly this many steps (None: any)
+                "steps_fixed": None if distilled_grid(manifest) is None else len(distilled_grid(manifest)) - 1,
                 "defaults": dict(manifest.get("defaults", {})), "sample_rate": manifest["sample_rate"],
                 "seconds": manifest["length"] / manifest["sample_rate"],
                 "variable_length": variable_length(manifest),  # then "seconds" is the longest it makes
@@ -387,7 +389,9 @@ class Studio:
                                  strength=strength, callback=callback, step_noise=draws, variety=request.variety or 0.0)
         audio = pipeline.decode(model, latent, envelope, samples)
         if conditions.rms and request.match_loudness:  # the envelope shaper: the sound onto the drawn curve
-            audio = torch.stack([dsp.match_loudness(sound, conditions.rms, manifest["sample_rate"]) for sound in audio])
+            # a loud curve pushes an attack past full scale: turn down those peaks, not the whole sound
+            audio = torch.stack([dsp.limit_peaks(dsp.match_loudness(sound, conditions.rms, manifest["sample_rate"]),
+                                                 manifest["sample_rate"]) for sound in audio])
         audio = finish(audio, manifest["sample_rate"], tail_fade_ms(manifest, request.length))
         base = request.to_recipe()
         base.update(sampler=sampler, checkpoint=model.checkpoint_id, model_folder=model.folder.name,

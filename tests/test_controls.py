@@ -259,6 +259,27 @@ def test_the_waveform_codec_envelope_follows_a_drawn_curve(tiny_models):
     assert [s.name for s in condition_specs(model.manifest)] == ["label", "rms"]  # declared by its codec
 
 
+def test_the_peak_limiter_turns_down_only_the_peaks_above_full_scale():
+    t = torch.arange(RATE // 2) / RATE
+    kick = (1.6 * torch.sin(2 * math.pi * 55 * t) * torch.exp(-t / 0.08)).repeat(2, 1)
+    kick[1] *= 0.5  # both channels take the same gain: the image does not move
+    limited = dsp.limit_peaks(kick, RATE)
+    assert float(limited.abs().max()) <= dsp.CEILING + 1e-6
+    gain = limited[0] / torch.where(kick[0].abs() > 1e-3, kick[0], torch.ones_like(kick[0]))
+    assert torch.allclose(limited[1], 0.5 * limited[0], atol=1e-6)
+    # the tail (below full scale, 5 ms past the last over-full peak) is untouched...
+    over = torch.nonzero(kick[0].abs() > dsp.CEILING).max()
+    assert torch.allclose(limited[:, over + 500:], kick[:, over + 500:])
+    # ...and the gain moves smoothly (no step from one sample to the next), so the attack's loudness
+    # stays near the curve instead of the whole sound dropping by the peak's excess (4.1 dB here)
+    where = torch.nonzero(kick[0].abs() > 0.05).reshape(-1)
+    next_to = where[1:] == where[:-1] + 1  # neighbouring samples (the ratio is meaningless at zero crossings)
+    assert float((gain[where[1:]] - gain[where[:-1]])[next_to].abs().max()) < 0.005
+    assert float(dsp.rms_db(limited, HOP)[:40].mean()) > float(dsp.rms_db(kick / 1.6, HOP)[:40].mean()) + 1.5
+    quiet = 0.5 * kick
+    assert torch.equal(dsp.limit_peaks(quiet * 0.5, RATE), quiet * 0.5)  # nothing over: nothing changes
+
+
 def test_the_envelope_shaper_puts_a_sound_on_its_curve_within_its_limits():
     sound = burst(0, decay_s=0.08, gain=0.3)
     tight = ((0, -12), (40, -20), (120, -45))

@@ -177,8 +177,11 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
     with gr.Row():
         C["sampler"] = gr.Dropdown(info["samplers"], value=defaults.get("sampler"), label="Sampler",
                                    min_width=110, elem_id="sampler")
-        C["steps"] = FieldSlider(1, 200, value=int(defaults.get("steps", 16)), step=1, label="Steps",
-                                 min_width=160, elem_id="steps", field="steps")
+        fixed = info.get("steps_fixed")
+        C["steps"] = FieldSlider(1, 200, value=int(fixed or defaults.get("steps", 16)), step=1, label="Steps",
+                                 min_width=160, elem_id="steps", field="steps", interactive=fixed is None,
+                                 info=None if fixed is None else
+                                 f"fixed: this model was distilled to make its sound in {fixed} steps")
     C["guidance"] = FieldSlider(0.0, info.get("guidance_max", 15.0), value=float(defaults.get("guidance", 1.0)), step=0.1,
                                 label="Guidance", info="how strongly the sound follows its label and prompt",
                                 visible=bool(info["takes_guidance"]), elem_id="guidance", field="guidance")
@@ -365,7 +368,7 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
         wire = functools.partial(_wire, C)
         model_outputs = ["label", "sampler", "steps", "guidance", "length", "model_info", "controls_box",
                          "control_guidance", "prompt_box", "label_b", "blend_row", "variety"]
-        wire(demo.load, h.refresh, ["model", "preset", "label", "sampler", "guidance", "length", "model_info",
+        wire(demo.load, h.refresh, ["model", "preset", "label", "sampler", "steps", "guidance", "length", "model_info",
                                     "controls_box", "prompt_box", "label_b", "blend_row", "variety"])
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")

@@ -65,6 +65,17 @@ def length_maximum(seconds: float) -> float:
     return math.ceil(round(seconds / LENGTH_STEP_S, 6)) * LENGTH_STEP_S
 
 
+def steps_update(info: dict, value: int | None = None) -> dict:
+    """The Steps slider for a model: fixed (greyed, at the model's count) for a step-distilled
+    model, which makes its sound on its own grid of that many steps; free otherwise."""
+    fixed = info.get("steps_fixed")
+    if fixed is not None:
+        return gr.update(value=int(fixed), interactive=False,
+                         info=f"fixed: this model was distilled to make its sound in {fixed} steps")
+    return gr.update(interactive=True, info=None) if value is None else \
+        gr.update(value=int(value), interactive=True, info=None)
+
+
 def slot_key(index: int, part: str) -> str:
     """Name of one part of a result card: group, audio, plot, file, caption."""
     return f"slot{index}_{part}"
@@ -256,6 +267,7 @@ class Handlers:
             "label_b": gr.update(choices=[NO_BLEND, *labels], value=label_b if label_b in labels else NO_BLEND),
             "blend_row": gr.update(visible=bool(labels)),
             "sampler": gr.update(choices=samplers, value=sampler_value),
+            "steps": steps_update(info),
             "guidance": gr.update(visible=bool(info["takes_guidance"]), maximum=info["guidance_max"]),
             "variety": gr.update(visible=bool(info["takes_guidance"])),
             "length": gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"])),
@@ -278,7 +290,7 @@ class Handlers:
             raise gr.Error("choose a model")
         info = self.studio.describe(model)
         out = self._model_controls(model)
-        out["steps"] = int(info["defaults"].get("steps", 16))
+        out["steps"] = steps_update(info, int(info["defaults"].get("steps", 16)))
         out["guidance"] = gr.update(visible=bool(info["takes_guidance"]), maximum=info["guidance_max"],
                                     value=float(info["defaults"].get("guidance", 1.0)))
         out["variety"] = gr.update(visible=bool(info["takes_guidance"]),
@@ -730,7 +742,7 @@ class Handlers:
         guidance = values.get("guidance")
         out.update({
             "model": gr.update(choices=self.model_choices(), value=model),
-            "steps": int(values.get("steps") or defaults.get("steps", 16)),
+            "steps": steps_update(info, int(values.get("steps") or defaults.get("steps", 16))),
             "guidance": gr.update(visible=bool(info["takes_guidance"]), maximum=info["guidance_max"],
                                   value=float(defaults.get("guidance", 1.0) if guidance is None else guidance)),
             "variety": gr.update(visible=bool(info["takes_guidance"]),
