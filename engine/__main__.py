@@ -254,6 +254,8 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--grid", type=lambda text: [float(v) for v in text.split(",")],
                     help="steps: the student's noise levels, highest first, ending at 0 (default 80,5,0.5,0: 3 steps)")
     tr.add_argument("--substeps", type=int, help="steps: teacher solver steps per student step (4)")
+    tr.add_argument("--moments-from", help="steps: the teacher's run's train_state.pt, whose Adam moments start "
+                                           "the student's optimizer (smaller first steps)")
     tr.add_argument("--batch", type=int)
     tr.add_argument("--lr", type=float)
     tr.add_argument("--save-every", type=int)

@@ -25,13 +25,11 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import find_peaks
 
 N_FFT, HOP = 1024, 256
 _EPS = 1e-12
 FLOOR_DB = -80.0          # loudness floor: silence reads -80 dBFS
-CEILING = 0.999           # the highest sample a finished sound may hold (never clipped)
 RMS_WINDOW = 512          # samples (11.6 ms at 44.1 kHz) per loudness value
 ONSET_FFT = 1024          # STFT size of the onset-strength curve
 ONSET_MIN_GAP_MS = 30.0   # two onsets closer than this are one hit (a flam reads as one)
@@ -260,24 +258,3 @@ def match_loudness(audio: torch.Tensor, points, sample_rate: int, hop: int = 128
         out = out * torch.from_numpy(10.0 ** (per_sample / 20.0)).to(out)
     return out
 
-
-def limit_peaks(audio: torch.Tensor, sample_rate: int, ceiling: float = CEILING, width_ms: float = 5.0) -> torch.Tensor:
-    """``audio`` ``(C, N)`` with only its peaks above ``ceiling`` turned down, by a gain that
-    dips smoothly around each such peak (both channels alike) and is 1 elsewhere.
-
-    Why not scale the whole sound (what :func:`engine.studio.finish` does to an over-full-scale
-    sound): a loud drawn curve puts a kick's RMS at -6 dB, its attack's peaks then pass full scale,
-    and scaling the whole sound down by those peaks left it 3-7 dB under the curve everywhere
-    (session 13). The gain is the lowest needed within ``width_ms`` either side (a look-ahead
-    minimum), then averaged over the same width: the average of that minimum around a peak never
-    exceeds what the peak itself needs, so the result stays under ``ceiling``, and the gain moves
-    over ``width_ms``, not per sample (no clicks, little distortion of a kick's low end).
-    """
-    out = audio.float()
-    peak = out.abs().amax(dim=0)
-    if float(peak.max()) <= ceiling:
-        return out
-    need = torch.clamp(ceiling / peak.clamp_min(_EPS), max=1.0).double().numpy()
-    size = 2 * max(1, int(round(width_ms / 1000.0 * sample_rate))) + 1
-    gain = uniform_filter1d(minimum_filter1d(need, size, mode="nearest"), size, mode="nearest")
-    return out * torch.from_numpy(np.minimum(gain, need)).to(out)[None]

@@ -390,8 +390,8 @@ class Studio:
         audio = pipeline.decode(model, latent, envelope, samples)
         if conditions.rms and request.match_loudness:  # the envelope shaper: the sound onto the drawn curve
             # a loud curve pushes an attack past full scale: turn down those peaks, not the whole sound
-            audio = torch.stack([dsp.limit_peaks(dsp.match_loudness(sound, conditions.rms, manifest["sample_rate"]),
-                                                 manifest["sample_rate"]) for sound in audio])
+            audio = torch.stack([audio_io.limit_peaks(dsp.match_loudness(sound, conditions.rms, manifest["sample_rate"]),
+                                                      manifest["sample_rate"]) for sound in audio])
         audio = finish(audio, manifest["sample_rate"], tail_fade_ms(manifest, request.length))
         base = request.to_recipe()
         base.update(sampler=sampler, checkpoint=model.checkpoint_id, model_folder=model.folder.name,

@@ -167,3 +167,35 @@ def test_the_command_line_distils_steps_and_generates_on_the_students_grid(tmp_p
     refused = run_cli("generate", "--model", str(run / "model"), "--label", "kick", "--steps", "8",
                       "--out", str(tmp_path / "out"))
     assert refused.returncode == 2 and "2 ddim steps" in refused.stderr
+
+
+def test_the_page_fixes_the_steps_slider_for_a_step_distilled_model_and_frees_it_for_others(student, teacher,
+                                                                                          tmp_path):
+    from ui.handlers import Handlers
+    from ui.settings import Settings
+
+    settings = Settings(export_dir=tmp_path / "exports", cache_dir=tmp_path / "cache",
+                        presets_dir=tmp_path / "presets", open_browser=False)
+    handlers = Handlers(Studio(roots=[student.parent, teacher.parent]), settings)
+    fixed = handlers.describe_model(str(student))
+    assert fixed["steps"]["value"] == 2 and fixed["steps"]["interactive"] is False
+    assert "distilled to make its sound in 2 steps" in fixed["steps"]["info"]
+    assert fixed["sampler"]["choices"] == ["ddim"] and fixed["sampler"]["value"] == "ddim"
+    free = handlers.describe_model(str(teacher))
+    assert free["steps"]["interactive"] is True and free["steps"]["value"] == 4  # the tiny model's default
+
+
+def test_the_first_log_row_of_a_run_that_starts_between_log_steps_is_the_mean_of_its_own_steps(tmp_path, teacher,
+                                                                                             wav_folder):
+    """The teacher has 2 steps; with a row every 4 steps the first row holds steps 3-4 only, and
+    must read as their mean (it was their sum over 4: half the loss, or 1/12 of it at 25)."""
+    import csv
+
+    def rows(run, every):
+        train_progressive(progressive_config(run, wav_folder, teacher, steps=2, log_every=every))
+        with open(run / "log.csv") as handle:
+            return {int(r["step"]): float(r["loss"]) for r in csv.DictReader(handle)}
+
+    each, window = rows(tmp_path / "each", 1), rows(tmp_path / "window", 4)
+    assert sorted(each) == [3, 4] and sorted(window) == [4]
+    assert window[4] == pytest.approx((each[3] + each[4]) / 2, rel=1e-3)

@@ -56,7 +56,7 @@ def test_a_malformed_curve_is_refused_with_what_is_wrong(handlers, rms, onsets, 
 
 def test_the_waveform_model_follows_a_loudness_curve_but_leaves_onsets_out(handlers):
     # a loud curve: at -6 dB RMS a kick's attack passes full scale, and only those peaks are turned
-    # down (before session 14 the whole sound was, leaving it 3-7 dB under the curve; now 0.5-0.8 dB
+    # down (before session 14 the whole sound was, leaving it 3-7 dB under the curve; now 0.6-1.0 dB
     # over seeds 0-7)
     _, final = run_generate(handlers, model="kick", label="kick", rms="0:-6,40:-12,200:-40", onsets="0,180",
                             control_guidance=1.0)

@@ -234,6 +234,7 @@ def _steps(trainer: Trainer, batch_losses, progress, started: float, before_save
     generator = torch.Generator().manual_seed(config.seed * 1000 + place.rank + trainer.step)
     log = None
     sums: dict[str, float] = {}
+    summed = 0  # steps in this log window (the first window of a run that starts between log steps is short)
     window_start = time.time()
     for _ in range(config.steps):
         if common.out_of_time(started, config.max_minutes):
@@ -246,17 +247,18 @@ def _steps(trainer: Trainer, batch_losses, progress, started: float, before_save
         trainer.step += 1
         for name, value in losses.items():
             sums[name] = sums.get(name, 0.0) + value.item()
+        summed += 1
         progress.update(1)
         if place.main and trainer.step % config.log_every == 0:
             if log is None:
                 log = common.LossLog(trainer.run / "log.csv", ["step", *sums, "lr", "seconds_per_step", "examples"])
                 log.forget_after(trainer.first_step)
-            means = {name: total / config.log_every for name, total in sums.items()}
+            means = {name: total / summed for name, total in sums.items()}
             log.write(step=trainer.step, lr=f"{lr:.2e}", examples=trainer.examples(),
-                      seconds_per_step=f"{(time.time() - window_start) / config.log_every:.3f}",
+                      seconds_per_step=f"{(time.time() - window_start) / summed:.3f}",
                       **{name: f"{mean:.5f}" for name, mean in means.items()})
             progress.set_postfix(loss=f"{means['loss']:.4f}")
-            sums, window_start = {}, time.time()
+            sums, summed, window_start = {}, 0, time.time()
         if place.main and trainer.step % config.save_every == 0:
             save(trainer, before_save)
         if place.main and render is not None and config.render_every and trainer.step % config.render_every == 0:

@@ -69,6 +69,9 @@ class ProgressiveConfig:
     substeps: int = 4                   # teacher solver steps per student step
     top: float | None = None            # guidance scales drawn from [0, top] (default: the teacher's top)
     near_default: float = 0.5
+    moments_from: str | None = None     # the teacher's train_state.pt: its Adam moments start this run's
+                                        # (a fresh Adam moves every weight by ~lr at first, and its first
+                                        # 100 steps raised the loss 12x: docs/design-notes.md, "Three steps")
     augment: bool = True
     categories: list[str] | None = None
     save_every: int = 250
@@ -161,6 +164,21 @@ def velocity(x: torch.Tensor, x0: torch.Tensor, sigma: torch.Tensor) -> tuple[to
     return x_vp, (alpha * x_vp - x0) / sigma_vp
 
 
+def start_moments(optimizer: torch.optim.Optimizer, state_path: str) -> None:
+    """Seed ``optimizer`` with the Adam moments of the run that trained the teacher, so the
+    student's first steps are as small as the teacher's last ones were."""
+    state = common.load_training_state(Path(state_path))
+    if state is None or "optimizer" not in state:
+        raise InvalidRequestError(f"{state_path} holds no training state (a run folder's train_state.pt)")
+    scales = [group["lr_scale"] for group in optimizer.param_groups]
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except ValueError as error:
+        raise InvalidRequestError(f"{state_path}'s optimizer does not fit this network: {error}") from None
+    for group, scale in zip(optimizer.param_groups, scales):
+        group["lr_scale"] = scale
+
+
 def train_progressive(config: ProgressiveConfig) -> Path:
     """Run ``config.steps`` steps (or until ``max_minutes``), saving as it goes; returns the model folder."""
     if not config.init:
@@ -179,7 +197,11 @@ def train_progressive(config: ProgressiveConfig) -> Path:
     codec = trainer.codec = (load_codec(manifest, trainer.model_dir) if trainer.state is not None
                              else teacher_model.codec).to(device)
     network = build_network(manifest["network"])
-    loop.prepare(trainer, network, load_init=lambda student: load_weights(config.init, student))
+    # one group for the guidance input, as in the teacher's run, so its optimizer state fits
+    loop.prepare(trainer, network, load_init=lambda student: load_weights(config.init, student),
+                 lr_scales={f"embedding_in.{GUIDANCE_INPUT}.": 1.0})
+    if trainer.state is None and config.moments_from:
+        start_moments(trainer.optimizer, config.moments_from)
     grid = torch.tensor(distilled_grid(manifest), dtype=torch.float32, device=device)
     top = float(config.top if config.top is not None else distilled_top(manifest))
     trainer.session["note"] = (f"step distillation from {config.init}: {len(grid) - 1} steps, "
