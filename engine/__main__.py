@@ -63,7 +63,18 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _envelope_shape(text: str) -> tuple[str, list[int]]:
+    """``hat=3x8`` -> ("hat", [3, 8]): one label's envelope prior shape (clusters x components)."""
+    label, _, shape = text.partition("=")
+    clusters, _, components = shape.lower().partition("x")
+    if not label or not clusters.isdigit() or not components.isdigit():
+        raise argparse.ArgumentTypeError(f"expected LABEL=CLUSTERSxCOMPONENTS such as hat=3x8, got {text!r}")
+    return label.strip(), [int(clusters), int(components)]
+
+
 def _train(args: argparse.Namespace) -> int:
+    if getattr(args, "envelope_shapes", None):
+        args.envelope_shapes = dict(args.envelope_shapes)
     if args.family == "wave":
         from .train.wave import WaveTrainConfig, train_wave
 
@@ -225,6 +236,9 @@ def parser() -> argparse.ArgumentParser:
                     help="wave/prior: clusters of the per-clip envelope prior, per label (3)")
     tr.add_argument("--envelope-components", type=int,
                     help="wave: principal components of the per-clip envelope prior (0: one average envelope per label)")
+    tr.add_argument("--envelope-shape", dest="envelope_shapes", action="append", type=_envelope_shape,
+                    help="wave/prior: one label's prior shape apart from the rest, LABEL=CLUSTERSxCOMPONENTS "
+                         "(e.g. hat=3x8; repeat for more labels)")
     tr.add_argument("--compand", type=float,
                     help="latent: scale of a new model's asinh latent transform (default 0.01; 0: the plain latent)")
     tr.add_argument("--compand-envelope", type=float,

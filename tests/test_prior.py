@@ -37,3 +37,40 @@ def test_refitting_refuses_a_model_without_a_prior_and_a_shapeless_one(tmp_path,
     with pytest.raises(InvalidRequestError, match="at least 1 cluster"):
         refit_prior(PriorConfig(init=str(tiny_models / "tiny"), data=str(wav_folder), run=str(tmp_path / "b"),
                                 envelope_clusters=0))
+
+
+def test_one_category_can_take_its_own_prior_shape_and_the_others_keep_theirs(tmp_path, tiny_models, wav_folder):
+    from tests.test_cli import run_cli
+
+    shaped = run_cli("train", "prior", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder), "--run-dir",
+                     str(tmp_path / "shaped"), "--envelope-clusters", "2", "--envelope-components", "3",
+                     "--envelope-shape", "hat=1x0", "--envelope-shape", "kick=3x4")
+    assert shaped.returncode == 0, shaped.stderr
+    plain = refit_prior(PriorConfig(init=str(tiny_models / "tiny"), data=str(wav_folder), run=str(tmp_path / "plain"),
+                                    envelope_clusters=2, envelope_components=3))
+    manifest = read_manifest(tmp_path / "shaped" / "model")
+    labels = manifest["labels"]
+    prior = manifest["codec"]["args"]["envelope_prior"]
+    assert (prior["clusters"], prior["components"]) == (3, 4)  # the tensors hold the largest shape
+    assert prior["row_shapes"][labels.index("hat")] == [1, 0] and prior["row_shapes"][labels.index("kick")] == [3, 4]
+    assert "hat 1 x 0" in manifest["training"]["sessions"][-1]["note"]
+    codec, before = load_model(tmp_path / "shaped" / "model").codec, load_model(plain).codec
+    hat, snare = labels.index("hat"), labels.index("snare")
+    assert int((codec.prior_weights[hat] > 0).sum()) == 1 and float(codec.prior_basis[hat].abs().sum()) == 0
+    # a hat now always draws its one mean envelope, whatever the seed
+    noise = torch.randn(6, codec.latent_channels, 64, generator=torch.Generator().manual_seed(0))
+    hats = codec.envelope_for(torch.full((6,), hat), noise=noise)
+    assert torch.allclose(hats, hats[:1].expand_as(hats))
+    # a label left alone is fitted as before (2 x 3), whatever the others take
+    assert torch.allclose(codec.prior_weights[snare, :2], before.prior_weights[snare])
+    assert float(codec.prior_weights[snare, 2:].abs().sum()) == 0
+    assert torch.allclose(codec.prior_mean[snare, :2], before.prior_mean[snare])
+    assert torch.allclose(codec.prior_basis[snare, :2, :3], before.prior_basis[snare], atol=1e-6)
+    sound = Studio(roots=[tmp_path / "shaped"]).render(GenerationRequest(model=str(tmp_path / "shaped" / "model"),
+                                                                         label="hat", steps=2))
+    assert sound.sounds[0].audio.shape == (2, 32768)
+    for shape, message in (("hat=3", "LABEL=CLUSTERSxCOMPONENTS"), ("tom=2x2", "names \\['tom'\\]"),
+                           ("hat=0x2", "at least 1 cluster")):
+        refused = run_cli("train", "prior", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder),
+                          "--run-dir", str(tmp_path / "bad"), "--envelope-shape", shape)
+        assert refused.returncode == 2 and __import__("re").search(message, refused.stderr), refused.stderr

@@ -88,7 +88,7 @@ def _kmeans(points: torch.Tensor, clusters: int, iterations: int = 30) -> torch.
 
 @torch.no_grad()
 def fit_prior(envelopes: torch.Tensor, labels: torch.Tensor, num_labels: int, clusters: int,
-              components: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              components: int, row_shapes: list | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A mixture of Gaussians over clip envelopes (dB), per label plus an all-clips row.
 
     Returns means ``(R, clusters, bands, K)``, principal directions scaled by their standard
@@ -96,6 +96,11 @@ def fit_prior(envelopes: torch.Tensor, labels: torch.Tensor, num_labels: int, cl
     Why a mixture: one Gaussian per label averages closed and open hats into a half-open hat
     that the drum classifier calls a cymbal; three clusters keep them apart (measured: decoded
     unit noise through drawn envelopes is classified as a hat 88 % of the time, 50 % with one).
+
+    ``row_shapes`` (one ``(clusters, components)`` per row, each at most the tensors' own) gives a
+    row fewer of either: its other clusters weigh 0 and its other directions are 0, so one
+    category can keep a few broad clusters while another needs many (``docs/design-notes.md``,
+    "A prior shaped per category").
     """
     shape = envelopes.shape[1:]
     flat = envelopes.flatten(1).double()
@@ -106,8 +111,9 @@ def fit_prior(envelopes: torch.Tensor, labels: torch.Tensor, num_labels: int, cl
         chosen = flat if row == num_labels else flat[labels == row]
         if chosen.shape[0] == 0:
             chosen = flat
-        assignment = _kmeans(chosen, clusters)
-        for j in range(clusters):
+        row_clusters, row_components = (clusters, components) if row_shapes is None else row_shapes[row]
+        assignment = _kmeans(chosen, row_clusters)
+        for j in range(row_clusters):
             members = chosen[assignment == j]
             if members.shape[0] == 0:
                 continue
@@ -115,7 +121,7 @@ def fit_prior(envelopes: torch.Tensor, labels: torch.Tensor, num_labels: int, cl
             means[row, j] = members.mean(dim=0)
             if members.shape[0] > 1:
                 _, singular, directions = torch.linalg.svd(members - means[row, j], full_matrices=False)
-                usable = min(components, directions.shape[0])
+                usable = min(row_components, directions.shape[0])
                 bases[row, j, :usable] = directions[:usable] * (singular[:usable] / (members.shape[0] - 1) ** 0.5)[:, None]
     return (means.float().reshape(num_labels + 1, clusters, *shape),
             bases.float().reshape(num_labels + 1, clusters, components, *shape), weights.float())

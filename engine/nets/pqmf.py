@@ -113,6 +113,12 @@ class BandCodec(torch.nn.Module):
             self.envelope_knots = [int(k) for k in envelope_prior["knots"]]
             rows, clusters = int(envelope_prior["rows"]), int(envelope_prior["clusters"])
             self.components = int(envelope_prior["components"])
+            # per row (label, then all clips): its own (clusters, components), at most the buffers'
+            self.row_shapes = envelope_prior.get("row_shapes")
+            if self.row_shapes is not None and (len(self.row_shapes) != rows or any(
+                    not 1 <= c <= clusters or not 0 <= m <= self.components for c, m in self.row_shapes)):
+                raise ValueError(f"envelope_prior.row_shapes must give {rows} (clusters, components) pairs within "
+                                 f"({clusters}, {self.components}), got {self.row_shapes}")
             knots = len(self.envelope_knots)
             self.register_buffer("prior_mean", torch.zeros(rows, clusters, bands, knots))
             self.register_buffer("prior_basis", torch.zeros(rows, clusters, self.components, bands, knots))
@@ -229,5 +235,6 @@ def fit_envelope_prior(codec: BandCodec, audio: torch.Tensor, labels: torch.Tens
     """Fill ``codec``'s per-clip envelope prior from labelled clips (B, C, N) (labels: the model's indices)."""
     envelopes = torch.cat([codec.measure_envelopes(audio[i:i + chunk]) for i in range(0, audio.shape[0], chunk)])
     rows, clusters = codec.prior_weights.shape
-    codec.set_prior(*envelope.fit_prior(envelopes, labels.cpu(), rows - 1, clusters, codec.components))
+    codec.set_prior(*envelope.fit_prior(envelopes, labels.cpu(), rows - 1, clusters, codec.components,
+                                        getattr(codec, "row_shapes", None)))
 

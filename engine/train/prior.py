@@ -32,6 +32,7 @@ class PriorConfig:
     run: str = "runs/prior"             # RUN/model is written
     envelope_clusters: int = 3
     envelope_components: int = 4
+    envelope_shapes: dict[str, list[int]] | None = None   # {label: [clusters, components]} apart from the rest
     categories: list[str] | None = None
 
 
@@ -59,7 +60,9 @@ def refit_prior(config: PriorConfig) -> Path:
         {"started_step": manifest["training"]["steps"], "ended_step": manifest["training"]["steps"],
          "data": str(config.data), "minutes": round((time.time() - started) / 60, 2),
          "note": f"envelope prior refitted: {config.envelope_clusters} clusters x "
-                 f"{config.envelope_components} directions per label (network unchanged)"})
+                 f"{config.envelope_components} directions per label"
+                 + "".join(f", {label} {c} x {m}" for label, (c, m) in (config.envelope_shapes or {}).items())
+                 + " (network unchanged)"})
     network = load_model(config.init).network
     folder = Path(config.run) / "model"
     save_model(folder, network, manifest, codec=codec)

@@ -51,6 +51,7 @@ class WaveTrainConfig:
     envelope: bool = True               # codec divides the bands by a loudness envelope (nets/envelope.py)
     envelope_clusters: int = 3          # the prior: a mixture of this many Gaussians per label...
     envelope_components: int = 4        # ...each with this many principal directions
+    envelope_shapes: dict[str, list[int]] | None = None  # {label: [clusters, components]} apart from the rest
     band_weight_power: float = 0.5      # loss weight of each band ~ (its data std)^power, mean 1 (0: equal)
     augment: bool = True
     categories: list[str] | None = None  # None: every category of the data set
@@ -132,11 +133,23 @@ def loss_band_weights(codec: torch.nn.Module, power: float) -> torch.Tensor:
     return scale / scale.mean()
 
 
-def envelope_arguments(config: WaveTrainConfig, length: int, labels: list[str]) -> dict:
+def envelope_arguments(config, length: int, labels: list[str]) -> dict:
     """The codec's envelope prior for the model's ``labels``: its shape (the tensors are fitted by
-    :func:`fit_codec_prior` and saved with the weights)."""
-    return {"envelope_prior": {"knots": knot_frames(length // 32), "rows": len(labels) + 1,
-                               "clusters": config.envelope_clusters, "components": config.envelope_components}}
+    :func:`fit_codec_prior` and saved with the weights). ``config.envelope_shapes`` (``{label:
+    (clusters, components)}``, optional) shapes a label's row apart from the rest."""
+    prior = {"knots": knot_frames(length // 32), "rows": len(labels) + 1,
+             "clusters": config.envelope_clusters, "components": config.envelope_components}
+    shapes = getattr(config, "envelope_shapes", None)
+    if shapes:
+        unknown = sorted(set(shapes) - set(labels))
+        if unknown:
+            raise InvalidRequestError(f"--envelope-shape names {unknown}; the model's labels are {labels}")
+        default = [config.envelope_clusters, config.envelope_components]
+        rows = [[int(v) for v in shapes.get(label, default)] for label in labels] + [default]
+        if any(c < 1 or m < 0 for c, m in rows):
+            raise InvalidRequestError(f"each shape needs at least 1 cluster and 0 or more components, got {shapes}")
+        prior.update(clusters=max(c for c, _ in rows), components=max(m for _, m in rows), row_shapes=rows)
+    return {"envelope_prior": prior}
 
 
 def fit_codec_prior(codec: torch.nn.Module, dataset, labels: list[str]) -> None:
