@@ -12,7 +12,10 @@ Chromium (Playwright, ``executable_path``):
   the stages: ``sampling_s`` (the engine's render), ``preview_plots_s`` (preview plots drawn while
   it samples), ``wav_writes_s`` (the WAVs and their float masters), ``plots_s`` (the final
   waveform + spectrogram figures, drawn after the sounds are playable) and ``rest_s`` (page
-  updates, payloads, queueing: page minus the server's stages before the sounds play);
+  updates, payloads, queueing: page minus the server's stages before the sounds play), split
+  into ``in_s`` (click -> the handler starts: the request, Gradio's queue and its reading of the
+  inputs) and ``out_s`` (the handler's sounds update -> every player playable: Gradio's output
+  processing, the message, the page drawing the players), by the server's wall-clock stamps;
 - ``scrub_s``: with "Audition on change" ticked, the morph slider released -> a new sound playable;
 - ``engine_s``: the same request through ``Studio.render`` in this process (median), the figure
   the page should add little to.
@@ -38,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CHROMIUM = "/usr/bin/chromium"
 TIMINGS = re.compile(r"timings: sounds (\d+), engine ([\d.]+) s \(sampling ([\d.]+) s, preview plots ([\d.]+) s\), "
-                     r"wav writes ([\d.]+) s, plots ([\d.]+) s")
+                     r"wav writes ([\d.]+) s, plots ([\d.]+) s, entered ([\d.]+), sounds out ([\d.]+)")
 
 
 def start_server(base: Path) -> tuple[subprocess.Popen, str, Path]:
@@ -65,28 +68,32 @@ def start_server(base: Path) -> tuple[subprocess.Popen, str, Path]:
     raise SystemExit(f"the server did not start:\n{log.read_text()}")
 
 
-def click_until_playable(page, count: int) -> float:
-    """Click Generate; seconds until all ``count`` cards hold a new playable WAV."""
+def click_until_playable(page, count: int) -> tuple[float, float, float]:
+    """Click Generate; seconds until all ``count`` cards hold a new playable WAV, and the wall
+    clock at the click and when they did (to place the server's own timestamps between them)."""
     selector = ".tds-player a[download$='.wav']"
     before = page.evaluate("([n, sel]) => [...Array(n).keys()].map(i => document.querySelector('#slot' + i + ' ' + sel)"
                            "?.getAttribute('href') || '')", [count, selector])
+    clicked = time.time()
     started = time.perf_counter()
     page.click("#generate")
     page.wait_for_function("""([n, sel, before]) => [...Array(n).keys()].every(i => {
         const a = document.querySelector('#slot' + i + ' ' + sel);
         return a && a.getAttribute('href') !== before[i]; })""", arg=[count, selector, before], timeout=180_000)
     seconds = time.perf_counter() - started
+    playable = time.time()
     page.wait_for_selector("#status .tds-status.done", timeout=180_000)
-    return seconds
+    return seconds, clicked, playable
 
 
 def last_timings(log: Path) -> dict[str, float]:
     found = TIMINGS.findall(log.read_text())
     if not found:
         raise SystemExit("no timings line in the server log")
-    sounds, engine, sampling, previews, writes, plots = found[-1]
+    sounds, engine, sampling, previews, writes, plots, entered, sounds_out = found[-1]
     return {"engine_handler_s": float(engine), "sampling_s": float(sampling), "preview_plots_s": float(previews),
-            "wav_writes_s": float(writes), "plots_s": float(plots)}
+            "wav_writes_s": float(writes), "plots_s": float(plots), "entered": float(entered),
+            "sounds_out": float(sounds_out)}
 
 
 def set_number(page, element_id: str, value) -> None:
@@ -129,15 +136,20 @@ def main(argv: list[str] | None = None) -> int:
                 page.check("#lock-seed input")
                 if args.steps:
                     set_number(page, "steps", args.steps)
-                results["first_click_s"] = click_until_playable(page, 1)
+                results["first_click_s"] = click_until_playable(page, 1)[0]
                 for count in (1, 8):
                     set_number(page, "count", count)
                     rows = []
                     for _ in range(args.clicks):
-                        page_s = click_until_playable(page, count)
+                        page_s, clicked, playable = click_until_playable(page, count)
                         stages = last_timings(log)
                         stages["page_s"] = page_s
                         stages["rest_s"] = page_s - stages["engine_handler_s"] - stages["wav_writes_s"]
+                        # the rest, split: click -> the handler runs (the page's request, Gradio's queue
+                        # and its reading of the inputs), and the sounds' update -> playable (Gradio's
+                        # processing of the outputs, the message, the page drawing the players)
+                        stages["in_s"] = stages.pop("entered") - clicked
+                        stages["out_s"] = playable - stages.pop("sounds_out")
                         rows.append(stages)
                     for key in rows[0]:
                         results[f"sounds_{count}.{key}"] = statistics.median(r[key] for r in rows)
@@ -173,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in results.items():
         print(f"{key}: {value:.3f}")
     print("\nstage            1 sound        8 sounds")
-    for stage in ("sampling_s", "preview_plots_s", "wav_writes_s", "plots_s", "rest_s", "page_s"):
+    for stage in ("sampling_s", "preview_plots_s", "wav_writes_s", "plots_s", "rest_s", "in_s", "out_s", "page_s"):
         cells = []
         for count in (1, 8):
             value, page_s = results[f"sounds_{count}.{stage}"], results[f"sounds_{count}.page_s"]

@@ -44,6 +44,8 @@ def _generate(args: argparse.Namespace) -> int:
                                 prompt=args.prompt, prompt_b=args.prompt_b, prompt_morph=args.prompt_morph,
                                 rerank=args.rerank)
     result = studio.render(request)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
     for sound in result.sounds:
         recipe = dict(sound.recipe, model=args.model)
         path = audio.export_wav(sound.audio, sound.sample_rate, args.out, recipe,

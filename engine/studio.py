@@ -61,6 +61,7 @@ class Result:
     seconds: float
     device: str
     request: GenerationRequest = field(repr=False)
+    notes: list[str] = field(default_factory=list)  # what the studio changed in the request, said once
 
 
 class Cancelled(StudioError):
@@ -261,6 +262,7 @@ class Studio:
                                 guidance=float(defaults.get("guidance", 1.0) if request.guidance is None else request.guidance),
                                 label=request.label or entry.label)
         request = request.with_(length=resolve_length(manifest, request.length))
+        request, notes = fixed_steps(entry, request)
         routed = prompt_label(request, entry)
         if routed:  # "short punchy 808 kick": the kick label as well as the prompt's embedding
             request = request.with_(label=routed)
@@ -284,7 +286,7 @@ class Studio:
                 if isinstance(event, BaseException):
                     raise event
                 if isinstance(event, list):  # the finished sounds
-                    yield Result(event, time.time() - started, str(self.device), request)
+                    yield Result(event, time.time() - started, str(self.device), request, notes)
                     return
                 yield event
         finally:
@@ -522,6 +524,20 @@ def tail_fade_ms(manifest: dict, length: float | None) -> float:
     if not variable_length(manifest) or not length:
         return 5.0
     return max(5.0, min(TAIL_FADE_MAX_MS, TAIL_FADE_SHARE * 1000.0 * float(length)))
+
+
+def fixed_steps(entry: ModelEntry, request: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
+    """A step-distilled model makes its sound on its own grid (``sampling.distilled_grid``): a
+    request for other steps or another sampler (a preset or a recipe made when a Sound name meant
+    its teacher, a ``--steps`` typed out of habit) gets the model's own, and a note that says so.
+    The recipe records what was used; ``sample_latent`` itself still refuses the mismatch."""
+    grid = distilled_grid(entry.manifest)
+    if grid is None or (request.sampler, request.steps) == ("ddim", len(grid) - 1):
+        return request, []
+    teacher = entry.manifest.get("steps_distilled", {}).get("teacher", "its teacher")
+    note = (f"{entry.folder.name} makes its sound in {len(grid) - 1} ddim steps (step-distilled), so it used those "
+            f"instead of {request.steps} {request.sampler} steps; {Path(str(teacher)).name} takes any")
+    return request.with_(sampler="ddim", steps=len(grid) - 1), [note]
 
 
 def finish(audio: torch.Tensor, sample_rate: int, fade_ms: float = 5.0) -> torch.Tensor:

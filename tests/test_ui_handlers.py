@@ -44,7 +44,7 @@ def test_generate_streams_status_and_previews_then_playable_results(handlers, mo
     import ui.handlers
     monkeypatch.setattr(ui.handlers, "PREVIEW_INTERVAL_S", 0.0)  # a render this quick shows no preview otherwise
     monkeypatch.setattr(ui.handlers, "QUIET_START_S", 0.0)       # nor any update before its sound
-    updates, final = run_generate(handlers, steps=6, count=2, seed=11)
+    updates, final = run_generate(handlers, model="drums-fast", steps=6, count=2, seed=11)  # any steps
     first = updates[0]
     assert first["seed"] == 11 and "loading" in first["status"]
     assert first[slot_key(1, "group")]["visible"] is False  # old results hidden while sampling
@@ -150,7 +150,7 @@ def test_two_sessions_keep_their_own_results(handlers):
     ({"variation": "reverse"}, "variation must be one of"),
     ({"model": "tuba"}, "no model called 'tuba'"),
     ({"model": ""}, "choose a model"),
-    ({"sampler": "euler"}, "sampler 'euler' does not fit"),
+    ({"model": "drums-fast", "sampler": "euler"}, "sampler 'euler' does not fit"),
     ({"label": "tuba"}, "has no label 'tuba'"),
     ({"variety": 1.5}, "variety must be between"),
     ({"variety": "lots"}, "variety must be a number"),
@@ -180,7 +180,7 @@ def test_bad_references_are_refused_with_the_reason(handlers, tmp_path):
 
 
 def test_closing_the_stream_stops_sampling_and_the_next_run_works(handlers):
-    stream = handlers.generate(**controls(steps=60))
+    stream = handlers.generate(**controls(model="drums-fast", steps=60))  # a model that takes any steps
     for _ in range(4):  # start, then a few steps
         update = next(stream)
     assert "step" in update["status"]
@@ -285,12 +285,13 @@ def test_a_shared_studio_only_exports_inside_its_export_folder(studio, settings,
 # ---------------------------------------------------------------------------- recipe drop
 
 def test_dropping_an_exported_wav_restores_its_controls(handlers, settings):
-    _, final = run_generate(handlers, model="snare", label="snare", seed=77, seed_b=5, morph=0.25, steps=4,
+    _, final = run_generate(handlers, model="drums-fast", label="snare", seed=77, seed_b=5, morph=0.25, steps=4,
                             guidance=3.5, sampler="ddim")
     path = handlers.export_all("", "PCM_24", False, -12, -1, final["session"])["saved"]
     out = handlers.restore_recipe(path)
-    assert out["model"]["value"] == "snare" and out["label"]["value"] == "snare"
-    assert out["sampler"]["value"] == "ddim" and out["steps"] == 4 and out["guidance"]["value"] == 3.5
+    assert out["model"]["value"] == "drums-fast" and out["label"]["value"] == "snare"
+    assert out["sampler"]["value"] == "ddim" and out["steps"]["value"] == 4 and out["guidance"]["value"] == 3.5
+    assert out["steps"]["interactive"] is True
     assert (out["seed"], out["seed_b"], out["morph"], out["lock_seed"]) == (77, "5", 0.25, True)
     assert "Restored" in out["recipe_note"] and out["use_reference"]["visible"] is False
     # regenerating from the restored controls gives the same sound
@@ -342,16 +343,16 @@ def test_every_shipped_preset_is_a_valid_request_for_a_shipped_model(studio):
 
 
 def test_preset_save_load_round_trip_and_no_silent_overwrite(handlers, settings):
-    out = handlers.save_preset("My Kick", False, "kick", "kick", "ddim", 12, 2.5, 99, 100, 0.3, 0.74)
+    out = handlers.save_preset("My Kick", False, "drums-fast", "kick", "ddim", 12, 2.5, 99, 100, 0.3, 0.74)
     assert out["preset"]["value"] == "my-kick" and (settings.presets_dir / "my-kick.json").is_file()
     with pytest.raises(gr.Error, match="already exists"):
-        handlers.save_preset("my kick", False, "kick", "kick", "ddim", 20, 2.5, 1, None, 0.0, 0.74)
+        handlers.save_preset("my kick", False, "drums-fast", "kick", "ddim", 20, 2.5, 1, None, 0.0, 0.74)
     saved = json.loads((settings.presets_dir / "my-kick.json").read_text())
     assert saved["steps"] == 12 and "length" not in saved  # a fixed-length model: no length stored
-    handlers.save_preset("my kick", True, "kick", "kick", "ddim", 20, 2.5, 1, None, 0.0, 0.74)
+    handlers.save_preset("my kick", True, "drums-fast", "kick", "ddim", 20, 2.5, 1, None, 0.0, 0.74)
     loaded = handlers.load_preset("my-kick")
-    assert loaded["steps"] == 20 and loaded["seed"] == 1 and loaded["lock_seed"] is True
-    assert loaded["sampler"]["value"] == "ddim" and loaded["model"]["value"] == "kick"
+    assert loaded["steps"]["value"] == 20 and loaded["seed"] == 1 and loaded["lock_seed"] is True
+    assert loaded["sampler"]["value"] == "ddim" and loaded["model"]["value"] == "drums-fast"
     assert loaded["variety"]["value"] == 0.0 and loaded["label_b"]["value"] == NO_BLEND
     # a surprising hybrid: its variety and blend are kept too
     handlers.save_preset("odd kick", False, "kick", "kick", "ddim", 20, 2.5, 1, None, 0.0, 0.74,
@@ -429,7 +430,10 @@ def test_history_keeps_favourites_when_trimmed(tmp_path):
 def test_describe_model_sets_labels_samplers_and_defaults(handlers):
     out = handlers.describe_model("drums")
     assert out["label"]["choices"][0] == ANY_LABEL and "kick" in out["label"]["choices"]
-    assert out["label"]["value"] == ANY_LABEL and out["steps"] == handlers.studio.describe("drums")["defaults"]["steps"]
+    assert out["label"]["value"] == ANY_LABEL and out["steps"]["value"] == handlers.studio.describe("drums")["defaults"]["steps"]
+    assert out["steps"]["interactive"] is True
+    fixed = handlers.describe_model("kick")["steps"]  # the Sound names' model makes its sound in 3 steps
+    assert fixed["value"] == 3 and fixed["interactive"] is False and "3 steps" in fixed["info"]
     assert out["guidance"]["visible"] is True and "drums" in out["model_info"]
     assert out["guidance"]["maximum"] == handlers.studio.describe("drums")["guidance_max"]  # 15, or a distilled top
     assert handlers.describe_model("hat")["label"]["value"] == "hat"

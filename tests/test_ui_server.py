@@ -35,7 +35,8 @@ SHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 FAST = 4  # steps for everything but the timed default run
-DRUMS_STEPS = json.loads((ROOT / "checkpoints" / "drums-fast" / "manifest.json").read_text())["defaults"]["steps"]
+DRUMS_STEPS = json.loads((ROOT / "checkpoints" / "drums-3step" / "manifest.json").read_text())["defaults"]["steps"]
+FAST_TEACHER_STEPS = json.loads((ROOT / "checkpoints" / "drums-fast" / "manifest.json").read_text())["defaults"]["steps"]
 
 
 def _free_port() -> int:
@@ -103,7 +104,7 @@ def client(server):
 
 
 def _generate_args(**overrides) -> dict:
-    args = dict(model="kick", label="kick", sampler="dpmpp_2m", steps=FAST, guidance=2.0, seed=3, lock_seed=True,
+    args = dict(model="kick", label="kick", sampler="ddim", steps=DRUMS_STEPS, guidance=2.0, seed=3, lock_seed=True,
                 seed_b="", morph=0.0, count=1, length=0.74, reference=None, strength=0.5, variation="noise")
     args.update(overrides)
     return args
@@ -154,7 +155,7 @@ def test_api_reports_bad_input_and_keeps_serving(client):
         with pytest.raises(AppError, match=message):
             client.predict(**_generate_args(**overrides), api_name="/generate")
     with pytest.raises(AppError, match="already exists"):
-        client.predict("punchy-kick", False, "kick", "kick", "dpmpp_2m", 8, 2.0, 1, "", 0.0, 0.74,
+        client.predict("punchy-kick", False, "kick", "kick", "ddim", 3, 2.0, 1, "", 0.0, 0.74,
                        api_name="/save_preset")
     assert client.predict(**_generate_args(seed=9), api_name="/generate")[0] == 9
 
@@ -262,7 +263,7 @@ def test_a_producer_generates_morphs_exports_restores_and_loads_presets(server, 
     page.screenshot(path=str(SHOTS / "01-start.png"), full_page=True)
 
     # pick a model: its label and default steps follow
-    _pick(page, "model", "snare (= drums-fast, Sound snare)")
+    _pick(page, "model", "snare (= drums-3step, Sound snare)")
     page.wait_for_function("document.querySelector('#label input').value === 'snare'")
     assert page.locator("#steps input[type=number]").input_value() == str(DRUMS_STEPS)
 
@@ -282,7 +283,7 @@ def test_a_producer_generates_morphs_exports_restores_and_loads_presets(server, 
     page.locator("#lock-seed input").check()
     page.locator("#seed input").fill("1234")
     page.locator("#seed-b textarea, #seed-b input").first.fill("99")
-    _set_number(page, "steps", FAST)
+    assert page.locator("#steps input[type=number]").is_disabled()  # drums-3step: always its 3 steps
     _set_number(page, "count", 4)
     _set_number(page, "morph", 0.5)
     page.click("#generate")
@@ -301,7 +302,7 @@ def test_a_producer_generates_morphs_exports_restores_and_loads_presets(server, 
     assert saved.parent == server.exports and saved.is_file()
     recipe = read_recipe(saved)
     assert (recipe["model"], recipe["seed"], recipe["seed_b"], recipe["morph"], recipe["steps"]) == \
-        ("snare", 1234, 99, 0.5, FAST)
+        ("snare", 1234, 99, 0.5, DRUMS_STEPS)
 
     # dragging the result's file link hands Chrome a real file (DownloadURL), the WAV with its recipe
     download_url = page.evaluate("""() => {
@@ -363,7 +364,6 @@ def test_the_dark_theme_reads_well(server, browser_context):
     page = browser_context.new_page()
     page.goto(server.url + "?__theme=dark")
     page.wait_for_selector("#generate")
-    _set_number(page, "steps", FAST)
     _set_number(page, "count", 2)
     page.click("#generate")
     page.wait_for_selector("#status .tds-status.done", timeout=120_000)
@@ -413,10 +413,12 @@ def test_what_a_producer_hit_works_in_the_page(server, browser_context):
         assert any(f"seed {seed + i} " in card for i in range(max(1, data.get("rerank") or 1))), (preset, card)
     page.screenshot(path=str(SHOTS / "07-presets.png"), full_page=True)
 
-    # typed numbers: refused with the field's name, not clamped; the status keeps the message
-    _pick(page, "model", "kick (= drums-fast, Sound kick)")
-    page.wait_for_function("document.querySelector('#model-info').innerText.startsWith('kick')")
-    page.wait_for_function(f"document.querySelector('#steps input[type=number]').value === '{DRUMS_STEPS}'")
+    # typed numbers: refused with the field's name, not clamped; the status keeps the message (on the
+    # 3-step model's teacher, whose steps are free)
+    _pick(page, "model", "drums-fast")
+    page.wait_for_function("document.querySelector('#model-info').innerText.startsWith('drums-fast')")
+    page.wait_for_function(f"document.querySelector('#steps input[type=number]').value === '{FAST_TEACHER_STEPS}'")
+    assert page.locator("#steps input[type=number]").is_enabled()
     steps = page.locator("#steps input[type=number]")
     for typed, message in [("0", "steps must be between 1 and 200, got 0"), ("5000", "got 5000"),
                            ("", "steps is empty")]:
@@ -650,7 +652,6 @@ def test_audition_on_change_renders_when_a_dice_is_rolled_or_the_morph_released_
     page.goto(server.url)
     page.wait_for_selector("#generate")
     page.wait_for_selector("#history table")
-    _set_number(page, "steps", FAST)
     page.check("#lock-seed input")
 
     def sound() -> str:

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 def test_stop_leaves_no_card_that_looks_like_a_result_and_export_refuses_the_old_sound(handlers, settings):
     _, first = run_generate(handlers, seed=7)
     session = first["session"]
-    stream = handlers.generate(**controls(steps=60, seed=11, session=session))
+    stream = handlers.generate(**controls(model="drums-fast", steps=60, seed=11, session=session))  # any steps
     for _ in range(3):  # start, then a step or two
         next(stream)
     assert "stopping" in handlers.stop(session)["status"]
@@ -65,11 +65,11 @@ def test_unstarring_in_the_history_updates_the_card_and_play_autoplays(handlers)
 
 def test_aliases_say_what_they_are_and_another_sound_is_named_after_the_model(handlers):
     choices = dict((value, shown) for shown, value in handlers.model_choices())
-    assert choices["kick"] == "kick (= drums-fast, Sound kick)" and choices["drums"] == "drums"
-    assert "the **drums-fast** model with Sound kick" in handlers.describe_model("kick")["model_info"]
+    assert choices["kick"] == "kick (= drums-3step, Sound kick)" and choices["drums"] == "drums"
+    assert "the **drums-3step** model with Sound kick" in handlers.describe_model("kick")["model_info"]
     _, final = run_generate(handlers, model="kick", label="snare", seed=2)
     take = final["session"].takes[0]
-    assert (take.recipe["model"], take.recipe["label"]) == ("drums-fast", "snare")
+    assert (take.recipe["model"], take.recipe["label"]) == ("drums-3step", "snare")
     assert "kick" not in take.wav.rsplit("/", 1)[-1]
     _, unconditional = run_generate(handlers, model="drums", label="(any)", seed=2, session=final["session"])
     assert unconditional["history"][0][3] == "(any)"

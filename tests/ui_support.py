@@ -38,7 +38,7 @@ def handlers(studio, settings, monkeypatch):
 
 def controls(**overrides) -> dict:
     """The generate handler's inputs with fast defaults (a locked seed, few steps, one sound)."""
-    values = dict(model="kick", label="kick", sampler="dpmpp_2m", steps=FAST_STEPS, guidance=2.0, seed=7,
+    values = dict(model="kick", label="kick", sampler="ddim", steps=FAST_STEPS, guidance=2.0, seed=7,
                   lock_seed=True, seed_b=None, morph=0.0, count=1, length=None, reference=None, strength=0.5,
                   variation="noise", session=None)
     values.update(overrides)

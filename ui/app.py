@@ -15,7 +15,7 @@ import threading
 import gradio as gr
 
 from engine import Studio
-from engine.sampling import default_variety
+from engine.sampling import SAMPLERS_BY_OBJECTIVE, default_variety
 
 from .curve_editor import CURVE_EDITOR_HEAD, curve_editor
 from .fields import KEEP_TYPED_VALUES, FieldNumber, FieldSlider
@@ -175,7 +175,10 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
                                   info="0: off; N: make N sounds and keep the ones closest to the prompt",
                                   elem_id="rerank", field="candidates")
     with gr.Row():
-        C["sampler"] = gr.Dropdown(info["samplers"], value=defaults.get("sampler"), label="Sampler",
+        # every sampler of any model: the choices an API call is checked against are these, while
+        # the page narrows them to the chosen model's (a step-distilled default takes only ddim)
+        every = sorted({name for names in SAMPLERS_BY_OBJECTIVE.values() for name in names})
+        C["sampler"] = gr.Dropdown(every, value=defaults.get("sampler"), label="Sampler",
                                    min_width=110, elem_id="sampler")
         fixed = info.get("steps_fixed")
         C["steps"] = FieldSlider(1, 200, value=int(fixed or defaults.get("steps", 16)), step=1, label="Steps",

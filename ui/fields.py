@@ -48,11 +48,21 @@ class _CheckedSlider(gr.Slider):
     signature, so the subclass keeps the slider's own."""
 
     is_template = True  # rendered by Gradio's own slider
-    field = "value"
+
+    @property
+    def field(self) -> str:
+        return FIELD_NAMES.get(getattr(self, "elem_id", None), "value")
 
     def preprocess(self, payload: Any) -> float | int:
         integer = float(self.step).is_integer() and float(self.minimum).is_integer()
         return check_number(payload, self.field, self.minimum, self.maximum, integer=integer)
+
+
+# elem_id -> the name a slider's messages use. Not an attribute of the instance: Gradio rebuilds a
+# component from its constructor arguments when an update changes it (the Steps slider fixed for
+# a step-distilled model, the guidance maximum per model), and an attribute set afterwards was
+# lost there ("value must be between ..."); the elem_id is a constructor argument and survives.
+FIELD_NAMES: dict[str | None, str] = {}
 
 
 class _RawNumber(gr.Number):
@@ -66,10 +76,11 @@ class _RawNumber(gr.Number):
 
 def FieldSlider(*args, field: str, elem_classes: list[str] | str | None = None, **kwargs) -> gr.Slider:  # noqa: N802
     """A slider on the page that refuses a typed value out of its range, naming ``field``."""
+    if not kwargs.get("elem_id"):
+        raise ValueError(f"FieldSlider {field!r} needs an elem_id (its messages are found by it)")
     classes = [elem_classes] if isinstance(elem_classes, str) else list(elem_classes or [])
-    slider = _CheckedSlider(*args, elem_classes=[*classes, FIELD_CLASS], **kwargs)
-    slider.field = field
-    return slider
+    FIELD_NAMES[kwargs["elem_id"]] = field
+    return _CheckedSlider(*args, elem_classes=[*classes, FIELD_CLASS], **kwargs)
 
 
 def FieldNumber(*args, **kwargs) -> gr.Number:  # noqa: N802

@@ -445,6 +445,7 @@ class Handlers:
                  control_guidance=None, match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
                  rerank=0, label_b=None, label_mix=0.0, variety=None) -> Iterator[dict]:
         """Sample: stream status and a preview plot, then each sound's player, drag-out file and plot."""
+        entered = time.time()  # wall clock, so the browser bench can split its wait around the handler
         session = self._session(session)
         if not lock_seed:
             seed = roll()
@@ -514,6 +515,8 @@ class Handlers:
             session.generating = session.stop_requested = False
         if result is None:
             raise gr.Error("generation ended without a result")
+        for note in result.notes:  # e.g. a preset's steps that a step-distilled model does not take
+            gr.Info(note)
 
         engine_s = time.perf_counter() - clicked
         writing = time.perf_counter()
@@ -542,6 +545,7 @@ class Handlers:
                 done[slot_key(i, "caption")] = take.caption()
         session.cards_shown = len(takes)
         writes_s = time.perf_counter() - writing
+        sounds_out = time.time()
         yield done  # the sounds first, alone: playable before the history and their plots are drawn
         # the last update is the whole result (it is what an API client's predict() returns)
         drawing = time.perf_counter()
@@ -550,7 +554,8 @@ class Handlers:
         plots_s = time.perf_counter() - drawing
         # one line per click, read by bench/bench_ui.py to split the wait into stages
         log.info("timings: sounds %d, engine %.3f s (sampling %.3f s, preview plots %.3f s), wav writes %.3f s, "
-                 "plots %.3f s", len(takes), engine_s, result.seconds, preview_s, writes_s, plots_s)
+                 "plots %.3f s, entered %.3f, sounds out %.3f", len(takes), engine_s, result.seconds, preview_s,
+                 writes_s, plots_s, entered, sounds_out)
         yield {**done, **plots, "history": session.table(), "take": gr.update(choices=session.choices()),
                "status": done["status"].replace('"tds-status"', '"tds-status done"')}
 
