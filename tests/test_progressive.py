@@ -182,7 +182,7 @@ def test_the_page_fixes_the_steps_slider_for_a_step_distilled_model_and_frees_it
     handlers = Handlers(Studio(roots=[student.parent, teacher.parent]), settings)
     fixed = handlers.describe_model(str(student))
     assert fixed["steps"]["value"] == 2 and fixed["steps"]["interactive"] is False
-    assert "distilled to make its sound in 2 steps" in fixed["steps"]["info"]
+    assert "makes its sound in 2 steps" in fixed["steps"]["info"]
     assert fixed["sampler"]["choices"] == ["ddim"] and fixed["sampler"]["value"] == "ddim"
     free = handlers.describe_model(str(teacher))
     assert free["steps"]["interactive"] is True and free["steps"]["value"] == 4  # the tiny model's default

@@ -184,7 +184,7 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
         C["steps"] = FieldSlider(1, 200, value=int(fixed or defaults.get("steps", 16)), step=1, label="Steps",
                                  min_width=160, elem_id="steps", field="steps", interactive=fixed is None,
                                  info=None if fixed is None else
-                                 f"fixed: this model was distilled to make its sound in {fixed} steps")
+                                 f"fixed: this model makes its sound in {fixed} steps")
     C["guidance"] = FieldSlider(0.0, info.get("guidance_max", 15.0), value=float(defaults.get("guidance", 1.0)), step=0.1,
                                 label="Guidance", info="how strongly the sound follows its label and prompt",
                                 visible=bool(info["takes_guidance"]), elem_id="guidance", field="guidance")

@@ -71,7 +71,7 @@ def steps_update(info: dict, value: int | None = None) -> dict:
     fixed = info.get("steps_fixed")
     if fixed is not None:
         return gr.update(value=int(fixed), interactive=False,
-                         info=f"fixed: this model was distilled to make its sound in {fixed} steps")
+                         info=f"fixed: this model makes its sound in {fixed} steps")
     return gr.update(interactive=True, info=None) if value is None else \
         gr.update(value=int(value), interactive=True, info=None)
 
