@@ -107,24 +107,30 @@ def guided_targets(teacher: torch.nn.Module, noisy: torch.Tensor, t: torch.Tenso
     return uncond + scales.to(cond)[:, None, None] * (cond - uncond)
 
 
-def train_distill(config: DistillConfig) -> Path:
-    """Run ``config.steps`` steps (or until ``max_minutes``), saving as it goes; returns the model folder."""
-    if not config.init:
-        raise InvalidRequestError("guidance distillation needs its teacher: --init MODEL_FOLDER")
+def begin_from_teacher(config, make_manifest) -> tuple:
+    """The start every distillation shares (``train distill``, ``train steps``): the data set, the
+    run with its manifest made from the teacher's (``make_manifest(config, teacher_manifest)``),
+    the teacher's network frozen, its codec (envelope prior included; a resumed run's own), and the
+    student's network, not yet loaded. A resumed run reads the teacher from ``--init`` again."""
     dataset = common.open_dataset(config.data, config.categories, batch=config.batch)
-    trainer = loop.begin(config, lambda _: {}, lambda _, teacher: student_manifest(config, teacher))
+    trainer = loop.begin(config, lambda _: {}, lambda _, teacher: make_manifest(config, teacher))
     manifest = trainer.manifest
     if manifest["length"] != dataset.length or manifest["sample_rate"] != dataset.sample_rate:
         raise InvalidRequestError(f"the model expects {manifest['length']} samples at {manifest['sample_rate']} Hz "
                                   f"but the data set has {dataset.length} at {dataset.sample_rate} Hz")
-    device = trainer.device
-    # the teacher's network and codec (envelope prior included), frozen; a resumed run reads it
-    # from --init again
-    teacher_model = load_model(config.init, device)
+    teacher_model = load_model(config.init, trainer.device)
     teacher = teacher_model.network.eval().requires_grad_(False)
-    codec = trainer.codec = (load_codec(manifest, trainer.model_dir) if trainer.state is not None
-                             else teacher_model.codec).to(device)
-    network = build_network(manifest["network"])
+    trainer.codec = (load_codec(manifest, trainer.model_dir) if trainer.state is not None
+                     else teacher_model.codec).to(trainer.device)
+    return dataset, trainer, teacher, build_network(manifest["network"])
+
+
+def train_distill(config: DistillConfig) -> Path:
+    """Run ``config.steps`` steps (or until ``max_minutes``), saving as it goes; returns the model folder."""
+    if not config.init:
+        raise InvalidRequestError("guidance distillation needs its teacher: --init MODEL_FOLDER")
+    dataset, trainer, teacher, network = begin_from_teacher(config, student_manifest)
+    manifest, device, codec = trainer.manifest, trainer.device, trainer.codec
 
     def start_from_teacher(student: torch.nn.Module) -> None:
         missing, unexpected = student.load_state_dict(read_weights(config.init), strict=False)

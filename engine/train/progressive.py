@@ -40,11 +40,10 @@ from ..diffusion.denoisers import v_denoiser
 from ..diffusion.guidance import GUIDANCE_INPUT, guidance_features
 from ..diffusion.schedules import cosine_sigma_to_t
 from ..errors import InvalidRequestError
-from ..models import load_codec, load_model, load_weights
-from ..nets import build_network
+from ..models import load_weights
 from ..sampling import SIGMA_MIN, distilled_grid, distilled_top
 from . import common, loop
-from .distill import draw_scales
+from .distill import begin_from_teacher, draw_scales
 from .wave import clip_batch, loss_band_weights
 
 GRID = (80.0, 5.0, 0.5, 0.0)   # three steps; measured before training as the best 3-step grid for
@@ -185,18 +184,8 @@ def train_progressive(config: ProgressiveConfig) -> Path:
         raise InvalidRequestError("step distillation needs its teacher: --init MODEL_FOLDER")
     if config.substeps < 2:
         raise InvalidRequestError(f"--substeps must be at least 2 (teacher steps per student step), got {config.substeps}")
-    dataset = common.open_dataset(config.data, config.categories, batch=config.batch)
-    trainer = loop.begin(config, lambda _: {}, lambda _, teacher: student_manifest(config, teacher))
-    manifest = trainer.manifest
-    if manifest["length"] != dataset.length or manifest["sample_rate"] != dataset.sample_rate:
-        raise InvalidRequestError(f"the model expects {manifest['length']} samples at {manifest['sample_rate']} Hz "
-                                  f"but the data set has {dataset.length} at {dataset.sample_rate} Hz")
-    device = trainer.device
-    teacher_model = load_model(config.init, device)
-    teacher = teacher_model.network.eval().requires_grad_(False)
-    codec = trainer.codec = (load_codec(manifest, trainer.model_dir) if trainer.state is not None
-                             else teacher_model.codec).to(device)
-    network = build_network(manifest["network"])
+    dataset, trainer, teacher, network = begin_from_teacher(config, student_manifest)
+    manifest, device, codec = trainer.manifest, trainer.device, trainer.codec
     # one group for the guidance input, as in the teacher's run, so its optimizer state fits
     loop.prepare(trainer, network, load_init=lambda student: load_weights(config.init, student),
                  lr_scales={f"embedding_in.{GUIDANCE_INPUT}.": 1.0})
