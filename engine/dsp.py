@@ -257,4 +257,3 @@ def match_loudness(audio: torch.Tensor, points, sample_rate: int, hop: int = 128
         per_sample = np.interp(positions.numpy(), centres.numpy(), gain.double().numpy())
         out = out * torch.from_numpy(10.0 ** (per_sample / 20.0)).to(out)
     return out
-

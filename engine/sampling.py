@@ -36,6 +36,14 @@ def samplers_for(manifest: dict) -> tuple[str, ...]:
     return SAMPLERS_BY_OBJECTIVE[manifest.get("objective", "v_cosine")]
 
 
+def is_noise_grid(values) -> bool:
+    """Whether ``values`` are noise levels a step-distilled model can walk: finite numbers,
+    strictly decreasing, ending at 0 (checked on a manifest and on a ``train steps --grid``)."""
+    return (isinstance(values, (list, tuple)) and len(values) >= 2 and
+            all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) and
+            values[-1] == 0 and all(a > b for a, b in zip(values, values[1:])))
+
+
 def distilled_grid(manifest: dict) -> list[float] | None:
     """The noise levels (VE sigma, highest first, ending at 0) a step-distilled model was trained
     to walk with DDIM (its manifest's ``steps_distilled.sigmas``; :mod:`engine.train.progressive`),
@@ -44,9 +52,7 @@ def distilled_grid(manifest: dict) -> list[float] | None:
     if spec is None:
         return None
     sigmas = spec.get("sigmas") if isinstance(spec, dict) else None
-    if (not isinstance(sigmas, list) or len(sigmas) < 2 or
-            not all(isinstance(v, (int, float)) and math.isfinite(v) for v in sigmas) or
-            sigmas[-1] != 0 or any(a <= b for a, b in zip(sigmas, sigmas[1:]))):
+    if not isinstance(sigmas, list) or not is_noise_grid(sigmas):
         raise CheckpointError(f"steps_distilled.sigmas must be decreasing noise levels ending at 0, got {sigmas!r}")
     return [float(v) for v in sigmas]
 

@@ -137,12 +137,13 @@ class Studio:
         """What the UI needs to set its controls for a model: labels, samplers, defaults."""
         entry = self.entry(name)
         manifest = entry.manifest
+        grid = distilled_grid(manifest)
         return {"name": entry.name, "kind": entry.kind, "labels": entry.labels, "label": entry.label,
                 "takes_guidance": entry.takes_guidance, "samplers": list(samplers_for(manifest)),
                 # a guidance-distilled model learned scales up to its own top, not the request limit
                 "guidance_max": distilled_top(manifest) or LIMITS["guidance"][1],
                 # a step-distilled model makes its sound in exactly this many steps (None: any)
-                "steps_fixed": None if distilled_grid(manifest) is None else len(distilled_grid(manifest)) - 1,
+                "steps_fixed": None if grid is None else len(grid) - 1,
                 "defaults": dict(manifest.get("defaults", {})), "sample_rate": manifest["sample_rate"],
                 "seconds": manifest["length"] / manifest["sample_rate"],
                 "variable_length": variable_length(manifest),  # then "seconds" is the longest it makes

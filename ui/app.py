@@ -19,7 +19,8 @@ from engine.sampling import SAMPLERS_BY_OBJECTIVE, default_variety
 
 from .curve_editor import CURVE_EDITOR_HEAD, curve_editor
 from .fields import KEEP_TYPED_VALUES, FieldNumber, FieldSlider
-from .handlers import ANY_LABEL, EXAMPLE_PROMPTS, NO_BLEND, FORMATS, SLOTS, Handlers, length_maximum, slot_key
+from .handlers import (ANY_LABEL, EXAMPLE_PROMPTS, NO_BLEND, FORMATS, SLOTS, Handlers, fixed_steps_info, length_maximum,
+                       slot_key)
 from .history import COLUMNS, sweep
 from .presets import list_presets
 from .settings import Settings
@@ -183,8 +184,7 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
         fixed = info.get("steps_fixed")
         C["steps"] = FieldSlider(1, 200, value=int(fixed or defaults.get("steps", 16)), step=1, label="Steps",
                                  min_width=160, elem_id="steps", field="steps", interactive=fixed is None,
-                                 info=None if fixed is None else
-                                 f"fixed: this model makes its sound in {fixed} steps")
+                                 info=None if fixed is None else fixed_steps_info(fixed))
     C["guidance"] = FieldSlider(0.0, info.get("guidance_max", 15.0), value=float(defaults.get("guidance", 1.0)), step=0.1,
                                 label="Guidance", info="how strongly the sound follows its label and prompt",
                                 visible=bool(info["takes_guidance"]), elem_id="guidance", field="guidance")

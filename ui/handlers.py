@@ -65,13 +65,17 @@ def length_maximum(seconds: float) -> float:
     return math.ceil(round(seconds / LENGTH_STEP_S, 6)) * LENGTH_STEP_S
 
 
+def fixed_steps_info(fixed: int) -> str:
+    """The Steps slider's note for a model that makes its sound in ``fixed`` steps."""
+    return f"fixed: this model makes its sound in {fixed} steps"
+
+
 def steps_update(info: dict, value: int | None = None) -> dict:
     """The Steps slider for a model: fixed (greyed, at the model's count) for a step-distilled
     model, which makes its sound on its own grid of that many steps; free otherwise."""
     fixed = info.get("steps_fixed")
     if fixed is not None:
-        return gr.update(value=int(fixed), interactive=False,
-                         info=f"fixed: this model makes its sound in {fixed} steps")
+        return gr.update(value=int(fixed), interactive=False, info=fixed_steps_info(fixed))
     return gr.update(interactive=True, info=None) if value is None else \
         gr.update(value=int(value), interactive=True, info=None)
 

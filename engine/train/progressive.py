@@ -29,7 +29,6 @@ that grid: :func:`engine.sampling.distilled_grid`), and the run folder works as 
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from ..diffusion.guidance import GUIDANCE_INPUT, guidance_features
 from ..diffusion.schedules import cosine_sigma_to_t
 from ..errors import InvalidRequestError
 from ..models import load_weights
-from ..sampling import SIGMA_MIN, distilled_grid, distilled_top
+from ..sampling import SIGMA_MIN, distilled_grid, distilled_top, is_noise_grid
 from . import common, loop
 from .distill import begin_from_teacher, draw_scales
 from .wave import clip_batch, loss_band_weights
@@ -83,8 +82,7 @@ class ProgressiveConfig:
 def check_grid(grid: list[float]) -> list[float]:
     """The student's levels: finite, strictly decreasing, positive, then a final 0."""
     levels = [float(v) for v in grid]
-    if len(levels) < 2 or levels[-1] != 0.0 or any(not math.isfinite(v) for v in levels) \
-            or any(a <= b for a, b in zip(levels, levels[1:])):
+    if not is_noise_grid(levels):
         raise InvalidRequestError(f"the student's grid must be decreasing noise levels ending at 0, got {grid}")
     return levels
 

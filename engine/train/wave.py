@@ -139,7 +139,7 @@ def envelope_arguments(config, length: int, labels: list[str]) -> dict:
     (clusters, components)}``, optional) shapes a label's row apart from the rest."""
     prior = {"knots": knot_frames(length // 32), "rows": len(labels) + 1,
              "clusters": config.envelope_clusters, "components": config.envelope_components}
-    shapes = getattr(config, "envelope_shapes", None)
+    shapes = config.envelope_shapes
     if shapes:
         unknown = sorted(set(shapes) - set(labels))
         if unknown:
