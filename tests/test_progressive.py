@@ -202,3 +202,15 @@ def test_the_first_log_row_of_a_run_that_starts_between_log_steps_is_the_mean_of
     each, window = rows(tmp_path / "each", 1), rows(tmp_path / "window", 4)
     assert sorted(each) == [3, 4] and sorted(window) == [4]
     assert window[4] == pytest.approx((each[3] + each[4]) / 2, rel=1e-3)
+
+
+def test_the_student_can_start_from_its_teachers_adam_moments_and_a_wrong_file_is_refused(tmp_path, teacher,
+                                                                                          wav_folder):
+    """``--moments-from``: the teacher run's optimizer state starts the student's (the teacher's
+    run folder holds it beside its model); a file that holds no training state is named."""
+    started = train_progressive(progressive_config(tmp_path / "run", wav_folder, teacher, steps=1,
+                                                   moments_from=str(teacher.parent / "train_state.pt")))
+    assert read_manifest(started)["training"]["steps"] == 3
+    with pytest.raises(InvalidRequestError, match="holds no training state"):
+        train_progressive(progressive_config(tmp_path / "bad", wav_folder, teacher, steps=1,
+                                             moments_from=str(tmp_path / "missing.pt")))
