@@ -17,6 +17,7 @@ import gradio as gr
 from engine import Studio
 from engine.sampling import SAMPLERS_BY_OBJECTIVE, default_variety
 
+from . import gradio_patches
 from .curve_editor import CURVE_EDITOR_HEAD, curve_editor
 from .fields import KEEP_TYPED_VALUES, FieldNumber, FieldSlider
 from .handlers import (ANY_LABEL, EXAMPLE_PROMPTS, NO_BLEND, FORMATS, SLOTS, Handlers, fixed_steps_info, length_maximum,
@@ -348,6 +349,7 @@ def _results(C: dict, settings: Settings) -> None:
 
 def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
     """The whole studio page over ``studio``; launch it with ``demo.launch(**launch_kwargs(settings))``."""
+    gradio_patches.install()  # empty updates without building a component each (issue 18)
     h = Handlers(studio, settings)
     if settings.warm_up:
         threading.Thread(target=h.warm_up, name="tds-warm-up", daemon=True).start()
