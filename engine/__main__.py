@@ -263,6 +263,10 @@ def parser() -> argparse.ArgumentParser:
                          "clip's audio embedding (0.5)")
     tr.add_argument("--captions", type=int, help="clap: phrasings per clip (6)")
     tr.add_argument("--caption-seed", type=int, help="clap: which phrasings (0)")
+    tr.add_argument("--semitones", type=float, help="clap: pitch shift of the augmentation, +-semitones (1)")
+    tr.add_argument("--timbre-augment", dest="timbre", action="store_const", const=True,
+                    help="clap: also colour training clips with a random EQ and a short room, as another kit's "
+                         "recording would (a tower that recognises instruments rather than kits)")
     tr.add_argument("--no-evaluate", dest="evaluate", action="store_const", const=False,
                     help="clap: skip the held-out retrieval figures at each save")
     tr.add_argument("--balance", type=float,

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from engine.data import build
-from engine.data.augment import augment
+from engine.data.augment import augment, timbre_augment
 from engine.data.build import main, parse_drumkit
 from engine.data.dataset import DrumDataset, folder_category
 from engine.data.labels import CATEGORIES, SUBCATEGORIES, categorize
@@ -380,6 +380,28 @@ def test_augment_parts():
     assert torch.allclose(quieter, x * 10 ** (-6 / 20), atol=1e-6)
     shifted = augment(x, g, **{**off, "semitones": 1.0})
     assert shifted.shape == x.shape and not torch.equal(shifted, x)
+
+
+def test_timbre_augment_colours_within_its_bounds_and_keeps_the_onset():
+    x = torch.from_numpy(np.stack([_hit(20 + i, n=LENGTH, channels=2).T for i in range(6)]))
+    a = timbre_augment(x, torch.Generator().manual_seed(3))
+    assert a.shape == x.shape and a.dtype == x.dtype and torch.isfinite(a).all()
+    assert torch.equal(a, timbre_augment(x, torch.Generator().manual_seed(3)))
+    assert not torch.equal(a, timbre_augment(x, torch.Generator().manual_seed(4)))
+    assert (a.abs().amax(dim=(1, 2)) <= x.abs().amax(dim=(1, 2)) * 1.0001).all()   # never louder at the peak
+    flat = timbre_augment(x, torch.Generator().manual_seed(3), bump_db=0.0, p_room=0.0)
+    assert torch.allclose(flat, x, atol=1e-5)                                        # nothing asked, nothing done
+    # the EQ stays within +-bumps x bump_db at every frequency: compare the spectra of white noise
+    noise = torch.randn(4, 1, LENGTH, generator=torch.Generator().manual_seed(0)) * 0.1
+    eq = timbre_augment(noise, torch.Generator().manual_seed(5), p_room=0.0, bumps=2, bump_db=3.0)
+    ratio_db = 20 * torch.log10(torch.fft.rfft(eq).abs() / torch.fft.rfft(noise).abs().clamp_min(1e-9))
+    assert ratio_db[..., 50:].abs().quantile(0.99) <= 6.0 + 0.5
+    # a room adds a tail after a click but leaves the click where it was
+    click = torch.zeros(1, 2, LENGTH)
+    click[..., 1000] = 1.0
+    room = timbre_augment(click, torch.Generator().manual_seed(1), bump_db=0.0, p_room=1.0, max_wet=0.2)
+    assert int(room[0, 0].abs().argmax()) == 1000
+    assert float(room[0, 0, 1100:].abs().sum()) > 0.01
 
 
 # --------------------------------------------------------------------------- real kits

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..data.augment import augment
+from ..data.augment import augment, timbre_augment
 from ..data.captions import dataset_captions, dataset_descriptors, descriptor_thresholds, read_kit_info
 from ..embedders.base import Embedder, read_embedder_manifest
 from ..embedders.categories import CATEGORY_PROMPTS, category_prompts, zero_shot  # noqa: F401 (re-exported)
@@ -71,7 +71,9 @@ class ClapTrainConfig:
     seed: int = 0                       # initial weights and batch draws
     captions: int = 6                   # phrasings per clip
     caption_seed: int = 0               # which phrasings
-    augment: bool = True                # gain, +-1 semitone, onset delay, polarity, stereo swap
+    augment: bool = True                # gain, pitch, onset delay, polarity, stereo swap
+    semitones: float = 1.0              # pitch shift of the augmentation, +-semitones
+    timbre: bool = False                # also colour clips as another kit's EQ and room (data.augment.timbre_augment)
     balance: float = 0.5                # 0: clips drawn uniformly; 1: every category equally often
     length: int | None = None           # clip length in samples when data is a folder of WAVs (default 32768)
     categories: list[str] | None = None
@@ -266,7 +268,9 @@ def train_clap(config: ClapTrainConfig) -> Path:
         chosen = ids[clips, torch.randint(ids.shape[1], (len(clips),), generator=generator)]
         audio = torch.stack([dataset[int(i)]["audio"] for i in clips])
         if config.augment:
-            audio = augment(audio, generator, sample_rate=dataset.sample_rate)
+            audio = augment(audio, generator, sample_rate=dataset.sample_rate, semitones=config.semitones)
+            if config.timbre:
+                audio = timbre_augment(audio, generator, sample_rate=dataset.sample_rate)
         with trainer.autocast():
             audio_vectors, text_vectors, scale = trainer.trainable(audio.to(trainer.device), features[chosen])
         loss, audio_to_text, text_to_audio = contrastive_loss(audio_vectors.float(), text_vectors.float(), scale,
