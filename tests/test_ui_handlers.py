@@ -74,18 +74,37 @@ def test_generate_streams_status_and_previews_then_playable_results(handlers, mo
 def test_a_quick_render_sends_only_its_sounds_then_their_plots(handlers, monkeypatch):
     """A loaded model's render that ends within QUIET_START_S sends no start or progress update
     (each costs the browser a re-render on the cores that sample): the sounds, then the plots.
-    The sounds' update alone puts every card right (older cards hidden, the empty note gone)."""
+    The sounds' update alone puts every card right (older cards hidden, the empty note gone), and
+    it names only the cards whose visibility changes."""
     import ui.handlers
     _, first = run_generate(handlers, count=3)  # the model is loaded, three cards shown
     monkeypatch.setattr(ui.handlers, "QUIET_START_S", 60.0)
     updates, final = run_generate(handlers, count=1, seed=4, session=first["session"])
     assert len(updates) == 2 and slot_key(0, "audio") in updates[0] and slot_key(0, "plot") in updates[1]
-    assert updates[0][slot_key(1, "group")]["visible"] is False and updates[0]["empty_note"]["visible"] is False
+    assert first["empty_note"]["visible"] is False        # the first render of a session hides the note...
+    assert "empty_note" not in updates[0]                   # ...and later ones leave it hidden
+    assert updates[0][slot_key(1, "group")]["visible"] is False and updates[0][slot_key(2, "group")]["visible"] is False
+    assert slot_key(0, "group") not in updates[0] and slot_key(3, "group") not in updates[0]   # unchanged
+    assert updates[0]["row1"]["visible"] is False and "row0" not in updates[0]
     assert final["session"].current()[0].recipe["seed"] == 4
     assert "history" not in updates[0] and len(updates[1]["history"]) == 4  # the table comes with the plots
-    # one card after one card: only that card changes
+    # one card after one card: no card's visibility changes, only its sound
     again, _ = run_generate(handlers, count=1, seed=5, session=final["session"])
-    assert slot_key(0, "group") in again[0] and slot_key(1, "group") not in again[0]
+    assert not any(key.endswith("group") or key.startswith("row") for key in again[0])
+    assert slot_key(0, "audio") in again[0] and slot_key(1, "audio") not in again[0]
+
+
+def test_card_visibility_names_only_what_changes():
+    from ui.handlers import card_visibility
+    every = card_visibility(None, 3)                        # a page just loaded: every card and row said
+    assert [every[slot_key(i, "group")]["visible"] for i in range(SLOTS)] == [i < 3 for i in range(SLOTS)]
+    assert [every[f"row{r}"]["visible"] for r in range(SLOTS // 2)] == [True, True, False, False]
+    assert card_visibility(3, 3) == {}
+    grow = card_visibility(1, 8)
+    assert set(grow) == {slot_key(i, "group") for i in range(1, 8)} | {"row1", "row2", "row3"}
+    shrink = card_visibility(5, 2)
+    assert set(shrink) == {slot_key(i, "group") for i in (2, 3, 4)} | {"row1", "row2"}
+    assert all(update["visible"] is False for update in shrink.values())
 
 
 def test_seed_rolls_when_unlocked_and_stays_when_locked(handlers):

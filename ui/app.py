@@ -137,6 +137,8 @@ def _wire(C: dict, trigger, fn, outputs: list[str], **options):
         def wrapper(*args, **kwargs):
             return to_components(fn(*args, **kwargs))
     options.setdefault("show_progress", "hidden")  # quick actions: no spinners, errors show as a toast
+    if "show_progress_on" in options:  # names, like the outputs
+        options["show_progress_on"] = [C[name] for name in options["show_progress_on"]]
     if "api_name" not in options:
         options["api_visibility"] = "private"
     return trigger(wrapper, inputs=inputs, outputs=list(targets.values()), **options)
@@ -381,14 +383,17 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
         wire(C["add_model"].click, h.add_model_folder, ["model", "model_folder"], api_name="add_model_folder")
         wire(C["reference"].upload, h.check_reference, ["reference", "reference_info"], api_name="check_reference")
         # "once": a second click while a generation runs is ignored (a double click made two takes)
+        # the page's loading state goes on the status line alone: on every output, each state change
+        # made the page walk ~50 components and read back every card's contents (issue 18)
         generating = wire(C["generate"].click, h.generate, GENERATE_OUTPUTS, api_name="generate",
-                          show_progress="hidden", trigger_mode="once")
+                          show_progress="hidden", trigger_mode="once", show_progress_on=["status"])
         # audition on change: each trigger renders at once, cancelling a render still running
         auditions = [generating]
         for trigger in (wire(C["roll_seed"].click, h.roll_seed, ["seed"], api_name="roll_seed").then,
                         wire(C["roll_seed_b"].click, h.roll_seed_b, ["seed_b"], api_name="roll_seed_b").then,
                         C["morph"].release, C["prompt_morph"].release, C["seed"].submit, C["seed_b"].submit):
             auditions.append(wire(trigger, h.audition, GENERATE_OUTPUTS, trigger_mode="always_last",
+                                  show_progress_on=["status"],
                                   cancels=list(auditions)))
         # Stop asks the running generation to stop (its own last update says so); it must not wait in
         # the queue behind the generation it stops, hence no concurrency limit

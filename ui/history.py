@@ -93,7 +93,7 @@ class Session:
     max_takes: int = 200
     generating: bool = False        # a generation of this session is running...
     stop_requested: bool = False    # ...and Stop asked it to stop at its next step
-    cards_shown: int = 8            # result cards the page may show (all until a render says; ui.handlers.SLOTS)
+    cards_shown: int | None = None  # result cards the page shows (None: not known, e.g. a page just loaded)
 
     @classmethod
     def create(cls, sounds_dir: Path, max_takes: int = 200) -> "Session":
