@@ -7,7 +7,11 @@ need: shapes, determinism, recipes, errors, training mechanics. Quality is measu
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +22,31 @@ from engine.models import save_model
 from engine.nets import build_codec, build_network
 from engine.nets.envelope import knot_frames
 from engine.nets.pqmf import fit_envelope_prior
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """``python -m engine ARGS`` as a user runs it: a new process, one thread, no progress bars."""
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=180, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"})
+
+
+def cli_in_process(*args: str) -> subprocess.CompletedProcess:
+    """The same command through ``engine.__main__.main`` in this process, its output captured: what
+    a test of argument checks, messages and exit statuses needs, without the ~3 s a new process
+    spends importing torch (each module keeps one :func:`run_cli` test for the real process).
+    Log lines go to pytest's handler here, not to the captured stderr."""
+    from engine.__main__ import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(list(args))
+        except SystemExit as exit:  # argparse's own errors
+            status = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 2)
+    return subprocess.CompletedProcess(["engine", *args], status, out.getvalue(), err.getvalue())
+
 
 TINY_NETWORK = {"widths": [16, 32, 32], "blocks": [1, 1, 1], "factors": [4, 4], "pos_dim": 8, "frame_rate": 44100 / 32,
                 "attention": [False, False, True], "heads": 2, "emb_dim": 32, "dropout": 0.0}

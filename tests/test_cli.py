@@ -1,19 +1,12 @@
 """The command line as a user runs it: generate, models, errors with exit status 2."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import soundfile as sf
 
 from engine.audio import read_recipe
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=180, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+from tests.helpers import cli_in_process, run_cli
 
 
 def test_generate_writes_wavs_with_recipes_and_the_same_seed_gives_the_same_file(tmp_path, tiny_models):
@@ -39,25 +32,25 @@ def test_generate_writes_wavs_with_recipes_and_the_same_seed_gives_the_same_file
 def test_exports_never_overwrite(tmp_path, tiny_models):
     args = ["generate", "--models-root", str(tiny_models), "--model", "tiny", "--label", "hat", "--steps", "2",
             "--out", str(tmp_path)]
-    names = {run_cli(*args).stdout.strip(), run_cli(*args).stdout.strip()}
+    names = {cli_in_process(*args).stdout.strip(), cli_in_process(*args).stdout.strip()}
     assert len(names) == 2 and all(Path(n).is_file() for n in names)
 
 
 def test_a_hybrid_of_two_labels_from_the_command_line(tmp_path, tiny_models):
-    result = run_cli("generate", "--models-root", str(tiny_models), "--model", "tiny", "--label", "snare",
-                     "--label-b", "hat", "--label-mix", "0.3", "--steps", "2", "--out", str(tmp_path))
+    result = cli_in_process("generate", "--models-root", str(tiny_models), "--model", "tiny", "--label", "snare",
+                            "--label-b", "hat", "--label-mix", "0.3", "--steps", "2", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     path = Path(result.stdout.strip())
     recipe = read_recipe(path)
     assert (recipe["label"], recipe["label_b"], recipe["label_mix"]) == ("snare", "hat", 0.3)
     assert "snare-hat30" in path.name
-    alone = run_cli("generate", "--models-root", str(tiny_models), "--model", "tiny", "--label-b", "hat",
-                    "--label-mix", "0.3", "--out", str(tmp_path))
+    alone = cli_in_process("generate", "--models-root", str(tiny_models), "--model", "tiny", "--label-b", "hat",
+                           "--label-mix", "0.3", "--out", str(tmp_path))
     assert alone.returncode == 2 and "first label" in alone.stderr
 
 
 def test_models_lists_kinds_labels_and_aliases(tiny_models):
-    result = run_cli("models", "--models-root", str(tiny_models))
+    result = cli_in_process("models", "--models-root", str(tiny_models))
     assert result.returncode == 0
     assert "tiny: kind=wave labels=kick,snare,hat,perc,cymbal" in result.stdout
     assert "tiny-hat:" in result.stdout and "label=hat" in result.stdout
@@ -66,11 +59,11 @@ def test_models_lists_kinds_labels_and_aliases(tiny_models):
 def test_user_errors_print_one_line_and_exit_2(tiny_models, tmp_path):
     unknown = run_cli("generate", "--models-root", str(tiny_models), "--model", "tuba", "--out", str(tmp_path))
     assert unknown.returncode == 2 and unknown.stderr.startswith("error: no model called 'tuba'")
-    absurd = run_cli("generate", "--models-root", str(tiny_models), "--model", "tiny", "--steps", "100000")
+    absurd = cli_in_process("generate", "--models-root", str(tiny_models), "--model", "tiny", "--steps", "100000")
     assert absurd.returncode == 2 and "steps must be between" in absurd.stderr
     (tmp_path / "fake.wav").write_text("not audio")
-    bad_reference = run_cli("generate", "--models-root", str(tiny_models), "--model", "tiny-kick",
-                            "--reference", str(tmp_path / "fake.wav"), "--out", str(tmp_path))
+    bad_reference = cli_in_process("generate", "--models-root", str(tiny_models), "--model", "tiny-kick",
+                                   "--reference", str(tmp_path / "fake.wav"), "--out", str(tmp_path))
     assert bad_reference.returncode == 2 and "fake.wav" in bad_reference.stderr
     assert "Traceback" not in unknown.stderr + absurd.stderr + bad_reference.stderr
 
@@ -83,8 +76,8 @@ def test_shipped_aliases_generate_offline(tmp_path):
 
 def test_a_model_given_by_its_folder_path_names_exports_after_the_folder(tmp_path, tiny_models):
     """`--model ~/models/mykick`: the file is `tiny_kick_seed0_2st...wav`, not the whole path flattened."""
-    result = run_cli("generate", "--model", str(tiny_models / "tiny"), "--label", "kick", "--steps", "2",
-                     "--seed", "0", "--out", str(tmp_path))
+    result = cli_in_process("generate", "--model", str(tiny_models / "tiny"), "--label", "kick", "--steps", "2",
+                            "--seed", "0", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     path = Path(result.stdout.strip())
     assert path.name.startswith("tiny_kick_seed0_2st"), path.name

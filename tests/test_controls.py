@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +20,9 @@ from engine.curves import check_onsets, check_rms, format_onsets, format_rms, pa
 from engine.eval.controls import loudness_error_db
 from engine.errors import InvalidRequestError
 from engine.request import GenerationRequest
+from tests.helpers import cli_in_process, run_cli
 
 RATE, HOP = 44100, 128
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def burst(at_ms: float, seconds: float = 1.0, decay_s: float = 0.01, gain: float = 0.5, seed: int = 0) -> torch.Tensor:
@@ -206,12 +204,6 @@ def test_rms_points_stay_within_the_cap():
 # ----------------------------------------------------------------------------- CLI
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=180, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"})
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("args, words", [
     (["--rms", "0:-3,40"], "not ms:dB"),
     (["--rms", "0:-3,40:-100"], "between -80 and 0"),
@@ -219,14 +211,15 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["--rms", "0:-3,5000:-40", "--length", "1.0"], "past the end"),
 ])
 def test_cli_refuses_bad_curves_in_one_line_with_status_2(args, words, tmp_path):
-    result = run_cli("generate", "--model", "latent-curves", "--label", "snare", *args, "--out", str(tmp_path))
+    result = cli_in_process("generate", "--model", "latent-curves", "--label", "snare", *args, "--out", str(tmp_path))
     assert result.returncode == 2, result.stderr
     assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
 
 
 def test_cli_refuses_onsets_for_a_model_that_cannot_place_them(tmp_path):
-    result = run_cli("generate", "--model", "kick", "--rms", "0:-3,40:-10", "--onsets", "0,180", "--out", str(tmp_path))
+    result = cli_in_process("generate", "--model", "kick", "--rms", "0:-3,40:-10", "--onsets", "0,180",
+                            "--out", str(tmp_path))
     assert result.returncode == 2 and "does not take onsets; latent-curves or latent-prompts do" in result.stderr
 
 

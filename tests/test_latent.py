@@ -11,7 +11,6 @@ import csv
 import json
 import math
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -35,9 +34,8 @@ from engine.train.codec import (CodecTrainConfig, low_band_waveform_loss, measur
 from engine.train.common import LossLog
 from engine.train.latent import LatentTrainConfig, encode_copies, train_latent, validation_loss
 from engine.train.losses import MultiResolutionSTFTLoss
-from tests.helpers import LABELS, make_wav_folder, perturb_zero_init, synthetic_hit
+from tests.helpers import LABELS, make_wav_folder, perturb_zero_init, run_cli, synthetic_hit
 
-ROOT = Path(__file__).resolve().parent.parent
 RATE = 44100
 LENGTH = 8192  # samples of the tiny latent model's clips (~0.19 s): 256 latent frames
 TINY_CODEC = {"bands": 8, "widths": [16, 16], "factors": [4], "latent_channels": 8, "units": 1, "kernel": 5}
@@ -93,11 +91,6 @@ def trained_codec(tmp_path_factory, wav_folder) -> Path:
     return train_codec(CodecTrainConfig(data=str(wav_folder), run=str(run), length=LENGTH, steps=30, batch=4,
                                         segment=4096, lr=3e-3, warmup=1, ema_decay=0.0, log_every=1,
                                         save_every=10, device="cpu", network=dict(TINY_CODEC), waveform_weight=1.0))
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=180, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"})
 
 
 # ----------------------------------------------------------------------------- codec
