@@ -94,6 +94,28 @@ def test_a_quick_render_sends_only_its_sounds_then_their_plots(handlers, monkeyp
     assert slot_key(0, "audio") in again[0] and slot_key(1, "audio") not in again[0]
 
 
+def test_the_sounds_go_out_before_their_float_masters_and_a_cancelled_render_still_writes_them(handlers, monkeypatch):
+    """The page gets the playable WAVs first; the float masters (what exports are made from) and the
+    history follow, also when the next audition cancels this render right after its sounds."""
+    import ui.handlers
+    from ui.history import Session
+    from tests.ui_support import controls
+    monkeypatch.setattr(ui.handlers, "QUIET_START_S", 60.0)
+    _, first = run_generate(handlers, count=1)                  # the model is loaded
+    session = first["session"]
+    stream = handlers.generate(**controls(count=2, seed=11, session=session))
+    sounds = next(stream)
+    takes = session.current()
+    assert sounds[slot_key(1, "audio")] == takes[1].wav and all(not t.master for t in takes)
+    stream.close()                                              # cancelled here, as a new audition does
+    assert all(Path(t.master).is_file() and t.master.endswith("_f32.wav") for t in takes)
+    resumed = Session.resume(handlers.settings.sounds_dir, session.key)
+    assert [t.id for t in resumed.takes][-2:] == [t.id for t in takes]      # saved with their masters
+    pending = session.add({"seed": 1, "model": "kick"}, takes[0].wav, save=False)
+    with pytest.raises(FileNotFoundError, match="master was not written"):
+        pending.master_path(wait_s=0.05)
+
+
 def test_card_visibility_names_only_what_changes():
     from ui.handlers import card_visibility
     every = card_visibility(None, 3)                        # a page just loaded: every card and row said

@@ -137,8 +137,14 @@ def _wire(C: dict, trigger, fn, outputs: list[str], **options):
         def wrapper(*args, **kwargs):
             return to_components(fn(*args, **kwargs))
     options.setdefault("show_progress", "hidden")  # quick actions: no spinners, errors show as a toast
-    if "show_progress_on" in options:  # names, like the outputs
-        options["show_progress_on"] = [C[name] for name in options["show_progress_on"]]
+    # The page keeps a loading state for every output an event ever had, and on every state change
+    # of any event it updates them all; for a row or a column that means reading back every
+    # component inside it. So the state goes on one output that is not a layout block (issue 18).
+    named = options.get("show_progress_on")
+    if named is None:
+        named = [name for name in outputs if not isinstance(C[name], gr.blocks.BlockContext)][:1] or None
+    if named is not None:
+        options["show_progress_on"] = [C[name] for name in named]
     if "api_name" not in options:
         options["api_visibility"] = "private"
     return trigger(wrapper, inputs=inputs, outputs=list(targets.values()), **options)
@@ -383,8 +389,7 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
         wire(C["add_model"].click, h.add_model_folder, ["model", "model_folder"], api_name="add_model_folder")
         wire(C["reference"].upload, h.check_reference, ["reference", "reference_info"], api_name="check_reference")
         # "once": a second click while a generation runs is ignored (a double click made two takes)
-        # the page's loading state goes on the status line alone: on every output, each state change
-        # made the page walk ~50 components and read back every card's contents (issue 18)
+        # its loading state goes on the status line (_wire: one output, never a layout block)
         generating = wire(C["generate"].click, h.generate, GENERATE_OUTPUTS, api_name="generate",
                           show_progress="hidden", trigger_mode="once", show_progress_on=["status"])
         # audition on change: each trigger renders at once, cancelling a render still running

@@ -538,13 +538,11 @@ class Handlers:
 
         engine_s = time.perf_counter() - clicked
         writing = time.perf_counter()
-        takes = []
+        takes = []  # the WAVs the page plays now; their float masters right after the sounds are sent
         for sound in result.sounds:
-            stem = audio_io.stem_from_recipe(sound.recipe)
-            wav = audio_io.export_wav(sound.audio, sound.sample_rate, session.folder, sound.recipe, stem=stem)
-            master = audio_io.export_wav(sound.audio, sound.sample_rate, session.folder / "masters", sound.recipe,
-                                         subtype="FLOAT", stem=stem)
-            takes.append(session.add(sound.recipe, wav, master))
+            wav = audio_io.export_wav(sound.audio, sound.sample_rate, session.folder, sound.recipe,
+                                      stem=audio_io.stem_from_recipe(sound.recipe))
+            takes.append(session.add(sound.recipe, wav, save=False))
         session.batch = [t.id for t in takes]
         done = {"seed": request.seed, "session": session,
                 "status": status_html(f"{len(takes)} sound{'s' if len(takes) > 1 else ''} in {result.seconds:.1f} s "
@@ -559,7 +557,14 @@ class Handlers:
         session.cards_shown = min(SLOTS, len(takes))
         writes_s = time.perf_counter() - writing
         sounds_out = time.time()
-        yield done  # the sounds first, alone: playable before the history and their plots are drawn
+        try:
+            yield done  # the sounds first, alone: playable before the masters, the history and the plots
+        finally:  # also when the next audition cancels this one here: every take gets its master
+            for take, sound in zip(takes, result.sounds):
+                take.master = str(audio_io.export_wav(sound.audio, sound.sample_rate, session.folder / "masters",
+                                                      sound.recipe, subtype="FLOAT",
+                                                      stem=audio_io.stem_from_recipe(sound.recipe)))
+            session.save()
         # the last update is the whole result (it is what an API client's predict() returns)
         drawing = time.perf_counter()
         plots = {slot_key(i, "plot"): sound_figure(s.audio, s.sample_rate, rms=request.rms, onsets=request.onsets)
@@ -677,7 +682,7 @@ class Handlers:
     def curves_from_slot(self, slot: int, session, model, length) -> dict:
         """"Use its curves": a result's own loudness and hits, to draw from or generate more like it."""
         _, take = self._slot_take(session, int(slot))
-        return self._curves_from_file(str(take.master), model, length, f"take #{take.id}")
+        return self._curves_from_file(str(take.master_path()), model, length, f"take #{take.id}")
 
     # ------------------------------------------------------------------ export
     def _export_folder(self, export_dir: str | None) -> Path:
@@ -707,7 +712,7 @@ class Handlers:
             loudness = {"target_lufs": target, "ceiling_db": ceiling}
         paths, reached = [], []
         for take in takes:
-            audio, rate = audio_io.read_audio(take.master)
+            audio, rate = audio_io.read_audio(take.master_path())
             report = None
             if loudness:
                 audio, report = audio_io.normalise_loudness(audio, rate, loudness["target_lufs"],

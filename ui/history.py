@@ -38,9 +38,19 @@ class Take:
     id: int
     recipe: dict
     wav: str                 # PCM_24, what the page plays and what you drag out
-    master: str              # FLOAT, what exports are made from
+    master: str              # FLOAT, what exports are made from ("" until written: see Take.master_path)
     created: float = field(default_factory=time.time)
     favourite: bool = False
+
+    def master_path(self, wait_s: float = 10.0) -> Path:
+        """The float master, once written: a render sends its sounds to the page first and writes
+        the masters right after (issue 18), so an Export clicked in that instant waits for them."""
+        deadline = time.monotonic() + wait_s
+        while not self.master and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not self.master:
+            raise FileNotFoundError(f"take #{self.id}'s float master was not written")
+        return Path(self.master)
 
     def caption(self) -> str:
         r = self.recipe
@@ -121,7 +131,7 @@ class Session:
         except (OSError, ValueError, KeyError, TypeError) as error:
             log.warning("could not read %s (%s): starting a new session", saved, error)
             return cls.create(sounds_dir, max_takes)
-        takes = [t for t in takes if Path(t.wav).is_file() and Path(t.master).is_file()]
+        takes = [t for t in takes if Path(t.wav).is_file() and t.master and Path(t.master).is_file()]
         os.utime(folder)  # in use again: the sweep counts from now
         return cls(folder=folder, takes=takes, next_id=int(data.get("next_id", len(takes) + 1)),
                    max_takes=max_takes)
@@ -134,12 +144,14 @@ class Session:
         except OSError as error:  # a full disk must not stop the studio; the takes stay in memory
             log.warning("could not save the history in %s: %s", self.folder, error)
 
-    def add(self, recipe: dict, wav: str | Path, master: str | Path) -> Take:
+    def add(self, recipe: dict, wav: str | Path, master: str | Path = "", save: bool = True) -> Take:
+        """A new take (its master may come later: ``take.master = ...`` then :meth:`save`)."""
         take = Take(self.next_id, dict(recipe), str(wav), str(master))
         self.next_id += 1
         self.takes.append(take)
         self._trim()
-        self.save()
+        if save:
+            self.save()
         return take
 
     def _trim(self) -> None:
@@ -150,7 +162,8 @@ class Session:
                 return
             self.takes.remove(victim)
             for path in (victim.wav, victim.master):
-                Path(path).unlink(missing_ok=True)
+                if path:
+                    Path(path).unlink(missing_ok=True)
 
     def get(self, take_id) -> Take | None:
         try:
