@@ -80,12 +80,9 @@ WATCH = """([n, sel]) => {
     const before = links();
     const stamps = window.__tds = {clicked: null, playable: null};
     const now = () => performance.timeOrigin + performance.now();
-    document.addEventListener('click', e => { stamps.clicked ??= performance.timeOrigin + e.timeStamp; },
-                              {capture: true, once: true});
-    document.addEventListener('keydown', e => { stamps.clicked ??= performance.timeOrigin + e.timeStamp; },
-                              {capture: true, once: true});
-    document.addEventListener('pointerup', e => { stamps.clicked ??= performance.timeOrigin + e.timeStamp; },
-                              {capture: true, once: true});
+    for (const type of ['click', 'keydown', 'pointerup'])  // a button, Enter in a box, a slider released
+        document.addEventListener(type, e => { stamps.clicked ??= performance.timeOrigin + e.timeStamp; },
+                                  {capture: true, once: true});
     const observer = new MutationObserver(() => {
         if (links().every((h, i) => h && h !== before[i])) { stamps.playable = now(); observer.disconnect(); }
     });

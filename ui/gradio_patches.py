@@ -7,7 +7,7 @@ arguments and computes that component's page config twice, three JSON schemas ea
 to send ``{"__type__": "update"}``, which changes nothing. About 2.5 ms an output on the 2-core
 CPU; Generate has ~50 outputs and a quick render changes ~10, so every one of its page updates
 spent ~0.12 s building components, on the cores that also sample and draw the page
-(issue 18, docs/design-notes.md "Empty updates cost a component each").
+(issue 18, docs/design-notes.md "What the page did besides sampling").
 
 The patch gives Gradio only the outputs that change and puts the empty update back in the
 others' places: the same message, value for value (tests/test_gradio_patches.py). Where
@@ -28,7 +28,8 @@ EXPECTED_PARAMETERS = ["self", "block_fn", "predictions", "state"]
 
 
 def is_empty_update(value) -> bool:
-    """``gr.skip()`` / ``gr.update()`` with nothing in it (and not a State's value that happens to be a dict)."""
+    """``gr.skip()`` / ``gr.update()`` with nothing in it. (A State whose value is such a dict is
+    still handed to Gradio: ``postprocess_data`` below keeps every stateful output.)"""
     return isinstance(value, dict) and value == EMPTY_UPDATE
 
 

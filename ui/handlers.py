@@ -539,9 +539,9 @@ class Handlers:
         engine_s = time.perf_counter() - clicked
         writing = time.perf_counter()
         takes = []  # the WAVs the page plays now; their float masters right after the sounds are sent
-        for sound in result.sounds:
-            wav = audio_io.export_wav(sound.audio, sound.sample_rate, session.folder, sound.recipe,
-                                      stem=audio_io.stem_from_recipe(sound.recipe))
+        stems = [audio_io.stem_from_recipe(sound.recipe) for sound in result.sounds]
+        for sound, stem in zip(result.sounds, stems):
+            wav = audio_io.export_wav(sound.audio, sound.sample_rate, session.folder, sound.recipe, stem=stem)
             takes.append(session.add(sound.recipe, wav, save=False))
         session.batch = [t.id for t in takes]
         done = {"seed": request.seed, "session": session,
@@ -560,10 +560,9 @@ class Handlers:
         try:
             yield done  # the sounds first, alone: playable before the masters, the history and the plots
         finally:  # also when the next audition cancels this one here: every take gets its master
-            for take, sound in zip(takes, result.sounds):
+            for take, sound, stem in zip(takes, result.sounds, stems):
                 take.master = str(audio_io.export_wav(sound.audio, sound.sample_rate, session.folder / "masters",
-                                                      sound.recipe, subtype="FLOAT",
-                                                      stem=audio_io.stem_from_recipe(sound.recipe)))
+                                                      sound.recipe, subtype="FLOAT", stem=stem))
             session.save()
         # the last update is the whole result (it is what an API client's predict() returns)
         drawing = time.perf_counter()

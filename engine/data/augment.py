@@ -127,7 +127,7 @@ def timbre_augment(audio: torch.Tensor, generator: torch.Generator, *, sample_ra
     """
     if audio.dim() != 3:
         raise ValueError(f"expected (batch, channels, samples), got {tuple(audio.shape)}")
-    batch, channels, length = audio.shape
+    batch, _, length = audio.shape
     x = audio.float()
     u = torch.rand(batch, bumps * 3 + 3, generator=generator, device=generator.device).cpu()
     tail_length = min(length, int(1.2 * max_rt60 * sample_rate) + 1)
