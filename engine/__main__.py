@@ -214,7 +214,7 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("family", choices=["wave", "codec", "latent", "clap", "distill", "steps", "prior"],
                     help="wave: waveform drum model; codec: audio autoencoder; latent: latent drum model on a codec; "
                          "clap: the text-audio embedder (audio tower + text head over the frozen MiniLM); "
-                         "distill: a waveform model (--init, the teacher) taught to take a guided step in one call; "
+                         "distill: a waveform or latent model (--init, the teacher) taught to take a guided step in one call; "
                          "steps: a guidance-distilled waveform model (--init) taught to make its sound in a few "
                          "steps (--grid); "
                          "prior: a waveform model (--init) with its envelope prior refitted (no network training)")
@@ -231,7 +231,8 @@ def parser() -> argparse.ArgumentParser:
                     help="no gain/pitch/time/polarity augmentation (latent: the data set is encoded once and cached)")
     tr.add_argument("--augment-copies", type=int,
                     help="latent: encode each clip once as it is and K-1 times augmented, and train on those "
-                         "(augmentation at the speed of cached latents; default 0: augment every batch afresh)")
+                         "(augmentation at the speed of cached latents; default 0: augment every batch afresh; "
+                         "distill with a latent teacher: 4)")
     tr.add_argument("--band-weight-power", type=float,
                     help="wave: loss weight of each band ~ its data std to this power (0: equal weights)")
     tr.add_argument("--envelope-clusters", type=int,

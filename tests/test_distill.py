@@ -12,6 +12,10 @@ from engine.request import GenerationRequest
 from engine.sampling import sample_latent
 from engine.studio import Studio
 from engine.train.distill import DistillConfig, guided_targets, train_distill
+from tests.test_latent import trained_codec  # noqa: F401 (a fixture)
+from tests.test_prompts import TINY_CLAP
+
+TINY_EMBEDDING = TINY_CLAP["dim"]
 
 
 def distill_config(run, data, teacher, **changes) -> DistillConfig:
@@ -124,3 +128,126 @@ def test_the_command_line_distils_and_fine_tuning_a_student_points_to_its_teache
     with pytest.raises(InvalidRequestError, match="fine-tune .*tiny instead"):
         train_wave(WaveTrainConfig(data=str(wav_folder), run=str(tmp_path / "tune"), init=str(run / "model"),
                                    steps=1, batch=2, device="cpu"))
+
+
+# ----------------------------------------------------------------------------- the latent model
+
+
+@pytest.fixture(scope="module")
+def latent_teacher(tmp_path_factory, wav_folder, trained_codec):  # noqa: F811
+    """A tiny latent model with every condition (label, loudness and onset curves, prompt) after
+    60 steps, published beside its codec and its random-weight embedder."""
+    from engine.data.dataset import DrumDataset
+    from engine.train.latent import LatentTrainConfig, train_latent
+    from engine.train.publish import publish
+    from tests.test_latent import LENGTH, TINY_LATENT_NET
+    from tests.test_prompts import make_tiny_embedder
+
+    root = tmp_path_factory.mktemp("latent_teacher")
+    data = DrumDataset.from_folder(wav_folder, length=LENGTH, progress=False)
+    embedder = make_tiny_embedder(root / "tiny-clap", data)
+    train_latent(LatentTrainConfig(data=str(wav_folder), run=str(root / "run"), codec=str(trained_codec),
+                                   length=LENGTH, batch=8, lr=3e-3, warmup=1, ema_decay=0.5, log_every=50,
+                                   save_every=500, render_every=0, augment_copies=2, device="cpu",
+                                   network=dict(TINY_LATENT_NET), controls=True, prompts=str(embedder), steps=60))
+    return publish(root / "run", root / "models" / "tiny-all")
+
+
+def latent_probe(model, seed: int = 0):
+    """Fixed blended latents, levels and conditions (some labels and prompts absent, some curves)."""
+    from engine.conditions import Conditions
+    from engine.pipeline import inputs_for
+    generator = torch.Generator().manual_seed(seed)
+    frames = 64
+    x = torch.randn(6, model.codec.latent_channels, frames, generator=generator)
+    alpha = torch.linspace(0.1, 0.9, 6)
+    prompt = torch.nn.functional.normalize(torch.randn(model.network.embeddings["prompt"], generator=generator), dim=0)
+    asked = inputs_for(model, Conditions(label=0, prompt=prompt, rms=[(0.0, -6.0), (100.0, -30.0)]), 6, frames)
+    bare = inputs_for(model, Conditions(), 6, frames)
+    rows = torch.tensor([True, True, True, True, False, True])[:, None]
+    cond = {name: torch.where(rows.view(-1, *[1] * (value.dim() - 1)), value, bare[name]) for name, value in asked.items()}
+    return x, alpha, cond, torch.tensor([1.0, 2.0, 3.0, 4.0, 3.0, 0.0])
+
+
+def test_the_latent_guided_target_spreads_its_scale_per_channel_and_keeps_the_curves(latent_teacher):
+    from engine.conditions import without
+    from engine.train.distill_latent import guided_blend_targets
+    teacher = load_model(latent_teacher)
+    x, alpha, cond, scales = latent_probe(teacher)
+    net = teacher.network
+    group = ["label", "prompt"]
+    with torch.no_grad():
+        conditional = net(x, alpha, cond)
+        unconditional = net(x, alpha, without(cond, group, net.num_labels))
+        plain = guided_blend_targets(net, x, alpha, cond, scales, None, group)
+        channels = teacher.codec.latent_channels
+        weights = torch.zeros(channels)
+        weights[: channels // 2] = 1.0
+        spread = guided_blend_targets(net, x, alpha, cond, scales, weights, group)
+    expected = unconditional + scales[:, None, None] * (conditional - unconditional)
+    assert torch.allclose(plain, expected, atol=1e-5)
+    assert torch.allclose(plain[0], conditional[0], atol=1e-5)          # scale 1: the conditional call
+    assert torch.allclose(plain[5], unconditional[5], atol=1e-5)        # scale 0: the unconditional one
+    assert torch.allclose(plain[4], unconditional[4], atol=1e-5)        # label and prompt absent: any scale
+    assert torch.allclose(spread[:, channels // 2:], conditional[:, channels // 2:], atol=1e-5)  # weight 0
+    assert torch.allclose(spread[:, : channels // 2], expected[:, : channels // 2], atol=1e-5)
+    assert not torch.allclose(unconditional[1], net(x, alpha, without(cond, group + ["rms", "onsets"],
+                                                                      net.num_labels))[1])  # the curves stayed
+
+
+@pytest.fixture(scope="module")
+def latent_student(tmp_path_factory, latent_teacher, wav_folder):
+    run = tmp_path_factory.mktemp("latent_distill") / "run"
+    return train_distill(distill_config(run, wav_folder, latent_teacher, steps=3, name="tiny-all-fast"))
+
+
+def test_a_latent_student_takes_every_condition_and_a_guided_step_in_one_call(latent_student, latent_teacher):
+    manifest, teacher = read_manifest(latent_student), read_manifest(latent_teacher)
+    assert manifest["network"]["args"]["embeddings"] == {"prompt": TINY_EMBEDDING, GUIDANCE_INPUT: 16}
+    assert manifest["network"]["args"]["controls"] == ["rms", "onsets"] and manifest["conditions"] == teacher["conditions"]
+    assert manifest["guidance_distilled"]["guidance_weights"] == teacher["defaults"].get("guidance_weights")
+    assert "guidance_weights" not in manifest["defaults"]        # learned by the student, not applied again
+    assert manifest["training"]["steps"] == teacher["training"]["steps"] + 3
+    for folder in ("tiny-clap", manifest["codec"]["model"]):     # its codec and embedder beside it in the run
+        assert (latent_student.parent / folder / "manifest.json").is_file()
+    model = load_model(latent_student)
+    assert model.guidance_weights is None
+    x, _, cond, _ = latent_probe(model)
+    noise = x[:1]
+    one = {name: value[:1] for name, value in cond.items()}
+    no_curves = {**one, "rms": torch.zeros_like(one["rms"]), "onsets": torch.zeros_like(one["onsets"])}
+    counted = Counting(model.network)
+    sample_latent(counted, model.manifest, noise, sampler="euler_a", steps=4, guidance=4.0, cond=no_curves)
+    assert [batch for batch, _ in counted.calls] == [1] * 4      # the teacher's step: a batch of 2
+    counted.calls.clear()
+    sample_latent(counted, model.manifest, noise, sampler="euler_a", steps=4, guidance=4.0, cond=one,
+                  control_guidance=2.0)
+    assert [batch for batch, _ in counted.calls] == [2] * 4      # the curves are still guided by a second call
+    with pytest.raises(InvalidRequestError, match="distilled for guidance 0-6"):
+        sample_latent(model.network, model.manifest, noise, sampler="euler_a", steps=2, guidance=8.0, cond=one)
+
+
+def test_the_studio_renders_a_latent_student_from_a_prompt_and_a_curve(latent_student):
+    studio = Studio(roots=[latent_student.parent], device="cpu")
+    assert studio.describe(str(latent_student))["guidance_max"] == 6.0
+    request = GenerationRequest(model=str(latent_student), prompt="short kick", rms=[(0.0, -6.0), (80.0, -30.0)],
+                                onsets=[0.0], steps=3, length=0.1, seed=2)
+    sound = studio.render(request).sounds[0]
+    assert sound.audio.shape[-1] == 4410 and math.isfinite(float(sound.audio.abs().max()))
+    assert sound.recipe["prompt"] == "short kick" and sound.recipe["rms"]
+
+
+@pytest.mark.slow
+@pytest.mark.numeric
+def test_the_latent_student_learns_the_teachers_guided_step(tmp_path, latent_teacher, wav_folder):
+    from engine.train.distill_latent import guided_blend_targets
+    student = train_distill(distill_config(tmp_path / "run", wav_folder, latent_teacher, steps=150, lr=1e-3))
+    teacher, model = load_model(latent_teacher), load_model(student)
+    x, alpha, cond, scales = latent_probe(teacher, seed=1)
+    features = guidance_features(scales, 16, 6.0)
+    with torch.no_grad():
+        target = guided_blend_targets(teacher.network, x, alpha, cond, scales, teacher.guidance_weights,
+                                      ["label", "prompt"])
+        before = (teacher.network(x, alpha, cond) - target).pow(2).mean()   # the student's start
+        after = (model.network(x, alpha, {**cond, GUIDANCE_INPUT: features}) - target).pow(2).mean()
+    assert after < 0.8 * before, (float(before), float(after))

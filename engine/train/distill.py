@@ -12,8 +12,9 @@ it starts as the teacher's conditional model and training only has to learn the 
 Targets come from the teacher on noised training clips (the teacher's own training picture), with
 scales drawn over the studio's range ``[0, top]``, half of them near the model's default; labels
 are dropped as in training, and a dropped label's target is the unconditional prediction whatever
-the scale. The run folder works as every trainer's (``engine.train.loop``): resume, atomic saves,
-EMA, the CSV log. The teacher is ``--init``; the student keeps counting its steps.
+the scale. A latent teacher is distilled the same way on its own picture and batches
+(:mod:`engine.train.distill_latent`). The run folder works as every trainer's
+(``engine.train.loop``): resume, atomic saves, EMA, the CSV log. The teacher is ``--init``; the student keeps counting its steps.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from ..conditions import LABEL_SPEC
 from ..diffusion.guidance import GUIDANCE_INPUT, guidance_features
 from ..errors import InvalidRequestError
-from ..models import load_codec, load_model, read_weights
+from ..models import load_codec, load_model, read_manifest, read_weights
 from ..nets import build_network
 from ..sampling import distilled_top
 from . import common, loop
@@ -40,7 +42,7 @@ TOP = 10.0             # the highest guidance scale it learns (the studio's slid
 
 @dataclass
 class DistillConfig:
-    init: str = "checkpoints/drums"     # the teacher: a guided waveform model (and the student's start)
+    init: str = "checkpoints/drums"     # the teacher: a guided waveform or latent model (and the student's start)
     data: str = "data/drums"            # the data set the teacher was trained on
     run: str = "runs/drums-distill"     # run folder: model/, train_state.pt, log.csv
     name: str | None = None             # model name in the manifest (default: the teacher's)
@@ -58,6 +60,10 @@ class DistillConfig:
                                         # beside weights trained for 45k steps (the controls' lesson,
                                         # docs/latent.md session 10)
     augment: bool = True
+    augment_copies: int = 4             # latent teacher: clips encoded once as they are and K - 1 times augmented
+    balance: float = 0.0                # latent teacher: 1 draws every category equally often
+    text_share: float = 0.5             # latent teacher: share of prompts that are a caption's text embedding
+    short_crops: float = 0.25           # latent teacher: share of batches on a shorter prefix of the clips
     categories: list[str] | None = None
     save_every: int = 250
     log_every: int = 25
@@ -73,18 +79,25 @@ def student_manifest(config: DistillConfig, teacher: dict) -> dict:
         raise InvalidRequestError("guidance distillation takes a waveform (v-objective) model as its teacher")
     if not teacher.get("labels"):
         raise InvalidRequestError("the teacher has no labels: there is no guidance to distil")
+    return with_guidance_input(config, teacher, "engine/train/distill.py")
+
+
+def with_guidance_input(config: DistillConfig, teacher: dict, trainer: str) -> dict:
+    """A copy of the teacher's manifest whose network reads the guidance scale, with the record of
+    what it was distilled from (``guidance_distilled``: what :func:`engine.sampling.distilled_top`
+    reads); refused for a teacher that is already distilled."""
     if distilled_top(teacher) is not None:
         raise InvalidRequestError("the teacher is already guidance-distilled")
     manifest = copy.deepcopy(teacher)
     if config.name:
         manifest["name"] = config.name
-    manifest["network"]["args"]["embeddings"] = {GUIDANCE_INPUT: FEATURES}
+    args = manifest["network"]["args"]
+    args["embeddings"] = {**args.get("embeddings", {}), GUIDANCE_INPUT: FEATURES}
     manifest["description"] = (manifest.get("description", "").rstrip() +
                                " Guidance-distilled: a guided step in one network call.").strip()
     manifest["guidance_distilled"] = {"top": float(config.top), "features": FEATURES, "teacher": str(config.init),
                                       "teacher_steps": int(teacher["training"]["steps"]),
-                                      "note": "one network call a step gives the teacher's guided step "
-                                              "(engine/train/distill.py)"}
+                                      "note": f"one network call a step gives the teacher's guided step ({trainer})"}
     return manifest
 
 
@@ -125,20 +138,28 @@ def begin_from_teacher(config, make_manifest) -> tuple:
     return dataset, trainer, teacher, build_network(manifest["network"])
 
 
+def start_from_teacher(init: str) -> Callable[[torch.nn.Module], None]:
+    """Loads the teacher's weights into a student whose only new parameters are its guidance input
+    (they keep their zero start); any other mismatch means ``init`` is not the teacher."""
+    def load(student: torch.nn.Module) -> None:
+        missing, unexpected = student.load_state_dict(read_weights(init), strict=False)
+        if unexpected or any(not name.startswith(f"embedding_in.{GUIDANCE_INPUT}.") for name in missing):
+            raise InvalidRequestError(f"{init}'s weights do not fit the student (missing {missing[:3]}, "
+                                      f"unexpected {unexpected[:3]})")
+    return load
+
+
 def train_distill(config: DistillConfig) -> Path:
     """Run ``config.steps`` steps (or until ``max_minutes``), saving as it goes; returns the model folder."""
     if not config.init:
         raise InvalidRequestError("guidance distillation needs its teacher: --init MODEL_FOLDER")
+    if read_manifest(config.init).get("kind") == "latent":
+        from .distill_latent import train_distill_latent
+        return train_distill_latent(config)
     dataset, trainer, teacher, network = begin_from_teacher(config, student_manifest)
     manifest, device, codec = trainer.manifest, trainer.device, trainer.codec
 
-    def start_from_teacher(student: torch.nn.Module) -> None:
-        missing, unexpected = student.load_state_dict(read_weights(config.init), strict=False)
-        if unexpected or any(not name.startswith(f"embedding_in.{GUIDANCE_INPUT}.") for name in missing):
-            raise InvalidRequestError(f"{config.init}'s weights do not fit the student (missing {missing[:3]}, "
-                                      f"unexpected {unexpected[:3]})")
-
-    loop.prepare(trainer, network, load_init=start_from_teacher,
+    loop.prepare(trainer, network, load_init=start_from_teacher(config.init),
                  lr_scales={f"embedding_in.{GUIDANCE_INPUT}.": config.guidance_lr_scale})
     trainer.session["note"] = f"guidance distillation from {config.init} (scales 0-{config.top:g})"
     band_weights = loss_band_weights(codec, 0.5).to(device)

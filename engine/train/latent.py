@@ -29,6 +29,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -345,6 +346,74 @@ def prompt_tables(embedder, embedder_manifest: dict, dataset, data: str) -> torc
     return text.view(len(captions), -1, text.shape[-1])
 
 
+def load_run_embedder(manifest: dict, run: Path, device: torch.device):
+    """The embedder a prompted model's run trains with: laion-clap by name, else its folder in the run."""
+    from ..embedders.base import load_embedder
+    name = manifest["embedder"]["model"]
+    return load_embedder(name if name == "laion" else run / name, device)
+
+
+def batch_source(config, manifest: dict, dataset, codec: torch.nn.Module, network: torch.nn.Module,
+                 device: torch.device, embedder=None, progress: bool = True) -> Callable:
+    """``draw(generator) -> (latent, cond)``: one training batch of unit-scale latents and the
+    condition mapping the network reads, every condition of the manifest measured on the clips and
+    dropped as its spec says.
+
+    Shared by ``train latent`` and the latent model's guidance distillation
+    (:mod:`engine.train.distill_latent`), so a student learns on exactly the inputs its teacher
+    was trained on. ``config`` gives the batch settings both configs name alike: ``batch``,
+    ``balance``, ``augment``, ``augment_copies``, ``seed``, ``text_share``, ``short_crops``, ``data``.
+    """
+    null = network.num_labels
+    label_map = common.label_map(dataset.label_names, manifest["labels"], null)
+    copies = 1 if not config.augment else config.augment_copies  # 0: nothing cached
+    specs = condition_specs(manifest)
+    takes_controls = bool(manifest["network"]["args"].get("controls"))
+    if embedder is not None and not copies:
+        raise InvalidRequestError("training on prompts needs cached latents (--augment-copies K or --no-augment)")
+    if embedder is not None:
+        caption_vectors = prompt_tables(embedder, getattr(embedder, "manifest", {}), dataset, config.data)
+    cached, cached_controls, audio_vectors = encode_copies(
+        codec, dataset, copies, config.seed, device, progress=progress, controls=takes_controls,
+        embed=None if embedder is None else (lambda audio: embedder.audio(audio, dataset.sample_rate))) \
+        if copies else (None, None, None)
+    all_dropout = float(manifest["training"].get("all_dropout", 0.0))
+    clip_labels = dataset.labels
+    frames = codec.latent_length(dataset.length)
+
+    def draw(generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+        index = common.batch_index(clip_labels, config.batch, config.balance, generator)
+        cond = {"label": label_map[clip_labels[index]]}  # from the index: no clip is read for its label
+        clips = index
+        if cached is not None:
+            if copies > 1:  # which copy of each drawn clip (copy k of clip i is row k * clips + i)
+                index = index + torch.randint(0, copies, index.shape, generator=generator) * len(dataset)
+            latent = cached[index.to(cached.device)]
+            curves = None if cached_controls is None else cached_controls[index]
+        else:
+            audio = augment(torch.stack([dataset[int(i)]["audio"] for i in index]), generator)
+            if takes_controls:
+                audio = shape_augment(audio, generator, sample_rate=dataset.sample_rate)
+            with torch.no_grad():
+                latent = codec.encode(audio.to(device))
+            curves = clip_controls(audio, codec, dataset.sample_rate, latent.shape[-1]) if takes_controls else None
+        if audio_vectors is not None:  # the clip's own sound, or one of its captions, as the prompt
+            text = caption_vectors[clips, torch.randint(caption_vectors.shape[1], clips.shape, generator=generator)]
+            use_text = (torch.rand(clips.shape, generator=generator) < config.text_share)[:, None]
+            cond["prompt"] = torch.where(use_text, text, audio_vectors[index])
+        if curves is not None:
+            cond.update(roughen_controls({"rms": curves[:, :2], "onsets": curves[:, 2:]}, generator))
+        cond = {name: value.to(device) for name, value in
+                drop_conditions(cond, specs, generator, null, all_dropout).items()}
+        if torch.rand((), generator=generator) < config.short_crops and frames > network.hop:
+            keep = int(torch.randint(1, frames // network.hop, (), generator=generator)) * network.hop
+            latent = latent[..., :keep]
+            cond = {name: value[..., :keep] if value.dim() == 3 else value for name, value in cond.items()}
+        return latent.float(), cond
+
+    return draw
+
+
 def train_latent(config: LatentTrainConfig) -> Path:
     """Run ``config.steps`` steps (or until ``max_minutes``), saving as it goes; returns the model folder."""
     if config.augment_copies < 0 or (config.augment_copies and not config.augment):
@@ -409,13 +478,10 @@ def train_latent(config: LatentTrainConfig) -> Path:
     args["in_channels"] = codec.latent_channels
     embedder = None
     if config.prompts or manifest.get("embedder"):
-        from ..embedders.base import load_embedder
         if config.prompts and trainer.state is None:
             manifest["embedder"] = embedder_spec(config, run)
             args["embeddings"] = {"prompt": manifest["embedder"]["dim"]}
-        name = manifest["embedder"]["model"]
-        embedder = load_embedder(name if name == "laion" else run / name, device)
-        caption_vectors = prompt_tables(embedder, getattr(embedder, "manifest", {}), dataset, config.data)
+        embedder = load_run_embedder(manifest, run, device)
     if args.get("pos_dim"):  # positions in seconds: latent frames per second of this codec
         args.setdefault("frame_rate", frames * dataset.sample_rate / dataset.length)
     with seeded_init(config.seed):
@@ -426,49 +492,10 @@ def train_latent(config: LatentTrainConfig) -> Path:
                                   f"of {getattr(codec, 'hop', 1) * network.hop} samples or change the factors")
     loop.prepare(trainer, network, load_init=lambda net: grow_into(net, read_weights(config.init)),
                  lr_scales={prefix: config.control_lr_scale for prefix in CONTROL_PREFIXES})
-    null = network.num_labels
-    label_map = common.label_map(dataset.label_names, manifest["labels"], null)
-    copies = 1 if not config.augment else config.augment_copies  # 0: nothing cached
-    specs = condition_specs(manifest)
-    takes_controls = bool(args.get("controls"))
-    if embedder is not None and not copies:
-        raise InvalidRequestError("training on prompts needs cached latents (--augment-copies K or --no-augment)")
-    cached, cached_controls, audio_vectors = encode_copies(
-        codec, dataset, copies, config.seed, device, progress=trainer.place.main, controls=takes_controls,
-        embed=None if embedder is None else (lambda audio: embedder.audio(audio, dataset.sample_rate))) \
-        if copies else (None, None, None)
-    all_dropout = float(manifest["training"].get("all_dropout", 0.0))
-
-    clip_labels = dataset.labels
+    draw = batch_source(config, manifest, dataset, codec, network, device, embedder, progress=trainer.place.main)
 
     def batch_losses(generator: torch.Generator) -> loop.Losses:
-        index = common.batch_index(clip_labels, config.batch, config.balance, generator)
-        cond = {"label": label_map[clip_labels[index]]}  # from the index: no clip is read for its label
-        clips = index
-        if cached is not None:
-            if copies > 1:  # which copy of each drawn clip (copy k of clip i is row k * clips + i)
-                index = index + torch.randint(0, copies, index.shape, generator=generator) * len(dataset)
-            latent = cached[index.to(cached.device)]
-            curves = None if cached_controls is None else cached_controls[index]
-        else:
-            audio = augment(torch.stack([dataset[int(i)]["audio"] for i in index]), generator)
-            if takes_controls:
-                audio = shape_augment(audio, generator, sample_rate=dataset.sample_rate)
-            with torch.no_grad():
-                latent = codec.encode(audio.to(device))
-            curves = clip_controls(audio, codec, dataset.sample_rate, latent.shape[-1]) if takes_controls else None
-        if audio_vectors is not None:  # the clip's own sound, or one of its captions, as the prompt
-            text = caption_vectors[clips, torch.randint(caption_vectors.shape[1], clips.shape, generator=generator)]
-            use_text = (torch.rand(clips.shape, generator=generator) < config.text_share)[:, None]
-            cond["prompt"] = torch.where(use_text, text, audio_vectors[index])
-        if curves is not None:
-            cond.update(roughen_controls({"rms": curves[:, :2], "onsets": curves[:, 2:]}, generator))
-        cond = {name: value.to(device) for name, value in
-                drop_conditions(cond, specs, generator, null, all_dropout).items()}
-        if torch.rand((), generator=generator) < config.short_crops and frames > network.hop:
-            keep = int(torch.randint(1, frames // network.hop, (), generator=generator)) * network.hop
-            latent = latent[..., :keep]
-            cond = {name: value[..., :keep] if value.dim() == 3 else value for name, value in cond.items()}
+        latent, cond = draw(generator)
         noisy, alpha, target = blend_batch(latent.float(), generator)
         with trainer.autocast():
             prediction = trainer.trainable(noisy, alpha, cond)
