@@ -374,7 +374,7 @@ class Handlers:
             placing = sorted(name for name, entry in self.studio.models().items()
                              if not _is_alias(entry) and "onsets" in (self.studio.describe(name).get("controls") or []))
             gr.Warning(f"{model} follows the loudness curve but not onsets; the onsets were left out"
-                       + (f" ({', '.join(placing)} places hits)" if placing else ""))
+                       + (f" ({', '.join(placing)} {'places' if len(placing) == 1 else 'place'} hits)" if placing else ""))
             curves["onsets"] = None
         if curves["rms"] or curves["onsets"]:
             curves["control_guidance"] = _number(control_guidance, "curve guidance", optional=True)
