@@ -35,7 +35,7 @@ from ..errors import InvalidRequestError
 from ..models import copy_folder, find_codec_folder, load_model, read_manifest
 from ..nets import build_network
 from . import common, loop
-from .latent import DEFAULT_LENGTH, batch_source, blend_batch
+from .latent import DEFAULT_LENGTH, batch_source, blend_batch, load_run_embedder
 from .distill import FEATURES, DistillConfig, draw_scales, start_from_teacher, with_guidance_input
 
 
@@ -87,12 +87,8 @@ def train_distill_latent(config: DistillConfig) -> Path:
     teacher_model = load_model(config.init, device)
     teacher = teacher_model.network.eval().requires_grad_(False)
     codec = teacher_model.codec.to(device)
-    embedder = None
-    if manifest.get("embedder"):
-        from ..embedders.base import load_embedder
-        name = manifest["embedder"]["model"]
-        embedder = load_embedder(name if name == "laion" else find_codec_folder(name, config.init, what="embedder"),
-                                 device)
+    # the embedder folder was copied into the run with the student's manifest
+    embedder = load_run_embedder(manifest, Path(config.run), device) if manifest.get("embedder") else None
     network = build_network(manifest["network"])
 
     loop.prepare(trainer, network, load_init=start_from_teacher(config.init),

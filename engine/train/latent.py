@@ -496,7 +496,7 @@ def train_latent(config: LatentTrainConfig) -> Path:
 
     def batch_losses(generator: torch.Generator) -> loop.Losses:
         latent, cond = draw(generator)
-        noisy, alpha, target = blend_batch(latent.float(), generator)
+        noisy, alpha, target = blend_batch(latent, generator)
         with trainer.autocast():
             prediction = trainer.trainable(noisy, alpha, cond)
         return {"loss": F.mse_loss(prediction.float(), target)}
