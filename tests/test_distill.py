@@ -227,6 +227,12 @@ def test_a_latent_student_takes_every_condition_and_a_guided_step_in_one_call(la
         sample_latent(model.network, model.manifest, noise, sampler="euler_a", steps=2, guidance=8.0, cond=one)
 
 
+def test_latent_distillation_refuses_a_teacher_that_is_already_distilled(tmp_path, latent_student, wav_folder):
+    with pytest.raises(InvalidRequestError, match="already guidance-distilled"):
+        train_distill(distill_config(tmp_path / "again", wav_folder, latent_student, steps=1))
+    assert not (tmp_path / "again" / "model").exists()
+
+
 def test_the_studio_renders_a_latent_student_from_a_prompt_and_a_curve(latent_student):
     studio = Studio(roots=[latent_student.parent], device="cpu")
     assert studio.describe(str(latent_student))["guidance_max"] == 6.0
