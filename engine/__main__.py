@@ -57,11 +57,14 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _models(args: argparse.Namespace) -> int:
     from .models import find_models
+    from .sampling import distilled_from
 
     for name, entry in sorted(find_models(args.models_root).items()):
         target = f" -> {entry.folder.name} label={entry.label}" if entry.label else ""
         steps = entry.manifest.get("training", {}).get("steps", "?")
-        print(f"{name}: kind={entry.kind} labels={','.join(entry.labels) or '-'} steps={steps}{target}")
+        teacher = distilled_from(entry.manifest)
+        source = f" distilled_from={teacher}" if teacher else ""
+        print(f"{name}: kind={entry.kind} labels={','.join(entry.labels) or '-'} steps={steps}{source}{target}")
     return 0
 
 

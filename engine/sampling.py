@@ -95,6 +95,19 @@ def _asked(spec: ConditionSpec, value: torch.Tensor, num_labels: int) -> bool:
     return bool(value.any())
 
 
+def distilled_from(manifest: dict) -> str | None:
+    """The name of the model a distilled model learned from (the last folder of its step or
+    guidance teacher's path, as its manifest records it), or None for a model trained on data.
+    A step-distilled student names its own teacher, not the teacher's teacher."""
+    for key in ("steps_distilled", "guidance_distilled"):
+        spec = manifest.get(key)
+        teacher = spec.get("teacher") if isinstance(spec, dict) else None
+        if isinstance(teacher, str) and teacher.strip():
+            # split by hand: a manifest written on Windows records backslashes
+            return teacher.strip().replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or None
+    return None
+
+
 def distilled_top(manifest: dict) -> float | None:
     """The highest guidance scale a guidance-distilled model was trained for (its manifest's
     ``guidance_distilled.top``; :mod:`engine.train.distill`), or None for a model guided the usual

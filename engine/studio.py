@@ -30,7 +30,7 @@ from .errors import AudioFileError, InvalidRequestError, StudioError
 from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, find_codec_folder, find_models, load_model, pick_device,
                      resolve_model)
 from .request import LIMITS, GenerationRequest
-from .sampling import default_variety, distilled_grid, distilled_top, invert_latent, samplers_for
+from .sampling import default_variety, distilled_from, distilled_grid, distilled_top, invert_latent, samplers_for
 from .seeds import SeedNoise, slerp
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,9 @@ class Studio:
                 "variable_length": variable_length(manifest),  # then "seconds" is the longest it makes
                 "controls": model_controls(manifest),  # the curves it follows: "rms", "onsets"
                 "prompts": takes_prompts(manifest),   # text prompts, prompt morphs, "more like this"
-                "training_steps": manifest.get("training", {}).get("steps", 0)}
+                "training_steps": manifest.get("training", {}).get("steps", 0),
+                # the model it was distilled from (folder name), so a user knows the faster twin's source
+                "distilled_from": distilled_from(manifest)}
 
     def curves_from(self, path: str | Path, model: str, length: float | None = None) -> tuple:
         """(RMS points, onset times) measured on the sound file ``path`` at ``model``'s rate and frame

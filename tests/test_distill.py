@@ -9,7 +9,7 @@ from engine.diffusion.guidance import GUIDANCE_INPUT, guidance_features
 from engine.errors import InvalidRequestError
 from engine.models import load_model, read_manifest
 from engine.request import GenerationRequest
-from engine.sampling import sample_latent
+from engine.sampling import distilled_from, sample_latent
 from engine.studio import Studio
 from engine.train.distill import DistillConfig, guided_targets, train_distill
 from tests.test_latent import trained_codec  # noqa: F401 (a fixture)
@@ -125,6 +125,8 @@ def test_the_command_line_distils_and_fine_tuning_a_student_points_to_its_teache
     refused = run_cli("generate", "--model", str(run / "model"), "--label", "kick", "--guidance", "12",
                       "--out", str(tmp_path / "out"))
     assert refused.returncode == 2 and "distilled for guidance 0-10" in refused.stderr
+    listed = run_cli("models", "--models-root", str(run))
+    assert listed.returncode == 0 and "model: kind=wave" in listed.stdout and "distilled_from=tiny" in listed.stdout
     with pytest.raises(InvalidRequestError, match="fine-tune .*tiny instead"):
         train_wave(WaveTrainConfig(data=str(wav_folder), run=str(tmp_path / "tune"), init=str(run / "model"),
                                    steps=1, batch=2, device="cpu"))
@@ -257,3 +259,12 @@ def test_the_latent_student_learns_the_teachers_guided_step(tmp_path, latent_tea
         before = (teacher.network(x, alpha, cond) - target).pow(2).mean()   # the student's start
         after = (model.network(x, alpha, {**cond, GUIDANCE_INPUT: features}) - target).pow(2).mean()
     assert after < 0.8 * before, (float(before), float(after))
+
+
+def test_a_students_manifest_names_its_own_teacher():
+    """Step distillation names the step teacher (not its guidance teacher); paths written on any OS."""
+    assert distilled_from({"guidance_distilled": {"teacher": "checkpoints/drums"}}) == "drums"
+    assert distilled_from({"guidance_distilled": {"teacher": "checkpoints/drums"},
+                           "steps_distilled": {"teacher": "checkpoints/drums-fast/"}}) == "drums-fast"
+    assert distilled_from({"guidance_distilled": {"teacher": "C:\\models\\latent-prompts"}}) == "latent-prompts"
+    assert distilled_from({}) is None and distilled_from({"guidance_distilled": {"top": 10.0}}) is None

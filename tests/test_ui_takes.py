@@ -75,6 +75,13 @@ def test_aliases_say_what_they_are_and_another_sound_is_named_after_the_model(ha
     assert unconditional["history"][0][3] == "(any)"
 
 
+def test_a_distilled_model_names_the_model_it_learned_from(handlers):
+    """The faster twins say whose sound they learned; a model trained on data says nothing of it."""
+    assert "distilled from latent-prompts" in handlers.describe_model("latent-fast")["model_info"]
+    assert "distilled from drums-fast" in handlers.describe_model("drums-3step")["model_info"]
+    assert "distilled from" not in handlers.describe_model("latent-prompts")["model_info"]
+
+
 def test_vary_this_unlocks_the_seed_and_a_long_reference_is_announced(handlers, tmp_path):
     _, final = run_generate(handlers, seed=21)
     assert handlers.vary_slot(0, final["session"])["lock_seed"] is False

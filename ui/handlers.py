@@ -280,7 +280,9 @@ class Handlers:
         text = (f"**{info['name']}** · {alias}{info['kind']} · {info['seconds']:.2f} s at {info['sample_rate'] / 1000:g} kHz"
                 f"{trained}" + (f" · labels: {', '.join(labels)}" if labels else "")
                 + follows.get(tuple(info.get("controls") or ()), "")
-                + (" · takes text prompts" if info.get("prompts") else ""))
+                + (" · takes text prompts" if info.get("prompts") else "")
+                # the faster twin says whose sound it learned, so a user knows what it trades
+                + (f" · distilled from {info['distilled_from']} (fewer network calls)" if info.get("distilled_from") else ""))
         return {
             "label": gr.update(choices=[ANY_LABEL, *labels], value=label_value if labels else ANY_LABEL,
                                visible=bool(labels)),
