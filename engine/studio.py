@@ -537,9 +537,9 @@ def fixed_steps(entry: ModelEntry, request: GenerationRequest) -> tuple[Generati
     grid = distilled_grid(entry.manifest)
     if grid is None or (request.sampler, request.steps) == ("ddim", len(grid) - 1):
         return request, []
-    teacher = entry.manifest.get("steps_distilled", {}).get("teacher", "its teacher")
+    teacher = distilled_from(entry.manifest) or "its teacher"
     note = (f"{entry.folder.name} makes its sound in {len(grid) - 1} ddim steps (step-distilled), so it used those "
-            f"instead of {request.steps} {request.sampler} steps; {Path(str(teacher)).name} takes any")
+            f"instead of {request.steps} {request.sampler} steps; {teacher} takes any")
     return request.with_(sampler="ddim", steps=len(grid) - 1), [note]
 
 

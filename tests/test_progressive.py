@@ -2,6 +2,7 @@
 studio that samples it on exactly its own grid."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -142,6 +143,8 @@ def test_the_studio_renders_a_step_distilled_model_at_its_fixed_steps(student):
     asked = studio.render(GenerationRequest(model=str(student), label="kick", steps=10, sampler="dpmpp_2m"))
     assert asked.sounds[0].recipe["steps"] == 2 and asked.sounds[0].recipe["sampler"] == "ddim"
     assert len(asked.notes) == 1 and "2 ddim steps" in asked.notes[0] and "10 dpmpp_2m" in asked.notes[0]
+    teacher = Path(read_manifest(student)["steps_distilled"]["teacher"]).name  # the folder it was distilled from
+    assert asked.notes[0].endswith(f"; {teacher} takes any"), asked.notes[0]
     assert result.notes == []
 
 
