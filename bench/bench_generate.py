@@ -33,6 +33,7 @@ from engine.errors import StudioError  # noqa: E402
 from engine.eval.run import generate_clips  # noqa: E402
 from engine.models import LoadedModel, load_model, resolve_model  # noqa: E402
 from engine.request import GenerationRequest  # noqa: E402
+from engine.sampling import label_defaults  # noqa: E402
 from engine.studio import Studio  # noqa: E402
 
 
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     label = _label(cpu, args.label or entry.label)
-    defaults = cpu.manifest.get("defaults", {})
+    defaults = label_defaults(cpu.manifest.get("defaults", {}), label)  # the studio's for this label
     say = lambda name, value: print(f"{name}: {value}", flush=True)  # noqa: E731
     say("model", f"{entry.folder} ({cpu.checkpoint_id}, {cpu.manifest.get('training', {}).get('steps', '?')} steps)")
     say("settings", f"label={label} sampler={defaults.get('sampler')} steps={args.steps or defaults.get('steps')} "

@@ -135,15 +135,31 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given_defaults(args: argparse.Namespace) -> dict:
+    """The generation defaults named on the command line (:func:`_default_arguments`)."""
+    from .train.publish import PUBLISHED_DEFAULTS
+
+    return {key: getattr(args, key) for key in PUBLISHED_DEFAULTS if getattr(args, key) is not None}
+
+
 def _publish(args: argparse.Namespace) -> int:
     from .train.publish import publish
 
-    defaults = {key: value for key, value in (("sampler", args.sampler), ("steps", args.steps),
-                                              ("guidance", args.guidance),
-                                              ("guidance_weights", args.guidance_weights),
-                                              ("control_guidance", args.control_guidance),
-                                              ("variety", args.variety)) if value is not None}
-    print(publish(args.run, args.to, args.eval, args.status, defaults, args.eval_command))
+    print(publish(args.run, args.to, args.eval, args.status, _given_defaults(args), args.eval_command))
+    return 0
+
+
+def _defaults(args: argparse.Namespace) -> int:
+    from .errors import InvalidRequestError
+    from .models import read_manifest, resolve_model
+    from .train.publish import set_defaults
+
+    defaults = _given_defaults(args)
+    if not defaults:
+        raise InvalidRequestError("name at least one default to set, e.g. --per-label "
+                                  '\'{"kick": {"sampler": "dpmpp_2m", "steps": 12, "guidance": 6.5}}\'')
+    folder = set_defaults(resolve_model(args.model).folder, defaults)
+    print(f"{folder}: defaults {read_manifest(folder)['defaults']}")
     return 0
 
 
@@ -157,6 +173,25 @@ def _data(args: argparse.Namespace, rest: list[str]) -> int:
     from .data.build import main as build_main
 
     return build_main(rest)
+
+
+def _default_arguments(parser: argparse.ArgumentParser, otherwise: str) -> None:
+    """The generation defaults that ``publish`` and ``defaults`` set (``otherwise``: when not given)."""
+    parser.add_argument("--sampler", default=None, help=f"the studio's default sampler for this model (default: {otherwise})")
+    parser.add_argument("--steps", type=int, default=None, help=f"the default number of steps (default: {otherwise})")
+    parser.add_argument("--guidance", type=float, default=None, help=f"the default guidance (default: {otherwise})")
+    parser.add_argument("--variety", type=json.loads, default=None,
+                        help="the default variety, 0 (guided at every step) .. 1 (guided only near the end), or per "
+                             "label as JSON, e.g. '{\"kick\": 0.5, \"cymbal\": 0.5}' (others 0)")
+    parser.add_argument("--control-guidance", type=float, default=None,
+                        help="the default guidance towards drawn curves of a model with controls")
+    parser.add_argument("--guidance-weights", type=json.loads, default=None,
+                        help='latent: how much of the guidance acts on each channel group of the codec, as JSON, '
+                             f'e.g. \'{{"bypass": 0}}\' (no guidance on the low sub-bands; default: {otherwise})')
+    parser.add_argument("--per-label", type=json.loads, default=None,
+                        help="defaults for some labels in place of the model's, as JSON, e.g. "
+                             '\'{"kick": {"sampler": "dpmpp_2m", "steps": 12, "guidance": 6.5}}\' '
+                             "(sampler, steps, guidance, variety, control_guidance)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -311,17 +346,10 @@ def parser() -> argparse.ArgumentParser:
     pub.add_argument("--eval-command", default=None,
                      help="the command that printed --eval, for the card (default: python -m engine eval)")
     pub.add_argument("--status", default=None, help="a file with a short statement of the model's state for the card")
-    pub.add_argument("--sampler", default=None, help="the studio's default sampler for this model (default: the run's)")
-    pub.add_argument("--steps", type=int, default=None, help="the default number of steps (default: the run's)")
-    pub.add_argument("--guidance", type=float, default=None, help="the default guidance (default: the run's)")
-    pub.add_argument("--variety", type=json.loads, default=None,
-                     help="the default variety, 0 (guided at every step) .. 1 (guided only near the end), or per "
-                          "label as JSON, e.g. '{\"kick\": 0.5, \"cymbal\": 0.5}' (others 0)")
-    pub.add_argument("--control-guidance", type=float, default=None,
-                     help="the default guidance towards drawn curves of a model with controls")
-    pub.add_argument("--guidance-weights", type=json.loads, default=None,
-                     help='latent: how much of the guidance acts on each channel group of the codec, as JSON, '
-                          'e.g. \'{"bypass": 0}\' (no guidance on the low sub-bands; default: the run\'s)')
+    _default_arguments(pub, "the run's")
+    dft = sub.add_parser("defaults", help="change the generation defaults of a shipped model in place")
+    dft.add_argument("--model", required=True, help="model name or folder, e.g. latent-fast")
+    _default_arguments(dft, "unchanged")
 
     sub.add_parser("eval", help="evaluate a model (see python -m engine eval --help)", add_help=False)
     sub.add_parser("data", help="build the drum data set (see python -m engine data --help)", add_help=False)
@@ -340,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             return _data(args, rest[1:] if rest[:1] == ["build"] else rest)
         if rest:
             parser().error(f"unrecognised arguments: {' '.join(rest)}")
-        return {"generate": _generate, "models": _models, "train": _train, "publish": _publish,
+        return {"generate": _generate, "models": _models, "train": _train, "publish": _publish, "defaults": _defaults,
                 "embed": _embed}[args.command](args)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -218,14 +218,23 @@ def variety_interval(variety: float) -> tuple[float, float]:
     return 0.0, (math.inf if variety == 0.0 else high)
 
 
-def default_variety(defaults: dict, label: str | None) -> float:
-    """A model's default variety for ``label``: its manifest's ``defaults.variety``, a number or a
-    mapping from label to number (labels it does not name, and no label: 0). Per label because
-    guiding in an interval buys different trades per category (``docs/design-notes.md``, "Variety")."""
-    value = defaults.get("variety", 0.0)
-    if isinstance(value, dict):
-        value = value.get(label, 0.0) if label is not None else 0.0
-    return float(value)
+LABEL_DEFAULT_KEYS = ("sampler", "steps", "guidance", "variety", "control_guidance")
+
+
+def label_defaults(defaults: dict, label: str | None) -> dict:
+    """A model's generation defaults for ``label``: its manifest's ``defaults`` with the entries of
+    ``defaults.per_label[label]`` in their place, and ``variety`` as a number (it may be one, or a
+    mapping from label to number, labels it does not name and no label taking 0). Per label
+    because samplers and guidance buy different trades per category: the latent student's kicks
+    read as kicks and sit far closer to real kits under ``dpmpp_2m`` at a higher scale, its snares
+    and prompts do better under ``euler_a`` (``docs/design-notes.md``, "Defaults per category")."""
+    out = {key: value for key, value in defaults.items() if key != "per_label"}
+    variety = out.get("variety", 0.0)
+    out["variety"] = float(variety.get(label, 0.0) if isinstance(variety, dict) and label is not None
+                           else 0.0 if isinstance(variety, dict) else variety)
+    if label is not None:
+        out.update(defaults.get("per_label", {}).get(label, {}))
+    return out
 
 
 def _in_interval(guided: Callable, plain: Callable, interval: tuple[float, float], to_sigma: Callable) -> Callable:

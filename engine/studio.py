@@ -30,7 +30,7 @@ from .errors import AudioFileError, InvalidRequestError, StudioError
 from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, find_codec_folder, find_models, load_model, pick_device,
                      resolve_model)
 from .request import LIMITS, GenerationRequest
-from .sampling import default_variety, distilled_from, distilled_grid, distilled_top, invert_latent, samplers_for
+from .sampling import distilled_from, distilled_grid, distilled_top, invert_latent, label_defaults, samplers_for
 from .seeds import SeedNoise, slerp
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,11 @@ class Studio:
             while len(self._models) > self._cache_size:
                 self._models.popitem(last=False)
             return model
+
+    def routed_label(self, name: str, prompt: str, prompt_b: str | None = None) -> str | None:
+        """The label a prompt gives a request for model ``name`` when no Sound is chosen
+        (:func:`prompt_label`): what the page needs to show that label's default settings."""
+        return prompt_label(GenerationRequest(model=name, prompt=prompt, prompt_b=prompt_b), self.entry(name))
 
     def describe(self, name: str) -> dict:
         """What the UI needs to set its controls for a model: labels, samplers, defaults."""
@@ -259,20 +264,21 @@ class Studio:
         entry = self.entry(request.model)
         model = self.load(entry)
         manifest = model.manifest
-        defaults = manifest.get("defaults", {})
-        request = request.with_(sampler=request.sampler or defaults.get("sampler", "dpmpp_2m"),
-                                steps=int(request.steps or defaults.get("steps", 16)),
-                                guidance=float(defaults.get("guidance", 1.0) if request.guidance is None else request.guidance),
-                                label=request.label or entry.label)
-        request = request.with_(length=resolve_length(manifest, request.length))
-        request, notes = fixed_steps(entry, request)
+        request = request.with_(label=request.label or entry.label)
         routed = prompt_label(request, entry)
         if routed:  # "short punchy 808 kick": the kick label as well as the prompt's embedding
             request = request.with_(label=routed)
-        if request.variation == "semantic":
+        request = request.with_(length=resolve_length(manifest, request.length))
+        if request.variation == "semantic":  # may fill the label from the reference
             request = self._like_reference(entry, request)
-        if request.variety is None:  # the model's, for the label the request ends up with
-            request = request.with_(variety=default_variety(defaults, request.label))
+        # the model's defaults for the label the request ends up with (a model may sample kicks
+        # differently from snares, engine.sampling.label_defaults)
+        defaults = label_defaults(manifest.get("defaults", {}), request.label)
+        request = request.with_(sampler=request.sampler or defaults.get("sampler", "dpmpp_2m"),
+                                steps=int(request.steps or defaults.get("steps", 16)),
+                                guidance=float(defaults.get("guidance", 1.0) if request.guidance is None else request.guidance),
+                                variety=defaults["variety"] if request.variety is None else request.variety)
+        request, notes = fixed_steps(entry, request)
         conditions = self._conditions(entry, request)
         if conditions.controls():
             request = request.with_(control_guidance=float(defaults.get("control_guidance", 1.0)

@@ -82,3 +82,33 @@ def test_a_model_given_by_its_folder_path_names_exports_after_the_folder(tmp_pat
     path = Path(result.stdout.strip())
     assert path.name.startswith("tiny_kick_seed0_2st"), path.name
     assert read_recipe(path)["model"] == str(tiny_models / "tiny")  # the recipe keeps the path to regenerate
+
+
+def test_defaults_changes_a_shipped_models_defaults_per_label_in_place(tmp_path, tiny_models):
+    """``engine defaults``: the manifest and the card's Defaults line change, the weights do not,
+    and the next generation of that label takes them; bad settings change nothing."""
+    import json
+    import shutil
+
+    from engine.models import checkpoint_id, read_manifest
+
+    folder = shutil.copytree(tiny_models / "tiny", tmp_path / "models" / "mine")
+    (folder / "MODEL_CARD.md").write_text("# mine\n\n- Defaults: {'sampler': 'dpmpp_2m'}.\n- Network: ...\n")
+    weights = checkpoint_id(folder)
+    snare = {"snare": {"sampler": "euler_a", "steps": 3, "guidance": 2.5}}
+    result = cli_in_process("defaults", "--model", str(folder), "--per-label", json.dumps(snare))
+    assert result.returncode == 0, result.stderr
+    assert read_manifest(folder)["defaults"]["per_label"] == snare and checkpoint_id(folder) == weights
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "'per_label': {'snare': {'sampler': 'euler_a'" in card and card.count("- Defaults:") == 1
+    made = cli_in_process("generate", "--model", str(folder), "--label", "snare", "--out", str(tmp_path / "out"))
+    assert made.returncode == 0, made.stderr
+    recipe = read_recipe(made.stdout.strip())
+    assert (recipe["sampler"], recipe["steps"], recipe["guidance"]) == ("euler_a", 3, 2.5)
+    before = (folder / "manifest.json").read_text()
+    for bad in (["--per-label", '{"tuba": {"steps": 3}}'], ["--per-label", '{"snare": {"sampler": "nope"}}'],
+                ["--per-label", "{not json"], ["--steps", "0"], []):
+        refused = cli_in_process("defaults", "--model", str(folder), *bad)
+        assert refused.returncode == 2 and refused.stderr.strip(), bad
+        assert "error" in refused.stderr.strip().splitlines()[-1], refused.stderr  # says why, last
+    assert (folder / "manifest.json").read_text() == before

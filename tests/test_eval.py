@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from engine.errors import InvalidRequestError
 from engine.eval import metrics
 from engine.eval.classifier import Classifier, load_or_train, train_classifier
 from engine.eval.features import FEATURE_DIM, feature_names, features, mel_spectrogram
@@ -294,6 +295,13 @@ def test_evaluate_end_to_end_on_a_tiny_model(tmp_path):
                           holdout=holdout, progress=False)
     assert {"kick.frechet", "hat.frechet", "snare.nan_share", "cymbal.silent_share"} <= set(everything)
     assert "hat.tail_floor_db" not in everything
+    some = evaluate("tiny", count=2, steps=2, models_root=tmp_path / "models", real=real, holdout=holdout,
+                    progress=False, labels=["snare", "kick"])
+    assert {k.split(".")[0] for k in some} == {"model", "classifier", "kick", "snare", "generate"}
+    for bad in (["tuba"], ["hat"]):  # not a label of the model; not the label an alias makes
+        with pytest.raises(InvalidRequestError):
+            evaluate("tiny" if bad == ["tuba"] else "tiny-kick", count=2, steps=2, models_root=tmp_path / "models",
+                     real=real, holdout=holdout, progress=False, labels=bad)
 
 
 def test_cli_prints_name_value_lines_and_reports_errors(tmp_path, capsys):

@@ -617,8 +617,13 @@ def test_fine_tuning_adds_an_input_skip_that_starts_as_nothing_and_then_trains(t
     assert read_manifest(tmp_path / "skip" / "model")["defaults"]["sampler"] == "euler_a"  # the run is untouched
     per_label = publish(tmp_path / "skip", tmp_path / "published", defaults={"variety": {"kick": 0.5}})
     assert read_manifest(per_label)["defaults"]["variety"] == {"kick": 0.5}
+    kick = {"kick": {"sampler": "dpmpp_2m", "steps": 12, "guidance": 6.5}}
+    per_label = publish(tmp_path / "skip", tmp_path / "published", defaults={"per_label": kick})
+    assert read_manifest(per_label)["defaults"]["per_label"] == kick
     for bad in ({"sampler": "nope"}, {"steps": 0}, {"guidance": 99.0}, {"seed": 1}, {"variety": 3.0},
-                {"variety": {"tuba": 0.5}}, {"variety": {"kick": 2.0}}):
+                {"variety": {"tuba": 0.5}}, {"variety": {"kick": 2.0}}, {"per_label": {"tuba": {"steps": 8}}},
+                {"per_label": {"kick": {"seed": 1}}}, {"per_label": {"kick": {"sampler": "nope"}}},
+                {"per_label": {"kick": {"guidance": -1.0}}}, {"per_label": {"kick": 3}}, {"per_label": [1]}):
         with pytest.raises(InvalidRequestError):
             publish(tmp_path / "skip", tmp_path / "refused", defaults=bad)
     assert not (tmp_path / "refused").exists()

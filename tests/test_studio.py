@@ -150,20 +150,40 @@ def test_variety_guides_only_at_low_noise_levels_and_saves_those_calls(studio):
     assert guided and plain and max(guided) <= 1.0 < min(plain)
 
 
-def test_a_models_default_variety_may_differ_per_label(studio):
-    from engine.sampling import default_variety
-    assert default_variety({"variety": {"kick": 0.5}}, "kick") == 0.5
-    assert default_variety({"variety": {"kick": 0.5}}, "hat") == 0.0 == default_variety({}, "kick")
-    assert default_variety({"variety": 0.3}, None) == 0.3
+def test_label_defaults_read_a_models_defaults_for_one_label():
+    from engine.sampling import label_defaults
+    assert label_defaults({"variety": {"kick": 0.5}}, "kick")["variety"] == 0.5
+    assert label_defaults({"variety": {"kick": 0.5}}, "hat")["variety"] == 0.0 == label_defaults({}, "kick")["variety"]
+    assert label_defaults({"variety": {"kick": 0.5}}, None)["variety"] == 0.0
+    assert label_defaults({"variety": 0.3}, None)["variety"] == 0.3
+    defaults = {"sampler": "euler_a", "steps": 16, "guidance": 4.0, "variety": {"kick": 0.5},
+                "per_label": {"kick": {"sampler": "dpmpp_2m", "steps": 12, "guidance": 6.5}}}
+    assert label_defaults(defaults, "kick") == {"sampler": "dpmpp_2m", "steps": 12, "guidance": 6.5, "variety": 0.5}
+    assert label_defaults(defaults, "hat") == label_defaults(defaults, None) == {
+        "sampler": "euler_a", "steps": 16, "guidance": 4.0, "variety": 0.0}
+    assert defaults["per_label"]["kick"] == {"sampler": "dpmpp_2m", "steps": 12, "guidance": 6.5}  # not changed
+
+
+def test_a_model_may_default_to_other_settings_per_label(studio):
+    """Variety, sampler, steps and guidance per label; what a request names itself wins."""
     defaults = studio.load(studio.entry("tiny")).manifest["defaults"]
     defaults["variety"] = {"kick": 1.0}
+    defaults["per_label"] = {"snare": {"sampler": "euler_a", "steps": 3, "guidance": 2.5}}
     try:
-        kick = render(studio, seed=4, guidance=3.0).sounds[0]
+        kick = studio.render(GenerationRequest(model="tiny", label="kick", seed=4, guidance=3.0, steps=4)).sounds[0]
         assert kick.recipe["variety"] == 1.0
         assert torch.equal(kick.audio, render(studio, seed=4, guidance=3.0, variety=1.0).sounds[0].audio)
         assert render(studio, seed=4, guidance=3.0, label="hat").sounds[0].recipe["variety"] == 0.0
+        snare = studio.render(GenerationRequest(model="tiny", label="snare", seed=4)).sounds[0].recipe
+        assert (snare["sampler"], snare["steps"], snare["guidance"]) == ("euler_a", 3, 2.5)
+        hat = studio.render(GenerationRequest(model="tiny", label="hat", seed=4)).sounds[0].recipe
+        assert (hat["sampler"], hat["steps"], hat["guidance"]) == (defaults["sampler"], defaults["steps"],
+                                                                    defaults["guidance"])
+        chosen = studio.render(GenerationRequest(model="tiny", label="snare", seed=4, sampler="ddim", steps=5,
+                                                 guidance=1.0)).sounds[0].recipe
+        assert (chosen["sampler"], chosen["steps"], chosen["guidance"]) == ("ddim", 5, 1.0)
     finally:
-        del defaults["variety"]
+        del defaults["variety"], defaults["per_label"]
 
 
 @pytest.mark.parametrize("bad, words", [(dict(label=None, label_b="hat", label_mix=0.5), "first label"),

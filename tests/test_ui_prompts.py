@@ -82,6 +82,37 @@ def test_prompts_come_back_from_a_dropped_wav_and_a_preset(handlers):
         ("dark snare", "bright snare", 0.3, 4)
 
 
+def test_the_sampling_fields_follow_the_models_defaults_for_the_sound_unless_the_user_set_them(handlers):
+    """latent-fast samples kicks and percussion with their own sampler, steps and guidance (its
+    card says why): picking a Sound moves the fields there, but a value no Sound defaults to is
+    the user's and stays."""
+    from engine.sampling import label_defaults
+    shipped = handlers.studio.describe("latent-fast")["defaults"]
+    kick, snare = label_defaults(shipped, "kick"), label_defaults(shipped, "snare")
+    assert (kick["sampler"], kick["steps"], kick["guidance"]) != (snare["sampler"], snare["steps"], snare["guidance"])
+    fields = ("sampler", "steps", "guidance", "variety")
+    picked = handlers.label_defaults("latent-fast", "kick", *(snare[k] for k in fields))
+    assert (picked["sampler"], picked["steps"]["value"], picked["guidance"], picked["variety"]) == \
+        tuple(kick[k] for k in fields)
+    back = handlers.label_defaults("latent-fast", "snare", *(kick[k] for k in fields))
+    assert (back["sampler"], back["steps"]["value"], back["guidance"], back["variety"]) == \
+        tuple(snare[k] for k in fields)
+    own = handlers.label_defaults("latent-fast", "kick", "ddim", snare["steps"], 7.3, snare["variety"])
+    assert "sampler" not in own and "guidance" not in own and own["steps"]["value"] == kick["steps"]
+    _, final = run_generate(handlers, model="latent-fast", label="kick", sampler=kick["sampler"], steps=kick["steps"],
+                            guidance=kick["guidance"], length=0.3)
+    recipe = final["session"].current()[0].recipe
+    assert (recipe["sampler"], recipe["steps"], recipe["guidance"]) == (kick["sampler"], kick["steps"], kick["guidance"])
+    # no Sound picked, a prompt that names a kick: the kick's settings, as on the command line
+    plain = label_defaults(shipped, None)
+    for prompt, wanted in (("short punchy 808 kick", kick), ("dark roomy snare", snare)):
+        _, final = run_generate(handlers, model="latent-fast", label="(any)", sampler=plain["sampler"],
+                                steps=plain["steps"], guidance=plain["guidance"], length=0.3, prompt=prompt)
+        recipe = final["session"].current()[0].recipe
+        assert (recipe["sampler"], recipe["steps"], recipe["guidance"]) == \
+            (wanted["sampler"], wanted["steps"], wanted["guidance"]), prompt
+
+
 def test_the_variety_slider_follows_the_models_default_for_the_sound(handlers):
     """latent-prompts keeps kicks at variety 0.5 and the rest at 0 (its card says why)."""
     assert handlers.label_defaults("latent-prompts", "kick")["variety"] == 0.5

@@ -15,7 +15,7 @@ import threading
 import gradio as gr
 
 from engine import Studio
-from engine.sampling import SAMPLERS_BY_OBJECTIVE, default_variety
+from engine.sampling import SAMPLERS_BY_OBJECTIVE, label_defaults
 
 from . import gradio_patches
 from .curve_editor import CURVE_EDITOR_HEAD, curve_editor
@@ -155,7 +155,7 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
     model = h.default_model()
     info = h.studio.describe(model) if model else {"labels": [], "label": None, "samplers": [], "defaults": {},
                                                    "takes_guidance": False}
-    defaults = info["defaults"]
+    defaults = label_defaults(info["defaults"], info["label"])
     with gr.Group():
         with gr.Row():
             C["model"] = gr.Dropdown(h.model_choices(), value=model, label="Model", scale=3, min_width=140,
@@ -197,7 +197,7 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
     C["guidance"] = FieldSlider(0.0, info.get("guidance_max", 15.0), value=float(defaults.get("guidance", 1.0)), step=0.1,
                                 label="Guidance", info="how strongly the sound follows its label and prompt",
                                 visible=bool(info["takes_guidance"]), elem_id="guidance", field="guidance")
-    C["variety"] = FieldSlider(0.0, 1.0, value=default_variety(defaults, info["label"]), step=0.05, label="Variety",
+    C["variety"] = FieldSlider(0.0, 1.0, value=defaults["variety"], step=0.05, label="Variety",
                                info="0: safe, the typical sound of its kind · 1: surprising, further from it",
                                visible=bool(info["takes_guidance"]), elem_id="variety", field="variety")
     with gr.Row(equal_height=False, elem_classes="tds-seeds"):
@@ -385,7 +385,7 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
                                     "controls_box", "prompt_box", "label_b", "blend_row", "variety"])
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")
-        wire(C["label"].input, h.label_defaults, ["variety"])
+        wire(C["label"].input, h.label_defaults, ["sampler", "steps", "guidance", "variety"])
         wire(C["add_model"].click, h.add_model_folder, ["model", "model_folder"], api_name="add_model_folder")
         wire(C["reference"].upload, h.check_reference, ["reference", "reference_info"], api_name="check_reference")
         # "once": a second click while a generation runs is ignored (a double click made two takes)

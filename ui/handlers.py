@@ -28,7 +28,7 @@ import gradio as gr
 from engine import AudioFileError, GenerationRequest, Progress, Result, Studio, StudioError
 from engine import audio as audio_io
 from engine.curves import format_onsets, format_rms, parse_onsets, parse_rms
-from engine.sampling import default_variety
+from engine.sampling import label_defaults
 
 from . import presets
 from .fields import check_number
@@ -162,6 +162,22 @@ def _label_value(label: str | None) -> str | None:
     return None if label in (None, "", ANY_LABEL) else label
 
 
+def _follow_label(info: dict, label: str | None, fields: dict) -> dict:
+    """Of the sampling ``fields`` (sampler, steps, guidance, variety), those the user left at a
+    default of the model (for any of its Sounds, or none), with ``label``'s default in their place."""
+    chosen = label_defaults(info["defaults"], label)
+    every = [label_defaults(info["defaults"], name) for name in (None, *info["labels"])]
+    return {key: chosen[key] for key, value in fields.items()
+            if key in chosen and (value is None or any(_same_setting(value, d.get(key)) for d in every))}
+
+
+def _same_setting(value, default) -> bool:
+    """Whether a field's value is ``default`` (numbers as the sliders round them)."""
+    if isinstance(value, (int, float)) and isinstance(default, (int, float)):
+        return abs(float(value) - float(default)) < 1e-6
+    return value == default
+
+
 def card_visibility(shown: int | None, count: int) -> dict:
     """The row and card updates that take the page from ``shown`` visible result cards (None: not
     known, as on a page just loaded) to ``count``, for those whose visibility changes only. A
@@ -268,9 +284,9 @@ class Handlers:
                         label_b: str | None = None) -> dict:
         """Label, sampler and guidance controls that fit ``model`` (values kept when they fit)."""
         info = self.studio.describe(model)
-        defaults = info["defaults"]
         labels = info["labels"]
         label_value = label if label in labels else (info["label"] or ANY_LABEL)
+        defaults = label_defaults(info["defaults"], _label_value(label_value))
         samplers = info["samplers"]
         sampler_value = sampler if sampler in samplers else defaults.get("sampler", samplers[0])
         trained = f" · trained {info['training_steps']:,} steps" if info.get("training_steps") else ""
@@ -298,12 +314,19 @@ class Handlers:
             "model_info": text,
         }
 
-    def label_defaults(self, model, label) -> dict:
-        """The user picked a Sound: the variety slider moves to the model's default for it (a
-        model may keep one category safer than another, ``engine.sampling.default_variety``)."""
+    def label_defaults(self, model, label, sampler=None, steps=None, guidance=None, variety=None) -> dict:
+        """The user picked a Sound: sampler, steps, guidance and variety move to the model's defaults
+        for it (a model may sample kicks differently from snares, ``engine.sampling.label_defaults``).
+        A field the user set to something no Sound of the model defaults to keeps its value: their
+        choice, not a default to follow."""
         if not model:
             return {}
-        return {"variety": default_variety(self.studio.describe(str(model))["defaults"], _label_value(label))}
+        info = self.studio.describe(str(model))
+        out = _follow_label(info, _label_value(label), {"sampler": sampler, "steps": steps, "guidance": guidance,
+                                                        "variety": variety})
+        if "steps" in out:
+            out["steps"] = steps_update(info, int(out["steps"]))
+        return out
 
     @user_facing
     def describe_model(self, model: str) -> dict:
@@ -311,15 +334,15 @@ class Handlers:
         if not model:
             raise gr.Error("choose a model")
         info = self.studio.describe(model)
+        defaults = label_defaults(info["defaults"], info["label"])
         out = self._model_controls(model)
-        out["steps"] = steps_update(info, int(info["defaults"].get("steps", 16)))
+        out["steps"] = steps_update(info, int(defaults.get("steps", 16)))
         out["guidance"] = gr.update(visible=bool(info["takes_guidance"]), maximum=info["guidance_max"],
-                                    value=float(info["defaults"].get("guidance", 1.0)))
-        out["variety"] = gr.update(visible=bool(info["takes_guidance"]),
-                                   value=default_variety(info["defaults"], info["label"]))
+                                    value=float(defaults.get("guidance", 1.0)))
+        out["variety"] = gr.update(visible=bool(info["takes_guidance"]), value=defaults["variety"])
         out["length"] = gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"]),
-                                  value=round(float(info["defaults"].get("length", info["seconds"])), 3))
-        out["control_guidance"] = float(info["defaults"].get("control_guidance", 1.0))
+                                  value=round(float(defaults.get("length", info["seconds"])), 3))
+        out["control_guidance"] = float(defaults.get("control_guidance", 1.0))
         return out
 
     @user_facing
@@ -416,6 +439,14 @@ class Handlers:
         if reference:
             self._check_reference_file(reference)
         model, label = self._model_for_label(str(model), _label_value(label))
+        if label is None and prompt and str(prompt).strip():
+            # "short punchy 808 kick" with no Sound picked: the engine gives it the kick label, so
+            # fields left at the model's defaults take the kick's (as the command line does)
+            routed = self.studio.routed_label(str(model), str(prompt).strip(), (prompt_b or "").strip() or None)
+            if routed:
+                fields = {"sampler": sampler, "steps": steps, "guidance": guidance, "variety": variety}
+                fields.update(_follow_label(self.studio.describe(str(model)), routed, fields))
+                sampler, steps, guidance, variety = (fields[k] for k in ("sampler", "steps", "guidance", "variety"))
         request = GenerationRequest(
             model=model, label=label, **_blend(label, label_b, label_mix), sampler=sampler or None,
             steps=_number(steps, "steps", integer=True, optional=True),
@@ -759,7 +790,7 @@ class Handlers:
         info = self.studio.describe(model)
         out = self._model_controls(model, _label_value(values.get("label")), values.get("sampler"),
                                    values.get("label_b"))
-        defaults = info["defaults"]
+        defaults = label_defaults(info["defaults"], _label_value(values.get("label")))
         guidance = values.get("guidance")
         out.update({
             "model": gr.update(choices=self.model_choices(), value=model),
@@ -767,8 +798,8 @@ class Handlers:
             "guidance": gr.update(visible=bool(info["takes_guidance"]), maximum=info["guidance_max"],
                                   value=float(defaults.get("guidance", 1.0) if guidance is None else guidance)),
             "variety": gr.update(visible=bool(info["takes_guidance"]),
-                                 value=float(default_variety(defaults, values.get("label"))
-                                             if values.get("variety") is None else values["variety"])),
+                                 value=float(defaults["variety"] if values.get("variety") is None
+                                             else values["variety"])),
             "seed": int(values.get("seed") or 0), "lock_seed": True,
             "seed_b": "" if values.get("seed_b") is None else str(values["seed_b"]),
             "morph": float(values.get("morph") or 0.0), "count": 1,

@@ -61,7 +61,7 @@ from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
 from ..errors import InvalidRequestError, StudioError
 from ..models import LoadedModel, load_model, resolve_model
 from ..studio import finish
-from ..sampling import default_variety
+from ..sampling import label_defaults
 from ..seeds import SeedNoise
 from . import metrics
 from .classifier import DEFAULT_CACHE, Classifier, load_or_train, train_classifier
@@ -132,13 +132,13 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     by ``label_mix``: a hybrid).
     """
     manifest = model.manifest
-    defaults = manifest.get("defaults", {})
+    defaults = label_defaults(manifest.get("defaults", {}), label)  # the studio's for this label
     steps = int(steps if steps is not None else defaults.get("steps", 16))
     guidance = float(guidance if guidance is not None else defaults.get("guidance", 1.0))
     control_guidance = float(control_guidance if control_guidance is not None
                              else defaults.get("control_guidance", 1.0))
     sampler = sampler or defaults.get("sampler", "dpmpp_2m")
-    variety = float(variety if variety is not None else default_variety(defaults, label))
+    variety = float(variety if variety is not None else defaults["variety"])
     labels = list(manifest.get("labels", []))
     if label is not None and label not in labels:
         raise InvalidRequestError(f"the model knows the labels {labels}, not {label!r}")
@@ -294,20 +294,28 @@ def evaluate(model_name: str, count: int = 16, steps: int | None = None, guidanc
              real: ReferenceSet | None = None, holdout: ReferenceSet | None = None,
              classifier: Classifier | None = None, cache_dir: str | Path | None = DEFAULT_CACHE,
              batch: int = 16, half: bool = False, progress: bool = True,
-             variety: float | None = None) -> dict[str, float | str]:
+             variety: float | None = None, labels: Sequence[str] | None = None) -> dict[str, float | str]:
     """Generate ``count`` sounds per category of ``model_name`` and measure them (module docstring).
 
     The real sounds are the built data set in ``data_root`` (train split to compare with,
     holdout split for the floors and the classifier's accuracy; the classifier is cached in
     ``cache_dir``), or explicit ``real`` / ``holdout`` reference sets (the classifier is then
-    trained on ``real`` unless one is given, and nothing is cached).
+    trained on ``real`` unless one is given, and nothing is cached). ``labels`` measures only those
+    categories (a sweep of one category's settings costs a fifth).
     """
     if count < 1:
         raise InvalidRequestError(f"count must be at least 1, got {count}")
     entry = resolve_model(model_name, [models_root] if models_root is not None else None)
     model = load_model(entry.folder, device=device, half=half)
-    labels = list(model.manifest.get("labels", []))
-    categories: list[str | None] = [entry.label] if entry.label else (labels or [None])
+    model_labels = list(model.manifest.get("labels", []))
+    categories: list[str | None] = [entry.label] if entry.label else (model_labels or [None])
+    if labels:
+        unknown = [name for name in labels if name not in model_labels]
+        if unknown:
+            raise InvalidRequestError(f"the model knows the labels {model_labels}, not {unknown}")
+        categories = [name for name in categories if name in labels]
+        if not categories:
+            raise InvalidRequestError(f"{entry.name} makes only {entry.label}, not {list(labels)}")
 
     if real is None:
         real = ReferenceSet.from_dataset(DrumDataset(data_root, "train"))
@@ -405,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sampler", default=None, help="sampler (default: the model's)")
     parser.add_argument("--variety", type=float, default=None,
                         help="0 (safe) .. 1 (surprising): where guidance acts (default: the model's)")
+    parser.add_argument("--labels", type=lambda text: [t.strip() for t in text.split(",") if t.strip()], default=None,
+                        help="measure only these categories, e.g. kick,perc (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--half", action="store_true", help="fp16 weights (CUDA only)")
@@ -425,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = evaluate(args.model, count=args.count, steps=args.steps, guidance=args.guidance,
                            sampler=args.sampler, seed=args.seed, device=args.device, models_root=args.models_root,
                            data_root=args.data, cache_dir=args.cache, batch=args.batch, half=args.half,
-                           progress=not args.quiet, variety=args.variety)
+                           progress=not args.quiet, variety=args.variety, labels=args.labels)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -7,7 +7,9 @@ printed. The card is generated so that it never disagrees with the manifest it s
 ``--sampler``, ``--steps``, ``--guidance`` and ``--guidance-weights`` set the studio's defaults in
 the published manifest: settings chosen by evaluating the trained weights (session 6: ``euler_a``
 for the latent drums; session 8: no guidance on its low sub-bands) belong to the shipped model,
-not to the run that made it.
+not to the run that made it; ``--per-label '{"kick": {...}}'`` sets them for one category
+(``engine.sampling.label_defaults``). ``python -m engine defaults --model FOLDER ...`` changes the
+defaults of a model already shipped, in place, with the same checks.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
 from ..errors import CheckpointError, InvalidRequestError
 from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, copy_folder, load_codec, read_manifest, write_json
 from ..request import GenerationRequest
-from ..sampling import guidance_weights, samplers_for
+from ..sampling import LABEL_DEFAULT_KEYS, guidance_weights, samplers_for
 
 
 def _log_summary(log_path: Path) -> str:
@@ -137,33 +140,76 @@ Multi-resolution STFT loss; {training.get('steps', 0)} steps, {training.get('exa
 """
 
 
+PUBLISHED_DEFAULTS = ("sampler", "steps", "guidance", "guidance_weights", "control_guidance", "variety", "per_label")
+
+
 def with_defaults(manifest: dict, defaults: dict | None) -> dict:
-    """``manifest`` with some of its generation defaults (sampler, steps, guidance, guidance weights, variety)
-    replaced, checked as the studio checks a request, so a shipped model never defaults to settings
-    it refuses (the guidance weights' group names are checked against the codec by :func:`publish`)."""
+    """``manifest`` with some of its generation defaults (sampler, steps, guidance, guidance weights, variety,
+    and any of those but the weights per label) replaced, checked as the studio checks a request, so a
+    shipped model never defaults to settings it refuses (the guidance weights' group names are checked
+    against the codec by :func:`publish`)."""
     if not defaults:
         return manifest
-    unknown = set(defaults) - {"sampler", "steps", "guidance", "guidance_weights", "control_guidance", "variety"}
+    unknown = set(defaults) - set(PUBLISHED_DEFAULTS)
     if unknown:
         raise InvalidRequestError(f"publish sets only the sampler, steps, guidance, guidance weights, control "
-                                  f"guidance and variety defaults, not {sorted(unknown)}")
+                                  f"guidance and variety defaults (and those per label), not {sorted(unknown)}")
     weights = defaults.get("guidance_weights")
     if weights is not None and (manifest.get("kind") != "latent" or not isinstance(weights, dict)):
         raise InvalidRequestError("guidance weights are a JSON object of codec channel groups, for latent models only")
+    labels = set(manifest.get("labels", []))
     variety = defaults.get("variety")
     if isinstance(variety, dict):  # per label: each a variety, each a label of the model
-        unknown_labels = set(variety) - set(manifest.get("labels", []))
-        if unknown_labels:
-            raise InvalidRequestError(f"variety for labels the model does not have: {sorted(unknown_labels)}")
+        _check_labels(variety, labels, "variety")
         for value in variety.values():
             GenerationRequest(model="model", variety=value).validated()
-    GenerationRequest(model=manifest.get("name", "model"),
-                      **{k: v for k, v in defaults.items()
-                         if k != "guidance_weights" and not (k == "variety" and isinstance(v, dict))}).validated()
-    if "sampler" in defaults and defaults["sampler"] not in samplers_for(manifest):
-        raise InvalidRequestError(f"sampler {defaults['sampler']!r} does not fit this model; "
-                                  f"choose one of {list(samplers_for(manifest))}")
+    flat = {k: v for k, v in defaults.items() if k not in ("guidance_weights", "per_label")
+            and not (k == "variety" and isinstance(v, dict))}
+    _check_settings(manifest, flat)
+    per_label = defaults.get("per_label")
+    if per_label is not None:
+        if not isinstance(per_label, dict) or not all(isinstance(v, dict) for v in per_label.values()):
+            raise InvalidRequestError('per-label defaults are a JSON object of labels, each an object of settings, '
+                                      'e.g. {"kick": {"sampler": "dpmpp_2m", "steps": 12, "guidance": 6.5}}')
+        _check_labels(per_label, labels, "defaults")
+        for label, settings in per_label.items():
+            unknown = set(settings) - set(LABEL_DEFAULT_KEYS)
+            if unknown:
+                raise InvalidRequestError(f"a label's defaults are {list(LABEL_DEFAULT_KEYS)}, not {sorted(unknown)} "
+                                          f"({label})")
+            _check_settings(manifest, settings)
     return dict(manifest, defaults=dict(manifest.get("defaults", {}), **defaults))
+
+
+def _check_labels(per_label: dict, labels: set, what: str) -> None:
+    unknown_labels = set(per_label) - labels
+    if unknown_labels:
+        raise InvalidRequestError(f"{what} for labels the model does not have: {sorted(unknown_labels)}")
+
+
+def _check_settings(manifest: dict, settings: dict) -> None:
+    """Sampler, steps, guidance, control guidance, variety: each as a request would be checked."""
+    GenerationRequest(model=manifest.get("name", "model"), **settings).validated()
+    if "sampler" in settings and settings["sampler"] not in samplers_for(manifest):
+        raise InvalidRequestError(f"sampler {settings['sampler']!r} does not fit this model; "
+                                  f"choose one of {list(samplers_for(manifest))}")
+
+
+def set_defaults(folder: str | Path, defaults: dict) -> Path:
+    """A shipped model's generation defaults changed in place (its weights untouched, so recipes
+    made with it still name the same weights): the manifest checked and rewritten as
+    :func:`publish` would, and the model card's "Defaults" line with it."""
+    folder = Path(folder)
+    manifest = with_defaults(read_manifest(folder), defaults)
+    if "guidance_weights" in defaults:
+        guidance_weights(manifest, load_codec(manifest, folder))
+    write_json(folder / MANIFEST, manifest)
+    card = folder / "MODEL_CARD.md"
+    if card.is_file():
+        text = re.sub(r"^- Defaults: .*$", lambda _: f"- Defaults: {manifest.get('defaults')}.",
+                      card.read_text(encoding="utf-8"), count=1, flags=re.M)
+        atomic_write(card, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return folder
 
 
 def publish_beside(source: Path, target: Path, what: str) -> None:
