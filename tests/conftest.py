@@ -29,6 +29,19 @@ def tiny_models(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def trained_codec(tmp_path_factory, wav_folder) -> Path:
+    """A tiny codec trained for 30 steps (~5 s on one thread), shared by the latent, prompt and
+    distillation tests (each trained its own until session 18). Read it; never train it on."""
+    from engine.train.codec import CodecTrainConfig, train_codec
+    from tests.test_latent import LENGTH, TINY_CODEC
+
+    run = tmp_path_factory.mktemp("codec_run")
+    return train_codec(CodecTrainConfig(data=str(wav_folder), run=str(run), length=LENGTH, steps=30, batch=4,
+                                        segment=4096, lr=3e-3, warmup=1, ema_decay=0.0, log_every=1,
+                                        save_every=10, device="cpu", network=dict(TINY_CODEC), waveform_weight=1.0))
+
+
+@pytest.fixture(scope="session")
 def wav_folder(tmp_path_factory) -> Path:
     from tests.helpers import make_wav_folder
 

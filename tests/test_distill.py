@@ -12,7 +12,6 @@ from engine.request import GenerationRequest
 from engine.sampling import distilled_from, sample_latent
 from engine.studio import Studio
 from engine.train.distill import DistillConfig, guided_targets, train_distill
-from tests.test_latent import trained_codec  # noqa: F401 (a fixture)
 from tests.test_prompts import TINY_CLAP
 
 TINY_EMBEDDING = TINY_CLAP["dim"]
@@ -136,7 +135,7 @@ def test_the_command_line_distils_and_fine_tuning_a_student_points_to_its_teache
 
 
 @pytest.fixture(scope="module")
-def latent_teacher(tmp_path_factory, wav_folder, trained_codec):  # noqa: F811
+def latent_teacher(tmp_path_factory, wav_folder, trained_codec):
     """A tiny latent model with every condition (label, loudness and onset curves, prompt) after
     60 steps, published beside its codec and its random-weight embedder."""
     from engine.data.dataset import DrumDataset

@@ -84,15 +84,6 @@ def clips() -> torch.Tensor:
     return torch.stack([torch.from_numpy(h.T.copy()) for h in hits])
 
 
-@pytest.fixture(scope="module")
-def trained_codec(tmp_path_factory, wav_folder) -> Path:
-    """A tiny codec trained for 30 steps (~5 s on one thread)."""
-    run = tmp_path_factory.mktemp("codec_run")
-    return train_codec(CodecTrainConfig(data=str(wav_folder), run=str(run), length=LENGTH, steps=30, batch=4,
-                                        segment=4096, lr=3e-3, warmup=1, ema_decay=0.0, log_every=1,
-                                        save_every=10, device="cpu", network=dict(TINY_CODEC), waveform_weight=1.0))
-
-
 # ----------------------------------------------------------------------------- codec
 
 

@@ -32,7 +32,7 @@ from engine.seeds import seeded_init
 from engine.train.latent import LatentTrainConfig, train_latent
 from engine.train.publish import publish
 from tests.test_embedders import fake_laion  # noqa: F401 (a fixture)
-from tests.test_latent import LENGTH, TINY_LATENT_NET, trained_codec  # noqa: F401 (a fixture)
+from tests.test_latent import LENGTH, TINY_LATENT_NET
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_CLAP = {"dim": 32, "text_hidden": 64, "n_mels": 32, "widths": [8, 16]}
@@ -111,7 +111,7 @@ def make_tiny_embedder(folder: Path, data: DrumDataset) -> Path:
 
 
 @pytest.fixture(scope="module")
-def prompted(tmp_path_factory, wav_folder, trained_codec):  # noqa: F811
+def prompted(tmp_path_factory, wav_folder, trained_codec):
     """A tiny latent model trained 300 steps on prompts only (labels always dropped, so the prompt
     is all it has to tell a kick from a hat), published beside its embedder."""
     root = tmp_path_factory.mktemp("prompted")
@@ -259,7 +259,7 @@ def test_cli_generates_from_a_prompt_and_refuses_a_bad_one(prompted, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_latent_model_trains_on_laion_clap_embeddings_with_the_downloads_stubbed(tmp_path, wav_folder, trained_codec,  # noqa: F811
+def test_a_latent_model_trains_on_laion_clap_embeddings_with_the_downloads_stubbed(tmp_path, wav_folder, trained_codec,
                                                                                     fake_laion):
     """The optional laion-clap backend's plumbing, offline: the trainer conditions on its 512-d
     embeddings (referenced by name, nothing copied), and the studio loads it for a prompt."""
