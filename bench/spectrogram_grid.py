@@ -35,13 +35,17 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default="data/drums2s")
     parser.add_argument("--max-hz", type=float, default=4000.0)
     parser.add_argument("--seconds", type=float, default=0.6)
+    parser.add_argument("--sampler", default=None, help="default: the model's for the label")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--guidance", type=float, default=None)
     parser.add_argument("--out", type=Path, default=Path("artifacts/spectrogram_grid.png"))
     args = parser.parse_args(argv)
 
     entry = resolve_model(args.model)
     model = load_model(entry.folder)
     rate, bands = model.manifest["sample_rate"], int(model.codec.bands)
-    made = studio_output(generate_clips(model, args.count, label=args.label, seed=args.seed), rate)
+    made = studio_output(generate_clips(model, args.count, label=args.label, seed=args.seed, sampler=args.sampler,
+                                       steps=args.steps, guidance=args.guidance), rate)
     held = DrumDataset(args.data, "holdout")
     rows = [i for i, r in enumerate(held.records) if r["category"] == args.label][: args.count]
     real = held.audio[rows].float()
