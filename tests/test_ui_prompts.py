@@ -103,8 +103,14 @@ def test_the_sampling_fields_follow_the_models_defaults_for_the_sound_unless_the
                             guidance=kick["guidance"], length=0.3)
     recipe = final["session"].current()[0].recipe
     assert (recipe["sampler"], recipe["steps"], recipe["guidance"]) == (kick["sampler"], kick["steps"], kick["guidance"])
-    # no Sound picked, a prompt that names a kick: the kick's settings, as on the command line
+    # no Sound picked, a prompt that names a kick: the kick's settings, on the page and in the sound
     plain = label_defaults(shipped, None)
+    typed = handlers.label_defaults("latent-fast", "(any)", *(plain[k] for k in fields), prompt="short punchy 808 kick")
+    assert (typed["sampler"], typed["steps"]["value"], typed["guidance"]) == (kick["sampler"], kick["steps"],
+                                                                          kick["guidance"])
+    cleared = handlers.label_defaults("latent-fast", "(any)", *(kick[k] for k in fields), prompt="")
+    assert (cleared["sampler"], cleared["steps"]["value"], cleared["guidance"]) == (plain["sampler"], plain["steps"],
+                                                                              plain["guidance"])
     for prompt, wanted in (("short punchy 808 kick", kick), ("dark roomy snare", snare)):
         _, final = run_generate(handlers, model="latent-fast", label="(any)", sampler=plain["sampler"],
                                 steps=plain["steps"], guidance=plain["guidance"], length=0.3, prompt=prompt)

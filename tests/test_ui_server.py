@@ -605,12 +605,16 @@ def test_a_producer_types_a_prompt_gets_that_sound_and_more_like_it(server, brow
     page.wait_for_selector("#history table")
     _pick(page, "model", "latent-prompts")
     page.wait_for_selector("#prompt textarea", state="visible")
+    # the page opened on the 3-step model: its "fixed" note on Steps goes with it
+    page.wait_for_function("() => !document.querySelector('#steps').innerText.includes('fixed')", timeout=10_000)
     _pick(page, "label", "(any)")
     _set_number(page, "length", 1.0)
     _set_number(page, "seed", 21)
     page.check("#lock-seed input")
     page.locator("#prompt textarea").fill("short punchy 808 kick")
-    _set_number(page, "count", 2)
+    _set_number(page, "count", 2)  # leaving the prompt box: the fields show how this model samples kicks
+    page.wait_for_function("() => document.querySelector('#steps input[type=number]').value === '12'",
+                           timeout=10_000)
     _set_number(page, "rerank", 4)
     _generate_and_time(page)
     page.wait_for_selector("#status .tds-status.done", timeout=60_000)

@@ -385,7 +385,10 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
                                     "controls_box", "prompt_box", "label_b", "blend_row", "variety"])
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")
+        # a Sound picked, or named by a prompt: the sampling fields show its defaults
         wire(C["label"].input, h.label_defaults, ["sampler", "steps", "guidance", "variety"])
+        for typed in (C["prompt"].blur, C["prompt"].submit, C["prompt_b"].blur):
+            wire(typed, h.label_defaults, ["sampler", "steps", "guidance", "variety"])
         wire(C["add_model"].click, h.add_model_folder, ["model", "model_folder"], api_name="add_model_folder")
         wire(C["reference"].upload, h.check_reference, ["reference", "reference_info"], api_name="check_reference")
         # "once": a second click while a generation runs is ignored (a double click made two takes)

@@ -76,8 +76,10 @@ def steps_update(info: dict, value: int | None = None) -> dict:
     fixed = info.get("steps_fixed")
     if fixed is not None:
         return gr.update(value=int(fixed), interactive=False, info=fixed_steps_info(fixed))
-    return gr.update(interactive=True, info=None) if value is None else \
-        gr.update(value=int(value), interactive=True, info=None)
+    # info "": an update's None is read as "leave it", so the 3-step note would stay on a model
+    # whose steps are free (seen on the page, session 18)
+    return gr.update(interactive=True, info="") if value is None else \
+        gr.update(value=int(value), interactive=True, info="")
 
 
 def slot_key(index: int, part: str) -> str:
@@ -314,19 +316,27 @@ class Handlers:
             "model_info": text,
         }
 
-    def label_defaults(self, model, label, sampler=None, steps=None, guidance=None, variety=None) -> dict:
-        """The user picked a Sound: sampler, steps, guidance and variety move to the model's defaults
-        for it (a model may sample kicks differently from snares, ``engine.sampling.label_defaults``).
-        A field the user set to something no Sound of the model defaults to keeps its value: their
-        choice, not a default to follow."""
+    def label_defaults(self, model, label, sampler=None, steps=None, guidance=None, variety=None,
+                       prompt=None, prompt_b=None) -> dict:
+        """The user picked a Sound (or typed a prompt that names one, with no Sound picked):
+        sampler, steps, guidance and variety move to the model's defaults for it (a model may
+        sample kicks differently from snares, ``engine.sampling.label_defaults``). A field the user
+        set to something no Sound of the model defaults to keeps its value: their choice."""
         if not model:
             return {}
         info = self.studio.describe(str(model))
-        out = _follow_label(info, _label_value(label), {"sampler": sampler, "steps": steps, "guidance": guidance,
-                                                        "variety": variety})
+        label = _label_value(label) or self._routed_label(str(model), prompt, prompt_b)
+        out = _follow_label(info, label, {"sampler": sampler, "steps": steps, "guidance": guidance,
+                                          "variety": variety})
         if "steps" in out:
             out["steps"] = steps_update(info, int(out["steps"]))
         return out
+
+    def _routed_label(self, model: str, prompt, prompt_b) -> str | None:
+        """The Sound a prompt names on ``model`` (``engine.studio.prompt_label``), or None."""
+        if not prompt or not str(prompt).strip() or not self.studio.describe(model).get("prompts"):
+            return None
+        return self.studio.routed_label(model, str(prompt).strip(), (prompt_b or "").strip() or None)
 
     @user_facing
     def describe_model(self, model: str) -> dict:
@@ -439,10 +449,10 @@ class Handlers:
         if reference:
             self._check_reference_file(reference)
         model, label = self._model_for_label(str(model), _label_value(label))
-        if label is None and prompt and str(prompt).strip():
+        if label is None:
             # "short punchy 808 kick" with no Sound picked: the engine gives it the kick label, so
             # fields left at the model's defaults take the kick's (as the command line does)
-            routed = self.studio.routed_label(str(model), str(prompt).strip(), (prompt_b or "").strip() or None)
+            routed = self._routed_label(str(model), prompt, prompt_b)
             if routed:
                 fields = {"sampler": sampler, "steps": steps, "guidance": guidance, "variety": variety}
                 fields.update(_follow_label(self.studio.describe(str(model)), routed, fields))
