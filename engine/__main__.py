@@ -77,9 +77,20 @@ def _envelope_shape(text: str) -> tuple[str, list[int]]:
     return label.strip(), [int(clusters), int(components)]
 
 
+def _envelope_spread(text: str) -> tuple[str, float]:
+    """``hat=1.3`` -> ("hat", 1.3): how far one label's envelope draws reach along its directions."""
+    label, _, value = text.partition("=")
+    try:
+        return label.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LABEL=SPREAD such as hat=1.3, got {text!r}") from None
+
+
 def _train(args: argparse.Namespace) -> int:
     if getattr(args, "envelope_shapes", None):
         args.envelope_shapes = dict(args.envelope_shapes)
+    if getattr(args, "envelope_spreads", None):
+        args.envelope_spreads = dict(args.envelope_spreads)
     if args.family == "wave":
         from .train.wave import WaveTrainConfig, train_wave
 
@@ -280,6 +291,9 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--envelope-shape", dest="envelope_shapes", action="append", type=_envelope_shape,
                     help="wave/prior: one label's prior shape apart from the rest, LABEL=CLUSTERSxCOMPONENTS "
                          "(e.g. hat=3x8; repeat for more labels)")
+    tr.add_argument("--envelope-spread", dest="envelope_spreads", action="append", type=_envelope_spread,
+                    help="wave/prior: draw one label's envelopes this many times as far along its prior's "
+                         "directions, LABEL=SPREAD (e.g. hat=1.3: wider than its clips; repeat for more labels)")
     tr.add_argument("--compand", type=float,
                     help="latent: scale of a new model's asinh latent transform (default 0.01; 0: the plain latent)")
     tr.add_argument("--compand-envelope", type=float,

@@ -74,3 +74,37 @@ def test_one_category_can_take_its_own_prior_shape_and_the_others_keep_theirs(tm
         refused = run_cli("train", "prior", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder),
                           "--run-dir", str(tmp_path / "bad"), "--envelope-shape", shape)
         assert refused.returncode == 2 and __import__("re").search(message, refused.stderr), refused.stderr
+
+
+def test_one_category_can_draw_wider_envelopes_than_its_clips(tmp_path, tiny_models, wav_folder):
+    """``--envelope-spread hat=2``: the hat row's directions are twice as long (its draws reach twice
+    as far from its cluster means), every other row is the plain refit; a refit reproduces it."""
+    from tests.helpers import cli_in_process
+
+    spread = cli_in_process("train", "prior", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder),
+                            "--run-dir", str(tmp_path / "wide"), "--envelope-clusters", "2",
+                            "--envelope-components", "3", "--envelope-spread", "hat=2")
+    assert spread.returncode == 0, spread.stderr
+    plain = refit_prior(PriorConfig(init=str(tiny_models / "tiny"), data=str(wav_folder), run=str(tmp_path / "plain"),
+                                    envelope_clusters=2, envelope_components=3))
+    folder = tmp_path / "wide" / "model"
+    manifest = read_manifest(folder)
+    labels = manifest["labels"]
+    assert manifest["codec"]["args"]["envelope_prior"]["row_spreads"][labels.index("hat")] == 2.0
+    assert "hat spread 2" in manifest["training"]["sessions"][-1]["note"]
+    wide, before = load_model(folder).codec, load_model(plain).codec
+    hat = labels.index("hat")
+    assert float(before.prior_basis[hat].abs().sum()) > 0
+    torch.testing.assert_close(wide.prior_basis[hat], 2 * before.prior_basis[hat])
+    for row in range(len(labels) + 1):
+        torch.testing.assert_close(wide.prior_mean[row], before.prior_mean[row])
+        if row != hat:
+            torch.testing.assert_close(wide.prior_basis[row], before.prior_basis[row])
+    again = refit_prior(PriorConfig(init=str(folder), data=str(wav_folder), run=str(tmp_path / "again"),
+                                    envelope_clusters=2, envelope_components=3, envelope_spreads={"hat": 2.0}))
+    torch.testing.assert_close(load_model(again).codec.prior_basis, wide.prior_basis)
+    for bad, message in (("hat=0", "in \\(0, 3"), ("hat=9", "in \\(0, 3"), ("tom=1.2", "names \\['tom'\\]"),
+                         ("hat=wide", "LABEL=SPREAD")):
+        refused = cli_in_process("train", "prior", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder),
+                                 "--run-dir", str(tmp_path / "bad"), "--envelope-spread", bad)
+        assert refused.returncode == 2 and __import__("re").search(message, refused.stderr), refused.stderr

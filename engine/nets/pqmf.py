@@ -40,6 +40,9 @@ def _prototype(bands: int, taps: int, beta: float) -> np.ndarray:
     return firwin(taps + 1, best.x, window=("kaiser", beta), pass_zero=True)
 
 
+
+MAX_ENVELOPE_SPREAD = 3.0  # a row spread beyond this draws envelopes no clip resembles
+
 class PQMF(torch.nn.Module):
     """``analysis``: (B, C, N) -> (B, C*M, N/M); ``synthesis`` inverts it (up to ~-60 dB error)."""
 
@@ -119,6 +122,13 @@ class BandCodec(torch.nn.Module):
                     not 1 <= c <= clusters or not 0 <= m <= self.components for c, m in self.row_shapes)):
                 raise ValueError(f"envelope_prior.row_shapes must give {rows} (clusters, components) pairs within "
                                  f"({clusters}, {self.components}), got {self.row_shapes}")
+            # per row: how far its draws reach along the fitted directions (1: as far as its clips
+            # spread; more: wider, for a category whose sounds come out narrower than real ones)
+            self.row_spreads = envelope_prior.get("row_spreads")
+            if self.row_spreads is not None and (len(self.row_spreads) != rows or any(
+                    not 0.0 < float(v) <= MAX_ENVELOPE_SPREAD for v in self.row_spreads)):
+                raise ValueError(f"envelope_prior.row_spreads must give {rows} numbers in (0, {MAX_ENVELOPE_SPREAD}], "
+                                 f"got {self.row_spreads}")
             knots = len(self.envelope_knots)
             self.register_buffer("prior_mean", torch.zeros(rows, clusters, bands, knots))
             self.register_buffer("prior_basis", torch.zeros(rows, clusters, self.components, bands, knots))
@@ -235,6 +245,10 @@ def fit_envelope_prior(codec: BandCodec, audio: torch.Tensor, labels: torch.Tens
     """Fill ``codec``'s per-clip envelope prior from labelled clips (B, C, N) (labels: the model's indices)."""
     envelopes = torch.cat([codec.measure_envelopes(audio[i:i + chunk]) for i in range(0, audio.shape[0], chunk)])
     rows, clusters = codec.prior_weights.shape
-    codec.set_prior(*envelope.fit_prior(envelopes, labels.cpu(), rows - 1, clusters, codec.components,
-                                        getattr(codec, "row_shapes", None)))
+    means, bases, weights = envelope.fit_prior(envelopes, labels.cpu(), rows - 1, clusters, codec.components,
+                                               getattr(codec, "row_shapes", None))
+    spreads = getattr(codec, "row_spreads", None)
+    if spreads is not None:
+        bases = bases * torch.tensor([float(v) for v in spreads]).reshape(-1, 1, 1, 1, 1)
+    codec.set_prior(means, bases, weights)
 

@@ -33,6 +33,7 @@ class PriorConfig:
     envelope_clusters: int = 3
     envelope_components: int = 4
     envelope_shapes: dict[str, list[int]] | None = None   # {label: [clusters, components]} apart from the rest
+    envelope_spreads: dict[str, float] | None = None      # {label: reach along its directions, 1 = as its clips}
     categories: list[str] | None = None
 
 
@@ -62,6 +63,7 @@ def refit_prior(config: PriorConfig) -> Path:
          "note": f"envelope prior refitted: {config.envelope_clusters} clusters x "
                  f"{config.envelope_components} directions per label"
                  + "".join(f", {label} {c} x {m}" for label, (c, m) in (config.envelope_shapes or {}).items())
+                 + "".join(f", {label} spread {v:g}" for label, v in (config.envelope_spreads or {}).items())
                  + " (network unchanged)"})
     network = load_model(config.init).network
     folder = Path(config.run) / "model"

@@ -24,7 +24,7 @@ from ..errors import InvalidRequestError
 from ..models import load_codec
 from ..nets import build_codec, build_network
 from ..nets.envelope import knot_frames
-from ..nets.pqmf import fit_envelope_prior, measure_band_scale
+from ..nets.pqmf import MAX_ENVELOPE_SPREAD, fit_envelope_prior, measure_band_scale
 from ..seeds import seeded_init
 from . import common, loop
 
@@ -52,6 +52,7 @@ class WaveTrainConfig:
     envelope_clusters: int = 3          # the prior: a mixture of this many Gaussians per label...
     envelope_components: int = 4        # ...each with this many principal directions
     envelope_shapes: dict[str, list[int]] | None = None  # {label: [clusters, components]} apart from the rest
+    envelope_spreads: dict[str, float] | None = None     # {label: reach along its directions, 1 = as its clips}
     band_weight_power: float = 0.5      # loss weight of each band ~ (its data std)^power, mean 1 (0: equal)
     augment: bool = True
     categories: list[str] | None = None  # None: every category of the data set
@@ -136,7 +137,9 @@ def loss_band_weights(codec: torch.nn.Module, power: float) -> torch.Tensor:
 def envelope_arguments(config, length: int, labels: list[str]) -> dict:
     """The codec's envelope prior for the model's ``labels``: its shape (the tensors are fitted by
     :func:`fit_codec_prior` and saved with the weights). ``config.envelope_shapes`` (``{label:
-    (clusters, components)}``, optional) shapes a label's row apart from the rest."""
+    (clusters, components)}``, optional) shapes a label's row apart from the rest;
+    ``config.envelope_spreads`` (``{label: s}``) draws that label's envelopes ``s`` times as far along
+    its fitted directions (``docs/design-notes.md``, "A wider prior for narrow categories")."""
     prior = {"knots": knot_frames(length // 32), "rows": len(labels) + 1,
              "clusters": config.envelope_clusters, "components": config.envelope_components}
     shapes = config.envelope_shapes
@@ -149,6 +152,14 @@ def envelope_arguments(config, length: int, labels: list[str]) -> dict:
         if any(c < 1 or m < 0 for c, m in rows):
             raise InvalidRequestError(f"each shape needs at least 1 cluster and 0 or more components, got {shapes}")
         prior.update(clusters=max(c for c, _ in rows), components=max(m for _, m in rows), row_shapes=rows)
+    spreads = getattr(config, "envelope_spreads", None)
+    if spreads:
+        unknown = sorted(set(spreads) - set(labels))
+        if unknown:
+            raise InvalidRequestError(f"--envelope-spread names {unknown}; the model's labels are {labels}")
+        if any(not 0.0 < float(v) <= MAX_ENVELOPE_SPREAD for v in spreads.values()):
+            raise InvalidRequestError(f"each envelope spread is a number in (0, {MAX_ENVELOPE_SPREAD}], got {spreads}")
+        prior["row_spreads"] = [float(spreads.get(label, 1.0)) for label in labels] + [1.0]
     return {"envelope_prior": prior}
 
 
