@@ -97,6 +97,11 @@ def test_the_sampling_fields_follow_the_models_defaults_for_the_sound_unless_the
     back = handlers.label_defaults("latent-fast", "snare", *(kick[k] for k in fields))
     assert (back["sampler"], back["steps"]["value"], back["guidance"], back["variety"]) == \
         tuple(snare[k] for k in fields)
+    # how strictly to follow drawn curves may differ per Sound as well
+    assert snare["control_guidance"] != kick["control_guidance"]
+    assert handlers.label_defaults("latent-fast", "snare", *(kick[k] for k in fields),
+                                   control_guidance=kick["control_guidance"])["control_guidance"] == \
+        snare["control_guidance"]
     own = handlers.label_defaults("latent-fast", "kick", "ddim", snare["steps"], 7.3, snare["variety"])
     assert "sampler" not in own and "guidance" not in own and own["steps"]["value"] == kick["steps"]
     _, final = run_generate(handlers, model="latent-fast", label="kick", sampler=kick["sampler"], steps=kick["steps"],

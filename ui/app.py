@@ -20,8 +20,8 @@ from engine.sampling import SAMPLERS_BY_OBJECTIVE, label_defaults
 from . import gradio_patches
 from .curve_editor import CURVE_EDITOR_HEAD, curve_editor
 from .fields import KEEP_TYPED_VALUES, FieldNumber, FieldSlider
-from .handlers import (ANY_LABEL, EXAMPLE_PROMPTS, NO_BLEND, FORMATS, SLOTS, Handlers, fixed_steps_info, length_maximum,
-                       slot_key)
+from .handlers import (ANY_LABEL, EXAMPLE_PROMPTS, NO_BLEND, FORMATS, SAMPLING_FIELDS, SLOTS, Handlers,
+                       fixed_steps_info, length_maximum, slot_key)
 from .history import COLUMNS, sweep
 from .presets import list_presets
 from .settings import Settings
@@ -386,9 +386,9 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")
         # a Sound picked, or named by a prompt: the sampling fields show its defaults
-        wire(C["label"].input, h.label_defaults, ["sampler", "steps", "guidance", "variety"])
+        wire(C["label"].input, h.label_defaults, list(SAMPLING_FIELDS))
         for typed in (C["prompt"].blur, C["prompt"].submit, C["prompt_b"].blur):
-            wire(typed, h.label_defaults, ["sampler", "steps", "guidance", "variety"])
+            wire(typed, h.label_defaults, list(SAMPLING_FIELDS))
         wire(C["add_model"].click, h.add_model_folder, ["model", "model_folder"], api_name="add_model_folder")
         wire(C["reference"].upload, h.check_reference, ["reference", "reference_info"], api_name="check_reference")
         # "once": a second click while a generation runs is ignored (a double click made two takes)

@@ -28,7 +28,7 @@ import gradio as gr
 from engine import AudioFileError, GenerationRequest, Progress, Result, Studio, StudioError
 from engine import audio as audio_io
 from engine.curves import format_onsets, format_rms, parse_onsets, parse_rms
-from engine.sampling import label_defaults
+from engine.sampling import LABEL_DEFAULT_KEYS, label_defaults
 
 from . import presets
 from .fields import check_number
@@ -164,8 +164,12 @@ def _label_value(label: str | None) -> str | None:
     return None if label in (None, "", ANY_LABEL) else label
 
 
+SAMPLING_FIELDS = LABEL_DEFAULT_KEYS
+"""The fields a model may default differently per Sound (named as the manifest's defaults)."""
+
+
 def _follow_label(info: dict, label: str | None, fields: dict) -> dict:
-    """Of the sampling ``fields`` (sampler, steps, guidance, variety), those the user left at a
+    """Of the sampling ``fields`` (:data:`SAMPLING_FIELDS`), those the user left at a
     default of the model (for any of its Sounds, or none), with ``label``'s default in their place."""
     chosen = label_defaults(info["defaults"], label)
     every = [label_defaults(info["defaults"], name) for name in (None, *info["labels"])]
@@ -317,17 +321,17 @@ class Handlers:
         }
 
     def label_defaults(self, model, label, sampler=None, steps=None, guidance=None, variety=None,
-                       prompt=None, prompt_b=None) -> dict:
-        """The user picked a Sound (or typed a prompt that names one, with no Sound picked):
-        sampler, steps, guidance and variety move to the model's defaults for it (a model may
-        sample kicks differently from snares, ``engine.sampling.label_defaults``). A field the user
-        set to something no Sound of the model defaults to keeps its value: their choice."""
+                       control_guidance=None, prompt=None, prompt_b=None) -> dict:
+        """The user picked a Sound (or typed a prompt that names one, with no Sound picked): the
+        :data:`SAMPLING_FIELDS` move to the model's defaults for it (a model may sample kicks
+        differently from snares, ``engine.sampling.label_defaults``). A field the user set to
+        something no Sound of the model defaults to keeps its value: their choice."""
         if not model:
             return {}
         info = self.studio.describe(str(model))
         label = _label_value(label) or self._routed_label(str(model), prompt, prompt_b)
-        out = _follow_label(info, label, {"sampler": sampler, "steps": steps, "guidance": guidance,
-                                          "variety": variety})
+        out = _follow_label(info, label, dict(zip(SAMPLING_FIELDS, (sampler, steps, guidance, variety,
+                                                                    control_guidance))))
         if "steps" in out:
             out["steps"] = steps_update(info, int(out["steps"]))
         return out
@@ -454,9 +458,9 @@ class Handlers:
             # fields left at the model's defaults take the kick's (as the command line does)
             routed = self._routed_label(str(model), prompt, prompt_b)
             if routed:
-                fields = {"sampler": sampler, "steps": steps, "guidance": guidance, "variety": variety}
+                fields = dict(zip(SAMPLING_FIELDS, (sampler, steps, guidance, variety, control_guidance)))
                 fields.update(_follow_label(self.studio.describe(str(model)), routed, fields))
-                sampler, steps, guidance, variety = (fields[k] for k in ("sampler", "steps", "guidance", "variety"))
+                sampler, steps, guidance, variety, control_guidance = (fields[k] for k in SAMPLING_FIELDS)
         request = GenerationRequest(
             model=model, label=label, **_blend(label, label_b, label_mix), sampler=sampler or None,
             steps=_number(steps, "steps", integer=True, optional=True),
