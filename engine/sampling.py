@@ -230,8 +230,7 @@ def label_defaults(defaults: dict, label: str | None) -> dict:
     and prompts do better under ``euler_a`` (``docs/design-notes.md``, "Defaults per category")."""
     out = {key: value for key, value in defaults.items() if key != "per_label"}
     variety = out.get("variety", 0.0)
-    out["variety"] = float(variety.get(label, 0.0) if isinstance(variety, dict) and label is not None
-                           else 0.0 if isinstance(variety, dict) else variety)
+    out["variety"] = float(variety.get(label, 0.0) if isinstance(variety, dict) else variety)
     if label is not None:
         out.update(defaults.get("per_label", {}).get(label, {}))
     return out

@@ -40,8 +40,8 @@ def _prototype(bands: int, taps: int, beta: float) -> np.ndarray:
     return firwin(taps + 1, best.x, window=("kaiser", beta), pass_zero=True)
 
 
-
 MAX_ENVELOPE_SPREAD = 3.0  # a row spread beyond this draws envelopes no clip resembles
+
 
 class PQMF(torch.nn.Module):
     """``analysis``: (B, C, N) -> (B, C*M, N/M); ``synthesis`` inverts it (up to ~-60 dB error)."""

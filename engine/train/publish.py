@@ -162,7 +162,7 @@ def with_defaults(manifest: dict, defaults: dict | None) -> dict:
     if isinstance(variety, dict):  # per label: each a variety, each a label of the model
         _check_labels(variety, labels, "variety")
         for value in variety.values():
-            GenerationRequest(model="model", variety=value).validated()
+            _check_settings(manifest, {"variety": value})
     flat = {k: v for k, v in defaults.items() if k not in ("guidance_weights", "per_label")
             and not (k == "variety" and isinstance(v, dict))}
     _check_settings(manifest, flat)
