@@ -41,6 +41,7 @@ def _generate(args: argparse.Namespace) -> int:
                                 reference=args.reference, strength=args.strength,
                                 variation=args.variation, length=args.length, rms=rms, onsets=onsets,
                                 control_guidance=args.control_guidance, match_loudness=args.match_loudness,
+                                steer_loudness=args.steer_loudness,
                                 prompt=args.prompt, prompt_b=args.prompt_b, prompt_morph=args.prompt_morph,
                                 rerank=args.rerank)
     result = studio.render(request)
@@ -250,6 +251,9 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-match-loudness", dest="match_loudness", action="store_false",
                      help="leave the sound as the model made it (default: a gain envelope after sampling, at most "
                           "+12 dB, puts its loudness on the --rms curve)")
+    gen.add_argument("--no-steer-loudness", dest="steer_loudness", action="store_false",
+                     help="let the latent model follow the --rms curve on its own (default: every sampling step "
+                          "is moved onto the curve, on models whose latent says its loudness)")
     gen.add_argument("--out", type=Path, default=Path("exports"))
     gen.add_argument("--float", action="store_true", help="32-bit float WAV instead of 24-bit PCM")
     gen.add_argument("--device", default="auto", help="cpu, cuda or auto")

@@ -16,6 +16,7 @@ import torch
 from .conditions import ENVELOPE, Conditions, condition_specs, network_inputs
 from .models import LoadedModel
 from .sampling import sample_latent, variety_interval
+from .steering import loudness_projection
 
 
 def codec_hop(model: LoadedModel, samples: int | None = None) -> int:
@@ -52,15 +53,19 @@ def envelope_for(model: LoadedModel, conditions: Conditions, noises: torch.Tenso
 def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, sampler: str, steps: int,
            guidance: float = 1.0, control_guidance: float = 1.0, reference: torch.Tensor | None = None,
            strength: float = 1.0, callback: Callable[[dict], None] | None = None,
-           step_noise: Callable[[], torch.Tensor] | None = None, variety: float = 0.0) -> torch.Tensor:
+           step_noise: Callable[[], torch.Tensor] | None = None, variety: float = 0.0,
+           steer_loudness: bool = True) -> torch.Tensor:
     """A batch of clean latents from unit ``noises`` under ``conditions`` (the model's own
     per-channel guidance weights applied; ``variety`` > 0 guides only at the lower noise levels,
-    :func:`engine.sampling.variety_interval`)."""
+    :func:`engine.sampling.variety_interval`; with a loudness curve and ``steer_loudness`` every
+    step's estimate is moved onto the curve where the codec allows, :mod:`engine.steering`)."""
     cond = inputs_for(model, conditions, noises.shape[0], noises.shape[-1])
+    project = loudness_projection(model.codec, conditions.rms, noises.shape[-1],
+                                  model.manifest["sample_rate"]) if steer_loudness else None
     return sample_latent(model.network, model.manifest, noises, sampler=sampler, steps=steps, guidance=guidance,
                          cond=cond, control_guidance=control_guidance, reference=reference, strength=strength,
                          callback=callback, step_noise=step_noise, guidance_weights=model.guidance_weights,
-                         guidance_interval=variety_interval(variety) if variety else None)
+                         guidance_interval=variety_interval(variety) if variety else None, project=project)
 
 
 @torch.no_grad()
@@ -72,8 +77,10 @@ def decode(model: LoadedModel, latent: torch.Tensor, envelope: torch.Tensor | No
 @torch.no_grad()
 def render(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, samples: int, sampler: str,
            steps: int, guidance: float = 1.0, control_guidance: float = 1.0,
-           step_noise: Callable[[], torch.Tensor] | None = None, variety: float = 0.0) -> torch.Tensor:
+           step_noise: Callable[[], torch.Tensor] | None = None, variety: float = 0.0,
+           steer_loudness: bool = True) -> torch.Tensor:
     """Noise to raw decoded audio in one call: what evaluation and training renders use."""
     latent = sample(model, noises, conditions, sampler=sampler, steps=steps, guidance=guidance,
-                    control_guidance=control_guidance, step_noise=step_noise, variety=variety)
+                    control_guidance=control_guidance, step_noise=step_noise, variety=variety,
+                    steer_loudness=steer_loudness)
     return decode(model, latent, envelope_for(model, conditions, noises), samples)

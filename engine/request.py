@@ -45,6 +45,9 @@ class GenerationRequest:
     onsets: tuple | None = None       # onset times in ms: where the hits are
     control_guidance: float | None = None  # how strictly to follow the curves; None: the model's default
     match_loudness: bool = True       # with a loudness curve: a gain envelope after sampling puts the sound on it
+    steer_loudness: bool = True       # with a loudness curve: every sampling step is moved onto it (latent models
+                                      # whose latent says its loudness: engine.steering); a recipe or preset
+                                      # without this key was made before steering existed and replays without it
     prompt: str | None = None         # text prompt ("short punchy 808 kick"); models that take prompts
     prompt_b: str | None = None       # second prompt to morph towards (slerp of the two text embeddings)
     prompt_morph: float = 0.0         # 0 = prompt, 1 = prompt_b
@@ -71,8 +74,9 @@ class GenerationRequest:
         if self.length is not None and (not isinstance(self.length, (int, float)) or isinstance(self.length, bool)
                                         or not math.isfinite(self.length) or self.length <= 0):
             raise InvalidRequestError(f"length must be a positive number of seconds, got {self.length!r}")
-        if not isinstance(self.match_loudness, bool):
-            raise InvalidRequestError(f"match_loudness must be true or false, got {self.match_loudness!r}")
+        for name in ("match_loudness", "steer_loudness"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidRequestError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.variation not in VARIATION_MODES:
             raise InvalidRequestError(f"variation must be one of {VARIATION_MODES}, got {self.variation!r}")
         if not self.model or not isinstance(self.model, str):
@@ -105,9 +109,10 @@ class GenerationRequest:
 
     @classmethod
     def from_recipe(cls, recipe: dict) -> "GenerationRequest":
-        """Rebuild a request from a recipe, ignoring keys it does not know (checkpoint id, rate...)."""
+        """Rebuild a request from a recipe, ignoring keys it does not know (checkpoint id, rate...).
+        A recipe from before loudness steering (no ``steer_loudness``) replays without it, as made."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in recipe.items() if k in known})
+        return cls(**{"steer_loudness": False, **{k: v for k, v in recipe.items() if k in known}})
 
     def with_(self, **changes) -> "GenerationRequest":
         return replace(self, **changes)

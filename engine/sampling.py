@@ -19,7 +19,8 @@ from .conditions import (CLASS, CONTROL_GROUP, CURVE, LABEL_GROUP, LABEL_SPEC, C
                          without)
 from .diffusion.guidance import GUIDANCE_INPUT, guidance_features
 from .diffusion.schedules import blend_alpha_to_sigma, cosine_t_to_sigma
-from .diffusion import (alphas_uniform, blend_denoiser, blend_model, invert_iadb, nested_guidance, sample_ddim,
+from .diffusion import (alphas_uniform, blend_denoiser, blend_model, invert_iadb, nested_guidance, projected,
+                        projected_blend, sample_ddim,
                         sample_dpmpp_2m, sample_euler_ancestral, sample_iadb, sigmas_cosine, sigmas_karras,
                         v_denoiser)
 from .errors import CheckpointError, InvalidRequestError
@@ -255,7 +256,8 @@ def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor,
                   callback: Callable[[dict], None] | None = None,
                   step_noise: Callable[[], torch.Tensor] | None = None,
                   guidance_weights: torch.Tensor | None = None,
-                  guidance_interval: tuple[float, float] | None = None) -> torch.Tensor:
+                  guidance_interval: tuple[float, float] | None = None,
+                  project: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Sample a batch of latents from unit ``noise``.
 
     ``step_noise()`` gives the unit noise a stochastic sampler (``euler_a``) adds at each step;
@@ -271,7 +273,8 @@ def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor,
     channel and ``control_guidance`` scales the pull of the control curves (:func:`conditioned`).
     ``guidance_interval`` (low, high) in VE sigma (:func:`variety_interval`): the label and prompt
     guidance acts only at noise levels in it; elsewhere the step is one conditional call (the
-    curves still guided).
+    curves still guided). ``project`` moves every step's clean estimate before the sampler uses it
+    (loudness steering, :func:`engine.steering.loudness_projection`).
     """
     objective = _check(manifest, sampler, steps)
     specs = condition_specs(manifest)
@@ -293,13 +296,16 @@ def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor,
     if sampler == "iadb":
         alpha = levels[0]
         x = noise if start == 0 else (1 - alpha) * noise + alpha * reference
-        return sample_iadb(blend_model(net), x, levels, callback=callback)
+        model = blend_model(net) if project is None else projected_blend(blend_model(net), project)
+        return sample_iadb(model, x, levels, callback=callback)
     x = noise * levels[0] if start == 0 else reference + noise * levels[0]
-    wrap = v_denoiser if objective == "v_cosine" else blend_denoiser
+    denoise = (v_denoiser if objective == "v_cosine" else blend_denoiser)(net)
+    if project is not None:
+        denoise = projected(denoise, project)
     if sampler == "euler_a":
-        return sample_euler_ancestral(wrap(net), x, levels, callback=callback, noise=step_noise)
+        return sample_euler_ancestral(denoise, x, levels, callback=callback, noise=step_noise)
     run = sample_dpmpp_2m if sampler == "dpmpp_2m" else sample_ddim
-    return run(wrap(net), x, levels, callback=callback)
+    return run(denoise, x, levels, callback=callback)
 
 
 @torch.no_grad()

@@ -32,6 +32,7 @@ from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, find_codec_folder, f
 from .request import LIMITS, GenerationRequest
 from .sampling import distilled_from, distilled_grid, distilled_top, invert_latent, label_defaults, samplers_for
 from .seeds import SeedNoise, slerp
+from .steering import steerable
 
 log = logging.getLogger(__name__)
 
@@ -397,12 +398,11 @@ class Studio:
 
         latent = pipeline.sample(model, noises, conditions, sampler=sampler, steps=steps, guidance=request.guidance,
                                  control_guidance=request.control_guidance or 1.0, reference=reference,
-                                 strength=strength, callback=callback, step_noise=draws, variety=request.variety or 0.0)
+                                 strength=strength, callback=callback, step_noise=draws, variety=request.variety or 0.0,
+                                 steer_loudness=request.steer_loudness)
         audio = pipeline.decode(model, latent, envelope, samples)
-        if conditions.rms and request.match_loudness:  # the envelope shaper: the sound onto the drawn curve
-            # a loud curve pushes an attack past full scale: turn down those peaks, not the whole sound
-            audio = torch.stack([audio_io.limit_peaks(dsp.match_loudness(sound, conditions.rms, manifest["sample_rate"]),
-                                                      manifest["sample_rate"]) for sound in audio])
+        audio = onto_curve(audio, conditions.rms, manifest["sample_rate"], request.match_loudness,
+                           request.steer_loudness and steerable(codec))
         audio = finish(audio, manifest["sample_rate"], tail_fade_ms(manifest, request.length))
         base = request.to_recipe()
         base.update(sampler=sampler, checkpoint=model.checkpoint_id, model_folder=model.folder.name,
@@ -547,6 +547,17 @@ def fixed_steps(entry: ModelEntry, request: GenerationRequest) -> tuple[Generati
     note = (f"{entry.folder.name} makes its sound in {len(grid) - 1} ddim steps (step-distilled), so it used those "
             f"instead of {request.steps} {request.sampler} steps; {teacher} takes any")
     return request.with_(sampler="ddim", steps=len(grid) - 1), [note]
+
+
+def onto_curve(audio: torch.Tensor, rms, sample_rate: int, match: bool, steered: bool) -> torch.Tensor:
+    """Decoded sounds ``(B, C, N)`` made for a loudness curve ``rms``, as the studio finishes them:
+    with ``match`` the envelope shaper puts each on the curve; when it was shaped or ``steered``
+    (:mod:`engine.steering`) onto a loud curve, an attack may pass full scale, so the limiter turns
+    down those peaks rather than :func:`finish` turning down the whole sound."""
+    if not rms or not (match or steered):
+        return audio
+    return torch.stack([audio_io.limit_peaks(dsp.match_loudness(sound, rms, sample_rate) if match else sound,
+                                             sample_rate) for sound in audio])
 
 
 def finish(audio: torch.Tensor, sample_rate: int, fade_ms: float = 5.0) -> torch.Tensor:

@@ -4,6 +4,8 @@ flow is in test_ui_server.py; the widget itself in test_curve_editor.py)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -29,8 +31,10 @@ def test_a_drawn_curve_reaches_the_sound_its_recipe_and_its_plot(handlers):
     assert take.recipe["onsets"] == [0.0, 120.0] and take.recipe["control_guidance"] == 1.5
     assert "3-point curve + 2 hits" in final[slot_key(0, "caption")]
     assert take.recipe["match_loudness"] is True  # the envelope shaper is on unless unticked
-    _, plain = run_generate(handlers, **curve_controls(match_loudness=False))
+    assert take.recipe["steer_loudness"] is True  # and so is steering
+    _, plain = run_generate(handlers, **curve_controls(match_loudness=False, steer_loudness=False))
     assert plain["session"].current()[0].recipe["match_loudness"] is False
+    assert plain["session"].current()[0].recipe["steer_loudness"] is False
     figure = updates[-1][slot_key(0, "plot")]
     assert len(figure.axes) == 4  # waveform, its loudness axis (asked vs measured), spectrogram, colour bar
 
@@ -82,11 +86,22 @@ def test_curves_come_back_from_a_dropped_wav_and_a_preset(handlers, settings):
     restored = handlers.restore_recipe(str(take.wav))
     assert restored["rms"] == "0:-8,40:-14,200:-45" and restored["onsets"] == "0,120"
     assert restored["control_guidance"] == 1.5 and restored["controls_box"]["visible"] is True
+    assert restored["steer_loudness"] is True
     saved = handlers.save_preset("my curve", False, "latent-curves", "snare", "euler_a", 16, 4.0, 5, None, 0.0, 0.3,
-                                 rms="0:-8,40:-14,200:-45", onsets="0,120", control_guidance=2.0)
+                                 rms="0:-8,40:-14,200:-45", onsets="0,120", control_guidance=2.0,
+                                 steer_loudness=False)
     assert saved["preset"]["value"] == "my-curve"
     loaded = handlers.load_preset("my-curve")
     assert loaded["rms"] == "0:-8,40:-14,200:-45" and loaded["onsets"] == "0,120" and loaded["control_guidance"] == 2.0
+    assert loaded["steer_loudness"] is False
+    # a recipe from before steering (no key) was made without it, and comes back so
+    old = handlers._controls({k: v for k, v in take.recipe.items() if k != "steer_loudness"})
+    assert old["steer_loudness"] is False
+    from pathlib import Path
+
+    from ui import presets
+    shipped = presets.validate(json.loads((Path(__file__).parent.parent / "presets" / "curve-swell.json").read_text()))
+    assert handlers._controls(shipped)["steer_loudness"] is True  # the shipped curve presets steer
 
 
 def test_curves_are_taken_from_the_reference_a_voice_and_a_result(handlers, tmp_path):

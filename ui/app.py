@@ -109,7 +109,8 @@ GENERATE_OUTPUTS = ["seed", "session", "status", "history", "take", "empty_note"
                     *[slot_key(i, part) for i in range(SLOTS)
                       for part in ("group", "audio", "plot", "file", "caption")]]
 CONTROL_OUTPUTS = ["model", "label", "sampler", "steps", "guidance", "seed", "lock_seed", "seed_b", "morph", "count",
-                   "length", "rms", "onsets", "control_guidance", "match_loudness", "controls_box",
+                   "length", "rms", "onsets", "control_guidance", "match_loudness", "steer_loudness",
+                   "controls_box",
                    "prompt", "prompt_b", "prompt_morph", "rerank", "prompt_box",
                    "strength", "variation", "reference", "variation_box", "model_info", "recipe_note",
                    "label_b", "label_mix", "blend_row", "variety"]
@@ -235,6 +236,10 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
         C["match_loudness"] = gr.Checkbox(True, label="Match the drawn loudness exactly",
                                           info="after sampling, a gain envelope (at most +12 dB) puts the sound on "
                                                "the curve; off: as the model made it", elem_id="match-loudness")
+        C["steer_loudness"] = gr.Checkbox(True, label="Steer the sound onto the curve as it forms",
+                                          info="latent models: every sampling step is moved onto the drawn "
+                                               "loudness, and the model shapes the sound around it; off: it "
+                                               "follows the curve on its own", elem_id="steer-loudness")
         C["voice"] = gr.Audio(sources=["microphone", "upload"], type="filepath", buttons=[], elem_id="voice",
                               label="Vocal imitation: say 'ts' or 'boom'")
     with gr.Accordion("Variation of a reference sound", open=False) as C["variation_box"]:

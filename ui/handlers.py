@@ -402,7 +402,7 @@ class Handlers:
             return None
         return _number(length, "length", optional=True)
 
-    def _curves(self, model: str, rms, onsets, control_guidance, match_loudness=True) -> dict:
+    def _curves(self, model: str, rms, onsets, control_guidance, match_loudness=True, steer_loudness=True) -> dict:
         """The drawn curves as request fields, for a model that follows curves (else none: the
         editor is hidden and its text may belong to another model)."""
         takes = self.studio.describe(model).get("controls") or []
@@ -418,6 +418,7 @@ class Handlers:
         if curves["rms"] or curves["onsets"]:
             curves["control_guidance"] = _number(control_guidance, "curve guidance", optional=True)
             curves["match_loudness"] = bool(match_loudness)
+            curves["steer_loudness"] = bool(steer_loudness)
         return curves
 
     def _prompts(self, model: str, prompt, prompt_b, prompt_morph, rerank) -> dict:
@@ -438,7 +439,7 @@ class Handlers:
 
     def _request(self, model, label, sampler, steps, guidance, seed, seed_b, morph, count, length, reference,
                  strength, variation, rms=None, onsets=None, control_guidance=None,
-                 match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
+                 match_loudness=True, steer_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
                  rerank=0, label_b=None, label_mix=0.0, variety=None) -> GenerationRequest:
         if not model:
             raise gr.Error("choose a model")
@@ -469,7 +470,7 @@ class Handlers:
             morph=morph, count=count, length=self._length(str(model), length), reference=reference,
             strength=_number(strength, "variation strength") if strength is not None else 0.5,
             variation=variation or "noise",
-            **self._curves(str(model), rms, onsets, control_guidance, match_loudness),
+            **self._curves(str(model), rms, onsets, control_guidance, match_loudness, steer_loudness),
             **self._prompts(str(model), prompt, prompt_b, prompt_morph, rerank))
         return request.validated()
 
@@ -509,8 +510,8 @@ class Handlers:
     @user_facing
     def generate(self, model, label, sampler, steps, guidance, seed, lock_seed, seed_b, morph, count, length,
                  reference, strength, variation, session, rms=None, onsets=None,
-                 control_guidance=None, match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
-                 rerank=0, label_b=None, label_mix=0.0, variety=None) -> Iterator[dict]:
+                 control_guidance=None, match_loudness=True, steer_loudness=True, prompt=None, prompt_b=None,
+                 prompt_morph=0.0, rerank=0, label_b=None, label_mix=0.0, variety=None) -> Iterator[dict]:
         """Sample: stream status and a preview plot, then each sound's player, drag-out file and plot."""
         entered = time.time()  # wall clock, so the browser bench can split its wait around the handler
         session = self._session(session)
@@ -518,7 +519,7 @@ class Handlers:
             seed = roll()
         request = self._request(model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
                                 reference, strength, variation, rms, onsets, control_guidance, match_loudness,
-                                prompt, prompt_b, prompt_morph, rerank, label_b, label_mix, variety)
+                                steer_loudness, prompt, prompt_b, prompt_morph, rerank, label_b, label_mix, variety)
         steps_total = request.steps or 0
         session.batch = []  # until this one finishes no card holds a result, so Export can't save an old sound
         session.generating, session.stop_requested = True, False
@@ -625,7 +626,7 @@ class Handlers:
 
     def audition(self, audition, model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
                  reference, strength, variation, session, rms=None, onsets=None, control_guidance=None,
-                 match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0,
+                 match_loudness=True, steer_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0,
                  label_b=None, label_mix=0.0, variety=None) -> Iterator[dict]:
         """A seed, seed B or morph was moved (or a dice rolled) with "Audition on change" ticked:
         render at once with the seed as it now is (never a new roll). Off, it changes nothing."""
@@ -634,7 +635,8 @@ class Handlers:
             return
         yield from self.generate(model, label, sampler, steps, guidance, seed, True, seed_b, morph, count, length,
                                  reference, strength, variation, session, rms, onsets, control_guidance,
-                                 match_loudness, prompt, prompt_b, prompt_morph, rerank, label_b, label_mix,
+                                 match_loudness, steer_loudness, prompt, prompt_b, prompt_morph, rerank, label_b,
+                                 label_mix,
                                  variety)
 
     def stop(self, session) -> dict:
@@ -825,6 +827,8 @@ class Handlers:
             "rms": format_rms(values.get("rms")), "onsets": format_onsets(values.get("onsets")),
             "control_guidance": float(values.get("control_guidance") or defaults.get("control_guidance", 1.0)),
             "match_loudness": bool(values.get("match_loudness", True)),
+            # a recipe or preset from before steering has no key: it was made (and replays) without it
+            "steer_loudness": bool(values.get("steer_loudness", False)),
             "prompt": values.get("prompt") or "", "prompt_b": values.get("prompt_b") or "",
             "prompt_morph": float(values.get("prompt_morph") or 0.0), "rerank": int(values.get("rerank") or 0),
         })
@@ -908,8 +912,8 @@ class Handlers:
     @user_facing
     def save_preset(self, preset_name, preset_overwrite, model, label, sampler, steps, guidance, seed, seed_b,
                     morph, length, rms=None, onsets=None, control_guidance=None, match_loudness=True,
-                    prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0, label_b=None, label_mix=0.0,
-                    variety=None) -> dict:
+                    steer_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0, label_b=None,
+                    label_mix=0.0, variety=None) -> dict:
         values = {"model": model, "label": _label_value(label), **_blend(_label_value(label), label_b, label_mix),
                   "sampler": sampler or None,
                   "steps": _number(steps, "steps", integer=True, optional=True),
@@ -918,7 +922,7 @@ class Handlers:
                   "seed_b": _seed(seed_b, "seed B", optional=True), "morph": _number(morph, "morph"),
                   "length": self._length(model, length) if model else None}
         if model:
-            curves = self._curves(str(model), rms, onsets, control_guidance, match_loudness)
+            curves = self._curves(str(model), rms, onsets, control_guidance, match_loudness, steer_loudness)
             values.update({k: ([list(p) for p in v] if k == "rms" else list(v)) if isinstance(v, tuple) else v
                            for k, v in curves.items() if v is not None})
             values.update({k: v for k, v in self._prompts(str(model), prompt, prompt_b, prompt_morph, rerank).items()

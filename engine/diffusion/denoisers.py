@@ -52,3 +52,25 @@ def blend_denoiser(net: Net, **cond) -> Callable[[torch.Tensor, torch.Tensor], t
         return x_alpha + (1 - a) * net(x_alpha, alpha, **cond).to(x.dtype)
 
     return denoise
+
+
+def projected(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+              project: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A denoiser whose clean estimate is moved by ``project`` (onto a drawn curve, say) before the
+    sampler uses it, so the remaining steps start from there (``engine.steering``)."""
+    return lambda x, sigma: project(denoise(x, sigma))
+
+
+def projected_blend(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                    project: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """:func:`projected` for a blending model ``(x_alpha, alpha) -> data - noise`` (the native
+    ``iadb`` sampler): its clean estimate is ``x_alpha + (1 - alpha) d``, so moving the estimate
+    by ``delta`` moves ``d`` by ``delta / (1 - alpha)``."""
+
+    def step(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        d = model(x, alpha)
+        rest = _per_item((1 - alpha).clamp_min(1e-4), x)
+        estimate = x + rest * d
+        return d + (project(estimate) - estimate) / rest
+
+    return step

@@ -12,16 +12,18 @@
 
 Figures (medians over sounds unless said):
 
-``<set>.loudness_error_db`` / ``<set>.loudness_error_db_without``
+``<set>.loudness_error_db`` / ``<set>.loudness_error_db_network`` / ``<set>.loudness_error_db_without``
     mean absolute difference between the requested and the generated RMS (dBFS, 2.9 ms frames),
-    over the frames where the request is above -45 dBFS: the model's own following, and the same
-    seeds without curves;
+    over the frames where the request is above -45 dBFS: the model as the studio samples it
+    (loudness steering on, ``engine.steering``; the envelope shaper off), the network alone
+    (steering off too), and the same seeds without curves;
 ``<set>.loudness_error_db_matched``
     the same after the studio's envelope shaper (``dsp.match_loudness``, on by default for a
     drawn curve: at most +12 dB of gain), i.e. what a user gets;
 ``<set>.onsets_within_10ms`` / ``<set>.spurious_onsets_per_sound``
     share of requested onsets with a generated onset within 10 ms (pooled), and generated onsets
-    more than 10 ms from every requested one, per sound (mean);
+    more than 10 ms from every requested one, per sound (mean); ``..._per_sound`` the share
+    per sound, averaged (a held-out roll of 32 hits counts once, not 32 times);
 ``heldout.<cat>.classified_as_intended`` / ``heldout.<cat>.frechet_ratio``
     the usual evaluation (``engine.eval.run.compare``) of the sounds made from held-out curves;
 ``speed.seconds_1s_controlled``
@@ -44,7 +46,8 @@ from ..data.dataset import DEFAULT_ROOT as DATA_ROOT
 from ..errors import InvalidRequestError
 from ..models import LoadedModel, load_model, resolve_model
 from ..request import GenerationRequest
-from ..studio import Studio
+from ..steering import steerable
+from ..studio import Studio, onto_curve
 from .classifier import DEFAULT_CACHE
 from .run import Judge, generate_clips, model_header, report, seconds_per_call, studio_output
 
@@ -86,41 +89,50 @@ def _median(values: list[float]) -> float:
 
 
 def score(prefix: str, with_controls: torch.Tensor, without: torch.Tensor, asked: list[Conditions],
-          sample_rate: int, matched: torch.Tensor | None = None) -> dict[str, float]:
+          sample_rate: int, matched: torch.Tensor | None = None, network: torch.Tensor | None = None) -> dict[str, float]:
     """The loudness and onset figures of one set of sounds, with and without their controls
-    (and after the envelope shaper, ``matched``)."""
+    (and after the envelope shaper, ``matched``; by the network alone, unsteered, ``network``)."""
     out: dict[str, float] = {}
-    errors = [loudness_error_db(a, c.rms, sample_rate) for a, c in zip(with_controls, asked) if c.rms]
-    baseline = [loudness_error_db(a, c.rms, sample_rate) for a, c in zip(without, asked) if c.rms]
+
+    def error(audio: torch.Tensor) -> float:
+        return _median([loudness_error_db(a, c.rms, sample_rate) for a, c in zip(audio, asked) if c.rms])
+
     out[f"{prefix}.sounds"] = float(len(asked))
-    out[f"{prefix}.loudness_error_db"] = _median(errors)
-    out[f"{prefix}.loudness_error_db_without"] = _median(baseline)
+    out[f"{prefix}.loudness_error_db"] = error(with_controls)
+    if network is not None:
+        out[f"{prefix}.loudness_error_db_network"] = error(network)
+    out[f"{prefix}.loudness_error_db_without"] = error(without)
     if matched is not None:
-        out[f"{prefix}.loudness_error_db_matched"] = _median(
-            [loudness_error_db(a, c.rms, sample_rate) for a, c in zip(matched, asked) if c.rms])
+        out[f"{prefix}.loudness_error_db_matched"] = error(matched)
     for name, audio in (("", with_controls), ("_without", without)):
         matched = total = spurious = 0
+        shares = []
         for clip, c in zip(audio, asked):
             if c.onsets:
                 m, t, s = onset_match(clip, c.onsets, sample_rate)
                 matched, total, spurious = matched + m, total + t, spurious + s
+                shares.append(m / t)
         with_onsets = sum(1 for c in asked if c.onsets)
         out[f"{prefix}.onsets_within_10ms{name}"] = matched / total if total else math.nan
+        # the same share per sound, then averaged: one 32-hit roll weighs as one sound, not as 32 onsets
+        out[f"{prefix}.onsets_within_10ms_per_sound{name}"] = statistics.fmean(shares) if shares else math.nan
         out[f"{prefix}.spurious_onsets_per_sound{name}"] = spurious / with_onsets if with_onsets else math.nan
     return out
 
 
 def _generate(model: LoadedModel, asked: list[Conditions], labels: list[str], seed: int,
-              control_guidance: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+              control_guidance: float | None, steer: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(what the studio writes without and with its envelope shaper) for each asked sound."""
     rate = model.manifest["sample_rate"]
     clips = []
     for i, (conditions, label) in enumerate(zip(asked, labels)):
         clips.append(generate_clips(model, 1, label=label, seed=seed + i, conditions=[conditions],
-                                    control_guidance=control_guidance))
+                                    control_guidance=control_guidance, steer_loudness=steer))
     raw = torch.cat(clips)
-    shaped = torch.stack([dsp.match_loudness(clip, c.rms, rate) if c.rms else clip for clip, c in zip(raw, asked)])
-    return studio_output(raw, rate), studio_output(shaped, rate)
+    steered = steer and steerable(model.codec)
+    made = torch.cat([onto_curve(clip[None], c.rms, rate, False, steered) for clip, c in zip(raw, asked)])
+    shaped = torch.cat([onto_curve(clip[None], c.rms, rate, True, steered) for clip, c in zip(raw, asked)])
+    return studio_output(made, rate), studio_output(shaped, rate)
 
 
 def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: int = 8, shape_seeds: int = 8,
@@ -141,7 +153,7 @@ def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: i
     log = logging.getLogger(__name__)
 
     # held-out curves, per category
-    all_with, all_matched, all_without, all_asked = [], [], [], []
+    all_with, all_network, all_matched, all_without, all_asked = [], [], [], [], []
     for category in categories:
         rows = [i for i, c in enumerate(holdout.categories) if c == category]
         if not rows:
@@ -151,6 +163,7 @@ def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: i
         asked = [Conditions(rms=curves[k % len(curves)][0], onsets=curves[k % len(curves)][1]) for k in range(count)]
         log.info("held-out curves: %d %s sounds", count, category)
         with_controls, matched = _generate(model, asked, [category] * count, seed, control_guidance)
+        network, _ = _generate(model, asked, [category] * count, seed, control_guidance, steer=False)
         without, _ = _generate(model, [Conditions()] * count, [category] * count, seed, control_guidance)
         figures = judge.compare(category, with_controls)
         for key in ("classified_as_intended", "classified_as_intended_real", "frechet_ratio"):
@@ -161,11 +174,12 @@ def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: i
             if key in plain:
                 results[f"heldout.{category}.{key}_without"] = plain[key]
         all_with.append(with_controls)
+        all_network.append(network)
         all_matched.append(matched)
         all_without.append(without)
         all_asked += asked
     results.update(score("heldout", torch.cat(all_with), torch.cat(all_without), all_asked, rate,
-                         torch.cat(all_matched)))
+                         torch.cat(all_matched), torch.cat(all_network)))
 
     # drawn shapes
     asked, labels = [], []
@@ -175,12 +189,14 @@ def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: i
             labels.append(categories[(s + k) % len(categories)])
     log.info("drawn shapes: %d sounds", len(asked))
     with_controls, matched = _generate(model, asked, labels, seed + 1000, control_guidance)
+    network, _ = _generate(model, asked, labels, seed + 1000, control_guidance, steer=False)
     without, _ = _generate(model, [Conditions()] * len(asked), labels, seed + 1000, control_guidance)
-    results.update(score("drawn", with_controls, without, asked, rate, matched))
+    results.update(score("drawn", with_controls, without, asked, rate, matched, network))
     for s, name in enumerate(SHAPES):
         part = slice(s * shape_seeds, (s + 1) * shape_seeds)
         results.update({k.replace("drawn.", f"drawn.{name}."): v for k, v in
-                        score("drawn", with_controls[part], without[part], asked[part], rate, matched[part]).items()
+                        score("drawn", with_controls[part], without[part], asked[part], rate, matched[part],
+                              network[part]).items()
                         if "loudness_error_db" in k})
 
     # speed: one 1 s controlled sound at the model's defaults, through the studio

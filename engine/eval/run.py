@@ -122,14 +122,16 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
                    steps: int | None = None, guidance: float | None = None, sampler: str | None = None,
                    batch: int = 16, progress: bool = False, conditions: list[Conditions] | None = None,
                    control_guidance: float | None = None, label_b: str | None = None,
-                   label_mix: float = 0.0, variety: float | None = None) -> torch.Tensor:
+                   label_mix: float = 0.0, variety: float | None = None,
+                   steer_loudness: bool = True) -> torch.Tensor:
     """``(count, C, length)`` float32 CPU audio for seeds ``seed .. seed + count - 1``.
 
     Each clip's starting noise depends only on its own seed (drawn alone, as the studio does),
     so clip ``i`` is the sound seed ``seed + i`` gives in the studio at the same settings (through
     the same :mod:`engine.pipeline`). ``conditions`` gives clip ``i`` its own controls (curves
     measured on a real sound, say); the label is ``label``'s either way (blended with ``label_b``
-    by ``label_mix``: a hybrid).
+    by ``label_mix``: a hybrid). ``steer_loudness`` as the studio's request (off: the network
+    follows a loudness curve on its own).
     """
     manifest = model.manifest
     defaults = label_defaults(manifest.get("defaults", {}), label)  # the studio's for this label
@@ -164,7 +166,7 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
             draws = SeedNoise([clip_seed], shape, device=model.device)
             out.append(pipeline.render(model, draws(), wanted, samples=manifest["length"], sampler=sampler,
                                        steps=steps, guidance=guidance, control_guidance=control_guidance,
-                                       step_noise=draws, variety=variety))
+                                       step_noise=draws, variety=variety, steer_loudness=steer_loudness))
     return torch.cat(out) if out else torch.zeros(0, manifest["channels"], manifest["length"])
 
 
