@@ -45,7 +45,14 @@ def _inner(codec: torch.nn.Module) -> torch.nn.Module:
 def steerable(codec: torch.nn.Module) -> bool:
     """Whether ``codec``'s latent says its loudness: exact low sub-bands and band envelopes."""
     inner = _inner(codec)
-    return bool(getattr(inner, "band_envelope", False)) and int(getattr(inner, "low_bypass", 0)) > 0
+    return codec_args_steer({"band_envelope": getattr(inner, "band_envelope", False),
+                             "low_bypass": getattr(inner, "low_bypass", 0)})
+
+
+def codec_args_steer(args: dict) -> bool:
+    """:func:`steerable` from a codec's arguments (its manifest), without building it: what the
+    studio tells the page before a model is loaded."""
+    return bool(args.get("band_envelope")) and int(args.get("low_bypass", 0) or 0) > 0
 
 
 def _raw(codec: torch.nn.Module, latent: torch.Tensor) -> torch.Tensor:

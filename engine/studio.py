@@ -28,11 +28,11 @@ from .conditions import CURVE, Conditions, condition_specs, curves_from_sound, s
 from .curves import check_onsets, check_rms
 from .errors import AudioFileError, InvalidRequestError, StudioError
 from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, find_codec_folder, find_models, load_model, pick_device,
-                     resolve_model)
+                     read_manifest, resolve_model)
 from .request import LIMITS, GenerationRequest
 from .sampling import distilled_from, distilled_grid, distilled_top, invert_latent, label_defaults, samplers_for
 from .seeds import SeedNoise, slerp
-from .steering import steerable
+from .steering import codec_args_steer, steerable
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +154,26 @@ class Studio:
                 "seconds": manifest["length"] / manifest["sample_rate"],
                 "variable_length": variable_length(manifest),  # then "seconds" is the longest it makes
                 "controls": model_controls(manifest),  # the curves it follows: "rms", "onsets"
+                # each sampling step is moved onto a drawn loudness curve (engine.steering)
+                "steers_loudness": "rms" in model_controls(manifest) and self._codec_steers(entry),
                 "prompts": takes_prompts(manifest),   # text prompts, prompt morphs, "more like this"
                 "training_steps": manifest.get("training", {}).get("steps", 0),
                 # the model it was distilled from (folder name), so a user knows the faster twin's source
                 "distilled_from": distilled_from(manifest)}
+
+    @staticmethod
+    def _codec_steers(entry: ModelEntry) -> bool:
+        """Whether the model's codec latent says its own loudness, read from the manifests alone."""
+        spec = entry.manifest.get("codec", {})
+        if entry.kind != "latent" or spec.get("type") != "autoencoder":
+            return False
+        args = spec.get("args")
+        if args is None and spec.get("model"):
+            try:
+                args = read_manifest(find_codec_folder(spec["model"], entry.folder))["codec"]["args"]
+            except (StudioError, KeyError, OSError):
+                return False
+        return codec_args_steer(args or {})
 
     def curves_from(self, path: str | Path, model: str, length: float | None = None) -> tuple:
         """(RMS points, onset times) measured on the sound file ``path`` at ``model``'s rate and frame

@@ -78,6 +78,9 @@ def test_describe_model_shows_the_curve_editor_for_models_that_follow_curves(han
     assert handlers.describe_model("kick")["controls_box"]["visible"] is True
     assert "loudness curve and onsets" in handlers.describe_model("latent-curves")["model_info"]
     assert "follows a loudness curve" in handlers.describe_model("kick")["model_info"]
+    # steering needs a latent that says its loudness: the latent models' codec, not the waveform bands
+    assert handlers.describe_model("latent-curves")["steer_loudness"]["visible"] is True
+    assert handlers.describe_model("kick")["steer_loudness"]["visible"] is False
 
 
 def test_curves_come_back_from_a_dropped_wav_and_a_preset(handlers, settings):
@@ -86,22 +89,22 @@ def test_curves_come_back_from_a_dropped_wav_and_a_preset(handlers, settings):
     restored = handlers.restore_recipe(str(take.wav))
     assert restored["rms"] == "0:-8,40:-14,200:-45" and restored["onsets"] == "0,120"
     assert restored["control_guidance"] == 1.5 and restored["controls_box"]["visible"] is True
-    assert restored["steer_loudness"] is True
+    assert restored["steer_loudness"]["value"] is True and restored["steer_loudness"]["visible"] is True
     saved = handlers.save_preset("my curve", False, "latent-curves", "snare", "euler_a", 16, 4.0, 5, None, 0.0, 0.3,
                                  rms="0:-8,40:-14,200:-45", onsets="0,120", control_guidance=2.0,
                                  steer_loudness=False)
     assert saved["preset"]["value"] == "my-curve"
     loaded = handlers.load_preset("my-curve")
     assert loaded["rms"] == "0:-8,40:-14,200:-45" and loaded["onsets"] == "0,120" and loaded["control_guidance"] == 2.0
-    assert loaded["steer_loudness"] is False
+    assert loaded["steer_loudness"]["value"] is False
     # a recipe from before steering (no key) was made without it, and comes back so
     old = handlers._controls({k: v for k, v in take.recipe.items() if k != "steer_loudness"})
-    assert old["steer_loudness"] is False
+    assert old["steer_loudness"]["value"] is False
     from pathlib import Path
 
     from ui import presets
     shipped = presets.validate(json.loads((Path(__file__).parent.parent / "presets" / "curve-swell.json").read_text()))
-    assert handlers._controls(shipped)["steer_loudness"] is True  # the shipped curve presets steer
+    assert handlers._controls(shipped)["steer_loudness"]["value"] is True  # the shipped curve presets steer
 
 
 def test_curves_are_taken_from_the_reference_a_voice_and_a_result(handlers, tmp_path):

@@ -233,13 +233,13 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
                                                 elem_id="control-guidance", field="curve guidance")
             C["curves_from_reference"] = gr.Button("Curves from the reference", size="sm", scale=1, min_width=100,
                                                    elem_id="curves-from-reference", elem_classes="tds-inline")
-        C["match_loudness"] = gr.Checkbox(True, label="Match the drawn loudness exactly",
-                                          info="after sampling, a gain envelope (at most +12 dB) puts the sound on "
-                                               "the curve; off: as the model made it", elem_id="match-loudness")
         C["steer_loudness"] = gr.Checkbox(True, label="Steer the sound onto the curve as it forms",
                                           info="latent models: every sampling step is moved onto the drawn "
                                                "loudness, and the model shapes the sound around it; off: it "
                                                "follows the curve on its own", elem_id="steer-loudness")
+        C["match_loudness"] = gr.Checkbox(True, label="Match the drawn loudness exactly",
+                                          info="after sampling, a gain envelope (at most +12 dB) puts the sound on "
+                                               "the curve; off: as the model made it", elem_id="match-loudness")
         C["voice"] = gr.Audio(sources=["microphone", "upload"], type="filepath", buttons=[], elem_id="voice",
                               label="Vocal imitation: say 'ts' or 'boom'")
     with gr.Accordion("Variation of a reference sound", open=False) as C["variation_box"]:
@@ -385,9 +385,9 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
 
         wire = functools.partial(_wire, C)
         model_outputs = ["label", "sampler", "steps", "guidance", "length", "model_info", "controls_box",
-                         "control_guidance", "prompt_box", "label_b", "blend_row", "variety"]
+                         "steer_loudness", "control_guidance", "prompt_box", "label_b", "blend_row", "variety"]
         wire(demo.load, h.refresh, ["model", "preset", "label", "sampler", "steps", "guidance", "length", "model_info",
-                                    "controls_box", "prompt_box", "label_b", "blend_row", "variety"])
+                                    "controls_box", "steer_loudness", "prompt_box", "label_b", "blend_row", "variety"])
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")
         # a Sound picked, or named by a prompt: the sampling fields show its defaults

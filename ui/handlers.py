@@ -316,6 +316,7 @@ class Handlers:
             "variety": gr.update(visible=bool(info["takes_guidance"])),
             "length": gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"])),
             "controls_box": gr.update(visible=bool(info.get("controls"))),
+            "steer_loudness": gr.update(visible=bool(info.get("steers_loudness"))),
             "prompt_box": gr.update(visible=bool(info.get("prompts"))),
             "model_info": text,
         }
@@ -828,7 +829,8 @@ class Handlers:
             "control_guidance": float(values.get("control_guidance") or defaults.get("control_guidance", 1.0)),
             "match_loudness": bool(values.get("match_loudness", True)),
             # a recipe or preset from before steering has no key: it was made (and replays) without it
-            "steer_loudness": bool(values.get("steer_loudness", False)),
+            "steer_loudness": gr.update(visible=bool(info.get("steers_loudness")),
+                                        value=bool(values.get("steer_loudness", False))),
             "prompt": values.get("prompt") or "", "prompt_b": values.get("prompt_b") or "",
             "prompt_morph": float(values.get("prompt_morph") or 0.0), "rerank": int(values.get("rerank") or 0),
         })
