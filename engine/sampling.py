@@ -20,9 +20,8 @@ from .conditions import (CLASS, CONTROL_GROUP, CURVE, LABEL_GROUP, LABEL_SPEC, C
 from .diffusion.guidance import GUIDANCE_INPUT, guidance_features
 from .diffusion.schedules import blend_alpha_to_sigma, cosine_t_to_sigma
 from .diffusion import (alphas_uniform, blend_denoiser, blend_model, invert_iadb, nested_guidance, projected,
-                        projected_blend, sample_ddim,
-                        sample_dpmpp_2m, sample_euler_ancestral, sample_iadb, sigmas_cosine, sigmas_karras,
-                        v_denoiser)
+                        projected_blend, sample_ddim, sample_dpmpp_2m, sample_euler_ancestral, sample_iadb,
+                        sigmas_cosine, sigmas_karras, v_denoiser)
 from .errors import CheckpointError, InvalidRequestError
 
 SIGMA_MIN, SIGMA_MAX = 0.01, 80.0

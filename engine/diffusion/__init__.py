@@ -7,7 +7,6 @@ from .schedules import alphas_uniform, sigmas_cosine, sigmas_karras
 
 __all__ = [
     "SAMPLERS", "alphas_uniform", "blend_denoiser", "blend_model", "classifier_free_guidance", "nested_guidance",
-    "invert_iadb", "sample_ddim", "sample_dpmpp_2m", "sample_euler_ancestral", "sample_iadb", "sigmas_cosine",
-    "sigmas_karras", "projected", "projected_blend",
-    "v_denoiser",
+    "invert_iadb", "projected", "projected_blend", "sample_ddim", "sample_dpmpp_2m", "sample_euler_ancestral",
+    "sample_iadb", "sigmas_cosine", "sigmas_karras", "v_denoiser",
 ]
