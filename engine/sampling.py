@@ -256,7 +256,7 @@ def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor,
                   step_noise: Callable[[], torch.Tensor] | None = None,
                   guidance_weights: torch.Tensor | None = None,
                   guidance_interval: tuple[float, float] | None = None,
-                  project: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+                  project: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Sample a batch of latents from unit ``noise``.
 
     ``step_noise()`` gives the unit noise a stochastic sampler (``euler_a``) adds at each step;
@@ -272,8 +272,8 @@ def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor,
     channel and ``control_guidance`` scales the pull of the control curves (:func:`conditioned`).
     ``guidance_interval`` (low, high) in VE sigma (:func:`variety_interval`): the label and prompt
     guidance acts only at noise levels in it; elsewhere the step is one conditional call (the
-    curves still guided). ``project`` moves every step's clean estimate before the sampler uses it
-    (loudness steering, :func:`engine.steering.loudness_projection`).
+    curves still guided). ``project(estimate, sigma)`` moves every step's clean estimate before the
+    sampler uses it (loudness steering, :func:`engine.steering.loudness_projection`).
     """
     objective = _check(manifest, sampler, steps)
     specs = condition_specs(manifest)

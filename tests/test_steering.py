@@ -49,7 +49,8 @@ def test_steering_puts_a_latent_on_the_curve_and_leaves_the_rest_alone():
     with torch.no_grad():
         latent = model.encode(sound)
         project = loudness_projection(model, CURVE, latent.shape[-1], RATE)
-        steered = project(latent)
+        steered = project(latent, torch.tensor(10.0))
+        assert torch.equal(project(latent, torch.tensor(0.1)), latent)  # the last steps are the network's
         level, mask = asked_frames(sound, CURVE)
         read = latent_rms_db(model, steered)[0]
         assert float((read - level)[mask].abs().median()) < 0.5
@@ -74,7 +75,7 @@ def test_every_sampler_ends_on_the_projected_estimate(tiny_models, sampler):
     model = load_model(tiny_models / "tiny_blend")
     noise = torch.randn(1, model.codec.latent_channels, 32, generator=torch.Generator().manual_seed(1))
     target = torch.full_like(noise, 0.25)
-    out = sample_latent(model.network, model.manifest, noise, sampler=sampler, steps=6, project=lambda x: target)
+    out = sample_latent(model.network, model.manifest, noise, sampler=sampler, steps=6, project=lambda x, sigma: target)
     free = sample_latent(model.network, model.manifest, noise, sampler=sampler, steps=6)
     assert torch.allclose(out, target, atol=1e-4) and not torch.allclose(free, target, atol=1e-2)
 

@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from .schedules import blend_sigma_to_alpha, cosine_sigma_to_t
+from .schedules import blend_alpha_to_sigma, blend_sigma_to_alpha, cosine_sigma_to_t
 
 Net = Callable[..., torch.Tensor]
 
@@ -55,22 +55,22 @@ def blend_denoiser(net: Net, **cond) -> Callable[[torch.Tensor, torch.Tensor], t
 
 
 def projected(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-              project: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """A denoiser whose clean estimate is moved by ``project`` (onto a drawn curve, say) before the
-    sampler uses it, so the remaining steps start from there (``engine.steering``)."""
-    return lambda x, sigma: project(denoise(x, sigma))
+              project: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A denoiser whose clean estimate is moved by ``project(estimate, sigma)`` (onto a drawn curve,
+    say) before the sampler uses it, so the remaining steps start from there (``engine.steering``)."""
+    return lambda x, sigma: project(denoise(x, sigma), sigma)
 
 
 def projected_blend(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                    project: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+                    project: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """:func:`projected` for a blending model ``(x_alpha, alpha) -> data - noise`` (the native
     ``iadb`` sampler): its clean estimate is ``x_alpha + (1 - alpha) d``, so moving the estimate
-    by ``delta`` moves ``d`` by ``delta / (1 - alpha)``."""
+    by ``delta`` moves ``d`` by ``delta / (1 - alpha)``; ``project`` is told the VE noise level."""
 
     def step(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         d = model(x, alpha)
         rest = _per_item((1 - alpha).clamp_min(1e-4), x)
         estimate = x + rest * d
-        return d + (project(estimate) - estimate) / rest
+        return d + (project(estimate, blend_alpha_to_sigma(alpha.clamp_min(1e-8))) - estimate) / rest
 
     return step
