@@ -440,8 +440,8 @@ class Handlers:
 
     def _request(self, model, label, sampler, steps, guidance, seed, seed_b, morph, count, length, reference,
                  strength, variation, rms=None, onsets=None, control_guidance=None,
-                 match_loudness=True, steer_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
-                 rerank=0, label_b=None, label_mix=0.0, variety=None) -> GenerationRequest:
+                 match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
+                 rerank=0, label_b=None, label_mix=0.0, variety=None, steer_loudness=True) -> GenerationRequest:
         if not model:
             raise gr.Error("choose a model")
         count = _number(count, "count", integer=True)
@@ -511,8 +511,8 @@ class Handlers:
     @user_facing
     def generate(self, model, label, sampler, steps, guidance, seed, lock_seed, seed_b, morph, count, length,
                  reference, strength, variation, session, rms=None, onsets=None,
-                 control_guidance=None, match_loudness=True, steer_loudness=True, prompt=None, prompt_b=None,
-                 prompt_morph=0.0, rerank=0, label_b=None, label_mix=0.0, variety=None) -> Iterator[dict]:
+                 control_guidance=None, match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
+                 rerank=0, label_b=None, label_mix=0.0, variety=None, steer_loudness=True) -> Iterator[dict]:
         """Sample: stream status and a preview plot, then each sound's player, drag-out file and plot."""
         entered = time.time()  # wall clock, so the browser bench can split its wait around the handler
         session = self._session(session)
@@ -520,7 +520,7 @@ class Handlers:
             seed = roll()
         request = self._request(model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
                                 reference, strength, variation, rms, onsets, control_guidance, match_loudness,
-                                steer_loudness, prompt, prompt_b, prompt_morph, rerank, label_b, label_mix, variety)
+                                prompt, prompt_b, prompt_morph, rerank, label_b, label_mix, variety, steer_loudness)
         steps_total = request.steps or 0
         session.batch = []  # until this one finishes no card holds a result, so Export can't save an old sound
         session.generating, session.stop_requested = True, False
@@ -627,8 +627,8 @@ class Handlers:
 
     def audition(self, audition, model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
                  reference, strength, variation, session, rms=None, onsets=None, control_guidance=None,
-                 match_loudness=True, steer_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0,
-                 label_b=None, label_mix=0.0, variety=None) -> Iterator[dict]:
+                 match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0,
+                 label_b=None, label_mix=0.0, variety=None, steer_loudness=True) -> Iterator[dict]:
         """A seed, seed B or morph was moved (or a dice rolled) with "Audition on change" ticked:
         render at once with the seed as it now is (never a new roll). Off, it changes nothing."""
         if not audition:
@@ -636,9 +636,8 @@ class Handlers:
             return
         yield from self.generate(model, label, sampler, steps, guidance, seed, True, seed_b, morph, count, length,
                                  reference, strength, variation, session, rms, onsets, control_guidance,
-                                 match_loudness, steer_loudness, prompt, prompt_b, prompt_morph, rerank, label_b,
-                                 label_mix,
-                                 variety)
+                                 match_loudness, prompt, prompt_b, prompt_morph, rerank, label_b, label_mix,
+                                 variety, steer_loudness)
 
     def stop(self, session) -> dict:
         """Stop was pressed: ask the running generation to stop. It stops at its next step and its
@@ -914,8 +913,8 @@ class Handlers:
     @user_facing
     def save_preset(self, preset_name, preset_overwrite, model, label, sampler, steps, guidance, seed, seed_b,
                     morph, length, rms=None, onsets=None, control_guidance=None, match_loudness=True,
-                    steer_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0, label_b=None,
-                    label_mix=0.0, variety=None) -> dict:
+                    prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0, label_b=None, label_mix=0.0,
+                    variety=None, steer_loudness=True) -> dict:
         values = {"model": model, "label": _label_value(label), **_blend(_label_value(label), label_b, label_mix),
                   "sampler": sampler or None,
                   "steps": _number(steps, "steps", integer=True, optional=True),
