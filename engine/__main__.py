@@ -252,8 +252,8 @@ def parser() -> argparse.ArgumentParser:
                      help="leave the sound as the model made it (default: a gain envelope after sampling, at most "
                           "+12 dB, puts its loudness on the --rms curve)")
     gen.add_argument("--no-steer-loudness", dest="steer_loudness", action="store_false",
-                     help="let the latent model follow the --rms curve on its own (default: every sampling step "
-                          "is moved onto the curve, on models whose latent says its loudness)")
+                     help="let the latent model follow the --rms curve on its own (default: the sampling steps "
+                          "but the last few are moved onto the curve, on models whose latent says its loudness)")
     gen.add_argument("--out", type=Path, default=Path("exports"))
     gen.add_argument("--float", action="store_true", help="32-bit float WAV instead of 24-bit PCM")
     gen.add_argument("--device", default="auto", help="cpu, cuda or auto")

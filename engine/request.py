@@ -45,7 +45,7 @@ class GenerationRequest:
     onsets: tuple | None = None       # onset times in ms: where the hits are
     control_guidance: float | None = None  # how strictly to follow the curves; None: the model's default
     match_loudness: bool = True       # with a loudness curve: a gain envelope after sampling puts the sound on it
-    steer_loudness: bool = True       # with a loudness curve: every sampling step is moved onto it (latent models
+    steer_loudness: bool = True       # with a loudness curve: the sampling steps are moved onto it (latent models
                                       # whose latent says its loudness: engine.steering); a recipe or preset
                                       # without this key was made before steering existed and replays without it
     prompt: str | None = None         # text prompt ("short punchy 808 kick"); models that take prompts

@@ -234,7 +234,7 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
             C["curves_from_reference"] = gr.Button("Curves from the reference", size="sm", scale=1, min_width=100,
                                                    elem_id="curves-from-reference", elem_classes="tds-inline")
         C["steer_loudness"] = gr.Checkbox(True, label="Steer the sound onto the curve as it forms",
-                                          info="latent models: every sampling step is moved onto the drawn "
+                                          info="latent models: the sampling steps are moved onto the drawn "
                                                "loudness, and the model shapes the sound around it; off: it "
                                                "follows the curve on its own", elem_id="steer-loudness")
         C["match_loudness"] = gr.Checkbox(True, label="Match the drawn loudness exactly",
