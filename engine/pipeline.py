@@ -57,8 +57,9 @@ def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
            steer_loudness: bool = True) -> torch.Tensor:
     """A batch of clean latents from unit ``noises`` under ``conditions`` (the model's own
     per-channel guidance weights applied; ``variety`` > 0 guides only at the lower noise levels,
-    :func:`engine.sampling.variety_interval`; with a loudness curve and ``steer_loudness`` every
-    step's estimate is moved onto the curve where the codec allows, :mod:`engine.steering`)."""
+    :func:`engine.sampling.variety_interval`; with a loudness curve and ``steer_loudness`` the
+    steps' estimates, all but the last few, are moved onto the curve where the codec allows,
+    :mod:`engine.steering`)."""
     cond = inputs_for(model, conditions, noises.shape[0], noises.shape[-1])
     project = loudness_projection(model.codec, conditions.rms, noises.shape[-1],
                                   model.manifest["sample_rate"]) if steer_loudness else None

@@ -18,6 +18,8 @@ LIMITS = {"steps": (1, 200), "guidance": (0.0, 15.0), "count": (1, 64), "morph":
           "strength": (0.01, 1.0), "control_guidance": (0.0, 15.0), "prompt_morph": (0.0, 1.0),
           "rerank": (0, 64), "label_mix": (0.0, 1.0), "variety": (0.0, 1.0)}
 VARIATION_MODES = ("noise", "invert", "semantic")
+MADE_BEFORE = {"steer_loudness": False}
+"""What a recipe or preset without these keys was made with (they came later): it replays so."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ class GenerationRequest:
         """Rebuild a request from a recipe, ignoring keys it does not know (checkpoint id, rate...).
         A recipe from before loudness steering (no ``steer_loudness``) replays without it, as made."""
         known = {f.name for f in fields(cls)}
-        return cls(**{"steer_loudness": False, **{k: v for k, v in recipe.items() if k in known}})
+        return cls(**{**MADE_BEFORE, **{k: v for k, v in recipe.items() if k in known}})
 
     def with_(self, **changes) -> "GenerationRequest":
         return replace(self, **changes)

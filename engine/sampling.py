@@ -272,7 +272,7 @@ def sample_latent(network: torch.nn.Module, manifest: dict, noise: torch.Tensor,
     channel and ``control_guidance`` scales the pull of the control curves (:func:`conditioned`).
     ``guidance_interval`` (low, high) in VE sigma (:func:`variety_interval`): the label and prompt
     guidance acts only at noise levels in it; elsewhere the step is one conditional call (the
-    curves still guided). ``project(estimate, sigma)`` moves every step's clean estimate before the
+    curves still guided). ``project(estimate, sigma)`` may move each step's clean estimate before the
     sampler uses it (loudness steering, :func:`engine.steering.loudness_projection`).
     """
     objective = _check(manifest, sampler, steps)

@@ -3,10 +3,11 @@
 
 Why: the latent model follows an RMS curve only as well as its training allows: on `latent-fast`
 4.0 dB from held-out curves and 4.8 dB from drawn shapes (``python -m engine.eval.controls``),
-where the issue asks for 3; steered, 1.4 and 1.2 dB. The envelope shaper after decoding (``dsp.match_loudness``) puts the
-level right but cannot change what was generated: a gate cut after decoding is a cut, a swell
-lifted after decoding is a louder attack. Steering acts while the sound forms, so the steps after
-it see a latent at the curve's level and fill in its timbre and transients to match.
+where the issue asks for 3; steered, 1.4 and 1.2 dB. The envelope shaper after decoding
+(``dsp.match_loudness``) puts the level right but cannot change what was generated: a gate cut
+after decoding is a cut, a swell lifted after decoding is a louder attack. Steering acts while the
+sound forms, so the steps after it see a latent at the curve's level and fill in its timbre and
+transients to match.
 
 How: the latent of our codec says its own loudness. Its bypass channels are band 0's lowest
 sub-bands as they are, its envelope channels the RMS of every band above band 0, and the PQMF

@@ -144,6 +144,7 @@ class Studio:
         entry = self.entry(name)
         manifest = entry.manifest
         grid = distilled_grid(manifest)
+        controls = model_controls(manifest)
         return {"name": entry.name, "kind": entry.kind, "labels": entry.labels, "label": entry.label,
                 "takes_guidance": entry.takes_guidance, "samplers": list(samplers_for(manifest)),
                 # a guidance-distilled model learned scales up to its own top, not the request limit
@@ -153,9 +154,9 @@ class Studio:
                 "defaults": dict(manifest.get("defaults", {})), "sample_rate": manifest["sample_rate"],
                 "seconds": manifest["length"] / manifest["sample_rate"],
                 "variable_length": variable_length(manifest),  # then "seconds" is the longest it makes
-                "controls": model_controls(manifest),  # the curves it follows: "rms", "onsets"
-                # each sampling step is moved onto a drawn loudness curve (engine.steering)
-                "steers_loudness": "rms" in model_controls(manifest) and self._codec_steers(entry),
+                "controls": controls,  # the curves it follows: "rms", "onsets"
+                # the sampling steps are moved onto a drawn loudness curve (engine.steering)
+                "steers_loudness": "rms" in controls and self._codec_steers(entry),
                 "prompts": takes_prompts(manifest),   # text prompts, prompt morphs, "more like this"
                 "training_steps": manifest.get("training", {}).get("steps", 0),
                 # the model it was distilled from (folder name), so a user knows the faster twin's source

@@ -109,8 +109,7 @@ def test_the_request_recipe_and_cli_carry_the_switch(tmp_path):
     with pytest.raises(InvalidRequestError, match="steer_loudness must be true or false"):
         GenerationRequest(steer_loudness="yes").validated()
     result = cli_in_process("generate", "--model", "latent-fast", "--label", "kick", "--length", "0.3",
-                                    "--steps", "4", "--rms", "0:-10,100:-30", "--no-steer-loudness",
-                                    "--out", str(tmp_path))
+                            "--steps", "4", "--rms", "0:-10,100:-30", "--no-steer-loudness", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     from engine.audio import read_recipe
     assert read_recipe(result.stdout.strip().splitlines()[-1])["steer_loudness"] is False

@@ -28,6 +28,7 @@ import gradio as gr
 from engine import AudioFileError, GenerationRequest, Progress, Result, Studio, StudioError
 from engine import audio as audio_io
 from engine.curves import format_onsets, format_rms, parse_onsets, parse_rms
+from engine.request import MADE_BEFORE
 from engine.sampling import LABEL_DEFAULT_KEYS, label_defaults
 
 from . import presets
@@ -403,7 +404,8 @@ class Handlers:
             return None
         return _number(length, "length", optional=True)
 
-    def _curves(self, model: str, rms, onsets, control_guidance, match_loudness=True, steer_loudness=True) -> dict:
+    def _curves(self, model: str, rms, onsets, control_guidance, match_loudness=True,
+                steer_loudness=True) -> dict:
         """The drawn curves as request fields, for a model that follows curves (else none: the
         editor is hidden and its text may belong to another model)."""
         takes = self.studio.describe(model).get("controls") or []
@@ -829,7 +831,7 @@ class Handlers:
             "match_loudness": bool(values.get("match_loudness", True)),
             # a recipe or preset from before steering has no key: it was made (and replays) without it
             "steer_loudness": gr.update(visible=bool(info.get("steers_loudness")),
-                                        value=bool(values.get("steer_loudness", False))),
+                                        value=bool(values.get("steer_loudness", MADE_BEFORE["steer_loudness"]))),
             "prompt": values.get("prompt") or "", "prompt_b": values.get("prompt_b") or "",
             "prompt_morph": float(values.get("prompt_morph") or 0.0), "rerank": int(values.get("rerank") or 0),
         })

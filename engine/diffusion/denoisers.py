@@ -14,6 +14,8 @@ import torch
 from .schedules import blend_alpha_to_sigma, blend_sigma_to_alpha, cosine_sigma_to_t
 
 Net = Callable[..., torch.Tensor]
+Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, noise level) -> clean estimate
+Project = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (clean estimate, sigma) -> moved estimate
 
 
 def _per_item(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -54,15 +56,14 @@ def blend_denoiser(net: Net, **cond) -> Callable[[torch.Tensor, torch.Tensor], t
     return denoise
 
 
-def projected(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-              project: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def projected(denoise: Denoise, project: Project) -> Denoise:
     """A denoiser whose clean estimate is moved by ``project(estimate, sigma)`` (onto a drawn curve,
     say) before the sampler uses it, so the remaining steps start from there (``engine.steering``)."""
     return lambda x, sigma: project(denoise(x, sigma), sigma)
 
 
-def projected_blend(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                    project: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def projected_blend(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], project: Project
+                    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """:func:`projected` for a blending model ``(x_alpha, alpha) -> data - noise`` (the native
     ``iadb`` sampler): its clean estimate is ``x_alpha + (1 - alpha) d``, so moving the estimate
     by ``delta`` moves ``d`` by ``delta / (1 - alpha)``; ``project`` is told the VE noise level."""
