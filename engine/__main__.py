@@ -41,7 +41,7 @@ def _generate(args: argparse.Namespace) -> int:
                                 reference=args.reference, strength=args.strength,
                                 variation=args.variation, length=args.length, rms=rms, onsets=onsets,
                                 control_guidance=args.control_guidance, match_loudness=args.match_loudness,
-                                steer_loudness=args.steer_loudness,
+                                steer_loudness=args.steer_loudness, soft_hits=args.soft_hits,
                                 prompt=args.prompt, prompt_b=args.prompt_b, prompt_morph=args.prompt_morph,
                                 rerank=args.rerank)
     result = studio.render(request)
@@ -254,6 +254,9 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-steer-loudness", dest="steer_loudness", action="store_false",
                      help="let the latent model follow the --rms curve on its own (default: the sampling steps "
                           "but the last few are moved onto the curve, on models whose latent says its loudness)")
+    gen.add_argument("--soft-hits", action="store_true",
+                     help="an --rms curve quieter than the model's usual hits makes a soft hit, with a soft velocity "
+                          "layer's timbre (default: a full hit, turned down onto the curve)")
     gen.add_argument("--out", type=Path, default=Path("exports"))
     gen.add_argument("--float", action="store_true", help="32-bit float WAV instead of 24-bit PCM")
     gen.add_argument("--device", default="auto", help="cpu, cuda or auto")

@@ -45,6 +45,8 @@ class ConditionSpec:
                          # level; envelope: not the network's, the waveform codec's envelope follows it
     group: str           # guidance group: "label" (label, prompt) or "controls"
     dropout: float       # share of training examples that see it as absent
+    level_floor_db: dict | None = None  # rms only: per label ("" for none) the loudest-frame level under which a
+                                        # drawn curve is lifted for the network (:func:`lift_quiet_curve`)
 
     def __post_init__(self) -> None:
         if self.kind not in (CLASS, CURVE, EMBEDDING) or self.enters not in (JOINS_EMBEDDING, PER_FRAME, ENVELOPE):
@@ -53,7 +55,10 @@ class ConditionSpec:
             raise CheckpointError(f"condition {self.name!r}: dropout must be in [0, 1], got {self.dropout!r}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if out["level_floor_db"] is None:  # only the rms condition of a model that measured its clips has one
+            del out["level_floor_db"]
+        return out
 
 
 LABEL_SPEC = ConditionSpec("label", CLASS, JOINS_EMBEDDING, LABEL_GROUP, 0.1)
@@ -97,6 +102,62 @@ class Conditions:
 
     def controls(self) -> dict:
         return {name: getattr(self, name) for name in CONTROL_NAMES if getattr(self, name) is not None}
+
+
+# --------------------------------------------------------------------------- quiet curves
+
+
+LEVEL_FLOOR_SHARE = 0.25
+"""A label's level floor is this quantile of its training clips' loudest-frame RMS (a quarter of the
+clips the network learned from peak quieter than it)."""
+
+
+def level_floors(peaks_db: torch.Tensor, categories: Sequence[str], share: float = LEVEL_FLOOR_SHARE) -> dict:
+    """Per category (and ``""`` for all clips) the ``share`` quantile of the clips' loudest-frame
+    RMS in dBFS (:func:`engine.dsp.rms_db`), rounded to 0.1 dB: what a model trained on them
+    records as its rms condition's ``level_floor_db``."""
+    peaks = peaks_db.double()
+    out = {"": round(float(peaks.quantile(share)), 1)}
+    for name in sorted(set(categories)):
+        rows = [i for i, c in enumerate(categories) if c == name]
+        out[name] = round(float(peaks[rows].quantile(share)), 1)
+    return out
+
+
+def lift_quiet_curve(rms: Sequence[tuple[float, float]] | None, floor_db: float | None
+                     ) -> tuple[tuple[tuple[float, float], ...] | None, float]:
+    """(the curve raised so its loudest point reaches ``floor_db``, the dB it was raised by; 0 when
+    it is as loud already, or there is no curve or floor).
+
+    Why: the network learned loudness and timbre together: in the training kits a quiet hit is a
+    soft velocity layer, darker and duller, and a hat drawn at -40 dB came out as a soft hat that
+    the classifier reads as a cymbal (21 of 64 held-out hat curves; 3 with the lift). Lifted, the
+    network makes a full hit of the drawn shape, and the pipeline turns the decoded sound down by
+    the same dB (:func:`engine.pipeline.decode`), so the sound still sits on the drawn curve. The
+    request's ``soft_hits`` keeps the old way: a quiet curve makes a soft hit."""
+    if not rms or floor_db is None:
+        return (tuple(rms) if rms else None), 0.0
+    lift = max(0.0, float(floor_db) - max(db for _, db in rms))
+    if lift <= 0.0:
+        return tuple(rms), 0.0
+    return tuple((ms, min(0.0, db + lift)) for ms, db in rms), lift
+
+
+def level_floor(specs: Sequence[ConditionSpec], conditions: Conditions, labels: Sequence[str]) -> float | None:
+    """The level floor for these conditions: their label's (a hybrid's two mixed by weight), else
+    the model's over all labels; None when the model's rms condition records none."""
+    floors = next((spec.level_floor_db for spec in specs if spec.name == "rms" and spec.level_floor_db), None)
+    if not floors:
+        return None
+
+    def of(index: int | None) -> float | None:
+        name = labels[index] if index is not None and 0 <= index < len(labels) else ""
+        return floors.get(name, floors.get(""))
+
+    floor = of(conditions.label)
+    if conditions.label_b is not None and floor is not None and of(conditions.label_b) is not None:
+        floor = (1.0 - conditions.label_mix) * floor + conditions.label_mix * of(conditions.label_b)
+    return floor
 
 
 # --------------------------------------------------------------------------- curves as network input

@@ -13,7 +13,9 @@ from typing import Callable
 
 import torch
 
-from .conditions import ENVELOPE, Conditions, condition_specs, network_inputs
+from dataclasses import replace
+
+from .conditions import ENVELOPE, Conditions, condition_specs, level_floor, lift_quiet_curve, network_inputs
 from .models import LoadedModel
 from .sampling import sample_latent, variety_interval
 from .steering import loudness_projection
@@ -49,17 +51,31 @@ def envelope_for(model: LoadedModel, conditions: Conditions, noises: torch.Tenso
     return envelope
 
 
+def level_lift(model: LoadedModel, conditions: Conditions, soft_hits: bool = False) -> tuple[Conditions, float]:
+    """(the conditions the network and the steering see, the dB the decoded sound is turned down
+    by): a drawn curve quieter than the model's level floor for its label is lifted to it
+    (:func:`engine.conditions.lift_quiet_curve`), unless ``soft_hits`` asks for the timbre of a soft
+    hit, or the model records no floor (then nothing changes)."""
+    if soft_hits or not conditions.rms:
+        return conditions, 0.0
+    floor = level_floor(condition_specs(model.manifest), conditions, list(model.manifest.get("labels", [])))
+    rms, lift = lift_quiet_curve(conditions.rms, floor)
+    return (replace(conditions, rms=rms), lift) if lift else (conditions, 0.0)
+
+
 @torch.no_grad()
 def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, sampler: str, steps: int,
            guidance: float = 1.0, control_guidance: float = 1.0, reference: torch.Tensor | None = None,
            strength: float = 1.0, callback: Callable[[dict], None] | None = None,
            step_noise: Callable[[], torch.Tensor] | None = None, variety: float = 0.0,
-           steer_loudness: bool = True) -> torch.Tensor:
+           steer_loudness: bool = True, soft_hits: bool = False) -> torch.Tensor:
     """A batch of clean latents from unit ``noises`` under ``conditions`` (the model's own
     per-channel guidance weights applied; ``variety`` > 0 guides only at the lower noise levels,
     :func:`engine.sampling.variety_interval`; with a loudness curve and ``steer_loudness`` the
     steps' estimates, all but the last few, are moved onto the curve where the codec allows,
-    :mod:`engine.steering`)."""
+    :mod:`engine.steering`). A quiet curve is lifted first (:func:`level_lift`): the latent is then
+    that many dB louder than the curve until :func:`decode`, given the same conditions, turns it down."""
+    conditions, _ = level_lift(model, conditions, soft_hits)
     cond = inputs_for(model, conditions, noises.shape[0], noises.shape[-1])
     project = loudness_projection(model.codec, conditions.rms, noises.shape[-1],
                                   model.manifest["sample_rate"]) if steer_loudness else None
@@ -70,18 +86,22 @@ def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
 
 
 @torch.no_grad()
-def decode(model: LoadedModel, latent: torch.Tensor, envelope: torch.Tensor | None, samples: int) -> torch.Tensor:
-    """``(B, C, samples)`` float32 CPU audio of the latents (not yet finished: see ``studio.finish``)."""
-    return model.codec.decode(latent.float(), envelope)[..., :samples].float().cpu()
+def decode(model: LoadedModel, latent: torch.Tensor, envelope: torch.Tensor | None, samples: int,
+           conditions: Conditions | None = None, soft_hits: bool = False) -> torch.Tensor:
+    """``(B, C, samples)`` float32 CPU audio of the latents (not yet finished: see ``studio.finish``),
+    turned down by the dB :func:`sample` lifted a quiet curve by for the same ``conditions``."""
+    audio = model.codec.decode(latent.float(), envelope)[..., :samples].float().cpu()
+    lift = level_lift(model, conditions, soft_hits)[1] if conditions is not None else 0.0
+    return audio * 10.0 ** (-lift / 20.0) if lift else audio
 
 
 @torch.no_grad()
 def render(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, samples: int, sampler: str,
            steps: int, guidance: float = 1.0, control_guidance: float = 1.0,
            step_noise: Callable[[], torch.Tensor] | None = None, variety: float = 0.0,
-           steer_loudness: bool = True) -> torch.Tensor:
+           steer_loudness: bool = True, soft_hits: bool = False) -> torch.Tensor:
     """Noise to raw decoded audio in one call: what evaluation and training renders use."""
     latent = sample(model, noises, conditions, sampler=sampler, steps=steps, guidance=guidance,
                     control_guidance=control_guidance, step_noise=step_noise, variety=variety,
-                    steer_loudness=steer_loudness)
-    return decode(model, latent, envelope_for(model, conditions, noises), samples)
+                    steer_loudness=steer_loudness, soft_hits=soft_hits)
+    return decode(model, latent, envelope_for(model, conditions, noises), samples, conditions, soft_hits)

@@ -18,7 +18,7 @@ LIMITS = {"steps": (1, 200), "guidance": (0.0, 15.0), "count": (1, 64), "morph":
           "strength": (0.01, 1.0), "control_guidance": (0.0, 15.0), "prompt_morph": (0.0, 1.0),
           "rerank": (0, 64), "label_mix": (0.0, 1.0), "variety": (0.0, 1.0)}
 VARIATION_MODES = ("noise", "invert", "semantic")
-MADE_BEFORE = {"steer_loudness": False}
+MADE_BEFORE = {"steer_loudness": False, "soft_hits": True}
 """What a recipe or preset without these keys was made with (they came later): it replays so."""
 
 
@@ -50,6 +50,9 @@ class GenerationRequest:
     steer_loudness: bool = True       # with a loudness curve: the sampling steps are moved onto it (latent models
                                       # whose latent says its loudness: engine.steering); a recipe or preset
                                       # without this key was made before steering existed and replays without it
+    soft_hits: bool = False           # with a loudness curve quieter than the model's usual hits: True makes a soft
+                                      # hit (a soft velocity layer's timbre); False a full hit turned down onto the
+                                      # curve (engine.conditions.lift_quiet_curve). Recipes without it replay soft
     prompt: str | None = None         # text prompt ("short punchy 808 kick"); models that take prompts
     prompt_b: str | None = None       # second prompt to morph towards (slerp of the two text embeddings)
     prompt_morph: float = 0.0         # 0 = prompt, 1 = prompt_b
@@ -76,7 +79,7 @@ class GenerationRequest:
         if self.length is not None and (not isinstance(self.length, (int, float)) or isinstance(self.length, bool)
                                         or not math.isfinite(self.length) or self.length <= 0):
             raise InvalidRequestError(f"length must be a positive number of seconds, got {self.length!r}")
-        for name in ("match_loudness", "steer_loudness"):
+        for name in ("match_loudness", "steer_loudness", "soft_hits"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidRequestError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.variation not in VARIATION_MODES:
@@ -112,7 +115,8 @@ class GenerationRequest:
     @classmethod
     def from_recipe(cls, recipe: dict) -> "GenerationRequest":
         """Rebuild a request from a recipe, ignoring keys it does not know (checkpoint id, rate...).
-        A recipe from before loudness steering (no ``steer_loudness``) replays without it, as made."""
+        A recipe from before loudness steering (no ``steer_loudness``) replays without it, and one from
+        before quiet curves were lifted (no ``soft_hits``) with soft hits, as made (:data:`MADE_BEFORE`)."""
         known = {f.name for f in fields(cls)}
         return cls(**{**MADE_BEFORE, **{k: v for k, v in recipe.items() if k in known}})
 

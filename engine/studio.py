@@ -157,6 +157,10 @@ class Studio:
                 "controls": controls,  # the curves it follows: "rms", "onsets"
                 # the sampling steps are moved onto a drawn loudness curve (engine.steering)
                 "steers_loudness": "rms" in controls and self._codec_steers(entry),
+                # a drawn curve quieter than its usual hits is lifted for the network (a full hit,
+                # turned down), unless the request asks for soft hits (engine.conditions.lift_quiet_curve)
+                "lifts_quiet_curves": any(spec.name == "rms" and bool(spec.level_floor_db)
+                                          for spec in condition_specs(manifest)),
                 "prompts": takes_prompts(manifest),   # text prompts, prompt morphs, "more like this"
                 "training_steps": manifest.get("training", {}).get("steps", 0),
                 # the model it was distilled from (folder name), so a user knows the faster twin's source
@@ -291,7 +295,7 @@ class Studio:
             request = self._like_reference(entry, request)
         # the model's defaults for the label the request ends up with (a model may sample kicks
         # differently from snares, engine.sampling.label_defaults)
-        defaults = label_defaults(manifest.get("defaults", {}), request.label)
+        defaults = label_defaults(manifest.get("defaults", {}), request.label, curves=bool(request.rms))
         request = request.with_(sampler=request.sampler or defaults.get("sampler", "dpmpp_2m"),
                                 steps=int(request.steps or defaults.get("steps", 16)),
                                 guidance=float(defaults.get("guidance", 1.0) if request.guidance is None else request.guidance),
@@ -410,14 +414,15 @@ class Studio:
             preview = None
             if preview_every and step % preview_every == 0 and time.monotonic() - began >= preview_after_s:
                 first = None if envelope is None else envelope[:1]
-                preview = codec.decode(info["denoised"][:1].float(), first)[0, :, :samples].clamp(-1, 1).cpu()
+                preview = pipeline.decode(model, info["denoised"][:1], first, samples, conditions,
+                                          request.soft_hits)[0].clamp(-1, 1)
             events.put(Progress(step, steps, preview, manifest["sample_rate"]))
 
         latent = pipeline.sample(model, noises, conditions, sampler=sampler, steps=steps, guidance=request.guidance,
                                  control_guidance=request.control_guidance or 1.0, reference=reference,
                                  strength=strength, callback=callback, step_noise=draws, variety=request.variety or 0.0,
-                                 steer_loudness=request.steer_loudness)
-        audio = pipeline.decode(model, latent, envelope, samples)
+                                 steer_loudness=request.steer_loudness, soft_hits=request.soft_hits)
+        audio = pipeline.decode(model, latent, envelope, samples, conditions, request.soft_hits)
         audio = onto_curve(audio, conditions.rms, manifest["sample_rate"], request.match_loudness,
                            request.steer_loudness and steerable(codec))
         audio = finish(audio, manifest["sample_rate"], tail_fade_ms(manifest, request.length))

@@ -829,6 +829,9 @@ def test_a_latent_model_trained_with_controls_follows_a_gate_and_the_studio_take
     manifest = read_manifest(folder)
     assert [c["name"] for c in manifest["conditions"]] == ["label", "rms", "onsets"]
     assert manifest["network"]["args"]["controls"] == ["rms", "onsets"]
+    # the quiet peaks of its own clips, per category: a curve under them is lifted for the network
+    floors = manifest["conditions"][1]["level_floor_db"]
+    assert set(floors) == {"", "kick", "hat"} and all(-40.0 < db < 0.0 for db in floors.values())
     model = load_model(folder)
     data = DrumDataset.from_folder(wav_folder, length=LENGTH, progress=False)
     gated = torch.stack([data[i]["audio"] for i in range(len(data))]) * (torch.arange(LENGTH) < int(0.04 * RATE))

@@ -32,9 +32,11 @@ def test_a_drawn_curve_reaches_the_sound_its_recipe_and_its_plot(handlers):
     assert "3-point curve + 2 hits" in final[slot_key(0, "caption")]
     assert take.recipe["match_loudness"] is True  # the envelope shaper is on unless unticked
     assert take.recipe["steer_loudness"] is True  # and so is steering
-    _, plain = run_generate(handlers, **curve_controls(match_loudness=False, steer_loudness=False))
+    assert take.recipe["soft_hits"] is False  # a quiet curve makes a full hit, turned down
+    _, plain = run_generate(handlers, **curve_controls(match_loudness=False, steer_loudness=False, soft_hits=True))
     assert plain["session"].current()[0].recipe["match_loudness"] is False
     assert plain["session"].current()[0].recipe["steer_loudness"] is False
+    assert plain["session"].current()[0].recipe["soft_hits"] is True
     figure = updates[-1][slot_key(0, "plot")]
     assert len(figure.axes) == 4  # waveform, its loudness axis (asked vs measured), spectrogram, colour bar
 
@@ -81,6 +83,21 @@ def test_describe_model_shows_the_curve_editor_for_models_that_follow_curves(han
     # steering needs a latent that says its loudness: the latent models' codec, not the waveform bands
     assert handlers.describe_model("latent-curves")["steer_loudness"]["visible"] is True
     assert handlers.describe_model("kick")["steer_loudness"]["visible"] is False
+    # soft hits are a choice only where quiet curves are lifted: models that recorded their level floors
+    assert handlers.describe_model("latent-curves")["soft_hits"]["visible"] is True
+    assert handlers.describe_model("kick")["soft_hits"]["visible"] is False
+
+
+def test_drawing_a_curve_moves_a_kicks_variety_to_its_default_with_curves(handlers):
+    """latent-fast guides a kick with a curve at every noise level (variety 0, its defaults with
+    curves); drawing or clearing a curve moves a variety left at a default, never a chosen one."""
+    fields = dict(sampler="dpmpp_2m", steps=12, guidance=6.5, control_guidance=2.0)
+    drawn = handlers.label_defaults("latent-fast", "kick", variety=0.5, rms="0:-6,200:-40", **fields)
+    assert drawn["variety"] == 0.0
+    cleared = handlers.label_defaults("latent-fast", "kick", variety=0.0, rms="", **fields)
+    assert cleared["variety"] == 0.5
+    assert "variety" not in handlers.label_defaults("latent-fast", "kick", variety=0.35, rms="0:-6,200:-40", **fields)
+    assert handlers.label_defaults("latent-fast", "hat", variety=0.0, rms="0:-6,200:-40", **fields)["variety"] == 0.0
 
 
 def test_curves_come_back_from_a_dropped_wav_and_a_preset(handlers, settings):
@@ -90,6 +107,7 @@ def test_curves_come_back_from_a_dropped_wav_and_a_preset(handlers, settings):
     assert restored["rms"] == "0:-8,40:-14,200:-45" and restored["onsets"] == "0,120"
     assert restored["control_guidance"] == 1.5 and restored["controls_box"]["visible"] is True
     assert restored["steer_loudness"]["value"] is True and restored["steer_loudness"]["visible"] is True
+    assert restored["soft_hits"]["value"] is False
     saved = handlers.save_preset("my curve", False, "latent-curves", "snare", "euler_a", 16, 4.0, 5, None, 0.0, 0.3,
                                  rms="0:-8,40:-14,200:-45", onsets="0,120", control_guidance=2.0,
                                  steer_loudness=False)
@@ -100,11 +118,14 @@ def test_curves_come_back_from_a_dropped_wav_and_a_preset(handlers, settings):
     # a recipe from before steering (no key) was made without it, and comes back so
     old = handlers._controls({k: v for k, v in take.recipe.items() if k != "steer_loudness"})
     assert old["steer_loudness"]["value"] is False
+    # and one from before quiet curves were lifted made soft hits of them
+    assert handlers._controls({k: v for k, v in take.recipe.items() if k != "soft_hits"})["soft_hits"]["value"] is True
     from pathlib import Path
 
     from ui import presets
     shipped = presets.validate(json.loads((Path(__file__).parent.parent / "presets" / "curve-swell.json").read_text()))
     assert handlers._controls(shipped)["steer_loudness"]["value"] is True  # the shipped curve presets steer
+    assert handlers._controls(shipped)["soft_hits"]["value"] is False      # and lift a quiet curve
 
 
 def test_curves_are_taken_from_the_reference_a_voice_and_a_result(handlers, tmp_path):

@@ -110,7 +110,7 @@ GENERATE_OUTPUTS = ["seed", "session", "status", "history", "take", "empty_note"
                       for part in ("group", "audio", "plot", "file", "caption")]]
 CONTROL_OUTPUTS = ["model", "label", "sampler", "steps", "guidance", "seed", "lock_seed", "seed_b", "morph", "count",
                    "length", "rms", "onsets", "control_guidance", "match_loudness", "steer_loudness",
-                   "controls_box",
+                   "soft_hits", "controls_box",
                    "prompt", "prompt_b", "prompt_morph", "rerank", "prompt_box",
                    "strength", "variation", "reference", "variation_box", "model_info", "recipe_note",
                    "label_b", "label_mix", "blend_row", "variety"]
@@ -237,6 +237,10 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
                                           info="latent models: the sampling steps are moved onto the drawn "
                                                "loudness, and the model shapes the sound around it; off: it "
                                                "follows the curve on its own", elem_id="steer-loudness")
+        C["soft_hits"] = gr.Checkbox(False, label="Quiet curves make soft hits",
+                                     info="a curve quieter than the model's usual hits gets a softly played "
+                                          "drum's timbre; off: a full hit, turned down onto the curve",
+                                     visible=bool(info.get("lifts_quiet_curves")), elem_id="soft-hits")
         C["match_loudness"] = gr.Checkbox(True, label="Match the drawn loudness exactly",
                                           info="after sampling, a gain envelope (at most +12 dB) puts the sound on "
                                                "the curve; off: as the model made it", elem_id="match-loudness")
@@ -385,15 +389,19 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
 
         wire = functools.partial(_wire, C)
         model_outputs = ["label", "sampler", "steps", "guidance", "length", "model_info", "controls_box",
-                         "steer_loudness", "control_guidance", "prompt_box", "label_b", "blend_row", "variety"]
+                         "steer_loudness", "soft_hits", "control_guidance", "prompt_box", "label_b", "blend_row",
+                         "variety"]
         wire(demo.load, h.refresh, ["model", "preset", "label", "sampler", "steps", "guidance", "length", "model_info",
-                                    "controls_box", "steer_loudness", "prompt_box", "label_b", "blend_row", "variety"])
+                                    "controls_box", "steer_loudness", "soft_hits", "prompt_box", "label_b", "blend_row",
+                                    "variety"])
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")
         # a Sound picked, or named by a prompt: the sampling fields show its defaults
         wire(C["label"].input, h.label_defaults, list(SAMPLING_FIELDS))
         for typed in (C["prompt"].blur, C["prompt"].submit, C["prompt_b"].blur):
             wire(typed, h.label_defaults, list(SAMPLING_FIELDS))
+        # a curve drawn or cleared (a stroke, a shape button, typing): a kick guides differently with one
+        wire(C["rms"].input, h.label_defaults, list(SAMPLING_FIELDS), queue=False, show_progress="hidden")
         wire(C["add_model"].click, h.add_model_folder, ["model", "model_folder"], api_name="add_model_folder")
         wire(C["reference"].upload, h.check_reference, ["reference", "reference_info"], api_name="check_reference")
         # "once": a second click while a generation runs is ignored (a double click made two takes)

@@ -169,11 +169,12 @@ SAMPLING_FIELDS = LABEL_DEFAULT_KEYS
 """The fields a model may default differently per Sound (named as the manifest's defaults)."""
 
 
-def _follow_label(info: dict, label: str | None, fields: dict) -> dict:
+def _follow_label(info: dict, label: str | None, fields: dict, curves: bool = False) -> dict:
     """Of the sampling ``fields`` (:data:`SAMPLING_FIELDS`), those the user left at a
-    default of the model (for any of its Sounds, or none), with ``label``'s default in their place."""
-    chosen = label_defaults(info["defaults"], label)
-    every = [label_defaults(info["defaults"], name) for name in (None, *info["labels"])]
+    default of the model (for any of its Sounds, or none, with a loudness curve or without), with
+    ``label``'s default (with ``curves``: its default with a curve drawn) in their place."""
+    chosen = label_defaults(info["defaults"], label, curves)
+    every = [label_defaults(info["defaults"], name, drawn) for name in (None, *info["labels"]) for drawn in (False, True)]
     return {key: chosen[key] for key, value in fields.items()
             if key in chosen and (value is None or any(_same_setting(value, d.get(key)) for d in every))}
 
@@ -318,22 +319,25 @@ class Handlers:
             "length": gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"])),
             "controls_box": gr.update(visible=bool(info.get("controls"))),
             "steer_loudness": gr.update(visible=bool(info.get("steers_loudness"))),
+            "soft_hits": gr.update(visible=bool(info.get("lifts_quiet_curves"))),
             "prompt_box": gr.update(visible=bool(info.get("prompts"))),
             "model_info": text,
         }
 
     def label_defaults(self, model, label, sampler=None, steps=None, guidance=None, variety=None,
-                       control_guidance=None, prompt=None, prompt_b=None) -> dict:
-        """The user picked a Sound (or typed a prompt that names one, with no Sound picked): the
-        :data:`SAMPLING_FIELDS` move to the model's defaults for it (a model may sample kicks
-        differently from snares, ``engine.sampling.label_defaults``). A field the user set to
-        something no Sound of the model defaults to keeps its value: their choice."""
+                       control_guidance=None, prompt=None, prompt_b=None, rms=None) -> dict:
+        """The user picked a Sound (or typed a prompt that names one, with no Sound picked), or drew
+        or cleared a loudness curve: the :data:`SAMPLING_FIELDS` move to the model's defaults for it
+        (a model may sample kicks differently from snares, and a kick with a curve differently from
+        one without, ``engine.sampling.label_defaults``). A field the user set to something no
+        Sound of the model defaults to keeps its value: their choice."""
         if not model:
             return {}
         info = self.studio.describe(str(model))
         label = _label_value(label) or self._routed_label(str(model), prompt, prompt_b)
         out = _follow_label(info, label, dict(zip(SAMPLING_FIELDS, (sampler, steps, guidance, variety,
-                                                                    control_guidance))))
+                                                                    control_guidance))),
+                            curves=bool(info.get("controls")) and bool(str(rms or "").strip()))
         if "steps" in out:
             out["steps"] = steps_update(info, int(out["steps"]))
         return out
@@ -405,7 +409,7 @@ class Handlers:
         return _number(length, "length", optional=True)
 
     def _curves(self, model: str, rms, onsets, control_guidance, match_loudness=True,
-                steer_loudness=True) -> dict:
+                steer_loudness=True, soft_hits=False) -> dict:
         """The drawn curves as request fields, for a model that follows curves (else none: the
         editor is hidden and its text may belong to another model)."""
         takes = self.studio.describe(model).get("controls") or []
@@ -422,6 +426,7 @@ class Handlers:
             curves["control_guidance"] = _number(control_guidance, "curve guidance", optional=True)
             curves["match_loudness"] = bool(match_loudness)
             curves["steer_loudness"] = bool(steer_loudness)
+            curves["soft_hits"] = bool(soft_hits)
         return curves
 
     def _prompts(self, model: str, prompt, prompt_b, prompt_morph, rerank) -> dict:
@@ -443,7 +448,8 @@ class Handlers:
     def _request(self, model, label, sampler, steps, guidance, seed, seed_b, morph, count, length, reference,
                  strength, variation, rms=None, onsets=None, control_guidance=None,
                  match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
-                 rerank=0, label_b=None, label_mix=0.0, variety=None, steer_loudness=True) -> GenerationRequest:
+                 rerank=0, label_b=None, label_mix=0.0, variety=None, steer_loudness=True,
+                 soft_hits=False) -> GenerationRequest:
         if not model:
             raise gr.Error("choose a model")
         count = _number(count, "count", integer=True)
@@ -463,7 +469,9 @@ class Handlers:
             routed = self._routed_label(str(model), prompt, prompt_b)
             if routed:
                 fields = dict(zip(SAMPLING_FIELDS, (sampler, steps, guidance, variety, control_guidance)))
-                fields.update(_follow_label(self.studio.describe(str(model)), routed, fields))
+                info = self.studio.describe(str(model))
+                fields.update(_follow_label(info, routed, fields,
+                                            curves=bool(info.get("controls")) and bool(str(rms or "").strip())))
                 sampler, steps, guidance, variety, control_guidance = (fields[k] for k in SAMPLING_FIELDS)
         request = GenerationRequest(
             model=model, label=label, **_blend(label, label_b, label_mix), sampler=sampler or None,
@@ -473,7 +481,7 @@ class Handlers:
             morph=morph, count=count, length=self._length(str(model), length), reference=reference,
             strength=_number(strength, "variation strength") if strength is not None else 0.5,
             variation=variation or "noise",
-            **self._curves(str(model), rms, onsets, control_guidance, match_loudness, steer_loudness),
+            **self._curves(str(model), rms, onsets, control_guidance, match_loudness, steer_loudness, soft_hits),
             **self._prompts(str(model), prompt, prompt_b, prompt_morph, rerank))
         return request.validated()
 
@@ -514,7 +522,8 @@ class Handlers:
     def generate(self, model, label, sampler, steps, guidance, seed, lock_seed, seed_b, morph, count, length,
                  reference, strength, variation, session, rms=None, onsets=None,
                  control_guidance=None, match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
-                 rerank=0, label_b=None, label_mix=0.0, variety=None, steer_loudness=True) -> Iterator[dict]:
+                 rerank=0, label_b=None, label_mix=0.0, variety=None, steer_loudness=True,
+                 soft_hits=False) -> Iterator[dict]:
         """Sample: stream status and a preview plot, then each sound's player, drag-out file and plot."""
         entered = time.time()  # wall clock, so the browser bench can split its wait around the handler
         session = self._session(session)
@@ -522,7 +531,8 @@ class Handlers:
             seed = roll()
         request = self._request(model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
                                 reference, strength, variation, rms, onsets, control_guidance, match_loudness,
-                                prompt, prompt_b, prompt_morph, rerank, label_b, label_mix, variety, steer_loudness)
+                                prompt, prompt_b, prompt_morph, rerank, label_b, label_mix, variety, steer_loudness,
+                                soft_hits)
         steps_total = request.steps or 0
         session.batch = []  # until this one finishes no card holds a result, so Export can't save an old sound
         session.generating, session.stop_requested = True, False
@@ -630,7 +640,8 @@ class Handlers:
     def audition(self, audition, model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
                  reference, strength, variation, session, rms=None, onsets=None, control_guidance=None,
                  match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0,
-                 label_b=None, label_mix=0.0, variety=None, steer_loudness=True) -> Iterator[dict]:
+                 label_b=None, label_mix=0.0, variety=None, steer_loudness=True,
+                 soft_hits=False) -> Iterator[dict]:
         """A seed, seed B or morph was moved (or a dice rolled) with "Audition on change" ticked:
         render at once with the seed as it now is (never a new roll). Off, it changes nothing."""
         if not audition:
@@ -639,7 +650,7 @@ class Handlers:
         yield from self.generate(model, label, sampler, steps, guidance, seed, True, seed_b, morph, count, length,
                                  reference, strength, variation, session, rms, onsets, control_guidance,
                                  match_loudness, prompt, prompt_b, prompt_morph, rerank, label_b, label_mix,
-                                 variety, steer_loudness)
+                                 variety, steer_loudness, soft_hits)
 
     def stop(self, session) -> dict:
         """Stop was pressed: ask the running generation to stop. It stops at its next step and its
@@ -832,6 +843,9 @@ class Handlers:
             # a recipe or preset from before steering has no key: it was made (and replays) without it
             "steer_loudness": gr.update(visible=bool(info.get("steers_loudness")),
                                         value=bool(values.get("steer_loudness", MADE_BEFORE["steer_loudness"]))),
+            # one from before quiet curves were lifted made soft hits of them (and replays so)
+            "soft_hits": gr.update(visible=bool(info.get("lifts_quiet_curves")),
+                                   value=bool(values.get("soft_hits", MADE_BEFORE["soft_hits"]))),
             "prompt": values.get("prompt") or "", "prompt_b": values.get("prompt_b") or "",
             "prompt_morph": float(values.get("prompt_morph") or 0.0), "rerank": int(values.get("rerank") or 0),
         })
@@ -916,7 +930,7 @@ class Handlers:
     def save_preset(self, preset_name, preset_overwrite, model, label, sampler, steps, guidance, seed, seed_b,
                     morph, length, rms=None, onsets=None, control_guidance=None, match_loudness=True,
                     prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0, label_b=None, label_mix=0.0,
-                    variety=None, steer_loudness=True) -> dict:
+                    variety=None, steer_loudness=True, soft_hits=False) -> dict:
         values = {"model": model, "label": _label_value(label), **_blend(_label_value(label), label_b, label_mix),
                   "sampler": sampler or None,
                   "steps": _number(steps, "steps", integer=True, optional=True),
@@ -925,7 +939,8 @@ class Handlers:
                   "seed_b": _seed(seed_b, "seed B", optional=True), "morph": _number(morph, "morph"),
                   "length": self._length(model, length) if model else None}
         if model:
-            curves = self._curves(str(model), rms, onsets, control_guidance, match_loudness, steer_loudness)
+            curves = self._curves(str(model), rms, onsets, control_guidance, match_loudness, steer_loudness,
+                                  soft_hits)
             values.update({k: ([list(p) for p in v] if k == "rms" else list(v)) if isinstance(v, tuple) else v
                            for k, v in curves.items() if v is not None})
             values.update({k: v for k, v in self._prompts(str(model), prompt, prompt_b, prompt_morph, rerank).items()

@@ -123,7 +123,7 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
                    batch: int = 16, progress: bool = False, conditions: list[Conditions] | None = None,
                    control_guidance: float | None = None, label_b: str | None = None,
                    label_mix: float = 0.0, variety: float | None = None,
-                   steer_loudness: bool = True) -> torch.Tensor:
+                   steer_loudness: bool = True, soft_hits: bool = False) -> torch.Tensor:
     """``(count, C, length)`` float32 CPU audio for seeds ``seed .. seed + count - 1``.
 
     Each clip's starting noise depends only on its own seed (drawn alone, as the studio does),
@@ -131,16 +131,23 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     the same :mod:`engine.pipeline`). ``conditions`` gives clip ``i`` its own controls (curves
     measured on a real sound, say); the label is ``label``'s either way (blended with ``label_b``
     by ``label_mix``: a hybrid). ``steer_loudness`` as the studio's request (off: the network
-    follows a loudness curve on its own).
+    follows a loudness curve on its own; ``soft_hits``: a quiet curve makes a soft hit, as the request's).
+    Settings left at None take the studio's defaults for the label (with a loudness curve, its
+    defaults with curves).
     """
     manifest = model.manifest
-    defaults = label_defaults(manifest.get("defaults", {}), label)  # the studio's for this label
-    steps = int(steps if steps is not None else defaults.get("steps", 16))
-    guidance = float(guidance if guidance is not None else defaults.get("guidance", 1.0))
-    control_guidance = float(control_guidance if control_guidance is not None
-                             else defaults.get("control_guidance", 1.0))
-    sampler = sampler or defaults.get("sampler", "dpmpp_2m")
-    variety = float(variety if variety is not None else defaults["variety"])
+    asked = dict(steps=steps, guidance=guidance, control_guidance=control_guidance, sampler=sampler, variety=variety)
+
+    def settings(curves: bool) -> tuple[int, float, float, str, float]:
+        defaults = label_defaults(manifest.get("defaults", {}), label, curves)  # the studio's for this label
+        return (int(asked["steps"] if asked["steps"] is not None else defaults.get("steps", 16)),
+                float(asked["guidance"] if asked["guidance"] is not None else defaults.get("guidance", 1.0)),
+                float(asked["control_guidance"] if asked["control_guidance"] is not None
+                      else defaults.get("control_guidance", 1.0)),
+                asked["sampler"] or defaults.get("sampler", "dpmpp_2m"),
+                float(asked["variety"] if asked["variety"] is not None else defaults["variety"]))
+
+    steps, guidance, control_guidance, sampler, variety = settings(False)
     labels = list(manifest.get("labels", []))
     if label is not None and label not in labels:
         raise InvalidRequestError(f"the model knows the labels {labels}, not {label!r}")
@@ -164,9 +171,11 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
         for offset, clip_seed in enumerate(seeds):  # each clip its own curves
             wanted = replace(conditions[start + offset], label=label_index, **blend)
             draws = SeedNoise([clip_seed], shape, device=model.device)
-            out.append(pipeline.render(model, draws(), wanted, samples=manifest["length"], sampler=sampler,
-                                       steps=steps, guidance=guidance, control_guidance=control_guidance,
-                                       step_noise=draws, variety=variety, steer_loudness=steer_loudness))
+            clip_steps, clip_guidance, clip_control, clip_sampler, clip_variety = settings(bool(wanted.rms))
+            out.append(pipeline.render(model, draws(), wanted, samples=manifest["length"], sampler=clip_sampler,
+                                       steps=clip_steps, guidance=clip_guidance, control_guidance=clip_control,
+                                       step_noise=draws, variety=clip_variety, steer_loudness=steer_loudness,
+                                       soft_hits=soft_hits))
     return torch.cat(out) if out else torch.zeros(0, manifest["channels"], manifest["length"])
 
 

@@ -35,8 +35,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..conditions import CONTROL_SPECS, LABEL_SPEC, PROMPT_SPEC, condition_specs, controls_from_audio, drop_conditions, \
-    roughen_controls
+from .. import dsp
+from ..conditions import CONTROL_SPECS, LABEL_SPEC, PER_FRAME, PROMPT_SPEC, condition_specs, controls_from_audio, \
+    drop_conditions, level_floors, roughen_controls
 from ..data.augment import augment, shape_augment
 from ..errors import InvalidRequestError
 from ..models import copy_folder, find_codec_folder, load_codec, read_manifest, read_weights
@@ -233,6 +234,24 @@ def with_conditions(manifest: dict, config: LatentTrainConfig) -> dict:
     manifest["conditioners"] = [spec.name for spec in specs]
     manifest["training"]["all_dropout"] = config.all_dropout
     return manifest
+
+
+def dataset_level_floors(dataset, hop: int = 128, chunk: int = 64) -> dict:
+    """The level floors (:func:`engine.conditions.level_floors`) of ``dataset``'s clips: per category
+    the quarter-quantile of their loudest-frame RMS, what a network trained on them knows as quiet."""
+    peaks = torch.cat([dsp.rms_db(dataset.audio[i: i + chunk].float(), hop).amax(-1)
+                       for i in range(0, len(dataset.records), chunk)])
+    return level_floors(peaks, [record["category"] for record in dataset.records])
+
+
+def set_level_floors(manifest: dict, floors: dict) -> bool:
+    """Record ``floors`` on the manifest's rms condition (a frame-wise curve the network reads);
+    False when the model takes no such curve."""
+    for spec in manifest.get("conditions", []):
+        if spec["name"] == "rms" and spec["enters"] == PER_FRAME:
+            spec["level_floor_db"] = dict(floors)
+            return True
+    return False
 
 
 def blend_batch(latent: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -459,6 +478,7 @@ def train_latent(config: LatentTrainConfig) -> Path:
 
     trainer = loop.begin(config, fresh_manifest, adapt_init)
     manifest, device = trainer.manifest, trainer.device
+    set_level_floors(manifest, dataset_level_floors(dataset))  # the clips this network learns from
     if manifest["length"] != dataset.length or manifest["sample_rate"] != dataset.sample_rate:
         raise InvalidRequestError(f"the model expects {manifest['length']} samples at {manifest['sample_rate']} Hz "
                                   f"but the data set has {dataset.length} at {dataset.sample_rate} Hz")
