@@ -540,6 +540,9 @@ def test_a_producer_draws_a_loudness_curve_places_two_hits_and_the_sound_follows
     # second hit riding on a tail, so the bench's "within 10 ms" figure is measured on 40 sounds)
     assert error < 3.0 and matched >= 1 and second_hit_db >= 10, (error, onset_times(sound, rate), second_hit_db)
     assert recipe["steer_loudness"] is True and recipe["match_loudness"] is True
+    # a quiet curve would make a full hit turned down unless "soft hits" is ticked (it is not)
+    assert page.locator("#soft-hits input").is_visible() and not page.locator("#soft-hits input").is_checked()
+    assert recipe["soft_hits"] is False
 
     # unticked, steering and the shaper are off: the network's own following, further from the curve
     page.uncheck("#steer-loudness input")
