@@ -131,7 +131,7 @@ def lift_quiet_curve(rms: Sequence[tuple[float, float]] | None, floor_db: float 
 
     Why: the network learned loudness and timbre together: in the training kits a quiet hit is a
     soft velocity layer, darker and duller, and a hat drawn at -40 dB came out as a soft hat that
-    the classifier reads as a cymbal (21 of 64 held-out hat curves; 3 with the lift). Lifted, the
+    the classifier reads as a cymbal (21 of 64 sounds from held-out hat curves; 5 with the lift). Lifted, the
     network makes a full hit of the drawn shape, and the pipeline turns the decoded sound down by
     the same dB (:func:`engine.pipeline.decode`), so the sound still sits on the drawn curve. The
     request's ``soft_hits`` keeps the old way: a quiet curve makes a soft hit."""
