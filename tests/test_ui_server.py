@@ -592,7 +592,10 @@ def test_a_vocal_imitation_from_the_microphone_becomes_the_curves(server, browse
         page = context.new_page()
         page.goto(server.url)
         page.wait_for_selector("#history table")
-        _pick(page, "model", "latent-curves")
+        _pick(page, "model", "latent-fast")
+        _pick(page, "label", "kick")
+        variety = page.locator("#variety input[type=number]")
+        page.wait_for_function("() => document.querySelector('#variety input[type=number]').value === '0.5'")
         page.wait_for_selector("#voice", state="visible")
         page.locator("#voice").get_by_role("button", name="Record").first.click()
         page.wait_for_timeout(1800)
@@ -602,6 +605,10 @@ def test_a_vocal_imitation_from_the_microphone_becomes_the_curves(server, browse
         page.screenshot(path=str(SHOTS / "14-voice.png"), full_page=True)
         rms = page.locator("#tds-curve-rms textarea, #tds-curve-rms input").first.input_value()
         onsets = page.locator("#tds-curve-onsets textarea, #tds-curve-onsets input").first.input_value()
+        # a kick with a curve is guided at every noise level: the variety left at its default follows
+        page.wait_for_function("() => document.querySelector('#variety input[type=number]').value === '0'",
+                               timeout=10_000)
+        assert float(variety.input_value()) == 0.0
     finally:
         browser.close()
     assert rms.startswith("0:") and len(rms.split(",")) >= 3

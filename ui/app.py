@@ -420,18 +420,22 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
         # the queue behind the generation it stops, hence no concurrency limit
         wire(C["stop"].click, h.stop, ["status"], concurrency_limit=None)
         wire(C["export_all"].click, h.export_all, ["saved"], api_name="export_all")
-        wire(C["curves_from_reference"].click, h.curves_from_reference, ["rms", "onsets"],
-             api_name="curves_from_reference")
-        wire(C["voice"].change, h.curves_from_voice, ["rms", "onsets"], api_name="curves_from_voice")
+        # curves set by a handler fire no input event: the sampling fields follow them afterwards
+        taken = [wire(C["curves_from_reference"].click, h.curves_from_reference, ["rms", "onsets"],
+                      api_name="curves_from_reference"),
+                 wire(C["voice"].change, h.curves_from_voice, ["rms", "onsets"], api_name="curves_from_voice")]
         for i in range(SLOTS):
             wire(C[slot_key(i, "export")].click, functools.partial(h.export_slot, i), ["saved"])
             wire(C[slot_key(i, "vary")].click, functools.partial(h.vary_slot, i),
                  ["reference", "variation_box", "reference_info", "lock_seed"])
             wire(C[slot_key(i, "favourite")].click, functools.partial(h.favourite_slot, i),
                  ["history", "session", "take", slot_key(i, "caption")])
-            wire(C[slot_key(i, "curves")].click, functools.partial(h.curves_from_slot, i), ["rms", "onsets"])
+            taken.append(wire(C[slot_key(i, "curves")].click, functools.partial(h.curves_from_slot, i),
+                              ["rms", "onsets"]))
             wire(C[slot_key(i, "like")].click, functools.partial(h.more_like_slot, i),
                  ["reference", "variation", "variation_box", "label", "reference_info", "lock_seed"])
+        for event in taken:
+            wire(event.success, h.label_defaults, list(SAMPLING_FIELDS), queue=False)
         wire(C["recipe_file"].upload, h.restore_recipe, [*CONTROL_OUTPUTS, "use_reference"],
              api_name="restore_recipe")
         wire(C["use_reference"].click, h.use_dropped_as_reference,
