@@ -143,10 +143,16 @@ def lift_quiet_curve(rms: Sequence[tuple[float, float]] | None, floor_db: float 
     return tuple((ms, min(0.0, db + lift)) for ms, db in rms), lift
 
 
+def recorded_level_floors(specs: Sequence[ConditionSpec]) -> dict | None:
+    """The level floors a model's rms condition records (None: it records none, so quiet curves
+    reach its network as drawn)."""
+    return next((spec.level_floor_db for spec in specs if spec.name == "rms" and spec.level_floor_db), None)
+
+
 def level_floor(specs: Sequence[ConditionSpec], conditions: Conditions, labels: Sequence[str]) -> float | None:
     """The level floor for these conditions: their label's (a hybrid's two mixed by weight), else
     the model's over all labels; None when the model's rms condition records none."""
-    floors = next((spec.level_floor_db for spec in specs if spec.name == "rms" and spec.level_floor_db), None)
+    floors = recorded_level_floors(specs)
     if not floors:
         return None
 

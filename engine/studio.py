@@ -24,7 +24,7 @@ import torch
 
 from . import audio as audio_io
 from . import dsp, pipeline
-from .conditions import CURVE, Conditions, condition_specs, curves_from_sound, spec_names
+from .conditions import CURVE, Conditions, condition_specs, curves_from_sound, recorded_level_floors, spec_names
 from .curves import check_onsets, check_rms
 from .errors import AudioFileError, InvalidRequestError, StudioError
 from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, find_codec_folder, find_models, load_model, pick_device,
@@ -159,8 +159,7 @@ class Studio:
                 "steers_loudness": "rms" in controls and self._codec_steers(entry),
                 # a drawn curve quieter than its usual hits is lifted for the network (a full hit,
                 # turned down), unless the request asks for soft hits (engine.conditions.lift_quiet_curve)
-                "lifts_quiet_curves": any(spec.name == "rms" and bool(spec.level_floor_db)
-                                          for spec in condition_specs(manifest)),
+                "lifts_quiet_curves": recorded_level_floors(condition_specs(manifest)) is not None,
                 "prompts": takes_prompts(manifest),   # text prompts, prompt morphs, "more like this"
                 "training_steps": manifest.get("training", {}).get("steps", 0),
                 # the model it was distilled from (folder name), so a user knows the faster twin's source
