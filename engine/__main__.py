@@ -204,6 +204,9 @@ def _default_arguments(parser: argparse.ArgumentParser, otherwise: str) -> None:
                         help="defaults for some labels in place of the model's, as JSON, e.g. "
                              '\'{"kick": {"sampler": "dpmpp_2m", "steps": 12, "guidance": 6.5}}\' '
                              "(sampler, steps, guidance, variety, control_guidance)")
+    parser.add_argument("--with-curves", type=json.loads, default=None,
+                        help="defaults for a sound with a drawn loudness curve, on top of the others, as JSON of the "
+                             "same form, e.g. '{\"per_label\": {\"kick\": {\"variety\": 0}}}'")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -105,9 +105,14 @@ def test_defaults_changes_a_shipped_models_defaults_per_label_in_place(tmp_path,
     assert made.returncode == 0, made.stderr
     recipe = read_recipe(made.stdout.strip())
     assert (recipe["sampler"], recipe["steps"], recipe["guidance"]) == ("euler_a", 3, 2.5)
+    curves = {"per_label": {"snare": {"variety": 0.5}}}  # a snare with a drawn curve: its own variety
+    result = cli_in_process("defaults", "--model", str(folder), "--with-curves", json.dumps(curves))
+    assert result.returncode == 0, result.stderr
+    assert read_manifest(folder)["defaults"]["with_curves"] == curves
     before = (folder / "manifest.json").read_text()
     for bad in (["--per-label", '{"tuba": {"steps": 3}}'], ["--per-label", '{"snare": {"sampler": "nope"}}'],
-                ["--per-label", "{not json"], ["--steps", "0"], []):
+                ["--per-label", "{not json"], ["--steps", "0"], [], ["--with-curves", '{"variety": 7}'],
+                ["--with-curves", '{"per_label": {"tuba": {"steps": 3}}}'], ["--with-curves", "[1]"]):
         refused = cli_in_process("defaults", "--model", str(folder), *bad)
         assert refused.returncode == 2 and refused.stderr.strip(), bad
         assert "error" in refused.stderr.strip().splitlines()[-1], refused.stderr  # says why, last

@@ -140,20 +140,35 @@ Multi-resolution STFT loss; {training.get('steps', 0)} steps, {training.get('exa
 """
 
 
-PUBLISHED_DEFAULTS = ("sampler", "steps", "guidance", "guidance_weights", "control_guidance", "variety", "per_label")
+PUBLISHED_DEFAULTS = ("sampler", "steps", "guidance", "guidance_weights", "control_guidance", "variety", "per_label",
+                      "with_curves")
 
 
 def with_defaults(manifest: dict, defaults: dict | None) -> dict:
     """``manifest`` with some of its generation defaults (sampler, steps, guidance, guidance weights, variety,
-    and any of those but the weights per label) replaced, checked as the studio checks a request, so a
+    and any of those but the weights per label, and ``with_curves``: the same again for a sound with a
+    loudness curve, ``engine.sampling.label_defaults``) replaced, checked as the studio checks a request, so a
     shipped model never defaults to settings it refuses (the guidance weights' group names are checked
     against the codec by :func:`publish`)."""
     if not defaults:
         return manifest
-    unknown = set(defaults) - set(PUBLISHED_DEFAULTS)
+    _check_defaults(manifest, defaults, PUBLISHED_DEFAULTS)
+    curves = defaults.get("with_curves")
+    if curves is not None:
+        if not isinstance(curves, dict):
+            raise InvalidRequestError('the defaults with curves are a JSON object of settings, e.g. '
+                                      '{"per_label": {"kick": {"variety": 0}}}')
+        _check_defaults(manifest, curves, tuple(k for k in PUBLISHED_DEFAULTS
+                                                if k not in ("guidance_weights", "with_curves")))
+    return dict(manifest, defaults=dict(manifest.get("defaults", {}), **defaults))
+
+
+def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...]) -> None:
+    """One layer of defaults (the model's, or its defaults with curves): only ``allowed`` keys, each
+    setting as a request would be checked, per-label settings for labels the model has."""
+    unknown = set(defaults) - set(allowed)
     if unknown:
-        raise InvalidRequestError(f"publish sets only the sampler, steps, guidance, guidance weights, control "
-                                  f"guidance and variety defaults (and those per label), not {sorted(unknown)}")
+        raise InvalidRequestError(f"publish sets only these defaults: {', '.join(allowed)}; not {sorted(unknown)}")
     weights = defaults.get("guidance_weights")
     if weights is not None and (manifest.get("kind") != "latent" or not isinstance(weights, dict)):
         raise InvalidRequestError("guidance weights are a JSON object of codec channel groups, for latent models only")
@@ -163,7 +178,7 @@ def with_defaults(manifest: dict, defaults: dict | None) -> dict:
         _check_labels(variety, labels, "variety")
         for value in variety.values():
             _check_settings(manifest, {"variety": value})
-    flat = {k: v for k, v in defaults.items() if k not in ("guidance_weights", "per_label")
+    flat = {k: v for k, v in defaults.items() if k not in ("guidance_weights", "per_label", "with_curves")
             and not (k == "variety" and isinstance(v, dict))}
     _check_settings(manifest, flat)
     per_label = defaults.get("per_label")
@@ -178,7 +193,6 @@ def with_defaults(manifest: dict, defaults: dict | None) -> dict:
                 raise InvalidRequestError(f"a label's defaults are {list(LABEL_DEFAULT_KEYS)}, not {sorted(unknown)} "
                                           f"({label})")
             _check_settings(manifest, settings)
-    return dict(manifest, defaults=dict(manifest.get("defaults", {}), **defaults))
 
 
 def _check_labels(per_label: dict, labels: set, what: str) -> None:
