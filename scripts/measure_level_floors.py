@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.data.dataset import DrumDataset  # noqa: E402
-from engine.models import MANIFEST  # noqa: E402
+from engine.models import MANIFEST, read_manifest, write_json  # noqa: E402
 from engine.train.latent import dataset_level_floors, set_level_floors  # noqa: E402
 
 
@@ -30,14 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     floors = dataset_level_floors(DrumDataset(args.data, "train"))
     print("level floors (dBFS):", json.dumps(floors))
     for folder in map(Path, args.models):
-        path = folder / MANIFEST
-        manifest = json.loads(path.read_text())
+        manifest = read_manifest(folder)
         if not set_level_floors(manifest, floors):
             print(f"{folder}: takes no loudness curve; left as it is", file=sys.stderr)
             continue
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(manifest, indent=2) + "\n")
-        temporary.replace(path)
+        write_json(folder / MANIFEST, manifest)  # atomically, as publish writes a manifest
         print(f"{folder}: written")
     return 0
 
