@@ -169,10 +169,12 @@ SAMPLING_FIELDS = LABEL_DEFAULT_KEYS
 """The fields a model may default differently per Sound (named as the manifest's defaults)."""
 
 
-def _follow_label(info: dict, label: str | None, fields: dict, curves: bool = False) -> dict:
+def _follow_label(info: dict, label: str | None, fields: dict, rms=None) -> dict:
     """Of the sampling ``fields`` (:data:`SAMPLING_FIELDS`), those the user left at a
     default of the model (for any of its Sounds, or none, with a loudness curve or without), with
-    ``label``'s default (with ``curves``: its default with a curve drawn) in their place."""
+    ``label``'s default (its default with a curve when the editor's ``rms`` box holds one, on a
+    model that takes curves) in their place."""
+    curves = bool(info.get("controls")) and bool(str(rms or "").strip())
     chosen = label_defaults(info["defaults"], label, curves)
     every = [label_defaults(info["defaults"], name, drawn) for name in (None, *info["labels"]) for drawn in (False, True)]
     return {key: chosen[key] for key, value in fields.items()
@@ -336,8 +338,7 @@ class Handlers:
         info = self.studio.describe(str(model))
         label = _label_value(label) or self._routed_label(str(model), prompt, prompt_b)
         out = _follow_label(info, label, dict(zip(SAMPLING_FIELDS, (sampler, steps, guidance, variety,
-                                                                    control_guidance))),
-                            curves=bool(info.get("controls")) and bool(str(rms or "").strip()))
+                                                                    control_guidance))), rms)
         if "steps" in out:
             out["steps"] = steps_update(info, int(out["steps"]))
         return out
@@ -469,9 +470,7 @@ class Handlers:
             routed = self._routed_label(str(model), prompt, prompt_b)
             if routed:
                 fields = dict(zip(SAMPLING_FIELDS, (sampler, steps, guidance, variety, control_guidance)))
-                info = self.studio.describe(str(model))
-                fields.update(_follow_label(info, routed, fields,
-                                            curves=bool(info.get("controls")) and bool(str(rms or "").strip())))
+                fields.update(_follow_label(self.studio.describe(str(model)), routed, fields, rms))
                 sampler, steps, guidance, variety, control_guidance = (fields[k] for k in SAMPLING_FIELDS)
         request = GenerationRequest(
             model=model, label=label, **_blend(label, label_b, label_mix), sampler=sampler or None,
