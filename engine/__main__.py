@@ -42,6 +42,7 @@ def _generate(args: argparse.Namespace) -> int:
                                 variation=args.variation, length=args.length, rms=rms, onsets=onsets,
                                 control_guidance=args.control_guidance, match_loudness=args.match_loudness,
                                 steer_loudness=args.steer_loudness, soft_hits=args.soft_hits,
+                                steer_onsets=args.steer_onsets,
                                 prompt=args.prompt, prompt_b=args.prompt_b, prompt_morph=args.prompt_morph,
                                 rerank=args.rerank)
     result = studio.render(request)
@@ -257,6 +258,10 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-steer-loudness", dest="steer_loudness", action="store_false",
                      help="let the latent model follow the --rms curve on its own (default: the sampling steps "
                           "but the last few are moved onto the curve, on models whose latent says its loudness)")
+    gen.add_argument("--no-steer-onsets", dest="steer_onsets", action="store_false",
+                     help="let the latent model place the --onsets hits on its own (default: each hit after the "
+                          "first that the --rms curve does not already rise into is made as the sound forms, on "
+                          "models whose latent says its loudness)")
     gen.add_argument("--soft-hits", action="store_true",
                      help="an --rms curve quieter than the model's usual hits makes a soft hit, with a soft velocity "
                           "layer's timbre (default: a full hit, turned down onto the curve)")

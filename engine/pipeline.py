@@ -18,7 +18,7 @@ from dataclasses import replace
 from .conditions import ENVELOPE, Conditions, condition_specs, level_floor, lift_quiet_curve, network_inputs
 from .models import LoadedModel
 from .sampling import sample_latent, variety_interval
-from .steering import loudness_projection
+from .steering import chain, loudness_projection, onset_projection
 
 
 def codec_hop(model: LoadedModel, samples: int | None = None) -> int:
@@ -68,17 +68,20 @@ def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
            guidance: float = 1.0, control_guidance: float = 1.0, reference: torch.Tensor | None = None,
            strength: float = 1.0, callback: Callable[[dict], None] | None = None,
            step_noise: Callable[[], torch.Tensor] | None = None, variety: float = 0.0,
-           steer_loudness: bool = True, soft_hits: bool = False) -> torch.Tensor:
+           steer_loudness: bool = True, soft_hits: bool = False, steer_onsets: bool = True) -> torch.Tensor:
     """A batch of clean latents from unit ``noises`` under ``conditions`` (the model's own
     per-channel guidance weights applied; ``variety`` > 0 guides only at the lower noise levels,
     :func:`engine.sampling.variety_interval`; with a loudness curve and ``steer_loudness`` the
     steps' estimates, all but the last few, are moved onto the curve where the codec allows,
-    :mod:`engine.steering`). A quiet curve is lifted first (:func:`level_lift`): the latent is then
+    :mod:`engine.steering`; with ``steer_onsets`` each drawn hit after the first that the curve does not
+    already make is made there too, :func:`engine.steering.onset_projection`). A quiet curve is lifted first (:func:`level_lift`): the latent is then
     that many dB louder than the curve until :func:`decode`, given the same conditions, turns it down."""
     conditions, _ = level_lift(model, conditions, soft_hits)
     cond = inputs_for(model, conditions, noises.shape[0], noises.shape[-1])
-    project = loudness_projection(model.codec, conditions.rms, noises.shape[-1],
-                                  model.manifest["sample_rate"]) if steer_loudness else None
+    frames, rate = noises.shape[-1], model.manifest["sample_rate"]
+    project = chain(loudness_projection(model.codec, conditions.rms, frames, rate) if steer_loudness else None,
+                    onset_projection(model.codec, conditions.onsets, conditions.rms, frames, rate)
+                    if steer_onsets else None)
     return sample_latent(model.network, model.manifest, noises, sampler=sampler, steps=steps, guidance=guidance,
                          cond=cond, control_guidance=control_guidance, reference=reference, strength=strength,
                          callback=callback, step_noise=step_noise, guidance_weights=model.guidance_weights,
@@ -99,9 +102,9 @@ def decode(model: LoadedModel, latent: torch.Tensor, envelope: torch.Tensor | No
 def render(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, samples: int, sampler: str,
            steps: int, guidance: float = 1.0, control_guidance: float = 1.0,
            step_noise: Callable[[], torch.Tensor] | None = None, variety: float = 0.0,
-           steer_loudness: bool = True, soft_hits: bool = False) -> torch.Tensor:
+           steer_loudness: bool = True, soft_hits: bool = False, steer_onsets: bool = True) -> torch.Tensor:
     """Noise to raw decoded audio in one call: what evaluation and training renders use."""
     latent = sample(model, noises, conditions, sampler=sampler, steps=steps, guidance=guidance,
                     control_guidance=control_guidance, step_noise=step_noise, variety=variety,
-                    steer_loudness=steer_loudness, soft_hits=soft_hits)
+                    steer_loudness=steer_loudness, soft_hits=soft_hits, steer_onsets=steer_onsets)
     return decode(model, latent, envelope_for(model, conditions, noises), samples, conditions, soft_hits)

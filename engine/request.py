@@ -18,7 +18,7 @@ LIMITS = {"steps": (1, 200), "guidance": (0.0, 15.0), "count": (1, 64), "morph":
           "strength": (0.01, 1.0), "control_guidance": (0.0, 15.0), "prompt_morph": (0.0, 1.0),
           "rerank": (0, 64), "label_mix": (0.0, 1.0), "variety": (0.0, 1.0)}
 VARIATION_MODES = ("noise", "invert", "semantic")
-MADE_BEFORE = {"steer_loudness": False, "soft_hits": True}
+MADE_BEFORE = {"steer_loudness": False, "soft_hits": True, "steer_onsets": False}
 """What a recipe or preset without these keys was made with (they came later): it replays so."""
 
 
@@ -53,6 +53,10 @@ class GenerationRequest:
     soft_hits: bool = False           # with a loudness curve quieter than the model's usual hits: True makes a soft
                                       # hit (a soft velocity layer's timbre); False a full hit turned down onto the
                                       # curve (engine.conditions.lift_quiet_curve). Recipes without it replay soft
+    steer_onsets: bool = True         # with two or more hits: each hit after the first that the loudness curve does
+                                      # not already rise into is made in the latent as it forms (a dip, then the
+                                      # first hit's attack: engine.steering.onset_projection). Recipes without it
+                                      # replay without
     prompt: str | None = None         # text prompt ("short punchy 808 kick"); models that take prompts
     prompt_b: str | None = None       # second prompt to morph towards (slerp of the two text embeddings)
     prompt_morph: float = 0.0         # 0 = prompt, 1 = prompt_b
@@ -79,7 +83,7 @@ class GenerationRequest:
         if self.length is not None and (not isinstance(self.length, (int, float)) or isinstance(self.length, bool)
                                         or not math.isfinite(self.length) or self.length <= 0):
             raise InvalidRequestError(f"length must be a positive number of seconds, got {self.length!r}")
-        for name in ("match_loudness", "steer_loudness", "soft_hits"):
+        for name in ("match_loudness", "steer_loudness", "soft_hits", "steer_onsets"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidRequestError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.variation not in VARIATION_MODES:
@@ -116,7 +120,8 @@ class GenerationRequest:
     def from_recipe(cls, recipe: dict) -> "GenerationRequest":
         """Rebuild a request from a recipe, ignoring keys it does not know (checkpoint id, rate...).
         A recipe from before loudness steering (no ``steer_loudness``) replays without it, and one from
-        before quiet curves were lifted (no ``soft_hits``) with soft hits, as made (:data:`MADE_BEFORE`)."""
+        before quiet curves were lifted (no ``soft_hits``) with soft hits, and one from before hits were
+        steered (no ``steer_onsets``) without it, as made (:data:`MADE_BEFORE`)."""
         known = {f.name for f in fields(cls)}
         return cls(**{**MADE_BEFORE, **{k: v for k, v in recipe.items() if k in known}})
 

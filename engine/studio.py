@@ -157,6 +157,7 @@ class Studio:
                 "controls": controls,  # the curves it follows: "rms", "onsets"
                 # the sampling steps are moved onto a drawn loudness curve (engine.steering)
                 "steers_loudness": "rms" in controls and self._codec_steers(entry),
+                "steers_onsets": "onsets" in controls and self._codec_steers(entry),
                 # a drawn curve quieter than its usual hits is lifted for the network (a full hit,
                 # turned down), unless the request asks for soft hits (engine.conditions.lift_quiet_curve)
                 "lifts_quiet_curves": recorded_level_floors(condition_specs(manifest)) is not None,
@@ -420,7 +421,8 @@ class Studio:
         latent = pipeline.sample(model, noises, conditions, sampler=sampler, steps=steps, guidance=request.guidance,
                                  control_guidance=request.control_guidance or 1.0, reference=reference,
                                  strength=strength, callback=callback, step_noise=draws, variety=request.variety or 0.0,
-                                 steer_loudness=request.steer_loudness, soft_hits=request.soft_hits)
+                                 steer_loudness=request.steer_loudness, soft_hits=request.soft_hits,
+                                 steer_onsets=request.steer_onsets)
         audio = pipeline.decode(model, latent, envelope, samples, conditions, request.soft_hits)
         audio = onto_curve(audio, conditions.rms, manifest["sample_rate"], request.match_loudness,
                            request.steer_loudness and steerable(codec))

@@ -33,10 +33,13 @@ def test_a_drawn_curve_reaches_the_sound_its_recipe_and_its_plot(handlers):
     assert take.recipe["match_loudness"] is True  # the envelope shaper is on unless unticked
     assert take.recipe["steer_loudness"] is True  # and so is steering
     assert take.recipe["soft_hits"] is False  # a quiet curve makes a full hit, turned down
-    _, plain = run_generate(handlers, **curve_controls(match_loudness=False, steer_loudness=False, soft_hits=True))
+    assert take.recipe["steer_onsets"] is True  # and every drawn hit is made
+    _, plain = run_generate(handlers, **curve_controls(match_loudness=False, steer_loudness=False, soft_hits=True,
+                                                       steer_onsets=False))
     assert plain["session"].current()[0].recipe["match_loudness"] is False
     assert plain["session"].current()[0].recipe["steer_loudness"] is False
     assert plain["session"].current()[0].recipe["soft_hits"] is True
+    assert plain["session"].current()[0].recipe["steer_onsets"] is False
     figure = updates[-1][slot_key(0, "plot")]
     assert len(figure.axes) == 4  # waveform, its loudness axis (asked vs measured), spectrogram, colour bar
 
@@ -86,6 +89,9 @@ def test_describe_model_shows_the_curve_editor_for_models_that_follow_curves(han
     # soft hits are a choice only where quiet curves are lifted: models that recorded their level floors
     assert handlers.describe_model("latent-curves")["soft_hits"]["visible"] is True
     assert handlers.describe_model("kick")["soft_hits"]["visible"] is False
+    # hits are steered where the model places hits and its latent says its loudness
+    assert handlers.describe_model("latent-fast")["steer_onsets"]["visible"] is True
+    assert handlers.describe_model("kick")["steer_onsets"]["visible"] is False
 
 
 def test_drawing_a_curve_moves_a_kicks_variety_to_its_default_with_curves(handlers):
@@ -108,24 +114,29 @@ def test_curves_come_back_from_a_dropped_wav_and_a_preset(handlers, settings):
     assert restored["control_guidance"] == 1.5 and restored["controls_box"]["visible"] is True
     assert restored["steer_loudness"]["value"] is True and restored["steer_loudness"]["visible"] is True
     assert restored["soft_hits"]["value"] is False
+    assert restored["steer_onsets"]["value"] is True
     saved = handlers.save_preset("my curve", False, "latent-curves", "snare", "euler_a", 16, 4.0, 5, None, 0.0, 0.3,
                                  rms="0:-8,40:-14,200:-45", onsets="0,120", control_guidance=2.0,
-                                 steer_loudness=False)
+                                 steer_loudness=False, steer_onsets=False)
     assert saved["preset"]["value"] == "my-curve"
     loaded = handlers.load_preset("my-curve")
     assert loaded["rms"] == "0:-8,40:-14,200:-45" and loaded["onsets"] == "0,120" and loaded["control_guidance"] == 2.0
-    assert loaded["steer_loudness"]["value"] is False
+    assert loaded["steer_loudness"]["value"] is False and loaded["steer_onsets"]["value"] is False
     # a recipe from before steering (no key) was made without it, and comes back so
     old = handlers._controls({k: v for k, v in take.recipe.items() if k != "steer_loudness"})
     assert old["steer_loudness"]["value"] is False
     # and one from before quiet curves were lifted made soft hits of them
     assert handlers._controls({k: v for k, v in take.recipe.items() if k != "soft_hits"})["soft_hits"]["value"] is True
+    # and one from before hits were steered left them to the model
+    assert handlers._controls({k: v for k, v in take.recipe.items()
+                               if k != "steer_onsets"})["steer_onsets"]["value"] is False
     from pathlib import Path
 
     from ui import presets
     shipped = presets.validate(json.loads((Path(__file__).parent.parent / "presets" / "curve-swell.json").read_text()))
     assert handlers._controls(shipped)["steer_loudness"]["value"] is True  # the shipped curve presets steer
     assert handlers._controls(shipped)["soft_hits"]["value"] is False      # and lift a quiet curve
+    assert handlers._controls(shipped)["steer_onsets"]["value"] is True     # and make every hit
 
 
 def test_curves_are_taken_from_the_reference_a_voice_and_a_result(handlers, tmp_path):

@@ -543,6 +543,9 @@ def test_a_producer_draws_a_loudness_curve_places_two_hits_and_the_sound_follows
     # a quiet curve would make a full hit turned down unless "soft hits" is ticked (it is not)
     assert page.locator("#soft-hits input").is_visible() and not page.locator("#soft-hits input").is_checked()
     assert recipe["soft_hits"] is False
+    # every drawn hit is made unless "Make every drawn hit" is unticked (it is not)
+    assert page.locator("#steer-onsets input").is_visible() and page.locator("#steer-onsets input").is_checked()
+    assert recipe["steer_onsets"] is True
 
     # unticked, steering and the shaper are off: the network's own following, further from the curve
     page.uncheck("#steer-loudness input")

@@ -110,7 +110,7 @@ GENERATE_OUTPUTS = ["seed", "session", "status", "history", "take", "empty_note"
                       for part in ("group", "audio", "plot", "file", "caption")]]
 CONTROL_OUTPUTS = ["model", "label", "sampler", "steps", "guidance", "seed", "lock_seed", "seed_b", "morph", "count",
                    "length", "rms", "onsets", "control_guidance", "match_loudness", "steer_loudness",
-                   "soft_hits", "controls_box",
+                   "soft_hits", "steer_onsets", "controls_box",
                    "prompt", "prompt_b", "prompt_morph", "rerank", "prompt_box",
                    "strength", "variation", "reference", "variation_box", "model_info", "recipe_note",
                    "label_b", "label_mix", "blend_row", "variety"]
@@ -237,6 +237,11 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
                                           info="latent models: the sampling steps are moved onto the drawn "
                                                "loudness, and the model shapes the sound around it; off: it "
                                                "follows the curve on its own", elem_id="steer-loudness")
+        C["steer_onsets"] = gr.Checkbox(True, label="Make every drawn hit",
+                                        info="latent models: a hit the loudness curve does not rise into (a "
+                                             "roll, a flam) gets a dip and the first hit's attack as the sound "
+                                             "forms; off: the model places the hits on its own",
+                                        visible=bool(info.get("steers_onsets")), elem_id="steer-onsets")
         C["soft_hits"] = gr.Checkbox(False, label="Quiet curves make soft hits",
                                      info="a curve quieter than the model's usual hits gets a softly played "
                                           "drum's timbre; off: a full hit, turned down onto the curve",
@@ -389,11 +394,11 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
 
         wire = functools.partial(_wire, C)
         model_outputs = ["label", "sampler", "steps", "guidance", "length", "model_info", "controls_box",
-                         "steer_loudness", "soft_hits", "control_guidance", "prompt_box", "label_b", "blend_row",
-                         "variety"]
+                         "steer_loudness", "soft_hits", "steer_onsets", "control_guidance", "prompt_box", "label_b",
+                         "blend_row", "variety"]
         wire(demo.load, h.refresh, ["model", "preset", "label", "sampler", "steps", "guidance", "length", "model_info",
-                                    "controls_box", "steer_loudness", "soft_hits", "prompt_box", "label_b", "blend_row",
-                                    "variety"])
+                                    "controls_box", "steer_loudness", "soft_hits", "steer_onsets", "prompt_box",
+                                    "label_b", "blend_row", "variety"])
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")
         # a Sound picked, or named by a prompt: the sampling fields show its defaults

@@ -322,6 +322,7 @@ class Handlers:
             "controls_box": gr.update(visible=bool(info.get("controls"))),
             "steer_loudness": gr.update(visible=bool(info.get("steers_loudness"))),
             "soft_hits": gr.update(visible=bool(info.get("lifts_quiet_curves"))),
+            "steer_onsets": gr.update(visible=bool(info.get("steers_onsets"))),
             "prompt_box": gr.update(visible=bool(info.get("prompts"))),
             "model_info": text,
         }
@@ -410,7 +411,7 @@ class Handlers:
         return _number(length, "length", optional=True)
 
     def _curves(self, model: str, rms, onsets, control_guidance, match_loudness=True,
-                steer_loudness=True, soft_hits=False) -> dict:
+                steer_loudness=True, soft_hits=False, steer_onsets=True) -> dict:
         """The drawn curves as request fields, for a model that follows curves (else none: the
         editor is hidden and its text may belong to another model)."""
         takes = self.studio.describe(model).get("controls") or []
@@ -428,6 +429,7 @@ class Handlers:
             curves["match_loudness"] = bool(match_loudness)
             curves["steer_loudness"] = bool(steer_loudness)
             curves["soft_hits"] = bool(soft_hits)
+            curves["steer_onsets"] = bool(steer_onsets)
         return curves
 
     def _prompts(self, model: str, prompt, prompt_b, prompt_morph, rerank) -> dict:
@@ -450,7 +452,7 @@ class Handlers:
                  strength, variation, rms=None, onsets=None, control_guidance=None,
                  match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
                  rerank=0, label_b=None, label_mix=0.0, variety=None, steer_loudness=True,
-                 soft_hits=False) -> GenerationRequest:
+                 soft_hits=False, steer_onsets=True) -> GenerationRequest:
         if not model:
             raise gr.Error("choose a model")
         count = _number(count, "count", integer=True)
@@ -480,7 +482,8 @@ class Handlers:
             morph=morph, count=count, length=self._length(str(model), length), reference=reference,
             strength=_number(strength, "variation strength") if strength is not None else 0.5,
             variation=variation or "noise",
-            **self._curves(str(model), rms, onsets, control_guidance, match_loudness, steer_loudness, soft_hits),
+            **self._curves(str(model), rms, onsets, control_guidance, match_loudness, steer_loudness, soft_hits,
+                           steer_onsets),
             **self._prompts(str(model), prompt, prompt_b, prompt_morph, rerank))
         return request.validated()
 
@@ -522,7 +525,7 @@ class Handlers:
                  reference, strength, variation, session, rms=None, onsets=None,
                  control_guidance=None, match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
                  rerank=0, label_b=None, label_mix=0.0, variety=None, steer_loudness=True,
-                 soft_hits=False) -> Iterator[dict]:
+                 soft_hits=False, steer_onsets=True) -> Iterator[dict]:
         """Sample: stream status and a preview plot, then each sound's player, drag-out file and plot."""
         entered = time.time()  # wall clock, so the browser bench can split its wait around the handler
         session = self._session(session)
@@ -531,7 +534,7 @@ class Handlers:
         request = self._request(model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
                                 reference, strength, variation, rms, onsets, control_guidance, match_loudness,
                                 prompt, prompt_b, prompt_morph, rerank, label_b, label_mix, variety, steer_loudness,
-                                soft_hits)
+                                soft_hits, steer_onsets)
         steps_total = request.steps or 0
         session.batch = []  # until this one finishes no card holds a result, so Export can't save an old sound
         session.generating, session.stop_requested = True, False
@@ -640,7 +643,7 @@ class Handlers:
                  reference, strength, variation, session, rms=None, onsets=None, control_guidance=None,
                  match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0,
                  label_b=None, label_mix=0.0, variety=None, steer_loudness=True,
-                 soft_hits=False) -> Iterator[dict]:
+                 soft_hits=False, steer_onsets=True) -> Iterator[dict]:
         """A seed, seed B or morph was moved (or a dice rolled) with "Audition on change" ticked:
         render at once with the seed as it now is (never a new roll). Off, it changes nothing."""
         if not audition:
@@ -649,7 +652,7 @@ class Handlers:
         yield from self.generate(model, label, sampler, steps, guidance, seed, True, seed_b, morph, count, length,
                                  reference, strength, variation, session, rms, onsets, control_guidance,
                                  match_loudness, prompt, prompt_b, prompt_morph, rerank, label_b, label_mix,
-                                 variety, steer_loudness, soft_hits)
+                                 variety, steer_loudness, soft_hits, steer_onsets)
 
     def stop(self, session) -> dict:
         """Stop was pressed: ask the running generation to stop. It stops at its next step and its
@@ -845,6 +848,9 @@ class Handlers:
             # one from before quiet curves were lifted made soft hits of them (and replays so)
             "soft_hits": gr.update(visible=bool(info.get("lifts_quiet_curves")),
                                    value=bool(values.get("soft_hits", MADE_BEFORE["soft_hits"]))),
+            # and one from before hits were steered left them to the model
+            "steer_onsets": gr.update(visible=bool(info.get("steers_onsets")),
+                                      value=bool(values.get("steer_onsets", MADE_BEFORE["steer_onsets"]))),
             "prompt": values.get("prompt") or "", "prompt_b": values.get("prompt_b") or "",
             "prompt_morph": float(values.get("prompt_morph") or 0.0), "rerank": int(values.get("rerank") or 0),
         })
@@ -929,7 +935,7 @@ class Handlers:
     def save_preset(self, preset_name, preset_overwrite, model, label, sampler, steps, guidance, seed, seed_b,
                     morph, length, rms=None, onsets=None, control_guidance=None, match_loudness=True,
                     prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0, label_b=None, label_mix=0.0,
-                    variety=None, steer_loudness=True, soft_hits=False) -> dict:
+                    variety=None, steer_loudness=True, soft_hits=False, steer_onsets=True) -> dict:
         values = {"model": model, "label": _label_value(label), **_blend(_label_value(label), label_b, label_mix),
                   "sampler": sampler or None,
                   "steps": _number(steps, "steps", integer=True, optional=True),
@@ -939,7 +945,7 @@ class Handlers:
                   "length": self._length(model, length) if model else None}
         if model:
             curves = self._curves(str(model), rms, onsets, control_guidance, match_loudness, steer_loudness,
-                                  soft_hits)
+                                  soft_hits, steer_onsets)
             values.update({k: ([list(p) for p in v] if k == "rms" else list(v)) if isinstance(v, tuple) else v
                            for k, v in curves.items() if v is not None})
             values.update({k: v for k, v in self._prompts(str(model), prompt, prompt_b, prompt_morph, rerank).items()

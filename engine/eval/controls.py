@@ -127,7 +127,7 @@ def _generate(model: LoadedModel, asked: list[Conditions], labels: list[str], se
     clips = []
     for i, (conditions, label) in enumerate(zip(asked, labels)):
         clips.append(generate_clips(model, 1, label=label, seed=seed + i, conditions=[conditions],
-                                    control_guidance=control_guidance, steer_loudness=steer))
+                                    control_guidance=control_guidance, steer_loudness=steer, steer_onsets=steer))
     raw = torch.cat(clips)
     steered = steer and steerable(model.codec)
     made = torch.cat([onto_curve(clip[None], c.rms, rate, False, steered) for clip, c in zip(raw, asked)])

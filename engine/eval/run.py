@@ -123,7 +123,7 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
                    batch: int = 16, progress: bool = False, conditions: list[Conditions] | None = None,
                    control_guidance: float | None = None, label_b: str | None = None,
                    label_mix: float = 0.0, variety: float | None = None,
-                   steer_loudness: bool = True, soft_hits: bool = False) -> torch.Tensor:
+                   steer_loudness: bool = True, soft_hits: bool = False, steer_onsets: bool = True) -> torch.Tensor:
     """``(count, C, length)`` float32 CPU audio for seeds ``seed .. seed + count - 1``.
 
     Each clip's starting noise depends only on its own seed (drawn alone, as the studio does),
@@ -131,7 +131,8 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     the same :mod:`engine.pipeline`). ``conditions`` gives clip ``i`` its own controls (curves
     measured on a real sound, say); the label is ``label``'s either way (blended with ``label_b``
     by ``label_mix``: a hybrid). ``steer_loudness`` as the studio's request (off: the network
-    follows a loudness curve on its own; ``soft_hits``: a quiet curve makes a soft hit, as the request's).
+    follows a loudness curve on its own; ``soft_hits``: a quiet curve makes a soft hit; ``steer_onsets``:
+    the drawn hits the curve does not make are made in the latent, as the request's).
     Settings left at None take the studio's defaults for the label (with a loudness curve, its
     defaults with curves).
     """
@@ -175,7 +176,7 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
             out.append(pipeline.render(model, draws(), wanted, samples=manifest["length"], sampler=clip_sampler,
                                        steps=clip_steps, guidance=clip_guidance, control_guidance=clip_control,
                                        step_noise=draws, variety=clip_variety, steer_loudness=steer_loudness,
-                                       soft_hits=soft_hits))
+                                       soft_hits=soft_hits, steer_onsets=steer_onsets))
     return torch.cat(out) if out else torch.zeros(0, manifest["channels"], manifest["length"])
 
 
