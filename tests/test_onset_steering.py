@@ -78,9 +78,9 @@ def test_steering_steps_chain_in_order():
 
 @pytest.mark.numeric
 def test_the_shipped_model_makes_a_roll_of_hits_steered():
-    """`latent-fast`'s perc from a roll drawn at a flat level, six seeds: steered, the hits are there
-    (all of them in the brighter sounds; three of the six are low, tom-like sounds with little attack
-    to copy, where they mostly are not); left to the network, every roll rings as one hit."""
+    """`latent-fast`'s perc from a roll drawn at a flat level, six seeds (three of them low, tom-like
+    sounds whose first hit has little attack to copy: the roll's attack floor makes theirs): steered,
+    the hits are there; left to the network, every roll rings as one hit."""
     from engine.studio import Studio
 
     studio = Studio(device="cpu")
@@ -89,8 +89,8 @@ def test_the_shipped_model_makes_a_roll_of_hits_steered():
     free = studio.render(base.with_(steer_onsets=False)).sounds
     made = [onset_match(s.audio, ROLL, RATE) for s in steered]
     left = [onset_match(s.audio, ROLL, RATE) for s in free]
-    assert sum(m >= len(ROLL) - 1 for m, _, _ in made) >= 3 and max(s for _, _, s in made) <= 1, (made, left)
-    assert max(m for m, _, _ in left) <= 2 and sum(m for m, _, _ in left) * 3 < sum(m for m, _, _ in made), (made, left)
+    assert min(m for m, _, _ in made) >= len(ROLL) - 1 and max(s for _, _, s in made) <= 1, (made, left)
+    assert max(m for m, _, _ in left) <= 2, (made, left)
     assert all(s.recipe["steer_onsets"] is True for s in steered)
 
 
