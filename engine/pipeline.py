@@ -73,9 +73,10 @@ def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
     per-channel guidance weights applied; ``variety`` > 0 guides only at the lower noise levels,
     :func:`engine.sampling.variety_interval`; with a loudness curve and ``steer_loudness`` the
     steps' estimates, all but the last few, are moved onto the curve where the codec allows,
-    :mod:`engine.steering`; with ``steer_onsets`` each drawn hit after the first that the curve does not
-    already make is made there too, :func:`engine.steering.onset_projection`). A quiet curve is lifted first (:func:`level_lift`): the latent is then
-    that many dB louder than the curve until :func:`decode`, given the same conditions, turns it down."""
+    :mod:`engine.steering`; with ``steer_onsets`` each drawn hit after the first that the curve does
+    not already make is made there too, :func:`engine.steering.onset_projection`). A quiet curve is
+    lifted first (:func:`level_lift`): the latent is then that many dB louder than the curve until
+    :func:`decode`, given the same conditions, turns it down."""
     conditions, _ = level_lift(model, conditions, soft_hits)
     cond = inputs_for(model, conditions, noises.shape[0], noises.shape[-1])
     frames, rate = noises.shape[-1], model.manifest["sample_rate"]
