@@ -44,12 +44,13 @@ curve through their envelope instead, ``BandCodec.follow_loudness``).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from . import dsp
+from .diffusion.denoisers import Project
 
 MAX_BOOST_DB = 12.0   # as the envelope shaper: a quiet estimate is lifted at most this much
 MAX_CUT_DB = 60.0     # a frame the curve wants silent goes down at most this much per step
@@ -68,6 +69,7 @@ ONSET_ATTACK_FRAMES = 4   # latent frames (11.6 ms) of the first hit's attack la
 ONSET_ATTACK_LIFT_DB = 6.0  # ...this much louder: it rises out of a ringing sound, where the first rose from silence
 ONSET_LEAD_FRAMES = 1     # ...starting this many frames early (the flux of the decoded attack peaks a frame late)
 ONSET_RISE_DB = 6.0       # a hit the drawn loudness already rises into by this much is left to the curve
+ONSET_HIT_FRAMES = 3      # a hit's level: the loudest of its first this many frames
 ROLL_HITS = 3             # in a drawn roll of this many hits or more...
 ROLL_ATTACK_FLOOR_DB = 8.0  # ...each attack is at most this far under the sound's level at the hit
 """Chosen on `latent-fast`'s held-out perc curves (the roll), seeds 0 and 100. A linear dip, a dip of
@@ -140,7 +142,7 @@ def _rms_db(codec: torch.nn.Module, raw: torch.Tensor) -> torch.Tensor:
 
 
 def loudness_projection(codec: torch.nn.Module, rms: Sequence[tuple[float, float]] | None, frames: int,
-                        sample_rate: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+                        sample_rate: int) -> Project | None:
     """The steering step for a drawn curve over ``frames`` latent frames: a function from a batch
     of clean estimates and their noise level (VE sigma) to the same estimates on the curve (frames
     the curve leaves open are kept; at :data:`STEER_MIN_SIGMA` and under, unchanged). ``None``
@@ -167,27 +169,32 @@ def loudness_projection(codec: torch.nn.Module, rms: Sequence[tuple[float, float
     return project
 
 
+def _frame(ms: float, hop: int, sample_rate: int) -> int:
+    """The latent frame a time in ms falls on (frame i starts at hop i)."""
+    return int(round(ms / (hop / sample_rate * 1000.0)))
+
+
 def onset_windows(onsets: Sequence[float], rms: Sequence[tuple[float, float]] | None, frames: int, hop: int,
                   sample_rate: int) -> list[tuple[int, int]]:
     """``(first dipped frame, hit frame)`` of each drawn hit after the first that needs making: not
     one the drawn loudness already rises into by :data:`ONSET_RISE_DB`, not past the end."""
-    frame_ms = hop / sample_rate * 1000.0
     asked = dsp.rms_from_points(rms, frames, hop, sample_rate)[0] if rms else None
     times = sorted(float(t) for t in onsets)
     windows = []
     for before, time in zip(times, times[1:]):
-        hit = int(round(time / frame_ms))
-        start = max(0, int(round((time - min(ONSET_DIP_MS, 0.5 * (time - before))) / frame_ms)))
+        hit = _frame(time, hop, sample_rate)
+        start = max(0, _frame(time - min(ONSET_DIP_MS, 0.5 * (time - before)), hop, sample_rate))
         if hit - start < 1 or hit >= frames:
             continue
-        if asked is not None and float(asked[hit: hit + 3].max() - asked[start:hit].min()) >= ONSET_RISE_DB:
+        if asked is not None and float(asked[hit: hit + ONSET_HIT_FRAMES].max()
+                                       - asked[start:hit].min()) >= ONSET_RISE_DB:
             continue
         windows.append((start, hit))
     return windows
 
 
 def onset_projection(codec: torch.nn.Module, onsets: Sequence[float] | None, rms: Sequence[tuple[float, float]] | None,
-                     frames: int, sample_rate: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+                     frames: int, sample_rate: int) -> Project | None:
     """The steering step that makes each drawn hit after the first (see the module's docstring): a
     function from a batch of clean estimates and their noise level to the same estimates with a dip
     and an attack at each hit that needs one, at every noise level. ``None`` when no hit needs
@@ -198,20 +205,22 @@ def onset_projection(codec: torch.nn.Module, onsets: Sequence[float] | None, rms
     windows = onset_windows(onsets, rms, frames, hop, sample_rate)
     if not windows:
         return None
-    first = int(round(min(onsets) / (hop / sample_rate * 1000.0)))
+    first = _frame(min(onsets), hop, sample_rate)
     attack = ONSET_ATTACK_FRAMES
-    dip = torch.full((max(hit - start for start, hit in windows),), -ONSET_DIP_DB)
+    roll = len(onsets) >= ROLL_HITS
+    _, envelope = _exact_channels(codec)
+    dips = []  # each window's gain under its hit: half the dip on its first frame, all of it after
+    for start, hit in windows:
+        shape = torch.full((hit - start,), -ONSET_DIP_DB)
+        shape[0] = -ONSET_DIP_DB / 2
+        dips.append(10.0 ** (shape / 20.0))
 
     def project(estimate: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         raw = _raw(codec, estimate.float())
-        _, envelope = _exact_channels(codec)
         bands = raw[:, envelope].clone()
         level = _rms_db(codec, raw)
-        for start, hit in windows:  # the dips first: a later hit's dip never cuts an earlier hit's attack
-            width = hit - start
-            shape = dip[:width].clone()
-            shape[0] = -ONSET_DIP_DB / 2
-            cap = bands[:, :, hit: hit + 3].amax(-1, keepdim=True) * 10.0 ** (shape / 20.0)
+        for (start, hit), dip in zip(windows, dips):  # the dips first: a later dip never cuts an earlier attack
+            cap = bands[:, :, hit: hit + ONSET_HIT_FRAMES].amax(-1, keepdim=True) * dip
             bands[:, :, start:hit] = torch.minimum(bands[:, :, start:hit], cap)
         template = bands[:, :, first: first + attack].clone()
         for _, hit in windows:
@@ -220,7 +229,7 @@ def onset_projection(codec: torch.nn.Module, onsets: Sequence[float] | None, rms
                 continue
             relative = (level[:, hit: hit + attack].amax(-1) - level[:, first: first + attack].amax(-1)).clamp(max=0.0)
             gain = 10.0 ** ((relative + ONSET_ATTACK_LIFT_DB) / 20.0)
-            if len(onsets) >= ROLL_HITS:  # a roll: every hit a strike, even where the first has little to copy
+            if roll:  # a roll: every hit a strike, even where the first has little to copy
                 power = template.pow(2).sum(1).amax(-1) * gain ** 2
                 floor = 10.0 ** ((level[:, hit: hit + attack].amax(-1) - ROLL_ATTACK_FLOOR_DB) / 10.0)
                 gain = gain * (floor / power.clamp_min(1e-20)).clamp_min(1.0).sqrt()
@@ -235,8 +244,7 @@ def onset_projection(codec: torch.nn.Module, onsets: Sequence[float] | None, rms
     return project
 
 
-def chain(*projections: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
-          ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+def chain(*projections: Project | None) -> Project | None:
     """One steering step of several, in order (``None`` ones left out; ``None`` if all are)."""
     steps = [p for p in projections if p is not None]
     if not steps:

@@ -145,6 +145,7 @@ class Studio:
         manifest = entry.manifest
         grid = distilled_grid(manifest)
         controls = model_controls(manifest)
+        steers = self._codec_steers(entry)  # reads the codec's manifest: once
         return {"name": entry.name, "kind": entry.kind, "labels": entry.labels, "label": entry.label,
                 "takes_guidance": entry.takes_guidance, "samplers": list(samplers_for(manifest)),
                 # a guidance-distilled model learned scales up to its own top, not the request limit
@@ -156,8 +157,8 @@ class Studio:
                 "variable_length": variable_length(manifest),  # then "seconds" is the longest it makes
                 "controls": controls,  # the curves it follows: "rms", "onsets"
                 # the sampling steps are moved onto a drawn loudness curve (engine.steering)
-                "steers_loudness": "rms" in controls and self._codec_steers(entry),
-                "steers_onsets": "onsets" in controls and self._codec_steers(entry),
+                "steers_loudness": "rms" in controls and steers,
+                "steers_onsets": "onsets" in controls and steers,
                 # a drawn curve quieter than its usual hits is lifted for the network (a full hit,
                 # turned down), unless the request asks for soft hits (engine.conditions.lift_quiet_curve)
                 "lifts_quiet_curves": recorded_level_floors(condition_specs(manifest)) is not None,
