@@ -285,6 +285,8 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", help="built data set (data/drums) or any folder of WAVs")
     tr.add_argument("--run-dir", dest="run", help="run folder (resumes if it holds a run); not --run, which torchrun would take as its own --run-path")
     tr.add_argument("--init", help="model folder to fine-tune from, e.g. checkpoints/drums")
+    tr.add_argument("--student", help="distill: start the student from this distilled model (e.g. checkpoints/"
+                                      "latent-fast) instead of the teacher's weights")
     tr.add_argument("--name")
     tr.add_argument("--steps", type=int)
     tr.add_argument("--max-minutes", type=float)

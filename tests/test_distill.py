@@ -234,6 +234,25 @@ def test_latent_distillation_refuses_a_teacher_that_is_already_distilled(tmp_pat
     assert not (tmp_path / "again" / "model").exists()
 
 
+def test_a_student_can_start_from_an_earlier_student_of_the_same_teacher(tmp_path, latent_student, latent_teacher,
+                                                                          wav_folder):
+    from engine.models import read_weights
+    from engine.train import distill
+    config = distill_config(tmp_path / "again", wav_folder, latent_teacher, steps=1, student=str(latent_student))
+    network = load_model(latent_student).network
+    started = {name: value.clone() for name, value in network.state_dict().items()}
+    torch.nn.init.zeros_(next(iter(network.parameters())))
+    distill.start_student(config)(network)
+    assert all(torch.equal(value, started[name]) for name, value in network.state_dict().items())
+    assert distill.session_note(config, "latent ").endswith(f"the student started from {latent_student}")
+    # its guidance input is learned already: the teacher's start would have left it at zero
+    assert any(read_weights(latent_student)[name].abs().sum() > 0 for name in started if GUIDANCE_INPUT in name)
+    with pytest.raises(InvalidRequestError, match="not a guidance-distilled model"):
+        distill.start_student(distill_config(tmp_path / "x", wav_folder, latent_teacher, student=str(latent_teacher)))(network)
+    folder = train_distill(config)
+    assert "the student started from" in read_manifest(folder)["training"]["sessions"][-1]["note"]
+
+
 def test_the_studio_renders_a_latent_student_from_a_prompt_and_a_curve(latent_student):
     studio = Studio(roots=[latent_student.parent], device="cpu")
     assert studio.describe(str(latent_student))["guidance_max"] == 6.0

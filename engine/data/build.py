@@ -42,6 +42,8 @@ from tqdm import tqdm
 
 from engine.audio import align_onset, fade_out, fit_length, read_audio, resample
 from engine.data.labels import CATEGORIES, categorize
+from engine.data.synth import SYNTH_KIT
+from engine.data.synth import synth_kicks as synth_kicks_for
 from engine.errors import AudioFileError, DatasetError, StudioError
 from engine.models import atomic_write
 
@@ -250,11 +252,16 @@ def build(
     holdout: Sequence[str] | None = None,
     limit: int | None = None,
     progress: bool = True,
+    synth_kicks: int = 0,
+    synth_seed: int = 0,
 ) -> BuildReport:
     """Build the data set into ``out`` and return what was done (see the module docstring).
 
     ``holdout``: kit names (or folder names) to hold out; None picks :data:`DEFAULT_HOLDOUT`,
     an empty list holds out nothing. ``limit``: at most this many clips per kit (quick runs).
+    ``synth_kicks``: this many synthesised 808-style kicks (:mod:`engine.data.synth`) join the
+    training split, as the kit :data:`engine.data.synth.SYNTH_KIT`, each record with its voice
+    under ``"synth"``; the held-out split stays real.
     """
     started = time.perf_counter()
     xml_paths = find_kits(sources)
@@ -336,6 +343,15 @@ def build(
         report.clips[split].append(record)
         tensors[split].append(clip16)
 
+    for i, (voice, clip) in enumerate(synth_kicks_for(synth_kicks, sample_rate, length, synth_seed)):
+        clip16 = clip.to(torch.float16)
+        record = {"split": "train", "row": len(tensors["train"]), "category": "kick", "subcategory": "kick",
+                  "kit": SYNTH_KIT, "instrument": "808 Kick", "file": f"synth-808-kick-{synth_seed}-{i:03d}",
+                  "velocity": [1.0, 1.0], "sha1": audio_sha1(clip16), "peak": round(float(clip16.abs().max()), 6),
+                  "source_rate": sample_rate, "duplicates": [], "synth": voice.as_record()}
+        report.clips["train"].append(record)
+        tensors["train"].append(clip16)
+
     if not report.clips["train"]:
         raise DatasetError("no usable training clips were found; check the kits and --holdout")
     out = Path(out)
@@ -355,7 +371,7 @@ def build(
         "categories": list(CATEGORIES),
         "splits": {s: {"file": f"{s}.safetensors", "count": len(report.clips[s])} for s in SPLITS},
         "holdout_kits": report.holdout_kits,
-        "kits": report.kits,
+        "kits": report.kits + ([SYNTH_KIT] if synth_kicks else []),
         "sources": [str(s) for s in sources],
         "stats": {
             "duplicates_removed": report.duplicates,
@@ -411,10 +427,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="kits held out for evaluation (kit or folder names; none given: no holdout; "
                              f"default: {', '.join(DEFAULT_HOLDOUT)})")
     parser.add_argument("--limit", type=int, default=None, help="at most this many clips per kit (quick tests)")
+    parser.add_argument("--synth-kicks", type=int, default=0, metavar="N",
+                        help="add N synthesised 808-style kicks to the training split (default 0; "
+                             "the held-out split stays real)")
+    parser.add_argument("--synth-seed", type=int, default=0, help="which synthesised kicks (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if args.length < 1024 or args.sample_rate < 8000 or (args.limit is not None and args.limit < 1):
-        parser.error("--length must be >= 1024, --sample-rate >= 8000, --limit >= 1")
+    if args.length < 1024 or args.sample_rate < 8000 or (args.limit is not None and args.limit < 1) \
+            or not 0 <= args.synth_kicks <= 10000:
+        parser.error("--length must be >= 1024, --sample-rate >= 8000, --limit >= 1, --synth-kicks 0..10000")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -424,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     try:
         report = build(sources, args.out, args.length, args.sample_rate, args.holdout, args.limit,
-                       progress=not args.quiet)
+                       progress=not args.quiet, synth_kicks=args.synth_kicks, synth_seed=args.synth_seed)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -74,7 +74,9 @@ class DrumDataset(Dataset):
     """Clips of one split of the built data set (``root``/``index.json`` + safetensors).
 
     ``categories`` keeps only those categories (``label_names`` are then just those, in
-    :data:`CATEGORIES` order). Use :meth:`from_folder` for a user's own folder of WAVs.
+    :data:`CATEGORIES` order). ``real_only`` leaves out synthesised clips (``build.py
+    --synth-kicks``): the evaluation compares with real recordings only. Use :meth:`from_folder`
+    for a user's own folder of WAVs.
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class DrumDataset(Dataset):
         root: str | Path = DEFAULT_ROOT,
         split: str = "train",
         categories: Iterable[str] | None = None,
+        real_only: bool = False,
     ) -> None:
         if split not in SPLITS:
             raise DatasetError(f"unknown split {split!r}; choose from {list(SPLITS)}")
@@ -100,7 +103,7 @@ class DrumDataset(Dataset):
         if audio.shape[0] != len(records) or audio.dim() != 3 or audio.shape[-1] != index["length"]:
             raise DatasetError(f"{path} has shape {tuple(audio.shape)} but {INDEX_NAME} lists "
                                f"{len(records)} clips of {index['length']} samples: {BUILD_HINT} again.")
-        keep = [i for i, r in enumerate(records) if r["category"] in names]
+        keep = [i for i, r in enumerate(records) if r["category"] in names and not (real_only and r.get("synth"))]
         if len(keep) != len(records):
             audio = audio[torch.tensor(keep, dtype=torch.long)] if keep else audio[:0]
             records = [records[i] for i in keep]

@@ -189,7 +189,7 @@ def load_or_train(root: str | Path = DATA_ROOT, cache_dir: str | Path | None = D
             return Classifier.load(path)
         except Exception as error:  # a damaged cache entry is simply rebuilt
             log.warning("ignoring the damaged classifier cache %s (%s)", path, error)
-    train, holdout = DrumDataset(root, "train"), DrumDataset(root, "holdout")
+    train, holdout = DrumDataset(root, "train", real_only=True), DrumDataset(root, "holdout")
     x, y = dataset_features(train)
     classifier = train_classifier(x, y, train.label_names, settings)
     hx, hy = dataset_features(holdout)

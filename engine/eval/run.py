@@ -256,7 +256,8 @@ class Judge:
         if held.length != length:
             raise InvalidRequestError(f"{data_root} holds clips of {held.length} samples; the model makes "
                                       f"{length} (build one with --length {length})")
-        real, holdout = ReferenceSet.from_dataset(DrumDataset(data_root, "train")), ReferenceSet.from_dataset(held)
+        real = ReferenceSet.from_dataset(DrumDataset(data_root, "train", real_only=True))
+        holdout = ReferenceSet.from_dataset(held)
         real_features = batched_features(real.audio.float(), real.sample_rate)
         return cls(real, holdout, load_or_train(data_root, cache_dir), real_features,
                    batched_features(holdout.audio.float(), holdout.sample_rate), _Space.fit(real_features), held)

@@ -43,6 +43,8 @@ TOP = 10.0             # the highest guidance scale it learns (the studio's slid
 @dataclass
 class DistillConfig:
     init: str = "checkpoints/drums"     # the teacher: a guided waveform or latent model (and the student's start)
+    student: str | None = None          # start the student from this distilled model instead (a teacher
+                                        # fine-tuned since it was distilled: the student only catches up)
     data: str = "data/drums"            # the data set the teacher was trained on
     run: str = "runs/drums-distill"     # run folder: model/, train_state.pt, log.csv
     name: str | None = None             # model name in the manifest (default: the teacher's)
@@ -149,6 +151,32 @@ def start_from_teacher(init: str) -> Callable[[torch.nn.Module], None]:
     return load
 
 
+def start_student(config: DistillConfig) -> Callable[[torch.nn.Module], None]:
+    """The student's first weights: the teacher's (:func:`start_from_teacher`), or with
+    ``config.student`` a student distilled before, whose weights must fit exactly (guidance input
+    included): distilling a teacher that was fine-tuned after that student then starts from what
+    the student already learned instead of from zero guidance."""
+    if not config.student:
+        return start_from_teacher(config.init)
+
+    def load(student: torch.nn.Module) -> None:
+        manifest = read_manifest(config.student)
+        if not manifest.get("guidance_distilled"):
+            raise InvalidRequestError(f"{config.student} is not a guidance-distilled model (--student)")
+        try:
+            student.load_state_dict(read_weights(config.student))
+        except RuntimeError as error:
+            raise InvalidRequestError(f"{config.student}'s weights do not fit the student of {config.init}: "
+                                      f"{str(error).splitlines()[0]}") from error
+    return load
+
+
+def session_note(config: DistillConfig, kind: str) -> str:
+    """The training history's line for this run."""
+    note = f"{kind}guidance distillation from {config.init} (scales 0-{config.top:g})"
+    return note + (f", the student started from {config.student}" if config.student else "")
+
+
 def train_distill(config: DistillConfig) -> Path:
     """Run ``config.steps`` steps (or until ``max_minutes``), saving as it goes; returns the model folder."""
     if not config.init:
@@ -159,9 +187,9 @@ def train_distill(config: DistillConfig) -> Path:
     dataset, trainer, teacher, network = begin_from_teacher(config, student_manifest)
     manifest, device, codec = trainer.manifest, trainer.device, trainer.codec
 
-    loop.prepare(trainer, network, load_init=start_from_teacher(config.init),
+    loop.prepare(trainer, network, load_init=start_student(config),
                  lr_scales={f"embedding_in.{GUIDANCE_INPUT}.": config.guidance_lr_scale})
-    trainer.session["note"] = f"guidance distillation from {config.init} (scales 0-{config.top:g})"
+    trainer.session["note"] = session_note(config, "")
     band_weights = loss_band_weights(codec, 0.5).to(device)
     null = trainer.network.num_labels
     model_labels = common.label_map(dataset.label_names, manifest["labels"], null)[dataset.labels]  # per clip

@@ -36,7 +36,7 @@ from ..models import copy_folder, find_codec_folder, load_model, read_manifest
 from ..nets import build_network
 from . import common, loop
 from .latent import DEFAULT_LENGTH, batch_source, blend_batch, load_run_embedder
-from .distill import FEATURES, DistillConfig, draw_scales, start_from_teacher, with_guidance_input
+from .distill import FEATURES, DistillConfig, draw_scales, session_note, start_student, with_guidance_input
 
 
 def latent_student_manifest(config: DistillConfig, teacher: dict) -> dict:
@@ -91,9 +91,9 @@ def train_distill_latent(config: DistillConfig) -> Path:
     embedder = load_run_embedder(manifest, Path(config.run), device) if manifest.get("embedder") else None
     network = build_network(manifest["network"])
 
-    loop.prepare(trainer, network, load_init=start_from_teacher(config.init),
+    loop.prepare(trainer, network, load_init=start_student(config),
                  lr_scales={f"embedding_in.{GUIDANCE_INPUT}.": config.guidance_lr_scale})
-    trainer.session["note"] = f"latent guidance distillation from {config.init} (scales 0-{config.top:g})"
+    trainer.session["note"] = session_note(config, "latent ")
     draw = batch_source(config, manifest, dataset, codec, network, device, embedder, progress=trainer.place.main)
     label_names = [spec.name for spec in condition_specs(manifest) if spec.group == LABEL_GROUP]
     weights = teacher_model.guidance_weights

@@ -1,0 +1,92 @@
+"""Synthesised 808-style kicks (engine.data.synth) and their place in a built data set."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from engine.data import build
+from engine.data.captions import kit_style
+from engine.data.dataset import DrumDataset
+from engine.data.synth import PRE_ROLL_MS, SYNTH_KIT, KickVoice, render_kick, synth_kicks
+
+RATE = 44100
+
+
+def _voice(**changes) -> KickVoice:
+    base = dict(rest_hz=50.0, sweep=2.0, glide_ms=10.0, decay_ms=800.0, attack_ms=1.0, click_db=-30.0,
+                drive=1.0, peak_db=-3.0)
+    return KickVoice(**{**base, **changes})
+
+
+def _level_db(clip: torch.Tensor, start_s: float, end_s: float) -> float:
+    part = clip[0, int(start_s * RATE):int(end_s * RATE)].double()
+    return 10.0 * math.log10(float((part ** 2).mean()) + 1e-30)
+
+
+def test_a_voice_rests_at_its_pitch_decays_as_set_and_starts_after_the_pre_roll():
+    clip = render_kick(_voice(), RATE, 2 * RATE, np.random.default_rng(0))
+    assert clip.shape == (2, 2 * RATE) and clip.dtype == torch.float32
+    assert torch.equal(clip[0], clip[1])
+    start = int(round(PRE_ROLL_MS * RATE / 1000))
+    assert clip[:, :start].abs().max() == 0 and clip[0, start:start + 200].abs().max() > 0.01
+    assert abs(20 * math.log10(float(clip.abs().max())) - -3.0) < 0.01
+    # 400 ms in, the glide is long over: the spectrum peaks at the resting 50 Hz
+    tail = clip[0, 13230:30870].numpy()   # 0.3 .. 0.7 s
+    tail = tail * np.hanning(len(tail))
+    spectrum = np.abs(np.fft.rfft(tail, 8 * len(tail)))
+    peak_hz = np.argmax(spectrum) * RATE / (8 * len(tail))
+    assert abs(peak_hz - 50.0) < 2.0
+    # -60 dB in 800 ms is 7.5 dB per 100 ms
+    drop = _level_db(clip, 0.2, 0.3) - _level_db(clip, 0.5, 0.6)
+    assert abs(drop - 22.5) < 2.0
+
+
+def test_the_glide_starts_high_and_a_short_decay_is_short():
+    clip = render_kick(_voice(sweep=3.0, glide_ms=20.0, decay_ms=150.0), RATE, RATE, np.random.default_rng(0))
+    head = clip[0, :int(0.012 * RATE)].numpy()
+    crossings = np.count_nonzero(np.diff(np.sign(head)) != 0) / 2 / 0.012   # ~ frequency in Hz
+    assert crossings > 100          # near 3 x 50 Hz at the start, not the resting 50
+    assert _level_db(clip, 0.3, 0.4) < _level_db(clip, 0.0, 0.05) - 60
+
+
+def test_synth_kicks_are_reproducible_and_varied():
+    first, again = synth_kicks(6, RATE, 8192, seed=3), synth_kicks(6, RATE, 8192, seed=3)
+    assert all(a[0] == b[0] and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    assert len({v.rest_hz for v, _ in first}) == 6
+    assert synth_kicks(1, RATE, 8192, seed=4)[0][0] != first[0][0]
+    assert all(torch.isfinite(c).all() and c.abs().max() <= 1.0 for _, c in first)
+
+
+def test_the_kit_reads_as_808_for_the_captions():
+    assert "808" in kit_style(SYNTH_KIT)
+
+
+def test_built_set_gets_synthesised_kicks_in_train_only(tmp_path):
+    from tests.test_data import LENGTH, _hit, _wav, NEW_XML   # the tiny kit of the builder's tests
+    kit = tmp_path / "kits" / "NewKit"
+    kit.mkdir(parents=True)
+    (kit / "drumkit.xml").write_text(NEW_XML)
+    for i, name in enumerate(("kick_soft.wav", "kick_hard.wav", "snare.wav", "hat.wav", "fx.wav")):
+        _wav(kit / name, _hit(i + 1))
+    out = tmp_path / "drums"
+    assert build.main(["--source", str(tmp_path / "kits"), "--out", str(out), "--length", str(LENGTH),
+                       "--holdout", "--synth-kicks", "3", "--quiet"]) == 0
+    index = json.loads((out / "index.json").read_text())
+    synth = [c for c in index["clips"] if c.get("synth")]
+    assert len(synth) == 3 and {c["split"] for c in synth} == {"train"} and {c["category"] for c in synth} == {"kick"}
+    assert {c["kit"] for c in synth} == {SYNTH_KIT} and SYNTH_KIT in index["kits"]
+    assert synth[0]["synth"]["rest_hz"] == pytest.approx(synth_kicks(1, RATE, LENGTH)[0][0].rest_hz, abs=1e-3)
+    train = [c for c in index["clips"] if c["split"] == "train"]
+    assert [c["row"] for c in train] == list(range(len(train)))
+    # training sees them; the evaluation's real references do not
+    assert len(DrumDataset(out, "train")) == len(train)
+    real = DrumDataset(out, "train", real_only=True)
+    assert len(real) == len(train) - 3 and not any(r.get("synth") for r in real.records)
+    with pytest.raises(SystemExit) as bad:
+        build.main(["--source", str(tmp_path / "kits"), "--out", str(out), "--synth-kicks", "-1", "--quiet"])
+    assert bad.value.code == 2
