@@ -90,3 +90,11 @@ def test_built_set_gets_synthesised_kicks_in_train_only(tmp_path):
     with pytest.raises(SystemExit) as bad:
         build.main(["--source", str(tmp_path / "kits"), "--out", str(out), "--synth-kicks", "-1", "--quiet"])
     assert bad.value.code == 2
+
+
+def test_a_longer_click_keeps_its_highs_longer():
+    def highs(click_ms: float) -> float:   # energy of the first difference (mostly highs), 4-12 ms in
+        clip = render_kick(_voice(click_ms=click_ms, click_db=-12.0), RATE, RATE // 4, np.random.default_rng(1))
+        part = np.diff(clip[0].numpy())[int(0.004 * RATE):int(0.012 * RATE)]
+        return float((part ** 2).sum())
+    assert highs(10.0) > 10 * highs(1.0)

@@ -35,6 +35,7 @@ GLIDE_MS = (4.0, 40.0)        # time constant of the pitch fall
 DECAY_MS = (150.0, 2500.0)    # time to fall 60 dB
 ATTACK_MS = (0.3, 2.0)        # uniform
 CLICK_DB = (-36.0, -12.0)     # uniform: the click's peak against the body's
+CLICK_MS = (1.0, 12.0)        # the click's decay time constant: a sharp tick .. a beater's slap
 DRIVE = (1.0, 4.0)            # tanh saturation gain (1: almost clean)
 PEAK_DB = (-6.0, -0.5)        # uniform: the clip's peak, as the kits' velocity layers vary
 
@@ -51,6 +52,7 @@ class KickVoice:
     click_db: float
     drive: float
     peak_db: float
+    click_ms: float = 1.0
 
     def as_record(self) -> dict[str, float]:
         return {k: round(v, 3) for k, v in asdict(self).items()}
@@ -65,7 +67,8 @@ def draw_kick(rng: np.random.Generator) -> KickVoice:
     return KickVoice(rest_hz=_log_uniform(rng, REST_HZ), sweep=_log_uniform(rng, SWEEP),
                      glide_ms=_log_uniform(rng, GLIDE_MS), decay_ms=_log_uniform(rng, DECAY_MS),
                      attack_ms=float(rng.uniform(*ATTACK_MS)), click_db=float(rng.uniform(*CLICK_DB)),
-                     drive=_log_uniform(rng, DRIVE), peak_db=float(rng.uniform(*PEAK_DB)))
+                     drive=_log_uniform(rng, DRIVE), peak_db=float(rng.uniform(*PEAK_DB)),
+                     click_ms=_log_uniform(rng, CLICK_MS))
 
 
 def render_kick(voice: KickVoice, sample_rate: int, length: int, rng: np.random.Generator) -> torch.Tensor:
@@ -79,8 +82,8 @@ def render_kick(voice: KickVoice, sample_rate: int, length: int, rng: np.random.
     decay = np.exp(-t * 1000.0 * math.log(1000.0) / voice.decay_ms)   # -60 dB at decay_ms
     attack = np.clip(t * 1000.0 / voice.attack_ms, 0.0, 1.0)
     body = np.sin(phase) * decay * (0.5 - 0.5 * np.cos(np.pi * attack))
-    # the click: a 1 ms decaying noise burst, first-differenced (its energy above ~5 kHz)
-    burst = rng.standard_normal(n) * np.exp(-t * 1000.0)
+    # the click: a decaying noise burst, first-differenced (its energy mostly above ~5 kHz)
+    burst = rng.standard_normal(n) * np.exp(-t * 1000.0 / voice.click_ms)
     click = np.diff(burst, prepend=0.0)
     click *= 10.0 ** (voice.click_db / 20.0) / max(np.abs(click).max(), 1e-9)
     voiced = np.tanh(voice.drive * (body + click)) / math.tanh(voice.drive)
