@@ -41,9 +41,8 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from engine.audio import align_onset, fade_out, fit_length, read_audio, resample
+from engine.data import synth
 from engine.data.labels import CATEGORIES, categorize
-from engine.data.synth import SYNTH_KIT
-from engine.data.synth import synth_kicks as synth_kicks_for
 from engine.errors import AudioFileError, DatasetError, StudioError
 from engine.models import atomic_write
 
@@ -244,6 +243,20 @@ def _select_holdout(kit_names: list[str], folders: list[str], wanted: Sequence[s
     return sorted({by_key[k.lower()] for k in wanted})
 
 
+def _add_clip(report: BuildReport, tensors: dict[str, list[torch.Tensor]], split: str, clip16: torch.Tensor,
+              sha1: str, label: tuple[str, str], where: dict[str, str], velocity: Sequence[float],
+              source_rate: int, **extra) -> dict:
+    """Keep a clip: its row in its split's tensor and its index record, one schema for every clip
+    (``extra``: what only some clips have, e.g. a synthesised one's voice)."""
+    category, subcategory = label
+    record = {"split": split, "row": len(tensors[split]), "category": category, "subcategory": subcategory,
+              **where, "velocity": list(velocity), "sha1": sha1, "peak": round(float(clip16.abs().max()), 6),
+              "source_rate": source_rate, "duplicates": [], **extra}
+    report.clips[split].append(record)
+    tensors[split].append(clip16)
+    return record
+
+
 def build(
     sources: Sequence[str | Path] = DEFAULT_SOURCES,
     out: str | Path = "data/drums",
@@ -325,32 +338,14 @@ def build(
             if kept[sha1]["category"] != category:
                 log.info("duplicate %s labelled %s, kept as %s", sample.file, category, kept[sha1]["category"])
             continue
-        record = {
-            "split": split,
-            "row": len(tensors[split]),
-            "category": category,
-            "subcategory": subcategory,
-            "kit": sample.kit,
-            "instrument": sample.instrument,
-            "file": sample.file,
-            "velocity": list(sample.velocity),
-            "sha1": sha1,
-            "peak": round(float(clip16.abs().max()), 6),
-            "source_rate": source_rate,
-            "duplicates": [],
-        }
-        kept[sha1] = record
-        report.clips[split].append(record)
-        tensors[split].append(clip16)
+        kept[sha1] = _add_clip(report, tensors, split, clip16, sha1, (category, subcategory), where,
+                               sample.velocity, source_rate)
 
-    for i, (voice, clip) in enumerate(synth_kicks_for(synth_kicks, sample_rate, length, synth_seed)):
+    for i, (voice, clip) in enumerate(synth.synth_kicks(synth_kicks, sample_rate, length, synth_seed)):
         clip16 = clip.to(torch.float16)
-        record = {"split": "train", "row": len(tensors["train"]), "category": "kick", "subcategory": "kick",
-                  "kit": SYNTH_KIT, "instrument": "808 Kick", "file": f"synth-808-kick-{synth_seed}-{i:03d}",
-                  "velocity": [1.0, 1.0], "sha1": audio_sha1(clip16), "peak": round(float(clip16.abs().max()), 6),
-                  "source_rate": sample_rate, "duplicates": [], "synth": voice.as_record()}
-        report.clips["train"].append(record)
-        tensors["train"].append(clip16)
+        where = {"kit": synth.SYNTH_KIT, "instrument": "808 Kick", "file": f"synth-808-kick-{synth_seed}-{i:03d}"}
+        _add_clip(report, tensors, "train", clip16, audio_sha1(clip16), ("kick", "kick"), where, (1.0, 1.0),
+                  sample_rate, synth=voice.as_record())
 
     if not report.clips["train"]:
         raise DatasetError("no usable training clips were found; check the kits and --holdout")
@@ -371,7 +366,7 @@ def build(
         "categories": list(CATEGORIES),
         "splits": {s: {"file": f"{s}.safetensors", "count": len(report.clips[s])} for s in SPLITS},
         "holdout_kits": report.holdout_kits,
-        "kits": report.kits + ([SYNTH_KIT] if synth_kicks else []),
+        "kits": report.kits + ([synth.SYNTH_KIT] if synth_kicks else []),
         "sources": [str(s) for s in sources],
         "stats": {
             "duplicates_removed": report.duplicates,
