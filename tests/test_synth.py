@@ -1,4 +1,5 @@
-"""Synthesised 808-style kicks (engine.data.synth) and their place in a built data set."""
+"""Kicks the data set builder makes: synthesised 808-style kicks (engine.data.synth) and the kits' own
+kicks slowed down (build --slowed-kicks), and their place in a built data set."""
 
 from __future__ import annotations
 
@@ -98,3 +99,47 @@ def test_a_longer_click_keeps_its_highs_longer():
         part = np.diff(clip[0].numpy())[int(0.004 * RATE):int(0.012 * RATE)]
         return float((part ** 2).sum())
     assert highs(10.0) > 10 * highs(1.0)
+
+
+def _energy_centre_s(clip: torch.Tensor) -> float:
+    """Energy-weighted mean time after the onset (first sample within 40 dB of the peak)."""
+    power = clip.double().pow(2).sum(0)
+    start = int((power >= power.max() * 1e-4).nonzero()[0])
+    power = power[start:]
+    return float((torch.arange(len(power), dtype=torch.float64) * power).sum() / power.sum()) / RATE
+
+
+def _spectral_centre_hz(clip: torch.Tensor) -> float:
+    spectrum = torch.fft.rfft(clip.double().sum(0)).abs().pow(2)
+    return float((torch.fft.rfftfreq(clip.shape[-1], 1.0 / RATE) * spectrum).sum() / spectrum.sum())
+
+
+def test_built_set_gets_slowed_kicks_in_train_only_longer_and_lower(tmp_path):
+    from tests.test_data import LENGTH, _hit, _wav, NEW_XML
+    kit = tmp_path / "kits" / "NewKit"
+    kit.mkdir(parents=True)
+    (kit / "drumkit.xml").write_text(NEW_XML)
+    for i, name in enumerate(("kick_soft.wav", "kick_hard.wav", "snare.wav", "hat.wav", "fx.wav")):
+        _wav(kit / name, _hit(i + 1, n=1500, decay=150.0))
+    out = tmp_path / "drums"
+    assert build.main(["--source", str(tmp_path / "kits"), "--out", str(out), "--length", str(LENGTH),
+                       "--holdout", "--slowed-kicks", "3", "--quiet"]) == 0
+    index = json.loads((out / "index.json").read_text())
+    slowed = [c for c in index["clips"] if c.get("slowed")]
+    kicks = {c["sha1"]: c for c in index["clips"] if c["category"] == "kick" and not c.get("slowed")}
+    assert len(slowed) == 3 and {c["split"] for c in slowed} == {"train"} and {c["category"] for c in slowed} == {"kick"}
+    assert {c["slowed"]["from"] for c in slowed} == set(kicks)            # each kick once before any twice
+    dataset = DrumDataset(out, "train")
+    for record in slowed:
+        rate, source = record["slowed"]["rate"], kicks[record["slowed"]["from"]]
+        assert build.SLOWED_RATES[0] <= rate <= build.SLOWED_RATES[1]
+        assert record["kit"] == source["kit"] and record["file"] == source["file"]
+        made, original = dataset[record["row"]]["audio"].float(), dataset[source["row"]]["audio"].float()
+        assert float(made.abs().max()) <= 1.0
+        assert _energy_centre_s(made) == pytest.approx(_energy_centre_s(original) / rate, rel=0.15)
+        assert _spectral_centre_hz(made) == pytest.approx(_spectral_centre_hz(original) * rate, rel=0.15)
+    real = DrumDataset(out, "train", real_only=True)
+    assert len(real) == len(dataset) - 3 and not any(r.get("slowed") for r in real.records)
+    with pytest.raises(SystemExit) as bad:
+        build.main(["--source", str(tmp_path / "kits"), "--out", str(out), "--slowed-kicks", "-1", "--quiet"])
+    assert bad.value.code == 2

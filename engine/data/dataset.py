@@ -70,12 +70,18 @@ def _check_categories(categories: Iterable[str] | None, allowed: Sequence[str]) 
     return tuple(c for c in allowed if c in wanted)
 
 
+def _made(record: dict) -> bool:
+    """Whether a clip was made by the data set builder (synthesised, or a kit's clip slowed down)."""
+    return bool(record.get("synth") or record.get("slowed"))
+
+
 class DrumDataset(Dataset):
     """Clips of one split of the built data set (``root``/``index.json`` + safetensors).
 
     ``categories`` keeps only those categories (``label_names`` are then just those, in
-    :data:`CATEGORIES` order). ``real_only`` leaves out synthesised clips (``build.py
-    --synth-kicks``): the evaluation compares with real recordings only. Use :meth:`from_folder`
+    :data:`CATEGORIES` order). ``real_only`` leaves out clips the builder made rather
+    than read (``build.py --synth-kicks``, ``--slowed-kicks``): the evaluation compares with real
+    recordings only. Use :meth:`from_folder`
     for a user's own folder of WAVs.
     """
 
@@ -103,7 +109,7 @@ class DrumDataset(Dataset):
         if audio.shape[0] != len(records) or audio.dim() != 3 or audio.shape[-1] != index["length"]:
             raise DatasetError(f"{path} has shape {tuple(audio.shape)} but {INDEX_NAME} lists "
                                f"{len(records)} clips of {index['length']} samples: {BUILD_HINT} again.")
-        keep = [i for i, r in enumerate(records) if r["category"] in names and not (real_only and r.get("synth"))]
+        keep = [i for i, r in enumerate(records) if r["category"] in names and not (real_only and _made(r))]
         if len(keep) != len(records):
             audio = audio[torch.tensor(keep, dtype=torch.long)] if keep else audio[:0]
             records = [records[i] for i in keep]
