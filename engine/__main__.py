@@ -89,6 +89,10 @@ def _envelope_spread(text: str) -> tuple[str, float]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if getattr(args, "steps", None) is None and getattr(args, "max_minutes", None) is not None:
+        from .train.common import UNTIL_TIME
+
+        args.steps = UNTIL_TIME
     if getattr(args, "envelope_shapes", None):
         args.envelope_shapes = dict(args.envelope_shapes)
     if getattr(args, "envelope_spreads", None):
@@ -288,8 +292,9 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--student", help="distill: start the student from this distilled model (e.g. checkpoints/"
                                       "latent-fast) instead of the teacher's weights")
     tr.add_argument("--name")
-    tr.add_argument("--steps", type=int)
-    tr.add_argument("--max-minutes", type=float)
+    tr.add_argument("--steps", type=int, help="steps to run in this call (default: until --max-minutes when that is "
+                                              "given, else 1000; clap 3000)")
+    tr.add_argument("--max-minutes", type=float, help="stop (and save) after this many minutes")
     tr.add_argument("--time-bias", type=float, help="wave: bias training times towards high noise (1 = uniform)")
     tr.add_argument("--no-envelope", dest="envelope", action="store_const", const=False,
                     help="wave: a new model's codec does not divide the bands by a loudness envelope")

@@ -117,3 +117,16 @@ def test_defaults_changes_a_shipped_models_defaults_per_label_in_place(tmp_path,
         assert refused.returncode == 2 and refused.stderr.strip(), bad
         assert "error" in refused.stderr.strip().splitlines()[-1], refused.stderr  # says why, last
     assert (folder / "manifest.json").read_text() == before
+
+
+def test_train_with_max_minutes_and_no_steps_runs_until_the_time_is_up(monkeypatch):
+    import engine.__main__ as cli
+    import engine.train.latent as latent
+    from engine.train.common import UNTIL_TIME
+
+    seen = []
+    monkeypatch.setattr(latent, "train_latent", lambda config: seen.append(config) or "folder")
+    assert cli.main(["train", "latent", "--max-minutes", "45"]) == 0
+    assert cli.main(["train", "latent", "--max-minutes", "45", "--steps", "7"]) == 0
+    assert cli.main(["train", "latent"]) == 0
+    assert [(c.steps, c.max_minutes) for c in seen] == [(UNTIL_TIME, 45.0), (7, 45.0), (1000, None)]

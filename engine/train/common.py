@@ -19,6 +19,11 @@ import torch.distributed as dist
 from ..errors import InvalidRequestError
 from ..models import atomic_write, pick_device
 
+
+UNTIL_TIME = 10 ** 12
+"""The step count of a run given ``--max-minutes`` and no ``--steps``: it trains until the time is up
+(a user who asks for 60 minutes means 60 minutes, not the 1000-step default)."""
+
 log = logging.getLogger(__name__)
 
 

@@ -177,7 +177,8 @@ def run_loop(trainer: Trainer, batch_losses: Callable[[torch.Generator], Losses]
     config, place = trainer.config, trainer.place
     started = trainer.started = time.time()
     # counts the model's steps, so a resumed run's bar starts where it stopped
-    progress = tqdm(initial=trainer.step, total=trainer.step + config.steps, desc=f"train {trainer.manifest['name']}",
+    total = None if config.steps >= common.UNTIL_TIME else trainer.step + config.steps   # until the time is up
+    progress = tqdm(initial=trainer.step, total=total, desc=f"train {trainer.manifest['name']}",
                     disable=not place.main, unit="step")
     trainer.network.train()
     with StopOnInterrupt(active=place.world == 1) as stop:
