@@ -37,6 +37,11 @@ category the model makes (an alias such as ``kick`` narrows it to one), with see
     :func:`engine.eval.metrics.tail_floor_db`).
 
 plus ``classifier.holdout_accuracy``, ``model.*`` and ``generate.seconds_per_sound``.
+
+``--curves-from train`` (a model that follows loudness and onset curves) gives each generated
+sound the curves of a real training clip of its category, drawn by the seed: how varied and how
+real a label becomes when real envelopes, not the sampler alone, set its shape (issue 19), the
+latent counterpart of the waveform models' envelope prior. ``curves.source`` says so in the output.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import random
 import statistics
 import sys
 import time
@@ -56,7 +62,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import pipeline
-from ..conditions import Conditions
+from ..conditions import Conditions, curves_from_sound
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
 from ..errors import InvalidRequestError, StudioError
 from ..models import LoadedModel, load_model, resolve_model
@@ -307,17 +313,21 @@ def evaluate(model_name: str, count: int = 16, steps: int | None = None, guidanc
              real: ReferenceSet | None = None, holdout: ReferenceSet | None = None,
              classifier: Classifier | None = None, cache_dir: str | Path | None = DEFAULT_CACHE,
              batch: int = 16, half: bool = False, progress: bool = True,
-             variety: float | None = None, labels: Sequence[str] | None = None) -> dict[str, float | str]:
+             variety: float | None = None, labels: Sequence[str] | None = None,
+             curves_from: str | None = None) -> dict[str, float | str]:
     """Generate ``count`` sounds per category of ``model_name`` and measure them (module docstring).
 
     The real sounds are the built data set in ``data_root`` (train split to compare with,
     holdout split for the floors and the classifier's accuracy; the classifier is cached in
     ``cache_dir``), or explicit ``real`` / ``holdout`` reference sets (the classifier is then
     trained on ``real`` unless one is given, and nothing is cached). ``labels`` measures only those
-    categories (a sweep of one category's settings costs a fifth).
+    categories (a sweep of one category's settings costs a fifth). ``curves_from="train"`` gives
+    each sound a real training clip's loudness and onset curves (:func:`real_curves`).
     """
     if count < 1:
         raise InvalidRequestError(f"count must be at least 1, got {count}")
+    if curves_from not in (None, "train"):
+        raise InvalidRequestError(f"curves can come from the training clips ('train'), not {curves_from!r}")
     entry = resolve_model(model_name, [models_root] if models_root is not None else None)
     model = load_model(entry.folder, device=device, half=half)
     model_labels = list(model.manifest.get("labels", []))
@@ -349,18 +359,22 @@ def evaluate(model_name: str, count: int = 16, steps: int | None = None, guidanc
             classifier.info["holdout_accuracy"] = classifier.accuracy(
                 holdout_features[known], torch.tensor([names.index(holdout.categories[i]) for i in known]))
     space = _Space.fit(real_features)
+    if curves_from and not {"rms", "onsets"} <= set(getattr(model.network, "controls", ()) or ()):
+        raise InvalidRequestError(f"model {entry.name!r} takes no loudness and onset curves")
 
     results: dict[str, float | str] = {
         "model.name": entry.name,
         "model.checkpoint_id": model.checkpoint_id,
         "model.training_steps": float(model.manifest.get("training", {}).get("steps", math.nan)),
         "classifier.holdout_accuracy": float(classifier.info.get("holdout_accuracy", math.nan)),
+        **({"curves.source": curves_from} if curves_from else {}),
     }
     generated_total, seconds = 0, 0.0
     for category in categories:
         started = time.perf_counter()
+        asked = real_curves(real, category, count, seed) if curves_from and category is not None else None
         audio = generate_clips(model, count, label=category, seed=seed, steps=steps, guidance=guidance,
-                               sampler=sampler, batch=batch, progress=progress, variety=variety)
+                               sampler=sampler, batch=batch, progress=progress, variety=variety, conditions=asked)
         seconds += time.perf_counter() - started
         generated_total += len(audio)
         name = category or "all"
@@ -436,7 +450,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=str(DATA_ROOT), help="built drum data set (default data/drums)")
     parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="classifier cache folder (default cache/eval)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--curves-from", choices=("train",), default=None,
+                        help="give each sound a real training clip's loudness and onset curves (models that take curves)")
     return parser
+
+
+def real_curves(real: ReferenceSet, category: str, count: int, seed: int, hop: int = 128) -> list[Conditions]:
+    """``count`` conditions, each the loudness and onset curves of a ``category`` clip of ``real``
+    drawn with replacement by ``random.Random(seed)`` (:func:`engine.conditions.curves_from_sound`,
+    as the studio measures a reference), so a seed range gives the same draws on any machine."""
+    rows = [i for i, name in enumerate(real.categories) if name == category]
+    if not rows:
+        raise InvalidRequestError(f"the real clips hold no {category!r} to take curves from")
+    draw = random.Random(seed)
+    picks = [draw.choice(rows) for _ in range(count)]
+    measured = {i: curves_from_sound(real.audio[i].float(), real.sample_rate, hop) for i in set(picks)}
+    return [Conditions(rms=measured[i][0], onsets=measured[i][1]) for i in picks]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -448,7 +477,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = evaluate(args.model, count=args.count, steps=args.steps, guidance=args.guidance,
                            sampler=args.sampler, seed=args.seed, device=args.device, models_root=args.models_root,
                            data_root=args.data, cache_dir=args.cache, batch=args.batch, half=args.half,
-                           progress=not args.quiet, variety=args.variety, labels=args.labels)
+                           progress=not args.quiet, variety=args.variety, labels=args.labels,
+                           curves_from=args.curves_from)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
