@@ -69,7 +69,7 @@ def studio_render(entry, label: str | None, args: argparse.Namespace) -> float:
     """Median seconds of ``Studio.render`` for one sound of ``args.length`` seconds at the model's
     defaults: what the studio does after a click (sampling, decoding, fades), model already loaded."""
     studio = Studio([args.models_root] if args.models_root else None, device="cpu")
-    request = GenerationRequest(model=str(entry.folder), label=label, length=args.length,
+    request = GenerationRequest(model=str(entry.folder), label=label, length=args.length, shape=args.shape,
                                 **({"steps": args.steps} if args.steps else {}))
     return timed(lambda: studio.render(request), args.runs, torch.device("cpu"))
 
@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     parser.add_argument("--no-train", action="store_true", help="skip the training-step figures")
     parser.add_argument("--no-cpu", action="store_true", help="skip the CPU generation figures")
+    parser.add_argument("--shape", choices=["free", "kit"], default=None,
+                        help="the Studio sound's shape (default: the label's, engine.envelopes)")
     parser.add_argument("--length", type=float, default=None,
                         help="also time one sound of this many seconds through the Studio (latent models)")
     args = parser.parse_args(argv)

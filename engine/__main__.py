@@ -44,7 +44,7 @@ def _generate(args: argparse.Namespace) -> int:
                                 steer_loudness=args.steer_loudness, soft_hits=args.soft_hits,
                                 steer_onsets=args.steer_onsets,
                                 prompt=args.prompt, prompt_b=args.prompt_b, prompt_morph=args.prompt_morph,
-                                rerank=args.rerank)
+                                rerank=args.rerank, shape=args.shape)
     result = studio.render(request)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -180,6 +180,25 @@ def _defaults(args: argparse.Namespace) -> int:
     return 0
 
 
+def _envelopes(args: argparse.Namespace) -> int:
+    from .data.dataset import DrumDataset
+    from .envelopes import measure_bank, write_bank
+    from .errors import InvalidRequestError
+    from .models import resolve_model
+    from .studio import model_controls
+
+    entry = resolve_model(args.model)
+    if not {"rms", "onsets"} <= set(model_controls(entry.manifest)):
+        raise InvalidRequestError(f"model {entry.name!r} does not follow loudness and onset curves")
+    data = DrumDataset(args.data, "train", real_only=True)
+    if data.sample_rate != entry.manifest["sample_rate"]:
+        raise InvalidRequestError(f"{args.data} is {data.sample_rate} Hz, the model {entry.manifest['sample_rate']} Hz")
+    bank = measure_bank(data)
+    path = write_bank(entry.folder, bank, data.sample_rate, f"{Path(args.data).name} train split, real clips")
+    print(f"{path}: " + ", ".join(f"{label} {len(entries)}" for label, entries in sorted(bank.items())))
+    return 0
+
+
 def _eval(args: argparse.Namespace, rest: list[str]) -> int:
     from .eval.run import main as eval_main
 
@@ -205,10 +224,13 @@ def _default_arguments(parser: argparse.ArgumentParser, otherwise: str) -> None:
     parser.add_argument("--guidance-weights", type=json.loads, default=None,
                         help='latent: how much of the guidance acts on each channel group of the codec, as JSON, '
                              f'e.g. \'{{"bypass": 0}}\' (no guidance on the low sub-bands; default: {otherwise})')
+    parser.add_argument("--shape", choices=["free", "kit"], default=None,
+                        help="who shapes a Sound asked for alone: free (the network) or kit (a real training hit's "
+                             "curves; needs python -m engine envelopes first)")
     parser.add_argument("--per-label", type=json.loads, default=None,
                         help="defaults for some labels in place of the model's, as JSON, e.g. "
                              '\'{"kick": {"sampler": "dpmpp_2m", "steps": 12, "guidance": 6.5}}\' '
-                             "(sampler, steps, guidance, variety, control_guidance)")
+                             "(sampler, steps, guidance, variety, control_guidance, shape)")
     parser.add_argument("--with-curves", type=json.loads, default=None,
                         help="defaults for a sound with a drawn loudness curve, on top of the others, as JSON of the "
                              "same form, e.g. '{\"per_label\": {\"kick\": {\"variety\": 0}}}'")
@@ -269,6 +291,9 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--soft-hits", action="store_true",
                      help="an --rms curve quieter than the model's usual hits makes a soft hit, with a soft velocity "
                           "layer's timbre (default: a full hit, turned down onto the curve)")
+    gen.add_argument("--shape", choices=["free", "kit"], default=None,
+                     help="with a --label and no curves: free (the model shapes the sound) or kit (each sound takes "
+                          "the loudness and onsets of a real training hit, drawn by its seed); default: the model's")
     gen.add_argument("--out", type=Path, default=Path("exports"))
     gen.add_argument("--float", action="store_true", help="32-bit float WAV instead of 24-bit PCM")
     gen.add_argument("--device", default="auto", help="cpu, cuda or auto")
@@ -387,6 +412,11 @@ def parser() -> argparse.ArgumentParser:
     dft.add_argument("--model", required=True, help="model name or folder, e.g. latent-fast")
     _default_arguments(dft, "unchanged")
 
+    env = sub.add_parser("envelopes", help="store a model's kit envelopes: the curves of the data set's real "
+                                           "training hits, per label (for shape kit)")
+    env.add_argument("--model", required=True, help="model name or folder that follows curves, e.g. latent-fast")
+    env.add_argument("--data", required=True, help="the built data set the model was trained on, e.g. data/drums2s")
+
     sub.add_parser("eval", help="evaluate a model (see python -m engine eval --help)", add_help=False)
     sub.add_parser("data", help="build the drum data set (see python -m engine data --help)", add_help=False)
     return top
@@ -405,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser().error(f"unrecognised arguments: {' '.join(rest)}")
         return {"generate": _generate, "models": _models, "train": _train, "publish": _publish, "defaults": _defaults,
-                "embed": _embed}[args.command](args)
+                "embed": _embed, "envelopes": _envelopes}[args.command](args)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from .curves import check_onsets, check_rms
 from .embedders.text_tower import check_prompt
+from .envelopes import SHAPES
 from .errors import InvalidRequestError
 from .seeds import MAX_SEED
 
@@ -18,7 +19,7 @@ LIMITS = {"steps": (1, 200), "guidance": (0.0, 15.0), "count": (1, 64), "morph":
           "strength": (0.01, 1.0), "control_guidance": (0.0, 15.0), "prompt_morph": (0.0, 1.0),
           "rerank": (0, 64), "label_mix": (0.0, 1.0), "variety": (0.0, 1.0)}
 VARIATION_MODES = ("noise", "invert", "semantic")
-MADE_BEFORE = {"steer_loudness": False, "soft_hits": True, "steer_onsets": False}
+MADE_BEFORE = {"steer_loudness": False, "soft_hits": True, "steer_onsets": False, "shape": "free"}
 """What a recipe or preset without these keys was made with (they came later): it replays so."""
 
 
@@ -61,6 +62,10 @@ class GenerationRequest:
     prompt_b: str | None = None       # second prompt to morph towards (slerp of the two text embeddings)
     prompt_morph: float = 0.0         # 0 = prompt, 1 = prompt_b
     rerank: int = 0                   # N > 0: make N candidates and keep the `count` closest to the prompt
+    shape: str | None = None          # with a label and no curves: "free" (the network shapes the sound) or "kit"
+                                      # (each sound takes a real training hit's curves, drawn by its seed:
+                                      # engine.envelopes); None: the model's default for the label. Recipes
+                                      # without it were made free and replay so
 
     def validated(self) -> "GenerationRequest":
         """Return self if every value is usable, else raise InvalidRequestError saying which and why."""
@@ -86,6 +91,8 @@ class GenerationRequest:
         for name in ("match_loudness", "steer_loudness", "soft_hits", "steer_onsets"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidRequestError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.shape is not None and self.shape not in SHAPES:
+            raise InvalidRequestError(f"shape must be one of {SHAPES}, got {self.shape!r}")
         if self.variation not in VARIATION_MODES:
             raise InvalidRequestError(f"variation must be one of {VARIATION_MODES}, got {self.variation!r}")
         if not self.model or not isinstance(self.model, str):

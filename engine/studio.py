@@ -23,7 +23,7 @@ from typing import Iterator
 import torch
 
 from . import audio as audio_io
-from . import dsp, pipeline
+from . import dsp, envelopes, pipeline
 from .conditions import CURVE, Conditions, condition_specs, curves_from_sound, recorded_level_floors, spec_names
 from .curves import check_onsets, check_rms
 from .errors import AudioFileError, InvalidRequestError, StudioError
@@ -163,6 +163,8 @@ class Studio:
                 # turned down), unless the request asks for soft hits (engine.conditions.lift_quiet_curve)
                 "lifts_quiet_curves": recorded_level_floors(condition_specs(manifest)) is not None,
                 "prompts": takes_prompts(manifest),   # text prompts, prompt morphs, "more like this"
+                # a real kit hit's curves for a Sound left unshaped (engine.envelopes, shape "kit")
+                "kit_envelopes": set(controls) >= {"rms", "onsets"} and (entry.folder / envelopes.BANK_FILE).is_file(),
                 "training_steps": manifest.get("training", {}).get("steps", 0),
                 # the model it was distilled from (folder name), so a user knows the faster twin's source
                 "distilled_from": distilled_from(manifest)}
@@ -294,24 +296,33 @@ class Studio:
         request = request.with_(length=resolve_length(manifest, request.length))
         if request.variation == "semantic":  # may fill the label from the reference
             request = self._like_reference(entry, request)
+        # a Sound's default shape is for a Sound alone: a prompt says its own shape ("long", "roomy")
+        request = request.with_(shape=request.shape or ("free" if request.prompt is not None else label_defaults(
+            manifest.get("defaults", {}), request.label).get("shape", "free")))
+        drawn = self._kit_shapes(entry, request)  # each sound's real envelope, when it takes one
         # the model's defaults for the label the request ends up with (a model may sample kicks
         # differently from snares, engine.sampling.label_defaults)
-        defaults = label_defaults(manifest.get("defaults", {}), request.label, curves=bool(request.rms))
+        defaults = label_defaults(manifest.get("defaults", {}), request.label, curves=bool(request.rms or drawn))
         request = request.with_(sampler=request.sampler or defaults.get("sampler", "dpmpp_2m"),
                                 steps=int(request.steps or defaults.get("steps", 16)),
                                 guidance=float(defaults.get("guidance", 1.0) if request.guidance is None else request.guidance),
                                 variety=defaults["variety"] if request.variety is None else request.variety)
         request, notes = fixed_steps(entry, request)
-        conditions = self._conditions(entry, request)
-        if conditions.controls():
+        if drawn or request.rms or request.onsets:
             request = request.with_(control_guidance=float(defaults.get("control_guidance", 1.0)
                                                            if request.control_guidance is None
                                                            else request.control_guidance))
+        if drawn:  # one sound per job, each on its own curves (recipes: its seed, count 1, the curves it drew)
+            jobs = [request.with_(seed=request.seed + i, seed_b=None if request.seed_b is None else request.seed_b + i,
+                                  count=1, rerank=0, rms=rms, onsets=onsets) for i, (rms, onsets) in enumerate(drawn)]
+            conditions = [self._conditions(entry, job) for job in jobs]
+        else:
+            jobs, conditions = request, self._conditions(entry, request)
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
         started = time.time()
-        self._workers.submit(self._sample_worker, model, request, conditions, preview_every, preview_after_s,
-                             events, stop)
+        self._workers.submit(self._sample_worker, model, jobs, conditions, preview_every, preview_after_s,
+                             events, stop, request.count)
         try:
             while True:
                 event = events.get()
@@ -367,12 +378,52 @@ class Studio:
             else latent[..., :frames]
         return latent.expand(count, *latent.shape[1:]), None if envelope is None else envelope.expand(count, -1, -1)
 
-    def _sample_worker(self, model: LoadedModel, request: GenerationRequest, conditions: Conditions,
-                       preview_every: int, preview_after_s: float, events: queue.Queue, stop: threading.Event) -> None:
+    def _sample_worker(self, model: LoadedModel, jobs: GenerationRequest | list[GenerationRequest],
+                       conditions: Conditions | list[Conditions], preview_every: int, preview_after_s: float,
+                       events: queue.Queue, stop: threading.Event, keep: int = 1) -> None:
         try:
-            events.put(self._sample(model, request, conditions, preview_every, preview_after_s, events, stop))
+            if isinstance(jobs, GenerationRequest):
+                events.put(self._sample(model, jobs, conditions, preview_every, preview_after_s, events, stop))
+            else:
+                events.put(self._sample_each(model, jobs, conditions, keep, preview_every, preview_after_s,
+                                             events, stop))
         except BaseException as error:  # handed to the consumer, which re-raises it
             events.put(error)
+
+    def _sample_each(self, model: LoadedModel, jobs: list[GenerationRequest], conditions: list[Conditions],
+                     keep: int, preview_every: int, preview_after_s: float, events: queue.Queue,
+                     stop: threading.Event) -> list[Sound]:
+        """Sounds with conditions of their own (kit envelopes), one after another, the progress
+        counted over all of them; with re-ranking the ``keep`` that scored best."""
+        steps = jobs[0].steps
+        sounds: list[Sound] = []
+        for i, (job, asked) in enumerate(zip(jobs, conditions)):
+            shifted = _ShiftedProgress(events, i * steps, len(jobs) * steps)
+            sounds += self._sample(model, job, asked, preview_every, preview_after_s, shifted, stop)
+        if keep < len(sounds):
+            sounds = sorted(sounds, key=lambda sound: -(sound.score or 0.0))[:keep]
+        return sounds
+
+    def _kit_shapes(self, entry: ModelEntry, request: GenerationRequest) -> list[tuple] | None:
+        """Each sound's (RMS points, onsets) from the model's kit envelopes (:mod:`engine.envelopes`)
+        when the request's shape is "kit" and it leaves the shape open: a label, no curve, no
+        reference to vary. None when the network shapes the sound; a clear error when "kit" was
+        asked of a model that can't take it."""
+        if request.shape != "kit" or request.rms or request.onsets or request.reference:
+            return None
+        if not {"rms", "onsets"} <= set(model_controls(entry.manifest)):
+            raise InvalidRequestError(f"model {entry.name!r} does not follow curves, so it can't take a kit's "
+                                      "envelope; use shape free")
+        if request.label is None:
+            raise InvalidRequestError("a kit's envelope is drawn for an instrument: choose a Sound "
+                                      "(or a prompt that names one), or use shape free")
+        bank = envelopes.read_bank(entry.folder)
+        if bank is None:
+            raise InvalidRequestError(f"model {entry.name!r} has no kit envelopes; build them with "
+                                      f"python -m engine envelopes --model {entry.name} --data DATA")
+        length_ms = 1000.0 * (request.length or entry.manifest["length"] / entry.manifest["sample_rate"])
+        return [envelopes.draw(bank, request.label, request.seed + i, length_ms)
+                for i in range(max(request.count, request.rerank))]
 
     @torch.no_grad()
     def _sample(self, model: LoadedModel, request: GenerationRequest, conditions: Conditions,
@@ -450,6 +501,18 @@ class Studio:
                 recipe["score"] = scores[i]
             sounds.append(Sound(audio[i], manifest["sample_rate"], recipe, scores[i]))
         return sounds
+
+
+class _ShiftedProgress:
+    """An event queue's ``put`` for one sound of several: its steps counted after the sounds before."""
+
+    def __init__(self, events: queue.Queue, offset: int, total: int):
+        self.events, self.offset, self.total = events, offset, total
+
+    def put(self, event) -> None:
+        if isinstance(event, Progress):
+            event = Progress(self.offset + event.step, self.total, event.preview, event.sample_rate)
+        self.events.put(event)
 
 
 def reference_sound(manifest: dict, path: str, samples: int, silent_why: str) -> torch.Tensor:

@@ -863,38 +863,3 @@ def test_a_latent_model_trained_with_controls_follows_a_gate_and_the_studio_take
     with pytest.raises(InvalidRequestError, match="past the end"):
         studio.render(request.with_(onsets=(0, 400)))
 
-
-def test_evaluation_can_shape_each_sound_by_a_real_training_clips_curves(tmp_path, clips):
-    """``evaluate(curves_from="train")``: each sound of a category gets the loudness and onset
-    curves of one of that category's real clips, drawn by the seed (the same draws every time),
-    and the figures are measured as usual; a model without curves, an unknown source and a
-    category with no real clip to take curves from are clear errors."""
-    from dataclasses import asdict
-    from engine.conditions import CONTROL_SPECS, LABEL_SPEC, curves_from_sound
-    from engine.eval.run import ReferenceSet, evaluate, real_curves
-    root = make_latent_models(tmp_path)
-    manifest = latent_manifest("curvy")
-    manifest["network"]["args"]["controls"] = ["rms", "onsets"]
-    manifest["conditioners"] = ["label", "rms", "onsets"]
-    manifest["conditions"] = [asdict(spec) for spec in (LABEL_SPEC, *CONTROL_SPECS)]
-    torch.manual_seed(0)
-    save_model(root / "curvy", perturb_zero_init(build_network(manifest["network"])), manifest)
-    real = ReferenceSet(clips, ["kick", "kick", "hat", "hat"], RATE)
-
-    drawn = real_curves(real, "hat", 6, seed=3)
-    assert drawn == real_curves(real, "hat", 6, seed=3)
-    hats = [curves_from_sound(clips[i].float(), RATE, 128) for i in (2, 3)]
-    assert all((c.rms, c.onsets) in hats for c in drawn) and all(c.label is None for c in drawn)
-    assert len({c.rms for c in real_curves(real, "hat", 12, seed=0)}) == 2  # both hats are drawn
-
-    common = dict(count=2, steps=2, models_root=root, real=real, holdout=ReferenceSet(clips[[1, 3]], ["kick", "hat"], RATE),
-                  progress=False, labels=["kick"])
-    shaped = evaluate("curvy", curves_from="train", **common)
-    assert shaped["curves.source"] == "train" and math.isfinite(shaped["kick.frechet"])
-    assert shaped["kick.frechet"] != evaluate("curvy", **common)["kick.frechet"]  # the curves reach the sound
-    with pytest.raises(InvalidRequestError, match="takes no loudness"):
-        evaluate("latent", curves_from="train", **common)
-    with pytest.raises(InvalidRequestError, match="training clips"):
-        evaluate("curvy", curves_from="holdout", **common)
-    with pytest.raises(InvalidRequestError, match="no 'snare'"):
-        real_curves(real, "snare", 2, seed=0)

@@ -518,3 +518,32 @@ def test_sound_figure_has_waveform_spectrogram_and_readable_colours():
 
 def test_slots_cover_the_largest_batch():
     assert SLOTS == 8
+
+
+def test_the_shape_field_gives_a_snare_a_real_kit_hits_envelope_and_comes_back_with_it(handlers, settings):
+    """The Shape field (models with kit envelopes only): "A real kit's hit" makes each sound on the
+    curves of a training hit its seed draws, recorded in its recipe; a restored recipe, a saved and
+    loaded preset bring the choice back; "Sound's default" leaves it to the model (snares: kit)."""
+    from engine import envelopes
+    from ui.handlers import AUTO_SHAPE
+
+    assert handlers.describe_model("latent-fast")["shape"]["visible"] is True
+    assert handlers.describe_model("kick")["shape"]["visible"] is False  # a waveform model has no kit envelopes
+    fast = dict(model="latent-fast", label="snare", sampler="euler_a", steps=4, guidance=3.0, length=0.5, seed=40)
+    _, made = run_generate(handlers, count=2, shape="kit", **fast)
+    recipes = [take.recipe for take in made["session"].takes]
+    bank = envelopes.read_bank(ROOT / "checkpoints" / "latent-fast")
+    for recipe in recipes:
+        rms, onsets = envelopes.draw(bank, "snare", recipe["seed"], 500.0)
+        assert recipe["shape"] == "kit" and recipe["rms"] == [list(p) for p in rms] and recipe["onsets"] == list(onsets)
+    _, free = run_generate(handlers, shape="free", **fast)
+    assert free["session"].takes[0].recipe["rms"] is None
+    _, left = run_generate(handlers, shape=AUTO_SHAPE, **fast)  # the snare's default on latent-fast
+    assert left["session"].takes[0].recipe["shape"] == "kit"
+    _, prompted = run_generate(handlers, shape=AUTO_SHAPE, prompt="long roomy snare", **fast)
+    assert prompted["session"].takes[0].recipe["shape"] == "free"  # a prompt says its own shape
+    restored = handlers._controls(recipes[1])
+    assert restored["shape"]["value"] == "kit" and restored["rms"]  # the drawn envelope replays as a curve
+    handlers.save_preset("Kit Snare", False, "latent-fast", "snare", "euler_a", 16, 3.0, 5, None, 0.0, 0.5, shape="kit")
+    assert json.loads((settings.presets_dir / "kit-snare.json").read_text())["shape"] == "kit"
+    assert handlers.load_preset("kit-snare")["shape"]["value"] == "kit"

@@ -571,6 +571,43 @@ def test_a_producer_draws_a_loudness_curve_places_two_hits_and_the_sound_follows
     page.close()
 
 
+def test_a_producer_asks_for_snares_shaped_like_real_kit_hits(server, browser_context):
+    """Issue 19: with latent-fast and Sound snare, the Shape field's "A real kit's hit" makes each
+    click's snare on the loudness and hits of a real training snare its seed draws (the WAV's recipe
+    holds them), and leaves the curve editor empty, so the next seed draws another; "The model's
+    own" makes the network's own envelope again."""
+    from engine import envelopes
+
+    page = browser_context.new_page()
+    page.goto(server.url)
+    page.wait_for_selector("#generate")
+    page.wait_for_selector("#history table")
+    _pick(page, "model", "latent-fast")
+    page.wait_for_selector("#shape", state="visible")
+    _pick(page, "label", "snare")
+    _set_number(page, "length", 0.5)
+    _set_number(page, "steps", FAST)
+    page.get_by_label("A real kit's hit").check()
+    bank = envelopes.read_bank(ROOT / "checkpoints" / "latent-fast")
+    for seed in (21, 22):
+        _set_number(page, "seed", seed)
+        page.check("#lock-seed input")
+        _generate_and_time(page)
+        page.wait_for_selector("#status .tds-status.done", timeout=60_000)
+        recipe = read_recipe(_fetch_wav(server, page))
+        rms, onsets = envelopes.draw(bank, "snare", seed, 500.0)
+        assert recipe["seed"] == seed and recipe["shape"] == "kit"
+        assert recipe["rms"] == [list(p) for p in rms] and recipe["onsets"] == list(onsets)
+        assert page.locator("#tds-curve-rms textarea, #tds-curve-rms input").first.input_value() == ""
+    page.screenshot(path=str(SHOTS / "18-kit-shape.png"), full_page=True)
+    page.get_by_label("The model's own").check()
+    _generate_and_time(page)
+    page.wait_for_selector("#status .tds-status.done", timeout=60_000)
+    recipe = read_recipe(_fetch_wav(server, page))
+    assert recipe["shape"] == "free" and recipe["rms"] is None
+    page.close()
+
+
 def test_a_vocal_imitation_from_the_microphone_becomes_the_curves(server, browser_context, tmp_path):
     """The microphone path with Chromium's fake capture: "ts ... ts" (two bursts 250 ms apart)
     recorded in the page fills the loudness curve and two onsets."""

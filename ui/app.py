@@ -20,8 +20,8 @@ from engine.sampling import SAMPLERS_BY_OBJECTIVE, label_defaults
 from . import gradio_patches
 from .curve_editor import CURVE_EDITOR_HEAD, curve_editor
 from .fields import KEEP_TYPED_VALUES, FieldNumber, FieldSlider
-from .handlers import (ANY_LABEL, EXAMPLE_PROMPTS, NO_BLEND, FORMATS, SAMPLING_FIELDS, SLOTS, Handlers,
-                       fixed_steps_info, length_maximum, slot_key)
+from .handlers import (ANY_LABEL, AUTO_SHAPE, EXAMPLE_PROMPTS, NO_BLEND, FORMATS, SAMPLING_FIELDS, SHAPE_CHOICES,
+                       SLOTS, Handlers, fixed_steps_info, length_maximum, slot_key)
 from .history import COLUMNS, sweep
 from .presets import list_presets
 from .settings import Settings
@@ -113,7 +113,7 @@ CONTROL_OUTPUTS = ["model", "label", "sampler", "steps", "guidance", "seed", "lo
                    "soft_hits", "steer_onsets", "controls_box",
                    "prompt", "prompt_b", "prompt_morph", "rerank", "prompt_box",
                    "strength", "variation", "reference", "variation_box", "model_info", "recipe_note",
-                   "label_b", "label_mix", "blend_row", "variety"]
+                   "label_b", "label_mix", "blend_row", "variety", "shape"]
 
 
 def _wire(C: dict, trigger, fn, outputs: list[str], **options):
@@ -201,6 +201,10 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
     C["variety"] = FieldSlider(0.0, 1.0, value=defaults["variety"], step=0.05, label="Variety",
                                info="0: safe, the typical sound of its kind · 1: surprising, further from it",
                                visible=bool(info["takes_guidance"]), elem_id="variety", field="variety")
+    C["shape"] = gr.Radio(SHAPE_CHOICES, value=AUTO_SHAPE, label="Shape",
+                          info="with no curve drawn: the Sound's default, the model's own envelope, or a real kit "
+                               "hit's loudness and hits (a new one every seed)",
+                          visible=bool(info.get("kit_envelopes")), elem_id="shape")
     with gr.Row(equal_height=False, elem_classes="tds-seeds"):
         C["seed"] = FieldNumber(value=0, label="Seed", scale=3, min_width=110, elem_id="seed")
         C["roll_seed"] = gr.Button("⚄", size="sm", elem_classes="tds-dice", scale=0, min_width=44,
@@ -395,10 +399,10 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
         wire = functools.partial(_wire, C)
         model_outputs = ["label", "sampler", "steps", "guidance", "length", "model_info", "controls_box",
                          "steer_loudness", "soft_hits", "steer_onsets", "control_guidance", "prompt_box", "label_b",
-                         "blend_row", "variety"]
+                         "blend_row", "variety", "shape"]
         wire(demo.load, h.refresh, ["model", "preset", "label", "sampler", "steps", "guidance", "length", "model_info",
                                     "controls_box", "steer_loudness", "soft_hits", "steer_onsets", "prompt_box",
-                                    "label_b", "blend_row", "variety"])
+                                    "label_b", "blend_row", "variety", "shape"])
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")
         # a Sound picked, or named by a prompt: the sampling fields show its defaults

@@ -165,8 +165,11 @@ def _label_value(label: str | None) -> str | None:
     return None if label in (None, "", ANY_LABEL) else label
 
 
-SAMPLING_FIELDS = LABEL_DEFAULT_KEYS
-"""The fields a model may default differently per Sound (named as the manifest's defaults)."""
+SAMPLING_FIELDS = tuple(key for key in LABEL_DEFAULT_KEYS if key != "shape")
+"""The fields a model may default differently per Sound (named as the manifest's defaults). The
+Shape field is not one: its "Sound's default" choice leaves the shape to each Sound."""
+AUTO_SHAPE = "auto"
+SHAPE_CHOICES = [("Sound's default", AUTO_SHAPE), ("The model's own", "free"), ("A real kit's hit", "kit")]
 
 
 def _follow_label(info: dict, label: str | None, fields: dict, rms=None) -> dict:
@@ -324,6 +327,7 @@ class Handlers:
             "soft_hits": gr.update(visible=bool(info.get("lifts_quiet_curves"))),
             "steer_onsets": gr.update(visible=bool(info.get("steers_onsets"))),
             "prompt_box": gr.update(visible=bool(info.get("prompts"))),
+            "shape": gr.update(visible=bool(info.get("kit_envelopes"))),
             "model_info": text,
         }
 
@@ -452,7 +456,7 @@ class Handlers:
                  strength, variation, rms=None, onsets=None, control_guidance=None,
                  match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
                  rerank=0, label_b=None, label_mix=0.0, variety=None, steer_loudness=True,
-                 soft_hits=False, steer_onsets=True) -> GenerationRequest:
+                 soft_hits=False, steer_onsets=True, shape=None) -> GenerationRequest:
         if not model:
             raise gr.Error("choose a model")
         count = _number(count, "count", integer=True)
@@ -484,7 +488,8 @@ class Handlers:
             variation=variation or "noise",
             **self._curves(str(model), rms, onsets, control_guidance, match_loudness, steer_loudness, soft_hits,
                            steer_onsets),
-            **self._prompts(str(model), prompt, prompt_b, prompt_morph, rerank))
+            **self._prompts(str(model), prompt, prompt_b, prompt_morph, rerank),
+            shape=None if shape in (None, "", AUTO_SHAPE) else shape)
         return request.validated()
 
     def _model_for_label(self, model: str, label: str | None) -> tuple[str, str | None]:
@@ -525,7 +530,7 @@ class Handlers:
                  reference, strength, variation, session, rms=None, onsets=None,
                  control_guidance=None, match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
                  rerank=0, label_b=None, label_mix=0.0, variety=None, steer_loudness=True,
-                 soft_hits=False, steer_onsets=True) -> Iterator[dict]:
+                 soft_hits=False, steer_onsets=True, shape=None) -> Iterator[dict]:
         """Sample: stream status and a preview plot, then each sound's player, drag-out file and plot."""
         entered = time.time()  # wall clock, so the browser bench can split its wait around the handler
         session = self._session(session)
@@ -534,7 +539,7 @@ class Handlers:
         request = self._request(model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
                                 reference, strength, variation, rms, onsets, control_guidance, match_loudness,
                                 prompt, prompt_b, prompt_morph, rerank, label_b, label_mix, variety, steer_loudness,
-                                soft_hits, steer_onsets)
+                                soft_hits, steer_onsets, shape)
         steps_total = request.steps or 0
         session.batch = []  # until this one finishes no card holds a result, so Export can't save an old sound
         session.generating, session.stop_requested = True, False
@@ -643,7 +648,7 @@ class Handlers:
                  reference, strength, variation, session, rms=None, onsets=None, control_guidance=None,
                  match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0,
                  label_b=None, label_mix=0.0, variety=None, steer_loudness=True,
-                 soft_hits=False, steer_onsets=True) -> Iterator[dict]:
+                 soft_hits=False, steer_onsets=True, shape=None) -> Iterator[dict]:
         """A seed, seed B or morph was moved (or a dice rolled) with "Audition on change" ticked:
         render at once with the seed as it now is (never a new roll). Off, it changes nothing."""
         if not audition:
@@ -652,7 +657,7 @@ class Handlers:
         yield from self.generate(model, label, sampler, steps, guidance, seed, True, seed_b, morph, count, length,
                                  reference, strength, variation, session, rms, onsets, control_guidance,
                                  match_loudness, prompt, prompt_b, prompt_morph, rerank, label_b, label_mix,
-                                 variety, steer_loudness, soft_hits, steer_onsets)
+                                 variety, steer_loudness, soft_hits, steer_onsets, shape)
 
     def stop(self, session) -> dict:
         """Stop was pressed: ask the running generation to stop. It stops at its next step and its
@@ -831,6 +836,9 @@ class Handlers:
             "variety": gr.update(visible=bool(info["takes_guidance"]),
                                  value=float(defaults["variety"] if values.get("variety") is None
                                              else values["variety"])),
+            # a recipe or preset from before shapes was made free (and replays so)
+            "shape": gr.update(visible=bool(info.get("kit_envelopes")),
+                               value=values.get("shape") or MADE_BEFORE["shape"]),
             "seed": int(values.get("seed") or 0), "lock_seed": True,
             "seed_b": "" if values.get("seed_b") is None else str(values["seed_b"]),
             "morph": float(values.get("morph") or 0.0), "count": 1,
@@ -935,7 +943,7 @@ class Handlers:
     def save_preset(self, preset_name, preset_overwrite, model, label, sampler, steps, guidance, seed, seed_b,
                     morph, length, rms=None, onsets=None, control_guidance=None, match_loudness=True,
                     prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0, label_b=None, label_mix=0.0,
-                    variety=None, steer_loudness=True, soft_hits=False, steer_onsets=True) -> dict:
+                    variety=None, steer_loudness=True, soft_hits=False, steer_onsets=True, shape=None) -> dict:
         values = {"model": model, "label": _label_value(label), **_blend(_label_value(label), label_b, label_mix),
                   "sampler": sampler or None,
                   "steps": _number(steps, "steps", integer=True, optional=True),
@@ -950,6 +958,8 @@ class Handlers:
                            for k, v in curves.items() if v is not None})
             values.update({k: v for k, v in self._prompts(str(model), prompt, prompt_b, prompt_morph, rerank).items()
                            if v})
+        if shape not in (None, "", AUTO_SHAPE):
+            values["shape"] = shape
         path = presets.save(self.settings.presets_dir, preset_name, values, overwrite=bool(preset_overwrite))
         gr.Info(f"saved preset {path.stem}")
         return {"preset": gr.update(choices=presets.list_presets(self.settings.presets_dir), value=path.stem),

@@ -38,10 +38,10 @@ category the model makes (an alias such as ``kick`` narrows it to one), with see
 
 plus ``classifier.holdout_accuracy``, ``model.*`` and ``generate.seconds_per_sound``.
 
-``--curves-from train`` (a model that follows loudness and onset curves) gives each generated
-sound the curves of a real training clip of its category, drawn by the seed: how varied and how
-real a label becomes when real envelopes, not the sampler alone, set its shape (issue 19), the
-latent counterpart of the waveform models' envelope prior. ``curves.source`` says so in the output.
+The sounds take the studio's shape for their label (:mod:`engine.envelopes`): a model whose
+defaults give a label the shape "kit" makes each of its sounds on the curves of a real training
+hit drawn by the sound's seed, as the studio does; ``--shape free`` or ``--shape kit`` asks for
+one for every label.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import random
 import statistics
 import sys
 import time
@@ -62,7 +61,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import pipeline
-from ..conditions import Conditions, curves_from_sound
+from .. import envelopes
+from ..conditions import Conditions
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
 from ..errors import InvalidRequestError, StudioError
 from ..models import LoadedModel, load_model, resolve_model
@@ -129,7 +129,8 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
                    batch: int = 16, progress: bool = False, conditions: list[Conditions] | None = None,
                    control_guidance: float | None = None, label_b: str | None = None,
                    label_mix: float = 0.0, variety: float | None = None,
-                   steer_loudness: bool = True, soft_hits: bool = False, steer_onsets: bool = True) -> torch.Tensor:
+                   steer_loudness: bool = True, soft_hits: bool = False, steer_onsets: bool = True,
+                   shape: str | None = None) -> torch.Tensor:
     """``(count, C, length)`` float32 CPU audio for seeds ``seed .. seed + count - 1``.
 
     Each clip's starting noise depends only on its own seed (drawn alone, as the studio does),
@@ -140,7 +141,8 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     follows a loudness curve on its own; ``soft_hits``: a quiet curve makes a soft hit; ``steer_onsets``:
     the drawn hits the curve does not make are made in the latent, as the request's).
     Settings left at None take the studio's defaults for the label (with a loudness curve, its
-    defaults with curves).
+    defaults with curves), ``shape`` too: without ``conditions``, a label whose shape is "kit" gives
+    clip ``i`` the kit envelope seed ``seed + i`` draws (:func:`engine.envelopes.draw`), as the studio.
     """
     manifest = model.manifest
     asked = dict(steps=steps, guidance=guidance, control_guidance=control_guidance, sampler=sampler, variety=variety)
@@ -164,6 +166,16 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     blend = {"label_b": labels.index(label_b), "label_mix": float(label_mix)} if label_b is not None else {}
     if conditions is not None and len(conditions) != count:
         raise InvalidRequestError(f"{len(conditions)} conditions for {count} clips")
+    if shape not in (None, *envelopes.SHAPES):
+        raise InvalidRequestError(f"shape must be one of {envelopes.SHAPES}, got {shape!r}")
+    shape = shape or label_defaults(manifest.get("defaults", {}), label).get("shape", "free")
+    if shape == "kit" and conditions is None and label is not None:
+        bank = envelopes.read_bank(model.folder)
+        if bank is None or not {"rms", "onsets"} <= set(getattr(model.network, "controls", ()) or ()):
+            raise InvalidRequestError(f"{model.folder.name} has no kit envelopes to shape its sounds with")
+        length_ms = 1000.0 * manifest["length"] / manifest["sample_rate"]
+        drawn = [envelopes.draw(bank, label, seed + i, length_ms) for i in range(count)]
+        conditions = [Conditions(rms=rms, onsets=onsets) for rms, onsets in drawn]
     shape = (model.codec.latent_channels, model.codec.latent_length(manifest["length"]))
     out = []
     for start in tqdm(range(0, count, batch), desc=f"generate {label or manifest.get('name', '')}",
@@ -314,20 +326,18 @@ def evaluate(model_name: str, count: int = 16, steps: int | None = None, guidanc
              classifier: Classifier | None = None, cache_dir: str | Path | None = DEFAULT_CACHE,
              batch: int = 16, half: bool = False, progress: bool = True,
              variety: float | None = None, labels: Sequence[str] | None = None,
-             curves_from: str | None = None) -> dict[str, float | str]:
+             shape: str | None = None) -> dict[str, float | str]:
     """Generate ``count`` sounds per category of ``model_name`` and measure them (module docstring).
 
     The real sounds are the built data set in ``data_root`` (train split to compare with,
     holdout split for the floors and the classifier's accuracy; the classifier is cached in
     ``cache_dir``), or explicit ``real`` / ``holdout`` reference sets (the classifier is then
     trained on ``real`` unless one is given, and nothing is cached). ``labels`` measures only those
-    categories (a sweep of one category's settings costs a fifth). ``curves_from="train"`` gives
-    each sound a real training clip's loudness and onset curves (:func:`real_curves`).
+    categories (a sweep of one category's settings costs a fifth). ``shape`` ("free" or "kit")
+    replaces each label's default shape (:func:`generate_clips`).
     """
     if count < 1:
         raise InvalidRequestError(f"count must be at least 1, got {count}")
-    if curves_from not in (None, "train"):
-        raise InvalidRequestError(f"curves can come from the training clips ('train'), not {curves_from!r}")
     entry = resolve_model(model_name, [models_root] if models_root is not None else None)
     model = load_model(entry.folder, device=device, half=half)
     model_labels = list(model.manifest.get("labels", []))
@@ -359,22 +369,18 @@ def evaluate(model_name: str, count: int = 16, steps: int | None = None, guidanc
             classifier.info["holdout_accuracy"] = classifier.accuracy(
                 holdout_features[known], torch.tensor([names.index(holdout.categories[i]) for i in known]))
     space = _Space.fit(real_features)
-    if curves_from and not {"rms", "onsets"} <= set(getattr(model.network, "controls", ()) or ()):
-        raise InvalidRequestError(f"model {entry.name!r} takes no loudness and onset curves")
 
     results: dict[str, float | str] = {
         "model.name": entry.name,
         "model.checkpoint_id": model.checkpoint_id,
         "model.training_steps": float(model.manifest.get("training", {}).get("steps", math.nan)),
         "classifier.holdout_accuracy": float(classifier.info.get("holdout_accuracy", math.nan)),
-        **({"curves.source": curves_from} if curves_from else {}),
     }
     generated_total, seconds = 0, 0.0
     for category in categories:
         started = time.perf_counter()
-        asked = real_curves(real, category, count, seed) if curves_from and category is not None else None
         audio = generate_clips(model, count, label=category, seed=seed, steps=steps, guidance=guidance,
-                               sampler=sampler, batch=batch, progress=progress, variety=variety, conditions=asked)
+                               sampler=sampler, batch=batch, progress=progress, variety=variety, shape=shape)
         seconds += time.perf_counter() - started
         generated_total += len(audio)
         name = category or "all"
@@ -450,22 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=str(DATA_ROOT), help="built drum data set (default data/drums)")
     parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="classifier cache folder (default cache/eval)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--curves-from", choices=("train",), default=None,
-                        help="give each sound a real training clip's loudness and onset curves (models that take curves)")
+    parser.add_argument("--shape", choices=envelopes.SHAPES, default=None,
+                        help="free: the model shapes each sound; kit: each takes a real training hit's curves "
+                             "(models with kit envelopes; default: each label's, as the studio)")
     return parser
-
-
-def real_curves(real: ReferenceSet, category: str, count: int, seed: int, hop: int = 128) -> list[Conditions]:
-    """``count`` conditions, each the loudness and onset curves of a ``category`` clip of ``real``
-    drawn with replacement by ``random.Random(seed)`` (:func:`engine.conditions.curves_from_sound`,
-    as the studio measures a reference), so a seed range gives the same draws on any machine."""
-    rows = [i for i, name in enumerate(real.categories) if name == category]
-    if not rows:
-        raise InvalidRequestError(f"the real clips hold no {category!r} to take curves from")
-    draw = random.Random(seed)
-    picks = [draw.choice(rows) for _ in range(count)]
-    measured = {i: curves_from_sound(real.audio[i].float(), real.sample_rate, hop) for i in set(picks)}
-    return [Conditions(rms=measured[i][0], onsets=measured[i][1]) for i in picks]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -478,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            sampler=args.sampler, seed=args.seed, device=args.device, models_root=args.models_root,
                            data_root=args.data, cache_dir=args.cache, batch=args.batch, half=args.half,
                            progress=not args.quiet, variety=args.variety, labels=args.labels,
-                           curves_from=args.curves_from)
+                           shape=args.shape)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ from pathlib import Path
 from ..errors import CheckpointError, InvalidRequestError
 from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, copy_folder, load_codec, read_manifest, write_json
 from ..request import GenerationRequest
+from .. import envelopes
 from ..sampling import LABEL_DEFAULT_KEYS, guidance_weights, samplers_for
 
 
@@ -140,8 +141,8 @@ Multi-resolution STFT loss; {training.get('steps', 0)} steps, {training.get('exa
 """
 
 
-PUBLISHED_DEFAULTS = ("sampler", "steps", "guidance", "guidance_weights", "control_guidance", "variety", "per_label",
-                      "with_curves")
+PUBLISHED_DEFAULTS = ("sampler", "steps", "guidance", "guidance_weights", "control_guidance", "variety", "shape",
+                      "per_label", "with_curves")
 
 
 def with_defaults(manifest: dict, defaults: dict | None) -> dict:
@@ -215,6 +216,7 @@ def set_defaults(folder: str | Path, defaults: dict) -> Path:
     :func:`publish` would, and the model card's "Defaults" line with it."""
     folder = Path(folder)
     manifest = with_defaults(read_manifest(folder), defaults)
+    _check_kit_shapes(folder, manifest["defaults"])
     if "guidance_weights" in defaults:
         guidance_weights(manifest, load_codec(manifest, folder))
     write_json(folder / MANIFEST, manifest)
@@ -224,6 +226,20 @@ def set_defaults(folder: str | Path, defaults: dict) -> Path:
                       card.read_text(encoding="utf-8"), count=1, flags=re.M)
         atomic_write(card, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return folder
+
+
+def _check_kit_shapes(folder: Path, defaults: dict) -> None:
+    """A default shape "kit" needs the folder's kit envelopes, for every label that takes it."""
+    labels = [label for label, settings in defaults.get("per_label", {}).items() if settings.get("shape") == "kit"]
+    if defaults.get("shape") == "kit":
+        labels = list(read_manifest(folder).get("labels", []))
+    if not labels:
+        return
+    bank = envelopes.read_bank(folder) or {}
+    missing = [label for label in labels if not bank.get(label)]
+    if missing:
+        raise InvalidRequestError(f"shape kit needs kit envelopes for {missing} in {folder}; build them first with "
+                                  f"python -m engine envelopes --model {folder} --data DATA")
 
 
 def publish_beside(source: Path, target: Path, what: str) -> None:

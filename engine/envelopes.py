@@ -1,0 +1,97 @@
+"""Kit envelopes: the loudness and onset curves of a model's real training hits, per label.
+
+A latent model that follows curves, asked for a label and nothing else, shapes the sound itself;
+classifier-free guidance then narrows it towards one typical envelope (a snare's spread along the
+real kits' main directions was 0.50-0.56 of theirs). Given the curves of a real hit instead (the
+studio's ``shape="kit"``), its snares read as snares every time, sit twice as close to real
+kits and cover three times as many of the held-out kits' snares (``docs/design-notes.md``,
+"Variety on the latent models"). This is the latent models' counterpart of the waveform models'
+envelope prior: the shape is drawn, the network fills in the sound.
+
+The bank is a JSON file beside the weights (``envelopes.json``), written by ``python -m engine
+envelopes --model M --data D`` from the data set's train split (real clips only: no synthesised
+or slowed ones). Each sound draws one entry with its own seed, so seed ``s`` gives the same shape
+in any batch, and the curves it drew go into its recipe, which then replays them as drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+
+from .conditions import curves_from_sound
+from .curves import check_onsets, check_rms
+from .errors import CheckpointError, InvalidRequestError
+
+BANK_FILE = "envelopes.json"
+BANK_FORMAT = 1
+HOP = 128  # samples per RMS frame, as the studio measures a reference's curves
+SHAPES = ("free", "kit")
+"""``free``: the network shapes the sound; ``kit``: the curves of a real hit drawn from the bank."""
+
+
+def measure_bank(dataset, hop: int = HOP) -> dict:
+    """``{label: [{"rms": [[ms, dB], ...], "onsets": [ms, ...]}, ...]}`` of every audible clip of
+    ``dataset`` (an ``engine.data.dataset.DrumDataset``), in its order."""
+    bank: dict[str, list[dict]] = {}
+    for i, record in enumerate(dataset.records):
+        rms, onsets = curves_from_sound(dataset.audio[i].float(), dataset.sample_rate, hop)
+        if rms is None:  # a silent clip has no shape to give
+            continue
+        bank.setdefault(record["category"], []).append({"rms": [list(p) for p in rms], "onsets": list(onsets or ())})
+    return bank
+
+
+def write_bank(folder: str | Path, bank: dict, sample_rate: int, source: str) -> Path:
+    """Write ``bank`` into a model folder atomically (a crash leaves the old file or none)."""
+    if not bank:
+        raise InvalidRequestError("no audible clips to take envelopes from")
+    folder = Path(folder)
+    payload = {"format": BANK_FORMAT, "sample_rate": int(sample_rate), "hop": HOP, "source": source,
+               "labels": {label: entries for label, entries in sorted(bank.items())}}
+    handle, temp = tempfile.mkstemp(dir=folder, prefix=".envelopes-", suffix=".json")
+    with os.fdopen(handle, "w") as out:
+        json.dump(payload, out)
+    os.chmod(temp, 0o644)  # readable like the weights beside it (mkstemp makes it private)
+    os.replace(temp, folder / BANK_FILE)
+    return folder / BANK_FILE
+
+
+def read_bank(folder: str | Path) -> dict | None:
+    """The bank's ``labels`` mapping, or None when the folder has none; a damaged file is a
+    CheckpointError that names it."""
+    path = Path(folder) / BANK_FILE
+    if not path.is_file():
+        return None
+    try:
+        payload = json.loads(path.read_text())
+        labels = payload["labels"]
+        if payload.get("format") != BANK_FORMAT or not isinstance(labels, dict):
+            raise ValueError(f"format {payload.get('format')!r}")
+        for entries in labels.values():
+            for entry in entries:
+                check_rms(entry["rms"]), check_onsets(entry["onsets"])
+    except (OSError, ValueError, KeyError, TypeError, InvalidRequestError) as error:
+        raise CheckpointError(f"{path} is damaged ({error}); rebuild it with python -m engine envelopes") from error
+    return labels
+
+
+def draw(bank: dict, label: str, seed: int, length_ms: float) -> tuple[tuple, tuple]:
+    """(RMS points, onset times) of the bank entry seed ``seed`` picks for ``label``, cut to
+    ``length_ms`` (the curve interpolated at the cut, onsets after it dropped)."""
+    entries = bank.get(label)
+    if not entries:
+        raise InvalidRequestError(f"the model's kit envelopes hold no {label!r}; "
+                                  f"it has them for {sorted(bank) or 'no label'}")
+    entry = random.Random(int(seed)).choice(entries)
+    points = [tuple(p) for p in entry["rms"]]
+    kept = [p for p in points if p[0] <= length_ms]
+    if len(kept) < len(points) and kept:
+        (t0, d0), (t1, d1) = kept[-1], points[len(kept)]
+        if t0 < length_ms:
+            kept.append((round(length_ms, 1), round(d0 + (d1 - d0) * (length_ms - t0) / (t1 - t0), 1)))
+    onsets = tuple(t for t in entry["onsets"] if t < length_ms)
+    return tuple(kept), onsets

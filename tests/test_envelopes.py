@@ -1,0 +1,153 @@
+"""Kit envelopes (engine.envelopes): a real hit's curves shape a label-only sound, drawn by its seed.
+
+On a tiny latent model that follows curves (random weights: these tests check the plumbing, the
+design notes measure what it does to a trained model's variety): the bank is measured, stored and
+read back; each sound of a request draws its own entry by its seed and records it, so its recipe
+replays the same sound; a label's default shape comes from the manifest; the evaluation makes
+the sounds the studio makes; every way of asking wrongly is a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine import envelopes
+from engine.conditions import CONTROL_SPECS, LABEL_SPEC, curves_from_sound
+from engine.data.dataset import DrumDataset
+from engine.errors import CheckpointError, InvalidRequestError
+from engine.eval.run import ReferenceSet, evaluate
+from engine.models import save_model
+from engine.nets import build_network
+from engine.request import GenerationRequest
+from engine.studio import Progress, Result, Studio
+from engine.train.publish import set_defaults
+from tests.helpers import cli_in_process, perturb_zero_init, synthetic_hit
+from tests.test_eval import _fake_dataset
+from tests.test_latent import LENGTH, RATE, latent_manifest, make_latent_models
+
+
+class _Clips:
+    """What measure_bank reads of a data set: records with a category, audio, a rate."""
+
+    def __init__(self, audio: torch.Tensor, categories: list[str]):
+        self.audio, self.sample_rate = audio, RATE
+        self.records = [{"category": c} for c in categories]
+
+
+@pytest.fixture(scope="module")
+def hits() -> tuple[torch.Tensor, list[str]]:
+    """Two kicks and two hats of LENGTH samples, and a silent clip (no shape to give)."""
+    sounds = [torch.from_numpy(synthetic_hit(kind, seed)[:LENGTH].T.copy()) for kind in ("kick", "hat") for seed in (0, 1)]
+    return torch.stack([*sounds, torch.zeros_like(sounds[0])]), ["kick", "kick", "hat", "hat", "hat"]
+
+
+@pytest.fixture()
+def models(tmp_path: Path, hits) -> Path:
+    """root/latent (no curves) and root/curvy (label + curves) with its kit envelopes."""
+    root = make_latent_models(tmp_path)
+    manifest = latent_manifest("curvy")
+    manifest["network"]["args"]["controls"] = ["rms", "onsets"]
+    manifest["conditioners"] = ["label", "rms", "onsets"]
+    manifest["conditions"] = [asdict(spec) for spec in (LABEL_SPEC, *CONTROL_SPECS)]
+    torch.manual_seed(0)
+    save_model(root / "curvy", perturb_zero_init(build_network(manifest["network"])), manifest)
+    envelopes.write_bank(root / "curvy", envelopes.measure_bank(_Clips(*hits)), RATE, "test hits")
+    return root
+
+
+def test_the_bank_holds_each_audible_clips_curves_and_draws_by_seed(models, hits):
+    audio, _ = hits
+    bank = envelopes.read_bank(models / "curvy")
+    assert {label: len(entries) for label, entries in bank.items()} == {"kick": 2, "hat": 2}  # the silent one left out
+    measured = [curves_from_sound(audio[i].float(), RATE, envelopes.HOP) for i in (2, 3)]
+    length_ms = 1000.0 * LENGTH / RATE
+    draws = [envelopes.draw(bank, "hat", seed, length_ms) for seed in range(12)]
+    assert draws == [envelopes.draw(bank, "hat", seed, length_ms) for seed in range(12)]  # the same on every call
+    assert {d for d in draws} == set(measured)  # both hats, each exactly as measured
+    cut_rms, cut_onsets = envelopes.draw(bank, "hat", 0, 50.0)  # a shorter sound: the curve cut at its end
+    assert cut_rms[-1][0] <= 50.0 and all(t < 50.0 for t in cut_onsets)
+    with pytest.raises(InvalidRequestError, match="no 'snare'"):
+        envelopes.draw(bank, "snare", 0, length_ms)
+    with pytest.raises(InvalidRequestError, match="no audible clips"):
+        envelopes.write_bank(models / "curvy", {}, RATE, "nothing")
+    assert envelopes.read_bank(models / "latent") is None
+    (models / "latent" / envelopes.BANK_FILE).write_text('{"format": 1, "labels": {"hat": [{"rms": [[5, 9]]}]}}')
+    with pytest.raises(CheckpointError, match="damaged"):
+        envelopes.read_bank(models / "latent")
+
+
+def test_studio_gives_each_sound_a_kit_envelope_that_its_recipe_replays(models):
+    studio = Studio(roots=[models], device="cpu")
+    request = GenerationRequest(model="curvy", label="hat", count=3, seed=5, steps=2, shape="kit")
+    events = list(studio.generate(request, preview_every=0))
+    result = events[-1]
+    assert isinstance(result, Result) and len(result.sounds) == 3
+    bank, length_ms = envelopes.read_bank(models / "curvy"), 1000.0 * LENGTH / RATE
+    for i, sound in enumerate(result.sounds):
+        rms, onsets = envelopes.draw(bank, "hat", 5 + i, length_ms)
+        assert sound.recipe["seed"] == 5 + i and sound.recipe["shape"] == "kit"
+        assert sound.recipe["rms"] == [list(p) for p in rms] and sound.recipe["onsets"] == list(onsets)
+    steps = [e for e in events if isinstance(e, Progress)]
+    assert steps[-1].step == steps[-1].total == 3 * 2  # one progress bar over the three sounds
+    again = studio.render(GenerationRequest.from_recipe(dict(result.sounds[1].recipe, model="curvy")))
+    assert torch.allclose(again.sounds[0].audio, result.sounds[1].audio, atol=1e-6)
+    free = studio.render(request.with_(shape="free", count=1))
+    assert free.sounds[0].recipe["rms"] is None and free.sounds[0].recipe["shape"] == "free"
+    assert not torch.allclose(free.sounds[0].audio, result.sounds[0].audio, atol=1e-4)  # the curve reaches the sound
+    drawn = studio.render(request.with_(count=1, rms=((0, -6), (60, -40)))).sounds[0].recipe
+    assert drawn["rms"] == [[0.0, -6.0], [60.0, -40.0]]  # a drawn curve wins over the kit's
+    # a recipe from before shapes existed was made free and replays so
+    old = GenerationRequest.from_recipe({k: v for k, v in result.sounds[0].recipe.items() if k not in ("shape", "rms", "onsets")})
+    assert old.shape == "free"
+
+
+def test_a_label_takes_its_default_shape_from_the_manifest_and_the_evaluation_follows(models, hits):
+    studio = Studio(roots=[models], device="cpu")
+    with pytest.raises(InvalidRequestError, match="kit envelopes"):
+        set_defaults(models / "latent", {"per_label": {"hat": {"shape": "kit"}}})
+    set_defaults(models / "curvy", {"per_label": {"hat": {"shape": "kit"}}})
+    hat = studio.render(GenerationRequest(model="curvy", label="hat", seed=2, steps=2)).sounds[0].recipe
+    kick = studio.render(GenerationRequest(model="curvy", label="kick", seed=2, steps=2)).sounds[0].recipe
+    assert hat["shape"] == "kit" and hat["rms"] and kick["shape"] == "free" and kick["rms"] is None
+
+    audio, categories = hits
+    real = ReferenceSet(audio[:4], categories[:4], RATE)
+    common = dict(count=2, steps=2, models_root=models, real=real, holdout=real, progress=False, labels=["hat"])
+    shaped, free = evaluate("curvy", **common), evaluate("curvy", shape="free", **common)
+    assert shaped["hat.frechet"] != free["hat.frechet"]
+    with pytest.raises(InvalidRequestError, match="no kit envelopes"):
+        evaluate("latent", shape="kit", **common)
+
+
+def test_asking_for_a_kit_shape_wrongly_is_a_clear_error(models):
+    studio = Studio(roots=[models], device="cpu")
+    with pytest.raises(InvalidRequestError, match="shape must be one of"):
+        GenerationRequest(model="curvy", shape="wobbly").validated()
+    with pytest.raises(InvalidRequestError, match="does not follow curves"):
+        studio.render(GenerationRequest(model="latent", label="hat", steps=2, shape="kit"))
+    with pytest.raises(InvalidRequestError, match="choose a Sound"):
+        studio.render(GenerationRequest(model="curvy", steps=2, shape="kit"))
+    (models / "curvy" / envelopes.BANK_FILE).unlink()
+    with pytest.raises(InvalidRequestError, match="python -m engine envelopes"):
+        studio.render(GenerationRequest(model="curvy", label="hat", steps=2, shape="kit"))
+
+
+def test_cli_stores_the_envelopes_and_generates_with_them(models, tmp_path):
+    _fake_dataset(tmp_path / "data")
+    (models / "curvy" / envelopes.BANK_FILE).unlink()
+    made = cli_in_process("envelopes", "--model", str(models / "curvy"), "--data", str(tmp_path / "data"))
+    assert made.returncode == 0, made.stderr
+    assert "hat 6, kick 6, snare 6" in made.stdout  # the train split only
+    assert set(json.loads((models / "curvy" / envelopes.BANK_FILE).read_text())["labels"]) == {"hat", "kick", "snare"}
+    out = tmp_path / "out"
+    done = cli_in_process("generate", "--model", str(models / "curvy"), "--label", "snare", "--shape", "kit",
+                          "--steps", "2", "--count", "2", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert len(list(out.glob("*.wav"))) == 2
+    refused = cli_in_process("envelopes", "--model", str(models / "latent"), "--data", str(tmp_path / "data"))
+    assert refused.returncode == 2 and "does not follow" in refused.stderr
