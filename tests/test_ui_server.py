@@ -218,6 +218,19 @@ def _pick(page, element_id: str, option: str) -> None:
     page.locator(f"#{box.get_attribute('aria-controls')}").get_by_role("option", name=option, exact=True).click()
 
 
+def _studio_page(server, browser_context, model: str | None = None, shows: str | None = None):
+    """A new page on the studio, loaded (the history table is the last component to load lazily);
+    with ``model`` that model picked, and with ``shows`` its field ``shows`` waited for."""
+    page = browser_context.new_page()
+    page.goto(server.url)
+    page.wait_for_selector("#generate")
+    page.wait_for_selector("#history table")
+    if model:
+        _pick(page, "model", model)
+        page.wait_for_selector(shows, state="visible")
+    return page
+
+
 def _set_number(page, element_id: str, value) -> None:
     box = page.locator(f"#{element_id} input[type=number]")
     box.fill(str(value))
@@ -495,12 +508,7 @@ def test_a_producer_draws_a_loudness_curve_places_two_hits_and_the_sound_follows
     from engine.dsp import onset_times, rms_db
     from engine.eval.controls import loudness_error_db, onset_match
 
-    page = browser_context.new_page()
-    page.goto(server.url)
-    page.wait_for_selector("#generate")
-    page.wait_for_selector("#history table")
-    _pick(page, "model", "latent-curves")
-    page.wait_for_selector("#tds-curve-canvas", state="visible")
+    page = _studio_page(server, browser_context, "latent-curves", "#tds-curve-canvas")
     _pick(page, "label", "snare")
     _set_number(page, "length", 1.0)
     page.wait_for_function("() => Math.abs(tdsCurve.length() - 1000) < 1")
@@ -578,12 +586,7 @@ def test_a_producer_asks_for_snares_shaped_like_real_kit_hits(server, browser_co
     own" makes the network's own envelope again."""
     from engine import envelopes
 
-    page = browser_context.new_page()
-    page.goto(server.url)
-    page.wait_for_selector("#generate")
-    page.wait_for_selector("#history table")
-    _pick(page, "model", "latent-fast")
-    page.wait_for_selector("#shape", state="visible")
+    page = _studio_page(server, browser_context, "latent-fast", "#shape")
     _pick(page, "label", "snare")
     _set_number(page, "length", 0.5)
     _set_number(page, "steps", FAST)
@@ -664,12 +667,7 @@ def test_a_producer_types_a_prompt_gets_that_sound_and_more_like_it(server, brow
     from engine.audio import read_audio
     from engine.data.captions import clip_descriptors
 
-    page = browser_context.new_page()
-    page.goto(server.url)
-    page.wait_for_selector("#generate")
-    page.wait_for_selector("#history table")
-    _pick(page, "model", "latent-prompts")
-    page.wait_for_selector("#prompt textarea", state="visible")
+    page = _studio_page(server, browser_context, "latent-prompts", "#prompt textarea")
     # the page opened on the 3-step model: its "fixed" note on Steps goes with it
     page.wait_for_function("() => !document.querySelector('#steps').innerText.includes('fixed')", timeout=10_000)
     _pick(page, "label", "(any)")
@@ -719,10 +717,7 @@ def test_audition_on_change_renders_when_a_dice_is_rolled_or_the_morph_released_
     """Scrubbing (issue 18): with "Audition on change" ticked, rolling the dice, pressing Enter in
     the seed B box and releasing the morph slider each render at once, with the seed as shown
     (never a new roll); G outside a text field presses Generate."""
-    page = browser_context.new_page()
-    page.goto(server.url)
-    page.wait_for_selector("#generate")
-    page.wait_for_selector("#history table")
+    page = _studio_page(server, browser_context)
     page.check("#lock-seed input")
 
     def sound() -> str:

@@ -60,8 +60,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import pipeline
-from .. import envelopes
+from .. import envelopes, pipeline
 from ..conditions import Conditions
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
 from ..errors import InvalidRequestError, StudioError
@@ -176,20 +175,20 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
         length_ms = 1000.0 * manifest["length"] / manifest["sample_rate"]
         drawn = [envelopes.draw(bank, label, seed + i, length_ms) for i in range(count)]
         conditions = [Conditions(rms=rms, onsets=onsets) for rms, onsets in drawn]
-    shape = (model.codec.latent_channels, model.codec.latent_length(manifest["length"]))
+    latent_shape = (model.codec.latent_channels, model.codec.latent_length(manifest["length"]))
     out = []
     for start in tqdm(range(0, count, batch), desc=f"generate {label or manifest.get('name', '')}",
                       disable=not progress, unit="batch"):
         seeds = list(range(seed + start, seed + min(start + batch, count)))
         if conditions is None:  # one condition for the whole batch
-            draws = SeedNoise(seeds, shape, device=model.device)
+            draws = SeedNoise(seeds, latent_shape, device=model.device)
             out.append(pipeline.render(model, draws(), Conditions(label=label_index, **blend),
                                        samples=manifest["length"], sampler=sampler, steps=steps, guidance=guidance,
                                        step_noise=draws, variety=variety))
             continue
         for offset, clip_seed in enumerate(seeds):  # each clip its own curves
             wanted = replace(conditions[start + offset], label=label_index, **blend)
-            draws = SeedNoise([clip_seed], shape, device=model.device)
+            draws = SeedNoise([clip_seed], latent_shape, device=model.device)
             clip_steps, clip_guidance, clip_control, clip_sampler, clip_variety = settings(bool(wanted.rms))
             out.append(pipeline.render(model, draws(), wanted, samples=manifest["length"], sampler=clip_sampler,
                                        steps=clip_steps, guidance=clip_guidance, control_guidance=clip_control,

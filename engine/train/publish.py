@@ -21,10 +21,10 @@ import re
 import shutil
 from pathlib import Path
 
+from .. import envelopes
 from ..errors import CheckpointError, InvalidRequestError
 from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, copy_folder, load_codec, read_manifest, write_json
 from ..request import GenerationRequest
-from .. import envelopes
 from ..sampling import LABEL_DEFAULT_KEYS, guidance_weights, samplers_for
 
 
@@ -216,7 +216,7 @@ def set_defaults(folder: str | Path, defaults: dict) -> Path:
     :func:`publish` would, and the model card's "Defaults" line with it."""
     folder = Path(folder)
     manifest = with_defaults(read_manifest(folder), defaults)
-    _check_kit_shapes(folder, manifest["defaults"])
+    _check_kit_shapes(folder, manifest)
     if "guidance_weights" in defaults:
         guidance_weights(manifest, load_codec(manifest, folder))
     write_json(folder / MANIFEST, manifest)
@@ -228,11 +228,13 @@ def set_defaults(folder: str | Path, defaults: dict) -> Path:
     return folder
 
 
-def _check_kit_shapes(folder: Path, defaults: dict) -> None:
-    """A default shape "kit" needs the folder's kit envelopes, for every label that takes it."""
+def _check_kit_shapes(folder: Path, manifest: dict) -> None:
+    """A default shape "kit" needs kit envelopes in the model's folder, for every label that takes it
+    (``publish`` first, then ``envelopes``, then ``defaults``: the envelopes come from the data set)."""
+    defaults = manifest.get("defaults", {})
     labels = [label for label, settings in defaults.get("per_label", {}).items() if settings.get("shape") == "kit"]
     if defaults.get("shape") == "kit":
-        labels = list(read_manifest(folder).get("labels", []))
+        labels = list(manifest.get("labels", []))
     if not labels:
         return
     bank = envelopes.read_bank(folder) or {}
@@ -289,6 +291,7 @@ def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str |
         raise CheckpointError(f"{source} has no {WEIGHTS}")
     if manifest.get("defaults", {}).get("guidance_weights"):
         guidance_weights(manifest, load_codec(manifest, source))  # names the codec's channel groups, in [0, 1]
+    _check_kit_shapes(destination, manifest)
     destination.mkdir(parents=True, exist_ok=True)
     for what, spec in (("codec", manifest.get("codec") or {}), ("embedder", manifest.get("embedder") or {})):
         if "model" in spec and (run_dir / spec["model"] / MANIFEST).is_file():
