@@ -182,13 +182,12 @@ def _defaults(args: argparse.Namespace) -> int:
 
 def _envelopes(args: argparse.Namespace) -> int:
     from .data.dataset import DrumDataset
-    from .envelopes import measure_bank, write_bank
+    from .envelopes import follows_curves, measure_bank, write_bank
     from .errors import InvalidRequestError
     from .models import resolve_model
-    from .studio import model_controls
 
     entry = resolve_model(args.model)
-    if not {"rms", "onsets"} <= set(model_controls(entry.manifest)):
+    if not follows_curves(entry.manifest):
         raise InvalidRequestError(f"model {entry.name!r} does not follow loudness and onset curves")
     data = DrumDataset(args.data, "train", real_only=True)
     if data.sample_rate != entry.manifest["sample_rate"]:

@@ -22,7 +22,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from .conditions import curves_from_sound
+from .conditions import CURVE, condition_specs, curves_from_sound, spec_names
 from .curves import check_onsets, check_rms
 from .errors import CheckpointError, InvalidRequestError
 
@@ -95,3 +95,24 @@ def draw(bank: dict, label: str, seed: int, length_ms: float) -> tuple[tuple, tu
             kept.append((round(length_ms, 1), round(d0 + (d1 - d0) * (length_ms - t0) / (t1 - t0), 1)))
     onsets = tuple(t for t in entry["onsets"] if t < length_ms)
     return tuple(kept), onsets
+
+
+def follows_curves(manifest: dict) -> bool:
+    """Whether a model takes both curves a kit envelope gives: loudness and onsets."""
+    return {"rms", "onsets"} <= set(spec_names(condition_specs(manifest), CURVE))
+
+
+def kit_curves(folder: str | Path, manifest: dict, label: str, first_seed: int, count: int,
+               length_ms: float) -> list[tuple[tuple, tuple]]:
+    """Sound ``i``'s (RMS points, onsets): the entry seed ``first_seed + i`` draws from the kit
+    envelopes in ``folder`` (the studio's and the evaluation's one way to shape a sound by a kit's
+    hit); a clear error for a model that doesn't follow curves or has no envelopes."""
+    name = manifest.get("name") or Path(folder).name
+    if not follows_curves(manifest):
+        raise InvalidRequestError(f"model {name!r} does not follow curves, so it has no kit envelopes to shape its "
+                                  "sounds with; use shape free")
+    bank = read_bank(folder)
+    if bank is None:
+        raise InvalidRequestError(f"model {name!r} has no kit envelopes; build them with "
+                                  f"python -m engine envelopes --model {name} --data DATA")
+    return [draw(bank, label, first_seed + i, length_ms) for i in range(count)]

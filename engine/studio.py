@@ -16,7 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -164,7 +164,7 @@ class Studio:
                 "lifts_quiet_curves": recorded_level_floors(condition_specs(manifest)) is not None,
                 "prompts": takes_prompts(manifest),   # text prompts, prompt morphs, "more like this"
                 # a real kit hit's curves for a Sound left unshaped (engine.envelopes, shape "kit")
-                "kit_envelopes": set(controls) >= {"rms", "onsets"} and (entry.folder / envelopes.BANK_FILE).is_file(),
+                "kit_envelopes": envelopes.follows_curves(manifest) and (entry.folder / envelopes.BANK_FILE).is_file(),
                 "training_steps": manifest.get("training", {}).get("steps", 0),
                 # the model it was distilled from (folder name), so a user knows the faster twin's source
                 "distilled_from": distilled_from(manifest)}
@@ -312,17 +312,17 @@ class Studio:
             request = request.with_(control_guidance=float(defaults.get("control_guidance", 1.0)
                                                            if request.control_guidance is None
                                                            else request.control_guidance))
+        conditions = self._conditions(entry, request)
+        jobs, asked = [request], [conditions]
         if drawn:  # one sound per job, each on its own curves (recipes: its seed, count 1, the curves it drew)
             jobs = [request.with_(seed=request.seed + i, seed_b=None if request.seed_b is None else request.seed_b + i,
                                   count=1, rerank=0, rms=rms, onsets=onsets) for i, (rms, onsets) in enumerate(drawn)]
-            conditions = [self._conditions(entry, job) for job in jobs]
-        else:
-            jobs, conditions = request, self._conditions(entry, request)
+            asked = [replace(conditions, rms=rms, onsets=onsets) for rms, onsets in drawn]
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
         started = time.time()
-        self._workers.submit(self._sample_worker, model, jobs, conditions, preview_every, preview_after_s,
-                             events, stop, request.count)
+        self._workers.submit(self._sample_worker, model, jobs, asked, request.count, preview_every, preview_after_s,
+                             events, stop)
         try:
             while True:
                 event = events.get()
@@ -378,31 +378,23 @@ class Studio:
             else latent[..., :frames]
         return latent.expand(count, *latent.shape[1:]), None if envelope is None else envelope.expand(count, -1, -1)
 
-    def _sample_worker(self, model: LoadedModel, jobs: GenerationRequest | list[GenerationRequest],
-                       conditions: Conditions | list[Conditions], preview_every: int, preview_after_s: float,
-                       events: queue.Queue, stop: threading.Event, keep: int = 1) -> None:
+    def _sample_worker(self, model: LoadedModel, jobs: list[GenerationRequest], conditions: list[Conditions],
+                       keep: int, preview_every: int, preview_after_s: float, events: queue.Queue,
+                       stop: threading.Event) -> None:
+        """Sample the jobs one after another (a request is one job; sounds on kit envelopes one job
+        each), the progress counted over all of them; with re-ranking across jobs the ``keep``
+        that scored best. The sounds, or the error, go to ``events`` for the consumer."""
         try:
-            if isinstance(jobs, GenerationRequest):
-                events.put(self._sample(model, jobs, conditions, preview_every, preview_after_s, events, stop))
-            else:
-                events.put(self._sample_each(model, jobs, conditions, keep, preview_every, preview_after_s,
-                                             events, stop))
+            steps = jobs[0].steps
+            sounds: list[Sound] = []
+            for i, (job, asked) in enumerate(zip(jobs, conditions)):
+                shifted = _ShiftedProgress(events, i * steps, len(jobs) * steps)
+                sounds += self._sample(model, job, asked, preview_every, preview_after_s, shifted, stop)
+            if keep < len(sounds):
+                sounds = sorted(sounds, key=lambda sound: -(sound.score or 0.0))[:keep]
+            events.put(sounds)
         except BaseException as error:  # handed to the consumer, which re-raises it
             events.put(error)
-
-    def _sample_each(self, model: LoadedModel, jobs: list[GenerationRequest], conditions: list[Conditions],
-                     keep: int, preview_every: int, preview_after_s: float, events: queue.Queue,
-                     stop: threading.Event) -> list[Sound]:
-        """Sounds with conditions of their own (kit envelopes), one after another, the progress
-        counted over all of them; with re-ranking the ``keep`` that scored best."""
-        steps = jobs[0].steps
-        sounds: list[Sound] = []
-        for i, (job, asked) in enumerate(zip(jobs, conditions)):
-            shifted = _ShiftedProgress(events, i * steps, len(jobs) * steps)
-            sounds += self._sample(model, job, asked, preview_every, preview_after_s, shifted, stop)
-        if keep < len(sounds):
-            sounds = sorted(sounds, key=lambda sound: -(sound.score or 0.0))[:keep]
-        return sounds
 
     def _kit_shapes(self, entry: ModelEntry, request: GenerationRequest) -> list[tuple] | None:
         """Each sound's (RMS points, onsets) from the model's kit envelopes (:mod:`engine.envelopes`)
@@ -411,19 +403,12 @@ class Studio:
         asked of a model that can't take it."""
         if request.shape != "kit" or request.rms or request.onsets or request.reference:
             return None
-        if not {"rms", "onsets"} <= set(model_controls(entry.manifest)):
-            raise InvalidRequestError(f"model {entry.name!r} does not follow curves, so it can't take a kit's "
-                                      "envelope; use shape free")
-        if request.label is None:
+        if request.label is None and envelopes.follows_curves(entry.manifest):
             raise InvalidRequestError("a kit's envelope is drawn for an instrument: choose a Sound "
                                       "(or a prompt that names one), or use shape free")
-        bank = envelopes.read_bank(entry.folder)
-        if bank is None:
-            raise InvalidRequestError(f"model {entry.name!r} has no kit envelopes; build them with "
-                                      f"python -m engine envelopes --model {entry.name} --data DATA")
         length_ms = 1000.0 * (request.length or entry.manifest["length"] / entry.manifest["sample_rate"])
-        return [envelopes.draw(bank, request.label, request.seed + i, length_ms)
-                for i in range(max(request.count, request.rerank))]
+        return envelopes.kit_curves(entry.folder, entry.manifest, request.label, request.seed,
+                                    max(request.count, request.rerank), length_ms)
 
     @torch.no_grad()
     def _sample(self, model: LoadedModel, request: GenerationRequest, conditions: Conditions,

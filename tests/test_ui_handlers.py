@@ -198,6 +198,8 @@ def test_two_sessions_keep_their_own_results(handlers):
     ({"label_b": "snare", "label_mix": 1.5}, "blend must be between 0 and 1, got 1.5"),
     ({"label_b": "snare", "label_mix": ""}, "blend is empty"),
     ({"label_b": "tuba", "label_mix": 0.5}, "has no label 'tuba'"),
+    ({"shape": "wobbly"}, "shape must be one of"),
+    ({"shape": "kit"}, "does not follow curves"),  # the waveform kick: no curves, no kit envelopes
 ])
 def test_bad_generate_inputs_raise_a_readable_gr_error(handlers, overrides, message):
     with pytest.raises(gr.Error, match=message):

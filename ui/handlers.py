@@ -172,6 +172,11 @@ AUTO_SHAPE = "auto"
 SHAPE_CHOICES = [("Sound's default", AUTO_SHAPE), ("The model's own", "free"), ("A real kit's hit", "kit")]
 
 
+def _shape_value(shape: str | None) -> str | None:
+    """The request's shape for the Shape field: None (the Sound's default) for its first choice."""
+    return None if shape in (None, "", AUTO_SHAPE) else shape
+
+
 def _follow_label(info: dict, label: str | None, fields: dict, rms=None) -> dict:
     """Of the sampling ``fields`` (:data:`SAMPLING_FIELDS`), those the user left at a
     default of the model (for any of its Sounds, or none, with a loudness curve or without), with
@@ -489,7 +494,7 @@ class Handlers:
             **self._curves(str(model), rms, onsets, control_guidance, match_loudness, steer_loudness, soft_hits,
                            steer_onsets),
             **self._prompts(str(model), prompt, prompt_b, prompt_morph, rerank),
-            shape=None if shape in (None, "", AUTO_SHAPE) else shape)
+            shape=_shape_value(shape))
         return request.validated()
 
     def _model_for_label(self, model: str, label: str | None) -> tuple[str, str | None]:
@@ -958,7 +963,7 @@ class Handlers:
                            for k, v in curves.items() if v is not None})
             values.update({k: v for k, v in self._prompts(str(model), prompt, prompt_b, prompt_morph, rerank).items()
                            if v})
-        if shape not in (None, "", AUTO_SHAPE):
+        if _shape_value(shape):
             values["shape"] = shape
         path = presets.save(self.settings.presets_dir, preset_name, values, overwrite=bool(preset_overwrite))
         gr.Info(f"saved preset {path.stem}")

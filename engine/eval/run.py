@@ -169,11 +169,8 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
         raise InvalidRequestError(f"shape must be one of {envelopes.SHAPES}, got {shape!r}")
     shape = shape or label_defaults(manifest.get("defaults", {}), label).get("shape", "free")
     if shape == "kit" and conditions is None and label is not None:
-        bank = envelopes.read_bank(model.folder)
-        if bank is None or not {"rms", "onsets"} <= set(getattr(model.network, "controls", ()) or ()):
-            raise InvalidRequestError(f"{model.folder.name} has no kit envelopes to shape its sounds with")
-        length_ms = 1000.0 * manifest["length"] / manifest["sample_rate"]
-        drawn = [envelopes.draw(bank, label, seed + i, length_ms) for i in range(count)]
+        drawn = envelopes.kit_curves(model.folder, manifest, label, seed, count,
+                                     1000.0 * manifest["length"] / manifest["sample_rate"])
         conditions = [Conditions(rms=rms, onsets=onsets) for rms, onsets in drawn]
     latent_shape = (model.codec.latent_channels, model.codec.latent_length(manifest["length"]))
     out = []
