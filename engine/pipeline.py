@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from .conditions import ENVELOPE, Conditions, condition_specs, level_floor, lift_quiet_curve, network_inputs
 from .models import LoadedModel
-from .sampling import sample_latent, variety_interval
+from .sampling import channel_weights, label_defaults, sample_latent, variety_interval
 from .steering import chain, loudness_projection, onset_projection
 
 
@@ -63,14 +63,23 @@ def level_lift(model: LoadedModel, conditions: Conditions, soft_hits: bool = Fal
     return (replace(conditions, rms=rms), lift) if lift else (conditions, 0.0)
 
 
+def guidance_spec(model: LoadedModel, conditions: Conditions) -> dict | None:
+    """The per-channel guidance weights (``defaults.guidance_weights``: channel group -> weight) a
+    sound takes: its label's with a loudness curve, else its label's, else the model's own
+    (:func:`engine.sampling.label_defaults`); None for the full scale on every channel."""
+    labels = list(model.manifest.get("labels", []))
+    label = labels[conditions.label] if conditions.label is not None and 0 <= conditions.label < len(labels) else None
+    return label_defaults(model.manifest.get("defaults", {}), label, curves=bool(conditions.rms)).get("guidance_weights")
+
+
 @torch.no_grad()
 def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, sampler: str, steps: int,
            guidance: float = 1.0, control_guidance: float = 1.0, reference: torch.Tensor | None = None,
            strength: float = 1.0, callback: Callable[[dict], None] | None = None,
            step_noise: Callable[[], torch.Tensor] | None = None, variety: float = 0.0,
            steer_loudness: bool = True, soft_hits: bool = False, steer_onsets: bool = True) -> torch.Tensor:
-    """A batch of clean latents from unit ``noises`` under ``conditions`` (the model's own
-    per-channel guidance weights applied; ``variety`` > 0 guides only at the lower noise levels,
+    """A batch of clean latents from unit ``noises`` under ``conditions`` (the sound's per-channel
+    guidance weights applied, :func:`guidance_spec`; ``variety`` > 0 guides only at the lower noise levels,
     :func:`engine.sampling.variety_interval`; with a loudness curve and ``steer_loudness`` the
     steps' estimates, all but the last few, are moved onto the curve where the codec allows,
     :mod:`engine.steering`; with ``steer_onsets`` each drawn hit after the first that the curve does
@@ -85,7 +94,8 @@ def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
                     if steer_onsets else None)
     return sample_latent(model.network, model.manifest, noises, sampler=sampler, steps=steps, guidance=guidance,
                          cond=cond, control_guidance=control_guidance, reference=reference, strength=strength,
-                         callback=callback, step_noise=step_noise, guidance_weights=model.guidance_weights,
+                         callback=callback, step_noise=step_noise,
+                         guidance_weights=channel_weights(guidance_spec(model, conditions), model.codec),
                          guidance_interval=variety_interval(variety) if variety else None, project=project)
 
 

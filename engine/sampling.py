@@ -58,19 +58,24 @@ def distilled_grid(manifest: dict) -> list[float] | None:
 
 
 def guidance_weights(manifest: dict, codec: torch.nn.Module) -> torch.Tensor | None:
-    """How much of the guidance acts on each latent channel, ``(C,)``, or None (all of it).
+    """How much of the guidance acts on each latent channel, ``(C,)``, or None (all of it): the
+    model's own ``defaults.guidance_weights`` (:func:`channel_weights`). Why: guidance extrapolates
+    away from the unconditional prediction, and on the bypassed low sub-bands (0-690 Hz) that means
+    "more low end than the average drum", which turns guided snares into kicks (docs/latent.md,
+    session 8); the class lives in the other channels, which take the full scale. A label may
+    spread its guidance otherwise (``per_label``, ``with_curves``: :func:`label_defaults`)."""
+    return channel_weights(manifest.get("defaults", {}).get("guidance_weights"), codec)
 
-    A latent model's ``defaults.guidance_weights`` maps channel groups of its codec
-    (``codec.channel_groups()``: learned, bypass, envelope) to a weight w; a channel's scale is
-    then ``1 + w * (guidance - 1)``, so w = 0 keeps that group at the plain conditional
-    prediction. Why: guidance extrapolates away from the unconditional prediction, and on the
-    bypassed low sub-bands (0-690 Hz) that means "more low end than the average drum", which
-    turns guided snares into kicks (docs/latent.md, session 8); the class lives in the other
-    channels, which take the full scale.
-    """
-    spec = manifest.get("defaults", {}).get("guidance_weights")
+
+def channel_weights(spec: dict | None, codec: torch.nn.Module) -> torch.Tensor | None:
+    """``(C,)`` weights from ``spec``, a mapping of the codec's channel groups
+    (``codec.channel_groups()``: learned, bypass, envelope) to a weight w in [0, 1]; a channel's
+    scale is then ``1 + w * (guidance - 1)``, so w = 0 keeps that group at the plain conditional
+    prediction. None for no spec; a CheckpointError names a group the codec lacks or a bad weight."""
     if not spec:
         return None
+    if not isinstance(spec, dict):
+        raise CheckpointError(f"guidance weights are a mapping of codec channel groups to weights, got {spec!r}")
     groups = codec.channel_groups() if hasattr(codec, "channel_groups") else {}
     unknown = sorted(set(spec) - set(groups))
     if unknown:
@@ -78,10 +83,21 @@ def guidance_weights(manifest: dict, codec: torch.nn.Module) -> torch.Tensor | N
                               f"{sorted(groups) or 'none'}")
     weights = torch.ones(codec.latent_channels)
     for name, weight in spec.items():
-        if not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
             raise CheckpointError(f"guidance weight of {name!r} must be a number in [0, 1], got {weight!r}")
         weights[groups[name]] = float(weight)
     return weights
+
+
+def every_guidance_weights(defaults: dict) -> list[dict]:
+    """Every ``guidance_weights`` spec a model's defaults hold (its own, per label, with curves), so
+    publishing can check them all against the codec."""
+    layers = [defaults, defaults.get("with_curves") or {}]
+    specs = []
+    for layer in layers:
+        specs.append(layer.get("guidance_weights"))
+        specs.extend(settings.get("guidance_weights") for settings in (layer.get("per_label") or {}).values())
+    return [spec for spec in specs if spec]
 
 
 def _asked(spec: ConditionSpec, value: torch.Tensor, num_labels: int) -> bool:
@@ -147,7 +163,8 @@ def conditioned(network: torch.nn.Module, cond: Mapping[str, torch.Tensor] | Non
 
     A guidance-distilled network (``distilled``: :func:`distilled_top`) reads the label group's
     scale as an input and answers for it in one call (half the work of a guided step); only the
-    controls, if any, are still guided by extra calls.
+    controls, if any, are still guided by extra calls. With ``weights`` it answers at scale 1 and at
+    ``guidance``, mixed per channel (:func:`_spread`).
     """
     dtype = next(network.parameters()).dtype
     cond = dict(cond or {})
@@ -157,8 +174,10 @@ def conditioned(network: torch.nn.Module, cond: Mapping[str, torch.Tensor] | Non
     labels = [s.name for s in asked if s.group == LABEL_GROUP]
     controls = [s.name for s in asked if s.group == CONTROL_GROUP]
     if GUIDANCE_INPUT in getattr(network, "embeddings", {}):
-        if weights is not None and guidance != 1.0:
-            raise CheckpointError("a guidance-distilled model cannot spread its guidance per channel")
+        if weights is not None and guidance != 1.0 and labels:
+            return _spread(conditioned(network, cond, guidance, None, control_guidance, specs, distilled),
+                           conditioned(network, cond, 1.0, None, control_guidance, specs, distilled),
+                           weights.to(next(network.parameters()).device).view(1, -1, 1))
         cond[GUIDANCE_INPUT] = _distilled_input(network, cond, float(guidance) if labels else 1.0, distilled)
         labels = []  # guided inside the network
     levels, scales = [without(cond, [*labels, *controls], num_labels)], []
@@ -173,6 +192,19 @@ def conditioned(network: torch.nn.Module, cond: Mapping[str, torch.Tensor] | Non
         return lambda x, t: network(x.to(dtype), t, cond).float()
     guided = nested_guidance(network, levels, scales)
     return lambda x, t: guided(x.to(dtype), t).float()
+
+
+def _spread(guided: Callable, plain: Callable, weights: torch.Tensor) -> Callable:
+    """A guidance-distilled network's guidance spread per channel: ``plain + w (guided - plain)``,
+    from its plain conditional step (scale 1) and its guided one. The network's answer is close to
+    linear in the scale it reads (it learned the teacher's ``e_u + s (e_c - e_u)``), so this is the
+    scale ``1 + w (s - 1)`` per channel, as a teacher's weights give, at twice the calls. Why: a
+    kick with a curve needs the label's full pull on its low band but not on its highs
+    (``docs/design-notes.md``, "A kick's guidance spread per channel")."""
+    def spread(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        base = plain(x, t)
+        return base + weights.to(base) * (guided(x, t) - base)
+    return spread
 
 
 def noise_levels(objective: str, sampler: str, steps: int, grid: list[float] | None = None) -> torch.Tensor:
@@ -218,7 +250,7 @@ def variety_interval(variety: float) -> tuple[float, float]:
     return 0.0, (math.inf if variety == 0.0 else high)
 
 
-LABEL_DEFAULT_KEYS = ("sampler", "steps", "guidance", "variety", "control_guidance", "shape")
+LABEL_DEFAULT_KEYS = ("sampler", "steps", "guidance", "variety", "control_guidance", "shape", "guidance_weights")
 
 
 def label_defaults(defaults: dict, label: str | None, curves: bool = False) -> dict:

@@ -467,8 +467,9 @@ class Studio:
         base = request.to_recipe()
         base.update(sampler=sampler, checkpoint=model.checkpoint_id, model_folder=model.folder.name,
                     sample_rate=manifest["sample_rate"], engine=ENGINE_VERSION)
-        if model.guidance_weights is not None:  # the model's own setting, recorded for whoever replays it
-            base["guidance_weights"] = manifest["defaults"]["guidance_weights"]
+        spread = pipeline.guidance_spec(model, conditions)
+        if spread:  # the model's own setting for this sound, recorded for whoever replays it
+            base["guidance_weights"] = spread
         scores = [None] * request.count
         if conditions.prompt is not None:  # how close each sound came to what was asked (and the re-ranking)
             embedder = self.embedder(request.model)

@@ -286,3 +286,60 @@ def test_a_students_manifest_names_its_own_teacher():
                            "steps_distilled": {"teacher": "checkpoints/drums-fast/"}}) == "drums-fast"
     assert distilled_from({"guidance_distilled": {"teacher": "C:\\models\\latent-prompts"}}) == "latent-prompts"
     assert distilled_from({}) is None and distilled_from({"guidance_distilled": {"top": 10.0}}) is None
+
+
+def test_a_latent_student_spreads_its_guidance_per_channel_between_its_plain_and_guided_steps(latent_student):
+    from engine.sampling import condition_specs, conditioned, distilled_top
+    model = load_model(latent_student)
+    x, alpha, cond, _ = latent_probe(model)
+    one = {name: value[:1] for name, value in cond.items()}  # a label, a prompt and a curve
+    specs, top = condition_specs(model.manifest), distilled_top(model.manifest)
+    channels = model.codec.latent_channels
+
+    def step(scale, weights=None):
+        with torch.no_grad():
+            return conditioned(model.network, one, scale, weights, 2.0, specs, top)(x[:1], alpha[:1])
+
+    guided, plain = step(4.0), step(1.0)
+    assert not torch.allclose(guided, plain, atol=1e-4)
+    assert torch.allclose(step(4.0, torch.ones(channels)), guided, atol=1e-5)   # weight 1: the guided step
+    weights = torch.ones(channels)
+    weights[channels // 2:] = 0.25
+    spread = step(4.0, weights)
+    assert torch.allclose(spread[:, : channels // 2], guided[:, : channels // 2], atol=1e-5)
+    assert torch.allclose(spread[:, channels // 2:], (plain + 0.25 * (guided - plain))[:, channels // 2:], atol=1e-5)
+    assert torch.allclose(step(1.0, weights), plain, atol=1e-5)                   # scale 1: nothing to spread
+
+
+def test_a_labels_guidance_weights_with_curves_reach_its_sounds_and_recipes(tmp_path, latent_student):
+    import shutil
+    from engine.errors import CheckpointError
+    from engine.train.publish import set_defaults
+    shutil.copytree(latent_student.parent, tmp_path / "models")
+    folder = tmp_path / "models" / latent_student.name
+    label, other = read_manifest(folder)["labels"][:2]
+    studio = Studio(roots=[folder.parent], device="cpu")
+    curve = dict(rms=[(0.0, -6.0), (60.0, -30.0)], onsets=[0.0])
+
+    def render(sound=label, **changes):
+        request = GenerationRequest(model=str(folder), label=sound, steps=3, length=0.1, seed=4, guidance=4.0,
+                                    **changes)
+        return studio.render(request).sounds[0]
+
+    before, before_free = render(**curve), render()
+    spread = {"learned": 0.2}  # the tiny codec has one group; the shipped one learned, bypass and envelope
+    set_defaults(folder, {"with_curves": {"per_label": {label: {"guidance_weights": spread}}}})
+    studio = Studio(roots=[folder.parent], device="cpu")
+    after = render(**curve)
+    assert after.recipe["guidance_weights"] == spread
+    assert not torch.allclose(after.audio, before.audio, atol=1e-4)             # the highs took less guidance
+    free = render()
+    assert "guidance_weights" not in free.recipe and torch.allclose(free.audio, before_free.audio, atol=1e-6)
+    assert "guidance_weights" not in render(other, **curve).recipe                # another label: the full scale
+    with pytest.raises(CheckpointError, match="channel groups"):
+        set_defaults(folder, {"per_label": {label: {"guidance_weights": {"treble": 0.5}}}})
+    with pytest.raises(CheckpointError, match=r"in \[0, 1\]"):
+        set_defaults(folder, {"with_curves": {"per_label": {label: {"guidance_weights": {"learned": 2}}}}})
+    with pytest.raises(InvalidRequestError, match="JSON object of codec channel groups"):
+        set_defaults(folder, {"per_label": {label: {"guidance_weights": 0.5}}})
+    assert read_manifest(folder)["defaults"]["with_curves"]["per_label"][label]["guidance_weights"] == spread

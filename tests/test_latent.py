@@ -615,7 +615,7 @@ def test_fine_tuning_adds_an_input_skip_that_starts_as_nothing_and_then_trains(t
     with_curves = publish(tmp_path / "skip", tmp_path / "published", defaults={"with_curves": curves})
     assert read_manifest(with_curves)["defaults"]["with_curves"] == curves
     for bad in ({"with_curves": 3}, {"with_curves": {"variety": 2.0}}, {"with_curves": {"per_label": {"tuba": {}}}},
-                {"with_curves": {"with_curves": {}}}, {"with_curves": {"guidance_weights": {"bypass": 0}}},
+                {"with_curves": {"with_curves": {}}}, {"with_curves": {"guidance_weights": [0, 1]}},
                 {"with_curves": {"per_label": {"kick": {"sampler": "nope"}}}}, {"sampler": "nope"}, {"steps": 0}, {"guidance": 99.0}, {"seed": 1}, {"variety": 3.0},
                 {"variety": {"tuba": 0.5}}, {"variety": {"kick": 2.0}}, {"per_label": {"tuba": {"steps": 8}}},
                 {"per_label": {"kick": {"seed": 1}}}, {"per_label": {"kick": {"sampler": "nope"}}},

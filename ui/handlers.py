@@ -165,9 +165,10 @@ def _label_value(label: str | None) -> str | None:
     return None if label in (None, "", ANY_LABEL) else label
 
 
-SAMPLING_FIELDS = tuple(key for key in LABEL_DEFAULT_KEYS if key != "shape")
+SAMPLING_FIELDS = tuple(key for key in LABEL_DEFAULT_KEYS if key not in ("shape", "guidance_weights"))
 """The fields a model may default differently per Sound (named as the manifest's defaults). The
-Shape field is not one: its "Sound's default" choice leaves the shape to each Sound."""
+Shape field is not one: its "Sound's default" choice leaves the shape to each Sound; nor are the
+guidance weights, which the model applies to each sound itself (no field shows them)."""
 AUTO_SHAPE = "auto"
 SHAPE_CHOICES = [("Sound's default", AUTO_SHAPE), ("The model's own", "free"), ("A real kit's hit", "kit")]
 

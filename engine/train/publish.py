@@ -25,7 +25,7 @@ from .. import envelopes
 from ..errors import CheckpointError, InvalidRequestError
 from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, copy_folder, load_codec, read_manifest, write_json
 from ..request import GenerationRequest
-from ..sampling import LABEL_DEFAULT_KEYS, guidance_weights, samplers_for
+from ..sampling import LABEL_DEFAULT_KEYS, channel_weights, every_guidance_weights, samplers_for
 
 
 def _log_summary(log_path: Path) -> str:
@@ -147,7 +147,7 @@ PUBLISHED_DEFAULTS = ("sampler", "steps", "guidance", "guidance_weights", "contr
 
 def with_defaults(manifest: dict, defaults: dict | None) -> dict:
     """``manifest`` with some of its generation defaults (sampler, steps, guidance, guidance weights, variety,
-    and any of those but the weights per label, and ``with_curves``: the same again for a sound with a
+    and any of those per label, and ``with_curves``: the same again for a sound with a
     loudness curve, ``engine.sampling.label_defaults``) replaced, checked as the studio checks a request, so a
     shipped model never defaults to settings it refuses (the guidance weights' group names are checked
     against the codec by :func:`publish`)."""
@@ -159,8 +159,7 @@ def with_defaults(manifest: dict, defaults: dict | None) -> dict:
         if not isinstance(curves, dict):
             raise InvalidRequestError('the defaults with curves are a JSON object of settings, e.g. '
                                       '{"per_label": {"kick": {"variety": 0}}}')
-        _check_defaults(manifest, curves, tuple(k for k in PUBLISHED_DEFAULTS
-                                                if k not in ("guidance_weights", "with_curves")))
+        _check_defaults(manifest, curves, tuple(k for k in PUBLISHED_DEFAULTS if k != "with_curves"))
     return dict(manifest, defaults=dict(manifest.get("defaults", {}), **defaults))
 
 
@@ -170,9 +169,7 @@ def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...]) ->
     unknown = set(defaults) - set(allowed)
     if unknown:
         raise InvalidRequestError(f"publish sets only these defaults: {', '.join(allowed)}; not {sorted(unknown)}")
-    weights = defaults.get("guidance_weights")
-    if weights is not None and (manifest.get("kind") != "latent" or not isinstance(weights, dict)):
-        raise InvalidRequestError("guidance weights are a JSON object of codec channel groups, for latent models only")
+    _check_weights(manifest, defaults.get("guidance_weights"))
     labels = set(manifest.get("labels", []))
     variety = defaults.get("variety")
     if isinstance(variety, dict):  # per label: each a variety, each a label of the model
@@ -193,7 +190,24 @@ def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...]) ->
             if unknown:
                 raise InvalidRequestError(f"a label's defaults are {list(LABEL_DEFAULT_KEYS)}, not {sorted(unknown)} "
                                           f"({label})")
-            _check_settings(manifest, settings)
+            _check_weights(manifest, settings.get("guidance_weights"))
+            _check_settings(manifest, {k: v for k, v in settings.items() if k != "guidance_weights"})
+
+
+def _check_weights(manifest: dict, weights) -> None:
+    """Guidance weights' form (their group names are checked against the codec by :func:`_check_codec_weights`)."""
+    if weights is not None and (manifest.get("kind") != "latent" or not isinstance(weights, dict)):
+        raise InvalidRequestError("guidance weights are a JSON object of codec channel groups, for latent models only")
+
+
+def _check_codec_weights(manifest: dict, folder: Path) -> None:
+    """Every guidance-weights setting of ``manifest`` (its own, per label, with curves) names its
+    codec's channel groups with weights in [0, 1] (a CheckpointError otherwise)."""
+    specs = every_guidance_weights(manifest.get("defaults", {}))
+    if specs:
+        codec = load_codec(manifest, folder)
+        for spec in specs:
+            channel_weights(spec, codec)
 
 
 def _check_labels(per_label: dict, labels: set, what: str) -> None:
@@ -217,8 +231,7 @@ def set_defaults(folder: str | Path, defaults: dict) -> Path:
     folder = Path(folder)
     manifest = with_defaults(read_manifest(folder), defaults)
     _check_kit_shapes(folder, manifest)
-    if "guidance_weights" in defaults:
-        guidance_weights(manifest, load_codec(manifest, folder))
+    _check_codec_weights(manifest, folder)
     write_json(folder / MANIFEST, manifest)
     card = folder / "MODEL_CARD.md"
     if card.is_file():
@@ -289,8 +302,7 @@ def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str |
         manifest["name"] = destination.name
     if not (source / WEIGHTS).is_file():
         raise CheckpointError(f"{source} has no {WEIGHTS}")
-    if manifest.get("defaults", {}).get("guidance_weights"):
-        guidance_weights(manifest, load_codec(manifest, source))  # names the codec's channel groups, in [0, 1]
+    _check_codec_weights(manifest, source)  # names the codec's channel groups, in [0, 1]
     _check_kit_shapes(destination, manifest)
     destination.mkdir(parents=True, exist_ok=True)
     for what, spec in (("codec", manifest.get("codec") or {}), ("embedder", manifest.get("embedder") or {})):
