@@ -343,3 +343,21 @@ def test_a_labels_guidance_weights_with_curves_reach_its_sounds_and_recipes(tmp_
     with pytest.raises(InvalidRequestError, match="JSON object of codec channel groups"):
         set_defaults(folder, {"per_label": {label: {"guidance_weights": 0.5}}})
     assert read_manifest(folder)["defaults"]["with_curves"]["per_label"][label]["guidance_weights"] == spread
+
+
+def test_the_shipped_student_spreads_a_kicks_guidance_only_when_it_has_a_curve():
+    """latent-fast's kick with a drawn curve keeps the label's full pull on its low sub-bands and
+    about scale 2 elsewhere (its card, "Session 25"); a kick without a curve and a snare with one
+    take the full scale on every channel, and the recipes say which."""
+    studio = Studio(device="cpu")
+    spread = read_manifest(studio.entry("latent-fast").folder)["defaults"]["with_curves"]["per_label"]["kick"]
+    assert set(spread["guidance_weights"]) == {"learned", "envelope"}  # the bypass keeps its weight 1
+
+    def recipe(label, **curve):
+        request = GenerationRequest(model="latent-fast", label=label, length=0.2, seed=1, **curve)
+        return studio.render(request).sounds[0].recipe
+
+    curve = dict(rms=[(0.0, -3.0), (60.0, -20.0), (180.0, -50.0)], onsets=[0.0])
+    assert recipe("kick", **curve)["guidance_weights"] == spread["guidance_weights"]
+    assert "guidance_weights" not in recipe("kick")
+    assert "guidance_weights" not in recipe("snare", **curve)
