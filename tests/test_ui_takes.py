@@ -36,6 +36,24 @@ def test_stop_leaves_no_card_that_looks_like_a_result_and_export_refuses_the_old
     assert done["session"].current()[0].recipe["seed"] == 12
 
 
+def test_stop_answers_stopped_once_the_running_generation_has_stopped(handlers):
+    """The page gets two updates from a stop, Stop's own answer and the stream's last one; in
+    whichever order they arrive, the page ends on "stopped" (it once stayed at "stopping…")."""
+    import threading
+    _, first = run_generate(handlers, seed=7)
+    session = first["session"]
+    stream = handlers.generate(**controls(model="drums-fast", steps=120, seed=13, session=session))
+    for _ in range(2):  # start, then a step
+        next(stream)
+    rest: list = []
+    sampling = threading.Thread(target=lambda: rest.extend(stream))  # the stream goes on, as Gradio's would
+    sampling.start()
+    answer = handlers.stop(session)
+    sampling.join(timeout=60)
+    assert "stopped" in answer["status"] and "stopped" in rest[-1]["status"]
+    assert not session.generating and handlers.stop(session) == {}
+
+
 def test_takes_and_favourites_survive_a_reload_and_a_restart(handlers):
     _, final = run_generate(handlers, seed=3, count=2)
     session = final["session"]

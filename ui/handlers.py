@@ -46,6 +46,8 @@ MAX_UI_SEED = 2**53 - 1 - 64     # a browser number holds integers exactly only 
 ROLL_SEED_MAX = 2**31 - 1        # rolled seeds stay short enough to read and type
 PREVIEW_INTERVAL_S = 0.6         # at most this often a preview plot is drawn while sampling
 STATUS_INTERVAL_S = 0.25        # at most this often the progress bar moves (each update re-renders the page)
+STOP_WAIT_S = 1.5               # Stop's answer waits this long for the generation to say it stopped
+STOPPED = "stopped: the sound was not finished, so nothing was kept"
 QUIET_START_S = 0.7             # a render of a loaded model sends no update before this: a quick one, none at all
                                 # (0.4 until session 13: on a slower 2-core CPU a one-shot took 0.45-0.6 s in the
                                 # server, and the update at 0.4 s repainted the page while it finished)
@@ -668,16 +670,22 @@ class Handlers:
     def stop(self, session) -> dict:
         """Stop was pressed: ask the running generation to stop. It stops at its next step and its
         own last update says so, so no late progress update from it can overwrite "stopped" (as it
-        did when Gradio cancelled the stream from outside). A sound already finished stays."""
+        did when Gradio cancelled the stream from outside). This answer waits up to
+        :data:`STOP_WAIT_S` for that and then says "stopped" too: the two updates travel separately,
+        and a "stopping…" that reached the page after the stream's "stopped" left the page saying
+        "stopping…" for good. A sound already finished stays."""
         session = self._session(session)
         if not session.generating:
             return {}
         session.stop_requested = True
-        return {"status": status_html("stopping…")}
+        waited = time.monotonic() + STOP_WAIT_S
+        while session.generating and time.monotonic() < waited:
+            time.sleep(0.02)
+        return {"status": status_html(STOPPED if not session.generating else "stopping…")}
 
     def _stopped(self, session: Session) -> dict:
         """The last update of a stopped generation: it says so, and no card looks like a result."""
-        out = {"status": status_html("stopped: the sound was not finished, so nothing was kept"),
+        out = {"status": status_html(STOPPED),
                "session": session, "empty_note": gr.update(visible=not session.takes),
                **card_visibility(session.cards_shown, 0)}
         session.cards_shown = 0
