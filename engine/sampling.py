@@ -177,7 +177,7 @@ def conditioned(network: torch.nn.Module, cond: Mapping[str, torch.Tensor] | Non
         if weights is not None and guidance != 1.0 and labels:
             return _spread(conditioned(network, cond, guidance, None, control_guidance, specs, distilled),
                            conditioned(network, cond, 1.0, None, control_guidance, specs, distilled),
-                           weights.to(next(network.parameters()).device).view(1, -1, 1))
+                           weights.view(1, -1, 1))  # moved to the answers' device and dtype there
         cond[GUIDANCE_INPUT] = _distilled_input(network, cond, float(guidance) if labels else 1.0, distilled)
         labels = []  # guided inside the network
     levels, scales = [without(cond, [*labels, *controls], num_labels)], []
