@@ -192,10 +192,34 @@ def _envelopes(args: argparse.Namespace) -> int:
     data = DrumDataset(args.data, "train", real_only=True)
     if data.sample_rate != entry.manifest["sample_rate"]:
         raise InvalidRequestError(f"{args.data} is {data.sample_rate} Hz, the model {entry.manifest['sample_rate']} Hz")
-    bank = measure_bank(data)
+    bank = measure_bank(data, captions=_hit_captions(entry, args.data, data))
     path = write_bank(entry.folder, bank, data.sample_rate, f"{Path(args.data).name} train split, real clips")
     print(f"{path}: " + ", ".join(f"{label} {len(entries)}" for label, entries in sorted(bank.items())))
     return 0
+
+
+def _hit_captions(entry, data_root: str, data) -> list[str] | None:
+    """Each clip's fullest caption, for a model that takes prompts (None otherwise): in the words,
+    and by the descriptor thresholds, its embedder was trained with when it records them."""
+    from .data.captions import build_captions
+    from .data.dataset import DrumDataset
+    from .embedders.base import read_embedder_manifest
+    from .models import find_codec_folder
+    from .studio import takes_prompts
+
+    if not takes_prompts(entry.manifest):
+        return None
+    name = entry.manifest["embedder"]["model"]
+    thresholds = None if name == "laion" else read_embedder_manifest(
+        find_codec_folder(name, entry.folder, what="embedder")).get("captions", {}).get("thresholds")
+    train = DrumDataset(data_root, "train")  # build_captions' order; the real clips are a subset of it
+
+    def clip(record: dict) -> tuple:
+        return record.get("sha1"), record.get("kit"), record.get("file")
+
+    by_clip = {clip(record): captions[0]
+               for record, captions in zip(train.records, build_captions(data_root, "train", thresholds=thresholds))}
+    return [by_clip[clip(record)] for record in data.records]
 
 
 def _eval(args: argparse.Namespace, rest: list[str]) -> int:
@@ -226,10 +250,15 @@ def _default_arguments(parser: argparse.ArgumentParser, otherwise: str) -> None:
     parser.add_argument("--shape", choices=["free", "kit"], default=None,
                         help="who shapes a Sound asked for alone: free (the network) or kit (a real training hit's "
                              "curves; needs python -m engine envelopes first)")
+    parser.add_argument("--hit-prompt", type=float, default=None,
+                        help="latent models with prompts: with shape kit, how far the drawn hit's own description "
+                             "(\"soft dark boomy low acoustic tom\") moves a sound from its label, 0 (the label alone) "
+                             "to 1 (the caption alone); needs kit envelopes with captions")
     parser.add_argument("--per-label", type=json.loads, default=None,
                         help="defaults for some labels in place of the model's, as JSON, e.g. "
                              '\'{"kick": {"sampler": "dpmpp_2m", "steps": 12, "guidance": 6.5}}\' '
-                             "(sampler, steps, guidance, variety, control_guidance, shape)")
+                             "(sampler, steps, guidance, variety, control_guidance, shape, guidance_weights, "
+                             "hit_prompt)")
     parser.add_argument("--with-curves", type=json.loads, default=None,
                         help="defaults for a sound with a drawn loudness curve, on top of the others, as JSON of the "
                              "same form, e.g. '{\"per_label\": {\"kick\": {\"variety\": 0}}}'")

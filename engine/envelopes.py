@@ -12,6 +12,14 @@ The bank is a JSON file beside the weights (``envelopes.json``), written by ``py
 envelopes --model M --data D`` from the data set's train split (real clips only: no synthesised
 or slowed ones). Each sound draws one entry with its own seed, so seed ``s`` gives the same shape
 in any batch, and the curves it drew go into its recipe, which then replays them as drawn.
+
+Each entry may also hold the hit's **caption** (the caption builder's fullest description of it:
+"soft dark boomy low acoustic tom"). A label whose defaults set ``hit_prompt`` w > 0 then takes the
+hit's description as well as its shape: the sound's prompt is the caption, morphed by 1 - w towards
+the label's own prompt ("a percussion"), as a user's two prompts morph (:func:`hit_prompts`). A
+category as mixed as percussion (toms, claps, shakers, bells) is then drawn instrument by
+instrument, as the kits hold them, instead of collapsing onto its most typical hit
+(``docs/design-notes.md``, "A kit hit's description").
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
+from typing import NamedTuple, Sequence
 
 from .conditions import CURVE, condition_specs, curves_from_sound, spec_names
 from .curves import check_onsets, check_rms
@@ -33,15 +42,29 @@ SHAPES = ("free", "kit")
 """``free``: the network shapes the sound; ``kit``: the curves of a real hit drawn from the bank."""
 
 
-def measure_bank(dataset, hop: int = HOP) -> dict:
-    """``{label: [{"rms": [[ms, dB], ...], "onsets": [ms, ...]}, ...]}`` of every audible clip of
-    ``dataset`` (an ``engine.data.dataset.DrumDataset``), in its order."""
+class KitHit(NamedTuple):
+    """One drawn hit: its loudness points, its onsets, and its caption (None in a bank without)."""
+
+    rms: tuple
+    onsets: tuple
+    caption: str | None = None
+
+
+def measure_bank(dataset, hop: int = HOP, captions: Sequence[str] | None = None) -> dict:
+    """``{label: [{"rms": [[ms, dB], ...], "onsets": [ms, ...], "caption": str}, ...]}`` of every
+    audible clip of ``dataset`` (an ``engine.data.dataset.DrumDataset``), in its order; ``captions``
+    (one per clip, in the same order) gives each entry its ``caption``."""
+    if captions is not None and len(captions) != len(dataset.records):
+        raise ValueError(f"{len(captions)} captions for {len(dataset.records)} clips")
     bank: dict[str, list[dict]] = {}
     for i, record in enumerate(dataset.records):
         rms, onsets = curves_from_sound(dataset.audio[i].float(), dataset.sample_rate, hop)
         if rms is None:  # a silent clip has no shape to give
             continue
-        bank.setdefault(record["category"], []).append({"rms": [list(p) for p in rms], "onsets": list(onsets or ())})
+        entry = {"rms": [list(p) for p in rms], "onsets": list(onsets or ())}
+        if captions is not None:
+            entry["caption"] = str(captions[i])
+        bank.setdefault(record["category"], []).append(entry)
     return bank
 
 
@@ -74,14 +97,16 @@ def read_bank(folder: str | Path) -> dict | None:
         for entries in labels.values():
             for entry in entries:
                 check_rms(entry["rms"]), check_onsets(entry["onsets"])
+                if "caption" in entry and not (isinstance(entry["caption"], str) and entry["caption"].strip()):
+                    raise ValueError(f"a caption is {entry['caption']!r}")
     except (OSError, ValueError, KeyError, TypeError, InvalidRequestError) as error:
         raise CheckpointError(f"{path} is damaged ({error}); rebuild it with python -m engine envelopes") from error
     return labels
 
 
-def draw(bank: dict, label: str, seed: int, length_ms: float) -> tuple[tuple, tuple]:
-    """(RMS points, onset times) of the bank entry seed ``seed`` picks for ``label``, cut to
-    ``length_ms`` (the curve interpolated at the cut, onsets after it dropped)."""
+def draw(bank: dict, label: str, seed: int, length_ms: float) -> KitHit:
+    """The bank entry seed ``seed`` picks for ``label``: its RMS points and onset times cut to
+    ``length_ms`` (the curve interpolated at the cut, onsets after it dropped), and its caption."""
     entries = bank.get(label)
     if not entries:
         raise InvalidRequestError(f"the model's kit envelopes hold no {label!r}; "
@@ -94,7 +119,7 @@ def draw(bank: dict, label: str, seed: int, length_ms: float) -> tuple[tuple, tu
         if t0 < length_ms:
             kept.append((round(length_ms, 1), round(d0 + (d1 - d0) * (length_ms - t0) / (t1 - t0), 1)))
     onsets = tuple(t for t in entry["onsets"] if t < length_ms)
-    return tuple(kept), onsets
+    return KitHit(tuple(kept), onsets, entry.get("caption"))
 
 
 def follows_curves(manifest: dict) -> bool:
@@ -103,8 +128,8 @@ def follows_curves(manifest: dict) -> bool:
 
 
 def kit_curves(folder: str | Path, manifest: dict, label: str, first_seed: int, count: int,
-               length_ms: float) -> list[tuple[tuple, tuple]]:
-    """Sound ``i``'s (RMS points, onsets): the entry seed ``first_seed + i`` draws from the kit
+               length_ms: float) -> list[KitHit]:
+    """Sound ``i``'s hit (RMS points, onsets, caption): the entry seed ``first_seed + i`` draws from the kit
     envelopes in ``folder`` (the studio's and the evaluation's one way to shape a sound by a kit's
     hit); a clear error for a model that doesn't follow curves or has no envelopes."""
     name = manifest.get("name") or Path(folder).name
@@ -116,3 +141,28 @@ def kit_curves(folder: str | Path, manifest: dict, label: str, first_seed: int, 
         raise InvalidRequestError(f"model {name!r} has no kit envelopes; build them with "
                                   f"python -m engine envelopes --model {name} --data DATA")
     return [draw(bank, label, first_seed + i, length_ms) for i in range(count)]
+
+
+def has_captions(bank: dict | None, label: str) -> bool:
+    """Whether every kit hit of ``label`` in ``bank`` carries a caption (banks written before
+    captions, by ``python -m engine envelopes``, hold only curves)."""
+    entries = (bank or {}).get(label) or []
+    return bool(entries) and all(entry.get("caption") for entry in entries)
+
+
+def label_prompt(label: str) -> str:
+    """The label's own prompt, the one its zero-shot score starts from ("a kick", "a percussion")."""
+    from .embedders.categories import CATEGORY_PROMPTS
+    return CATEGORY_PROMPTS.get(label, (f"a {label}",))[0]
+
+
+def hit_prompts(hit: KitHit, label: str, weight: float) -> dict:
+    """The prompt settings a sound on ``hit`` takes for a ``hit_prompt`` of ``weight``: its caption,
+    morphed by 1 - weight towards the label's own prompt (the request's ``prompt``, ``prompt_b``
+    and ``prompt_morph``, so its recipe replays it as any morph of two prompts); {} for weight 0
+    or a hit without a caption."""
+    if not weight or not hit.caption:
+        return {}
+    if weight == 1:
+        return {"prompt": hit.caption}
+    return {"prompt": hit.caption, "prompt_b": label_prompt(label), "prompt_morph": round(1.0 - float(weight), 6)}

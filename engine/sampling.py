@@ -250,7 +250,8 @@ def variety_interval(variety: float) -> tuple[float, float]:
     return 0.0, (math.inf if variety == 0.0 else high)
 
 
-LABEL_DEFAULT_KEYS = ("sampler", "steps", "guidance", "variety", "control_guidance", "shape", "guidance_weights")
+LABEL_DEFAULT_KEYS = ("sampler", "steps", "guidance", "variety", "control_guidance", "shape", "guidance_weights",
+                      "hit_prompt")
 
 
 def label_defaults(defaults: dict, label: str | None, curves: bool = False) -> dict:

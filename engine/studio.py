@@ -31,6 +31,7 @@ from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, find_codec_folder, f
                      read_manifest, resolve_model)
 from .request import LIMITS, GenerationRequest
 from .sampling import distilled_from, distilled_grid, distilled_top, invert_latent, label_defaults, samplers_for
+from .embedders.base import text_vector
 from .seeds import SeedNoise, slerp
 from .steering import codec_args_steer, steerable
 
@@ -223,9 +224,7 @@ class Studio:
         embedder = self.embedder(name)
         vector = None
         if request.prompt is not None:
-            vector = embedder.text([request.prompt])[0]
-            if request.prompt_b is not None:
-                vector = slerp(vector, embedder.text([request.prompt_b])[0], request.prompt_morph).float()
+            vector = text_vector(embedder, request.prompt, request.prompt_b, request.prompt_morph)
         if request.variation == "semantic":
             heard = self.reference_embedding(self.entry(name), request.reference)
             vector = heard if vector is None else torch.nn.functional.normalize(heard + vector, dim=0)
@@ -315,9 +314,15 @@ class Studio:
         conditions = self._conditions(entry, request)
         jobs, asked = [request], [conditions]
         if drawn:  # one sound per job, each on its own curves (recipes: its seed, count 1, the curves it drew)
+            # and, for a label whose defaults say so, the hit's own description as its prompt
+            hit_weight = 0.0 if request.prompt is not None or not takes_prompts(manifest) else \
+                float(label_defaults(manifest.get("defaults", {}), request.label).get("hit_prompt", 0.0))
             jobs = [request.with_(seed=request.seed + i, seed_b=None if request.seed_b is None else request.seed_b + i,
-                                  count=1, rerank=0, rms=rms, onsets=onsets) for i, (rms, onsets) in enumerate(drawn)]
-            asked = [replace(conditions, rms=rms, onsets=onsets) for rms, onsets in drawn]
+                                  count=1, rerank=0, rms=hit.rms, onsets=hit.onsets,
+                                  **envelopes.hit_prompts(hit, request.label, hit_weight))
+                    for i, hit in enumerate(drawn)]
+            asked = [replace(conditions, rms=job.rms, onsets=job.onsets, prompt=self.prompt_embedding(job)
+                             if job.prompt is not None else conditions.prompt) for job in jobs]
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
         started = time.time()
@@ -396,8 +401,8 @@ class Studio:
         except BaseException as error:  # handed to the consumer, which re-raises it
             events.put(error)
 
-    def _kit_shapes(self, entry: ModelEntry, request: GenerationRequest) -> list[tuple] | None:
-        """Each sound's (RMS points, onsets) from the model's kit envelopes (:mod:`engine.envelopes`)
+    def _kit_shapes(self, entry: ModelEntry, request: GenerationRequest) -> list[envelopes.KitHit] | None:
+        """Each sound's hit (RMS points, onsets, caption) from the model's kit envelopes (:mod:`engine.envelopes`)
         when the request's shape is "kit" and it leaves the shape open: a label, no curve, no
         reference to vary. None when the network shapes the sound; a clear error when "kit" was
         asked of a model that can't take it."""

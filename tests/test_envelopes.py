@@ -68,8 +68,9 @@ def test_the_bank_holds_each_audible_clips_curves_and_draws_by_seed(models, hits
     length_ms = 1000.0 * LENGTH / RATE
     draws = [envelopes.draw(bank, "hat", seed, length_ms) for seed in range(12)]
     assert draws == [envelopes.draw(bank, "hat", seed, length_ms) for seed in range(12)]  # the same on every call
-    assert {d for d in draws} == set(measured)  # both hats, each exactly as measured
-    cut_rms, cut_onsets = envelopes.draw(bank, "hat", 0, 50.0)  # a shorter sound: the curve cut at its end
+    assert {(d.rms, d.onsets) for d in draws} == set(measured)  # both hats, each exactly as measured
+    assert all(d.caption is None for d in draws)  # a bank measured without captions
+    cut_rms, cut_onsets, _ = envelopes.draw(bank, "hat", 0, 50.0)  # a shorter sound: the curve cut at its end
     assert cut_rms[-1][0] <= 50.0 and all(t < 50.0 for t in cut_onsets)
     with pytest.raises(InvalidRequestError, match="no 'snare'"):
         envelopes.draw(bank, "snare", 0, length_ms)
@@ -89,7 +90,7 @@ def test_studio_gives_each_sound_a_kit_envelope_that_its_recipe_replays(models):
     assert isinstance(result, Result) and len(result.sounds) == 3
     bank, length_ms = envelopes.read_bank(models / "curvy"), 1000.0 * LENGTH / RATE
     for i, sound in enumerate(result.sounds):
-        rms, onsets = envelopes.draw(bank, "hat", 5 + i, length_ms)
+        rms, onsets, _ = envelopes.draw(bank, "hat", 5 + i, length_ms)
         assert sound.recipe["seed"] == 5 + i and sound.recipe["shape"] == "kit"
         assert sound.recipe["rms"] == [list(p) for p in rms] and sound.recipe["onsets"] == list(onsets)
     steps = [e for e in events if isinstance(e, Progress)]
@@ -151,3 +152,87 @@ def test_cli_stores_the_envelopes_and_generates_with_them(models, tmp_path):
     assert len(list(out.glob("*.wav"))) == 2
     refused = cli_in_process("envelopes", "--model", str(models / "latent"), "--data", str(tmp_path / "data"))
     assert refused.returncode == 2 and "does not follow" in refused.stderr
+
+
+def _described_model(root: Path, data_root: Path) -> Path:
+    """root/described: curvy's conditions plus a prompt, beside a random tiny text–audio model."""
+    from engine.conditions import PROMPT_SPEC
+    from tests.test_prompts import TINY_CLAP, make_tiny_embedder
+    make_tiny_embedder(root / "tiny-clap", DrumDataset(data_root, "train"))
+    manifest = latent_manifest("described")
+    manifest["network"]["args"].update(controls=["rms", "onsets"], embeddings={"prompt": TINY_CLAP["dim"]})
+    manifest["conditioners"] = ["label", "rms", "onsets", "prompt"]
+    manifest["conditions"] = [asdict(spec) for spec in (LABEL_SPEC, *CONTROL_SPECS, PROMPT_SPEC)]
+    manifest["embedder"] = {"model": "tiny-clap", "dim": TINY_CLAP["dim"]}
+    torch.manual_seed(0)
+    save_model(root / "described", perturb_zero_init(build_network(manifest["network"])), manifest)
+    return root / "described"
+
+
+def test_a_label_with_a_hit_prompt_takes_its_kit_hits_description_as_well_as_its_shape(models, hits, tmp_path):
+    """hit_prompt w: a sound on a kit hit is prompted with the hit's caption morphed by 1 - w towards
+    the label's own prompt; the recipe holds the three prompt fields and replays the sound; a user's
+    prompt wins; the evaluation makes the same sounds; every wrong setting is refused."""
+    from engine.data.captions import named_category
+    from engine.eval.run import generate_clips
+    from engine.models import load_model
+    _fake_dataset(tmp_path / "data")
+    described = _described_model(models, tmp_path / "data")
+    envelopes.write_bank(described, envelopes.measure_bank(_Clips(*hits)), RATE, "test hits")  # curves only
+    hat = {"per_label": {"hat": {"shape": "kit", "hit_prompt": 0.5}}}
+    with pytest.raises(InvalidRequestError, match="captions"):
+        set_defaults(described, hat)
+    with pytest.raises(InvalidRequestError, match="does not take prompts"):
+        set_defaults(models / "curvy", hat)
+    for bad in (2, -0.1, "half", True, [0.5]):
+        with pytest.raises(InvalidRequestError, match="from 0 to 1"):
+            set_defaults(described, {"per_label": {"hat": {"hit_prompt": bad}}})
+
+    made = cli_in_process("envelopes", "--model", str(described), "--data", str(tmp_path / "data"))
+    assert made.returncode == 0, made.stderr
+    bank = envelopes.read_bank(described)
+    assert all(named_category(e["caption"]) == label for label, entries in bank.items() for e in entries)
+    set_defaults(described, hat)
+    studio = Studio(roots=[models], device="cpu")
+    request = GenerationRequest(model="described", label="hat", seed=3, count=2, steps=2)
+    result = studio.render(request)
+    length_ms = 1000.0 * LENGTH / RATE
+    for i, sound in enumerate(result.sounds):
+        hit = envelopes.draw(bank, "hat", 3 + i, length_ms)
+        recipe = sound.recipe
+        assert (recipe["prompt"], recipe["prompt_b"], recipe["prompt_morph"]) == (hit.caption, "a hi-hat", 0.5)
+        assert recipe["rms"] == [list(p) for p in hit.rms] and recipe["label"] == "hat" and recipe["shape"] == "kit"
+        again = studio.render(GenerationRequest.from_recipe(dict(recipe, model="described")))
+        assert torch.allclose(again.sounds[0].audio, sound.audio, atol=1e-6)
+
+    mine = studio.render(request.with_(prompt="dark hi-hat", shape="kit")).sounds[0].recipe
+    assert mine["prompt"] == "dark hi-hat" and mine["prompt_b"] is None and mine["rms"]  # the user's prompt wins
+    kick = studio.render(request.with_(label="kick", count=1)).sounds[0].recipe
+    assert kick["prompt"] is None and kick["shape"] == "free"  # only the label that asks for it
+
+    model = load_model(described)
+    with_prompt = generate_clips(model, 2, label="hat", seed=3)
+    set_defaults(described, {"per_label": {"hat": {"shape": "kit", "hit_prompt": 0}}})
+    bare = Studio(roots=[models], device="cpu").render(request)  # a studio reads the defaults when it loads the model
+    assert bare.sounds[0].recipe["prompt"] is None
+    assert not torch.allclose(bare.sounds[0].audio, result.sounds[0].audio, atol=1e-4)  # the description reaches the sound
+    without = generate_clips(load_model(described), 2, label="hat", seed=3)
+    assert not torch.allclose(with_prompt, without, atol=1e-4)  # and the evaluation's sound
+
+
+def test_the_shipped_fast_model_describes_a_percussion_hit_by_its_kit_hit():
+    """`latent-fast`'s percussion takes a kit hit's shape and, halfway, its caption (a tom, a
+    clap, a shaker...); its snares take the shape only; a recipe replays the described hit."""
+    root = Path(__file__).resolve().parents[1] / "checkpoints"
+    studio = Studio(roots=[root], device="cpu")
+    bank = envelopes.read_bank(root / "latent-fast")
+    assert envelopes.has_captions(bank, "perc")
+    perc = studio.render(GenerationRequest(model="latent-fast", label="perc", seed=7, length=0.5))
+    hit = envelopes.draw(bank, "perc", 7, 500.0)
+    recipe = perc.sounds[0].recipe
+    assert (recipe["prompt"], recipe["prompt_b"], recipe["prompt_morph"]) == (hit.caption, "a percussion", 0.5)
+    assert recipe["rms"] == [list(p) for p in hit.rms] and perc.sounds[0].score is not None
+    snare = studio.render(GenerationRequest(model="latent-fast", label="snare", seed=7, length=0.5)).sounds[0].recipe
+    assert snare["shape"] == "kit" and snare["prompt"] is None
+    again = studio.render(GenerationRequest.from_recipe(recipe))
+    assert torch.allclose(again.sounds[0].audio, perc.sounds[0].audio, atol=1e-5)

@@ -536,7 +536,7 @@ def test_the_shape_field_gives_a_snare_a_real_kit_hits_envelope_and_comes_back_w
     recipes = [take.recipe for take in made["session"].takes]
     bank = envelopes.read_bank(ROOT / "checkpoints" / "latent-fast")
     for recipe in recipes:
-        rms, onsets = envelopes.draw(bank, "snare", recipe["seed"], 500.0)
+        rms, onsets, _ = envelopes.draw(bank, "snare", recipe["seed"], 500.0)
         assert recipe["shape"] == "kit" and recipe["rms"] == [list(p) for p in rms] and recipe["onsets"] == list(onsets)
     _, free = run_generate(handlers, shape="free", **fast)
     assert free["session"].takes[0].recipe["rms"] is None
@@ -549,3 +549,14 @@ def test_the_shape_field_gives_a_snare_a_real_kit_hits_envelope_and_comes_back_w
     handlers.save_preset("Kit Snare", False, "latent-fast", "snare", "euler_a", 16, 3.0, 5, None, 0.0, 0.5, shape="kit")
     assert json.loads((settings.presets_dir / "kit-snare.json").read_text())["shape"] == "kit"
     assert handlers.load_preset("kit-snare")["shape"]["value"] == "kit"
+
+
+def test_warm_up_loads_the_text_tower_of_the_models_that_take_prompts(settings):
+    """A first prompt (or a percussion hit described by its kit hit) must not wait ~3 s for the
+    text tower: the server's warm-up loads it once for every model that takes prompts."""
+    from engine.studio import Studio
+    fresh = Studio(device="cpu")
+    Handlers(fresh, settings).warm_up()
+    prompted = [n for n in fresh.models() if fresh.describe(n).get("prompts")]
+    assert prompted and fresh._embedders  # noqa: SLF001 - the studio's cache of loaded embedders
+    assert fresh.embedder(prompted[0]) in fresh._embedders.values()  # noqa: SLF001

@@ -167,7 +167,7 @@ def _label_value(label: str | None) -> str | None:
     return None if label in (None, "", ANY_LABEL) else label
 
 
-SAMPLING_FIELDS = tuple(key for key in LABEL_DEFAULT_KEYS if key not in ("shape", "guidance_weights"))
+SAMPLING_FIELDS = tuple(key for key in LABEL_DEFAULT_KEYS if key not in ("shape", "guidance_weights", "hit_prompt"))
 """The fields a model may default differently per Sound (named as the manifest's defaults). The
 Shape field is not one: its "Sound's default" choice leaves the shape to each Sound; nor are the
 guidance weights, which the model applies to each sound itself (no field shows them)."""
@@ -262,7 +262,10 @@ class Handlers:
     def warm_up(self) -> None:
         """Server start: load the default model and render one short sound nobody hears, so the
         first click pays neither the loading nor the first-call costs of the kernels (issue 18).
-        Runs in the background; a failure is logged, never raised (the first click says it)."""
+        Runs in the background; a failure is logged, never raised (the first click says it).
+        Then the text tower of every model that takes prompts (about 3 s to load on a laptop CPU,
+        once for all the models that share it): a first prompt, or a percussion hit that takes its
+        kit hit's description (``hit_prompt``), would otherwise wait for it."""
         model = self.default_model()
         if not model:
             return
@@ -272,6 +275,12 @@ class Handlers:
             log.info("warmed up %s in %.2f s", model, time.perf_counter() - started)
         except Exception:  # noqa: BLE001 - a broken model must not stop the server
             log.exception("warming up %s failed", model)
+        for name in self.model_names():
+            try:
+                if self.studio.describe(name).get("prompts"):
+                    self.studio.embedder(name).text(["a kick"])
+            except Exception:  # noqa: BLE001 - the model's own first use reports it
+                log.exception("warming up the text tower of %s failed", name)
 
     # ------------------------------------------------------------------ session
     def new_session(self) -> Session:

@@ -58,6 +58,17 @@ class Embedder(abc.ABC):
         return f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, id={self.id!r})"
 
 
+def text_vector(embedder: Embedder, prompt: str, prompt_b: str | None = None, morph: float = 0.0) -> torch.Tensor:
+    """``(D,)``: a prompt's text embedding, slerped towards ``prompt_b``'s by ``morph`` (the studio's
+    prompt morph, and a kit hit's description morphed towards its label's prompt, both ways the
+    same)."""
+    vector = embedder.text([prompt])[0]
+    if prompt_b is None:
+        return vector
+    from ..seeds import slerp  # engine.seeds imports only torch: no cycle
+    return slerp(vector, embedder.text([prompt_b])[0], morph).float()
+
+
 def unit(vectors: torch.Tensor) -> torch.Tensor:
     """float32 rows of length 1 (a zero row stays zero rather than becoming NaN)."""
     return F.normalize(vectors.detach().float(), dim=-1, eps=1e-8).cpu()

@@ -63,8 +63,9 @@ from tqdm.auto import tqdm
 from .. import envelopes, pipeline
 from ..conditions import Conditions
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
+from ..embedders.base import load_embedder, text_vector
 from ..errors import InvalidRequestError, StudioError
-from ..models import LoadedModel, load_model, resolve_model
+from ..models import LoadedModel, find_codec_folder, load_model, resolve_model
 from ..studio import finish
 from ..sampling import label_defaults
 from ..seeds import SeedNoise
@@ -141,7 +142,8 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     the drawn hits the curve does not make are made in the latent, as the request's).
     Settings left at None take the studio's defaults for the label (with a loudness curve, its
     defaults with curves), ``shape`` too: without ``conditions``, a label whose shape is "kit" gives
-    clip ``i`` the kit envelope seed ``seed + i`` draws (:func:`engine.envelopes.draw`), as the studio.
+    clip ``i`` the kit envelope seed ``seed + i`` draws (:func:`engine.envelopes.draw`), and the
+    hit's description as its prompt when the label's ``hit_prompt`` says so, as the studio.
     """
     manifest = model.manifest
     asked = dict(steps=steps, guidance=guidance, control_guidance=control_guidance, sampler=sampler, variety=variety)
@@ -171,7 +173,10 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     if shape == "kit" and conditions is None and label is not None:
         drawn = envelopes.kit_curves(model.folder, manifest, label, seed, count,
                                      1000.0 * manifest["length"] / manifest["sample_rate"])
-        conditions = [Conditions(rms=rms, onsets=onsets) for rms, onsets in drawn]
+        weight = float(label_defaults(manifest.get("defaults", {}), label).get("hit_prompt", 0.0)) \
+            if manifest.get("embedder") else 0.0
+        conditions = [Conditions(rms=hit.rms, onsets=hit.onsets, prompt=_hit_vector(model, hit, label, weight))
+                      for hit in drawn]
     latent_shape = (model.codec.latent_channels, model.codec.latent_length(manifest["length"]))
     out = []
     for start in tqdm(range(0, count, batch), desc=f"generate {label or manifest.get('name', '')}",
@@ -192,6 +197,27 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
                                        step_noise=draws, variety=clip_variety, steer_loudness=steer_loudness,
                                        soft_hits=soft_hits, steer_onsets=steer_onsets))
     return torch.cat(out) if out else torch.zeros(0, manifest["channels"], manifest["length"])
+
+
+def _hit_vector(model: LoadedModel, hit: envelopes.KitHit, label: str, weight: float) -> torch.Tensor | None:
+    """The prompt embedding the studio gives a sound on kit hit ``hit`` (its caption morphed towards
+    the label's prompt, :func:`engine.envelopes.hit_prompts`), or None."""
+    prompts = envelopes.hit_prompts(hit, label, weight)
+    if not prompts:
+        return None
+    return text_vector(model_embedder(model), prompts["prompt"], prompts.get("prompt_b"), prompts.get("prompt_morph", 0.0))
+
+
+_EMBEDDERS: dict = {}
+
+
+def model_embedder(model: LoadedModel):
+    """The text–audio embedder a prompted model names (loaded once per folder)."""
+    name = model.manifest["embedder"]["model"]
+    key = name if name == "laion" else find_codec_folder(name, model.folder, what="embedder").resolve()
+    if key not in _EMBEDDERS:
+        _EMBEDDERS[key] = load_embedder(key)
+    return _EMBEDDERS[key]
 
 
 def _median(values: torch.Tensor) -> float:

@@ -25,7 +25,8 @@ from .. import envelopes
 from ..errors import CheckpointError, InvalidRequestError
 from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, copy_folder, load_codec, read_manifest, write_json
 from ..request import GenerationRequest
-from ..sampling import LABEL_DEFAULT_KEYS, channel_weights, every_guidance_weights, samplers_for
+from ..conditions import condition_specs, spec_names
+from ..sampling import LABEL_DEFAULT_KEYS, channel_weights, every_guidance_weights, label_defaults, samplers_for
 
 
 def _log_summary(log_path: Path) -> str:
@@ -142,7 +143,9 @@ Multi-resolution STFT loss; {training.get('steps', 0)} steps, {training.get('exa
 
 
 PUBLISHED_DEFAULTS = ("sampler", "steps", "guidance", "guidance_weights", "control_guidance", "variety", "shape",
-                      "per_label", "with_curves")
+                      "hit_prompt", "per_label", "with_curves")
+NOT_REQUEST_FIELDS = ("guidance_weights", "hit_prompt")
+"""Defaults that are model settings, not a request's fields: checked on their own."""
 
 
 def with_defaults(manifest: dict, defaults: dict | None) -> dict:
@@ -170,13 +173,14 @@ def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...]) ->
     if unknown:
         raise InvalidRequestError(f"publish sets only these defaults: {', '.join(allowed)}; not {sorted(unknown)}")
     _check_weights(manifest, defaults.get("guidance_weights"))
+    _check_hit_prompt(defaults.get("hit_prompt"))
     labels = set(manifest.get("labels", []))
     variety = defaults.get("variety")
     if isinstance(variety, dict):  # per label: each a variety, each a label of the model
         _check_labels(variety, labels, "variety")
         for value in variety.values():
             _check_settings(manifest, {"variety": value})
-    flat = {k: v for k, v in defaults.items() if k not in ("guidance_weights", "per_label", "with_curves")
+    flat = {k: v for k, v in defaults.items() if k not in (*NOT_REQUEST_FIELDS, "per_label", "with_curves")
             and not (k == "variety" and isinstance(v, dict))}
     _check_settings(manifest, flat)
     per_label = defaults.get("per_label")
@@ -191,13 +195,22 @@ def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...]) ->
                 raise InvalidRequestError(f"a label's defaults are {list(LABEL_DEFAULT_KEYS)}, not {sorted(unknown)} "
                                           f"({label})")
             _check_weights(manifest, settings.get("guidance_weights"))
-            _check_settings(manifest, {k: v for k, v in settings.items() if k != "guidance_weights"})
+            _check_hit_prompt(settings.get("hit_prompt"))
+            _check_settings(manifest, {k: v for k, v in settings.items() if k not in NOT_REQUEST_FIELDS})
 
 
 def _check_weights(manifest: dict, weights) -> None:
     """Guidance weights' form (their group names are checked against the codec by :func:`_check_codec_weights`)."""
     if weights is not None and (manifest.get("kind") != "latent" or not isinstance(weights, dict)):
         raise InvalidRequestError("guidance weights are a JSON object of codec channel groups, for latent models only")
+
+
+def _check_hit_prompt(weight) -> None:
+    """A kit hit's description weight is a number in [0, 1] (0: the label alone, 1: the caption alone)."""
+    if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                               or not 0.0 <= float(weight) <= 1.0):
+        raise InvalidRequestError(f"hit_prompt is how far a kit hit's description moves a sound from its label, "
+                                  f"a number from 0 to 1; got {weight!r}")
 
 
 def _check_codec_weights(manifest: dict, folder: Path) -> None:
@@ -243,18 +256,26 @@ def set_defaults(folder: str | Path, defaults: dict) -> Path:
 
 def _check_kit_shapes(folder: Path, manifest: dict) -> None:
     """A default shape "kit" needs kit envelopes in the model's folder, for every label that takes it
-    (``publish`` first, then ``envelopes``, then ``defaults``: the envelopes come from the data set)."""
+    (``publish`` first, then ``envelopes``, then ``defaults``: the envelopes come from the data set);
+    a ``hit_prompt`` needs a model that takes prompts and envelopes with captions for its labels."""
     defaults = manifest.get("defaults", {})
     labels = [label for label, settings in defaults.get("per_label", {}).items() if settings.get("shape") == "kit"]
     if defaults.get("shape") == "kit":
         labels = list(manifest.get("labels", []))
-    if not labels:
-        return
     bank = envelopes.read_bank(folder) or {}
     missing = [label for label in labels if not bank.get(label)]
     if missing:
         raise InvalidRequestError(f"shape kit needs kit envelopes for {missing} in {folder}; build them first with "
                                   f"python -m engine envelopes --model {folder} --data DATA")
+    described = [label for label in manifest.get("labels", [])
+                 if label_defaults(defaults, label).get("hit_prompt")]
+    if described and not ("prompt" in spec_names(condition_specs(manifest)) and manifest.get("embedder")):
+        raise InvalidRequestError(f"hit_prompt gives a sound its kit hit's description as a prompt; "
+                                  f"{folder} does not take prompts")
+    uncaptioned = [label for label in described if not envelopes.has_captions(bank, label)]
+    if uncaptioned:
+        raise InvalidRequestError(f"hit_prompt needs kit envelopes with captions for {uncaptioned} in {folder}; "
+                                  f"rebuild them with python -m engine envelopes --model {folder} --data DATA")
 
 
 def publish_beside(source: Path, target: Path, what: str) -> None:
