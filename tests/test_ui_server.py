@@ -608,6 +608,19 @@ def test_a_producer_asks_for_snares_shaped_like_real_kit_hits(server, browser_co
     page.wait_for_selector("#status .tds-status.done", timeout=60_000)
     recipe = read_recipe(_fetch_wav(server, page))
     assert recipe["shape"] == "free" and recipe["rms"] is None
+
+    # percussion by the Sound's default: a kit hit's shape and, as its prompt, the hit's description
+    _pick(page, "label", "perc")
+    page.get_by_label("Sound's default").check()
+    _generate_and_time(page)
+    page.wait_for_selector("#status .tds-status.done", timeout=60_000)
+    recipe = read_recipe(_fetch_wav(server, page))
+    hit = envelopes.draw(bank, "perc", 22, 500.0)
+    assert recipe["shape"] == "kit" and recipe["prompt"] == hit.caption and recipe["prompt_morph"] == 0.5
+    card = page.locator("#slot0 .tds-caption").first.inner_text()
+    assert f"“{hit.caption}” → “a percussion” @ 0.50" in card and "match" in card
+    assert page.locator("#prompt textarea").input_value() == ""  # the description is the sound's, not the field's
+    page.screenshot(path=str(SHOTS / "18b-kit-hit-described.png"), full_page=True)
     page.close()
 
 
