@@ -26,12 +26,12 @@ from . import audio as audio_io
 from . import dsp, envelopes, pipeline
 from .conditions import CURVE, Conditions, condition_specs, curves_from_sound, recorded_level_floors, spec_names
 from .curves import check_onsets, check_rms
+from .embedders.base import text_vector
 from .errors import AudioFileError, InvalidRequestError, StudioError
 from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, find_codec_folder, find_models, load_model, pick_device,
                      read_manifest, resolve_model)
 from .request import LIMITS, GenerationRequest
 from .sampling import distilled_from, distilled_grid, distilled_top, invert_latent, label_defaults, samplers_for
-from .embedders.base import text_vector
 from .seeds import SeedNoise, slerp
 from .steering import codec_args_steer, steerable
 
