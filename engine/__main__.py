@@ -52,7 +52,10 @@ def _generate(args: argparse.Namespace) -> int:
         recipe = dict(sound.recipe, model=args.model)
         path = audio.export_wav(sound.audio, sound.sample_rate, args.out, recipe,
                                 subtype="FLOAT" if args.float else "PCM_24")
-        print(path if sound.score is None else f"{path}\tscore {sound.score:.3f}")
+        line = str(path) if sound.score is None else f"{path}\tscore {sound.score:.3f}"
+        if args.prompt is None and recipe.get("prompt"):  # a kit hit's description (hit_prompt): say which
+            line += f"\t{recipe['prompt']}"
+        print(line)
     logging.info("%d sound(s) in %.2f s on %s", len(result.sounds), result.seconds, result.device)
     return 0
 

@@ -236,3 +236,13 @@ def test_the_shipped_fast_model_describes_a_percussion_hit_by_its_kit_hit():
     assert snare["shape"] == "kit" and snare["prompt"] is None
     again = studio.render(GenerationRequest.from_recipe(recipe))
     assert torch.allclose(again.sounds[0].audio, perc.sounds[0].audio, atol=1e-5)
+
+
+def test_the_command_line_says_which_kit_hit_described_a_sound(tmp_path):
+    done = cli_in_process("generate", "--model", "latent-fast", "--label", "perc", "--seed", "7", "--length", "0.5",
+                          "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    bank = envelopes.read_bank(Path(__file__).resolve().parents[1] / "checkpoints" / "latent-fast")
+    path, score, caption = done.stdout.strip().split("\t")
+    assert caption == envelopes.draw(bank, "perc", 7, 500.0).caption and score.startswith("score ")
+    assert Path(path).is_file()
