@@ -187,6 +187,8 @@ def test_a_label_with_a_hit_prompt_takes_its_kit_hits_description_as_well_as_its
     for bad in (2, -0.1, "half", True, [0.5]):
         with pytest.raises(InvalidRequestError, match="from 0 to 1"):
             set_defaults(described, {"per_label": {"hat": {"hit_prompt": bad}}})
+    with pytest.raises(InvalidRequestError, match="not in --with-curves"):  # it would have no effect there
+        set_defaults(described, {"with_curves": {"per_label": {"hat": {"hit_prompt": 0.5}}}})
 
     made = cli_in_process("envelopes", "--model", str(described), "--data", str(tmp_path / "data"))
     assert made.returncode == 0, made.stderr

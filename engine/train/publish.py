@@ -163,6 +163,11 @@ def with_defaults(manifest: dict, defaults: dict | None) -> dict:
             raise InvalidRequestError('the defaults with curves are a JSON object of settings, e.g. '
                                       '{"per_label": {"kick": {"variety": 0}}}')
         _check_defaults(manifest, curves, tuple(k for k in PUBLISHED_DEFAULTS if k != "with_curves"))
+        layers = [curves, *(v for v in (curves.get("per_label") or {}).values() if isinstance(v, dict))]
+        if any("hit_prompt" in layer for layer in layers):  # read where the shape is chosen: without curves
+            raise InvalidRequestError("hit_prompt belongs with a Sound's shape, in its defaults without curves "
+                                      '(e.g. --per-label \'{"perc": {"shape": "kit", "hit_prompt": 0.5}}\'), '
+                                      "not in --with-curves")
     return dict(manifest, defaults=dict(manifest.get("defaults", {}), **defaults))
 
 
