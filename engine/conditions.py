@@ -88,6 +88,11 @@ def spec_names(specs: Sequence[ConditionSpec], kind: str | None = None) -> list[
     return [s.name for s in specs if kind is None or s.kind == kind]
 
 
+def takes_prompts(manifest: Mapping) -> bool:
+    """Whether a model is conditioned on prompt embeddings (text, a morph of two, a sound's)."""
+    return "prompt" in spec_names(condition_specs(manifest)) and bool(manifest.get("embedder"))
+
+
 @dataclass(frozen=True)
 class Conditions:
     """What one generation asks for, in the user's units; ``None`` = not asked (the model's null)."""

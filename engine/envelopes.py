@@ -31,9 +31,10 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
-from .conditions import CURVE, condition_specs, curves_from_sound, spec_names
+from .conditions import CURVE, condition_specs, curves_from_sound, spec_names, takes_prompts
 from .curves import check_onsets, check_rms
 from .errors import CheckpointError, InvalidRequestError
+from .sampling import label_defaults
 
 BANK_FILE = "envelopes.json"
 BANK_FORMAT = 1
@@ -154,6 +155,14 @@ def label_prompt(label: str) -> str:
     """The label's own prompt, the one its zero-shot score starts from ("a kick", "a percussion")."""
     from .embedders.categories import CATEGORY_PROMPTS
     return CATEGORY_PROMPTS.get(label, (f"a {label}",))[0]
+
+
+def hit_weight(manifest: dict, label: str | None) -> float:
+    """How far a sound of ``label`` on a kit hit moves towards the hit's description: the label's
+    ``hit_prompt`` default, 0 for a model that takes no prompts (the studio's and the evaluation's rule)."""
+    if not takes_prompts(manifest):
+        return 0.0
+    return float(label_defaults(manifest.get("defaults", {}), label).get("hit_prompt", 0.0))
 
 
 def hit_prompts(hit: KitHit, label: str, weight: float) -> dict:

@@ -24,7 +24,8 @@ import torch
 
 from . import audio as audio_io
 from . import dsp, envelopes, pipeline
-from .conditions import CURVE, Conditions, condition_specs, curves_from_sound, recorded_level_floors, spec_names
+from .conditions import (CURVE, Conditions, condition_specs, curves_from_sound, recorded_level_floors, spec_names,
+                         takes_prompts)
 from .curves import check_onsets, check_rms
 from .embedders.base import text_vector
 from .errors import AudioFileError, InvalidRequestError, StudioError
@@ -315,8 +316,7 @@ class Studio:
         jobs, asked = [request], [conditions]
         if drawn:  # one sound per job, each on its own curves (recipes: its seed, count 1, the curves it drew)
             # and, for a label whose defaults say so, the hit's own description as its prompt
-            hit_weight = 0.0 if request.prompt is not None or not takes_prompts(manifest) else \
-                float(label_defaults(manifest.get("defaults", {}), request.label).get("hit_prompt", 0.0))
+            hit_weight = 0.0 if request.prompt is not None else envelopes.hit_weight(manifest, request.label)
             jobs = [request.with_(seed=request.seed + i, seed_b=None if request.seed_b is None else request.seed_b + i,
                                   count=1, rerank=0, rms=hit.rms, onsets=hit.onsets,
                                   **envelopes.hit_prompts(hit, request.label, hit_weight))
@@ -536,11 +536,6 @@ def prompt_label(request: GenerationRequest, entry: ModelEntry) -> str | None:
     if request.prompt_b is not None and named_category(request.prompt_b, entry.labels) != named:
         return None
     return named
-
-
-def takes_prompts(manifest: dict) -> bool:
-    """Whether a model is conditioned on prompt embeddings (text, a morph of two, a sound's)."""
-    return "prompt" in spec_names(condition_specs(manifest)) and bool(manifest.get("embedder"))
 
 
 def model_controls(manifest: dict) -> list[str]:

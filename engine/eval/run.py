@@ -66,7 +66,7 @@ from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
 from ..embedders.base import load_embedder, text_vector
 from ..errors import InvalidRequestError, StudioError
 from ..models import LoadedModel, find_codec_folder, load_model, resolve_model
-from ..studio import finish, takes_prompts
+from ..studio import finish
 from ..sampling import label_defaults
 from ..seeds import SeedNoise
 from . import metrics
@@ -173,8 +173,7 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     if shape == "kit" and conditions is None and label is not None:
         drawn = envelopes.kit_curves(model.folder, manifest, label, seed, count,
                                      1000.0 * manifest["length"] / manifest["sample_rate"])
-        weight = float(label_defaults(manifest.get("defaults", {}), label).get("hit_prompt", 0.0)) \
-            if takes_prompts(manifest) else 0.0
+        weight = envelopes.hit_weight(manifest, label)
         conditions = [Conditions(rms=hit.rms, onsets=hit.onsets, prompt=_hit_vector(model, hit, label, weight))
                       for hit in drawn]
     latent_shape = (model.codec.latent_channels, model.codec.latent_length(manifest["length"]))

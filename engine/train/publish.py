@@ -25,7 +25,7 @@ from .. import envelopes
 from ..errors import CheckpointError, InvalidRequestError
 from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, copy_folder, load_codec, read_manifest, write_json
 from ..request import GenerationRequest
-from ..conditions import condition_specs, spec_names
+from ..conditions import takes_prompts
 from ..sampling import LABEL_DEFAULT_KEYS, channel_weights, every_guidance_weights, label_defaults, samplers_for
 
 
@@ -274,7 +274,7 @@ def _check_kit_shapes(folder: Path, manifest: dict) -> None:
                                   f"python -m engine envelopes --model {folder} --data DATA")
     described = [label for label in manifest.get("labels", [])
                  if label_defaults(defaults, label).get("hit_prompt")]
-    if described and not ("prompt" in spec_names(condition_specs(manifest)) and manifest.get("embedder")):
+    if described and not takes_prompts(manifest):
         raise InvalidRequestError(f"hit_prompt gives a sound its kit hit's description as a prompt; "
                                   f"{folder} does not take prompts")
     uncaptioned = [label for label in described if not envelopes.has_captions(bank, label)]
