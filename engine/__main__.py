@@ -206,15 +206,14 @@ def _hit_captions(entry, data_root: str, data) -> list[str] | None:
     and by the descriptor thresholds, its embedder was trained with when it records them."""
     from .data.captions import build_captions
     from .data.dataset import DrumDataset
+    from .conditions import takes_prompts
     from .embedders.base import read_embedder_manifest
-    from .models import find_codec_folder
-    from .studio import takes_prompts
+    from .models import embedder_location
 
     if not takes_prompts(entry.manifest):
         return None
-    name = entry.manifest["embedder"]["model"]
-    thresholds = None if name == "laion" else read_embedder_manifest(
-        find_codec_folder(name, entry.folder, what="embedder")).get("captions", {}).get("thresholds")
+    where = embedder_location(entry.manifest, entry.folder)
+    thresholds = None if where == "laion" else read_embedder_manifest(where).get("captions", {}).get("thresholds")
     train = DrumDataset(data_root, "train")  # build_captions' order; the real clips are a subset of it
 
     def clip(record: dict) -> tuple:

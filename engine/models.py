@@ -250,6 +250,13 @@ def find_codec_folder(name: str, near: str | Path | None = None, roots: list[str
                           "it beside the model folder")
 
 
+def embedder_location(manifest: dict, folder: str | Path, roots: list[str | Path] | None = None) -> str | Path:
+    """Where a prompted model's text–audio embedder is: "laion" (loaded by name) or its folder,
+    resolved (:func:`find_codec_folder`), so one embedder shared by models loads once per key."""
+    name = manifest["embedder"]["model"]
+    return name if name == "laion" else find_codec_folder(name, folder, roots, "embedder").resolve()
+
+
 def load_codec(manifest: dict, folder: str | Path | None = None) -> torch.nn.Module:
     """A model's codec in eval mode on the CPU: built from its arguments (``{"type", "args"}``) or,
     for ``{"type", "model": NAME}``, from the codec model folder NAME with its trained weights.

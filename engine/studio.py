@@ -29,8 +29,8 @@ from .conditions import (CURVE, Conditions, condition_specs, curves_from_sound, 
 from .curves import check_onsets, check_rms
 from .embedders.base import text_vector
 from .errors import AudioFileError, InvalidRequestError, StudioError
-from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, find_codec_folder, find_models, load_model, pick_device,
-                     read_manifest, resolve_model)
+from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, embedder_location, find_codec_folder, find_models,
+                     load_model, pick_device, read_manifest, resolve_model)
 from .request import LIMITS, GenerationRequest
 from .sampling import distilled_from, distilled_grid, distilled_top, invert_latent, label_defaults, samplers_for
 from .seeds import SeedNoise, slerp
@@ -199,12 +199,10 @@ class Studio:
     def embedder(self, name: str):
         """The text–audio embedder a prompted model was trained with (loaded once, kept)."""
         entry = self.entry(name)
-        spec = entry.manifest.get("embedder")
-        if not spec:
+        if not entry.manifest.get("embedder"):
             raise InvalidRequestError(f"model {entry.name!r} does not take prompts{self._prompt_hint()}")
         from .embedders.base import load_embedder
-        key = "laion" if spec["model"] == "laion" else \
-            find_codec_folder(spec["model"], entry.folder, self.roots, "embedder").resolve()
+        key = embedder_location(entry.manifest, entry.folder, self.roots)
         with self._lock:
             if key not in self._embedders:
                 self._embedders[key] = load_embedder(key, "cpu")

@@ -65,7 +65,7 @@ from ..conditions import Conditions
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
 from ..embedders.base import load_embedder, text_vector
 from ..errors import InvalidRequestError, StudioError
-from ..models import LoadedModel, find_codec_folder, load_model, resolve_model
+from ..models import LoadedModel, embedder_location, load_model, resolve_model
 from ..studio import finish
 from ..sampling import label_defaults
 from ..seeds import SeedNoise
@@ -212,8 +212,7 @@ _EMBEDDERS: dict = {}
 
 def model_embedder(model: LoadedModel):
     """The text–audio embedder a prompted model names (loaded once per folder)."""
-    name = model.manifest["embedder"]["model"]
-    key = name if name == "laion" else find_codec_folder(name, model.folder, what="embedder").resolve()
+    key = embedder_location(model.manifest, model.folder)
     if key not in _EMBEDDERS:
         _EMBEDDERS[key] = load_embedder(key)
     return _EMBEDDERS[key]
