@@ -202,11 +202,11 @@ def _envelopes(args: argparse.Namespace) -> int:
 
 
 def _hit_captions(entry, data_root: str, data) -> list[str] | None:
-    """Each clip's fullest caption, for a model that takes prompts (None otherwise): in the words,
-    and by the descriptor thresholds, its embedder was trained with when it records them."""
-    from .data.captions import build_captions
-    from .data.dataset import DrumDataset
+    """Each clip of ``data`` (the train split's real clips) its fullest caption, for a model that
+    takes prompts (None otherwise): in the words, and by the descriptor thresholds, its embedder was
+    trained with when it records them."""
     from .conditions import takes_prompts
+    from .data.captions import build_captions
     from .embedders.base import read_embedder_manifest
     from .models import embedder_location
 
@@ -214,14 +214,7 @@ def _hit_captions(entry, data_root: str, data) -> list[str] | None:
         return None
     where = embedder_location(entry.manifest, entry.folder)
     thresholds = None if where == "laion" else read_embedder_manifest(where).get("captions", {}).get("thresholds")
-    train = DrumDataset(data_root, "train")  # build_captions' order; the real clips are a subset of it
-
-    def clip(record: dict) -> tuple:
-        return record.get("sha1"), record.get("kit"), record.get("file")
-
-    by_clip = {clip(record): captions[0]
-               for record, captions in zip(train.records, build_captions(data_root, "train", thresholds=thresholds))}
-    return [by_clip[clip(record)] for record in data.records]
+    return [captions[0] for captions in build_captions(data_root, "train", thresholds=thresholds, dataset=data)]
 
 
 def _eval(args: argparse.Namespace, rest: list[str]) -> int:

@@ -499,17 +499,19 @@ def dataset_captions(dataset, thresholds: Mapping | None = None, count: int = 6,
 
 def build_captions(dataset_root: str | Path, split: str = "train", count: int = 6, seed: int = 0,
                    thresholds: Mapping | None = None, sources: Sequence[str | Path] | None = None,
-                   progress: bool = True) -> list[list[str]]:
+                   progress: bool = True, dataset=None) -> list[list[str]]:
     """Captions of every clip of ``split`` of the built data set at ``dataset_root`` (in the order of
-    ``DrumDataset(dataset_root, split)``). The thresholds are the training split's unless given,
-    so a held-out clip is "bright" by the same measure as a training one. ``sources``: kit folders
+    ``DrumDataset(dataset_root, split)``, or of ``dataset``, that split already open, e.g. its real
+    clips only). The thresholds are the whole training split's unless given, so a held-out clip
+    is "bright" by the same measure as a training one. ``sources``: kit folders
     whose ``drumkit.xml`` info text names the style of kits :data:`KIT_STYLES` does not list
     (default: the data set's own sources, when still installed)."""
     from .dataset import DrumDataset, load_index
 
-    dataset = DrumDataset(dataset_root, split)
+    whole = dataset is None  # thresholds come from the whole training split, not from a part of it
+    dataset = DrumDataset(dataset_root, split) if whole else dataset
     if thresholds is None:
-        train = dataset if split == "train" else DrumDataset(dataset_root, "train")
+        train = dataset if split == "train" and whole else DrumDataset(dataset_root, "train")
         thresholds = descriptor_thresholds(train, dataset_descriptors(train, progress))
     if sources is None:
         sources = [s for s in load_index(dataset_root).get("sources", []) if Path(s).is_dir()]
