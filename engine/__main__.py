@@ -257,6 +257,11 @@ def _default_arguments(parser: argparse.ArgumentParser, otherwise: str) -> None:
     parser.add_argument("--with-curves", type=json.loads, default=None,
                         help="defaults for a sound with a drawn loudness curve, on top of the others, as JSON of the "
                              "same form, e.g. '{\"per_label\": {\"kick\": {\"variety\": 0}}}'")
+    parser.add_argument("--with-prompt", type=json.loads, default=None,
+                        help="models with prompts: defaults for a sound asked for with a prompt (or \"more like "
+                             "this\"), on top of the others, as JSON of sampler, steps, guidance, variety and "
+                             "control_guidance, model-wide or per label, e.g. "
+                             "'{\"per_label\": {\"cymbal\": {\"guidance\": 3.0}}}'")
 
 
 def parser() -> argparse.ArgumentParser:

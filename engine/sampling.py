@@ -254,7 +254,11 @@ LABEL_DEFAULT_KEYS = ("sampler", "steps", "guidance", "variety", "control_guidan
                       "hit_prompt")
 
 
-def label_defaults(defaults: dict, label: str | None, curves: bool = False) -> dict:
+LAYERS = ("per_label", "with_curves", "with_prompt")
+"""The keys of a model's defaults that hold further defaults, not settings (:func:`label_defaults`)."""
+
+
+def label_defaults(defaults: dict, label: str | None, curves: bool = False, prompt: bool = False) -> dict:
     """A model's generation defaults for ``label``: its manifest's ``defaults`` with the entries of
     ``defaults.per_label[label]`` in their place, and ``variety`` as a number (it may be one, or a
     mapping from label to number, labels it does not name and no label taking 0). Per label
@@ -265,9 +269,15 @@ def label_defaults(defaults: dict, label: str | None, curves: bool = False) -> d
     With ``curves`` (a loudness curve drawn), ``defaults.with_curves`` (the same form) goes on top:
     a kick guided only at low noise takes its shape from a long drawn boom and reads as a tom, so
     `latent-fast` guides a kick with a curve at every noise level (variety 0: 56 of 64 held-out
-    kick curves read as kicks against 50)."""
+    kick curves read as kicks against 50).
+
+    With ``prompt`` (the user's prompt, or a reference's embedding for "more like this"),
+    ``defaults.with_prompt`` (the same form) goes on top of that: a prompt is a looser pull on the
+    instrument than the label alone, so a Sound that is guided gently for variety may need its
+    full scale back under a prompt (`latent-fast`'s cymbals: guidance 1.5 alone, 3 with a prompt;
+    ``docs/design-notes.md``, "Cymbals guided gently")."""
     def layer(out: dict, source: dict) -> None:
-        out.update({key: value for key, value in source.items() if key not in ("per_label", "with_curves")})
+        out.update({key: value for key, value in source.items() if key not in LAYERS})
         if label is not None:
             out.update(source.get("per_label", {}).get(label, {}))
 
@@ -275,6 +285,8 @@ def label_defaults(defaults: dict, label: str | None, curves: bool = False) -> d
     layer(out, defaults)
     if curves:
         layer(out, defaults.get("with_curves", {}))
+    if prompt:
+        layer(out, defaults.get("with_prompt", {}))
     variety = out.get("variety", 0.0)
     out["variety"] = float(variety.get(label, 0.0) if isinstance(variety, dict) else variety)
     return out

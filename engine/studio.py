@@ -300,7 +300,8 @@ class Studio:
         drawn = self._kit_shapes(entry, request)  # each sound's real envelope, when it takes one
         # the model's defaults for the label the request ends up with (a model may sample kicks
         # differently from snares, engine.sampling.label_defaults)
-        defaults = label_defaults(manifest.get("defaults", {}), request.label, curves=bool(request.rms or drawn))
+        defaults = label_defaults(manifest.get("defaults", {}), request.label, curves=bool(request.rms or drawn),
+                                  prompt=request.prompt is not None or request.variation == "semantic")
         request = request.with_(sampler=request.sampler or defaults.get("sampler", "dpmpp_2m"),
                                 steps=int(request.steps or defaults.get("steps", 16)),
                                 guidance=float(defaults.get("guidance", 1.0) if request.guidance is None else request.guidance),

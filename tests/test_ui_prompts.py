@@ -131,3 +131,22 @@ def test_the_variety_slider_follows_the_models_default_for_the_sound(handlers):
     assert handlers.label_defaults("latent-prompts", "(any)")["variety"] == 0.0
     _, final = run_generate(handlers, **{**PROMPTED, "label": "kick", "variety": None})
     assert final["session"].current()[0].recipe["variety"] == 0.5
+
+
+def test_a_prompt_gives_latent_fasts_cymbal_its_guidance_with_a_prompt(handlers):
+    """latent-fast guides a cymbal asked for alone gently (1.5: more varied) and one asked for with a
+    prompt at 3 (its defaults with a prompt: a prompt pulls more loosely). Typing a prompt moves a
+    guidance left at a default, clearing it moves it back, and Generate takes the same rule."""
+    from engine.sampling import label_defaults
+    shipped = handlers.studio.describe("latent-fast")["defaults"]
+    alone, prompted = label_defaults(shipped, "cymbal")["guidance"], label_defaults(shipped, "cymbal", prompt=True)["guidance"]
+    assert alone < prompted
+    assert handlers.label_defaults("latent-fast", "cymbal", guidance=alone, prompt="crash cymbal")["guidance"] == prompted
+    assert handlers.label_defaults("latent-fast", "cymbal", guidance=prompted, prompt="")["guidance"] == alone
+    assert "guidance" not in handlers.label_defaults("latent-fast", "cymbal", guidance=2.2, prompt="crash cymbal")
+    _, final = run_generate(handlers, model="latent-fast", label="cymbal", sampler="dpmpp_2m", steps=4, guidance=alone,
+                            prompt="crash cymbal", length=0.3)
+    assert final["session"].current()[0].recipe["guidance"] == prompted  # the slider was not moved: Generate follows
+    _, final = run_generate(handlers, model="latent-fast", label="cymbal", sampler="dpmpp_2m", steps=4, guidance=alone,
+                            length=0.3)
+    assert final["session"].current()[0].recipe["guidance"] == alone

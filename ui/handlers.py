@@ -180,14 +180,17 @@ def _shape_value(shape: str | None) -> str | None:
     return None if shape in (None, "", AUTO_SHAPE) else shape
 
 
-def _follow_label(info: dict, label: str | None, fields: dict, rms=None) -> dict:
+def _follow_label(info: dict, label: str | None, fields: dict, rms=None, prompt: bool = False) -> dict:
     """Of the sampling ``fields`` (:data:`SAMPLING_FIELDS`), those the user left at a
-    default of the model (for any of its Sounds, or none, with a loudness curve or without), with
-    ``label``'s default (its default with a curve when the editor's ``rms`` box holds one, on a
-    model that takes curves) in their place."""
+    default of the model (for any of its Sounds, or none, with a loudness curve or without, with a
+    prompt or without), with ``label``'s default (its default with a curve when the editor's ``rms``
+    box holds one, on a model that takes curves; with a prompt when ``prompt``, on a model that
+    takes prompts) in their place."""
     curves = bool(info.get("controls")) and bool(str(rms or "").strip())
-    chosen = label_defaults(info["defaults"], label, curves)
-    every = [label_defaults(info["defaults"], name, drawn) for name in (None, *info["labels"]) for drawn in (False, True)]
+    prompt = bool(info.get("prompts")) and prompt
+    chosen = label_defaults(info["defaults"], label, curves, prompt)
+    every = [label_defaults(info["defaults"], name, drawn, asked) for name in (None, *info["labels"])
+             for drawn in (False, True) for asked in (False, True)]
     return {key: chosen[key] for key, value in fields.items()
             if key in chosen and (value is None or any(_same_setting(value, d.get(key)) for d in every))}
 
@@ -360,7 +363,8 @@ class Handlers:
         info = self.studio.describe(str(model))
         label = _label_value(label) or self._routed_label(str(model), prompt, prompt_b)
         out = _follow_label(info, label, dict(zip(SAMPLING_FIELDS, (sampler, steps, guidance, variety,
-                                                                    control_guidance))), rms)
+                                                                    control_guidance))), rms,
+                            prompt=bool(str(prompt or "").strip()))
         if "steps" in out:
             out["steps"] = steps_update(info, int(out["steps"]))
         return out
@@ -487,14 +491,15 @@ class Handlers:
         if reference:
             self._check_reference_file(reference)
         model, label = self._model_for_label(str(model), _label_value(label))
-        if label is None:
-            # "short punchy 808 kick" with no Sound picked: the engine gives it the kick label, so
-            # fields left at the model's defaults take the kick's (as the command line does)
-            routed = self._routed_label(str(model), prompt, prompt_b)
-            if routed:
-                fields = dict(zip(SAMPLING_FIELDS, (sampler, steps, guidance, variety, control_guidance)))
-                fields.update(_follow_label(self.studio.describe(str(model)), routed, fields, rms))
-                sampler, steps, guidance, variety, control_guidance = (fields[k] for k in SAMPLING_FIELDS)
+        # "short punchy 808 kick" with no Sound picked: the engine gives it the kick label; and a
+        # Sound asked for with a prompt (or "more like this") may default otherwise than alone. So
+        # fields left at the model's defaults take that Sound's, as the command line does
+        prompted = bool(str(prompt or "").strip()) or variation == "semantic"
+        follow = label or self._routed_label(str(model), prompt, prompt_b)
+        if follow and (label is None or prompted):
+            fields = dict(zip(SAMPLING_FIELDS, (sampler, steps, guidance, variety, control_guidance)))
+            fields.update(_follow_label(self.studio.describe(str(model)), follow, fields, rms, prompted))
+            sampler, steps, guidance, variety, control_guidance = (fields[k] for k in SAMPLING_FIELDS)
         request = GenerationRequest(
             model=model, label=label, **_blend(label, label_b, label_mix), sampler=sampler or None,
             steps=_number(steps, "steps", integer=True, optional=True),

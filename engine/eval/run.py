@@ -143,13 +143,14 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     Settings left at None take the studio's defaults for the label (with a loudness curve, its
     defaults with curves), ``shape`` too: without ``conditions``, a label whose shape is "kit" gives
     clip ``i`` the kit envelope seed ``seed + i`` draws (:func:`engine.envelopes.draw`), and the
-    hit's description as its prompt when the label's ``hit_prompt`` says so, as the studio.
+    hit's description as its prompt when the label's ``hit_prompt`` says so, as the studio. A clip
+    whose ``conditions`` carry a prompt takes the label's defaults with a prompt (``with_prompt``).
     """
     manifest = model.manifest
     asked = dict(steps=steps, guidance=guidance, control_guidance=control_guidance, sampler=sampler, variety=variety)
 
-    def settings(curves: bool) -> tuple[int, float, float, str, float]:
-        defaults = label_defaults(manifest.get("defaults", {}), label, curves)  # the studio's for this label
+    def settings(curves: bool, prompt: bool = False) -> tuple[int, float, float, str, float]:
+        defaults = label_defaults(manifest.get("defaults", {}), label, curves, prompt)  # the studio's for this label
         return (int(asked["steps"] if asked["steps"] is not None else defaults.get("steps", 16)),
                 float(asked["guidance"] if asked["guidance"] is not None else defaults.get("guidance", 1.0)),
                 float(asked["control_guidance"] if asked["control_guidance"] is not None
@@ -169,6 +170,8 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
         raise InvalidRequestError(f"{len(conditions)} conditions for {count} clips")
     if shape not in (None, *envelopes.SHAPES):
         raise InvalidRequestError(f"shape must be one of {envelopes.SHAPES}, got {shape!r}")
+    # the caller's prompts take the label's defaults with a prompt; a kit hit's description does not
+    prompted = [c.prompt is not None for c in conditions] if conditions is not None else [False] * count
     shape = shape or label_defaults(manifest.get("defaults", {}), label).get("shape", "free")
     if shape == "kit" and conditions is None and label is not None:
         drawn = envelopes.kit_curves(model.folder, manifest, label, seed, count,
@@ -190,7 +193,8 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
         for offset, clip_seed in enumerate(seeds):  # each clip its own curves
             wanted = replace(conditions[start + offset], label=label_index, **blend)
             draws = SeedNoise([clip_seed], latent_shape, device=model.device)
-            clip_steps, clip_guidance, clip_control, clip_sampler, clip_variety = settings(bool(wanted.rms))
+            clip_steps, clip_guidance, clip_control, clip_sampler, clip_variety = settings(bool(wanted.rms),
+                                                                                          prompted[start + offset])
             out.append(pipeline.render(model, draws(), wanted, samples=manifest["length"], sampler=clip_sampler,
                                        steps=clip_steps, guidance=clip_guidance, control_guidance=clip_control,
                                        step_noise=draws, variety=clip_variety, steer_loudness=steer_loudness,

@@ -26,7 +26,7 @@ from ..errors import CheckpointError, InvalidRequestError
 from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, copy_folder, load_codec, read_manifest, write_json
 from ..request import GenerationRequest
 from ..conditions import takes_prompts
-from ..sampling import LABEL_DEFAULT_KEYS, channel_weights, every_guidance_weights, label_defaults, samplers_for
+from ..sampling import LABEL_DEFAULT_KEYS, LAYERS, channel_weights, every_guidance_weights, label_defaults, samplers_for
 
 
 def _log_summary(log_path: Path) -> str:
@@ -143,15 +143,20 @@ Multi-resolution STFT loss; {training.get('steps', 0)} steps, {training.get('exa
 
 
 PUBLISHED_DEFAULTS = ("sampler", "steps", "guidance", "guidance_weights", "control_guidance", "variety", "shape",
-                      "hit_prompt", "per_label", "with_curves")
+                      "hit_prompt", "per_label", "with_curves", "with_prompt")
+PROMPT_DEFAULTS = ("sampler", "steps", "guidance", "variety", "control_guidance")
+"""What a sound asked for with a prompt may default to otherwise (``with_prompt``): the sampling
+settings. Not the shape or the kit hit's description (a prompt says its own), nor the guidance
+weights (the pipeline cannot tell a user's prompt from a kit hit's description)."""
 NOT_REQUEST_FIELDS = ("guidance_weights", "hit_prompt")
 """Defaults that are model settings, not a request's fields: checked on their own."""
 
 
 def with_defaults(manifest: dict, defaults: dict | None) -> dict:
     """``manifest`` with some of its generation defaults (sampler, steps, guidance, guidance weights, variety,
-    and any of those per label, and ``with_curves``: the same again for a sound with a
-    loudness curve, ``engine.sampling.label_defaults``) replaced, checked as the studio checks a request, so a
+    and any of those per label, ``with_curves``: the same again for a sound with a
+    loudness curve, and ``with_prompt``: the sampling settings for a sound asked for with a prompt,
+    ``engine.sampling.label_defaults``) replaced, checked as the studio checks a request, so a
     shipped model never defaults to settings it refuses (the guidance weights' group names are checked
     against the codec by :func:`publish`)."""
     if not defaults:
@@ -162,13 +167,33 @@ def with_defaults(manifest: dict, defaults: dict | None) -> dict:
         if not isinstance(curves, dict):
             raise InvalidRequestError('the defaults with curves are a JSON object of settings, e.g. '
                                       '{"per_label": {"kick": {"variety": 0}}}')
-        _check_defaults(manifest, curves, tuple(k for k in PUBLISHED_DEFAULTS if k != "with_curves"))
+        _check_defaults(manifest, curves, tuple(k for k in PUBLISHED_DEFAULTS if k not in ("with_curves", "with_prompt")))
         layers = [curves, *(v for v in (curves.get("per_label") or {}).values() if isinstance(v, dict))]
         if any("hit_prompt" in layer for layer in layers):  # read where the shape is chosen: without curves
             raise InvalidRequestError("hit_prompt belongs with a Sound's shape, in its defaults without curves "
                                       '(e.g. --per-label \'{"perc": {"shape": "kit", "hit_prompt": 0.5}}\'), '
                                       "not in --with-curves")
+    _check_prompt_defaults(manifest, defaults.get("with_prompt"))
     return dict(manifest, defaults=dict(manifest.get("defaults", {}), **defaults))
+
+
+def _check_prompt_defaults(manifest: dict, prompt) -> None:
+    """The defaults with a prompt: a model that takes prompts, only :data:`PROMPT_DEFAULTS`, model-wide
+    or per label, each checked as a request's."""
+    if prompt is None:
+        return
+    if not isinstance(prompt, dict):
+        raise InvalidRequestError('the defaults with a prompt are a JSON object of settings, e.g. '
+                                  '{"per_label": {"cymbal": {"guidance": 3.0}}}')
+    if not takes_prompts(manifest):
+        raise InvalidRequestError("defaults with a prompt (--with-prompt) are for a model that takes prompts; "
+                                  f"{manifest.get('name', 'this model')!r} takes none")
+    _check_defaults(manifest, prompt, (*PROMPT_DEFAULTS, "per_label"))
+    for label, settings in (prompt.get("per_label") or {}).items():
+        unknown = set(settings) - set(PROMPT_DEFAULTS)
+        if unknown:
+            raise InvalidRequestError(f"a label's defaults with a prompt are {list(PROMPT_DEFAULTS)}, not "
+                                      f"{sorted(unknown)} ({label}): a prompt says its own shape")
 
 
 def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...]) -> None:
@@ -185,7 +210,7 @@ def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...]) ->
         _check_labels(variety, labels, "variety")
         for value in variety.values():
             _check_settings(manifest, {"variety": value})
-    flat = {k: v for k, v in defaults.items() if k not in (*NOT_REQUEST_FIELDS, "per_label", "with_curves")
+    flat = {k: v for k, v in defaults.items() if k not in (*NOT_REQUEST_FIELDS, *LAYERS)
             and not (k == "variety" and isinstance(v, dict))}
     _check_settings(manifest, flat)
     per_label = defaults.get("per_label")
