@@ -188,17 +188,15 @@ def _check_prompt_defaults(manifest: dict, prompt) -> None:
     if not takes_prompts(manifest):
         raise InvalidRequestError("defaults with a prompt (--with-prompt) are for a model that takes prompts; "
                                   f"{manifest.get('name', 'this model')!r} takes none")
-    _check_defaults(manifest, prompt, (*PROMPT_DEFAULTS, "per_label"))
-    for label, settings in (prompt.get("per_label") or {}).items():
-        unknown = set(settings) - set(PROMPT_DEFAULTS)
-        if unknown:
-            raise InvalidRequestError(f"a label's defaults with a prompt are {list(PROMPT_DEFAULTS)}, not "
-                                      f"{sorted(unknown)} ({label}): a prompt says its own shape")
+    _check_defaults(manifest, prompt, (*PROMPT_DEFAULTS, "per_label"), PROMPT_DEFAULTS,
+                    "a label's defaults with a prompt (a prompt says its own shape)")
 
 
-def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...]) -> None:
-    """One layer of defaults (the model's, or its defaults with curves): only ``allowed`` keys, each
-    setting as a request would be checked, per-label settings for labels the model has."""
+def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...],
+                    label_keys: tuple[str, ...] = LABEL_DEFAULT_KEYS, what: str = "a label's defaults") -> None:
+    """One layer of defaults (the model's, or its defaults with curves or with a prompt): only
+    ``allowed`` keys, each setting as a request would be checked, per-label settings (only
+    ``label_keys``, named ``what`` in the error) for labels the model has."""
     unknown = set(defaults) - set(allowed)
     if unknown:
         raise InvalidRequestError(f"publish sets only these defaults: {', '.join(allowed)}; not {sorted(unknown)}")
@@ -220,10 +218,9 @@ def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...]) ->
                                       'e.g. {"kick": {"sampler": "dpmpp_2m", "steps": 12, "guidance": 6.5}}')
         _check_labels(per_label, labels, "defaults")
         for label, settings in per_label.items():
-            unknown = set(settings) - set(LABEL_DEFAULT_KEYS)
+            unknown = set(settings) - set(label_keys)
             if unknown:
-                raise InvalidRequestError(f"a label's defaults are {list(LABEL_DEFAULT_KEYS)}, not {sorted(unknown)} "
-                                          f"({label})")
+                raise InvalidRequestError(f"{what} are {list(label_keys)}, not {sorted(unknown)} ({label})")
             _check_weights(manifest, settings.get("guidance_weights"))
             _check_hit_prompt(settings.get("hit_prompt"))
             _check_settings(manifest, {k: v for k, v in settings.items() if k not in NOT_REQUEST_FIELDS})
