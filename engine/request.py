@@ -134,3 +134,10 @@ class GenerationRequest:
 
     def with_(self, **changes) -> "GenerationRequest":
         return replace(self, **changes)
+
+
+def asks_prompt(prompt: str | None, variation: str | None) -> bool:
+    """Whether a request is prompted, for the defaults it takes (``with_prompt``,
+    :func:`engine.sampling.label_defaults`): a typed prompt, or "more like this" (a reference's
+    embedding as the prompt). A kit hit's description is not asked for by the user and does not count."""
+    return prompt is not None or variation == "semantic"

@@ -31,7 +31,7 @@ from .embedders.base import text_vector
 from .errors import AudioFileError, InvalidRequestError, StudioError
 from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, embedder_location, find_codec_folder, find_models,
                      load_model, pick_device, read_manifest, resolve_model)
-from .request import LIMITS, GenerationRequest
+from .request import LIMITS, GenerationRequest, asks_prompt
 from .sampling import distilled_from, distilled_grid, distilled_top, invert_latent, label_defaults, samplers_for
 from .seeds import SeedNoise, slerp
 from .steering import codec_args_steer, steerable
@@ -301,7 +301,7 @@ class Studio:
         # the model's defaults for the label the request ends up with (a model may sample kicks
         # differently from snares, engine.sampling.label_defaults)
         defaults = label_defaults(manifest.get("defaults", {}), request.label, curves=bool(request.rms or drawn),
-                                  prompt=request.prompt is not None or request.variation == "semantic")
+                                  prompt=asks_prompt(request.prompt, request.variation))
         request = request.with_(sampler=request.sampler or defaults.get("sampler", "dpmpp_2m"),
                                 steps=int(request.steps or defaults.get("steps", 16)),
                                 guidance=float(defaults.get("guidance", 1.0) if request.guidance is None else request.guidance),

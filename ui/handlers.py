@@ -28,7 +28,7 @@ import gradio as gr
 from engine import AudioFileError, GenerationRequest, Progress, Result, Studio, StudioError
 from engine import audio as audio_io
 from engine.curves import format_onsets, format_rms, parse_onsets, parse_rms
-from engine.request import MADE_BEFORE
+from engine.request import MADE_BEFORE, asks_prompt
 from engine.sampling import LABEL_DEFAULT_KEYS, label_defaults
 
 from . import presets
@@ -494,7 +494,7 @@ class Handlers:
         # "short punchy 808 kick" with no Sound picked: the engine gives it the kick label; and a
         # Sound asked for with a prompt (or "more like this") may default otherwise than alone. So
         # fields left at the model's defaults take that Sound's, as the command line does
-        prompted = bool(str(prompt or "").strip()) or variation == "semantic"
+        prompted = asks_prompt(str(prompt or "").strip() or None, variation)
         follow = label or self._routed_label(str(model), prompt, prompt_b)
         if follow and (label is None or prompted):
             fields = dict(zip(SAMPLING_FIELDS, (sampler, steps, guidance, variety, control_guidance)))
