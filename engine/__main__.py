@@ -91,6 +91,15 @@ def _envelope_spread(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected LABEL=SPREAD such as hat=1.3, got {text!r}") from None
 
 
+def _reattack_quantile(text: str) -> tuple[str, float]:
+    """``kick=0.75`` -> ("kick", 0.75): one label's limit on drawn second hits, as a quantile of its clips'."""
+    label, _, value = text.partition("=")
+    try:
+        return label.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LABEL=QUANTILE such as kick=0.75, got {text!r}") from None
+
+
 def _train(args: argparse.Namespace) -> int:
     if getattr(args, "steps", None) is None and getattr(args, "max_minutes", None) is not None:
         from .train.common import UNTIL_TIME
@@ -100,6 +109,8 @@ def _train(args: argparse.Namespace) -> int:
         args.envelope_shapes = dict(args.envelope_shapes)
     if getattr(args, "envelope_spreads", None):
         args.envelope_spreads = dict(args.envelope_spreads)
+    if getattr(args, "reattack_quantiles", None):
+        args.reattack_quantiles = dict(args.reattack_quantiles)
     if args.family == "wave":
         from .train.wave import WaveTrainConfig, train_wave
 
@@ -369,6 +380,9 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--envelope-spread", dest="envelope_spreads", action="append", type=_envelope_spread,
                     help="wave/prior: draw one label's envelopes this many times as far along its prior's "
                          "directions, LABEL=SPREAD (e.g. hat=1.3: wider than its clips; repeat for more labels)")
+    tr.add_argument("--reattack-quantile", dest="reattack_quantiles", action="append", type=_reattack_quantile,
+                    help="prior: hold one label's drawn second hits to this quantile of how far its clips rise "
+                         "again after their peak, LABEL=Q (e.g. kick=0.75; repeat for more labels; default: not held)")
     tr.add_argument("--compand", type=float,
                     help="latent: scale of a new model's asinh latent transform (default 0.01; 0: the plain latent)")
     tr.add_argument("--compand-envelope", type=float,

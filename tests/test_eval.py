@@ -220,6 +220,21 @@ def test_band_edge_steps_find_a_cliff_at_a_sub_band_edge_and_only_there():
     assert math.isnan(float(metrics.band_edge_steps(torch.zeros(1, 2, len(t)), rate, 32)[0]))
 
 
+def test_second_rises_read_a_second_hit_and_nothing_in_a_plain_decay():
+    """A decaying noise burst rises again by ~0 dB; the same with a second burst 20 dB under the
+    first at 300 ms reads a rise near the second burst's height over the first's tail there; silence 0."""
+    rate = 44100
+    t = torch.arange(int(rate * 0.74)) / rate
+    noise = torch.randn(1, 2, len(t), generator=torch.Generator().manual_seed(1))
+    decay = noise * torch.exp(-t * 12)                                          # ~-31 dB by 300 ms
+    late = (t >= 0.3).float() * torch.exp(-(t - 0.3).clamp_min(0) * 12) * 0.1    # -20 dB, at 300 ms
+    two = decay + noise.roll(4000, dims=-1) * late
+    rises = metrics.second_rises(torch.cat([decay, two, torch.zeros(1, 2, len(t))]))
+    assert float(rises[0]) < 2.0
+    assert 8.0 < float(rises[1]) < 14.0
+    assert float(rises[2]) == 0.0
+
+
 def test_classifier_separates_synthetic_classes_and_round_trips(tmp_path):
     names = ("kick", "snare", "hat")
     train = torch.cat([clips(k, range(8)) for k in names])

@@ -108,3 +108,80 @@ def test_one_category_can_draw_wider_envelopes_than_its_clips(tmp_path, tiny_mod
         refused = cli_in_process("train", "prior", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder),
                                  "--run-dir", str(tmp_path / "bad"), "--envelope-spread", bad)
         assert refused.returncode == 2 and __import__("re").search(message, refused.stderr), refused.stderr
+
+
+def test_second_hits_are_measured_after_the_peak_and_held_to_a_limit():
+    """Known envelopes: a decay, a decay with a 20 dB second hit, a swell whose peak is last."""
+    from engine.nets.envelope import limit_reattacks, reattack_limits, reattacks
+
+    decay = torch.tensor([0.0, -10.0, -20.0, -30.0, -40.0, -50.0])
+    second = torch.tensor([0.0, -10.0, -30.0, -10.0, -25.0, -50.0])    # falls to -30, rises 20 dB again
+    swell = torch.tensor([-40.0, -30.0, -20.0, -10.0, -5.0, 0.0])
+    envelopes = torch.stack([decay, second, swell])[:, None, :].repeat(1, 2, 1)   # (3 clips, 2 bands, 6 knots)
+    torch.testing.assert_close(reattacks(envelopes), torch.tensor([[0.0, 0.0], [20.0, 20.0], [0.0, 0.0]]))
+
+    held = limit_reattacks(envelopes, torch.tensor([[5.0, 5.0], [8.0, 30.0], [1.0, 1.0]]))
+    torch.testing.assert_close(held[0], envelopes[0])          # a decay has nothing to hold
+    torch.testing.assert_close(held[2], envelopes[2])          # nor has a swell: its rise is its attack
+    torch.testing.assert_close(held[1, 0], torch.tensor([0.0, -10.0, -30.0, -22.0, -25.0, -50.0]))
+    torch.testing.assert_close(held[1, 1], second)             # a limit above the rise leaves it
+    assert float(reattacks(held)[1, 0]) == pytest.approx(8.0)
+
+    labels = torch.tensor([0, 1, 1])
+    limits = reattack_limits(envelopes, labels, 2, 1.0)        # rows: label 0, label 1, all clips
+    torch.testing.assert_close(limits, torch.tensor([[0.0, 0.0], [20.0, 20.0], [20.0, 20.0]]))
+    torch.testing.assert_close(reattack_limits(envelopes, labels, 2, 0.5)[1], torch.tensor([10.0, 10.0]))
+
+
+def test_a_refit_holds_one_labels_drawn_second_hits_to_its_clips_own_and_changes_nothing_else(tmp_path, tiny_models,
+                                                                                       wav_folder):
+    """``--reattack-quantile kick=0.5``: the manifest keeps the kick row's limits (the others null),
+    the prior's tensors and the network are the plain refit's, every drawn kick rises again no more
+    than its row allows, and every other label draws exactly what the plain refit draws."""
+    from engine.nets.envelope import reattacks
+    from engine.nets.pqmf import BandCodec
+    from engine.seeds import SeedNoise
+    from tests.helpers import cli_in_process
+
+    common = ["--envelope-clusters", "2", "--envelope-components", "3", "--envelope-spread", "kick=3"]
+    held = cli_in_process("train", "prior", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder),
+                          "--run-dir", str(tmp_path / "held"), *common, "--reattack-quantile", "kick=0.5")
+    assert held.returncode == 0, held.stderr
+    plain = refit_prior(PriorConfig(init=str(tiny_models / "tiny"), data=str(wav_folder), run=str(tmp_path / "plain"),
+                                    envelope_clusters=2, envelope_components=3, envelope_spreads={"kick": 3.0}))
+    folder = tmp_path / "held" / "model"
+    manifest = read_manifest(folder)
+    labels = manifest["labels"]
+    kick = labels.index("kick")
+    assert "kick second hits held to its clips' 0.5 quantile" in manifest["training"]["sessions"][-1]["note"]
+    rows = manifest["codec"]["args"]["envelope_prior"]["reattack_db"]
+    assert len(rows) == len(labels) + 1 and all(row is None for i, row in enumerate(rows) if i != kick)
+    limits = torch.tensor(rows[kick])
+    codec, free = load_model(folder).codec, load_model(plain).codec
+    assert limits.shape == (codec.bands,) and bool((limits >= 0).all())
+    assert "reattack_db" not in read_manifest(plain)["codec"]["args"]["envelope_prior"]
+    before, after = read_weights(plain), read_weights(folder)
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+    noise = SeedNoise(list(range(48)), (codec.latent_channels, codec.latent_length(manifest["length"])))()
+    drawn, unheld = codec.envelope_for(torch.tensor([kick]), noise=noise), free.envelope_for(torch.tensor([kick]), noise=noise)
+    assert bool((reattacks(drawn) <= limits + 1e-4).all())
+    assert bool((reattacks(unheld) > limits + 1e-4).any())     # spread 3 draws second hits the clips lack
+    assert torch.equal(drawn.argmax(dim=2), unheld.argmax(dim=2)) and bool((drawn <= unheld + 1e-6).all())
+    for other in range(len(labels)):
+        if other != kick:
+            assert torch.equal(codec.envelope_for(torch.tensor([other]), noise=noise),
+                               free.envelope_for(torch.tensor([other]), noise=noise))
+    sound = Studio(roots=[tmp_path / "held"]).render(GenerationRequest(model=str(folder), label="kick", steps=2))
+    assert bool(torch.isfinite(torch.as_tensor(sound.sounds[0].audio)).all())
+
+    for bad, message in (("kick=1.5", "in \\(0, 1\\]"), ("tom=0.5", "names \\['tom'\\]"),
+                         ("kick=most", "LABEL=QUANTILE")):
+        refused = cli_in_process("train", "prior", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder),
+                                 "--run-dir", str(tmp_path / "bad"), "--reattack-quantile", bad)
+        assert refused.returncode == 2 and __import__("re").search(message, refused.stderr), refused.stderr
+    prior = manifest["codec"]["args"]["envelope_prior"]
+    one_short, not_a_number = [None] * len(labels), [[float("nan")] * codec.bands] + [None] * len(labels)
+    for damaged in ([[1.0]], one_short, not_a_number):
+        with pytest.raises(ValueError, match="reattack_db"):
+            BandCodec(bands=codec.bands, envelope_prior=dict(prior, reattack_db=damaged))

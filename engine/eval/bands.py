@@ -1,4 +1,4 @@
-"""Steps at sub-band edges in the tails of generated vs real sounds: ``name: value`` lines (issue 19).
+"""Steps at sub-band edges and second hits in the tails of generated vs real sounds: ``name: value`` lines (issue 19).
 
 ``python -m engine.eval.bands --model drums --data data/drums2s`` generates ``--count`` sounds per
 category (seeds ``--seed`` on, the model's defaults) and measures, with
@@ -13,6 +13,11 @@ of the category (any length: only the tail window is read):
     the share of sounds with a step over 12 dB at some edge (a cliff), of all the sounds;
 ``<category>.middle_step_db`` / ``.middle_step_db_real``
     the same step measured at the bands' middles (the control: the spectrum's own slope);
+``<category>.second_rise_db`` / ``.second_rise_db_real``
+    the median over sounds of how far the loudness rises again after its peak
+    (:func:`engine.eval.metrics.second_rises`: 0 for a hit that only decays);
+``<category>.second_hit_share`` / ``.second_hit_share_real``
+    the share of sounds that rise again by more than :data:`~engine.eval.metrics.RISE_DB` (a second hit);
 ``all.*``
     the same over every category.
 """
@@ -28,7 +33,7 @@ import torch
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT
 from ..data.dataset import DrumDataset
 from ..models import load_model, resolve_model
-from .metrics import BAND_CLIFF_DB, band_edge_steps
+from .metrics import BAND_CLIFF_DB, RISE_DB, band_edge_steps, second_rises
 from .run import generate_clips, model_header, report, studio_output
 
 
@@ -62,6 +67,9 @@ def evaluate_bands(model_name: str, data_root: str = str(DATA_ROOT), count: int 
             results[f"{key}.judged{name}"] = float(torch.isfinite(edges).sum())
             results[f"{key}.cliff_share{name}"] = _cliff_share(edges)
             results[f"{key}.middle_step_db{name}"] = _median(band_edge_steps(audio, rate, bands, at_edges=False))
+            rises = second_rises(audio)
+            results[f"{key}.second_rise_db{name}"] = _median(rises)
+            results[f"{key}.second_hit_share{name}"] = float((rises > RISE_DB).float().mean()) if len(rises) else math.nan
             pooled["edge" + name].append(edges)
     generated, real = torch.cat(pooled["edge"]), torch.cat(pooled["edge_real"])
     results.update({"all.edge_step_db": _median(generated), "all.edge_step_db_real": _median(real),

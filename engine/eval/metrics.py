@@ -291,3 +291,26 @@ def band_edge_steps(audio: torch.Tensor, sample_rate: int, bands: int, window_s:
         step = torch.where(judged, (high - low).abs(), torch.full_like(low, math.nan))
         steps = torch.fmax(steps, step)   # fmax: NaN (not judged) loses to any number
     return steps.float()
+
+
+RISE_HOP = 512        # 11.6 ms frames at 44.1 kHz for the loudness a second rise is read from
+RISE_RANGE_DB = 60.0  # frames more than this under the clip's loudest are read at that floor (silence)
+RISE_DB = 12.0        # rising again this far after the peak: a second hit (the training kicks' own reach 14.9 dB)
+
+
+def second_rises(audio: torch.Tensor, hop: int = RISE_HOP, range_db: float = RISE_RANGE_DB) -> torch.Tensor:
+    """``(B,)`` how far (dB) each clip's loudness rises again after its peak, over the lowest level
+    it had fallen to since: 0 for a hit that only decays, about the second hit's size for two hits.
+
+    Why: a waveform model's envelope prior drawn wider than its clips drew kicks with a thump a few
+    hundred ms after the hit (``docs/design-notes.md``, "Second hits in drawn envelopes"); the
+    Fréchet distance and the classifier hardly see it, a listener does."""
+    from ..dsp import rms_db
+    from ..nets.envelope import reattacks
+
+    audio = torch.nan_to_num(_batch(audio).float(), nan=0.0, posinf=0.0, neginf=0.0)
+    if audio.shape[0] == 0:
+        return torch.zeros(0)
+    db = rms_db(audio, hop)
+    db = torch.maximum(db, db.amax(dim=-1, keepdim=True) - range_db)
+    return reattacks(db[:, None, :])[:, 0]

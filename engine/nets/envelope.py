@@ -143,6 +143,46 @@ def draw_from_prior(means: torch.Tensor, bases: torch.Tensor, weights: torch.Ten
     return means[rows, cluster] + torch.einsum("bc,bcmk->bmk", coordinates[:, :components], bases[rows, cluster])
 
 
+def reattacks(envelopes: torch.Tensor) -> torch.Tensor:
+    """``(B, bands)``: how far each band of ``(B, bands, K)`` dB envelopes rises again after its
+    peak, over the lowest level it had fallen to since (0 for a band that only decays). A drum hit
+    decays; a large rise late in a tail is a second hit, which a one-shot's kit rarely has."""
+    out = envelopes.new_zeros(envelopes.shape[:2])
+    peak = envelopes.argmax(dim=2)
+    low = torch.full_like(out, float("inf"))
+    for k in range(envelopes.shape[2]):
+        level = envelopes[..., k]
+        out = torch.where(k > peak, torch.maximum(out, level - low), out)
+        low = torch.where(k >= peak, torch.minimum(low, level), low)
+    return out
+
+
+def reattack_limits(envelopes: torch.Tensor, labels: torch.Tensor, num_labels: int, quantile: float) -> torch.Tensor:
+    """``(num_labels + 1, bands)``: the ``quantile`` of :func:`reattacks` over each label's clips
+    (rows as :func:`fit_prior`'s, the last over every clip): how far a band of that category's
+    real hits rises again, at most, as often as ``quantile`` says."""
+    rises = reattacks(envelopes.float())
+    limits = torch.zeros(num_labels + 1, envelopes.shape[1])
+    for row in range(num_labels + 1):
+        chosen = rises if row == num_labels else rises[labels == row]
+        limits[row] = (chosen if len(chosen) else rises).quantile(quantile, dim=0)
+    return limits
+
+
+def limit_reattacks(envelopes: torch.Tensor, limits: torch.Tensor) -> torch.Tensor:
+    """``envelopes`` ``(B, bands, K)`` with each band's rise after its peak held to ``limits``
+    ``(B, bands)`` dB over the lowest level it had fallen to: a drawn envelope keeps its attack and
+    decay, but a second hit larger than real ones of its category is turned down to their size."""
+    out = envelopes.clone()
+    peak = out.argmax(dim=2)
+    low = torch.full(out.shape[:2], float("inf"), dtype=out.dtype)
+    for k in range(out.shape[2]):
+        level = torch.where(k > peak, torch.minimum(out[..., k], low + limits), out[..., k])
+        out[..., k] = level
+        low = torch.where(k >= peak, torch.minimum(low, level), low)
+    return out
+
+
 def prior_coordinates(noise: torch.Tensor, components: int) -> torch.Tensor:
     """``(B, components)`` standard normal coordinates read from a starting noise ``(B, C, frames)``:
     channel c's mean times sqrt(frames), exactly N(0, 1) for Gaussian noise and linear in it."""

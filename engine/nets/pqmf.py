@@ -112,6 +112,7 @@ class BandCodec(torch.nn.Module):
             raise ValueError(f"band_scale has {scale.numel()} values, expected {channels * bands}")
         self.register_buffer("band_scale", scale.reshape(1, -1, 1), persistent=False)
         self.envelope_knots, self.components, self.stored_with_model = None, 0, False
+        self.reattack_db = None
         if envelope_prior is not None:
             self.envelope_knots = [int(k) for k in envelope_prior["knots"]]
             rows, clusters = int(envelope_prior["rows"]), int(envelope_prior["clusters"])
@@ -129,6 +130,9 @@ class BandCodec(torch.nn.Module):
                     not 0.0 < float(v) <= MAX_ENVELOPE_SPREAD for v in self.row_spreads)):
                 raise ValueError(f"envelope_prior.row_spreads must give {rows} numbers in (0, {MAX_ENVELOPE_SPREAD}], "
                                  f"got {self.row_spreads}")
+            self.prior_rows = rows
+            if envelope_prior.get("reattack_db") is not None:
+                self.set_reattack_limits(envelope_prior["reattack_db"])
             knots = len(self.envelope_knots)
             self.register_buffer("prior_mean", torch.zeros(rows, clusters, bands, knots))
             self.register_buffer("prior_basis", torch.zeros(rows, clusters, self.components, bands, knots))
@@ -139,6 +143,18 @@ class BandCodec(torch.nn.Module):
     @property
     def latent_channels(self) -> int:
         return self.channels * self.bands
+
+    def set_reattack_limits(self, rows: list) -> None:
+        """Per prior row, ``None`` or one dB value per band: how far a drawn envelope's band may rise
+        again after its peak (measured on the row's clips by ``train prior --reattack-quantile``)."""
+        if not isinstance(rows, list) or len(rows) != self.prior_rows or any(
+                row is not None and (not isinstance(row, list) or len(row) != self.bands or any(
+                    isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf") for v in row))
+                for row in rows):
+            raise ValueError(f"envelope_prior.reattack_db must give {self.prior_rows} rows, each null or "
+                             f"{self.bands} dB values >= 0")
+        self.reattack_db = torch.tensor([[float("inf")] * self.bands if row is None else row for row in rows],
+                                        dtype=torch.float32)
 
     @torch.no_grad()
     def set_prior(self, mean: torch.Tensor, basis: torch.Tensor, weights: torch.Tensor) -> None:
@@ -183,8 +199,9 @@ class BandCodec(torch.nn.Module):
         batch = noise.shape[0] if noise is not None else 1 if labels is None else torch.as_tensor(labels).numel()
         rows = self._rows(labels, batch, self.prior_mean.shape[0])
         coordinates = None if noise is None else envelope.prior_coordinates(noise.cpu(), self.components + 1)
-        return envelope.draw_from_prior(self.prior_mean.cpu(), self.prior_basis.cpu(), self.prior_weights.cpu(),
-                                        rows, coordinates)
+        drawn = envelope.draw_from_prior(self.prior_mean.cpu(), self.prior_basis.cpu(), self.prior_weights.cpu(),
+                                         rows, coordinates)
+        return drawn if self.reattack_db is None else envelope.limit_reattacks(drawn, self.reattack_db[rows])
 
     def follow_loudness(self, envelope_db: torch.Tensor, points, sample_rate: int) -> torch.Tensor:
         """``envelope_db`` ``(B, M, K)`` moved so that the sound's RMS follows a drawn loudness
