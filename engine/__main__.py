@@ -82,22 +82,16 @@ def _envelope_shape(text: str) -> tuple[str, list[int]]:
     return label.strip(), [int(clusters), int(components)]
 
 
-def _envelope_spread(text: str) -> tuple[str, float]:
-    """``hat=1.3`` -> ("hat", 1.3): how far one label's envelope draws reach along its directions."""
-    label, _, value = text.partition("=")
-    try:
-        return label.strip(), float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LABEL=SPREAD such as hat=1.3, got {text!r}") from None
-
-
-def _reattack_quantile(text: str) -> tuple[str, float]:
-    """``kick=0.75`` -> ("kick", 0.75): one label's limit on drawn second hits, as a quantile of its clips'."""
-    label, _, value = text.partition("=")
-    try:
-        return label.strip(), float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LABEL=QUANTILE such as kick=0.75, got {text!r}") from None
+def _label_number(form: str):
+    """A parser of ``LABEL=NUMBER`` arguments (``hat=1.3`` -> ("hat", 1.3)); ``form`` (e.g.
+    "LABEL=SPREAD such as hat=1.3") is what its error says to write instead."""
+    def parse(text: str) -> tuple[str, float]:
+        label, _, value = text.partition("=")
+        try:
+            return label.strip(), float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {form}, got {text!r}") from None
+    return parse
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -377,10 +371,12 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--envelope-shape", dest="envelope_shapes", action="append", type=_envelope_shape,
                     help="wave/prior: one label's prior shape apart from the rest, LABEL=CLUSTERSxCOMPONENTS "
                          "(e.g. hat=3x8; repeat for more labels)")
-    tr.add_argument("--envelope-spread", dest="envelope_spreads", action="append", type=_envelope_spread,
+    tr.add_argument("--envelope-spread", dest="envelope_spreads", action="append",
+                    type=_label_number("LABEL=SPREAD such as hat=1.3"),
                     help="wave/prior: draw one label's envelopes this many times as far along its prior's "
                          "directions, LABEL=SPREAD (e.g. hat=1.3: wider than its clips; repeat for more labels)")
-    tr.add_argument("--reattack-quantile", dest="reattack_quantiles", action="append", type=_reattack_quantile,
+    tr.add_argument("--reattack-quantile", dest="reattack_quantiles", action="append",
+                    type=_label_number("LABEL=QUANTILE such as kick=0.75"),
                     help="prior: hold one label's drawn second hits to this quantile of how far its clips rise "
                          "again after their peak, LABEL=Q (e.g. kick=0.75; repeat for more labels; default: not held)")
     tr.add_argument("--compand", type=float,
