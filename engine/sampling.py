@@ -292,6 +292,16 @@ def label_defaults(defaults: dict, label: str | None, curves: bool = False, prom
     return out
 
 
+def prompt_shape(defaults: dict, label: str | None) -> str:
+    """The shape a sound asked for with a prompt takes when the request leaves it open: what the
+    model's ``with_prompt`` layer says for ``label`` (model-wide or per label), else "free". Not the
+    Sound's own default shape: a random real hit could contradict the prompt ("long roomy snare"),
+    so only a model whose kit hits carry captions sets "kit" here, and then the hit is drawn among
+    those whose caption matches the prompt (:func:`engine.envelopes.prompt_candidates`)."""
+    layer = defaults.get("with_prompt", {})
+    return str(layer.get("per_label", {}).get(label, {}).get("shape") or layer.get("shape") or "free")
+
+
 def _in_interval(guided: Callable, plain: Callable, interval: tuple[float, float], to_sigma: Callable) -> Callable:
     """``guided`` where the step's noise level lies in ``interval`` (low, high], else ``plain``
     (one conditional call: cheaper too)."""

@@ -32,7 +32,8 @@ from .errors import AudioFileError, InvalidRequestError, StudioError
 from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, embedder_location, find_codec_folder, find_models,
                      load_model, pick_device, read_manifest, resolve_model)
 from .request import LIMITS, GenerationRequest, asks_prompt
-from .sampling import distilled_from, distilled_grid, distilled_top, invert_latent, label_defaults, samplers_for
+from .sampling import (distilled_from, distilled_grid, distilled_top, invert_latent, label_defaults, prompt_shape,
+                       samplers_for)
 from .seeds import SeedNoise, slerp
 from .steering import codec_args_steer, steerable
 
@@ -294,9 +295,12 @@ class Studio:
         request = request.with_(length=resolve_length(manifest, request.length))
         if request.variation == "semantic":  # may fill the label from the reference
             request = self._like_reference(entry, request)
-        # a Sound's default shape is for a Sound alone: a prompt says its own shape ("long", "roomy")
-        request = request.with_(shape=request.shape or ("free" if request.prompt is not None else label_defaults(
-            manifest.get("defaults", {}), request.label).get("shape", "free")))
+        # a Sound's default shape is for a Sound alone; with a prompt, the model's with_prompt shape
+        # ("kit": a real hit whose description matches the prompt, else the network's own)
+        model_defaults = manifest.get("defaults", {})
+        request = request.with_(shape=request.shape or (
+            prompt_shape(model_defaults, request.label) if request.prompt is not None
+            else label_defaults(model_defaults, request.label).get("shape", "free")))
         drawn = self._kit_shapes(entry, request)  # each sound's real envelope, when it takes one
         # the model's defaults for the label the request ends up with (a model may sample kicks
         # differently from snares, engine.sampling.label_defaults)
@@ -411,8 +415,11 @@ class Studio:
             raise InvalidRequestError("a kit's envelope is drawn for an instrument: choose a Sound "
                                       "(or a prompt that names one), or use shape free")
         length_ms = 1000.0 * (request.length or entry.manifest["length"] / entry.manifest["sample_rate"])
+        prompt = None
+        if request.prompt is not None:  # the hit is drawn among those whose description matches the prompt
+            prompt = (self.embedder(str(entry.folder)), self.prompt_embedding(request, str(entry.folder)))
         return envelopes.kit_curves(entry.folder, entry.manifest, request.label, request.seed,
-                                    max(request.count, request.rerank), length_ms)
+                                    max(request.count, request.rerank), length_ms, prompt)
 
     @torch.no_grad()
     def _sample(self, model: LoadedModel, request: GenerationRequest, conditions: Conditions,

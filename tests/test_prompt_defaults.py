@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from engine import pipeline
 from engine.audio import export_wav, read_recipe
@@ -41,7 +42,8 @@ def test_a_sound_asked_for_with_a_prompt_takes_its_labels_defaults_with_a_prompt
     described = _described_model(models, tmp_path / "data")
     before = (described / "manifest.json").read_text()
     for bad, why in (({"with_prompt": [1]}, "JSON object"),
-                     ({"with_prompt": {"per_label": {"hat": {"shape": "kit"}}}}, "its own shape"),
+                     ({"with_prompt": {"per_label": {"hat": {"hit_prompt": 0.5}}}}, "the prompt is its description"),
+                     ({"with_prompt": {"per_label": {"hat": {"shape": "round"}}}}, "shape"),
                      ({"with_prompt": {"guidance_weights": {"learned": 0.5}}}, "only these defaults"),
                      ({"with_prompt": {"per_label": {"tuba": {"guidance": 2.0}}}}, "labels the model does not have"),
                      ({"with_prompt": {"guidance": 99.0}}, "guidance"),
@@ -93,3 +95,58 @@ def test_the_command_line_sets_and_uses_the_defaults_with_a_prompt(models, tmp_p
     assert made.returncode == 0, made.stderr
     recipe = read_recipe(made.stdout.strip().split("\t")[0])
     assert (recipe["guidance"], recipe["steps"]) == (3.0, 3)
+
+
+def test_a_prompt_picks_its_kit_hit_among_those_its_words_describe(models, hits, tmp_path, monkeypatch):
+    """``with_prompt`` shape "kit": a prompted sound takes a real hit drawn among the ones whose
+    captions are closest to the prompt (``PROMPT_HITS`` of them), in the studio and the evaluation
+    alike; its recipe holds the curves and replays; a bank without captions is refused."""
+    from engine import envelopes
+    from engine.eval.run import generate_clips
+    from tests.test_envelopes import LENGTH, RATE, _Clips
+
+    _fake_dataset(tmp_path / "data")
+    described = _described_model(models, tmp_path / "data")
+    matched = {"with_prompt": {"per_label": {"hat": {"shape": "kit"}}}}
+    envelopes.write_bank(described, envelopes.measure_bank(_Clips(*hits)), RATE, "test hits")  # curves only
+    with pytest.raises(InvalidRequestError, match="captions"):
+        set_defaults(described, matched)
+    made = cli_in_process("envelopes", "--model", str(described), "--data", str(tmp_path / "data"))
+    assert made.returncode == 0, made.stderr
+    set_defaults(described, matched)
+    bank = envelopes.read_bank(described)
+    monkeypatch.setattr(envelopes, "PROMPT_HITS", 1)   # the best match only: which one is known
+
+    studio = Studio(roots=[models], device="cpu")
+    embedder = studio.embedder(str(described))
+    captions = embedder.text([entry["caption"] for entry in bank["hat"]])
+    length_ms = 1000.0 * LENGTH / RATE
+    best = {}
+    for text in ("a bright hat", "a dark closed hi-hat", "soft open hat", "hard short hat", "long hat"):
+        request = GenerationRequest(model="described", label="hat", prompt=text, seed=3, steps=2)
+        best[text] = int((captions @ studio.prompt_embedding(request)).argmax())
+    first = "a bright hat"
+    second = next(text for text in best if best[text] != best[first])   # a prompt whose best hit differs
+
+    for text in (first, second):
+        request = GenerationRequest(model="described", label="hat", prompt=text, seed=3, count=2, steps=2)
+        result = studio.render(request)
+        hit = envelopes.draw(bank, "hat", 0, length_ms, [best[text]])
+        for sound in result.sounds:
+            recipe = sound.recipe
+            assert recipe["shape"] == "kit" and recipe["prompt"] == text and recipe["prompt_b"] is None
+            assert recipe["rms"] == [list(p) for p in hit.rms]   # every seed: the one best-matching hit
+        again = studio.render(GenerationRequest.from_recipe(dict(result.sounds[1].recipe, model="described")))
+        assert torch.allclose(again.sounds[0].audio, result.sounds[1].audio, atol=1e-6)
+
+        seen = []
+        render = pipeline.render
+        monkeypatch.setattr(pipeline, "render", lambda *a, **k: seen.append(a[2].rms) or render(*a, **k))
+        vector = studio.prompt_embedding(request)
+        generate_clips(studio.load(studio.entry("described")), 1, label="hat", seed=3,
+                       conditions=[Conditions(prompt=vector)])
+        monkeypatch.setattr(pipeline, "render", render)
+        assert seen == [hit.rms]   # the evaluation draws the hit the studio does
+
+    alone = studio.render(GenerationRequest(model="described", label="kick", prompt="a kick", seed=3, steps=2))
+    assert alone.sounds[0].recipe["shape"] == "free" and not alone.sounds[0].recipe["rms"]   # another Sound: free

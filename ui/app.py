@@ -204,7 +204,7 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
     C["shape"] = gr.Radio(SHAPE_CHOICES, value=AUTO_SHAPE, label="Shape",
                           info="with no curve drawn: the Sound's default, the model's own envelope, or a real kit "
                                "hit's loudness and hits (a new one every seed; for some Sounds its description too, "
-                               "shown as the prompt)",
+                               "shown as the prompt; with a prompt, a hit the prompt describes)",
                           visible=bool(info.get("kit_envelopes")), elem_id="shape")
     with gr.Row(equal_height=False, elem_classes="tds-seeds"):
         C["seed"] = FieldNumber(value=0, label="Seed", scale=3, min_width=110, elem_id="seed")

@@ -67,7 +67,7 @@ from ..embedders.base import load_embedder, text_vector
 from ..errors import InvalidRequestError, StudioError
 from ..models import LoadedModel, embedder_location, load_model, resolve_model
 from ..studio import finish
-from ..sampling import label_defaults
+from ..sampling import label_defaults, prompt_shape
 from ..seeds import SeedNoise
 from . import metrics
 from .classifier import DEFAULT_CACHE, Classifier, load_or_train, train_classifier
@@ -172,13 +172,24 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
         raise InvalidRequestError(f"shape must be one of {envelopes.SHAPES}, got {shape!r}")
     # the caller's prompts take the label's defaults with a prompt; a kit hit's description does not
     prompted = [c.prompt is not None for c in conditions] if conditions is not None else [False] * count
+    asked_shape, length_ms = shape, 1000.0 * manifest["length"] / manifest["sample_rate"]
     shape = shape or label_defaults(manifest.get("defaults", {}), label).get("shape", "free")
     if shape == "kit" and conditions is None and label is not None:
-        drawn = envelopes.kit_curves(model.folder, manifest, label, seed, count,
-                                     1000.0 * manifest["length"] / manifest["sample_rate"])
+        drawn = envelopes.kit_curves(model.folder, manifest, label, seed, count, length_ms)
         weight = envelopes.hit_weight(manifest, label)
         conditions = [Conditions(rms=hit.rms, onsets=hit.onsets, prompt=_hit_vector(model, hit, label, weight))
                       for hit in drawn]
+    elif conditions is not None and label is not None and \
+            (asked_shape or prompt_shape(manifest.get("defaults", {}), label)) == "kit":
+        # a caller's prompt without curves takes a kit hit as the studio gives it: one whose description matches
+        shaped = []
+        for i, wanted in enumerate(conditions):
+            if wanted.prompt is not None and not wanted.rms and not wanted.onsets:
+                hit = envelopes.kit_curves(model.folder, manifest, label, seed + i, 1, length_ms,
+                                           (model_embedder(model), wanted.prompt))[0]
+                wanted = replace(wanted, rms=hit.rms, onsets=hit.onsets)
+            shaped.append(wanted)
+        conditions = shaped
     latent_shape = (model.codec.latent_channels, model.codec.latent_length(manifest["length"]))
     out = []
     for start in tqdm(range(0, count, batch), desc=f"generate {label or manifest.get('name', '')}",

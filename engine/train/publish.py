@@ -26,7 +26,8 @@ from ..errors import CheckpointError, InvalidRequestError
 from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, copy_folder, load_codec, read_manifest, write_json
 from ..request import GenerationRequest
 from ..conditions import takes_prompts
-from ..sampling import LABEL_DEFAULT_KEYS, LAYERS, channel_weights, every_guidance_weights, label_defaults, samplers_for
+from ..sampling import (LABEL_DEFAULT_KEYS, LAYERS, channel_weights, every_guidance_weights, label_defaults,
+                        prompt_shape, samplers_for)
 
 
 def _log_summary(log_path: Path) -> str:
@@ -144,10 +145,12 @@ Multi-resolution STFT loss; {training.get('steps', 0)} steps, {training.get('exa
 
 PUBLISHED_DEFAULTS = ("sampler", "steps", "guidance", "guidance_weights", "control_guidance", "variety", "shape",
                       "hit_prompt", "per_label", "with_curves", "with_prompt")
-PROMPT_DEFAULTS = ("sampler", "steps", "guidance", "variety", "control_guidance")
+PROMPT_DEFAULTS = ("sampler", "steps", "guidance", "variety", "control_guidance", "shape")
 """What a sound asked for with a prompt may default to otherwise (``with_prompt``): the sampling
-settings. Not the shape or the kit hit's description (a prompt says its own), nor the guidance
-weights (the pipeline cannot tell a user's prompt from a kit hit's description)."""
+settings, and its shape ("kit": a real hit among those whose description matches the prompt,
+:func:`engine.sampling.prompt_shape`). Not the kit hit's description (the prompt is the sound's
+description), nor the guidance weights (the pipeline cannot tell a user's prompt from a kit hit's
+description)."""
 NOT_REQUEST_FIELDS = ("guidance_weights", "hit_prompt")
 """Defaults that are model settings, not a request's fields: checked on their own."""
 
@@ -189,7 +192,7 @@ def _check_prompt_defaults(manifest: dict, prompt) -> None:
         raise InvalidRequestError("defaults with a prompt (--with-prompt) are for a model that takes prompts; "
                                   f"{manifest.get('name', 'this model')!r} takes none")
     _check_defaults(manifest, prompt, (*PROMPT_DEFAULTS, "per_label"), PROMPT_DEFAULTS,
-                    "a label's defaults with a prompt (a prompt says its own shape)")
+                    "a label's defaults with a prompt (the prompt is its description)")
 
 
 def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...],
@@ -303,6 +306,12 @@ def _check_kit_shapes(folder: Path, manifest: dict) -> None:
     if uncaptioned:
         raise InvalidRequestError(f"hit_prompt needs kit envelopes with captions for {uncaptioned} in {folder}; "
                                   f"rebuild them with python -m engine envelopes --model {folder} --data DATA")
+    matched = [label for label in manifest.get("labels", []) if prompt_shape(defaults, label) == "kit"]
+    unmatched = [label for label in matched if not envelopes.has_captions(bank, label)]
+    if unmatched:
+        raise InvalidRequestError(f"shape kit with a prompt draws the kit hit whose description matches the prompt, "
+                                  f"so it needs kit envelopes with captions for {unmatched} in {folder}; rebuild "
+                                  f"them with python -m engine envelopes --model {folder} --data DATA")
 
 
 def publish_beside(source: Path, target: Path, what: str) -> None:
