@@ -144,7 +144,9 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     defaults with curves), ``shape`` too: without ``conditions``, a label whose shape is "kit" gives
     clip ``i`` the kit envelope seed ``seed + i`` draws (:func:`engine.envelopes.draw`), and the
     hit's description as its prompt when the label's ``hit_prompt`` says so, as the studio. A clip
-    whose ``conditions`` carry a prompt takes the label's defaults with a prompt (``with_prompt``).
+    whose ``conditions`` carry a prompt takes the label's defaults with a prompt (``with_prompt``),
+    and, without curves, when its shape there (or ``shape``) is "kit", the kit hit seed ``seed + i``
+    draws among those whose captions match its prompt (:func:`engine.envelopes.prompt_candidates`).
     """
     manifest = model.manifest
     asked = dict(steps=steps, guidance=guidance, control_guidance=control_guidance, sampler=sampler, variety=variety)
