@@ -525,7 +525,8 @@ def test_slots_cover_the_largest_batch():
 def test_the_shape_field_gives_a_snare_a_real_kit_hits_envelope_and_comes_back_with_it(handlers, settings):
     """The Shape field (models with kit envelopes only): "A real kit's hit" makes each sound on the
     curves of a training hit its seed draws, recorded in its recipe; a restored recipe, a saved and
-    loaded preset bring the choice back; "Sound's default" leaves it to the model (snares: kit)."""
+    loaded preset bring the choice back; "Sound's default" leaves it to the model (snares: kit; with a
+    prompt, a kit hit the prompt describes)."""
     from engine import envelopes
     from ui.handlers import AUTO_SHAPE
 
@@ -542,8 +543,17 @@ def test_the_shape_field_gives_a_snare_a_real_kit_hits_envelope_and_comes_back_w
     assert free["session"].takes[0].recipe["rms"] is None
     _, left = run_generate(handlers, shape=AUTO_SHAPE, **fast)  # the snare's default on latent-fast
     assert left["session"].takes[0].recipe["shape"] == "kit"
+    # with a prompt: a kit hit the prompt describes (latent-fast's defaults with a prompt), not any one
     _, prompted = run_generate(handlers, shape=AUTO_SHAPE, prompt="long roomy snare", **fast)
-    assert prompted["session"].takes[0].recipe["shape"] == "free"  # a prompt says its own shape
+    recipe = prompted["session"].takes[0].recipe
+    studio = handlers.studio
+    vector = studio.prompt_embedding(GenerationRequest(model="latent-fast", prompt="long roomy snare"))
+    candidates = envelopes.prompt_candidates(bank, "snare", studio.embedder("latent-fast"), vector)
+    hit = envelopes.draw(bank, "snare", recipe["seed"], 500.0, candidates)
+    assert recipe["shape"] == "kit" and recipe["rms"] == [list(p) for p in hit.rms]
+    assert sum("long" in bank["snare"][i]["caption"] for i in candidates) > len(candidates) / 2
+    _, own = run_generate(handlers, shape="free", prompt="long roomy snare", **fast)
+    assert own["session"].takes[0].recipe["rms"] is None  # the user's choice of shape wins
     restored = handlers._controls(recipes[1])
     assert restored["shape"]["value"] == "kit" and restored["rms"]  # the drawn envelope replays as a curve
     handlers.save_preset("Kit Snare", False, "latent-fast", "snare", "euler_a", 16, 3.0, 5, None, 0.0, 0.5, shape="kit")
