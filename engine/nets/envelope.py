@@ -146,15 +146,10 @@ def draw_from_prior(means: torch.Tensor, bases: torch.Tensor, weights: torch.Ten
 def reattacks(envelopes: torch.Tensor) -> torch.Tensor:
     """``(B, bands)``: how far each band of ``(B, bands, K)`` dB envelopes rises again after its
     peak, over the lowest level it had fallen to since (0 for a band that only decays). A drum hit
-    decays; a large rise late in a tail is a second hit, which a one-shot's kit rarely has."""
-    out = envelopes.new_zeros(envelopes.shape[:2])
-    peak = envelopes.argmax(dim=2)
-    low = torch.full_like(out, float("inf"))
-    for k in range(envelopes.shape[2]):
-        level = envelopes[..., k]
-        out = torch.where(k > peak, torch.maximum(out, level - low), out)
-        low = torch.where(k >= peak, torch.minimum(low, level), low)
-    return out
+    decays; a large rise late in a tail is a second hit, which a one-shot's kit rarely has. It is
+    what :func:`limit_reattacks` with no rise allowed takes away."""
+    held = limit_reattacks(envelopes, envelopes.new_zeros(envelopes.shape[:2]))
+    return (envelopes - held).amax(dim=2)
 
 
 def reattack_limits(envelopes: torch.Tensor, labels: torch.Tensor, num_labels: int, quantile: float) -> torch.Tensor:
