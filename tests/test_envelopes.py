@@ -81,6 +81,10 @@ def test_the_bank_holds_each_audible_clips_curves_and_draws_by_seed(models, hits
     with pytest.raises(CheckpointError, match="damaged"):
         envelopes.read_bank(models / "latent")
 
+    assert envelopes.read_bank(models / "curvy") is bank  # read once per version of the file
+    envelopes.write_bank(models / "curvy", {"kick": bank["kick"]}, RATE, "kicks only")
+    assert set(envelopes.read_bank(models / "curvy")) == {"kick"}  # a rewritten bank is read again
+
 
 def test_studio_gives_each_sound_a_kit_envelope_that_its_recipe_replays(models):
     studio = Studio(roots=[models], device="cpu")
