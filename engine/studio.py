@@ -83,6 +83,7 @@ class Studio:
         self._models: OrderedDict[Path, LoadedModel] = OrderedDict()
         self._embedders: dict[Path | str, object] = {}  # by folder, or "laion"
         self._reference_vectors: dict[tuple, torch.Tensor] = {}  # the last reference's audio embedding
+        self._text_vectors: dict[tuple, torch.Tensor] = {}  # prompts' text embeddings (a prompted kit hit asks thrice)
         self._cache_size = cache_size
         self._lock = threading.Lock()
         # Sampling runs on long-lived worker threads, not a fresh thread per request: a new thread
@@ -224,7 +225,15 @@ class Studio:
         embedder = self.embedder(name)
         vector = None
         if request.prompt is not None:
-            vector = text_vector(embedder, request.prompt, request.prompt_b, request.prompt_morph)
+            key = (id(embedder), request.prompt, request.prompt_b, request.prompt_morph)  # embedders are kept
+            with self._lock:
+                vector = self._text_vectors.get(key)
+            if vector is None:
+                vector = text_vector(embedder, request.prompt, request.prompt_b, request.prompt_morph)
+                with self._lock:
+                    if len(self._text_vectors) >= 64:  # a session's prompts and kit hits' descriptions
+                        self._text_vectors.clear()
+                    self._text_vectors[key] = vector
         if request.variation == "semantic":
             heard = self.reference_embedding(self.entry(name), request.reference)
             vector = heard if vector is None else torch.nn.functional.normalize(heard + vector, dim=0)

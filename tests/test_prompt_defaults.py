@@ -125,6 +125,8 @@ def test_a_prompt_picks_its_kit_hit_among_those_its_words_describe(models, hits,
     for text in ("a bright hat", "a dark closed hi-hat", "soft open hat", "hard short hat", "long hat"):
         request = GenerationRequest(model="described", label="hat", prompt=text, seed=3, steps=2)
         best[text] = int((captions @ studio.prompt_embedding(request)).argmax())
+    asked = GenerationRequest(model="described", label="hat", prompt="a bright hat", seed=3)
+    assert studio.prompt_embedding(asked) is studio.prompt_embedding(asked.with_(seed=4))  # embedded once
     first = "a bright hat"
     second = next(text for text in best if best[text] != best[first])   # a prompt whose best hit differs
 
