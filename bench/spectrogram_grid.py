@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from engine.data.dataset import DrumDataset  # noqa: E402
 from engine.dsp import power_spectrogram  # noqa: E402
-from engine.eval.run import generate_clips, studio_output  # noqa: E402
+from engine.eval.run import generate_clips, studio_fade_ms, studio_output  # noqa: E402
 from engine.models import load_model, resolve_model  # noqa: E402
 
 
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     model = load_model(entry.folder)
     rate, bands = model.manifest["sample_rate"], int(model.codec.bands)
     made = studio_output(generate_clips(model, args.count, label=args.label, seed=args.seed, sampler=args.sampler,
-                                       steps=args.steps, guidance=args.guidance), rate)
+                                       steps=args.steps, guidance=args.guidance), rate, studio_fade_ms(model.manifest))
     held = DrumDataset(args.data, "holdout")
     rows = [i for i, r in enumerate(held.records) if r["category"] == args.label][: args.count]
     real = held.audio[rows].float()

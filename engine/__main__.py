@@ -42,7 +42,7 @@ def _generate(args: argparse.Namespace) -> int:
                                 variation=args.variation, length=args.length, rms=rms, onsets=onsets,
                                 control_guidance=args.control_guidance, match_loudness=args.match_loudness,
                                 steer_loudness=args.steer_loudness, soft_hits=args.soft_hits,
-                                steer_onsets=args.steer_onsets,
+                                steer_onsets=args.steer_onsets, one_hit=args.one_hit,
                                 prompt=args.prompt, prompt_b=args.prompt_b, prompt_morph=args.prompt_morph,
                                 rerank=args.rerank, shape=args.shape)
     result = studio.render(request)
@@ -258,7 +258,11 @@ def _default_arguments(parser: argparse.ArgumentParser, otherwise: str) -> None:
                         help="defaults for some labels in place of the model's, as JSON, e.g. "
                              '\'{"kick": {"sampler": "dpmpp_2m", "steps": 12, "guidance": 6.5}}\' '
                              "(sampler, steps, guidance, variety, control_guidance, shape, guidance_weights, "
-                             "hit_prompt)")
+                             "hit_prompt, one_hit_db)")
+    parser.add_argument("--one-hit-db", type=float, default=None,
+                        help="latent models whose latent says its loudness: how far (dB) a sound asked as one hit "
+                             "(at most one onset) may rise again after its peak as it forms, where no loudness curve "
+                             "is drawn, e.g. 10 (default: unchanged)")
     parser.add_argument("--with-curves", type=json.loads, default=None,
                         help="defaults for a sound with a drawn loudness curve, on top of the others, as JSON of the "
                              "same form, e.g. '{\"per_label\": {\"kick\": {\"variety\": 0}}}'")
@@ -321,6 +325,10 @@ def parser() -> argparse.ArgumentParser:
                      help="let the latent model place the --onsets hits on its own (default: each hit after the "
                           "first that the --rms curve does not already rise into is made as the sound forms, on "
                           "models whose latent says its loudness)")
+    gen.add_argument("--allow-second-hits", dest="one_hit", action="store_false",
+                     help="let a sound with at most one onset rise again after its peak as the model makes it "
+                          "(default: held to one hit as it forms where no --rms curve is drawn, on models that set "
+                          "a limit: no ghost second hit)")
     gen.add_argument("--soft-hits", action="store_true",
                      help="an --rms curve quieter than the model's usual hits makes a soft hit, with a soft velocity "
                           "layer's timbre (default: a full hit, turned down onto the curve)")

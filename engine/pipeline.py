@@ -18,7 +18,7 @@ from dataclasses import replace
 from .conditions import ENVELOPE, Conditions, condition_specs, level_floor, lift_quiet_curve, network_inputs
 from .models import LoadedModel
 from .sampling import channel_weights, label_defaults, sample_latent, variety_interval
-from .steering import chain, loudness_projection, onset_projection
+from .steering import chain, loudness_projection, one_hit_projection, onset_projection
 
 
 def codec_hop(model: LoadedModel, samples: int | None = None) -> int:
@@ -72,18 +72,34 @@ def guidance_spec(model: LoadedModel, conditions: Conditions) -> dict | None:
     return label_defaults(model.manifest.get("defaults", {}), label, curves=bool(conditions.rms)).get("guidance_weights")
 
 
+def one_hit_limit(model: LoadedModel, conditions: Conditions) -> float | None:
+    """How far (dB) a sound asked as one hit may rise again after its peak while it forms
+    (:func:`engine.steering.one_hit_projection`, in the frames no loudness curve is drawn over):
+    its label's ``one_hit_db`` default, for a sound with at most one drawn hit; None for two hits
+    or more (two hits are two hits) or when the model sets no limit."""
+    if len(conditions.onsets or ()) > 1:
+        return None
+    labels = list(model.manifest.get("labels", []))
+    label = labels[conditions.label] if conditions.label is not None and 0 <= conditions.label < len(labels) else None
+    limit = label_defaults(model.manifest.get("defaults", {}), label).get("one_hit_db")
+    return None if limit is None else float(limit)
+
+
 @torch.no_grad()
 def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, sampler: str, steps: int,
            guidance: float = 1.0, control_guidance: float = 1.0, reference: torch.Tensor | None = None,
            strength: float = 1.0, callback: Callable[[dict], None] | None = None,
            step_noise: Callable[[], torch.Tensor] | None = None, variety: float = 0.0,
-           steer_loudness: bool = True, soft_hits: bool = False, steer_onsets: bool = True) -> torch.Tensor:
+           steer_loudness: bool = True, soft_hits: bool = False, steer_onsets: bool = True,
+           one_hit: bool = False) -> torch.Tensor:
     """A batch of clean latents from unit ``noises`` under ``conditions`` (the sound's per-channel
     guidance weights applied, :func:`guidance_spec`; ``variety`` > 0 guides only at the lower noise levels,
     :func:`engine.sampling.variety_interval`; with a loudness curve and ``steer_loudness`` the
     steps' estimates, all but the last few, are moved onto the curve where the codec allows,
     :mod:`engine.steering`; with ``steer_onsets`` each drawn hit after the first that the curve does
-    not already make is made there too, :func:`engine.steering.onset_projection`). A quiet curve is
+    not already make is made there too, :func:`engine.steering.onset_projection`; with ``one_hit``, a
+    sound without a reference that :func:`one_hit_limit` gives a limit to is held from rising again
+    after its peak, :func:`engine.steering.one_hit_projection`). A quiet curve is
     lifted first (:func:`level_lift`): the latent is then that many dB louder than the curve until
     :func:`decode`, given the same conditions, turns it down."""
     conditions, _ = level_lift(model, conditions, soft_hits)
@@ -91,7 +107,9 @@ def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
     frames, rate = noises.shape[-1], model.manifest["sample_rate"]
     project = chain(loudness_projection(model.codec, conditions.rms, frames, rate) if steer_loudness else None,
                     onset_projection(model.codec, conditions.onsets, conditions.rms, frames, rate)
-                    if steer_onsets else None)
+                    if steer_onsets else None,
+                    one_hit_projection(model.codec, one_hit_limit(model, conditions), conditions.rms, frames, rate)
+                    if one_hit and reference is None else None)
     return sample_latent(model.network, model.manifest, noises, sampler=sampler, steps=steps, guidance=guidance,
                          cond=cond, control_guidance=control_guidance, reference=reference, strength=strength,
                          callback=callback, step_noise=step_noise,
@@ -113,9 +131,10 @@ def decode(model: LoadedModel, latent: torch.Tensor, envelope: torch.Tensor | No
 def render(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, samples: int, sampler: str,
            steps: int, guidance: float = 1.0, control_guidance: float = 1.0,
            step_noise: Callable[[], torch.Tensor] | None = None, variety: float = 0.0,
-           steer_loudness: bool = True, soft_hits: bool = False, steer_onsets: bool = True) -> torch.Tensor:
+           steer_loudness: bool = True, soft_hits: bool = False, steer_onsets: bool = True,
+           one_hit: bool = False) -> torch.Tensor:
     """Noise to raw decoded audio in one call: what evaluation and training renders use."""
     latent = sample(model, noises, conditions, sampler=sampler, steps=steps, guidance=guidance,
                     control_guidance=control_guidance, step_noise=step_noise, variety=variety,
-                    steer_loudness=steer_loudness, soft_hits=soft_hits, steer_onsets=steer_onsets)
+                    steer_loudness=steer_loudness, soft_hits=soft_hits, steer_onsets=steer_onsets, one_hit=one_hit)
     return decode(model, latent, envelope_for(model, conditions, noises), samples, conditions, soft_hits)

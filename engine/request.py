@@ -19,7 +19,7 @@ LIMITS = {"steps": (1, 200), "guidance": (0.0, 15.0), "count": (1, 64), "morph":
           "strength": (0.01, 1.0), "control_guidance": (0.0, 15.0), "prompt_morph": (0.0, 1.0),
           "rerank": (0, 64), "label_mix": (0.0, 1.0), "variety": (0.0, 1.0)}
 VARIATION_MODES = ("noise", "invert", "semantic")
-MADE_BEFORE = {"steer_loudness": False, "soft_hits": True, "steer_onsets": False, "shape": "free"}
+MADE_BEFORE = {"steer_loudness": False, "soft_hits": True, "steer_onsets": False, "shape": "free", "one_hit": False}
 """What a recipe or preset without these keys was made with (they came later): it replays so."""
 
 
@@ -58,6 +58,10 @@ class GenerationRequest:
                                       # not already rise into is made in the latent as it forms (a dip, then the
                                       # first hit's attack: engine.steering.onset_projection). Recipes without it
                                       # replay without
+    one_hit: bool = True              # with at most one hit: where no loudness curve is drawn, the sound is held
+                                      # from rising again after its peak by more than its model's limit as it forms
+                                      # (no ghost second hit: engine.steering.one_hit_projection). Recipes without
+                                      # it replay without
     prompt: str | None = None         # text prompt ("short punchy 808 kick"); models that take prompts
     prompt_b: str | None = None       # second prompt to morph towards (slerp of the two text embeddings)
     prompt_morph: float = 0.0         # 0 = prompt, 1 = prompt_b
@@ -88,7 +92,7 @@ class GenerationRequest:
         if self.length is not None and (not isinstance(self.length, (int, float)) or isinstance(self.length, bool)
                                         or not math.isfinite(self.length) or self.length <= 0):
             raise InvalidRequestError(f"length must be a positive number of seconds, got {self.length!r}")
-        for name in ("match_loudness", "steer_loudness", "soft_hits", "steer_onsets"):
+        for name in ("match_loudness", "steer_loudness", "soft_hits", "steer_onsets", "one_hit"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidRequestError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.shape is not None and self.shape not in SHAPES:
@@ -128,7 +132,8 @@ class GenerationRequest:
         """Rebuild a request from a recipe, ignoring keys it does not know (checkpoint id, rate...).
         A recipe from before loudness steering (no ``steer_loudness``) replays without it, and one from
         before quiet curves were lifted (no ``soft_hits``) with soft hits, and one from before hits were
-        steered (no ``steer_onsets``) without it, as made (:data:`MADE_BEFORE`)."""
+        steered (no ``steer_onsets``) or held to one hit (no ``one_hit``) without it, as made
+        (:data:`MADE_BEFORE`)."""
         known = {f.name for f in fields(cls)}
         return cls(**{**MADE_BEFORE, **{k: v for k, v in recipe.items() if k in known}})
 

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 
 from . import dsp
 from .diffusion.denoisers import Project
+from .nets.envelope import limit_reattacks
 
 MAX_BOOST_DB = 12.0   # as the envelope shaper: a quiet estimate is lifted at most this much
 MAX_CUT_DB = 60.0     # a frame the curve wants silent goes down at most this much per step
@@ -162,6 +163,52 @@ def loudness_projection(codec: torch.nn.Module, rms: Sequence[tuple[float, float
         gain[:, : gain_db.shape[-1]] = 10.0 ** (gain_db / 20.0)
         steered = _from_raw(codec, raw * gain[:, None]).to(estimate.dtype)
         out = estimate.clone()  # the learned channels as the network made them (not clamped by a round trip)
+        for part in _exact_channels(codec):
+            out[:, part] = steered[:, part]
+        return out
+
+    return project
+
+
+ONE_HIT_RANGE_DB = 60.0
+"""A sound asked as one hit is held only where it is within this far of its loudest frame: lower
+frames read at that floor (as :func:`engine.eval.metrics.second_rises` reads them), so the noise
+of a faded tail, which rises and falls by 10 dB near -80 dBFS in real clips too, is left alone."""
+
+
+def one_hit_projection(codec: torch.nn.Module, limit_db: float | None, rms: Sequence[tuple[float, float]] | None,
+                       frames: int, sample_rate: int) -> Project | None:
+    """The steering step for a sound asked as one hit: a function from a batch of clean estimates
+    and their noise level to the same estimates whose loudness, after its peak, never rises more
+    than ``limit_db`` over the lowest level it has fallen to (frames more than
+    :data:`ONE_HIT_RANGE_DB` under the peak read at that floor), at every noise level. Attack, peak
+    and decay are the network's, and so is every frame a loudness curve ``rms`` is drawn over (the
+    curve says its loudness); only a rise after the peak in the frames left open is turned down, in
+    the channels that say the loudness (as :func:`loudness_projection`). ``None`` without a limit or
+    on a codec that cannot be steered.
+
+    Why: `latent-fast`'s kicks asked alone came back with a ghost second hit (a click or a second
+    thump 100-700 ms after the tail had faded) two times in three, its cymbals one in five, and no
+    real one-shot does. The network learned them: its trainer gives a fifth of its clips a copy of
+    themselves 50-400 ms later (:func:`engine.data.augment.shape_augment`, so that drawn double
+    hits are followed), and with the curves dropped it samples from clips a fifth of which hit
+    twice. A real kit hit's curves (shape kit) end where the hit did, and after that end the network
+    is as free: a percussion hit in five came back with a second one there. Held while the sound
+    forms, the steps after see a decaying sound and fill in its tail; figures in
+    ``docs/design-notes.md``, "Ghost second hits"."""
+    if limit_db is None or not steerable(codec):
+        return None
+    limit = float(limit_db)
+    drawn = dsp.rms_from_points(rms, frames, _inner(codec).hop, sample_rate)[1] if rms else torch.zeros(frames)
+
+    def project(estimate: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        raw = _raw(codec, estimate.float())
+        level = _rms_db(codec, raw)
+        floored = torch.maximum(level, level.amax(-1, keepdim=True) - ONE_HIT_RANGE_DB)
+        held = limit_reattacks(floored[:, None], floored.new_full((level.shape[0], 1), limit))[:, 0]
+        gain = 10.0 ** ((held - floored).clamp(max=0.0) * (1.0 - drawn.to(level)[: level.shape[-1]]) / 20.0)
+        steered = _from_raw(codec, raw * gain[:, None]).to(estimate.dtype)
+        out = estimate.clone()  # the learned channels as the network made them
         for part in _exact_channels(codec):
             out[:, part] = steered[:, part]
         return out

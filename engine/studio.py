@@ -163,6 +163,8 @@ class Studio:
                 # the sampling steps are moved onto a drawn loudness curve (engine.steering)
                 "steers_loudness": "rms" in controls and steers,
                 "steers_onsets": "onsets" in controls and steers,
+                # a sound asked as one hit is held from rising again after its peak (engine.steering)
+                "holds_one_hit": steers and holds_one_hit(manifest),
                 # a drawn curve quieter than its usual hits is lifted for the network (a full hit,
                 # turned down), unless the request asks for soft hits (engine.conditions.lift_quiet_curve)
                 "lifts_quiet_curves": recorded_level_floors(condition_specs(manifest)) is not None,
@@ -475,11 +477,13 @@ class Studio:
                                           request.soft_hits)[0].clamp(-1, 1)
             events.put(Progress(step, steps, preview, manifest["sample_rate"]))
 
+        # a variation that keeps its reference's shape (noise, invert) keeps its second hits too
+        hold = request.one_hit and (not request.reference or request.variation == "semantic")
         latent = pipeline.sample(model, noises, conditions, sampler=sampler, steps=steps, guidance=request.guidance,
                                  control_guidance=request.control_guidance or 1.0, reference=reference,
                                  strength=strength, callback=callback, step_noise=draws, variety=request.variety or 0.0,
                                  steer_loudness=request.steer_loudness, soft_hits=request.soft_hits,
-                                 steer_onsets=request.steer_onsets)
+                                 steer_onsets=request.steer_onsets, one_hit=hold)
         audio = pipeline.decode(model, latent, envelope, samples, conditions, request.soft_hits)
         audio = onto_curve(audio, conditions.rms, manifest["sample_rate"], request.match_loudness,
                            request.steer_loudness and steerable(codec))
@@ -490,6 +494,9 @@ class Studio:
         spread = pipeline.guidance_spec(model, conditions)
         if spread:  # the model's own setting for this sound, recorded for whoever replays it
             base["guidance_weights"] = spread
+        held = pipeline.one_hit_limit(model, conditions) if hold else None
+        if held is not None and steerable(codec):  # the same: how far it was let rise again after its peak
+            base["one_hit_db"] = held
         scores = [None] * request.count
         if conditions.prompt is not None:  # how close each sound came to what was asked (and the re-ranking)
             embedder = self.embedder(request.model)
@@ -556,6 +563,12 @@ def prompt_label(request: GenerationRequest, entry: ModelEntry) -> str | None:
 def model_controls(manifest: dict) -> list[str]:
     """The control curves a model follows ("rms", "onsets"), from its declared conditions."""
     return spec_names(condition_specs(manifest), CURVE)
+
+
+def holds_one_hit(manifest: dict) -> bool:
+    """Whether a model's defaults set a one-hit limit (``one_hit_db``) for any of its Sounds."""
+    defaults = manifest.get("defaults", {})
+    return "one_hit_db" in defaults or any("one_hit_db" in v for v in defaults.get("per_label", {}).values())
 
 
 def variable_length(manifest: dict) -> bool:

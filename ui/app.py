@@ -110,7 +110,7 @@ GENERATE_OUTPUTS = ["seed", "session", "status", "history", "take", "empty_note"
                       for part in ("group", "audio", "plot", "file", "caption")]]
 CONTROL_OUTPUTS = ["model", "label", "sampler", "steps", "guidance", "seed", "lock_seed", "seed_b", "morph", "count",
                    "length", "rms", "onsets", "control_guidance", "match_loudness", "steer_loudness",
-                   "soft_hits", "steer_onsets", "controls_box",
+                   "soft_hits", "steer_onsets", "one_hit", "controls_box",
                    "prompt", "prompt_b", "prompt_morph", "rerank", "prompt_box",
                    "strength", "variation", "reference", "variation_box", "model_info", "recipe_note",
                    "label_b", "label_mix", "blend_row", "variety", "shape"]
@@ -206,6 +206,10 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
                                "hit's loudness and hits (a new one every seed; for some Sounds its description too, "
                                "shown as the prompt; with a prompt, a hit the prompt describes)",
                           visible=bool(info.get("kit_envelopes")), elem_id="shape")
+    C["one_hit"] = gr.Checkbox(True, label="One clean hit",
+                               info="with at most one hit: once the sound has faded it does not come back (no "
+                                    "ghost second hit); off: as the model makes it",
+                               visible=bool(info.get("holds_one_hit")), elem_id="one-hit")
     with gr.Row(equal_height=False, elem_classes="tds-seeds"):
         C["seed"] = FieldNumber(value=0, label="Seed", scale=3, min_width=110, elem_id="seed")
         C["roll_seed"] = gr.Button("⚄", size="sm", elem_classes="tds-dice", scale=0, min_width=44,
@@ -399,10 +403,12 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
 
         wire = functools.partial(_wire, C)
         model_outputs = ["label", "sampler", "steps", "guidance", "length", "model_info", "controls_box",
-                         "steer_loudness", "soft_hits", "steer_onsets", "control_guidance", "prompt_box", "label_b",
+                         "steer_loudness", "soft_hits", "steer_onsets", "one_hit", "control_guidance", "prompt_box",
+                         "label_b",
                          "blend_row", "variety", "shape"]
         wire(demo.load, h.refresh, ["model", "preset", "label", "sampler", "steps", "guidance", "length", "model_info",
-                                    "controls_box", "steer_loudness", "soft_hits", "steer_onsets", "prompt_box",
+                                    "controls_box", "steer_loudness", "soft_hits", "steer_onsets", "one_hit",
+                                    "prompt_box",
                                     "label_b", "blend_row", "variety", "shape"])
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")

@@ -167,10 +167,11 @@ def _label_value(label: str | None) -> str | None:
     return None if label in (None, "", ANY_LABEL) else label
 
 
-SAMPLING_FIELDS = tuple(key for key in LABEL_DEFAULT_KEYS if key not in ("shape", "guidance_weights", "hit_prompt"))
+SAMPLING_FIELDS = tuple(key for key in LABEL_DEFAULT_KEYS
+                        if key not in ("shape", "guidance_weights", "hit_prompt", "one_hit_db"))
 """The fields a model may default differently per Sound (named as the manifest's defaults). The
 Shape field is not one: its "Sound's default" choice leaves the shape to each Sound; nor are the
-guidance weights, which the model applies to each sound itself (no field shows them)."""
+guidance weights and the one-hit limit, which the model applies to each sound itself (no field shows them)."""
 AUTO_SHAPE = "auto"
 SHAPE_CHOICES = [("Sound's default", AUTO_SHAPE), ("The model's own", "free"), ("A real kit's hit", "kit")]
 
@@ -346,6 +347,7 @@ class Handlers:
             "steer_loudness": gr.update(visible=bool(info.get("steers_loudness"))),
             "soft_hits": gr.update(visible=bool(info.get("lifts_quiet_curves"))),
             "steer_onsets": gr.update(visible=bool(info.get("steers_onsets"))),
+            "one_hit": gr.update(visible=bool(info.get("holds_one_hit"))),
             "prompt_box": gr.update(visible=bool(info.get("prompts"))),
             "shape": gr.update(visible=bool(info.get("kit_envelopes"))),
             "model_info": text,
@@ -477,7 +479,7 @@ class Handlers:
                  strength, variation, rms=None, onsets=None, control_guidance=None,
                  match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
                  rerank=0, label_b=None, label_mix=0.0, variety=None, steer_loudness=True,
-                 soft_hits=False, steer_onsets=True, shape=None) -> GenerationRequest:
+                 soft_hits=False, steer_onsets=True, shape=None, one_hit=True) -> GenerationRequest:
         if not model:
             raise gr.Error("choose a model")
         count = _number(count, "count", integer=True)
@@ -511,7 +513,7 @@ class Handlers:
             **self._curves(str(model), rms, onsets, control_guidance, match_loudness, steer_loudness, soft_hits,
                            steer_onsets),
             **self._prompts(str(model), prompt, prompt_b, prompt_morph, rerank),
-            shape=_shape_value(shape))
+            shape=_shape_value(shape), one_hit=bool(one_hit))
         return request.validated()
 
     def _model_for_label(self, model: str, label: str | None) -> tuple[str, str | None]:
@@ -552,7 +554,7 @@ class Handlers:
                  reference, strength, variation, session, rms=None, onsets=None,
                  control_guidance=None, match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
                  rerank=0, label_b=None, label_mix=0.0, variety=None, steer_loudness=True,
-                 soft_hits=False, steer_onsets=True, shape=None) -> Iterator[dict]:
+                 soft_hits=False, steer_onsets=True, shape=None, one_hit=True) -> Iterator[dict]:
         """Sample: stream status and a preview plot, then each sound's player, drag-out file and plot."""
         entered = time.time()  # wall clock, so the browser bench can split its wait around the handler
         session = self._session(session)
@@ -561,7 +563,7 @@ class Handlers:
         request = self._request(model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
                                 reference, strength, variation, rms, onsets, control_guidance, match_loudness,
                                 prompt, prompt_b, prompt_morph, rerank, label_b, label_mix, variety, steer_loudness,
-                                soft_hits, steer_onsets, shape)
+                                soft_hits, steer_onsets, shape, one_hit)
         steps_total = request.steps or 0
         session.batch = []  # until this one finishes no card holds a result, so Export can't save an old sound
         session.generating, session.stop_requested = True, False
@@ -670,7 +672,7 @@ class Handlers:
                  reference, strength, variation, session, rms=None, onsets=None, control_guidance=None,
                  match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0,
                  label_b=None, label_mix=0.0, variety=None, steer_loudness=True,
-                 soft_hits=False, steer_onsets=True, shape=None) -> Iterator[dict]:
+                 soft_hits=False, steer_onsets=True, shape=None, one_hit=True) -> Iterator[dict]:
         """A seed, seed B or morph was moved (or a dice rolled) with "Audition on change" ticked:
         render at once with the seed as it now is (never a new roll). Off, it changes nothing."""
         if not audition:
@@ -679,7 +681,7 @@ class Handlers:
         yield from self.generate(model, label, sampler, steps, guidance, seed, True, seed_b, morph, count, length,
                                  reference, strength, variation, session, rms, onsets, control_guidance,
                                  match_loudness, prompt, prompt_b, prompt_morph, rerank, label_b, label_mix,
-                                 variety, steer_loudness, soft_hits, steer_onsets, shape)
+                                 variety, steer_loudness, soft_hits, steer_onsets, shape, one_hit)
 
     def stop(self, session) -> dict:
         """Stop was pressed: ask the running generation to stop. It stops at its next step and its
@@ -887,6 +889,9 @@ class Handlers:
             # and one from before hits were steered left them to the model
             "steer_onsets": gr.update(visible=bool(info.get("steers_onsets")),
                                       value=bool(values.get("steer_onsets", MADE_BEFORE["steer_onsets"]))),
+            # and one from before sounds were held to one hit let them rise again
+            "one_hit": gr.update(visible=bool(info.get("holds_one_hit")),
+                                 value=bool(values.get("one_hit", MADE_BEFORE["one_hit"]))),
             "prompt": values.get("prompt") or "", "prompt_b": values.get("prompt_b") or "",
             "prompt_morph": float(values.get("prompt_morph") or 0.0), "rerank": int(values.get("rerank") or 0),
         })
@@ -971,7 +976,8 @@ class Handlers:
     def save_preset(self, preset_name, preset_overwrite, model, label, sampler, steps, guidance, seed, seed_b,
                     morph, length, rms=None, onsets=None, control_guidance=None, match_loudness=True,
                     prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0, label_b=None, label_mix=0.0,
-                    variety=None, steer_loudness=True, soft_hits=False, steer_onsets=True, shape=None) -> dict:
+                    variety=None, steer_loudness=True, soft_hits=False, steer_onsets=True, shape=None,
+                    one_hit=True) -> dict:
         values = {"model": model, "label": _label_value(label), **_blend(_label_value(label), label_b, label_mix),
                   "sampler": sampler or None,
                   "steps": _number(steps, "steps", integer=True, optional=True),
@@ -988,6 +994,8 @@ class Handlers:
                            if v})
         if _shape_value(shape):
             values["shape"] = shape
+        if model and self.studio.describe(str(model)).get("holds_one_hit"):
+            values["one_hit"] = bool(one_hit)
         path = presets.save(self.settings.presets_dir, preset_name, values, overwrite=bool(preset_overwrite))
         gr.Info(f"saved preset {path.stem}")
         return {"preset": gr.update(choices=presets.list_presets(self.settings.presets_dir), value=path.stem),

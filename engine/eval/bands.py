@@ -34,7 +34,7 @@ from ..data.dataset import DEFAULT_ROOT as DATA_ROOT
 from ..data.dataset import DrumDataset
 from ..models import load_model, resolve_model
 from .metrics import BAND_CLIFF_DB, RISE_DB, band_edge_steps, second_rises
-from .run import generate_clips, model_header, report, studio_output
+from .run import generate_clips, model_header, report, studio_fade_ms, studio_output
 
 
 def _median(values: torch.Tensor) -> float:
@@ -57,7 +57,8 @@ def evaluate_bands(model_name: str, data_root: str = str(DATA_ROOT), count: int 
     results: dict[str, float | str] = {**model_header(entry, model), "bands": float(bands)}
     pooled = {"edge": [], "edge_real": []}
     for category in categories:
-        made = studio_output(generate_clips(model, count, label=category, seed=seed, guidance=guidance), rate)
+        made = studio_output(generate_clips(model, count, label=category, seed=seed, guidance=guidance), rate,
+                            studio_fade_ms(model.manifest))
         rows = [i for i, r in enumerate(held.records) if category is None or r["category"] == category]
         real = held.audio[rows].float()
         key = category or "all"

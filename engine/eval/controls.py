@@ -49,7 +49,7 @@ from ..request import GenerationRequest
 from ..steering import steerable
 from ..studio import Studio, onto_curve
 from .classifier import DEFAULT_CACHE
-from .run import Judge, generate_clips, model_header, report, seconds_per_call, studio_output
+from .run import Judge, generate_clips, model_header, report, seconds_per_call, studio_fade_ms, studio_output
 
 HOP = 128
 LOUD_DB = -45.0          # frames quieter than this in the request are not scored (the floor is noise)
@@ -132,7 +132,8 @@ def _generate(model: LoadedModel, asked: list[Conditions], labels: list[str], se
     steered = steer and steerable(model.codec)
     made = torch.cat([onto_curve(clip[None], c.rms, rate, False, steered) for clip, c in zip(raw, asked)])
     shaped = torch.cat([onto_curve(clip[None], c.rms, rate, True, steered) for clip, c in zip(raw, asked)])
-    return studio_output(made, rate), studio_output(shaped, rate)
+    fade_ms = studio_fade_ms(model.manifest)
+    return studio_output(made, rate, fade_ms), studio_output(shaped, rate, fade_ms)
 
 
 def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: int = 8, shape_seeds: int = 8,

@@ -28,7 +28,7 @@ from ..errors import InvalidRequestError
 from ..models import load_model, resolve_model
 from .classifier import DEFAULT_CACHE, load_or_train
 from .features import batched_features
-from .run import generate_clips, model_header, report, studio_output
+from .run import generate_clips, model_header, report, studio_fade_ms, studio_output
 
 DEFAULT_PAIRS = (("snare", "perc"), ("kick", "perc"), ("hat", "cymbal"))
 DEFAULT_MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -52,7 +52,7 @@ def evaluate_hybrids(model_name: str, data_root: str = str(DATA_ROOT), pairs: Se
         gaps = []
         for mix in mixes:
             audio = studio_output(generate_clips(model, count, label=a, label_b=b, label_mix=mix, seed=seed,
-                                                 guidance=guidance), rate)
+                                                 guidance=guidance), rate, studio_fade_ms(model.manifest))
             probs = torch.softmax(classifier.logits(batched_features(audio, rate)), dim=-1)
             p_a, p_b = float(probs[:, ia].mean()), float(probs[:, ib].mean())
             verdicts = probs.argmax(-1)

@@ -53,7 +53,7 @@ from ..request import GenerationRequest
 from ..studio import Studio, takes_prompts
 from .classifier import DEFAULT_CACHE
 from .features import batched_features
-from .run import Judge, generate_clips, model_header, report, seconds_per_call, studio_output
+from .run import Judge, generate_clips, model_header, report, seconds_per_call, studio_fade_ms, studio_output
 
 CATEGORY_PHRASINGS: dict[str, tuple[str, str]] = {
     "kick": ("kick", "bass drum"),
@@ -92,7 +92,7 @@ def evaluate_prompts(model_name: str, data_root: str = str(DATA_ROOT), count: in
         raise InvalidRequestError(f"model {entry.name!r} takes no prompts")
     model = studio.load(entry)
     embedder = studio.embedder(str(entry.folder))
-    rate = model.manifest["sample_rate"]
+    rate, fade_ms = model.manifest["sample_rate"], studio_fade_ms(model.manifest)
     judge = Judge.from_data(data_root, cache_dir, model.manifest["length"])
     holdout_set = judge.holdout_data
     results: dict[str, float | str] = {**model_header(entry, model), "embedder.id": embedder.id}
@@ -123,13 +123,13 @@ def evaluate_prompts(model_name: str, data_root: str = str(DATA_ROOT), count: in
         if category not in model.manifest["labels"] or "text" not in parts:
             continue
         labelled = generate_clips(model, count, label=category, seed=seed, guidance=guidance)
-        figures = judge.compare(category, labelled)
+        figures = judge.compare(category, labelled, fade_ms)
         for key in ("classified_as_intended", "frechet_ratio"):
             results[f"label.{category}.{key}"] = figures.get(key, math.nan)
         for text in phrasings:
             log.info("text prompt %r: %d sounds, with and without its label", text, count)
             for prefix, route in (("text", True), ("text_only", False)):
-                figures = judge.compare(category, prompted(text, count, seed, route))
+                figures = judge.compare(category, prompted(text, count, seed, route), fade_ms)
                 for key in ("classified_as_intended", "frechet_ratio"):
                     results[f"{prefix}.{category}.{_key(text)}.{key}"] = figures.get(key, math.nan)
                 if route:
@@ -140,8 +140,8 @@ def evaluate_prompts(model_name: str, data_root: str = str(DATA_ROOT), count: in
     # descriptors: seed-matched pairs of opposite prompts
     for name, (high, low, descriptor) in DESCRIPTOR_PAIRS.items() if "descriptors" in parts else ():
         log.info("descriptor pair %s: %d pairs", name, pairs)
-        up = studio_output(prompted(high, pairs, seed + 500), rate)
-        down = studio_output(prompted(low, pairs, seed + 500), rate)
+        up = studio_output(prompted(high, pairs, seed + 500), rate, fade_ms)
+        down = studio_output(prompted(low, pairs, seed + 500), rate, fade_ms)
         moved = [clip_descriptors(a, rate)[descriptor] > clip_descriptors(b, rate)[descriptor] for a, b in zip(up, down)]
         results[f"descriptor.{name}.right_way"] = sum(moved) / len(moved)
 
@@ -217,7 +217,8 @@ def variation_figures(studio: Studio, entry, judge: Judge, references: int, seed
                 made = studio.render(GenerationRequest(model=folder, label=category, seed=seed + 700 + k,
                                                        guidance=guidance)).sounds[0]
                 made_path = export_wav(made.audio, rate, tmp, made.recipe, stem=f"made-{category}-{k}")
-                plain = studio_output(generate_clips(model, 1, label=category, seed=own, guidance=guidance), rate)[0]
+                plain = studio_output(generate_clips(model, 1, label=category, seed=own, guidance=guidance), rate,
+                                      studio_fade_ms(model.manifest))[0]
                 for key, path, sound in (("variation", plain_path, real), ("variation_made", made_path, made.audio)):
                     like = studio.render(GenerationRequest(model=folder, reference=str(path), variation="semantic",
                                                            seed=own, guidance=guidance)).sounds[0].audio

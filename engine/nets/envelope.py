@@ -167,15 +167,21 @@ def reattack_limits(envelopes: torch.Tensor, labels: torch.Tensor, num_labels: i
 def limit_reattacks(envelopes: torch.Tensor, limits: torch.Tensor) -> torch.Tensor:
     """``envelopes`` ``(B, bands, K)`` with each band's rise after its peak held to ``limits``
     ``(B, bands)`` dB over the lowest level it had fallen to: a drawn envelope keeps its attack and
-    decay, but a second hit larger than real ones of its category is turned down to their size."""
-    out = envelopes.clone()
-    peak = out.argmax(dim=2)
-    low = torch.full(out.shape[:2], float("inf"), dtype=out.dtype)
-    for k in range(out.shape[2]):
-        level = torch.where(k > peak, torch.minimum(out[..., k], low + limits), out[..., k])
-        out[..., k] = level
-        low = torch.where(k >= peak, torch.minimum(low, level), low)
-    return out
+    decay, but a second hit larger than real ones of its category is turned down to their size.
+
+    Limits are rises, so never negative; then the lowest level a held band has fallen to is the
+    lowest of its own levels since the peak (a held frame is never under that plus the limit), and
+    the whole hold is one running minimum: no loop over frames (the sampler holds a sound's
+    loudness this way at every step, :func:`engine.steering.one_hit_projection`)."""
+    limits = limits.to(envelopes)  # the codec keeps its limits on the CPU; a GPU sound's envelope is not
+    if bool((limits < 0).any()):
+        raise ValueError("a rise limit is never negative")
+    frames = torch.arange(envelopes.shape[2], device=envelopes.device)
+    peak = envelopes.argmax(dim=2, keepdim=True)
+    since_peak = torch.where(frames >= peak, envelopes, torch.full_like(envelopes, float("inf")))
+    low = torch.cummin(since_peak, dim=2).values  # the lowest level from the peak to each frame
+    before = torch.cat([torch.full_like(low[..., :1], float("inf")), low[..., :-1]], dim=2)
+    return torch.where(frames > peak, torch.minimum(envelopes, before + limits[..., None]), envelopes)
 
 
 def prior_coordinates(noise: torch.Tensor, components: int) -> torch.Tensor:

@@ -25,6 +25,7 @@ from .. import envelopes
 from ..errors import CheckpointError, InvalidRequestError
 from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, copy_folder, load_codec, read_manifest, write_json
 from ..request import GenerationRequest
+from ..steering import steerable
 from ..conditions import takes_prompts
 from ..sampling import (LABEL_DEFAULT_KEYS, LAYERS, channel_weights, every_guidance_weights, label_defaults,
                         prompt_shape, samplers_for)
@@ -144,14 +145,14 @@ Multi-resolution STFT loss; {training.get('steps', 0)} steps, {training.get('exa
 
 
 PUBLISHED_DEFAULTS = ("sampler", "steps", "guidance", "guidance_weights", "control_guidance", "variety", "shape",
-                      "hit_prompt", "per_label", "with_curves", "with_prompt")
+                      "hit_prompt", "one_hit_db", "per_label", "with_curves", "with_prompt")
 PROMPT_DEFAULTS = ("sampler", "steps", "guidance", "variety", "control_guidance", "shape")
 """What a sound asked for with a prompt may default to otherwise (``with_prompt``): the sampling
 settings, and its shape ("kit": a real hit among those whose description matches the prompt,
 :func:`engine.sampling.prompt_shape`). Not the kit hit's description (the prompt is the sound's
 description), nor the guidance weights (the pipeline cannot tell a user's prompt from a kit hit's
 description)."""
-NOT_REQUEST_FIELDS = ("guidance_weights", "hit_prompt")
+NOT_REQUEST_FIELDS = ("guidance_weights", "hit_prompt", "one_hit_db")
 """Defaults that are model settings, not a request's fields: checked on their own."""
 
 
@@ -172,6 +173,9 @@ def with_defaults(manifest: dict, defaults: dict | None) -> dict:
                                       '{"per_label": {"kick": {"variety": 0}}}')
         _check_defaults(manifest, curves, tuple(k for k in PUBLISHED_DEFAULTS if k not in ("with_curves", "with_prompt")))
         layers = [curves, *(v for v in (curves.get("per_label") or {}).values() if isinstance(v, dict))]
+        if any("one_hit_db" in layer for layer in layers):  # read from the label's own defaults, curve or not
+            raise InvalidRequestError("one_hit_db is a Sound's own limit, with a curve or without; it belongs in its "
+                                      "defaults (--one-hit-db, or per label), not in --with-curves")
         if any("hit_prompt" in layer for layer in layers):  # read where the shape is chosen: without curves
             raise InvalidRequestError("hit_prompt belongs with a Sound's shape, in its defaults without curves "
                                       '(e.g. --per-label \'{"perc": {"shape": "kit", "hit_prompt": 0.5}}\'), '
@@ -205,6 +209,7 @@ def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...],
         raise InvalidRequestError(f"publish sets only these defaults: {', '.join(allowed)}; not {sorted(unknown)}")
     _check_weights(manifest, defaults.get("guidance_weights"))
     _check_hit_prompt(defaults.get("hit_prompt"))
+    _check_one_hit(manifest, defaults.get("one_hit_db"))
     labels = set(manifest.get("labels", []))
     variety = defaults.get("variety")
     if isinstance(variety, dict):  # per label: each a variety, each a label of the model
@@ -226,6 +231,7 @@ def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...],
                 raise InvalidRequestError(f"{what} are {list(label_keys)}, not {sorted(unknown)} ({label})")
             _check_weights(manifest, settings.get("guidance_weights"))
             _check_hit_prompt(settings.get("hit_prompt"))
+            _check_one_hit(manifest, settings.get("one_hit_db"))
             _check_settings(manifest, {k: v for k, v in settings.items() if k not in NOT_REQUEST_FIELDS})
 
 
@@ -243,14 +249,36 @@ def _check_hit_prompt(weight) -> None:
                                   f"a number from 0 to 1; got {weight!r}")
 
 
+ONE_HIT_RANGE = (0.0, 60.0)
+
+
+def _check_one_hit(manifest: dict, limit) -> None:
+    """A one-hit limit is a number of dB in (0, 60], for a latent model (whether its codec can be
+    steered is checked against the codec by :func:`_check_codec_weights`)."""
+    if limit is None:
+        return
+    low, high = ONE_HIT_RANGE
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not low < float(limit) <= high:
+        raise InvalidRequestError(f"one_hit_db is how far (dB) a sound asked as one hit may rise again after its "
+                                  f"peak, a number over {low:g} and at most {high:g}; got {limit!r}")
+    if manifest.get("kind") != "latent":
+        raise InvalidRequestError("one_hit_db holds a latent model's sound as it forms; this model is not latent")
+
+
 def _check_codec_weights(manifest: dict, folder: Path) -> None:
     """Every guidance-weights setting of ``manifest`` (its own, per label, with curves) names its
-    codec's channel groups with weights in [0, 1] (a CheckpointError otherwise)."""
-    specs = every_guidance_weights(manifest.get("defaults", {}))
+    codec's channel groups with weights in [0, 1] (a CheckpointError otherwise), and a one-hit
+    limit is set only on a model whose codec can be steered (an InvalidRequestError otherwise)."""
+    defaults = manifest.get("defaults", {})
+    specs = every_guidance_weights(defaults)
     if specs:
         codec = load_codec(manifest, folder)
         for spec in specs:
             channel_weights(spec, codec)
+    held = "one_hit_db" in defaults or any("one_hit_db" in v for v in defaults.get("per_label", {}).values())
+    if held and not steerable(load_codec(manifest, folder)):
+        raise InvalidRequestError("one_hit_db holds a sound's loudness through its codec's latent, and this model's "
+                                  "codec does not say its loudness (band envelopes and low sub-bands)")
 
 
 def _check_labels(per_label: dict, labels: set, what: str) -> None:
