@@ -189,11 +189,11 @@ def one_hit_projection(codec: torch.nn.Module, limit_db: float | None, rms: Sequ
 
     Why: `latent-fast`'s kicks asked alone came back with a ghost second hit (a click or a second
     thump 100-700 ms after the tail had faded) two times in three, its cymbals one in five, and no
-    real one-shot does. The network learned them: its trainer gives a fifth of its clips a copy of
-    themselves 50-400 ms later (:func:`engine.data.augment.shape_augment`, so that drawn double
-    hits are followed), and with the curves dropped it samples from clips a fifth of which hit
-    twice. A real kit hit's curves (shape kit) end where the hit did, and after that end the network
-    is as free: a percussion hit in five came back with a second one there. Held while the sound
+    real one-shot does. Every latent model makes them: `latent-drums`, trained without the shape
+    augmentation that gives a fifth of the curve models' clips a copy of themselves 50-400 ms
+    later (:func:`engine.data.augment.shape_augment`), in two kicks of five, the curve models in
+    one of two to two of three. A real kit hit's curves (shape kit) end where the hit did, and after
+    that end the network is as free: a percussion hit in five came back with a second one there. Held while the sound
     forms, the steps after see a decaying sound and fill in its tail; figures in
     ``docs/design-notes.md``, "Ghost second hits"."""
     if limit_db is None or not steerable(codec):

@@ -608,6 +608,17 @@ def test_a_producer_asks_for_snares_shaped_like_real_kit_hits(server, browser_co
     page.wait_for_selector("#status .tds-status.done", timeout=60_000)
     recipe = read_recipe(_fetch_wav(server, page))
     assert recipe["shape"] == "free" and recipe["rms"] is None
+    # "One clean hit": ticked, the sound is held from coming back once faded (the recipe says how far);
+    # unticked, it is left as the network makes it
+    assert page.locator("#one-hit input").is_checked()
+    assert recipe["one_hit"] is True and recipe["one_hit_db"] == 10.0
+    page.uncheck("#one-hit input")
+    _generate_and_time(page)
+    page.wait_for_selector("#status .tds-status.done", timeout=60_000)
+    recipe = read_recipe(_fetch_wav(server, page))
+    assert recipe["one_hit"] is False and "one_hit_db" not in recipe
+    page.screenshot(path=str(SHOTS / "18c-one-hit-off.png"), full_page=True)
+    page.check("#one-hit input")
 
     # percussion by the Sound's default: a kit hit's shape and, as its prompt, the hit's description
     _pick(page, "label", "perc")
