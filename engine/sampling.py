@@ -292,6 +292,12 @@ def label_defaults(defaults: dict, label: str | None, curves: bool = False, prom
     return out
 
 
+def holds_one_hit(defaults: dict) -> bool:
+    """Whether a model's defaults set a one-hit limit (``one_hit_db``, model-wide or for some
+    Sound): then its sounds asked as one hit are held (:func:`engine.steering.one_hit_projection`)."""
+    return "one_hit_db" in defaults or any("one_hit_db" in v for v in defaults.get("per_label", {}).values())
+
+
 def prompt_shape(defaults: dict, label: str | None) -> str:
     """The shape a sound asked for with a prompt takes when the request leaves it open: what the
     model's ``with_prompt`` layer says for ``label`` (model-wide or per label), else "free". Not the

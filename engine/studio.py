@@ -32,8 +32,8 @@ from .errors import AudioFileError, InvalidRequestError, StudioError
 from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, embedder_location, find_codec_folder, find_models,
                      load_model, pick_device, read_manifest, resolve_model)
 from .request import LIMITS, GenerationRequest, asks_prompt
-from .sampling import (distilled_from, distilled_grid, distilled_top, invert_latent, label_defaults, prompt_shape,
-                       samplers_for)
+from .sampling import (distilled_from, distilled_grid, distilled_top, holds_one_hit, invert_latent, label_defaults,
+                       prompt_shape, samplers_for)
 from .seeds import SeedNoise, slerp
 from .steering import codec_args_steer, steerable
 
@@ -164,7 +164,7 @@ class Studio:
                 "steers_loudness": "rms" in controls and steers,
                 "steers_onsets": "onsets" in controls and steers,
                 # a sound asked as one hit is held from rising again after its peak (engine.steering)
-                "holds_one_hit": steers and holds_one_hit(manifest),
+                "holds_one_hit": steers and holds_one_hit(manifest.get("defaults", {})),
                 # a drawn curve quieter than its usual hits is lifted for the network (a full hit,
                 # turned down), unless the request asks for soft hits (engine.conditions.lift_quiet_curve)
                 "lifts_quiet_curves": recorded_level_floors(condition_specs(manifest)) is not None,
@@ -563,12 +563,6 @@ def prompt_label(request: GenerationRequest, entry: ModelEntry) -> str | None:
 def model_controls(manifest: dict) -> list[str]:
     """The control curves a model follows ("rms", "onsets"), from its declared conditions."""
     return spec_names(condition_specs(manifest), CURVE)
-
-
-def holds_one_hit(manifest: dict) -> bool:
-    """Whether a model's defaults set a one-hit limit (``one_hit_db``) for any of its Sounds."""
-    defaults = manifest.get("defaults", {})
-    return "one_hit_db" in defaults or any("one_hit_db" in v for v in defaults.get("per_label", {}).values())
 
 
 def variable_length(manifest: dict) -> bool:

@@ -140,7 +140,8 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     by ``label_mix``: a hybrid). ``steer_loudness`` as the studio's request (off: the network
     follows a loudness curve on its own; ``soft_hits``: a quiet curve makes a soft hit; ``steer_onsets``:
     the drawn hits the curve does not make are made in the latent, as the request's; ``one_hit``: a
-    sound with no curve and at most one hit is held from rising again after its peak, as the request's).
+    sound with at most one hit is held from rising again after its peak where no curve is drawn, as
+    the request's).
     Settings left at None take the studio's defaults for the label (with a loudness curve, its
     defaults with curves), ``shape`` too: without ``conditions``, a label whose shape is "kit" gives
     clip ``i`` the kit envelope seed ``seed + i`` draws (:func:`engine.envelopes.draw`), and the
@@ -259,7 +260,7 @@ def studio_output(audio: torch.Tensor, sample_rate: int, fade_ms: float = 5.0) -
     times louder than the frames before (its convolutions' edge), which decodes to a click ~15 dB
     over the tail in the clip's last 7 ms. The studio's 250 ms release hides it; judged with a
     5 ms fade it read as a second hit in a third of the hats (``docs/design-notes.md``, "Ghost
-    bursts")."""
+    second hits")."""
     return torch.stack([finish(clip[None], sample_rate, fade_ms)[0] if bool(torch.isfinite(clip).all()) else clip
                         for clip in audio]) if len(audio) else audio
 
@@ -429,6 +430,7 @@ def evaluate(model_name: str, count: int = 16, steps: int | None = None, guidanc
         "classifier.holdout_accuracy": float(classifier.info.get("holdout_accuracy", math.nan)),
     }
     generated_total, seconds = 0, 0.0
+    fade_ms = studio_fade_ms(model.manifest)
     for category in categories:
         started = time.perf_counter()
         audio = generate_clips(model, count, label=category, seed=seed, steps=steps, guidance=guidance,
@@ -436,7 +438,6 @@ def evaluate(model_name: str, count: int = 16, steps: int | None = None, guidanc
         seconds += time.perf_counter() - started
         generated_total += len(audio)
         name = category or "all"
-        fade_ms = studio_fade_ms(model.manifest)
         figures = compare(category, audio, real, space, real_features, classifier, holdout, holdout_features,
                           fade_ms) if category is not None else compare_all(audio, real, space, real_features, fade_ms)
         results.update({f"{name}.{key}": value for key, value in figures.items()})

@@ -27,8 +27,8 @@ from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, copy_folder
 from ..request import GenerationRequest
 from ..steering import steerable
 from ..conditions import takes_prompts
-from ..sampling import (LABEL_DEFAULT_KEYS, LAYERS, channel_weights, every_guidance_weights, label_defaults,
-                        prompt_shape, samplers_for)
+from ..sampling import (LABEL_DEFAULT_KEYS, LAYERS, channel_weights, every_guidance_weights, holds_one_hit,
+                        label_defaults, prompt_shape, samplers_for)
 
 
 def _log_summary(log_path: Path) -> str:
@@ -275,8 +275,7 @@ def _check_codec_weights(manifest: dict, folder: Path) -> None:
         codec = load_codec(manifest, folder)
         for spec in specs:
             channel_weights(spec, codec)
-    held = "one_hit_db" in defaults or any("one_hit_db" in v for v in defaults.get("per_label", {}).values())
-    if held and not steerable(load_codec(manifest, folder)):
+    if holds_one_hit(defaults) and not steerable(load_codec(manifest, folder)):
         raise InvalidRequestError("one_hit_db holds a sound's loudness through its codec's latent, and this model's "
                                   "codec does not say its loudness (band envelopes and low sub-bands)")
 
