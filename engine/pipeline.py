@@ -18,7 +18,7 @@ from dataclasses import replace
 from .conditions import ENVELOPE, Conditions, condition_specs, level_floor, lift_quiet_curve, network_inputs
 from .models import LoadedModel
 from .sampling import channel_weights, label_defaults, sample_latent, variety_interval
-from .steering import chain, loudness_projection, one_hit_projection, onset_projection
+from .steering import chain, loudness_projection, one_hit_projection, onset_projection, steerable
 
 
 def codec_hop(model: LoadedModel, samples: int | None = None) -> int:
@@ -63,26 +63,30 @@ def level_lift(model: LoadedModel, conditions: Conditions, soft_hits: bool = Fal
     return (replace(conditions, rms=rms), lift) if lift else (conditions, 0.0)
 
 
+def _label_name(model: LoadedModel, conditions: Conditions) -> str | None:
+    """The name of the conditions' label (None without one), for the model's per-label defaults."""
+    labels = list(model.manifest.get("labels", []))
+    return labels[conditions.label] if conditions.label is not None and 0 <= conditions.label < len(labels) else None
+
+
 def guidance_spec(model: LoadedModel, conditions: Conditions) -> dict | None:
     """The per-channel guidance weights (``defaults.guidance_weights``: channel group -> weight) a
     sound takes: its label's with a loudness curve, else its label's, else the model's own
     (:func:`engine.sampling.label_defaults`); None for the full scale on every channel."""
-    labels = list(model.manifest.get("labels", []))
-    label = labels[conditions.label] if conditions.label is not None and 0 <= conditions.label < len(labels) else None
-    return label_defaults(model.manifest.get("defaults", {}), label, curves=bool(conditions.rms)).get("guidance_weights")
+    return label_defaults(model.manifest.get("defaults", {}), _label_name(model, conditions),
+                          curves=bool(conditions.rms)).get("guidance_weights")
 
 
 def one_hit_limit(model: LoadedModel, conditions: Conditions) -> float | None:
     """How far (dB) a sound asked as one hit may rise again after its peak while it forms
     (:func:`engine.steering.one_hit_projection`, in the frames no loudness curve is drawn over):
     its label's ``one_hit_db`` default, for a sound with at most one drawn hit; None for two hits
-    or more (two hits are two hits) or when the model sets no limit."""
+    or more (two hits are two hits), when the model sets no limit, or when its codec's latent does
+    not say its loudness (nothing to hold it by). The studio records what this gives."""
     if len(conditions.onsets or ()) > 1:
         return None
-    labels = list(model.manifest.get("labels", []))
-    label = labels[conditions.label] if conditions.label is not None and 0 <= conditions.label < len(labels) else None
-    limit = label_defaults(model.manifest.get("defaults", {}), label).get("one_hit_db")
-    return None if limit is None else float(limit)
+    limit = label_defaults(model.manifest.get("defaults", {}), _label_name(model, conditions)).get("one_hit_db")
+    return None if limit is None or not steerable(model.codec) else float(limit)
 
 
 @torch.no_grad()

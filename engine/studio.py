@@ -495,7 +495,7 @@ class Studio:
         if spread:  # the model's own setting for this sound, recorded for whoever replays it
             base["guidance_weights"] = spread
         held = pipeline.one_hit_limit(model, conditions) if hold else None
-        if held is not None and steerable(codec):  # the same: how far it was let rise again after its peak
+        if held is not None:  # the same: how far it was let rise again after its peak
             base["one_hit_db"] = held
         scores = [None] * request.count
         if conditions.prompt is not None:  # how close each sound came to what was asked (and the re-ranking)

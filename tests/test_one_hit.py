@@ -74,12 +74,15 @@ def test_a_second_hit_is_held_to_the_limit_and_the_hit_before_it_is_kept():
 
 def test_a_sound_is_held_by_its_labels_limit_and_two_hits_are_two_hits():
     defaults = {"one_hit_db": 10.0, "per_label": {"perc": {"one_hit_db": 20.0}}}
-    model = SimpleNamespace(manifest={"labels": ["kick", "perc"], "defaults": defaults})
+    model = SimpleNamespace(manifest={"labels": ["kick", "perc"], "defaults": defaults}, codec=codec())
     assert one_hit_limit(model, Conditions(label=0)) == 10.0
     assert one_hit_limit(model, Conditions(label=1, onsets=(0.0,))) == 20.0
     assert one_hit_limit(model, Conditions(label=0, rms=((0, -6), (100, -40)), onsets=(0.0,))) == 10.0
     assert one_hit_limit(model, Conditions(label=0, onsets=(0.0, 250.0))) is None
-    assert one_hit_limit(SimpleNamespace(manifest={"labels": ["kick"], "defaults": {}}), Conditions(label=0)) is None
+    assert one_hit_limit(SimpleNamespace(manifest={"labels": ["kick"], "defaults": {}}, codec=codec()),
+                         Conditions(label=0)) is None
+    plain = AudioAutoencoder(bands=8, widths=(16, 16), factors=(4,), latent_channels=8, units=1, kernel=5)
+    assert one_hit_limit(SimpleNamespace(manifest=model.manifest, codec=plain), Conditions(label=0)) is None
 
 
 @pytest.mark.numeric

@@ -201,7 +201,7 @@ def variation_figures(studio: Studio, entry, judge: Judge, references: int, seed
     space: closer to the reference than the sound the category's label alone makes at the same
     seed?"""
     model = studio.load(entry)
-    rate, length = model.manifest["sample_rate"], model.manifest["length"]
+    rate, length, fade_ms = model.manifest["sample_rate"], model.manifest["length"], studio_fade_ms(model.manifest)
     classifier, space, holdout = judge.classifier, judge.space, judge.holdout
     folder = str(entry.folder)
     tallies = {"variation": [0, 0, 0, 0], "variation_made": [0, 0, 0, 0]}   # same category, closer, agrees, total
@@ -218,7 +218,7 @@ def variation_figures(studio: Studio, entry, judge: Judge, references: int, seed
                                                        guidance=guidance)).sounds[0]
                 made_path = export_wav(made.audio, rate, tmp, made.recipe, stem=f"made-{category}-{k}")
                 plain = studio_output(generate_clips(model, 1, label=category, seed=own, guidance=guidance), rate,
-                                      studio_fade_ms(model.manifest))[0]
+                                      fade_ms)[0]
                 for key, path, sound in (("variation", plain_path, real), ("variation_made", made_path, made.audio)):
                     like = studio.render(GenerationRequest(model=folder, reference=str(path), variation="semantic",
                                                            seed=own, guidance=guidance)).sounds[0].audio

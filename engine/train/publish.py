@@ -270,12 +270,11 @@ def _check_codec_weights(manifest: dict, folder: Path) -> None:
     codec's channel groups with weights in [0, 1] (a CheckpointError otherwise), and a one-hit
     limit is set only on a model whose codec can be steered (an InvalidRequestError otherwise)."""
     defaults = manifest.get("defaults", {})
-    specs = every_guidance_weights(defaults)
-    if specs:
-        codec = load_codec(manifest, folder)
-        for spec in specs:
-            channel_weights(spec, codec)
-    if holds_one_hit(defaults) and not steerable(load_codec(manifest, folder)):
+    specs, held = every_guidance_weights(defaults), holds_one_hit(defaults)
+    codec = load_codec(manifest, folder) if specs or held else None  # read once, only when something needs it
+    for spec in specs:
+        channel_weights(spec, codec)
+    if held and not steerable(codec):
         raise InvalidRequestError("one_hit_db holds a sound's loudness through its codec's latent, and this model's "
                                   "codec does not say its loudness (band envelopes and low sub-bands)")
 
