@@ -18,7 +18,8 @@ from dataclasses import replace
 from .conditions import ENVELOPE, Conditions, condition_specs, level_floor, lift_quiet_curve, network_inputs
 from .models import LoadedModel
 from .sampling import channel_weights, label_defaults, sample_latent, variety_interval
-from .steering import chain, loudness_projection, one_hit_projection, onset_projection, steerable
+from .steering import (centre_projection, chain, loudness_projection, one_hit_projection, onset_projection,
+                       steerable)
 
 
 def codec_hop(model: LoadedModel, samples: int | None = None) -> int:
@@ -103,13 +104,15 @@ def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
     :mod:`engine.steering`; with ``steer_onsets`` each drawn hit after the first that the curve does
     not already make is made there too, :func:`engine.steering.onset_projection`; with ``one_hit``, a
     sound without a reference that :func:`one_hit_limit` gives a limit to is held from rising again
-    after its peak, :func:`engine.steering.one_hit_projection`). A quiet curve is
+    after its peak, :func:`engine.steering.one_hit_projection`; and every estimate's low sub-bands are
+    centred on its silence, :func:`engine.steering.centre_projection`: no steady tones). A quiet curve is
     lifted first (:func:`level_lift`): the latent is then that many dB louder than the curve until
     :func:`decode`, given the same conditions, turns it down."""
     conditions, _ = level_lift(model, conditions, soft_hits)
     cond = inputs_for(model, conditions, noises.shape[0], noises.shape[-1])
     frames, rate = noises.shape[-1], model.manifest["sample_rate"]
-    project = chain(loudness_projection(model.codec, conditions.rms, frames, rate) if steer_loudness else None,
+    project = chain(centre_projection(model.codec),
+                    loudness_projection(model.codec, conditions.rms, frames, rate) if steer_loudness else None,
                     onset_projection(model.codec, conditions.onsets, conditions.rms, frames, rate)
                     if steer_onsets else None,
                     one_hit_projection(model.codec, one_hit_limit(model, conditions), conditions.rms, frames, rate)

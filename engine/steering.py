@@ -216,6 +216,57 @@ def one_hit_projection(codec: torch.nn.Module, limit_db: float | None, rms: Sequ
     return project
 
 
+QUIET_DB = 40.0
+"""Frames this far under a sound's loudest are its silence: what its low sub-bands read there is
+an offset (:func:`centre_low_bands`)."""
+QUIET_MIN_FRAMES = 16
+"""Fewer quiet frames than this (46 ms at 44.1 kHz) say too little to read an offset from."""
+
+
+def centre_low_bands(codec: torch.nn.Module, latent: torch.Tensor) -> torch.Tensor:
+    """``latent`` with each bypass channel (band 0's lowest sub-bands as they are) moved by the
+    constant that puts its median over the sound's quiet frames (:data:`QUIET_DB` under its loudest,
+    at least :data:`QUIET_MIN_FRAMES` of them) at 0; every other channel as it was. Unchanged on a
+    codec without a bypass, or for a sound without that much silence.
+
+    Why: a latent model's sounds carried faint steady tones through their tails, where real ones
+    are silent. Each bypass channel is a sub-band signal at the latent frame rate, and a constant in
+    one decodes to a tone at a sub-band edge: 344 Hz (sub-bands 1 and 2) or 689 Hz (sub-band 3). The
+    network leaves such a constant there (about 2e-4 in raw units on `latent-fast`'s kicks), so 32
+    kicks had a narrow peak at 344 or 689 Hz in their 300-700 ms tails at a median -62 dB under
+    their loudest spectral bin; with the offset read from their silence and taken out of every
+    step's estimate (:func:`centre_projection`), -79 dB (the other peaks left are the learned
+    channels', at 1.4-2.8 kHz). Every step, not only the last: the one-hit hold reads the
+    estimate's level, and an offset under the faded tail is a floor it measures rises from. Real sounds' sub-band signals
+    oscillate about 0 where they are silent, so a real clip's latent moves by nothing audible:
+    over the held-out kits' kicks, snares, hats, percussion and cymbals, the decoded difference is
+    60-140 dB under the clip. Read from the silence only: a running mean or median over all frames
+    also takes out a kick's first, one-sided thump (15-20 dB under the clip). Figures in
+    ``docs/design-notes.md``, "Steady tones in the tails"."""
+    if not steerable(codec):
+        return latent
+    raw = _raw(codec, latent.float())
+    level = _rms_db(codec, raw)
+    quiet = level < level.amax(-1, keepdim=True) - QUIET_DB
+    bypass, _ = _exact_channels(codec)
+    low = raw[:, bypass]
+    offset = low.masked_fill(~quiet[:, None], float("nan")).nanmedian(-1, keepdim=True).values
+    enough = (quiet.sum(-1) >= QUIET_MIN_FRAMES)[:, None, None]
+    raw[:, bypass] = low - torch.where(enough, offset, 0.0).nan_to_num(0.0)
+    centred = _from_raw(codec, raw)
+    out = latent.clone()
+    out[:, bypass] = centred[:, bypass].to(latent.dtype)
+    return out
+
+
+def centre_projection(codec: torch.nn.Module) -> Project | None:
+    """:func:`centre_low_bands` as a steering step, at every noise level (``None`` on a codec
+    without a bypass)."""
+    if not steerable(codec):
+        return None
+    return lambda estimate, sigma: centre_low_bands(codec, estimate)
+
+
 def _frame(ms: float, hop: int, sample_rate: int) -> int:
     """The latent frame a time in ms falls on (frame i starts at hop i)."""
     return int(round(ms / (hop / sample_rate * 1000.0)))

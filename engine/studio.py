@@ -39,7 +39,26 @@ from .steering import codec_args_steer, steerable
 
 log = logging.getLogger(__name__)
 
-ENGINE_VERSION = "0.1"
+ENGINE_VERSION = "0.2"
+ENGINE_CHANGES = {"0.2": "a latent model's sound no longer carries faint steady tones (344 and 689 Hz, about 60 dB "
+                         "under the hit) through its tail"}
+"""What each engine version changed in the sounds a recipe makes, so a restored older recipe can say
+why its sound now differs (the recipe records ``engine``)."""
+
+
+def engine_changes_since(version: str | None) -> list[str]:
+    """What changed in the sounds since engine ``version`` (a recipe's ``engine``), oldest first;
+    nothing for an unknown or unreadable version, or this one."""
+    def parsed(text: str) -> tuple[int, ...] | None:
+        try:
+            return tuple(int(part) for part in str(text).split("."))
+        except ValueError:
+            return None
+    made = parsed(version) if version is not None else None
+    if made is None:
+        return []
+    return [change for later, change in sorted(ENGINE_CHANGES.items(), key=lambda item: parsed(item[0]))
+            if parsed(later) > made]
 INVERSION_SAMPLER = {"v_cosine": "ddim", "blend": "iadb"}
 
 

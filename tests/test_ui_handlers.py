@@ -359,6 +359,18 @@ def test_a_wav_without_a_recipe_can_be_used_as_reference(handlers, tmp_path):
         handlers.restore_recipe(str(junk))
 
 
+def test_a_recipe_from_an_older_engine_says_what_has_changed_since(handlers, tmp_path):
+    from engine.studio import ENGINE_VERSION
+
+    recipe = {"model": "kick", "seed": 1, "steps": 8}
+    old = handlers.restore_recipe(str(export_wav(torch.zeros(2, 100) + 0.1, 44100, tmp_path / "old",
+                                                 {**recipe, "engine": "0.1"})))
+    assert "made by engine 0.1; since then, " in old["recipe_note"] and "steady tones" in old["recipe_note"]
+    new = handlers.restore_recipe(str(export_wav(torch.zeros(2, 100) + 0.1, 44100, tmp_path / "new",
+                                                 {**recipe, "engine": ENGINE_VERSION})))
+    assert "Restored" in new["recipe_note"] and "since then" not in new["recipe_note"]
+
+
 def test_a_recipe_for_a_model_that_is_not_here_says_so(handlers, tmp_path):
     path = export_wav(torch.zeros(2, 100) + 0.1, 44100, tmp_path, {"model": "marimba", "seed": 1, "steps": 8})
     with pytest.raises(gr.Error, match="model 'marimba', which is not here"):

@@ -30,6 +30,7 @@ from engine import audio as audio_io
 from engine.curves import format_onsets, format_rms, parse_onsets, parse_rms
 from engine.request import MADE_BEFORE, asks_prompt
 from engine.sampling import LABEL_DEFAULT_KEYS, label_defaults
+from engine.studio import engine_changes_since
 
 from . import presets
 from .fields import check_number
@@ -946,6 +947,9 @@ class Handlers:
                 notes.append(f"It was made with weights {checkpoint}; this model now has {current} "
                              "(it has trained since), so the new sound will differ.")
                 gr.Warning("the model's weights changed since this sound was made")
+        changes = engine_changes_since(recipe.get("engine"))
+        if changes:
+            notes.append(f"It was made by engine {recipe['engine']}; since then, " + "; ".join(changes) + ".")
         out["recipe_note"] = "\n\n".join(notes)
         out["use_reference"] = gr.update(visible=False)
         return out
