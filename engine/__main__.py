@@ -55,6 +55,8 @@ def _generate(args: argparse.Namespace) -> int:
         line = str(path) if sound.score is None else f"{path}\tscore {sound.score:.3f}"
         if args.prompt is None and recipe.get("prompt"):  # a kit hit's description (hit_prompt): say which
             line += f"\t{recipe['prompt']}"
+        if recipe.get("redrawn_from_seed") is not None:
+            line += f"\tseed {recipe['redrawn_from_seed']} came out near-silent: drawn again as seed {recipe['seed']}"
         print(line)
     logging.info("%d sound(s) in %.2f s on %s", len(result.sounds), result.seconds, result.device)
     return 0
@@ -258,11 +260,15 @@ def _default_arguments(parser: argparse.ArgumentParser, otherwise: str) -> None:
                         help="defaults for some labels in place of the model's, as JSON, e.g. "
                              '\'{"kick": {"sampler": "dpmpp_2m", "steps": 12, "guidance": 6.5}}\' '
                              "(sampler, steps, guidance, variety, control_guidance, shape, guidance_weights, "
-                             "hit_prompt, one_hit_db)")
+                             "hit_prompt, one_hit_db, redraw_under_db)")
     parser.add_argument("--one-hit-db", type=float, default=None,
                         help="latent models whose latent says its loudness: how far (dB) a sound asked as one hit "
                              "(at most one onset) may rise again after its peak as it forms, where no loudness curve "
                              "is drawn, e.g. 10 (default: unchanged)")
+    parser.add_argument("--redraw-under-db", type=float, default=None,
+                        help="latent models whose latent says its loudness: a sound asked as one clean hit whose "
+                             "loudest frame comes out under this level (dBFS) is drawn again from another seed, "
+                             "where no loudness curve is drawn, e.g. -30 (default: unchanged)")
     parser.add_argument("--with-curves", type=json.loads, default=None,
                         help="defaults for a sound with a drawn loudness curve, on top of the others, as JSON of the "
                              "same form, e.g. '{\"per_label\": {\"kick\": {\"variety\": 0}}}'")
@@ -326,9 +332,10 @@ def parser() -> argparse.ArgumentParser:
                           "first that the --rms curve does not already rise into is made as the sound forms, on "
                           "models whose latent says its loudness)")
     gen.add_argument("--allow-second-hits", dest="one_hit", action="store_false",
-                     help="let a sound with at most one onset rise again after its peak as the model makes it "
-                          "(default: held to one hit as it forms where no --rms curve is drawn, on models that set "
-                          "a limit: no ghost second hit)")
+                     help="let a sound with at most one onset rise again after its peak, and keep a near-silent "
+                          "one, as the model makes them (default, on models that set a limit: held to one hit as it "
+                          "forms where no --rms curve is drawn, no ghost second hit; and one that comes out "
+                          "near-silent drawn again from another seed, which the WAV's recipe records)")
     gen.add_argument("--soft-hits", action="store_true",
                      help="an --rms curve quieter than the model's usual hits makes a soft hit, with a soft velocity "
                           "layer's timbre (default: a full hit, turned down onto the curve)")

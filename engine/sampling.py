@@ -251,7 +251,7 @@ def variety_interval(variety: float) -> tuple[float, float]:
 
 
 LABEL_DEFAULT_KEYS = ("sampler", "steps", "guidance", "variety", "control_guidance", "shape", "guidance_weights",
-                      "hit_prompt", "one_hit_db")
+                      "hit_prompt", "one_hit_db", "redraw_under_db")
 
 
 LAYERS = ("per_label", "with_curves", "with_prompt")
@@ -292,10 +292,16 @@ def label_defaults(defaults: dict, label: str | None, curves: bool = False, prom
     return out
 
 
+ONE_CLEAN_HIT_KEYS = ("one_hit_db", "redraw_under_db")
+
+
 def holds_one_hit(defaults: dict) -> bool:
-    """Whether a model's defaults set a one-hit limit (``one_hit_db``, model-wide or for some
-    Sound): then its sounds asked as one hit are held (:func:`engine.steering.one_hit_projection`)."""
-    return "one_hit_db" in defaults or any("one_hit_db" in v for v in defaults.get("per_label", {}).values())
+    """Whether a model's defaults set a one-hit limit (``one_hit_db``) or a level under which a sound
+    is drawn again (``redraw_under_db``), model-wide or for some Sound: then its sounds asked as one
+    clean hit are held (:func:`engine.steering.one_hit_projection`) or drawn again
+    (:func:`engine.pipeline.redraw_quiet`)."""
+    layers = [defaults, *defaults.get("per_label", {}).values()]
+    return any(key in layer for layer in layers for key in ONE_CLEAN_HIT_KEYS)
 
 
 def prompt_shape(defaults: dict, label: str | None) -> str:

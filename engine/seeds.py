@@ -10,9 +10,22 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 
 MAX_SEED = 2**63 - 1
+REDRAWN_FROM = 10**9  # redrawn seeds have ten digits
+
+
+def redrawn_seed(seed: int, attempt: int) -> int:
+    """The seed a sound of ``seed`` is drawn again from, the ``attempt``-th time (1, 2, ...): a hash of
+    the two (numpy's ``SeedSequence``, the same on every platform), a ten-digit number, so it is a
+    seed like any other (short enough to read in a file name), and a recipe that records it replays
+    the redrawn sound by itself. Why not ``seed + 1``: that is the next sound of the user's batch."""
+    if attempt < 1:
+        raise ValueError(f"a redraw is attempt 1 or later, got {attempt}")
+    state = np.random.SeedSequence([int(seed) & (2**64 - 1), int(seed) >> 64, int(attempt)]).generate_state(1, np.uint64)
+    return REDRAWN_FROM + int(state[0]) % (9 * REDRAWN_FROM)
 
 
 def noise(seed: int, shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
@@ -75,9 +88,14 @@ class SeedNoise:
         if seeds_b is not None and len(seeds_b) != len(seeds):
             raise ValueError(f"{len(seeds)} seeds but {len(seeds_b)} second seeds")
         self.shape, self.morph, self.frames, self.device = tuple(shape), float(morph), frames, device
+        self.seeds, self.seeds_b = [int(s) for s in seeds], None if seeds_b is None else [int(s) for s in seeds_b]
         self.generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
         self.generators_b = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds_b] \
             if seeds_b is not None and self.morph > 0.0 else None
+
+    def with_seeds(self, seeds: list[int], seeds_b: list[int] | None = None) -> "SeedNoise":
+        """Fresh noise for other seeds, drawn as this is (shape, morph, length, device)."""
+        return SeedNoise(seeds, self.shape, seeds_b, self.morph, self.frames, self.device)
 
     def _draw(self, generator: torch.Generator) -> torch.Tensor:
         return torch.randn(self.shape, generator=generator, dtype=torch.float32)

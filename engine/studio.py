@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 ENGINE_VERSION = "0.2"
 ENGINE_CHANGES = {"0.2": "a latent model's sound no longer carries faint steady tones (344 and 689 Hz, about 60 dB "
-                         "under the hit) through its tail"}
+                         "under the hit) through its tail, and a kick asked as one clean hit that comes out "
+                         "near-silent is drawn again from another seed"}
 """What each engine version changed in the sounds a recipe makes, so a restored older recipe can say
 why its sound now differs (the recipe records ``engine``)."""
 
@@ -498,11 +499,22 @@ class Studio:
 
         # a variation that keeps its reference's shape (noise, invert) keeps its second hits too
         hold = request.one_hit and (not request.reference or request.variation == "semantic")
-        latent = pipeline.sample(model, noises, conditions, sampler=sampler, steps=steps, guidance=request.guidance,
-                                 control_guidance=request.control_guidance or 1.0, reference=reference,
-                                 strength=strength, callback=callback, step_noise=draws, variety=request.variety or 0.0,
-                                 steer_loudness=request.steer_loudness, soft_hits=request.soft_hits,
-                                 steer_onsets=request.steer_onsets, one_hit=hold)
+        settings = dict(sampler=sampler, steps=steps, guidance=request.guidance,
+                        control_guidance=request.control_guidance or 1.0, variety=request.variety or 0.0,
+                        steer_loudness=request.steer_loudness, soft_hits=request.soft_hits,
+                        steer_onsets=request.steer_onsets, one_hit=hold)
+        latent = pipeline.sample(model, noises, conditions, reference=reference, strength=strength, callback=callback,
+                                 step_noise=draws, **settings)
+
+        def cancellable(info: dict) -> None:  # a redraw's steps: the bar stays full, Stop still stops it
+            if stop.is_set():
+                raise Cancelled("generation cancelled")
+
+        # a sound left near-silent is drawn again from another seed, which its recipe records
+        floor = pipeline.quiet_floor(model, conditions) if hold else None
+        latent, made_seeds, made_seeds_b = pipeline.redraw_quiet(
+            model, latent, draws, floor,
+            lambda again: pipeline.sample(model, again(), conditions, callback=cancellable, step_noise=again, **settings))
         audio = pipeline.decode(model, latent, envelope, samples, conditions, request.soft_hits)
         audio = onto_curve(audio, conditions.rms, manifest["sample_rate"], request.match_loudness,
                            request.steer_loudness and steerable(codec))
@@ -516,6 +528,8 @@ class Studio:
         held = pipeline.one_hit_limit(model, conditions) if hold else None
         if held is not None:  # the same: how far it was let rise again after its peak
             base["one_hit_db"] = held
+        if floor is not None:  # and under what level it would have been drawn again
+            base["redraw_under_db"] = floor
         scores = [None] * request.count
         if conditions.prompt is not None:  # how close each sound came to what was asked (and the re-ranking)
             embedder = self.embedder(request.model)
@@ -527,8 +541,10 @@ class Studio:
             order = sorted(order, key=lambda i: -scores[i])[:keep]
         sounds = []
         for i in order:
-            recipe = dict(base, seed=request.seed + i, count=1, rerank=0,
-                          seed_b=None if request.seed_b is None else request.seed_b + i)
+            recipe = dict(base, seed=made_seeds[i], count=1, rerank=0,
+                          seed_b=None if made_seeds_b is None else made_seeds_b[i])
+            if made_seeds[i] != request.seed + i:  # drawn again: the seed asked for, for the user's bearings
+                recipe["redrawn_from_seed"] = request.seed + i
             if scores[i] is not None:  # what it scored (not a setting: a recipe replays it without re-ranking)
                 recipe["score"] = scores[i]
             sounds.append(Sound(audio[i], manifest["sample_rate"], recipe, scores[i]))

@@ -208,7 +208,8 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
                           visible=bool(info.get("kit_envelopes")), elem_id="shape")
     C["one_hit"] = gr.Checkbox(True, label="One clean hit",
                                info="with at most one hit: once the sound has faded it does not come back (no "
-                                    "ghost second hit); off: as the model makes it",
+                                    "ghost second hit), and a near-silent one is drawn again from another seed "
+                                    "(its card and WAV say which); off: as the model makes it",
                                visible=bool(info.get("holds_one_hit")), elem_id="one-hit")
     with gr.Row(equal_height=False, elem_classes="tds-seeds"):
         C["seed"] = FieldNumber(value=0, label="Seed", scale=3, min_width=110, elem_id="seed")

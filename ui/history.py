@@ -58,6 +58,8 @@ class Take:
         if not label and r.get("label") and r.get("label_b") and r.get("label_mix"):  # the alias snare, blended
             label = blend_name(r)[len(r["label"]):].strip()
         seed = f"seed {r.get('seed')}"
+        if r.get("redrawn_from_seed") is not None:  # the seed asked for came out near-silent
+            seed = f"seed {r['redrawn_from_seed']} (near-silent: drawn again as {r.get('seed')})"
         if r.get("seed_b") is not None and r.get("morph"):
             seed += f" → {r['seed_b']} @ {r['morph']:.2f}"
         parts = [f"#{self.id}", str(r.get("model")), label or ("(any)" if r.get("label") is None else ""), seed]

@@ -145,14 +145,14 @@ Multi-resolution STFT loss; {training.get('steps', 0)} steps, {training.get('exa
 
 
 PUBLISHED_DEFAULTS = ("sampler", "steps", "guidance", "guidance_weights", "control_guidance", "variety", "shape",
-                      "hit_prompt", "one_hit_db", "per_label", "with_curves", "with_prompt")
+                      "hit_prompt", "one_hit_db", "redraw_under_db", "per_label", "with_curves", "with_prompt")
 PROMPT_DEFAULTS = ("sampler", "steps", "guidance", "variety", "control_guidance", "shape")
 """What a sound asked for with a prompt may default to otherwise (``with_prompt``): the sampling
 settings, and its shape ("kit": a real hit among those whose description matches the prompt,
 :func:`engine.sampling.prompt_shape`). Not the kit hit's description (the prompt is the sound's
 description), nor the guidance weights (the pipeline cannot tell a user's prompt from a kit hit's
 description)."""
-NOT_REQUEST_FIELDS = ("guidance_weights", "hit_prompt", "one_hit_db")
+NOT_REQUEST_FIELDS = ("guidance_weights", "hit_prompt", "one_hit_db", "redraw_under_db")
 """Defaults that are model settings, not a request's fields: checked on their own."""
 
 
@@ -176,6 +176,10 @@ def with_defaults(manifest: dict, defaults: dict | None) -> dict:
         if any("one_hit_db" in layer for layer in layers):  # read from the label's own defaults, curve or not
             raise InvalidRequestError("one_hit_db is a Sound's own limit, with a curve or without; it belongs in its "
                                       "defaults (--one-hit-db, or per label), not in --with-curves")
+        if any("redraw_under_db" in layer for layer in layers):  # a curve says the level: nothing is drawn again
+            raise InvalidRequestError("redraw_under_db is for a sound the network gives its level; with a curve the "
+                                      "curve says it, so it belongs in the Sound's defaults (--redraw-under-db, or "
+                                      "per label), not in --with-curves")
         if any("hit_prompt" in layer for layer in layers):  # read where the shape is chosen: without curves
             raise InvalidRequestError("hit_prompt belongs with a Sound's shape, in its defaults without curves "
                                       '(e.g. --per-label \'{"perc": {"shape": "kit", "hit_prompt": 0.5}}\'), '
@@ -210,6 +214,7 @@ def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...],
     _check_weights(manifest, defaults.get("guidance_weights"))
     _check_hit_prompt(defaults.get("hit_prompt"))
     _check_one_hit(manifest, defaults.get("one_hit_db"))
+    _check_redraw(manifest, defaults.get("redraw_under_db"))
     labels = set(manifest.get("labels", []))
     variety = defaults.get("variety")
     if isinstance(variety, dict):  # per label: each a variety, each a label of the model
@@ -232,6 +237,7 @@ def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...],
             _check_weights(manifest, settings.get("guidance_weights"))
             _check_hit_prompt(settings.get("hit_prompt"))
             _check_one_hit(manifest, settings.get("one_hit_db"))
+            _check_redraw(manifest, settings.get("redraw_under_db"))
             _check_settings(manifest, {k: v for k, v in settings.items() if k not in NOT_REQUEST_FIELDS})
 
 
@@ -265,6 +271,23 @@ def _check_one_hit(manifest: dict, limit) -> None:
         raise InvalidRequestError("one_hit_db holds a latent model's sound as it forms; this model is not latent")
 
 
+REDRAW_RANGE = (-80.0, 0.0)
+
+
+def _check_redraw(manifest: dict, floor) -> None:
+    """A redraw floor is a level in dBFS in [-80, 0), for a latent model (whether its codec says its
+    loudness is checked against the codec by :func:`_check_codec_weights`)."""
+    if floor is None:
+        return
+    low, high = REDRAW_RANGE
+    if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not low <= float(floor) < high:
+        raise InvalidRequestError(f"redraw_under_db is the loudest-frame level (dBFS) under which a sound is drawn "
+                                  f"again, a number from {low:g} up to (not) {high:g}; got {floor!r}")
+    if manifest.get("kind") != "latent":
+        raise InvalidRequestError("redraw_under_db reads a latent model's level from its latent; this model is not "
+                                  "latent")
+
+
 def _check_codec_weights(manifest: dict, folder: Path) -> None:
     """Every guidance-weights setting of ``manifest`` (its own, per label, with curves) names its
     codec's channel groups with weights in [0, 1] (a CheckpointError otherwise), and a one-hit
@@ -275,8 +298,9 @@ def _check_codec_weights(manifest: dict, folder: Path) -> None:
     for spec in specs:
         channel_weights(spec, codec)
     if held and not steerable(codec):
-        raise InvalidRequestError("one_hit_db holds a sound's loudness through its codec's latent, and this model's "
-                                  "codec does not say its loudness (band envelopes and low sub-bands)")
+        raise InvalidRequestError("one_hit_db and redraw_under_db read a sound's loudness from its codec's latent, "
+                                  "and this model's codec does not say its loudness (band envelopes and low "
+                                  "sub-bands)")
 
 
 def _check_labels(per_label: dict, labels: set, what: str) -> None:
