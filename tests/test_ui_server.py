@@ -585,6 +585,7 @@ def test_a_producer_asks_for_snares_shaped_like_real_kit_hits(server, browser_co
     holds them), and leaves the curve editor empty, so the next seed draws another; "The model's
     own" makes the network's own envelope again."""
     from engine import envelopes
+    from engine.seeds import redrawn_seed
 
     page = _studio_page(server, browser_context, "latent-fast", "#shape")
     _pick(page, "label", "snare")
@@ -619,6 +620,21 @@ def test_a_producer_asks_for_snares_shaped_like_real_kit_hits(server, browser_co
     assert recipe["one_hit"] is False and "one_hit_db" not in recipe
     page.screenshot(path=str(SHOTS / "18c-one-hit-off.png"), full_page=True)
     page.check("#one-hit input")
+    # a kick that comes out near-silent (seed 1010 at 1 s) is drawn again from another seed: the card says so
+    _pick(page, "label", "kick")
+    _set_number(page, "length", 1.0)
+    _set_number(page, "steps", 12)
+    _set_number(page, "seed", 1010)
+    _generate_and_time(page)
+    page.wait_for_selector("#status .tds-status.done", timeout=60_000)
+    recipe = read_recipe(_fetch_wav(server, page))
+    assert recipe["redrawn_from_seed"] == 1010 and recipe["seed"] == redrawn_seed(1010, 1)
+    card = page.locator("#slot0 .tds-caption").first.inner_text()
+    assert f"seed 1010 (near-silent: drawn again as {redrawn_seed(1010, 1)})" in card, card
+    page.screenshot(path=str(SHOTS / "18d-kick-drawn-again.png"), full_page=True)
+    _set_number(page, "length", 0.5)
+    _set_number(page, "steps", FAST)
+    _set_number(page, "seed", 22)
 
     # percussion by the Sound's default: a kit hit's shape and, as its prompt, the hit's description
     _pick(page, "label", "perc")
