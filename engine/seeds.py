@@ -24,7 +24,7 @@ def redrawn_seed(seed: int, attempt: int) -> int:
     the redrawn sound by itself. Why not ``seed + 1``: that is the next sound of the user's batch."""
     if attempt < 1:
         raise ValueError(f"a redraw is attempt 1 or later, got {attempt}")
-    state = np.random.SeedSequence([int(seed) & (2**64 - 1), int(seed) >> 64, int(attempt)]).generate_state(1, np.uint64)
+    state = np.random.SeedSequence([int(seed), int(attempt)]).generate_state(1, np.uint64)
     return REDRAWN_FROM + int(state[0]) % (9 * REDRAWN_FROM)
 
 

@@ -237,8 +237,9 @@ def centre_low_bands(codec: torch.nn.Module, latent: torch.Tensor) -> torch.Tens
     their loudest spectral bin; with the offset read from their silence and taken out of every
     step's estimate (:func:`centre_projection`), -79 dB (the other peaks left are the learned
     channels', at 1.4-2.8 kHz). Every step, not only the last: the one-hit hold reads the
-    estimate's level, and an offset under the faded tail is a floor it measures rises from. Real sounds' sub-band signals
-    oscillate about 0 where they are silent, so a real clip's latent moves by nothing audible:
+    estimate's level, and an offset under the faded tail is a floor it measures rises from. Real
+    sounds' sub-band signals oscillate about 0 where they are silent, so a real clip's latent moves
+    by nothing audible:
     over the held-out kits' kicks, snares, hats, percussion and cymbals, the decoded difference is
     60-140 dB under the clip. Read from the silence only: a running mean or median over all frames
     also takes out a kick's first, one-sided thump (15-20 dB under the clip). Figures in

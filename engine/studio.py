@@ -60,6 +60,8 @@ def engine_changes_since(version: str | None) -> list[str]:
         return []
     return [change for later, change in sorted(ENGINE_CHANGES.items(), key=lambda item: parsed(item[0]))
             if parsed(later) > made]
+
+
 INVERSION_SAMPLER = {"v_cosine": "ddim", "blend": "iadb"}
 
 

@@ -26,7 +26,7 @@ from tests.ui_support import controls, handlers, run_generate, settings, studio 
 
 
 def test_a_redrawn_seed_is_a_ten_digit_seed_of_its_own_the_same_everywhere():
-    assert redrawn_seed(1010, 1) == redrawn_seed(1010, 1) == 9300448041  # numpy's SeedSequence: fixed by its spec
+    assert redrawn_seed(1010, 1) == redrawn_seed(1010, 1) == 9197199534  # numpy's SeedSequence: fixed by its spec
     drawn = {redrawn_seed(seed, attempt) for seed in (0, 1, 1010, 2**63 - 1) for attempt in (1, 2, 3)}
     assert len(drawn) == 12 and all(REDRAWN_FROM <= s < 10 * REDRAWN_FROM for s in drawn)
     with pytest.raises(ValueError):
