@@ -208,6 +208,34 @@ def _envelopes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attacks(args: argparse.Namespace) -> int:
+    from . import attacks
+    from .data.dataset import DrumDataset
+    from .errors import InvalidRequestError
+    from .models import load_model, resolve_model
+    from .steering import steerable
+
+    entry = resolve_model(args.model)
+    model = load_model(entry.folder)
+    if entry.manifest.get("kind") != "latent" or not steerable(model.codec):
+        raise InvalidRequestError(f"model {entry.name!r} is not a latent model whose codec says its loudness")
+    unknown = sorted(set(args.label) - set(entry.manifest.get("labels", [])))
+    if unknown:
+        raise InvalidRequestError(f"model {entry.name!r} has no label {unknown}; it knows {entry.manifest.get('labels')}")
+    data = DrumDataset(args.data, "train", real_only=True)
+    if data.sample_rate != entry.manifest["sample_rate"]:
+        raise InvalidRequestError(f"{args.data} is {data.sample_rate} Hz, the model {entry.manifest['sample_rate']} Hz")
+    quantile = attacks.QUANTILE if args.quantile is None else args.quantile
+    frames = attacks.FRAMES if args.frames is None else args.frames
+    table = {}
+    for label in args.label:
+        rows = [i for i, record in enumerate(data.records) if record["category"] == label]
+        table[label] = attacks.measure(model.codec, data.audio[rows], frames, quantile)
+    path = attacks.write_attacks(entry.folder, table, f"{Path(args.data).name} train split, real clips", quantile)
+    print(f"{path}: " + ", ".join(f"{label} ({len(rows)} bands x {len(rows[0])} frames)" for label, rows in table.items()))
+    return 0
+
+
 def _hit_captions(entry, data_root: str, data) -> list[str] | None:
     """Each clip of ``data`` (the train split's real clips) its fullest caption, for a model that
     takes prompts (None otherwise): in the words, and by the descriptor thresholds, its embedder was
@@ -470,6 +498,15 @@ def parser() -> argparse.ArgumentParser:
     env.add_argument("--model", required=True, help="model name or folder that follows curves, e.g. latent-fast")
     env.add_argument("--data", required=True, help="the built data set the model was trained on, e.g. data/drums2s")
 
+    att = sub.add_parser("attacks", help="store how bright a Sound's real training hits are in their first "
+                                         "frames, per band: its sounds' attacks are held to it as they form")
+    att.add_argument("--model", required=True, help="latent model name or folder whose codec says its loudness, "
+                                                    "e.g. latent-fast")
+    att.add_argument("--data", required=True, help="the built data set the model was trained on, e.g. data/drums2s")
+    att.add_argument("--label", action="append", required=True, help="a Sound to hold (repeat for more), e.g. kick")
+    att.add_argument("--quantile", type=float, default=None, help="of the training hits' levels (default 0.5)")
+    att.add_argument("--frames", type=int, default=None, help="latent frames from the hit (default 2: 5.8 ms)")
+
     sub.add_parser("eval", help="evaluate a model (see python -m engine eval --help)", add_help=False)
     sub.add_parser("data", help="build the drum data set (see python -m engine data --help)", add_help=False)
     return top
@@ -488,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser().error(f"unrecognised arguments: {' '.join(rest)}")
         return {"generate": _generate, "models": _models, "train": _train, "publish": _publish, "defaults": _defaults,
-                "embed": _embed, "envelopes": _envelopes}[args.command](args)
+                "embed": _embed, "envelopes": _envelopes, "attacks": _attacks}[args.command](args)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

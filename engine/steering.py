@@ -268,6 +268,80 @@ def centre_projection(codec: torch.nn.Module) -> Project | None:
     return lambda estimate, sigma: centre_low_bands(codec, estimate)
 
 
+def envelope_bands(codec: torch.nn.Module) -> int:
+    """How many band envelope channels (bands above band 0) the codec's latent has."""
+    _, envelope = _exact_channels(codec)
+    return envelope.stop - envelope.start
+
+
+ATTACK_RISE_DB = 20.0
+"""A hit starts at the first frame within this far of its loudest (:func:`band_levels_db`)."""
+ATTACK_PASSES = 4
+"""Turned down, a bright attack lowers the loudest frame its limits are read against; a few passes
+settle it where the body carries the loudness (a kick's low band), and every sampling step holds it
+again."""
+
+
+def band_levels_db(codec: torch.nn.Module, latent: torch.Tensor, width: int) -> torch.Tensor:
+    """``(B, bands, width)`` dB: each band envelope channel's level (bands above band 0) under the
+    sound's loudest frame (:func:`latent_rms_db`), over the ``width`` frames from where the sound's
+    hit starts (its first frame within :data:`ATTACK_RISE_DB` of the loudest), as
+    :mod:`engine.attacks` measures a hit's attack; frames past the end read -inf."""
+    raw = _raw(codec, latent.float())
+    levels = attack_frames(codec, raw, width)
+    return _band_db(codec, raw, levels)
+
+
+def attack_frames(codec: torch.nn.Module, raw: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(frame index (B, width), loudest level (B,))``: the ``width`` frames from each sound's hit."""
+    level = _rms_db(codec, raw)
+    loudest = level.amax(-1)
+    start = (level >= loudest[:, None] - ATTACK_RISE_DB).float().argmax(-1)
+    return start[:, None] + torch.arange(width, device=raw.device)[None], loudest
+
+
+def _band_db(codec: torch.nn.Module, raw: torch.Tensor, frames: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    index, loudest = frames
+    _, envelope = _exact_channels(codec)
+    bands = raw[:, envelope]
+    inside = index < bands.shape[-1]
+    picked = bands.gather(-1, index.clamp(max=bands.shape[-1] - 1)[:, None].expand(-1, bands.shape[1], -1))
+    db = 20.0 * torch.log10(picked.clamp_min(1e-7)) - loudest[:, None, None]
+    return db.masked_fill(~inside[:, None], float("-inf"))
+
+
+def attack_projection(codec: torch.nn.Module, limits: torch.Tensor | None) -> Project | None:
+    """The steering step that holds a hit's attack to a real one's brightness: a function from a
+    batch of clean estimates and their noise level to the same estimates whose band envelopes, in
+    the first frames of the hit (:func:`attack_frames`), are at most ``limits`` (``(bands, frames)``
+    dB under the estimate's loudest frame, :mod:`engine.attacks`), at every noise level; only the
+    envelope channels over a limit move. ``None`` without limits or on a codec that cannot be
+    steered. Why: see :mod:`engine.attacks`."""
+    if limits is None or not steerable(codec):
+        return None
+    _, envelope = _exact_channels(codec)
+    width = limits.shape[1]
+
+    def project(estimate: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        raw, moved = _raw(codec, estimate.float()), False
+        for _ in range(ATTACK_PASSES):  # turning the attack down can lower the loudest frame it is read against
+            frames = attack_frames(codec, raw, width)
+            over = (_band_db(codec, raw, frames) - limits.to(raw.device)[None]).clamp_min(0.0)  # (B, bands, width)
+            if not bool((over > 0).any()):
+                break
+            gain = torch.ones_like(raw[:, envelope])
+            index = frames[0].clamp(max=gain.shape[-1] - 1)[:, None].expand(-1, gain.shape[1], -1)
+            gain.scatter_(-1, index, 10.0 ** (-over / 20.0))
+            raw[:, envelope], moved = raw[:, envelope] * gain, True
+        if not moved:
+            return estimate
+        out = estimate.clone()
+        out[:, envelope] = _from_raw(codec, raw)[:, envelope].to(estimate.dtype)
+        return out
+
+    return project
+
+
 def _frame(ms: float, hop: int, sample_rate: int) -> int:
     """The latent frame a time in ms falls on (frame i starts at hop i)."""
     return int(round(ms / (hop / sample_rate * 1000.0)))

@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 
 ENGINE_VERSION = "0.2"
 ENGINE_CHANGES = {"0.2": "a latent model's sound no longer carries faint steady tones (344 and 689 Hz, about 60 dB "
-                         "under the hit) through its tail, and a kick asked as one clean hit that comes out "
-                         "near-silent is drawn again from another seed"}
+                         "under the hit) through its tail; a kick asked as one clean hit that comes out "
+                         "near-silent is drawn again from another seed; and a kick on a curve opens without "
+                         "its click (its first 5.8 ms held to real kicks' brightness)"}
 """What each engine version changed in the sounds a recipe makes, so a restored older recipe can say
 why its sound now differs (the recipe records ``engine``)."""
 
