@@ -53,6 +53,16 @@ TINY_NETWORK = {"widths": [16, 32, 32], "blocks": [1, 1, 1], "factors": [4, 4], 
 LABELS = ["kick", "snare", "hat", "perc", "cymbal"]
 
 
+def assert_defaults_refused(folder: Path, cases, says: str) -> None:
+    """``python -m engine defaults --model folder`` with each of ``cases`` (argument lists) ends in
+    one line naming ``says`` and exit status 2, and leaves the manifest as it was."""
+    before = (folder / "manifest.json").read_text()
+    for bad in cases:
+        refused = cli_in_process("defaults", "--model", str(folder), *bad)
+        assert refused.returncode == 2 and says in refused.stderr, (bad, refused.stderr)
+    assert (folder / "manifest.json").read_text() == before
+
+
 def tiny_manifest(name: str = "tiny", objective: str = "v_cosine") -> dict:
     return {
         "format": 1, "name": name, "kind": "wave", "objective": objective,
