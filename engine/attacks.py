@@ -7,7 +7,7 @@ relative to each sound's loudest frame, and the held-out kits' are darker still;
 then sat 2.1-2.3 times as far from real kits as the held-out kicks do (issue 17 allows 2).
 Guidance spread per channel took a third of it (``docs/design-notes.md``, "A kick's guidance
 spread per channel"); the rest is the network's. Held at the training kicks' median there, "kick"
-is 1.84-1.90 (``docs/design-notes.md``, "A kick's click held to the kits'").
+is 1.83-1.90 (``docs/design-notes.md``, "A kick's click held to the kits'").
 
 The table is measured from the data set's train split (real clips only) by ``python -m engine
 attacks --model M --data D --label kick``: per band envelope channel of the codec's latent and per
@@ -23,6 +23,7 @@ import torch
 
 from .errors import CheckpointError, InvalidRequestError
 from .models import atomic_write
+from .steering import band_levels_db
 
 ATTACKS_FILE = "attacks.json"
 ATTACKS_FORMAT = 1
@@ -35,8 +36,6 @@ def measure(codec: torch.nn.Module, audio: torch.Tensor, frames: int = FRAMES, q
     """``[band][frame]`` dB: over the clips ``audio`` (``(N, C, samples)``, onset at 0), the
     ``quantile`` of each band envelope's level in each of the first ``frames`` latent frames of its
     hit, under the clip's loudest frame (:func:`engine.steering.band_levels_db`)."""
-    from .steering import band_levels_db  # the latent's own reading (steering imports nothing from here)
-
     if not 0.0 < quantile < 1.0 or frames < 1:
         raise InvalidRequestError(f"the quantile must be in (0, 1) and frames at least 1, got {quantile}, {frames}")
     if audio.shape[0] == 0:

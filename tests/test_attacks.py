@@ -16,7 +16,8 @@ from engine import attacks
 from engine.conditions import Conditions
 from engine.errors import CheckpointError
 from engine.pipeline import attack_limits
-from engine.steering import _exact_channels, _from_raw, _raw, attack_projection, band_levels_db, envelope_bands
+from engine.steering import (_exact_channels, _from_raw, _raw, attack_frames, attack_projection, band_levels_db,
+                             envelope_bands)
 from tests.helpers import cli_in_process
 from tests.test_controls import RATE, burst
 from tests.test_eval import _fake_dataset
@@ -67,7 +68,7 @@ def test_an_attack_brighter_than_the_limits_is_held_to_them_and_nothing_else_mov
     # a hit that starts later is held from where it starts
     with torch.no_grad():
         late = model.encode(hits(at_ms=100.0))
-    start = int(band_levels_db.__globals__["attack_frames"](model, _raw(model, late), 2)[0][0, 0])
+    start = int(attack_frames(model, _raw(model, late), 2)[0][0, 0])
     assert start > 5
     late_clicked = brightened(model, late, frames=(start, start + 1))
     late_held = project(late_clicked, torch.tensor(5.0))
