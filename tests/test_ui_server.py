@@ -621,8 +621,6 @@ def test_a_producer_asks_for_snares_shaped_like_real_kit_hits(server, browser_co
     page.screenshot(path=str(SHOTS / "18c-one-hit-off.png"), full_page=True)
     page.check("#one-hit input")
     # a kick that comes out near-silent (seed 1010 at 1 s) is drawn again from another seed: the card says so
-    # (the seed first: Enter in the seed box is an audition trigger, which cancels a generation running; its
-    # no-op must be over before Generate is clicked)
     _set_number(page, "seed", 1010)
     _pick(page, "label", "kick")
     _set_number(page, "length", 1.0)
@@ -818,4 +816,18 @@ def test_audition_on_change_renders_when_a_dice_is_rolled_or_the_morph_released_
     caption = after(lambda: page.keyboard.press("g"))
     assert f"seed {seed} " in caption
     page.screenshot(path=str(SHOTS / "17-audition.png"), full_page=True)
+
+    # audition off, Enter in the seed box while a Generate click's render runs: that render still arrives
+    page.uncheck("#audition input")
+    _pick(page, "model", "latent-drums")
+    page.wait_for_selector("#length input[type=number]")
+    _set_number(page, "steps", 120)
+    before = sound()
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('step ')", timeout=60_000)
+    page.locator("#seed input").press("Enter")
+    page.wait_for_function(f"""before => {{ const a = document.querySelector("{_audio_ready(0)}");
+                                            return a && a.getAttribute('href') !== before; }}""",
+                           arg=before, timeout=60_000)
+    assert "latent-drums" in page.locator("#slot0 .tds-caption").first.inner_text()
     page.close()

@@ -425,8 +425,10 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
         # its loading state goes on the status line (_wire: one output, never a layout block)
         generating = wire(C["generate"].click, h.generate, GENERATE_OUTPUTS, api_name="generate",
                           show_progress="hidden", trigger_mode="once", show_progress_on=["status"])
-        # audition on change: each trigger renders at once, cancelling a render still running
-        auditions = [generating]
+        # audition on change: each trigger renders at once, cancelling an audition still rendering. Not
+        # a Generate click's render: Gradio's cancels fire whether or not the box is ticked, so Enter in
+        # the seed box (its own trigger) cancelled a generation the user had started, with nothing after it
+        auditions = []
         for trigger in (wire(C["roll_seed"].click, h.roll_seed, ["seed"], api_name="roll_seed").then,
                         wire(C["roll_seed_b"].click, h.roll_seed_b, ["seed_b"], api_name="roll_seed_b").then,
                         C["morph"].release, C["prompt_morph"].release, C["seed"].submit, C["seed_b"].submit):
