@@ -212,12 +212,12 @@ def _attacks(args: argparse.Namespace) -> int:
     from . import attacks
     from .data.dataset import DrumDataset
     from .errors import InvalidRequestError
-    from .models import load_model, resolve_model
+    from .models import load_codec, resolve_model
     from .steering import steerable
 
     entry = resolve_model(args.model)
-    model = load_model(entry.folder)
-    if entry.manifest.get("kind") != "latent" or not steerable(model.codec):
+    codec = load_codec(entry.manifest, entry.folder)  # the codec alone: the network is not needed to measure
+    if entry.manifest.get("kind") != "latent" or not steerable(codec):
         raise InvalidRequestError(f"model {entry.name!r} is not a latent model whose codec says its loudness")
     unknown = sorted(set(args.label) - set(entry.manifest.get("labels", [])))
     if unknown:
@@ -230,7 +230,7 @@ def _attacks(args: argparse.Namespace) -> int:
     table = {}
     for label in args.label:
         rows = [i for i, record in enumerate(data.records) if record["category"] == label]
-        table[label] = attacks.measure(model.codec, data.audio[rows], frames, quantile)
+        table[label] = attacks.measure(codec, data.audio[rows], frames, quantile)
     path = attacks.write_attacks(entry.folder, table, f"{Path(args.data).name} train split, real clips", quantile)
     print(f"{path}: " + ", ".join(f"{label} ({len(rows)} bands x {len(rows[0])} frames)" for label, rows in table.items()))
     return 0

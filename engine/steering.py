@@ -239,9 +239,8 @@ def centre_low_bands(codec: torch.nn.Module, latent: torch.Tensor) -> torch.Tens
     channels', at 1.4-2.8 kHz). Every step, not only the last: the one-hit hold reads the
     estimate's level, and an offset under the faded tail is a floor it measures rises from. Real
     sounds' sub-band signals oscillate about 0 where they are silent, so a real clip's latent moves
-    by nothing audible:
-    over the held-out kits' kicks, snares, hats, percussion and cymbals, the decoded difference is
-    60-140 dB under the clip. Read from the silence only: a running mean or median over all frames
+    by nothing audible: over the held-out kits' kicks, snares, hats, percussion and cymbals, the
+    decoded difference is 60-140 dB under the clip. Read from the silence only: a running mean or median over all frames
     also takes out a kick's first, one-sided thump (15-20 dB under the clip). Figures in
     ``docs/design-notes.md``, "Steady tones in the tails"."""
     if not steerable(codec):
@@ -288,8 +287,7 @@ def band_levels_db(codec: torch.nn.Module, latent: torch.Tensor, width: int) -> 
     hit starts (its first frame within :data:`ATTACK_RISE_DB` of the loudest), as
     :mod:`engine.attacks` measures a hit's attack; frames past the end read -inf."""
     raw = _raw(codec, latent.float())
-    levels = attack_frames(codec, raw, width)
-    return _band_db(codec, raw, levels)
+    return _band_db(codec, raw, attack_frames(codec, raw, width))
 
 
 def attack_frames(codec: torch.nn.Module, raw: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:

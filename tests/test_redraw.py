@@ -5,7 +5,6 @@ the page's card, ``engine defaults`` and the evaluation go the same way."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from types import SimpleNamespace
 
