@@ -108,7 +108,8 @@ def test_the_command_measures_a_labels_training_hits_and_refuses_what_it_cannot(
     stored = json.loads((shipped / "latent-fast" / attacks.ATTACKS_FILE).read_text())
     assert set(stored["labels"]) == {"kick", "hat"} and stored["quantile"] == attacks.QUANTILE
     assert len(stored["labels"]["kick"]) == 15 and len(stored["labels"]["kick"][0]) == attacks.FRAMES
-    for bad, says in ((["--label", "tuba"], "no label"), (["--label", "kick", "--quantile", "1.5"], "quantile")):
+    for bad, says in ((["--label", "tuba"], "no label"), (["--label", "kick", "--quantile", "1.5"], "quantile"),
+                      (["--label", "kick", "--quantile", "nan"], "quantile"), (["--label", "kick", "--frames", "0"], "frames")):
         refused = cli_in_process("attacks", "--model", str(shipped / "latent-fast"), "--data", str(tmp_path / "data"),
                                  *bad)
         assert refused.returncode == 2 and says in refused.stderr, refused.stderr
