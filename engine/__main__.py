@@ -44,7 +44,7 @@ def _generate(args: argparse.Namespace) -> int:
                                 steer_loudness=args.steer_loudness, soft_hits=args.soft_hits,
                                 steer_onsets=args.steer_onsets, one_hit=args.one_hit,
                                 prompt=args.prompt, prompt_b=args.prompt_b, prompt_morph=args.prompt_morph,
-                                rerank=args.rerank, shape=args.shape)
+                                rerank=args.rerank, shape=args.shape, width=args.width)
     result = studio.render(request)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -288,7 +288,10 @@ def _default_arguments(parser: argparse.ArgumentParser, otherwise: str) -> None:
                         help="defaults for some labels in place of the model's, as JSON, e.g. "
                              '\'{"kick": {"sampler": "dpmpp_2m", "steps": 12, "guidance": 6.5}}\' '
                              "(sampler, steps, guidance, variety, control_guidance, shape, guidance_weights, "
-                             "hit_prompt, one_hit_db, redraw_under_db)")
+                             "hit_prompt, one_hit_db, redraw_under_db, width)")
+    parser.add_argument("--width", type=float, default=None,
+                        help="the default stereo width, 0 (mono) .. 1 (as the model makes it); per label with "
+                             "--per-label (default: unchanged)")
     parser.add_argument("--one-hit-db", type=float, default=None,
                         help="latent models whose latent says its loudness: how far (dB) a sound asked as one hit "
                              "(at most one onset) may rise again after its peak as it forms, where no loudness curve "
@@ -364,6 +367,10 @@ def parser() -> argparse.ArgumentParser:
                           "one, as the model makes them (default, on models that set a limit: held to one hit as it "
                           "forms where no --rms curve is drawn, no ghost second hit; and one that comes out "
                           "near-silent drawn again from another seed, which the WAV's recipe records)")
+    gen.add_argument("--width", type=float, default=None,
+                     help="stereo width, 0 (mono: both channels the mid) .. 1 (as the model makes it); default: the "
+                          "model's for the Sound (the latent models: mono, as most of the kits' hits are, cymbals "
+                          "as made)")
     gen.add_argument("--soft-hits", action="store_true",
                      help="an --rms curve quieter than the model's usual hits makes a soft hit, with a soft velocity "
                           "layer's timbre (default: a full hit, turned down onto the curve)")

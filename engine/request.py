@@ -17,9 +17,10 @@ from .seeds import MAX_SEED
 
 LIMITS = {"steps": (1, 200), "guidance": (0.0, 15.0), "count": (1, 64), "morph": (0.0, 1.0),
           "strength": (0.01, 1.0), "control_guidance": (0.0, 15.0), "prompt_morph": (0.0, 1.0),
-          "rerank": (0, 64), "label_mix": (0.0, 1.0), "variety": (0.0, 1.0)}
+          "rerank": (0, 64), "label_mix": (0.0, 1.0), "variety": (0.0, 1.0), "width": (0.0, 1.0)}
 VARIATION_MODES = ("noise", "invert", "semantic")
-MADE_BEFORE = {"steer_loudness": False, "soft_hits": True, "steer_onsets": False, "shape": "free", "one_hit": False}
+MADE_BEFORE = {"steer_loudness": False, "soft_hits": True, "steer_onsets": False, "shape": "free", "one_hit": False,
+               "width": 1.0}
 """What a recipe or preset without these keys was made with (they came later): it replays so."""
 
 
@@ -70,6 +71,9 @@ class GenerationRequest:
                                       # (each sound takes a real training hit's curves, drawn by its seed:
                                       # engine.envelopes); None: the model's default for the label. Recipes
                                       # without it were made free and replay so
+    width: float | None = None        # stereo width: 0 = mono (both channels the mid), 1 = as the model makes it
+                                      # (engine.dsp.stereo_width); None: the model's default for the label.
+                                      # Recipes without it replay at 1, as made
 
     def validated(self) -> "GenerationRequest":
         """Return self if every value is usable, else raise InvalidRequestError saying which and why."""
@@ -132,8 +136,8 @@ class GenerationRequest:
         """Rebuild a request from a recipe, ignoring keys it does not know (checkpoint id, rate...).
         A recipe from before loudness steering (no ``steer_loudness``) replays without it, and one from
         before quiet curves were lifted (no ``soft_hits``) with soft hits, and one from before hits were
-        steered (no ``steer_onsets``) or held to one hit (no ``one_hit``) without it, as made
-        (:data:`MADE_BEFORE`)."""
+        steered (no ``steer_onsets``) or held to one hit (no ``one_hit``) without it, and one from
+        before the stereo width (no ``width``) at full width, as made (:data:`MADE_BEFORE`)."""
         known = {f.name for f in fields(cls)}
         return cls(**{**MADE_BEFORE, **{k: v for k, v in recipe.items() if k in known}})
 

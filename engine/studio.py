@@ -343,7 +343,8 @@ class Studio:
         request = request.with_(sampler=request.sampler or defaults.get("sampler", "dpmpp_2m"),
                                 steps=int(request.steps or defaults.get("steps", 16)),
                                 guidance=float(defaults.get("guidance", 1.0) if request.guidance is None else request.guidance),
-                                variety=defaults["variety"] if request.variety is None else request.variety)
+                                variety=defaults["variety"] if request.variety is None else request.variety,
+                                width=float(defaults.get("width", 1.0) if request.width is None else request.width))
         request, notes = fixed_steps(entry, request)
         if drawn or request.rms or request.onsets:
             request = request.with_(control_guidance=float(defaults.get("control_guidance", 1.0)
@@ -496,8 +497,9 @@ class Studio:
             preview = None
             if preview_every and step % preview_every == 0 and time.monotonic() - began >= preview_after_s:
                 first = None if envelope is None else envelope[:1]
-                preview = pipeline.decode(model, info["denoised"][:1], first, samples, conditions,
-                                          request.soft_hits)[0].clamp(-1, 1)
+                preview = dsp.stereo_width(pipeline.decode(model, info["denoised"][:1], first, samples, conditions,
+                                                           request.soft_hits), request.width,
+                                           manifest["sample_rate"])[0].clamp(-1, 1)
             events.put(Progress(step, steps, preview, manifest["sample_rate"]))
 
         # a variation that keeps its reference's shape (noise, invert) keeps its second hits too
@@ -519,6 +521,7 @@ class Studio:
             model, latent, draws, floor,
             lambda again: pipeline.sample(model, again(), conditions, callback=cancellable, step_noise=again, **settings))
         audio = pipeline.decode(model, latent, envelope, samples, conditions, request.soft_hits)
+        audio = dsp.stereo_width(audio, request.width, manifest["sample_rate"])
         audio = onto_curve(audio, conditions.rms, manifest["sample_rate"], request.match_loudness,
                            request.steer_loudness and steerable(codec))
         audio = finish(audio, manifest["sample_rate"], tail_fade_ms(manifest, request.length))

@@ -63,6 +63,16 @@ def assert_defaults_refused(folder: Path, cases, says: str) -> None:
     assert (folder / "manifest.json").read_text() == before
 
 
+def shipped_latent_fast(root: Path) -> Path:
+    """A copy of the shipped `latent-fast` folder (with the codec and text–audio model it names) under
+    ``root``: what a test that rewrites a model folder's files changes instead of the shipped one."""
+    import shutil
+
+    for name in ("latent-fast", "codec", "clap"):
+        shutil.copytree(ROOT / "checkpoints" / name, root / name)
+    return root / "latent-fast"
+
+
 def tiny_manifest(name: str = "tiny", objective: str = "v_cosine") -> dict:
     return {
         "format": 1, "name": name, "kind": "wave", "objective": objective,

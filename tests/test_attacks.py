@@ -18,7 +18,7 @@ from engine.errors import CheckpointError
 from engine.pipeline import attack_limits
 from engine.steering import (_exact_channels, _from_raw, _raw, attack_frames, attack_projection, band_levels_db,
                              envelope_bands)
-from tests.helpers import cli_in_process
+from tests.helpers import cli_in_process, shipped_latent_fast
 from tests.test_controls import RATE, burst
 from tests.test_eval import _fake_dataset
 from tests.test_steering import codec
@@ -98,9 +98,7 @@ def test_the_limits_are_kept_beside_the_weights_and_taken_for_a_sound_with_a_cur
 
 def test_the_command_measures_a_labels_training_hits_and_refuses_what_it_cannot(tmp_path, tiny_models):
     _fake_dataset(tmp_path / "data")
-    shipped = tmp_path / "models"
-    for name in ("latent-fast", "codec", "clap"):
-        shutil.copytree(f"checkpoints/{name}", shipped / name)
+    shipped = shipped_latent_fast(tmp_path / "models").parent
     (shipped / "latent-fast" / attacks.ATTACKS_FILE).unlink()
     made = cli_in_process("attacks", "--model", str(shipped / "latent-fast"), "--data", str(tmp_path / "data"),
                           "--label", "kick", "--label", "hat")

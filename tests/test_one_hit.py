@@ -21,7 +21,7 @@ from engine.nets.envelope import reattacks
 from engine.pipeline import one_hit_limit
 from engine.request import GenerationRequest
 from engine.steering import ONE_HIT_RANGE_DB, latent_rms_db, one_hit_projection
-from tests.helpers import assert_defaults_refused, cli_in_process
+from tests.helpers import assert_defaults_refused, cli_in_process, shipped_latent_fast
 from tests.test_controls import RATE, burst
 from tests.test_steering import codec
 from tests.ui_support import controls, handlers, run_generate, settings, studio  # noqa: F401  (fixtures)
@@ -133,10 +133,7 @@ def test_the_request_recipe_and_cli_carry_the_switch(tmp_path):
 def test_only_a_latent_model_whose_codec_says_its_loudness_takes_a_limit(tmp_path, tiny_models):
     from engine.models import read_manifest
 
-    shipped = tmp_path / "models"
-    for name in ("latent-fast", "codec", "clap"):
-        shutil.copytree(f"checkpoints/{name}", shipped / name)
-    folder = shipped / "latent-fast"
+    folder = shipped_latent_fast(tmp_path / "models")
     result = cli_in_process("defaults", "--model", str(folder), "--per-label", json.dumps({"cymbal": {"one_hit_db": 6}}))
     assert result.returncode == 0, result.stderr
     assert read_manifest(folder)["defaults"]["per_label"]["cymbal"]["one_hit_db"] == 6

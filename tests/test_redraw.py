@@ -18,7 +18,7 @@ from engine.pipeline import REDRAW_TRIES, quiet_floor, redraw_quiet
 from engine.request import GenerationRequest
 from engine.seeds import REDRAWN_FROM, SeedNoise, redrawn_seed
 from engine.steering import latent_rms_db
-from tests.helpers import assert_defaults_refused, cli_in_process
+from tests.helpers import assert_defaults_refused, cli_in_process, shipped_latent_fast
 from tests.test_controls import burst
 from tests.test_steering import codec
 from tests.ui_support import controls, handlers, run_generate, settings, studio  # noqa: F401  (fixtures)
@@ -133,10 +133,7 @@ def test_the_cli_says_which_seed_a_sound_was_drawn_again_from(tmp_path):
 def test_only_a_latent_model_whose_codec_says_its_loudness_takes_a_redraw_level(tmp_path, tiny_models):
     from engine.models import read_manifest
 
-    shipped = tmp_path / "models"
-    for name in ("latent-fast", "codec", "clap"):
-        shutil.copytree(f"checkpoints/{name}", shipped / name)
-    folder = shipped / "latent-fast"
+    folder = shipped_latent_fast(tmp_path / "models")
     result = cli_in_process("defaults", "--model", str(folder), "--redraw-under-db", "-40")
     assert result.returncode == 0, result.stderr
     assert read_manifest(folder)["defaults"]["redraw_under_db"] == -40

@@ -753,13 +753,18 @@ def test_a_producer_types_a_prompt_gets_that_sound_and_more_like_it(server, brow
 
 
 def test_a_cymbal_is_guided_gently_alone_and_fully_under_a_prompt(server, browser_context):
-    """Issue 19: on latent-fast, Sound cymbal shows guidance 1.5 (varied cymbals); typing "crash
-    cymbal" and leaving the box moves it to 4 (a prompt pulls more loosely; at 3 the prompt "cymbal"
-    made a hat one time in eight), Generate records 4, and clearing the prompt moves it back."""
+    """Issue 19: on latent-fast, Sound cymbal shows guidance 1.5 (varied cymbals) and stereo width 1
+    (a snare 0: mono); typing "crash cymbal" and leaving the box moves the guidance to 4 (a prompt
+    pulls more loosely; at 3 the prompt "cymbal" made a hat one time in eight), Generate records 4,
+    and clearing the prompt moves it back."""
     page = _studio_page(server, browser_context, "latent-fast", "#prompt textarea")
     value = "() => document.querySelector('#guidance input[type=number]').value"
+    width = "() => document.querySelector('#width input[type=number]').value"
+    _pick(page, "label", "snare")
+    page.wait_for_function(f"() => ({width})() === '0'", timeout=10_000)  # snares: mono, as most kits' are
     _pick(page, "label", "cymbal")
     page.wait_for_function(f"() => ({value})() === '1.5'", timeout=10_000)
+    page.wait_for_function(f"() => ({width})() === '1'", timeout=10_000)  # cymbals: as the model makes them
     _set_number(page, "length", 0.5)
     page.locator("#prompt textarea").fill("crash cymbal")
     _set_number(page, "count", 1)  # leaving the prompt box
@@ -767,7 +772,8 @@ def test_a_cymbal_is_guided_gently_alone_and_fully_under_a_prompt(server, browse
     _generate_and_time(page)
     page.wait_for_selector("#status .tds-status.done", timeout=60_000)
     recipe = read_recipe(_fetch_wav(server, page))
-    assert (recipe["label"], recipe["prompt"], recipe["guidance"]) == ("cymbal", "crash cymbal", 4.0)
+    assert (recipe["label"], recipe["prompt"], recipe["guidance"], recipe["width"]) == ("cymbal", "crash cymbal", 4.0,
+                                                                                       1.0)
     page.locator("#prompt textarea").fill("")
     page.locator("#prompt textarea").blur()
     page.wait_for_function(f"() => ({value})() === '1.5'", timeout=10_000)

@@ -113,7 +113,7 @@ CONTROL_OUTPUTS = ["model", "label", "sampler", "steps", "guidance", "seed", "lo
                    "soft_hits", "steer_onsets", "one_hit", "controls_box",
                    "prompt", "prompt_b", "prompt_morph", "rerank", "prompt_box",
                    "strength", "variation", "reference", "variation_box", "model_info", "recipe_note",
-                   "label_b", "label_mix", "blend_row", "variety", "shape"]
+                   "label_b", "label_mix", "blend_row", "variety", "shape", "width"]
 
 
 def _wire(C: dict, trigger, fn, outputs: list[str], **options):
@@ -201,6 +201,9 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
     C["variety"] = FieldSlider(0.0, 1.0, value=defaults["variety"], step=0.05, label="Variety",
                                info="0: safe, the typical sound of its kind · 1: surprising, further from it",
                                visible=bool(info["takes_guidance"]), elem_id="variety", field="variety")
+    C["width"] = FieldSlider(0.0, 1.0, value=float(defaults.get("width", 1.0)), step=0.05, label="Stereo width",
+                             info="0: mono, both channels alike (most kits' hits are) · 1: as the model makes it",
+                             elem_id="width", field="width")
     C["shape"] = gr.Radio(SHAPE_CHOICES, value=AUTO_SHAPE, label="Shape",
                           info="with no curve drawn: the Sound's default, the model's own envelope, or a real kit "
                                "hit's loudness and hits (a new one every seed; for some Sounds its description too, "
@@ -406,7 +409,7 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
         model_outputs = ["label", "sampler", "steps", "guidance", "length", "model_info", "controls_box",
                          "steer_loudness", "soft_hits", "steer_onsets", "one_hit", "control_guidance", "prompt_box",
                          "label_b",
-                         "blend_row", "variety", "shape"]
+                         "blend_row", "variety", "shape", "width"]
         wire(demo.load, h.refresh, ["model", "preset", "label", "sampler", "steps", "guidance", "length", "model_info",
                                     "controls_box", "steer_loudness", "soft_hits", "steer_onsets", "one_hit",
                                     "prompt_box",

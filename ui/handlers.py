@@ -356,7 +356,7 @@ class Handlers:
         }
 
     def label_defaults(self, model, label, sampler=None, steps=None, guidance=None, variety=None,
-                       control_guidance=None, prompt=None, prompt_b=None, rms=None) -> dict:
+                       control_guidance=None, prompt=None, prompt_b=None, rms=None, width=None) -> dict:
         """The user picked a Sound (or typed a prompt that names one, with no Sound picked), or drew
         or cleared a loudness curve: the :data:`SAMPLING_FIELDS` move to the model's defaults for it
         (a model may sample kicks differently from snares, and a kick with a curve differently from
@@ -367,7 +367,7 @@ class Handlers:
         info = self.studio.describe(str(model))
         label = _label_value(label) or self._routed_label(str(model), prompt, prompt_b)
         out = _follow_label(info, label, dict(zip(SAMPLING_FIELDS, (sampler, steps, guidance, variety,
-                                                                    control_guidance))), rms,
+                                                                    control_guidance, width))), rms,
                             prompt=bool(str(prompt or "").strip()))
         if "steps" in out:
             out["steps"] = steps_update(info, int(out["steps"]))
@@ -394,6 +394,7 @@ class Handlers:
         out["length"] = gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"]),
                                   value=round(float(defaults.get("length", info["seconds"])), 3))
         out["control_guidance"] = float(defaults.get("control_guidance", 1.0))
+        out["width"] = float(defaults.get("width", 1.0))
         return out
 
     @user_facing
@@ -481,7 +482,7 @@ class Handlers:
                  strength, variation, rms=None, onsets=None, control_guidance=None,
                  match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
                  rerank=0, label_b=None, label_mix=0.0, variety=None, steer_loudness=True,
-                 soft_hits=False, steer_onsets=True, shape=None, one_hit=True) -> GenerationRequest:
+                 soft_hits=False, steer_onsets=True, shape=None, one_hit=True, width=None) -> GenerationRequest:
         if not model:
             raise gr.Error("choose a model")
         count = _number(count, "count", integer=True)
@@ -501,9 +502,9 @@ class Handlers:
         prompted = asks_prompt(str(prompt or "").strip() or None, variation)
         follow = label or self._routed_label(str(model), prompt, prompt_b)
         if follow and (label is None or prompted):
-            fields = dict(zip(SAMPLING_FIELDS, (sampler, steps, guidance, variety, control_guidance)))
+            fields = dict(zip(SAMPLING_FIELDS, (sampler, steps, guidance, variety, control_guidance, width)))
             fields.update(_follow_label(self.studio.describe(str(model)), follow, fields, rms, prompted))
-            sampler, steps, guidance, variety, control_guidance = (fields[k] for k in SAMPLING_FIELDS)
+            sampler, steps, guidance, variety, control_guidance, width = (fields[k] for k in SAMPLING_FIELDS)
         request = GenerationRequest(
             model=model, label=label, **_blend(label, label_b, label_mix), sampler=sampler or None,
             steps=_number(steps, "steps", integer=True, optional=True),
@@ -515,7 +516,7 @@ class Handlers:
             **self._curves(str(model), rms, onsets, control_guidance, match_loudness, steer_loudness, soft_hits,
                            steer_onsets),
             **self._prompts(str(model), prompt, prompt_b, prompt_morph, rerank),
-            shape=_shape_value(shape), one_hit=bool(one_hit))
+            shape=_shape_value(shape), one_hit=bool(one_hit), width=_number(width, "stereo width", optional=True))
         return request.validated()
 
     def _model_for_label(self, model: str, label: str | None) -> tuple[str, str | None]:
@@ -556,7 +557,7 @@ class Handlers:
                  reference, strength, variation, session, rms=None, onsets=None,
                  control_guidance=None, match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
                  rerank=0, label_b=None, label_mix=0.0, variety=None, steer_loudness=True,
-                 soft_hits=False, steer_onsets=True, shape=None, one_hit=True) -> Iterator[dict]:
+                 soft_hits=False, steer_onsets=True, shape=None, one_hit=True, width=None) -> Iterator[dict]:
         """Sample: stream status and a preview plot, then each sound's player, drag-out file and plot."""
         entered = time.time()  # wall clock, so the browser bench can split its wait around the handler
         session = self._session(session)
@@ -565,7 +566,7 @@ class Handlers:
         request = self._request(model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
                                 reference, strength, variation, rms, onsets, control_guidance, match_loudness,
                                 prompt, prompt_b, prompt_morph, rerank, label_b, label_mix, variety, steer_loudness,
-                                soft_hits, steer_onsets, shape, one_hit)
+                                soft_hits, steer_onsets, shape, one_hit, width)
         steps_total = request.steps or 0
         session.batch = []  # until this one finishes no card holds a result, so Export can't save an old sound
         session.generating, session.stop_requested = True, False
@@ -674,7 +675,7 @@ class Handlers:
                  reference, strength, variation, session, rms=None, onsets=None, control_guidance=None,
                  match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0,
                  label_b=None, label_mix=0.0, variety=None, steer_loudness=True,
-                 soft_hits=False, steer_onsets=True, shape=None, one_hit=True) -> Iterator[dict]:
+                 soft_hits=False, steer_onsets=True, shape=None, one_hit=True, width=None) -> Iterator[dict]:
         """A seed, seed B or morph was moved (or a dice rolled) with "Audition on change" ticked:
         render at once with the seed as it now is (never a new roll). Off, it changes nothing."""
         if not audition:
@@ -683,7 +684,7 @@ class Handlers:
         yield from self.generate(model, label, sampler, steps, guidance, seed, True, seed_b, morph, count, length,
                                  reference, strength, variation, session, rms, onsets, control_guidance,
                                  match_loudness, prompt, prompt_b, prompt_morph, rerank, label_b, label_mix,
-                                 variety, steer_loudness, soft_hits, steer_onsets, shape, one_hit)
+                                 variety, steer_loudness, soft_hits, steer_onsets, shape, one_hit, width)
 
     def stop(self, session) -> dict:
         """Stop was pressed: ask the running generation to stop. It stops at its next step and its
@@ -896,6 +897,10 @@ class Handlers:
                                  value=bool(values.get("one_hit", MADE_BEFORE["one_hit"]))),
             "prompt": values.get("prompt") or "", "prompt_b": values.get("prompt_b") or "",
             "prompt_morph": float(values.get("prompt_morph") or 0.0), "rerank": int(values.get("rerank") or 0),
+            # a recipe from before the width was made at full width (and replays so); a preset without
+            # one leaves it to the Sound, as a Sound's other defaults
+            "width": float(values["width"] if values.get("width") is not None
+                           else MADE_BEFORE["width"] if "checkpoint" in values else defaults.get("width", 1.0)),
         })
         if values.get("label_b"):
             out["label_mix"] = float(values.get("label_mix") or 0.0)
@@ -982,7 +987,7 @@ class Handlers:
                     morph, length, rms=None, onsets=None, control_guidance=None, match_loudness=True,
                     prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0, label_b=None, label_mix=0.0,
                     variety=None, steer_loudness=True, soft_hits=False, steer_onsets=True, shape=None,
-                    one_hit=True) -> dict:
+                    one_hit=True, width=None) -> dict:
         values = {"model": model, "label": _label_value(label), **_blend(_label_value(label), label_b, label_mix),
                   "sampler": sampler or None,
                   "steps": _number(steps, "steps", integer=True, optional=True),
@@ -1001,6 +1006,8 @@ class Handlers:
             values["shape"] = shape
         if model and self.studio.describe(str(model)).get("holds_one_hit"):
             values["one_hit"] = bool(one_hit)
+        if width is not None:
+            values["width"] = _number(width, "stereo width")
         path = presets.save(self.settings.presets_dir, preset_name, values, overwrite=bool(preset_overwrite))
         gr.Info(f"saved preset {path.stem}")
         return {"preset": gr.update(choices=presets.list_presets(self.settings.presets_dir), value=path.stem),

@@ -61,6 +61,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import envelopes, pipeline
+from ..dsp import stereo_width
 from ..conditions import Conditions
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
 from ..embedders.base import load_embedder, text_vector
@@ -130,7 +131,7 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
                    control_guidance: float | None = None, label_b: str | None = None,
                    label_mix: float = 0.0, variety: float | None = None,
                    steer_loudness: bool = True, soft_hits: bool = False, steer_onsets: bool = True,
-                   shape: str | None = None, one_hit: bool = True) -> torch.Tensor:
+                   shape: str | None = None, one_hit: bool = True, width: float | None = None) -> torch.Tensor:
     """``(count, C, length)`` float32 CPU audio for seeds ``seed .. seed + count - 1``.
 
     Each clip's starting noise depends only on its own seed (drawn alone, as the studio does),
@@ -149,6 +150,8 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     whose ``conditions`` carry a prompt takes the label's defaults with a prompt (``with_prompt``),
     and, without curves, when its shape there (or ``shape``) is "kit", the kit hit seed ``seed + i``
     draws among those whose captions match its prompt (:func:`engine.envelopes.prompt_candidates`).
+    ``width`` (None: the label's default) is the stereo width the studio gives the decoded sound
+    (:func:`engine.dsp.stereo_width`).
     """
     manifest = model.manifest
     asked = dict(steps=steps, guidance=guidance, control_guidance=control_guidance, sampler=sampler, variety=variety)
@@ -214,7 +217,13 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
                                        steps=clip_steps, guidance=clip_guidance, control_guidance=clip_control,
                                        step_noise=draws, variety=clip_variety, steer_loudness=steer_loudness,
                                        soft_hits=soft_hits, steer_onsets=steer_onsets, one_hit=one_hit))
-    return torch.cat(out) if out else torch.zeros(0, manifest["channels"], manifest["length"])
+    if width is None:
+        width = float(label_defaults(manifest.get("defaults", {}), label).get("width", 1.0))
+    elif isinstance(width, bool) or not isinstance(width, (int, float)) or not 0.0 <= width <= 1.0:
+        raise InvalidRequestError(f"width must be between 0.0 and 1.0, got {width!r}")
+    if not out:
+        return torch.zeros(0, manifest["channels"], manifest["length"])
+    return stereo_width(torch.cat(out), width, manifest["sample_rate"])
 
 
 def _hit_vector(model: LoadedModel, hit: envelopes.KitHit, label: str, weight: float) -> torch.Tensor | None:
@@ -379,7 +388,7 @@ def evaluate(model_name: str, count: int = 16, steps: int | None = None, guidanc
              classifier: Classifier | None = None, cache_dir: str | Path | None = DEFAULT_CACHE,
              batch: int = 16, half: bool = False, progress: bool = True,
              variety: float | None = None, labels: Sequence[str] | None = None,
-             shape: str | None = None) -> dict[str, float | str]:
+             shape: str | None = None, width: float | None = None) -> dict[str, float | str]:
     """Generate ``count`` sounds per category of ``model_name`` and measure them (module docstring).
 
     The real sounds are the built data set in ``data_root`` (train split to compare with,
@@ -387,7 +396,7 @@ def evaluate(model_name: str, count: int = 16, steps: int | None = None, guidanc
     ``cache_dir``), or explicit ``real`` / ``holdout`` reference sets (the classifier is then
     trained on ``real`` unless one is given, and nothing is cached). ``labels`` measures only those
     categories (a sweep of one category's settings costs a fifth). ``shape`` ("free" or "kit")
-    replaces each label's default shape (:func:`generate_clips`).
+    replaces each label's default shape, ``width`` its stereo width (:func:`generate_clips`).
     """
     if count < 1:
         raise InvalidRequestError(f"count must be at least 1, got {count}")
@@ -434,7 +443,8 @@ def evaluate(model_name: str, count: int = 16, steps: int | None = None, guidanc
     for category in categories:
         started = time.perf_counter()
         audio = generate_clips(model, count, label=category, seed=seed, steps=steps, guidance=guidance,
-                               sampler=sampler, batch=batch, progress=progress, variety=variety, shape=shape)
+                               sampler=sampler, batch=batch, progress=progress, variety=variety, shape=shape,
+                               width=width)
         seconds += time.perf_counter() - started
         generated_total += len(audio)
         name = category or "all"
@@ -514,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shape", choices=envelopes.SHAPES, default=None,
                         help="free: the model shapes each sound; kit: each takes a real training hit's curves "
                              "(models with kit envelopes; default: each label's, as the studio)")
+    parser.add_argument("--width", type=float, default=None,
+                        help="stereo width, 0 (mono) .. 1 (as the model makes it); default: each label's own")
     return parser
 
 
@@ -527,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            sampler=args.sampler, seed=args.seed, device=args.device, models_root=args.models_root,
                            data_root=args.data, cache_dir=args.cache, batch=args.batch, half=args.half,
                            progress=not args.quiet, variety=args.variety, labels=args.labels,
-                           shape=args.shape)
+                           shape=args.shape, width=args.width)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
