@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,8 +67,6 @@ def assert_defaults_refused(folder: Path, cases, says: str) -> None:
 def shipped_latent_fast(root: Path) -> Path:
     """A copy of the shipped `latent-fast` folder (with the codec and text–audio model it names) under
     ``root``: what a test that rewrites a model folder's files changes instead of the shipped one."""
-    import shutil
-
     for name in ("latent-fast", "codec", "clap"):
         shutil.copytree(ROOT / "checkpoints" / name, root / name)
     return root / "latent-fast"
