@@ -15,6 +15,7 @@ import torch
 
 from dataclasses import replace
 
+from . import dsp
 from .attacks import read_attacks
 from .conditions import ENVELOPE, Conditions, condition_specs, level_floor, lift_quiet_curve, network_inputs
 from .models import LoadedModel
@@ -186,12 +187,14 @@ def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
 
 @torch.no_grad()
 def decode(model: LoadedModel, latent: torch.Tensor, envelope: torch.Tensor | None, samples: int,
-           conditions: Conditions | None = None, soft_hits: bool = False) -> torch.Tensor:
+           conditions: Conditions | None = None, soft_hits: bool = False, width: float = 1.0) -> torch.Tensor:
     """``(B, C, samples)`` float32 CPU audio of the latents (not yet finished: see ``studio.finish``),
-    turned down by the dB :func:`sample` lifted a quiet curve by for the same ``conditions``."""
+    turned down by the dB :func:`sample` lifted a quiet curve by for the same ``conditions``, at the
+    stereo ``width`` (:func:`engine.dsp.stereo_width`; 1: as the codec decodes it)."""
     audio = model.codec.decode(latent.float(), envelope)[..., :samples].float().cpu()
     lift = level_lift(model, conditions, soft_hits)[1] if conditions is not None else 0.0
-    return audio * 10.0 ** (-lift / 20.0) if lift else audio
+    audio = audio * 10.0 ** (-lift / 20.0) if lift else audio
+    return dsp.stereo_width(audio, width, model.manifest["sample_rate"])
 
 
 @torch.no_grad()
@@ -199,10 +202,10 @@ def render(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
            steps: int, guidance: float = 1.0, control_guidance: float = 1.0,
            step_noise: Callable[[], torch.Tensor] | None = None, variety: float = 0.0,
            steer_loudness: bool = True, soft_hits: bool = False, steer_onsets: bool = True,
-           one_hit: bool = False) -> torch.Tensor:
+           one_hit: bool = False, width: float = 1.0) -> torch.Tensor:
     """Noise to raw decoded audio in one call: what evaluation and training renders use. With
     ``one_hit`` and seeded noise (``step_noise`` a :class:`engine.seeds.SeedNoise`), a near-silent
-    sound is drawn again as the studio draws it (:func:`redraw_quiet`)."""
+    sound is drawn again as the studio draws it (:func:`redraw_quiet`); ``width`` as :func:`decode`."""
     settings = dict(sampler=sampler, steps=steps, guidance=guidance, control_guidance=control_guidance,
                     variety=variety, steer_loudness=steer_loudness, soft_hits=soft_hits, steer_onsets=steer_onsets,
                     one_hit=one_hit)
@@ -210,4 +213,4 @@ def render(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
     if one_hit and isinstance(step_noise, SeedNoise):
         latent, _, _ = redraw_quiet(model, latent, step_noise, quiet_floor(model, conditions),
                                     lambda again: sample(model, again(), conditions, step_noise=again, **settings))
-    return decode(model, latent, envelope_for(model, conditions, noises), samples, conditions, soft_hits)
+    return decode(model, latent, envelope_for(model, conditions, noises), samples, conditions, soft_hits, width)

@@ -24,6 +24,17 @@ MADE_BEFORE = {"steer_loudness": False, "soft_hits": True, "steer_onsets": False
 """What a recipe or preset without these keys was made with (they came later): it replays so."""
 
 
+def check_limit(name: str, value):
+    """``value`` if it is a finite number within the request's :data:`LIMITS` for ``name``, else an
+    InvalidRequestError saying which and why (what the studio and the evaluation both refuse)."""
+    low, high = LIMITS[name]
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise InvalidRequestError(f"{name} must be a number, got {value!r}")
+    if not low <= value <= high:
+        raise InvalidRequestError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     model: str = "kick"               # model name, alias (kick/snare/hat/perc) or model folder path
@@ -77,14 +88,9 @@ class GenerationRequest:
 
     def validated(self) -> "GenerationRequest":
         """Return self if every value is usable, else raise InvalidRequestError saying which and why."""
-        for name, (low, high) in LIMITS.items():
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                raise InvalidRequestError(f"{name} must be a number, got {value!r}")
-            if not low <= value <= high:
-                raise InvalidRequestError(f"{name} must be between {low} and {high}, got {value}")
+        for name in LIMITS:
+            if getattr(self, name) is not None:
+                check_limit(name, getattr(self, name))
         for name in ("steps", "count", "seed", "rerank"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or int(value) != value):

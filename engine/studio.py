@@ -497,9 +497,8 @@ class Studio:
             preview = None
             if preview_every and step % preview_every == 0 and time.monotonic() - began >= preview_after_s:
                 first = None if envelope is None else envelope[:1]
-                preview = dsp.stereo_width(pipeline.decode(model, info["denoised"][:1], first, samples, conditions,
-                                                           request.soft_hits), request.width,
-                                           manifest["sample_rate"])[0].clamp(-1, 1)
+                preview = pipeline.decode(model, info["denoised"][:1], first, samples, conditions,
+                                          request.soft_hits, request.width)[0].clamp(-1, 1)
             events.put(Progress(step, steps, preview, manifest["sample_rate"]))
 
         # a variation that keeps its reference's shape (noise, invert) keeps its second hits too
@@ -520,8 +519,7 @@ class Studio:
         latent, made_seeds, made_seeds_b = pipeline.redraw_quiet(
             model, latent, draws, floor,
             lambda again: pipeline.sample(model, again(), conditions, callback=cancellable, step_noise=again, **settings))
-        audio = pipeline.decode(model, latent, envelope, samples, conditions, request.soft_hits)
-        audio = dsp.stereo_width(audio, request.width, manifest["sample_rate"])
+        audio = pipeline.decode(model, latent, envelope, samples, conditions, request.soft_hits, request.width)
         audio = onto_curve(audio, conditions.rms, manifest["sample_rate"], request.match_loudness,
                            request.steer_loudness and steerable(codec))
         audio = finish(audio, manifest["sample_rate"], tail_fade_ms(manifest, request.length))

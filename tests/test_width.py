@@ -1,7 +1,8 @@
 """Stereo width (engine.dsp.stereo_width): 0 folds a sound to mono, 1 leaves it as the model made
-it, and either keeps its loudness frame by frame; the request checks it, the recipe and presets carry it (a recipe without it replays at full
-width), each Sound of a latent model has its default (mono where most of the kits' hits are), and the
-CLI, ``engine defaults``, the evaluation and the page all reach it."""
+it, and either keeps its loudness frame by frame; the request checks it, the recipe and presets
+carry it (a recipe without it replays at full width), each Sound of a latent model has its default
+(mono where most of the kits' hits are), and the CLI, ``engine defaults``, the evaluation and the
+page all reach it."""
 
 from __future__ import annotations
 

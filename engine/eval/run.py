@@ -61,7 +61,6 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import envelopes, pipeline
-from ..dsp import stereo_width
 from ..conditions import Conditions
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
 from ..embedders.base import load_embedder, text_vector
@@ -69,6 +68,7 @@ from ..errors import InvalidRequestError, StudioError
 from ..models import LoadedModel, embedder_location, load_model, resolve_model
 from ..studio import finish, resolve_length, tail_fade_ms
 from ..sampling import label_defaults, prompt_shape
+from ..request import check_limit
 from ..seeds import SeedNoise
 from . import metrics
 from .classifier import DEFAULT_CACHE, Classifier, load_or_train, train_classifier
@@ -197,6 +197,8 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
                 wanted = replace(wanted, rms=hit.rms, onsets=hit.onsets)
             shaped.append(wanted)
         conditions = shaped
+    width = float(label_defaults(manifest.get("defaults", {}), label).get("width", 1.0) if width is None
+                  else check_limit("width", width))
     latent_shape = (model.codec.latent_channels, model.codec.latent_length(manifest["length"]))
     out = []
     for start in tqdm(range(0, count, batch), desc=f"generate {label or manifest.get('name', '')}",
@@ -206,7 +208,7 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
             draws = SeedNoise(seeds, latent_shape, device=model.device)
             out.append(pipeline.render(model, draws(), Conditions(label=label_index, **blend),
                                        samples=manifest["length"], sampler=sampler, steps=steps, guidance=guidance,
-                                       step_noise=draws, variety=variety, one_hit=one_hit))
+                                       step_noise=draws, variety=variety, one_hit=one_hit, width=width))
             continue
         for offset, clip_seed in enumerate(seeds):  # each clip its own curves
             wanted = replace(conditions[start + offset], label=label_index, **blend)
@@ -216,14 +218,9 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
             out.append(pipeline.render(model, draws(), wanted, samples=manifest["length"], sampler=clip_sampler,
                                        steps=clip_steps, guidance=clip_guidance, control_guidance=clip_control,
                                        step_noise=draws, variety=clip_variety, steer_loudness=steer_loudness,
-                                       soft_hits=soft_hits, steer_onsets=steer_onsets, one_hit=one_hit))
-    if width is None:
-        width = float(label_defaults(manifest.get("defaults", {}), label).get("width", 1.0))
-    elif isinstance(width, bool) or not isinstance(width, (int, float)) or not 0.0 <= width <= 1.0:
-        raise InvalidRequestError(f"width must be between 0.0 and 1.0, got {width!r}")
-    if not out:
-        return torch.zeros(0, manifest["channels"], manifest["length"])
-    return stereo_width(torch.cat(out), width, manifest["sample_rate"])
+                                       soft_hits=soft_hits, steer_onsets=steer_onsets, one_hit=one_hit,
+                                       width=width))
+    return torch.cat(out) if out else torch.zeros(0, manifest["channels"], manifest["length"])
 
 
 def _hit_vector(model: LoadedModel, hit: envelopes.KitHit, label: str, weight: float) -> torch.Tensor | None:
