@@ -333,7 +333,9 @@ def parser() -> argparse.ArgumentParser:
                                                      "--label-b perc --label-mix 0.3)")
     gen.add_argument("--label-mix", type=float, default=0.0, help="0..1: how much of --label-b (0 = --label alone)")
     gen.add_argument("--reference", default=None, help="a sound to vary")
-    gen.add_argument("--strength", type=float, default=0.5, help="variation strength (1 = new sound)")
+    gen.add_argument("--strength", type=float, default=None,
+                     help="variation strength: 1 = a new sound, ~0 = the reference (default 0.5; with --variation "
+                          "semantic 1: new noises, and under 1 it starts from the reference)")
     gen.add_argument("--variation", choices=["noise", "invert", "semantic"], default="noise",
                      help="noise: partial noising of the reference; invert: its inverted noise; semantic: new sounds "
                           "like it (\"more like this\": its audio embedding is the prompt)")

@@ -22,6 +22,11 @@ VARIATION_MODES = ("noise", "invert", "semantic")
 MADE_BEFORE = {"steer_loudness": False, "soft_hits": True, "steer_onsets": False, "shape": "free", "one_hit": False,
                "width": 1.0}
 """What a recipe or preset without these keys was made with (they came later): it replays so."""
+VARIATION_STRENGTH = {"noise": 0.5, "invert": 0.5, "semantic": 1.0}
+"""The variation strength a mode takes when none is asked for: noise and invert keep about half of the
+reference; "more like this" starts from new noises, with only the reference's embedding and curves."""
+SEMANTIC_STRENGTH_SINCE = (0, 3)
+"""The engine version from which "more like this" takes a strength (before it, always new noises)."""
 
 
 def check_limit(name: str, value):
@@ -51,10 +56,12 @@ class GenerationRequest:
     label_b: str | None = None        # a second label to blend in (a hybrid: 70 % snare, 30 % perc)
     label_mix: float = 0.0            # 0 = label, 1 = label_b: the two labels' embeddings mixed by weight
     reference: str | None = None      # path of a reference sound for variations
-    strength: float = 0.5             # variation strength: 1 = ignore the reference, ~0 = keep it
+    strength: float | None = None     # variation strength: 1 = ignore the reference's sound, ~0 = keep it;
+                                      # None: the mode's (VARIATION_STRENGTH)
     variation: str = "noise"          # "noise": partial noising; "invert": audio -> noise -> audio;
                                       # "semantic": new sounds like the reference ("more like this": its
-                                      # audio embedding is the prompt, the noises are new)
+                                      # audio embedding is the prompt; at strength 1 the noises are new,
+                                      # under 1 it starts from the reference noised as "noise" does)
     length: float | None = None       # seconds; latent models only (<= the model's longest); None: default
     rms: tuple | None = None          # loudness curve: ((ms, dBFS), ...) joined by straight lines in dB
     onsets: tuple | None = None       # onset times in ms: where the hits are
@@ -143,12 +150,40 @@ class GenerationRequest:
         A recipe from before loudness steering (no ``steer_loudness``) replays without it, and one from
         before quiet curves were lifted (no ``soft_hits``) with soft hits, and one from before hits were
         steered (no ``steer_onsets``) or held to one hit (no ``one_hit``) without it, and one from
-        before the stereo width (no ``width``) at full width, as made (:data:`MADE_BEFORE`)."""
+        before the stereo width (no ``width``) at full width, as made (:data:`MADE_BEFORE`); "more like
+        this" from before it took a strength at strength 1 (:func:`_like_without_strength`)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{**MADE_BEFORE, **{k: v for k, v in recipe.items() if k in known}})
+        request = cls(**{**MADE_BEFORE, **{k: v for k, v in recipe.items() if k in known}})
+        return request.with_(strength=VARIATION_STRENGTH["semantic"]) if _like_without_strength(recipe) else request
 
     def with_(self, **changes) -> "GenerationRequest":
         return replace(self, **changes)
+
+
+def recorded_strength(recipe: dict) -> float:
+    """The variation strength a recipe (or the page's restored values) was made with, as a number:
+    "more like this" from before it took one at 1 (:func:`_like_without_strength`), a recipe
+    without one at its mode's default."""
+    variation = recipe.get("variation") or "noise"
+    if _like_without_strength(recipe):
+        return VARIATION_STRENGTH["semantic"]
+    strength = recipe.get("strength")
+    return VARIATION_STRENGTH.get(variation, 0.5) if strength is None else strength
+
+
+def _like_without_strength(recipe: dict) -> bool:
+    """Whether a recipe is "more like this" from before engine 0.3, which took no strength: its
+    recipes say 0.5 (the request's default then), but it started from new noises (strength 1)."""
+    return recipe.get("variation") == "semantic" and _version(recipe.get("engine")) < SEMANTIC_STRENGTH_SINCE
+
+
+def _version(text) -> tuple[int, ...]:
+    """``"0.3"`` -> ``(0, 3)``; a recipe without an engine version (before 0.2) or an unreadable one
+    is the oldest."""
+    try:
+        return tuple(int(part) for part in str(text).split(".")) if text is not None else ()
+    except ValueError:
+        return ()
 
 
 def asks_prompt(prompt: str | None, variation: str | None) -> bool:

@@ -31,7 +31,7 @@ from .embedders.base import text_vector
 from .errors import AudioFileError, InvalidRequestError, StudioError
 from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, embedder_location, find_codec_folder, find_models,
                      load_model, pick_device, read_manifest, resolve_model)
-from .request import LIMITS, GenerationRequest, asks_prompt
+from .request import LIMITS, VARIATION_STRENGTH, GenerationRequest, asks_prompt
 from .sampling import (distilled_from, distilled_grid, distilled_top, holds_one_hit, invert_latent, label_defaults,
                        prompt_shape, samplers_for)
 from .seeds import SeedNoise, slerp
@@ -39,7 +39,7 @@ from .steering import codec_args_steer, steerable
 
 log = logging.getLogger(__name__)
 
-ENGINE_VERSION = "0.2"
+ENGINE_VERSION = "0.3"
 ENGINE_CHANGES = {"0.2": "a latent model's sound no longer carries faint steady tones (344 and 689 Hz, about 60 dB "
                          "under the hit) through its tail; a kick asked as one clean hit that comes out "
                          "near-silent is drawn again from another seed; and a kick on a curve opens without "
@@ -319,6 +319,8 @@ class Studio:
         steps, once sampling has run ``preview_after_s``: a render shorter than that decodes no
         preview nobody would see) and finally the :class:`Result`. Closing the iterator cancels."""
         request = request.validated()
+        request = request.with_(strength=VARIATION_STRENGTH[request.variation] if request.strength is None
+                                else request.strength)
         entry = self.entry(request.model)
         model = self.load(entry)
         manifest = model.manifest
@@ -477,7 +479,8 @@ class Studio:
         reference, strength = None, 1.0
         # the codec's loudness envelope (waveform models): drawn from the starting noise, or the reference's own
         envelope = pipeline.envelope_for(model, conditions, noises)
-        if request.reference and request.variation != "semantic":
+        # "more like this" under strength 1 starts from its reference noised, as the noise variation does
+        if request.reference and (request.variation != "semantic" or request.strength < 1.0):
             reference, reference_envelope = self._reference_latent(model, request.reference, request.count, samples,
                                                                    frames, conditions)
             envelope = envelope if reference_envelope is None else reference_envelope

@@ -219,6 +219,23 @@ def test_the_studio_generates_from_prompts_reranks_and_makes_more_like_a_sound(p
     with pytest.raises(InvalidRequestError, match="silent"):
         studio.render(base.with_(reference=str(silent), variation="semantic"))
 
+    # under strength 1 "more like this" starts from its reference noised, as the noise variation does
+    # (this tiny codec's round trip is loose, so the variations are compared with each other, not with
+    # the reference); at the default of 1 the noises are new
+    new = studio.render(base.with_(reference=str(made), variation="semantic", seed=9, steps=8)).sounds[0]
+    near = studio.render(base.with_(reference=str(made), variation="semantic", seed=9, steps=8, strength=0.2)).sounds[0]
+    noised = studio.render(base.with_(reference=str(made), seed=9, steps=8, strength=0.2)).sounds[0]
+    assert new.recipe["strength"] == 1.0 and near.recipe["strength"] == 0.2
+    apart = lambda a, b: float((a.audio - b.audio).norm())
+    assert apart(near, noised) < 0.25 * apart(new, noised), (apart(near, noised), apart(new, noised))
+    again = studio.render(GenerationRequest.from_recipe(near.recipe)).sounds[0]
+    assert torch.allclose(again.audio, near.audio, atol=1e-5)
+    # a "more like this" recipe from before it took a strength said 0.5 and was made from new noises
+    older = {**new.recipe, "strength": 0.5, "engine": "0.2"}
+    assert GenerationRequest.from_recipe(older).strength == 1.0
+    assert torch.allclose(studio.render(GenerationRequest.from_recipe(older)).sounds[0].audio, new.audio, atol=1e-5)
+    assert GenerationRequest.from_recipe({**older, "variation": "noise"}).strength == 0.5
+
 
 def test_a_model_without_prompts_says_so(tiny_models):
     studio = Studio(roots=[tiny_models], device="cpu")
@@ -256,6 +273,12 @@ def test_cli_generates_from_a_prompt_and_refuses_a_bad_one(prompted, tmp_path):
     assert read_recipe(lines[0].split("\t")[0])["prompt"] == "short kick"
     bad = run("--prompt", "   ")
     assert bad.returncode == 2 and "empty" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    # "more like this" from new noises by default, from its reference under --strength 1
+    for extra, strength, stem in (((), 1.0, "_like."), (("--strength", "0.4"), 0.4, "_like0.4.")):
+        like = run("--reference", lines[0].split("\t")[0], "--variation", "semantic", "--seed", "3", *extra)
+        assert like.returncode == 0, like.stderr
+        path = like.stdout.strip().split("\t")[0]
+        assert read_recipe(path)["strength"] == strength and stem in Path(path).name, path
 
 
 @pytest.mark.slow

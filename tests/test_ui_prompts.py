@@ -55,16 +55,21 @@ def test_more_like_this_makes_a_semantic_variation_of_a_result(handlers):
     _, final = run_generate(handlers, **PROMPTED, prompt="short punchy 808 kick")
     out = handlers.more_like_slot(0, final["session"], "latent-prompts")
     assert out["variation"] == "semantic" and out["lock_seed"] is False and out["reference"]
+    assert out["strength"] == 1.0  # new noises; the slider lowers it for siblings nearer the take
     assert out["label"] == "kick"  # the take's own instrument, not whatever Sound was left chosen
     _, like = run_generate(handlers, **PROMPTED, reference=out["reference"], variation="semantic",
-                           session=final["session"])
+                           strength=out["strength"], session=final["session"])
     recipe = like["session"].current()[0].recipe
-    assert recipe["variation"] == "semantic" and recipe["score"] is not None
+    assert recipe["variation"] == "semantic" and recipe["score"] is not None and recipe["strength"] == 1.0
     # the siblings keep the reference's instrument (from its recipe) and its loudness curve (and its
     # onsets, which this faint 3-step sketch of a kick has none of)
     assert recipe["label"] == "kick" and recipe["rms"]
     assert "more like a sound" in like[slot_key(0, "caption")]
-    assert "_like" in Path(like[slot_key(0, "audio")]).name and "_var" not in Path(like[slot_key(0, "audio")]).name
+    assert "_like." in Path(like[slot_key(0, "audio")]).name and "_var" not in Path(like[slot_key(0, "audio")]).name
+    # "Vary this" afterwards varies the take's own sound: the noise variation, at its default strength
+    varied = handlers.vary_slot(0, like["session"], "semantic", 1.0)
+    assert varied["variation"] == "noise" and varied["strength"] == 0.5
+    assert "variation" not in handlers.vary_slot(0, like["session"], "invert", 0.3)  # a mode and strength chosen stay
     _, kick = run_generate(handlers)
     with pytest.raises(gr.Error, match="does not take prompts"):
         handlers.more_like_slot(0, kick["session"], "kick")

@@ -744,11 +744,17 @@ def test_a_producer_types_a_prompt_gets_that_sound_and_more_like_it(server, brow
     page.locator("#slot0 .tds-more-like").click()
     page.wait_for_function("() => [...document.querySelectorAll('#variation input[type=radio]')]"
                            ".some(i => i.checked && i.closest('label').innerText.includes('semantic'))")
+    page.wait_for_function("() => document.querySelector('#strength input[type=number]').value === '1'")
     page.locator("#prompt textarea").fill("")
     _generate_and_time(page)
     page.wait_for_selector("#status .tds-status.done", timeout=60_000)
-    assert "more like a sound" in page.locator("#slot0 .tds-caption").first.inner_text()
+    caption = page.locator("#slot0 .tds-caption").first.inner_text()
+    assert "more like a sound" in caption and "from it at" not in caption, caption  # new noises
     page.screenshot(path=str(SHOTS / "16-more-like-this.png"), full_page=True)
+    _set_number(page, "strength", 0.4)  # siblings nearer the reference: it starts from its sound noised
+    _generate_and_time(page)
+    page.wait_for_selector("#status .tds-status.done", timeout=60_000)
+    assert "more like a sound from it at 0.40" in page.locator("#slot0 .tds-caption").first.inner_text()
     page.close()
 
 

@@ -270,7 +270,7 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
         C["reference_info"] = gr.Markdown()
         with gr.Row():
             C["strength"] = FieldSlider(0.01, 1.0, value=0.5, step=0.01, label="Variation strength",
-                                        info="small: close to the reference; 1: ignore it", min_width=150,
+                                        info="small: close to the reference; 1: new noises", min_width=150,
                                         elem_id="strength", field="variation strength")
             C["variation"] = gr.Radio(["noise", "invert", "semantic"], value="noise", label="Mode", min_width=110,
                                       info="noise: re-noise it; invert: trace it back to its noise; semantic: new "
@@ -449,13 +449,13 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
         for i in range(SLOTS):
             wire(C[slot_key(i, "export")].click, functools.partial(h.export_slot, i), ["saved"])
             wire(C[slot_key(i, "vary")].click, functools.partial(h.vary_slot, i),
-                 ["reference", "variation_box", "reference_info", "lock_seed"])
+                 ["reference", "variation_box", "reference_info", "lock_seed", "variation", "strength"])
             wire(C[slot_key(i, "favourite")].click, functools.partial(h.favourite_slot, i),
                  ["history", "session", "take", slot_key(i, "caption")])
             taken.append(wire(C[slot_key(i, "curves")].click, functools.partial(h.curves_from_slot, i),
                               ["rms", "onsets"]))
             wire(C[slot_key(i, "like")].click, functools.partial(h.more_like_slot, i),
-                 ["reference", "variation", "variation_box", "label", "reference_info", "lock_seed"])
+                 ["reference", "variation", "strength", "variation_box", "label", "reference_info", "lock_seed"])
         for event in taken:
             wire(event.success, h.label_defaults, list(SAMPLING_FIELDS), queue=False)
         wire(C["recipe_file"].upload, h.restore_recipe, [*CONTROL_OUTPUTS, "use_reference"],

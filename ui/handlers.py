@@ -28,7 +28,7 @@ import gradio as gr
 from engine import AudioFileError, GenerationRequest, Progress, Result, Studio, StudioError
 from engine import audio as audio_io
 from engine.curves import format_onsets, format_rms, parse_onsets, parse_rms
-from engine.request import MADE_BEFORE, asks_prompt
+from engine.request import MADE_BEFORE, VARIATION_STRENGTH, asks_prompt, recorded_strength
 from engine.sampling import LABEL_DEFAULT_KEYS, label_defaults
 from engine.studio import engine_changes_since
 
@@ -719,18 +719,27 @@ class Handlers:
         return session, batch[slot]
 
     @user_facing
-    def vary_slot(self, slot: int, session) -> dict:
+    def vary_slot(self, slot: int, session, variation=None, strength=None) -> dict:
+        """"Vary this": the take becomes the reference of a variation that keeps its sound. The mode
+        and strength the user set stay, unless they would ignore the take's sound: "more like this"
+        left behind becomes the noise variation, and a strength of 1 its default."""
         session, take = self._slot_take(session, int(slot))
         gr.Info(f"take #{take.id} is now the reference: Generate makes variations of it, each with a new seed")
         # the take's own seed would re-noise the reference with the noise it came from, so even a strong
         # variation stays close to it: vary with new seeds (lock the seed again to keep one)
-        return {"reference": take.wav, "variation_box": gr.update(open=True), "lock_seed": False,
-                "reference_info": f"reference: take #{take.id} ({take.caption()})"}
+        out = {"reference": take.wav, "variation_box": gr.update(open=True), "lock_seed": False,
+               "reference_info": f"reference: take #{take.id} ({take.caption()})"}
+        if variation == "semantic":
+            out["variation"] = variation = "noise"
+        if strength is not None and float(strength) >= 1.0:
+            out["strength"] = VARIATION_STRENGTH[variation or "noise"]
+        return out
 
     @user_facing
     def more_like_slot(self, slot: int, session, model) -> dict:
         """"More like this": the take becomes the reference of a semantic variation (its audio
-        embedding is the prompt, the noises are new), so Generate makes siblings of it. The Sound
+        embedding is the prompt; at the strength of 1 it sets, the noises are new), so Generate makes
+        siblings of it. The Sound
         is set to the take's own instrument (a Sound left at another would win over the
         reference's, see ``Studio._like_reference``)."""
         session, take = self._slot_take(session, int(slot))
@@ -741,6 +750,7 @@ class Handlers:
         labels = self.studio.describe(str(model))["labels"] if model else []
         label = take.recipe.get("label")
         return {"reference": take.wav, "variation": "semantic", "variation_box": gr.update(open=True),
+                "strength": VARIATION_STRENGTH["semantic"],  # new noises; lower it for closer siblings
                 "label": label if label in labels else ANY_LABEL,
                 "lock_seed": False, "reference_info": f"more like take #{take.id} ({take.caption()})"}
 
@@ -879,7 +889,7 @@ class Handlers:
                                 value=min(length_maximum(info["seconds"]),
                                           round(float(values.get("length") or defaults.get("length", info["seconds"])),
                                                 3))),
-            "strength": float(values.get("strength", 0.5)), "variation": values.get("variation") or "noise",
+            "strength": float(recorded_strength(values)), "variation": values.get("variation") or "noise",
             "rms": format_rms(values.get("rms")), "onsets": format_onsets(values.get("onsets")),
             "control_guidance": float(values.get("control_guidance") or defaults.get("control_guidance", 1.0)),
             "match_loudness": bool(values.get("match_loudness", True)),

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from engine.models import atomic_write
+from engine.request import recorded_strength
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,11 @@ class Take:
         if r.get("score") is not None:
             parts.append(f"match {r['score']:.2f}")
         if r.get("reference"):
-            parts.append("more like a sound" if r.get("variation") == "semantic" else
-                         f"{r.get('variation')} variation {r.get('strength'):.2f}")
+            strength = recorded_strength(r)
+            if r.get("variation") != "semantic":
+                parts.append(f"{r.get('variation')} variation {strength:.2f}")
+            else:
+                parts.append("more like a sound" + (f" from it at {strength:.2f}" if strength < 1.0 else ""))
         if r.get("rms") or r.get("onsets"):  # drawn curves: how many points and hits
             drawn = [f"{len(r['rms'])}-point curve"] if r.get("rms") else []
             drawn += [f"{len(r['onsets'])} hit{'s' if len(r['onsets']) > 1 else ''}"] if r.get("onsets") else []
