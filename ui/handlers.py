@@ -511,7 +511,7 @@ class Handlers:
             guidance=_number(guidance, "guidance", optional=True), variety=_number(variety, "variety", optional=True),
             seed=_seed(seed, "seed"), seed_b=seed_b,
             morph=morph, count=count, length=self._length(str(model), length), reference=reference,
-            strength=_number(strength, "variation strength") if strength is not None else 0.5,
+            strength=_number(strength, "variation strength", optional=True),  # None: the mode's
             variation=variation or "noise",
             **self._curves(str(model), rms, onsets, control_guidance, match_loudness, steer_loudness, soft_hits,
                            steer_onsets),
