@@ -731,7 +731,8 @@ def stem_from_recipe(recipe: Mapping[str, Any]) -> str:
     model; ``snare-perc30`` for a hybrid with 30 % perc), ``seed42``, ``to7-m0.5`` (morph
     towards seed 7), ``1.5s`` (length of a latent model's sound), ``16st`` (steps), ``g2``
     (guidance), ``var0.3`` / ``inv0.3`` (a variation by partial noising / by inversion, with its
-    strength; ``like`` for "more like this", ``like0.6`` when it starts from its reference), ``-14LUFS`` (loudness-normalised export).
+    strength; ``like`` for "more like this", ``like0.6`` when it starts from its reference),
+    ``-14LUFS`` (loudness-normalised export).
     :func:`export_wav` adds the sample format and sanitises every part.
     """
     model = _model_name(recipe.get("model"))
@@ -754,7 +755,7 @@ def stem_from_recipe(recipe: Mapping[str, Any]) -> str:
     if recipe.get("guidance") is not None:
         parts.append(f"g{_format_number(recipe['guidance'])}")
     if recipe.get("reference") and recipe.get("variation") == "semantic":
-        strength = recorded_strength(dict(recipe))  # "more like this": like, from new noises; like0.6 from its reference
+        strength = recorded_strength(dict(recipe))  # like: from new noises; like0.6: from its reference
         parts.append("like" if strength >= 1.0 else f"like{_format_number(strength)}")
     elif recipe.get("reference"):
         mode = "inv" if recipe.get("variation") == "invert" else "var"

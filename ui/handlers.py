@@ -731,17 +731,20 @@ class Handlers:
                "reference_info": f"reference: take #{take.id} ({take.caption()})"}
         if variation == "semantic":
             out["variation"] = variation = "noise"
-        if strength is not None and float(strength) >= 1.0:
-            out["strength"] = VARIATION_STRENGTH[variation or "noise"]
+        try:
+            ignores_take = strength is not None and float(strength) >= 1.0
+        except (TypeError, ValueError):  # a mistyped strength is Generate's to refuse, by name
+            ignores_take = False
+        if ignores_take:
+            out["strength"] = VARIATION_STRENGTH.get(variation or "noise", VARIATION_STRENGTH["noise"])
         return out
 
     @user_facing
     def more_like_slot(self, slot: int, session, model) -> dict:
         """"More like this": the take becomes the reference of a semantic variation (its audio
         embedding is the prompt; at the strength of 1 it sets, the noises are new), so Generate makes
-        siblings of it. The Sound
-        is set to the take's own instrument (a Sound left at another would win over the
-        reference's, see ``Studio._like_reference``)."""
+        siblings of it. The Sound is set to the take's own instrument (a Sound left at another would
+        win over the reference's, see ``Studio._like_reference``)."""
         session, take = self._slot_take(session, int(slot))
         if not self.studio.describe(str(take.recipe.get("model"))).get("prompts"):
             raise gr.Error(f"{take.recipe.get('model')} does not take prompts, so it can't make more like a "
