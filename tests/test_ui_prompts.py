@@ -70,6 +70,7 @@ def test_more_like_this_makes_a_semantic_variation_of_a_result(handlers):
     varied = handlers.vary_slot(0, like["session"], "semantic", 1.0)
     assert varied["variation"] == "noise" and varied["strength"] == 0.5
     assert "variation" not in handlers.vary_slot(0, like["session"], "invert", 0.3)  # a mode and strength chosen stay
+    assert "strength" not in handlers.vary_slot(0, like["session"], "noise", "lots")  # Generate refuses it by name
     _, kick = run_generate(handlers)
     with pytest.raises(gr.Error, match="does not take prompts"):
         handlers.more_like_slot(0, kick["session"], "kick")
