@@ -755,7 +755,7 @@ def stem_from_recipe(recipe: Mapping[str, Any]) -> str:
     if recipe.get("guidance") is not None:
         parts.append(f"g{_format_number(recipe['guidance'])}")
     if recipe.get("reference") and recipe.get("variation") == "semantic":
-        strength = recorded_strength(dict(recipe))  # like: from new noises; like0.6: from its reference
+        strength = recorded_strength(recipe)  # like: from new noises; like0.6: from its reference
         parts.append("like" if strength >= 1.0 else f"like{_format_number(strength)}")
     elif recipe.get("reference"):
         mode = "inv" if recipe.get("variation") == "invert" else "var"

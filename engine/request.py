@@ -7,6 +7,7 @@ recipe read back from a WAV is turned into a request again, so a dropped file re
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 
 from .curves import check_onsets, check_rms
@@ -160,7 +161,7 @@ class GenerationRequest:
         return replace(self, **changes)
 
 
-def recorded_strength(recipe: dict) -> float:
+def recorded_strength(recipe: Mapping) -> float:
     """The variation strength a recipe (or the page's restored values) was made with, as a number:
     "more like this" from before it took one at 1 (:func:`_like_without_strength`), a recipe
     without one at its mode's default."""
@@ -171,15 +172,15 @@ def recorded_strength(recipe: dict) -> float:
     return VARIATION_STRENGTH.get(variation, 0.5) if strength is None else strength
 
 
-def _like_without_strength(recipe: dict) -> bool:
+def _like_without_strength(recipe: Mapping) -> bool:
     """Whether a recipe is "more like this" from before engine 0.3, which took no strength: its
     recipes say 0.5 (the request's default then), but it started from new noises (strength 1)."""
-    return recipe.get("variation") == "semantic" and _version(recipe.get("engine")) < SEMANTIC_STRENGTH_SINCE
+    return recipe.get("variation") == "semantic" and parse_version(recipe.get("engine")) < SEMANTIC_STRENGTH_SINCE
 
 
-def _version(text) -> tuple[int, ...]:
-    """``"0.3"`` -> ``(0, 3)``; a recipe without an engine version (before 0.2) or an unreadable one
-    is the oldest."""
+def parse_version(text) -> tuple[int, ...]:
+    """An engine version as numbers, ``"0.3"`` -> ``(0, 3)``; ``()``, older than any, for a recipe
+    without one (made before 0.2) or an unreadable one."""
     try:
         return tuple(int(part) for part in str(text).split(".")) if text is not None else ()
     except ValueError:

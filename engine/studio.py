@@ -31,7 +31,7 @@ from .embedders.base import text_vector
 from .errors import AudioFileError, InvalidRequestError, StudioError
 from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, embedder_location, find_codec_folder, find_models,
                      load_model, pick_device, read_manifest, resolve_model)
-from .request import LIMITS, VARIATION_STRENGTH, GenerationRequest, asks_prompt
+from .request import LIMITS, VARIATION_STRENGTH, GenerationRequest, asks_prompt, parse_version
 from .sampling import (distilled_from, distilled_grid, distilled_top, holds_one_hit, invert_latent, label_defaults,
                        prompt_shape, samplers_for)
 from .seeds import SeedNoise, slerp
@@ -51,16 +51,11 @@ why its sound now differs (the recipe records ``engine``)."""
 def engine_changes_since(version: str | None) -> list[str]:
     """What changed in the sounds since engine ``version`` (a recipe's ``engine``), oldest first;
     nothing for an unknown or unreadable version, or this one."""
-    def parsed(text: str) -> tuple[int, ...] | None:
-        try:
-            return tuple(int(part) for part in str(text).split("."))
-        except ValueError:
-            return None
-    made = parsed(version) if version is not None else None
-    if made is None:
+    made = parse_version(version)
+    if not made:
         return []
-    return [change for later, change in sorted(ENGINE_CHANGES.items(), key=lambda item: parsed(item[0]))
-            if parsed(later) > made]
+    return [change for later, change in sorted(ENGINE_CHANGES.items(), key=lambda item: parse_version(item[0]))
+            if parse_version(later) > made]
 
 
 INVERSION_SAMPLER = {"v_cosine": "ddim", "blend": "iadb"}
