@@ -185,6 +185,9 @@ def test_two_sessions_keep_their_own_results(handlers):
     ({"guidance": 99}, "guidance must be between"),
     ({"morph": 5.0, "seed_b": 3}, "morph must be between"),
     ({"strength": 0.0}, "strength must be between"),
+    ({"strength": 1.5, "variation": "semantic"}, "strength must be between"),  # "more like this" takes one too
+    ({"strength": "near", "variation": "semantic"}, "variation strength must be a number"),
+    ({"strength": float("nan"), "variation": "semantic"}, "variation strength must be a finite number"),
     ({"seed": -1}, "seed must be between"),
     ({"seed": "abc"}, "seed must be a number"),
     ({"seed": None}, "seed is empty"),
