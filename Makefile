@@ -7,6 +7,10 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 CHROMIUM := /usr/bin/chromium
 KITS := /usr/share/hydrogen/data/drumkits
+# Test workers: each test uses one torch thread (tests/conftest.py), so two workers fill two cores.
+# A test file stays on one worker (--dist loadfile): the browser tests share one server per file.
+TEST_JOBS ?= 2
+XDIST := -n $(TEST_JOBS) --dist loadfile
 
 .PHONY: run test test-fast test-kernels browser kits data train clean-venv
 
@@ -41,14 +45,14 @@ run: $(STAMP)
 # (non-vectorised) kernels: another CPU (AVX-512, Arm) rounds differently, and a margin that
 # only this machine's rounding clears must fail here, not on a user's machine.
 test: $(DEV_STAMP) browser kits
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(XDIST) $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-kernels
 
 test-kernels: $(DEV_STAMP)
-	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q -m numeric $(PYTEST_ARGS)
+	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q -m numeric $(XDIST) $(PYTEST_ARGS)
 
 test-fast: $(DEV_STAMP)
-	$(PY) -m pytest -q -m "not slow and not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow and not browser" $(XDIST) $(PYTEST_ARGS)
 
 data: $(STAMP)
 	$(PY) scripts/build_drum_dataset.py --out data/drums
