@@ -330,3 +330,16 @@ def test_cli_prints_name_value_lines_and_reports_errors(tmp_path, capsys):
     assert {"hat.classified_as_intended", "hat.frechet_ratio", "classifier.holdout_accuracy"} <= set(values)
     assert main(["--model", "nope", "--models-root", str(tmp_path / "models"), "--quiet"]) == 2
     assert "no model called 'nope'" in capsys.readouterr().err
+
+
+def test_a_category_share_among_sounds_whose_curves_real_clip_reads_as_it():
+    from engine.eval.controls import classified_where_real_is
+
+    made = ["perc", "snare", "perc", "hat", "perc"]
+    real = ["perc", "perc", "snare", "kick", "perc"]   # the clips the curves were measured on
+    share, kept = classified_where_real_is(made, real, "perc")
+    assert share == pytest.approx(2 / 3)   # sounds 0, 1, 4: sound 1 missed; sounds 2, 3 asked for another shape
+    assert kept == pytest.approx(3 / 5)
+    assert math.isnan(classified_where_real_is(["kick"], ["snare"], "perc")[0])
+    with pytest.raises(ValueError, match="2 verdicts"):
+        classified_where_real_is(["perc", "perc"], ["perc"], "perc")

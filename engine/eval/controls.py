@@ -26,6 +26,12 @@ Figures (medians over sounds unless said):
     per sound, averaged (a held-out roll of 32 hits counts once, not 32 times);
 ``heldout.<cat>.classified_as_intended`` / ``heldout.<cat>.frechet_ratio``
     the usual evaluation (``engine.eval.run.compare``) of the sounds made from held-out curves;
+``heldout.<cat>.classified_as_intended_where_real_is`` / ``heldout.<cat>.curves_whose_real_is``
+    the same share among the sounds whose curve comes from a real clip that the classifier itself
+    puts in the category, and the share of sounds made from such curves. A curve measured on a
+    clap the classifier hears as a snare asks for a snare's shape: the first figure tells a
+    model that misses its category apart from a curve that asks for another one
+    (:func:`classified_where_real_is`);
 ``speed.seconds_1s_controlled``
     ``Studio.render`` of one 1 s sound with a curve and onsets at the model's defaults.
 """
@@ -81,6 +87,18 @@ def onset_match(audio: torch.Tensor, onsets: Sequence[float], sample_rate: int,
     matched = sum(any(abs(f - o) <= ONSET_TOLERANCE_MS for f in found) for o in onsets)
     spurious = sum(all(abs(f - o) > ONSET_TOLERANCE_MS for o in onsets) for f in found)
     return matched, len(onsets), spurious
+
+
+def classified_where_real_is(made: Sequence[str], real: Sequence[str], category: str) -> tuple[float, float]:
+    """(share of ``made`` read as ``category`` among the sounds whose curve's real clip is read so,
+    share of sounds whose curve's real clip is read so): ``made[i]`` and ``real[i]`` are the
+    classifier's verdicts on sound ``i`` and on the real clip its curve was measured on. NaN for
+    the first when no curve's clip is read as ``category``."""
+    if len(made) != len(real):
+        raise ValueError(f"{len(made)} verdicts on made sounds, {len(real)} on their curves' clips")
+    kept = [m for m, r in zip(made, real) if r == category]
+    return (sum(m == category for m in kept) / len(kept) if kept else math.nan,
+            len(kept) / len(real) if real else math.nan)
 
 
 def _median(values: list[float]) -> float:
@@ -159,9 +177,11 @@ def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: i
         rows = [i for i, c in enumerate(holdout.categories) if c == category]
         if not rows:
             continue
-        curves = [curves_from_sound(holdout.audio[i].float(), rate, HOP) for i in rows]
-        curves = [c for c in curves if c[0] is not None]
-        asked = [Conditions(rms=curves[k % len(curves)][0], onsets=curves[k % len(curves)][1]) for k in range(count)]
+        measured = [(i, curves_from_sound(holdout.audio[i].float(), rate, HOP)) for i in rows]
+        measured = [(i, c) for i, c in measured if c[0] is not None]
+        sources = [measured[k % len(measured)][0] for k in range(count)]   # the real clip of each sound's curve
+        curves = [measured[k % len(measured)][1] for k in range(count)]
+        asked = [Conditions(rms=rms, onsets=onsets) for rms, onsets in curves]
         log.info("held-out curves: %d %s sounds", count, category)
         with_controls, matched = _generate(model, asked, [category] * count, seed, control_guidance)
         network, _ = _generate(model, asked, [category] * count, seed, control_guidance, steer=False)
@@ -170,6 +190,12 @@ def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: i
         for key in ("classified_as_intended", "classified_as_intended_real", "frechet_ratio"):
             if key in figures:
                 results[f"heldout.{category}.{key}"] = figures[key]
+        if category in judge.classifier.label_names:
+            made_reads = judge.classify(with_controls)  # as judge.compare read them above
+            real_reads = judge.classifier.predict_names(judge.holdout_features[sources])
+            (results[f"heldout.{category}.classified_as_intended_where_real_is"],
+             results[f"heldout.{category}.curves_whose_real_is"]) = classified_where_real_is(made_reads, real_reads,
+                                                                                               category)
         plain = judge.compare(category, without)
         for key in ("classified_as_intended", "frechet_ratio"):
             if key in plain:

@@ -343,6 +343,12 @@ class Judge:
         return compare(category, generated, self.real, self.space, self.real_features, self.classifier,
                        self.holdout, self.holdout_features, fade_ms)
 
+    def classify(self, generated: torch.Tensor, fade_ms: float = 5.0) -> list[str]:
+        """The classifier's category for each raw decoded clip, judged as :meth:`compare` judges it
+        (as the studio writes it)."""
+        finished = studio_output(generated, self.real.sample_rate, fade_ms)
+        return self.classifier.predict_names(batched_features(finished, self.real.sample_rate))
+
 
 def model_header(entry, model: LoadedModel) -> dict[str, float | str]:
     """The figures every evaluation starts with: which model, which weights, how trained."""
