@@ -76,6 +76,8 @@ def test_prompt_inputs_have_a_null_and_drop_out_like_every_condition():
 
 @pytest.mark.parametrize("fields, words", [
     ({"prompt": ""}, "empty"),
+    ({"prompt": "!!!"}, "no words"),
+    ({"prompt": "''"}, "no words"),
     ({"prompt": "x" * 201}, "characters long"),
     ({"prompt": "kick\x07"}, "control"),
     ({"prompt_b": "snare"}, "first prompt"),
@@ -90,6 +92,8 @@ def test_bad_prompts_are_refused_with_what_is_wrong(fields, words):
 
 
 def test_a_prompt_is_tidied_and_kept_in_the_recipe():
+    assert GenerationRequest(prompt="808").validated().prompt == "808"   # digits are words enough
+    assert GenerationRequest(prompt="caisse claire sèche").validated().prompt == "caisse claire sèche"
     request = GenerationRequest(prompt="  dark \t roomy\nsnare ", prompt_b="bright snare", prompt_morph=0.25,
                                 rerank=4).validated()
     assert request.prompt == "dark roomy snare"

@@ -35,6 +35,7 @@ def test_a_typed_prompt_reaches_the_sound_its_recipe_and_its_card(handlers):
     (dict(prompt="", prompt_b="bright snare"), "first box"),
     (dict(prompt="kick", count=3, rerank=2), "at least 3"),
     (dict(prompt="x" * 250), "characters long"),
+    (dict(prompt="?!"), "no words"),
     (dict(prompt="kick", prompt_morph="lots", prompt_b="snare"), "prompt morph"),
 ])
 def test_bad_prompts_are_refused_by_name(handlers, fields, message):

@@ -43,8 +43,10 @@ _towers: dict[str, "TextTower"] = {}
 def check_prompt(text: object) -> str:
     """A prompt as the models read it: stripped, runs of whitespace (tabs and newlines from a paste
     included) made one space. InvalidRequestError when it is not text, empty, longer than
-    200 characters, or holds control or invisible formatting characters (which a person did not
-    mean to type, and which would make two prompts that look the same embed differently)."""
+    200 characters, holds control or invisible formatting characters (which a person did not
+    mean to type, and which would make two prompts that look the same embed differently), or no
+    letter or digit at all ("!!!", a stray quote: the text tower reads such a prompt as noise and
+    still gives a sound, which would look like an answer to it)."""
     if not isinstance(text, str):
         raise InvalidRequestError(f"a prompt must be text, got {type(text).__name__}")
     cleaned = " ".join(text.replace("\r", " ").replace("\n", " ").replace("\t", " ").split())
@@ -54,6 +56,9 @@ def check_prompt(text: object) -> str:
     if bad:
         raise InvalidRequestError(f"the prompt holds control or invisible characters ({', '.join(bad[:5])}); "
                                   "retype it as plain text")
+    if not any(c.isalnum() for c in cleaned):
+        raise InvalidRequestError(f"the prompt {cleaned[:20]!r} has no words: describe the sound, "
+                                  "e.g. \"short punchy 808 kick\"")
     if len(cleaned) > MAX_PROMPT_CHARS:
         raise InvalidRequestError(f"the prompt is {len(cleaned)} characters long; keep it to {MAX_PROMPT_CHARS} "
                                   "(a few words work best)")
