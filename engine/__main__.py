@@ -153,7 +153,7 @@ def _embed(args: argparse.Namespace) -> int:
         query = embedder.text([args.text])
     else:
         sound, rate = audio.read_audio(args.audio, max_seconds=30.0)
-        query = embedder.audio(sound[None], rate)
+        query = embedder.audio(audio.within_full_scale(sound)[None], rate)
     thresholds = getattr(embedder, "manifest", {}).get("captions", {}).get("thresholds") or None
     bank = sorted({c for clip in build_captions(args.data, "train", thresholds=thresholds, progress=False) for c in clip})
     scores = (embedder.text(bank) @ query[0]).tolist()

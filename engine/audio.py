@@ -365,6 +365,17 @@ def align_onset(audio: torch.Tensor, sample_rate: int, pre_roll_ms: float = 1.0,
     return fade_in(audio[:, start:], onset - start)
 
 
+def within_full_scale(audio: torch.Tensor) -> torch.Tensor:
+    """``audio`` turned down, as a whole, so its peak sits at full scale when it was over it; as it
+    is otherwise. A 32-bit float file may hold samples far over 1 (a DAW bounce without a limiter);
+    as a reference or a curve's source it is read as the shape it has, at the level the studio's
+    own sounds are turned down to (:func:`engine.studio.finish`), since a loudness curve lives in
+    -80..0 dBFS and the codec was trained on sounds within full scale."""
+    _check_tensor(audio)
+    peak = float(audio.abs().max()) if audio.numel() else 0.0
+    return audio / peak if peak > 1.0 else audio
+
+
 def fit_length(audio: torch.Tensor, length: int) -> torch.Tensor:
     """Cut at the end, or zero-pad at the end, to exactly ``length`` samples."""
     _check_tensor(audio)

@@ -361,9 +361,11 @@ def curves_from_sound(sound: torch.Tensor, sample_rate: int, hop: int = 128,
                       length_s: float | None = None) -> tuple[tuple[tuple[float, float], ...] | None, tuple[float, ...] | None]:
     """(RMS points, onset times) of a sound ``(channels, samples)``: a reference, a result or a
     vocal imitation ("ts", "boom"). Leading silence is skipped (a take starts when the voice
-    does) and the sound is cut to ``length_s``; a silent sound gives (None, None)."""
-    from .audio import align_onset
-    sound = align_onset(sound.float(), sample_rate)
+    does), the sound is cut to ``length_s`` and, when it goes over full scale (a float file), is
+    measured turned down to it (:func:`engine.audio.within_full_scale`); a silent sound gives
+    (None, None)."""
+    from .audio import align_onset, within_full_scale
+    sound = within_full_scale(align_onset(sound.float(), sample_rate))
     if length_s is not None:
         sound = sound[..., : max(1, int(round(length_s * sample_rate)))]
     if float(sound.abs().max()) < 1e-4:

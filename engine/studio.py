@@ -567,10 +567,12 @@ class _ShiftedProgress:
 
 def reference_sound(manifest: dict, path: str, samples: int, silent_why: str) -> torch.Tensor:
     """A reference sound at the model's rate and channels, its onset at the start, cut or padded to
-    ``samples``; InvalidRequestError when it is silent (``silent_why`` says what that prevents)."""
+    ``samples``, turned down to full scale when it goes over it (:func:`engine.audio.within_full_scale`);
+    InvalidRequestError when it is silent (``silent_why`` says what that prevents)."""
     sound, _ = audio_io.read_audio(path, sample_rate=manifest["sample_rate"], channels=manifest["channels"],
                                    max_seconds=30.0)
-    sound = audio_io.fit_length(audio_io.align_onset(sound, manifest["sample_rate"]), samples)
+    sound = audio_io.fit_length(audio_io.within_full_scale(audio_io.align_onset(sound, manifest["sample_rate"])),
+                                samples)
     if float(sound.abs().max()) < 1e-4:
         raise InvalidRequestError(f"the reference {Path(path).name} is silent: {silent_why}")
     return sound

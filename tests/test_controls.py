@@ -78,7 +78,7 @@ def test_a_drawn_curve_is_joined_by_lines_in_db_and_open_outside_its_points():
 
 
 def test_a_sounds_curves_read_back_as_points_and_onsets():
-    sound = burst(0, decay_s=0.05) + burst(300, decay_s=0.05, seed=2)
+    sound = 0.5 * (burst(0, decay_s=0.05) + burst(300, decay_s=0.05, seed=2))   # within full scale
     points, onsets = curves_from_sound(sound, RATE, HOP)
     assert 3 <= len(points) <= 64 and points[0][0] == 0.0
     assert all(b[0] > a[0] for a, b in zip(points, points[1:])) and all(-80 <= db <= 0 for _, db in points)
@@ -92,6 +92,23 @@ def test_a_sounds_curves_read_back_as_points_and_onsets():
     # leading silence (a vocal take) is skipped: the hit reads at 0 ms
     _, late = curves_from_sound(burst(200), RATE, HOP)
     assert late[0] < 5
+
+
+def test_a_sound_over_full_scale_gives_its_shape_turned_down_to_full_scale():
+    """A 32-bit float file may go far over 1 (a bounce without a limiter): its curves are its shape
+    at full scale, not levels over 0 dBFS that every curve check refuses."""
+    from engine.audio import within_full_scale
+
+    sound = burst(0, decay_s=0.05)
+    loud = sound * (40.0 / float(sound.abs().max()))          # peak +32 dBFS
+    points, onsets = curves_from_sound(loud, RATE, HOP)
+    at_full, _ = curves_from_sound(sound / float(sound.abs().max()), RATE, HOP)
+    assert max(db for _, db in points) <= 0.0
+    assert points == at_full and onsets == curves_from_sound(sound, RATE, HOP)[1]
+    assert GenerationRequest(rms=points).validated().rms == points   # a curve the engine takes
+    quiet = sound * 0.5
+    assert within_full_scale(quiet) is quiet                        # within full scale: untouched
+    assert float(within_full_scale(loud).abs().max()) == pytest.approx(1.0)
 
 
 # ----------------------------------------------------------------------------- curves as text
