@@ -18,6 +18,7 @@ from engine.errors import InvalidRequestError
 from engine.eval import metrics
 from engine.eval.classifier import Classifier, load_or_train, train_classifier
 from engine.eval.features import FEATURE_DIM, feature_names, features, mel_spectrogram
+from engine.eval.controls import evaluate_controls
 from engine.eval.run import ReferenceSet, broken_outputs, evaluate, format_results, main, studio_output
 from tests.helpers import make_tiny_model
 
@@ -343,3 +344,74 @@ def test_a_category_share_among_sounds_whose_curves_real_clip_reads_as_it():
     assert math.isnan(classified_where_real_is(["kick"], ["snare"], "perc")[0])
     with pytest.raises(ValueError, match="2 verdicts"):
         classified_where_real_is(["perc", "perc"], ["perc"], "perc")
+
+
+
+@pytest.mark.slow
+def test_the_controls_evaluation_runs_end_to_end_on_a_tiny_model(tmp_path):
+    """`python -m engine.eval.controls` (the figures issue 16's notes quote) on a random tiny latent
+    model with curves and a tiny built data set: every figure is there and in its range, and a model
+    shorter than 1 s is timed at its own length instead of being refused."""
+    from engine.conditions import CONTROL_SPECS, LABEL_SPEC
+    from engine.eval.controls import main as controls_main
+    from engine.models import save_model
+    from engine.nets import build_network
+    from engine.nets.autoencoder import AudioAutoencoder
+    from tests.helpers import make_drum_dataset, perturb_zero_init
+    from tests.test_latent import LENGTH, codec_manifest, latent_manifest
+
+    data = make_drum_dataset(tmp_path / "data", LENGTH)
+    torch.manual_seed(0)
+    save_model(tmp_path / "models" / "codec", AudioAutoencoder(**codec_manifest()["codec"]["args"]), codec_manifest())
+    manifest = latent_manifest()
+    manifest["network"]["args"]["controls"] = [spec.name for spec in CONTROL_SPECS]
+    manifest["conditions"] = [spec.to_dict() for spec in (LABEL_SPEC, *CONTROL_SPECS)]
+    manifest["conditioners"] = [spec["name"] for spec in manifest["conditions"]]
+    save_model(tmp_path / "models" / "latent", perturb_zero_init(build_network(manifest["network"])), manifest)
+
+    results = evaluate_controls(str(tmp_path / "models" / "latent"), str(data), count=3, shape_seeds=1,
+                                cache_dir=str(tmp_path / "cache"), progress=False)
+    for category in ("kick", "snare", "hat", "perc", "cymbal"):
+        for key in ("classified_as_intended", "classified_as_intended_real", "frechet_ratio",
+                    "classified_as_intended_where_real_is", "curves_whose_real_is"):
+            value = results[f"heldout.{category}.{key}"]
+            assert math.isnan(value) or value >= 0.0, (category, key, value)
+        share = results[f"heldout.{category}.curves_whose_real_is"]
+        assert 0.0 <= share <= 1.0 and share * 3 == pytest.approx(round(share * 3))   # of the 3 sounds
+    for key in ("heldout.loudness_error_db", "heldout.loudness_error_db_without", "drawn.loudness_error_db",
+                "drawn.loudness_error_db_matched", "heldout.onsets_within_10ms", "drawn.spurious_onsets_per_sound"):
+        assert math.isfinite(results[key]) and results[key] >= 0.0, key
+    assert results["heldout.sounds"] == 15 and results["drawn.sounds"] == 5
+    assert results["speed.length_s"] == pytest.approx(LENGTH / 44100) and results["speed.seconds_controlled"] > 0
+    assert "speed.seconds_1s_controlled" not in results
+    # a model without curves is refused in one line
+    plain = latent_manifest("plain")
+    save_model(tmp_path / "models" / "plain", build_network(plain["network"]), plain)
+    assert controls_main(["--model", str(tmp_path / "models" / "plain"), "--data", str(data)]) == 2
+
+
+
+@pytest.mark.slow
+def test_the_hybrid_and_band_evaluations_run_end_to_end_on_a_tiny_model(tmp_path):
+    """`python -m engine.eval.hybrids` and `python -m engine.eval.bands` (issue 19's hybrid and band
+    figures) on the tiny random waveform model and a tiny built data set."""
+    from engine.eval.bands import evaluate_bands
+    from engine.eval.hybrids import evaluate_hybrids
+    from tests.helpers import make_drum_dataset
+
+    make_tiny_model(tmp_path / "models", "tiny")
+    data = make_drum_dataset(tmp_path / "data", 32768, train=3, holdout=2)
+    model = str(tmp_path / "models" / "tiny")
+    hybrids = evaluate_hybrids(model, str(data), pairs=[("snare", "perc")], mixes=(0.0, 0.5, 1.0), count=2,
+                               cache_dir=str(tmp_path / "cache"))
+    for mix in ("0", "0.5", "1"):
+        p_a, p_b = hybrids[f"snare_perc.mix{mix}.p_a"], hybrids[f"snare_perc.mix{mix}.p_b"]
+        assert 0.0 <= p_a <= 1.0 and 0.0 <= p_b <= 1.0 and p_a + p_b <= 1.0 + 1e-6
+    assert hybrids["snare_perc.monotonic"] in (0.0, 1.0) and 0.0 <= hybrids["snare_perc.middle_balance"] <= 1.0
+    with pytest.raises(InvalidRequestError, match="needs labels"):
+        evaluate_hybrids(model, str(data), pairs=[("snare", "gong")], count=1, cache_dir=str(tmp_path / "cache"))
+    bands = evaluate_bands(model, str(data), count=2)
+    assert bands["bands"] == 32.0
+    for key in ("kick.edge_step_db", "kick.edge_step_db_real", "all.cliff_share", "all.cliff_share_real"):
+        assert math.isnan(bands[key]) or bands[key] >= 0.0, key
+    assert bands["kick.judged_real"] >= 0 and 0.0 <= bands["kick.second_hit_share_real"] <= 1.0
