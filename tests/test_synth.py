@@ -1,5 +1,6 @@
-"""Kicks the data set builder makes: synthesised 808-style kicks (engine.data.synth) and the kits' own
-kicks slowed down (build --slowed-kicks), and their place in a built data set."""
+"""Kicks the data set builder makes: synthesised 808-style kicks (engine.data.synth), the kits' own
+kicks slowed down (build --slowed-kicks) or with their sub tail continued (build --long-kicks), and
+their place in a built data set."""
 
 from __future__ import annotations
 
@@ -142,4 +143,74 @@ def test_built_set_gets_slowed_kicks_in_train_only_longer_and_lower(tmp_path):
     assert len(real) == len(dataset) - 3 and not any(r.get("slowed") for r in real.records)
     with pytest.raises(SystemExit) as bad:
         build.main(["--source", str(tmp_path / "kits"), "--out", str(out), "--slowed-kicks", "-1", "--quiet"])
+    assert bad.value.code == 2
+
+
+
+def _kit_kick(pitch_hz: float = 55.0, seconds: float = 1.5, decay_s: float = 0.08, seed: int = 0) -> torch.Tensor:
+    """A short kit-like kick (2, N): a pitch-dropping sine with a fast decay, a noise click and a
+    mid-band body that decays faster still."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    freq = pitch_hz * (1 + 2.5 * np.exp(-t * 60))
+    body = np.sin(2 * math.pi * np.cumsum(freq) / RATE) * np.exp(-t / decay_s)
+    click = rng.standard_normal(t.size) * np.exp(-t / 0.002) * 0.3
+    mids = np.sin(2 * math.pi * 400 * t) * np.exp(-t / 0.03) * 0.2
+    mono = 0.8 * (body + click + mids)
+    return torch.from_numpy(np.stack([mono, mono]).astype(np.float32))
+
+
+def _fall_s(clip: torch.Tensor, drop_db: float = 30.0) -> float:
+    from engine import dsp
+    level = dsp.rms_db(clip, 128)
+    peak = int(level.argmax())
+    under = torch.nonzero(level[peak:] < level[peak] - drop_db)
+    return float(under[0]) * 128 / RATE if len(under) else math.inf
+
+
+def test_a_kicks_sub_tail_is_continued_at_its_own_pitch_and_falls_as_asked():
+    from engine.data.synth import continue_sub_tail
+
+    kick = _kit_kick()
+    assert _fall_s(kick) < 0.35
+    for fall in (0.5, 1.0):
+        longer, pitch = continue_sub_tail(kick, RATE, fall)
+        assert pitch == pytest.approx(55.0, abs=4.0)                 # the tail's own pitch, not the drop's start
+        assert longer.shape == kick.shape and float(longer.abs().max()) <= 1.0
+        # the sine falls 30 dB in `fall` from the takeover, 12 dB under the peak: the kick 30 dB in ~0.6 x fall more
+        assert 0.5 * fall < _fall_s(longer) < fall + 0.15
+        # the attack is the kick's own: the first 20 ms are untouched
+        head = int(0.02 * RATE)
+        assert torch.allclose(longer[:, :head], kick[:, :head] / max(1.0, float(kick.abs().max())), atol=2e-3)
+        # the tail is low: over 0.3-0.6 s almost all energy sits under 150 Hz
+        tail = longer[0, int(0.3 * RATE):int(0.6 * RATE)].double().numpy()
+        power = np.abs(np.fft.rfft(tail)) ** 2
+        freqs = np.fft.rfftfreq(tail.size, 1 / RATE)
+        assert power[freqs < 150].sum() / power.sum() > 0.95
+    # longer asked, longer made; the end is faded out, so the clip ends silent
+    assert _fall_s(continue_sub_tail(kick, RATE, 1.0)[0]) > _fall_s(continue_sub_tail(kick, RATE, 0.5)[0])
+    assert float(continue_sub_tail(kick, RATE, 1.2)[0][:, -10:].abs().max()) < 1e-3
+
+
+def test_built_set_gets_long_tailed_kicks_in_train_only(tmp_path):
+    from tests.test_data import LENGTH, _hit, _wav, NEW_XML
+    kit = tmp_path / "kits" / "NewKit"
+    kit.mkdir(parents=True)
+    (kit / "drumkit.xml").write_text(NEW_XML)
+    for i, name in enumerate(("kick_soft.wav", "kick_hard.wav", "snare.wav", "hat.wav", "fx.wav")):
+        _wav(kit / name, _hit(i + 1, n=1500, decay=150.0))
+    out = tmp_path / "drums"
+    assert build.main(["--source", str(tmp_path / "kits"), "--out", str(out), "--length", str(LENGTH),
+                       "--holdout", "--long-kicks", "3", "--quiet"]) == 0
+    index = json.loads((out / "index.json").read_text())
+    long = [c for c in index["clips"] if c.get("long_tail")]
+    kicks = {c["sha1"] for c in index["clips"] if c["category"] == "kick" and not c.get("long_tail")}
+    assert len(long) == 3 and {c["split"] for c in long} == {"train"} and {c["category"] for c in long} == {"kick"}
+    assert {c["long_tail"]["from"] for c in long} == kicks                 # each kick once before any twice
+    assert all(build.LONG_FALLS_S[0] <= c["long_tail"]["fall_s"] <= build.LONG_FALLS_S[1] for c in long)
+    dataset = DrumDataset(out, "train")
+    real = DrumDataset(out, "train", real_only=True)
+    assert len(real) == len(dataset) - 3 and not any(r.get("long_tail") for r in real.records)
+    with pytest.raises(SystemExit) as bad:
+        build.main(["--source", str(tmp_path / "kits"), "--out", str(out), "--long-kicks", "-1", "--quiet"])
     assert bad.value.code == 2

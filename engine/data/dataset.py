@@ -17,7 +17,7 @@ from safetensors import safe_open
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from engine.data.build import INDEX_NAME, SPLITS, is_silent, load_clip
+from engine.data.build import INDEX_NAME, SPLITS, is_silent, load_clip, made_by_builder
 from engine.data.labels import CATEGORIES, categorize
 from engine.errors import AudioFileError, DatasetError
 
@@ -70,11 +70,6 @@ def _check_categories(categories: Iterable[str] | None, allowed: Sequence[str]) 
     return tuple(c for c in allowed if c in wanted)
 
 
-def _made(record: dict) -> bool:
-    """Whether a clip was made by the data set builder (synthesised, or a kit's clip slowed down)."""
-    return bool(record.get("synth") or record.get("slowed"))
-
-
 class DrumDataset(Dataset):
     """Clips of one split of the built data set (``root``/``index.json`` + safetensors).
 
@@ -109,7 +104,7 @@ class DrumDataset(Dataset):
         if audio.shape[0] != len(records) or audio.dim() != 3 or audio.shape[-1] != index["length"]:
             raise DatasetError(f"{path} has shape {tuple(audio.shape)} but {INDEX_NAME} lists "
                                f"{len(records)} clips of {index['length']} samples: {BUILD_HINT} again.")
-        keep = [i for i, r in enumerate(records) if r["category"] in names and not (real_only and _made(r))]
+        keep = [i for i, r in enumerate(records) if r["category"] in names and not (real_only and made_by_builder(r))]
         if len(keep) != len(records):
             audio = audio[torch.tensor(keep, dtype=torch.long)] if keep else audio[:0]
             records = [records[i] for i in keep]

@@ -106,3 +106,53 @@ def synth_kicks(count: int, sample_rate: int, length: int, seed: int = 0) -> lis
         voice = draw_kick(rng)
         out.append((voice, render_kick(voice, sample_rate, length, rng)))
     return out
+
+
+# ----------------------------------------------------------------------------- kits' kicks, longer
+
+SUB_CUTOFF_HZ = 150.0   # the band a kick's tail is continued in: its fundamental (35-115 Hz in the kits)
+SUB_FROM_DB = 12.0      # the tail is taken over where the kick has fallen this far under its peak
+SUB_SEARCH_HZ = (30.0, 130.0)
+
+
+def continue_sub_tail(clip: torch.Tensor, sample_rate: int, fall_s: float) -> tuple[torch.Tensor, float]:
+    """``(clip with its sub tail continued, the tail's pitch in Hz)``: a real kick ``(C, N)`` whose
+    band under :data:`SUB_CUTOFF_HZ` is taken over, where it has fallen :data:`SUB_FROM_DB` under
+    its peak, by a sine at its own pitch and phase that falls 30 dB in ``fall_s`` seconds from there
+    (so the kick as a whole reaches 30 dB under its peak about 0.6 x ``fall_s`` after the takeover).
+    Above the band the kick keeps its own decay; its click, body and room stay its own.
+
+    Why: the synthesised 808s moved every kick away from the kits' textures and the slowed kits'
+    kicks kept their mid-heavy tails (``docs/design-notes.md``, "Synthesised kicks"); a long kick
+    the classifier hears as a kick has a long, low, pure tail under a kit's attack. The pitch is the
+    strongest partial in 30-130 Hz over the 100 ms from the takeover; amplitude and phase are
+    fitted per channel over the 20 ms around it, and the sine fades in over 10 ms, so nothing clicks."""
+    from scipy.signal import butter, sosfiltfilt
+
+    from .. import dsp
+
+    x = clip.double().numpy()
+    low = sosfiltfilt(butter(4, SUB_CUTOFF_HZ, "low", fs=sample_rate, output="sos"), x, axis=-1)
+    level = dsp.rms_db(clip.float(), 128).numpy()
+    peak = int(level.argmax())
+    under = np.nonzero(level[peak:] < level[peak] - SUB_FROM_DB)[0]
+    start = min(x.shape[-1] - 1, (peak + (int(under[0]) if len(under) else 10)) * 128)
+    window = int(0.1 * sample_rate)
+    segment = low.mean(0)[start:start + window]
+    spectrum = np.abs(np.fft.rfft(segment * np.hanning(len(segment)), 1 << 16))
+    freqs = np.fft.rfftfreq(1 << 16, 1.0 / sample_rate)
+    band = (freqs > SUB_SEARCH_HZ[0]) & (freqs < SUB_SEARCH_HZ[1])
+    pitch = float(freqs[band][spectrum[band].argmax()])
+    n = np.arange(x.shape[-1]) - start
+    phase = 2.0 * math.pi * pitch * n / sample_rate
+    basis = np.stack([np.sin(phase), np.cos(phase)], axis=1)
+    fit = slice(max(0, start - int(0.01 * sample_rate)), start + int(0.01 * sample_rate))
+    decay = np.exp(-np.maximum(n, 0) / sample_rate * math.log(10 ** 1.5) / fall_s)   # -30 dB at fall_s
+    fade = np.clip(n / (0.01 * sample_rate), 0.0, 1.0)
+    out = x.copy()
+    for c in range(x.shape[0]):
+        coef, *_ = np.linalg.lstsq(basis[fit], low[c][fit], rcond=None)
+        out[c] = (x[c] - low[c]) + low[c] * (1.0 - fade) + (basis @ coef) * decay * fade
+    end_fade = np.clip((x.shape[-1] - np.arange(x.shape[-1])) / (FADE_MS * 1e-3 * sample_rate), 0.0, 1.0)
+    out = out * end_fade
+    return torch.from_numpy(out / max(1.0, float(np.abs(out).max()))).float(), pitch
