@@ -115,7 +115,8 @@ def _spectral_centre_hz(clip: torch.Tensor) -> float:
     return float((torch.fft.rfftfreq(clip.shape[-1], 1.0 / RATE) * spectrum).sum() / spectrum.sum())
 
 
-def test_built_set_gets_slowed_kicks_in_train_only_longer_and_lower(tmp_path):
+def _built_with(tmp_path, *options: str):
+    """The builder's tiny kit (two kicks among five hits, 1500 samples each) built with ``options``."""
     from tests.test_data import LENGTH, _hit, _wav, NEW_XML
     kit = tmp_path / "kits" / "NewKit"
     kit.mkdir(parents=True)
@@ -124,7 +125,12 @@ def test_built_set_gets_slowed_kicks_in_train_only_longer_and_lower(tmp_path):
         _wav(kit / name, _hit(i + 1, n=1500, decay=150.0))
     out = tmp_path / "drums"
     assert build.main(["--source", str(tmp_path / "kits"), "--out", str(out), "--length", str(LENGTH),
-                       "--holdout", "--slowed-kicks", "3", "--quiet"]) == 0
+                       "--holdout", *options, "--quiet"]) == 0
+    return out
+
+
+def test_built_set_gets_slowed_kicks_in_train_only_longer_and_lower(tmp_path):
+    out = _built_with(tmp_path, "--slowed-kicks", "3")
     index = json.loads((out / "index.json").read_text())
     slowed = [c for c in index["clips"] if c.get("slowed")]
     kicks = {c["sha1"]: c for c in index["clips"] if c["category"] == "kick" and not c.get("slowed")}
@@ -193,15 +199,7 @@ def test_a_kicks_sub_tail_is_continued_at_its_own_pitch_and_falls_as_asked():
 
 
 def test_built_set_gets_long_tailed_kicks_in_train_only(tmp_path):
-    from tests.test_data import LENGTH, _hit, _wav, NEW_XML
-    kit = tmp_path / "kits" / "NewKit"
-    kit.mkdir(parents=True)
-    (kit / "drumkit.xml").write_text(NEW_XML)
-    for i, name in enumerate(("kick_soft.wav", "kick_hard.wav", "snare.wav", "hat.wav", "fx.wav")):
-        _wav(kit / name, _hit(i + 1, n=1500, decay=150.0))
-    out = tmp_path / "drums"
-    assert build.main(["--source", str(tmp_path / "kits"), "--out", str(out), "--length", str(LENGTH),
-                       "--holdout", "--long-kicks", "3", "--quiet"]) == 0
+    out = _built_with(tmp_path, "--long-kicks", "3")
     index = json.loads((out / "index.json").read_text())
     long = [c for c in index["clips"] if c.get("long_tail")]
     kicks = {c["sha1"] for c in index["clips"] if c["category"] == "kick" and not c.get("long_tail")}

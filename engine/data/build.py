@@ -273,22 +273,36 @@ def _slowed_kicks(report: BuildReport, tensors: dict[str, list[torch.Tensor]], c
     close to the kits' kicks (Fréchet ratio 0.23), but `latent-prompts` fine-tuned with it made
     kicks with long curves no closer to the kits than before, so it is off by default.
     """
-    if count <= 0:
-        return
-    kicks = [r for r in report.clips["train"] if r["category"] == "kick" and not r.get("synth")]
-    if not kicks:
-        raise DatasetError("--slowed-kicks needs training kicks to slow down; the kits gave none")
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(kicks), generator=generator).tolist()
-    for i in range(count):
-        source = kicks[order[i % len(kicks)]]
-        rate = SLOWED_RATES[0] + float(torch.rand((), generator=generator)) * (SLOWED_RATES[1] - SLOWED_RATES[0])
+    for source, rate in _kit_kick_draws(report, count, seed, SLOWED_RATES, "--slowed-kicks"):
         original = tensors["train"][source["row"]].float()
         clip = _to_clip(resample(original, round(sample_rate * rate), sample_rate), sample_rate, length)
         clip16 = (clip / max(1.0, float(clip.abs().max()))).to(torch.float16)   # the resampler can ring over full scale
-        where = {"kit": source["kit"], "instrument": source["instrument"], "file": source["file"]}
-        _add_clip(report, tensors, "train", clip16, audio_sha1(clip16), (source["category"], source["subcategory"]),
-                  where, source["velocity"], sample_rate, slowed={"rate": round(rate, 4), "from": source["sha1"]})
+        _add_kick_copy(report, tensors, source, clip16, sample_rate,
+                       slowed={"rate": round(rate, 4), "from": source["sha1"]})
+
+
+def _kit_kick_draws(report: BuildReport, count: int, seed: int, bounds: tuple[float, float], option: str):
+    """``count`` (training kick record, value drawn uniformly in ``bounds``) pairs: the kits' own kicks
+    in a seeded random order, each once before any twice (the kicks the builder made are left out)."""
+    if count <= 0:
+        return
+    kicks = [r for r in report.clips["train"] if r["category"] == "kick" and not made_by_builder(r)]
+    if not kicks:
+        raise DatasetError(f"{option} needs the kits' training kicks; the kits gave none")
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(kicks), generator=generator).tolist()
+    for i in range(count):
+        value = bounds[0] + float(torch.rand((), generator=generator)) * (bounds[1] - bounds[0])
+        yield kicks[order[i % len(kicks)]], value
+
+
+def _add_kick_copy(report: BuildReport, tensors: dict[str, list[torch.Tensor]], source: dict,
+                   clip16: torch.Tensor, sample_rate: int, **made) -> None:
+    """A clip made from the training kick ``source`` joins the train split under its kit, instrument
+    and file, with ``made`` (how it was made) in its record."""
+    where = {"kit": source["kit"], "instrument": source["instrument"], "file": source["file"]}
+    _add_clip(report, tensors, "train", clip16, audio_sha1(clip16), (source["category"], source["subcategory"]),
+              where, source["velocity"], sample_rate, **made)
 
 
 def _long_kicks(report: BuildReport, tensors: dict[str, list[torch.Tensor]], count: int, seed: int,
@@ -305,22 +319,10 @@ def _long_kicks(report: BuildReport, tensors: dict[str, list[torch.Tensor]], cou
     0.07 against the training kicks (the held-out kicks: 1). Kicks in a seeded random order, each
     once before any twice; each record says under ``"long_tail"`` its fall, pitch and source clip.
     """
-    if count <= 0:
-        return
-    kicks = [r for r in report.clips["train"] if r["category"] == "kick" and not made_by_builder(r)]
-    if not kicks:
-        raise DatasetError("--long-kicks needs training kicks to lengthen; the kits gave none")
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(kicks), generator=generator).tolist()
-    for i in range(count):
-        source = kicks[order[i % len(kicks)]]
-        fall = LONG_FALLS_S[0] + float(torch.rand((), generator=generator)) * (LONG_FALLS_S[1] - LONG_FALLS_S[0])
+    for source, fall in _kit_kick_draws(report, count, seed, LONG_FALLS_S, "--long-kicks"):
         clip, pitch = synth.continue_sub_tail(tensors["train"][source["row"]].float(), sample_rate, fall)
-        clip16 = clip.to(torch.float16)
-        where = {"kit": source["kit"], "instrument": source["instrument"], "file": source["file"]}
-        _add_clip(report, tensors, "train", clip16, audio_sha1(clip16), (source["category"], source["subcategory"]),
-                  where, source["velocity"], sample_rate,
-                  long_tail={"fall_s": round(fall, 3), "pitch_hz": round(pitch, 1), "from": source["sha1"]})
+        _add_kick_copy(report, tensors, source, clip.to(torch.float16), sample_rate,
+                       long_tail={"fall_s": round(fall, 3), "pitch_hz": round(pitch, 1), "from": source["sha1"]})
 
 
 def made_by_builder(record: dict) -> bool:
