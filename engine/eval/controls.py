@@ -33,7 +33,9 @@ Figures (medians over sounds unless said):
     model that misses its category apart from a curve that asks for another one
     (:func:`classified_where_real_is`);
 ``speed.seconds_1s_controlled``
-    ``Studio.render`` of one 1 s sound with a curve and onsets at the model's defaults.
+    ``Studio.render`` of one 1 s sound with a curve and onsets at the model's defaults (a model
+    whose sounds are shorter: ``speed.seconds_controlled`` for one as long as it makes, and
+    ``speed.length_s``).
 """
 
 from __future__ import annotations
