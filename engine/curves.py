@@ -104,6 +104,19 @@ def check_onsets(times: Any, length_ms: float | None = None) -> tuple[float, ...
     return tuple(sorted({float(v) for v in times}))
 
 
+def cut_rms(points: Sequence[Sequence[float]], length_ms: float) -> tuple[tuple[float, float], ...]:
+    """A loudness curve's points cut to a sound of ``length_ms``: the points inside it, and where a
+    segment crosses the end, a point at the end interpolated on it (a request refuses points past
+    the end of its sound)."""
+    points = [tuple(p) for p in points]
+    kept = [p for p in points if p[0] <= length_ms]
+    if len(kept) < len(points) and kept:
+        (t0, d0), (t1, d1) = kept[-1], points[len(kept)]
+        if t0 < length_ms:
+            kept.append((round(length_ms, 1), round(d0 + (d1 - d0) * (length_ms - t0) / (t1 - t0), 1)))
+    return tuple(kept)
+
+
 def _short(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".")
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 from .conditions import CURVE, condition_specs, curves_from_sound, spec_names, takes_prompts
-from .curves import check_onsets, check_rms
+from .curves import check_onsets, check_rms, cut_rms
 from .errors import CheckpointError, InvalidRequestError
 from .sampling import label_defaults
 
@@ -127,14 +127,8 @@ def draw(bank: dict, label: str, seed: int, length_ms: float, candidates: Sequen
     if candidates is not None:
         entries = [entries[i] for i in candidates]
     entry = random.Random(int(seed)).choice(entries)
-    points = [tuple(p) for p in entry["rms"]]
-    kept = [p for p in points if p[0] <= length_ms]
-    if len(kept) < len(points) and kept:
-        (t0, d0), (t1, d1) = kept[-1], points[len(kept)]
-        if t0 < length_ms:
-            kept.append((round(length_ms, 1), round(d0 + (d1 - d0) * (length_ms - t0) / (t1 - t0), 1)))
     onsets = tuple(t for t in entry["onsets"] if t < length_ms)
-    return KitHit(tuple(kept), onsets, entry.get("caption"))
+    return KitHit(cut_rms(entry["rms"], length_ms), onsets, entry.get("caption"))
 
 
 def follows_curves(manifest: dict) -> bool:

@@ -50,6 +50,7 @@ import torch
 
 from .. import dsp
 from ..conditions import Conditions, curves_from_sound
+from ..curves import cut_rms
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT
 from ..errors import InvalidRequestError
 from ..models import LoadedModel, load_model, resolve_model
@@ -233,17 +234,12 @@ def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: i
     studio = Studio(device=device)
     seconds = min(1.0, length / rate)
     request = GenerationRequest(model=str(entry.folder), label=categories[0], length=seconds,
-                                rms=_within(SHAPES["fast_decay"][0], 1000.0 * seconds), onsets=(0.0,))
+                                rms=cut_rms(SHAPES["fast_decay"][0], 1000.0 * seconds), onsets=(0.0,))
     key = "speed.seconds_1s_controlled" if seconds == 1.0 else "speed.seconds_controlled"
     results[key] = seconds_per_call(lambda: studio.render(request))
     if seconds != 1.0:
         results["speed.length_s"] = seconds
     return results
-
-
-def _within(points, length_ms: float) -> tuple[tuple[float, float], ...]:
-    """A drawn curve's points inside a sound of ``length_ms`` (a request refuses points past its end)."""
-    return tuple((t, db) for t, db in points if t <= length_ms)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
