@@ -229,7 +229,12 @@ def test_bad_references_are_refused_with_the_reason(handlers, tmp_path):
             assert out["reference"] is None and message.split()[0] in out["reference_info"]
 
 
-def test_closing_the_stream_stops_sampling_and_the_next_run_works(handlers):
+def test_closing_the_stream_stops_sampling_and_the_next_run_works(handlers, monkeypatch):
+    import ui.handlers
+    # every step sends its update, however fast this CPU samples: the 4th is then still mid-run
+    # (with the page's time gates, a quick run under a busy CI sent its sound by the 4th update)
+    monkeypatch.setattr(ui.handlers, "QUIET_START_S", 0.0)
+    monkeypatch.setattr(ui.handlers, "STATUS_INTERVAL_S", 0.0)
     stream = handlers.generate(**controls(model="drums-fast", steps=60))  # a model that takes any steps
     for _ in range(4):  # start, then a few steps
         update = next(stream)
