@@ -107,6 +107,10 @@ def _train(args: argparse.Namespace) -> int:
         args.envelope_spreads = dict(args.envelope_spreads)
     if getattr(args, "reattack_quantiles", None):
         args.reattack_quantiles = dict(args.reattack_quantiles)
+    if getattr(args, "label_teachers", None):
+        if args.family != "distill":
+            raise StudioError("--label-teacher is for train distill")
+        args.label_teachers = dict(args.label_teachers)
     if args.family == "wave":
         from .train.wave import WaveTrainConfig, train_wave
 
@@ -136,6 +140,14 @@ def _train(args: argparse.Namespace) -> int:
         print(train(Config(**{k: v for k, v in vars(args).items() if k in known and v is not None})))
         return 0
     raise StudioError(f"training family {args.family!r} is not available yet")
+
+
+def _label_folder(text: str) -> tuple[str, str]:
+    """``LABEL=FOLDER`` of ``--label-teacher``."""
+    label, sep, folder = text.partition("=")
+    if not sep or not label.strip() or not folder.strip():
+        raise argparse.ArgumentTypeError(f"expected LABEL=FOLDER, got {text!r}")
+    return label.strip(), folder.strip()
 
 
 def _embed(args: argparse.Namespace) -> int:
@@ -401,6 +413,9 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--init", help="model folder to fine-tune from, e.g. checkpoints/drums")
     tr.add_argument("--student", help="distill: start the student from this distilled model (e.g. checkpoints/"
                                       "latent-fast) instead of the teacher's weights")
+    tr.add_argument("--label-teacher", dest="label_teachers", action="append", type=_label_folder,
+                    metavar="LABEL=FOLDER", help="distill (latent): clips of LABEL take their targets from this "
+                                                 "teacher, a fine-tune of --init (repeat for more labels)")
     tr.add_argument("--name")
     tr.add_argument("--steps", type=int, help="steps to run in this call (default: until --max-minutes when that is "
                                               "given, else 1000; clap 3000)")

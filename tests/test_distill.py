@@ -1,13 +1,14 @@
 """Guidance distillation: the student learns the teacher's guided step, and sampling it takes one call a step."""
 
 import math
+import shutil
 
 import pytest
 import torch
 
 from engine.diffusion.guidance import GUIDANCE_INPUT, guidance_features
 from engine.errors import InvalidRequestError
-from engine.models import load_model, read_manifest
+from engine.models import load_model, read_manifest, write_json
 from engine.request import GenerationRequest
 from engine.sampling import distilled_from, sample_latent
 from engine.studio import Studio
@@ -238,8 +239,13 @@ def test_a_student_can_start_from_an_earlier_student_of_the_same_teacher(tmp_pat
                                                                           wav_folder):
     from engine.models import read_weights
     from engine.train import distill
+    earlier = tmp_path / "earlier"          # an earlier student whose defaults were chosen for it
+    shutil.copytree(latent_student, earlier)
+    write_json(earlier / "manifest.json", {**read_manifest(latent_student),
+                                           "defaults": {**read_manifest(latent_student)["defaults"], "guidance": 2.5}})
+    network = load_model(latent_student).network       # loaded beside its codec
+    latent_student = earlier
     config = distill_config(tmp_path / "again", wav_folder, latent_teacher, steps=1, student=str(latent_student))
-    network = load_model(latent_student).network
     started = {name: value.clone() for name, value in network.state_dict().items()}
     torch.nn.init.zeros_(next(iter(network.parameters())))
     distill.start_student(config)(network)
@@ -250,7 +256,15 @@ def test_a_student_can_start_from_an_earlier_student_of_the_same_teacher(tmp_pat
     with pytest.raises(InvalidRequestError, match="not a guidance-distilled model"):
         distill.start_student(distill_config(tmp_path / "x", wav_folder, latent_teacher, student=str(latent_teacher)))(network)
     folder = train_distill(config)
-    assert "the student started from" in read_manifest(folder)["training"]["sessions"][-1]["note"]
+    made, earlier = read_manifest(folder), read_manifest(latent_student)
+    assert "the student started from" in made["training"]["sessions"][-1]["note"]
+    # it goes on counting its own steps, with its own history and defaults, not its teacher's
+    assert made["training"]["steps"] == earlier["training"]["steps"] + 1
+    assert made["training"]["sessions"][:-1] == earlier["training"]["sessions"]
+    assert made["training"]["sessions"][-1]["started_step"] == earlier["training"]["steps"]
+    assert made["defaults"] == earlier["defaults"] and made["defaults"]["guidance"] == 2.5
+    assert made["name"] == earlier["name"] == "tiny-all-fast"
+    assert made["guidance_distilled"]["guidance_weights"] == earlier["guidance_distilled"]["guidance_weights"]
 
 
 def test_the_studio_renders_a_latent_student_from_a_prompt_and_a_curve(latent_student):
@@ -363,3 +377,56 @@ def test_the_shipped_student_spreads_a_kicks_guidance_only_when_it_has_a_curve()
     assert recipe("kick", **curve)["guidance_weights"] == spread["guidance_weights"]
     assert "guidance_weights" not in recipe("kick")
     assert "guidance_weights" not in recipe("snare", **curve)
+
+
+def test_a_label_can_take_its_targets_from_a_teacher_of_its_own(tmp_path, latent_teacher, wav_folder):
+    """Kicks learned from a teacher fine-tuned for them, the rest from the teacher it came from
+    (session 34): each clip's guided target is its own label's teacher's, chosen by the label it had
+    before dropout, and the run records which teacher taught what."""
+    from engine.train.distill_latent import guided_blend_targets, label_teachers, routed_targets
+    from engine.models import read_weights
+    from safetensors.torch import save_file
+    teacher = load_model(latent_teacher)
+    tuned = latent_teacher.parent / "tuned-kicks"            # beside the teacher's codec and embedder
+    shutil.copytree(latent_teacher, tuned)
+    save_file({name: value + 0.05 * torch.randn_like(value) for name, value in read_weights(latent_teacher).items()},
+              str(tuned / "model.safetensors"))
+    config = distill_config(tmp_path / "run", wav_folder, latent_teacher, steps=2,
+                            label_teachers={"kick": str(tuned)})
+    by_label = label_teachers(config, teacher, "cpu")
+    kick = teacher.manifest["labels"].index("kick")
+    assert list(by_label) == [kick]
+    x, alpha, cond, scales = latent_probe(teacher)
+    labels = torch.tensor([kick, 1 - kick if kick == 0 else 0, kick, 2, kick, 3])
+    names = ["label", "prompt"]
+    got = routed_targets((teacher.network, teacher.guidance_weights), by_label, labels, x, alpha, cond, scales, names)
+    other = load_model(tuned).network
+    from_tuned = guided_blend_targets(other, x, alpha, cond, scales, None, names)
+    from_teacher = guided_blend_targets(teacher.network, x, alpha, cond, scales, teacher.guidance_weights, names)
+    rows = labels == kick
+    assert torch.allclose(got[rows], from_tuned[rows], atol=1e-5)
+    assert torch.allclose(got[~rows], from_teacher[~rows], atol=1e-5)
+    assert not torch.allclose(from_tuned[rows], from_teacher[rows], atol=1e-3)   # the two teachers differ
+    folder = train_distill(config)
+    made = read_manifest(folder)
+    assert made["guidance_distilled"]["label_teachers"] == {"kick": str(tuned)}
+    assert made["training"]["sessions"][-1]["note"].endswith(f"its kick clips from {tuned}")
+    with pytest.raises(InvalidRequestError, match="no label 'gong'"):
+        label_teachers(distill_config(tmp_path / "x", wav_folder, latent_teacher, label_teachers={"gong": str(tuned)}),
+                       teacher, "cpu")
+    with pytest.raises(InvalidRequestError, match="must be a fine-tune"):   # another network is another question
+        label_teachers(distill_config(tmp_path / "y", wav_folder, tuned, label_teachers={"kick": str(folder)}),
+                       load_model(tuned), "cpu")
+
+
+def test_the_command_line_names_a_teacher_per_label(tmp_path, tiny_models, wav_folder):
+    from tests.test_cli import run_cli
+    bad = run_cli("train", "distill", "--init", str(tiny_models / "tiny"), "--label-teacher", "kick",
+                  "--run-dir", str(tmp_path / "run"))
+    assert bad.returncode == 2 and "expected LABEL=FOLDER" in bad.stderr
+    wrong_family = run_cli("train", "latent", "--label-teacher", "kick=x", "--run-dir", str(tmp_path / "run"))
+    assert wrong_family.returncode == 2 and "--label-teacher is for train distill" in wrong_family.stderr
+    waveform = run_cli("train", "distill", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder),
+                       "--label-teacher", f"kick={tiny_models / 'tiny'}", "--run-dir", str(tmp_path / "run"),
+                       "--steps", "1", "--batch", "2", "--device", "cpu")
+    assert waveform.returncode == 2 and "latent models only" in waveform.stderr

@@ -45,6 +45,9 @@ class DistillConfig:
     init: str = "checkpoints/drums"     # the teacher: a guided waveform or latent model (and the student's start)
     student: str | None = None          # start the student from this distilled model instead (a teacher
                                         # fine-tuned since it was distilled: the student only catches up)
+    label_teachers: dict[str, str] | None = None  # latent: clips of these labels take their targets from
+                                        # these teachers instead ({"kick": FOLDER}: a teacher fine-tuned for
+                                        # one category, without what that fine-tune cost the others)
     data: str = "data/drums"            # the data set the teacher was trained on
     run: str = "runs/drums-distill"     # run folder: model/, train_state.pt, log.csv
     name: str | None = None             # model name in the manifest (default: the teacher's)
@@ -87,10 +90,18 @@ def student_manifest(config: DistillConfig, teacher: dict) -> dict:
 def with_guidance_input(config: DistillConfig, teacher: dict, trainer: str) -> dict:
     """A copy of the teacher's manifest whose network reads the guidance scale, with the record of
     what it was distilled from (``guidance_distilled``: what :func:`engine.sampling.distilled_top`
-    reads); refused for a teacher that is already distilled."""
+    reads); refused for a teacher that is already distilled. A student started from an earlier
+    student (``config.student``) keeps that student's name, training history and step count
+    (session 34: it had taken the teacher's, so a re-distilled student seemed to have lost 9000
+    steps) and its defaults, which were chosen by evaluating it."""
     if distilled_top(teacher) is not None:
         raise InvalidRequestError("the teacher is already guidance-distilled")
     manifest = copy.deepcopy(teacher)
+    if config.student:  # the student goes on: its own steps and history, and the defaults chosen for it
+        earlier = read_manifest(config.student)
+        manifest["training"] = copy.deepcopy(earlier["training"])
+        manifest["defaults"] = copy.deepcopy(earlier.get("defaults", manifest.get("defaults", {})))
+        manifest["name"] = earlier.get("name", manifest.get("name"))
     if config.name:
         manifest["name"] = config.name
     args = manifest["network"]["args"]
@@ -174,6 +185,8 @@ def start_student(config: DistillConfig) -> Callable[[torch.nn.Module], None]:
 def session_note(config: DistillConfig, kind: str) -> str:
     """The training history's line for this run."""
     note = f"{kind}guidance distillation from {config.init} (scales 0-{config.top:g})"
+    for label, folder in sorted((config.label_teachers or {}).items()):
+        note += f", its {label} clips from {folder}"
     return note + (f", the student started from {config.student}" if config.student else "")
 
 
@@ -184,6 +197,8 @@ def train_distill(config: DistillConfig) -> Path:
     if read_manifest(config.init).get("kind") == "latent":
         from .distill_latent import train_distill_latent
         return train_distill_latent(config)
+    if config.label_teachers:
+        raise InvalidRequestError("a teacher per label is for latent models only")
     dataset, trainer, teacher, network = begin_from_teacher(config, student_manifest)
     manifest, device, codec = trainer.manifest, trainer.device, trainer.codec
 

@@ -17,6 +17,9 @@ teacher's conditional model and learns only the guidance offset. What differs he
 - the teacher spreads its guidance per latent channel (``defaults.guidance_weights``: the bypassed
   low sub-bands at scale 1). The student learns that spread as part of its answer, so its manifest
   keeps the weights only as a record (``guidance_distilled.guidance_weights``), not as a default;
+- a category may take its targets from a teacher of its own (``label_teachers``, session 34): a
+  teacher fine-tuned for one category (kicks with long tails) cost the others accuracy; its
+  student learns that category from it and the rest from the teacher it was fine-tuned from;
 - the curves are a second guidance group (``control_guidance``). They stay outside the distilled
   scale: a target has the same curves in its two calls, and the studio still guides the curves
   with an extra call (:func:`engine.sampling.conditioned`), so the control guidance slider keeps
@@ -32,7 +35,7 @@ import torch
 from ..conditions import LABEL_GROUP, condition_specs, without
 from ..diffusion.guidance import GUIDANCE_INPUT, guidance_features
 from ..errors import InvalidRequestError
-from ..models import copy_folder, find_codec_folder, load_model, read_manifest
+from ..models import LoadedModel, copy_folder, find_codec_folder, load_model, read_manifest
 from ..nets import build_network
 from . import common, loop
 from .latent import DEFAULT_LENGTH, batch_source, blend_batch, load_run_embedder
@@ -49,7 +52,11 @@ def latent_student_manifest(config: DistillConfig, teacher: dict) -> dict:
         raise InvalidRequestError("the teacher takes no label or prompt: there is no guidance to distil")
     manifest = with_guidance_input(config, teacher, "engine/train/distill_latent.py")
     # the student learns the teacher's per-channel spread as part of its answer: a record, not a default
-    manifest["guidance_distilled"]["guidance_weights"] = manifest["defaults"].pop("guidance_weights", None)
+    manifest["defaults"].pop("guidance_weights", None)
+    manifest["guidance_distilled"]["guidance_weights"] = teacher.get("defaults", {}).get("guidance_weights")
+    if config.label_teachers:
+        manifest["guidance_distilled"]["label_teachers"] = {label: str(folder) for label, folder
+                                                            in sorted(config.label_teachers.items())}
     run = Path(config.run)
     for what, spec in (("codec", manifest.get("codec") or {}), ("embedder", manifest.get("embedder") or {})):
         name = spec.get("model")
@@ -74,6 +81,54 @@ def guided_blend_targets(teacher: torch.nn.Module, noisy: torch.Tensor, alpha: t
     return unconditional + scale * (conditional - unconditional)
 
 
+def pick(cond: dict, rows: torch.Tensor) -> dict:
+    """The condition mapping of the batch's ``rows`` only."""
+    return {name: value[rows] for name, value in cond.items()}
+
+
+def _what_it_reads(manifest: dict, key: str):
+    """The part of a manifest that decides what a network is asked: its conditions without the
+    levels measured on the data they were trained on (``level_floor_db``, read when generating)."""
+    if key != "conditions":
+        return manifest.get(key)
+    return [{k: v for k, v in spec.items() if k != "level_floor_db"} for spec in manifest.get(key, [])]
+
+
+def label_teachers(config: DistillConfig, teacher: LoadedModel, device) -> dict[int, tuple[torch.nn.Module, object]]:
+    """``{label index: (network, guidance weights)}`` for the categories that take their targets from a
+    teacher of their own; each must be the teacher's network and conditions with other weights (a
+    fine-tune of it), or its targets would not be the same question asked of another model."""
+    labels = list(teacher.manifest["labels"])
+    chosen = {}
+    for label, folder in sorted((config.label_teachers or {}).items()):
+        if label not in labels:
+            raise InvalidRequestError(f"--label-teacher {label}: the teacher has no label {label!r} "
+                                      f"(it has {', '.join(labels)})")
+        other = load_model(folder, device)
+        for key in ("network", "conditions", "labels", "codec"):
+            if _what_it_reads(other.manifest, key) != _what_it_reads(teacher.manifest, key):
+                raise InvalidRequestError(f"--label-teacher {label}={folder}: its {key} differs from the "
+                                          f"teacher's {config.init}; it must be a fine-tune of it")
+        chosen[labels.index(label)] = (other.network.eval().requires_grad_(False), other.guidance_weights)
+    return chosen
+
+
+def routed_targets(teacher: tuple, by_label: dict, labels: torch.Tensor, noisy: torch.Tensor, alpha: torch.Tensor,
+                   cond: dict, scales: torch.Tensor, label_names: list[str]) -> torch.Tensor:
+    """:func:`guided_blend_targets` for a batch, each clip asked of its label's own teacher where
+    ``by_label`` names one (``{label index: (network, guidance weights)}``), of ``teacher`` otherwise;
+    ``labels`` are the clips' labels before dropout, so a clip keeps its teacher when its label is
+    dropped (its unconditional answer then comes from the same model as its conditional one)."""
+    groups = [(labels == index, chosen) for index, chosen in by_label.items()]
+    rest = ~torch.stack([rows for rows, _ in groups]).any(0) if groups else torch.ones_like(labels, dtype=torch.bool)
+    target = torch.empty_like(noisy, dtype=torch.float32)
+    for rows, (network, weights) in groups + [(rest, teacher)]:
+        if rows.any():
+            target[rows] = guided_blend_targets(network, noisy[rows], alpha[rows], pick(cond, rows), scales[rows],
+                                                weights, label_names)
+    return target
+
+
 def train_distill_latent(config: DistillConfig) -> Path:
     """Run ``config.steps`` steps (or until ``max_minutes``) of latent guidance distillation."""
     # a folder of WAVs is cut to the teacher's clip length (a built data set has its own)
@@ -90,21 +145,23 @@ def train_distill_latent(config: DistillConfig) -> Path:
     # the embedder folder was copied into the run with the student's manifest
     embedder = load_run_embedder(manifest, Path(config.run), device) if manifest.get("embedder") else None
     network = build_network(manifest["network"])
+    by_label = label_teachers(config, teacher_model, device)
 
     loop.prepare(trainer, network, load_init=start_student(config),
                  lr_scales={f"embedding_in.{GUIDANCE_INPUT}.": config.guidance_lr_scale})
     trainer.session["note"] = session_note(config, "latent ")
-    draw = batch_source(config, manifest, dataset, codec, network, device, embedder, progress=trainer.place.main)
+    draw = batch_source(config, manifest, dataset, codec, network, device, embedder, progress=trainer.place.main,
+                        with_labels=True)
     label_names = [spec.name for spec in condition_specs(manifest) if spec.group == LABEL_GROUP]
     weights = teacher_model.guidance_weights
     default = float(manifest.get("defaults", {}).get("guidance", 3.0))
 
     def batch_losses(generator: torch.Generator) -> loop.Losses:
-        latent, cond = draw(generator)
+        latent, cond, labels = draw(generator)
         noisy, alpha, _ = blend_batch(latent, generator)
         scales = draw_scales(latent.shape[0], default, config, generator)
         with torch.no_grad():
-            target = guided_blend_targets(teacher, noisy, alpha, cond, scales, weights, label_names)
+            target = routed_targets((teacher, weights), by_label, labels, noisy, alpha, cond, scales, label_names)
         features = guidance_features(scales, FEATURES, config.top).to(device)
         with trainer.autocast():
             prediction = trainer.trainable(noisy, alpha, {**cond, GUIDANCE_INPUT: features})

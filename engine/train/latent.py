@@ -373,10 +373,11 @@ def load_run_embedder(manifest: dict, run: Path, device: torch.device):
 
 
 def batch_source(config, manifest: dict, dataset, codec: torch.nn.Module, network: torch.nn.Module,
-                 device: torch.device, embedder=None, progress: bool = True) -> Callable:
+                 device: torch.device, embedder=None, progress: bool = True, with_labels: bool = False) -> Callable:
     """``draw(generator) -> (latent, cond)``: one training batch of unit-scale latents and the
     condition mapping the network reads, every condition of the manifest measured on the clips and
-    dropped as its spec says.
+    dropped as its spec says. ``with_labels``: ``(latent, cond, labels)``, each clip's label index
+    before any was dropped (a distillation that takes some categories from another teacher).
 
     Shared by ``train latent`` and the latent model's guidance distillation
     (:mod:`engine.train.distill_latent`), so a student learns on exactly the inputs its teacher
@@ -428,6 +429,8 @@ def batch_source(config, manifest: dict, dataset, codec: torch.nn.Module, networ
             keep = int(torch.randint(1, frames // network.hop, (), generator=generator)) * network.hop
             latent = latent[..., :keep]
             cond = {name: value[..., :keep] if value.dim() == 3 else value for name, value in cond.items()}
+        if with_labels:
+            return latent.float(), cond, label_map[clip_labels[clips]].to(device)
         return latent.float(), cond
 
     return draw
