@@ -863,3 +863,13 @@ def test_a_latent_model_trained_with_controls_follows_a_gate_and_the_studio_take
     with pytest.raises(InvalidRequestError, match="past the end"):
         studio.render(request.with_(onsets=(0, 400)))
 
+
+
+def test_a_model_card_says_whether_the_model_follows_text():
+    """The card's limits were written for the first models and said "it does not follow text" of
+    the prompted ones too (session 34)."""
+    from engine.train.publish import model_card
+    prompted, plain = read_manifest("checkpoints/latent-fast"), read_manifest("checkpoints/latent-drums")
+    assert "does not follow text" not in model_card(prompted, "", None, "x")
+    assert "follows text only as far as its training captions" in model_card(prompted, "", None, "x")
+    assert "it does not follow text" in model_card(plain, "", None, "x")

@@ -103,9 +103,17 @@ Data set: `{training.get('data')}`.
 
 ## Limits
 A small model trained on a small CPU budget and ~570 one-shots from 16 kits. It makes drum
-one-shots of its five categories; it does not follow text, and long tails (cymbals) are cut at
+one-shots of its five categories; {_text_limit(manifest)}, and long tails (cymbals) are cut at
 {manifest['length'] / manifest['sample_rate']:.2f} s.
 """
+
+
+def _text_limit(manifest: dict) -> str:
+    """What the card's limits say of text: a prompted model follows it only as far as its captions go."""
+    if takes_prompts(manifest):
+        return ("it follows text only as far as its training captions (kit, instrument and sound "
+                "descriptors) reach")
+    return "it does not follow text"
 
 
 def codec_card(manifest: dict, log_summary: str, evaluation: str | None, weights_id: str,
