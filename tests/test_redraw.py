@@ -91,43 +91,43 @@ def loudest_db(audio: torch.Tensor) -> float:
 
 @pytest.mark.numeric
 def test_the_shipped_latent_models_near_silent_kick_is_drawn_again_and_its_recipe_replays_it():
-    """`latent-fast`'s kick of seed 1010 is the codec's noise at -44 dBFS as the network makes it; asked
-    as one clean hit (the default), it comes back a kick from another seed, which its recipe names.
-    Its neighbours keep their own seeds."""
+    """`latent-fast`'s kick of seed 1004 (session 34's weights) is the codec's noise at -47 dBFS as the
+    network makes it; asked as one clean hit (the default), it comes back a kick from another seed,
+    which its recipe names. Its neighbours keep their own seeds."""
     from engine.studio import Studio
 
     studio = Studio(device="cpu")
-    request = GenerationRequest(model="latent-fast", label="kick", count=3, seed=1009, length=1.0)
+    request = GenerationRequest(model="latent-fast", label="kick", count=3, seed=1003, length=1.0)
     sounds = studio.render(request).sounds
     raw = studio.render(request.with_(one_hit=False)).sounds
-    assert loudest_db(raw[1].audio) < -40.0  # seed 1010 as the network makes it
-    assert [s.recipe["seed"] for s in sounds][::2] == [1009, 1011] and "redrawn_from_seed" not in sounds[0].recipe
+    assert loudest_db(raw[1].audio) < -40.0  # seed 1004 as the network makes it
+    assert [s.recipe["seed"] for s in sounds][::2] == [1003, 1005] and "redrawn_from_seed" not in sounds[0].recipe
     redrawn = sounds[1].recipe
-    assert redrawn["redrawn_from_seed"] == 1010 and redrawn["seed"] == redrawn_seed(1010, 1)
+    assert redrawn["redrawn_from_seed"] == 1004 and redrawn["seed"] == redrawn_seed(1004, 1)
     assert redrawn["redraw_under_db"] == -30.0 and loudest_db(sounds[1].audio) > -30.0
-    assert all("redraw_under_db" not in s.recipe and s.recipe["seed"] == 1009 + i for i, s in enumerate(raw))
+    assert all("redraw_under_db" not in s.recipe and s.recipe["seed"] == 1003 + i for i, s in enumerate(raw))
     again = studio.render(GenerationRequest.from_recipe(redrawn)).sounds[0]
     assert again.recipe["seed"] == redrawn["seed"] and "redrawn_from_seed" not in again.recipe
     assert torch.allclose(again.audio, sounds[1].audio, atol=1e-4)  # alone, not in a batch of three
     # the evaluation draws it again as the studio does
     from engine.eval.run import generate_clips
     from engine.models import load_model, resolve_model
-    clips = generate_clips(load_model(resolve_model("latent-fast").folder), 2, label="kick", seed=1010)
+    clips = generate_clips(load_model(resolve_model("latent-fast").folder), 2, label="kick", seed=1004)
     assert loudest_db(clips[0]) > -30.0
 
 
 def test_the_cli_says_which_seed_a_sound_was_drawn_again_from(tmp_path):
     from engine.audio import read_recipe
 
-    common = ("generate", "--model", "latent-fast", "--label", "kick", "--seed", "1010", "--length", "1.0")
+    common = ("generate", "--model", "latent-fast", "--label", "kick", "--seed", "1004", "--length", "1.0")
     result = cli_in_process(*common, "--out", str(tmp_path / "clean"))
     assert result.returncode == 0, result.stderr
     path, said = result.stdout.strip().split("\t")
-    assert said == f"seed 1010 came out near-silent: drawn again as seed {redrawn_seed(1010, 1)}"
-    assert read_recipe(path)["redrawn_from_seed"] == 1010 and f"seed{redrawn_seed(1010, 1)}" in path
+    assert said == f"seed 1004 came out near-silent: drawn again as seed {redrawn_seed(1004, 1)}"
+    assert read_recipe(path)["redrawn_from_seed"] == 1004 and f"seed{redrawn_seed(1004, 1)}" in path
     raw = cli_in_process(*common, "--allow-second-hits", "--out", str(tmp_path / "raw"))
     assert raw.returncode == 0 and "\t" not in raw.stdout.strip(), raw.stdout
-    assert read_recipe(raw.stdout.strip())["seed"] == 1010
+    assert read_recipe(raw.stdout.strip())["seed"] == 1004
 
 
 def test_only_a_latent_model_whose_codec_says_its_loudness_takes_a_redraw_level(tmp_path, tiny_models):
@@ -152,11 +152,11 @@ def test_only_a_latent_model_whose_codec_says_its_loudness_takes_a_redraw_level(
 def test_the_pages_card_says_a_sound_was_drawn_again(handlers):
     """On the page: the card of a kick drawn again names the seed asked for and the one it came from,
     and its WAV, dropped back, regenerates that sound (the seed field takes the seed it was made from)."""
-    kick = dict(model="latent-fast", label="kick", sampler="dpmpp_2m", steps=12, guidance=6.5, length=1.0, seed=1010)
+    kick = dict(model="latent-fast", label="kick", sampler="dpmpp_2m", steps=12, guidance=6.5, length=1.0, seed=1004)
     _, final = run_generate(handlers, **kick)
     take = final["session"].current()[0]
-    made = redrawn_seed(1010, 1)
-    assert take.recipe["seed"] == made and f"seed 1010 (near-silent: drawn again as {made})" in take.caption()
+    made = redrawn_seed(1004, 1)
+    assert take.recipe["seed"] == made and f"seed 1004 (near-silent: drawn again as {made})" in take.caption()
     restored = handlers.restore_recipe(str(take.wav))
     assert restored["seed"] == made
     _, again = run_generate(handlers, **dict(kick, seed=made))
@@ -164,4 +164,4 @@ def test_the_pages_card_says_a_sound_was_drawn_again(handlers):
     second, _ = soundfile.read(again["session"].current()[0].wav)
     assert abs(first - second).max() < 1e-4
     _, raw = run_generate(handlers, **kick, one_hit=False)
-    assert raw["session"].current()[0].recipe["seed"] == 1010
+    assert raw["session"].current()[0].recipe["seed"] == 1004

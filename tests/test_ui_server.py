@@ -620,17 +620,17 @@ def test_a_producer_asks_for_snares_shaped_like_real_kit_hits(server, browser_co
     assert recipe["one_hit"] is False and "one_hit_db" not in recipe
     page.screenshot(path=str(SHOTS / "18c-one-hit-off.png"), full_page=True)
     page.check("#one-hit input")
-    # a kick that comes out near-silent (seed 1010 at 1 s) is drawn again from another seed: the card says so
-    _set_number(page, "seed", 1010)
+    # a kick that comes out near-silent (seed 1004 at 1 s) is drawn again from another seed: the card says so
+    _set_number(page, "seed", 1004)
     _pick(page, "label", "kick")
     _set_number(page, "length", 1.0)
     _set_number(page, "steps", 12)
     _generate_and_time(page)
     page.wait_for_selector("#status .tds-status.done", timeout=60_000)
     recipe = read_recipe(_fetch_wav(server, page))
-    assert recipe["redrawn_from_seed"] == 1010 and recipe["seed"] == redrawn_seed(1010, 1)
+    assert recipe["redrawn_from_seed"] == 1004 and recipe["seed"] == redrawn_seed(1004, 1)
     card = page.locator("#slot0 .tds-caption").first.inner_text()
-    assert f"seed 1010 (near-silent: drawn again as {redrawn_seed(1010, 1)})" in card, card
+    assert f"seed 1004 (near-silent: drawn again as {redrawn_seed(1004, 1)})" in card, card
     page.screenshot(path=str(SHOTS / "18d-kick-drawn-again.png"), full_page=True)
     _set_number(page, "length", 0.5)
     _set_number(page, "steps", FAST)

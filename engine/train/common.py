@@ -83,7 +83,7 @@ class LossLog:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "w", newline="") as handle:
-                csv.writer(handle).writerow(fields)
+                csv.writer(handle, lineterminator="\n").writerow(fields)
             return
         with open(path, newline="") as handle:
             rows = list(csv.reader(handle))
@@ -108,7 +108,7 @@ class LossLog:
 
     def write(self, **row) -> None:
         with open(self.path, "a", newline="") as handle:
-            csv.writer(handle).writerow([row.get(f, "") for f in self.fields])
+            csv.writer(handle, lineterminator="\n").writerow([row.get(f, "") for f in self.fields])
 
 
 def save_training_state(path: Path, **state) -> None:
