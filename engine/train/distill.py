@@ -92,8 +92,8 @@ def with_guidance_input(config: DistillConfig, teacher: dict, trainer: str) -> d
     what it was distilled from (``guidance_distilled``: what :func:`engine.sampling.distilled_top`
     reads); refused for a teacher that is already distilled. A student started from an earlier
     student (``config.student``) keeps that student's name, training history and step count
-    (session 34: it had taken the teacher's, so a re-distilled student seemed to have lost 9000
-    steps) and its defaults, which were chosen by evaluating it."""
+    (session 34: it had taken the teacher's, so a re-distilled `latent-fast` counted its teacher's
+    77261 steps instead of its own 89948) and its defaults, which were chosen by evaluating it."""
     if distilled_top(teacher) is not None:
         raise InvalidRequestError("the teacher is already guidance-distilled")
     manifest = copy.deepcopy(teacher)
