@@ -407,6 +407,8 @@ def test_a_label_can_take_its_targets_from_a_teacher_of_its_own(tmp_path, latent
     assert torch.allclose(got[rows], from_tuned[rows], atol=1e-5)
     assert torch.allclose(got[~rows], from_teacher[~rows], atol=1e-5)
     assert not torch.allclose(from_tuned[rows], from_teacher[rows], atol=1e-3)   # the two teachers differ
+    alone = routed_targets((teacher.network, teacher.guidance_weights), {}, labels, x, alpha, cond, scales, names)
+    assert torch.allclose(alone, from_teacher, atol=1e-5)                          # no label teacher: all its own
     folder = train_distill(config)
     made = read_manifest(folder)
     assert made["guidance_distilled"]["label_teachers"] == {"kick": str(tuned)}

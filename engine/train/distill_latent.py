@@ -119,8 +119,10 @@ def routed_targets(teacher: tuple, by_label: dict, labels: torch.Tensor, noisy: 
     ``by_label`` names one (``{label index: (network, guidance weights)}``), of ``teacher`` otherwise;
     ``labels`` are the clips' labels before dropout, so a clip keeps its teacher when its label is
     dropped (its unconditional answer then comes from the same model as its conditional one)."""
+    if not by_label:  # one teacher: the whole batch in one call, no rows copied out
+        return guided_blend_targets(teacher[0], noisy, alpha, cond, scales, teacher[1], label_names)
     groups = [(labels == index, chosen) for index, chosen in by_label.items()]
-    rest = ~torch.stack([rows for rows, _ in groups]).any(0) if groups else torch.ones_like(labels, dtype=torch.bool)
+    rest = ~torch.stack([rows for rows, _ in groups]).any(0)
     target = torch.empty_like(noisy, dtype=torch.float32)
     for rows, (network, weights) in groups + [(rest, teacher)]:
         if rows.any():
@@ -150,8 +152,7 @@ def train_distill_latent(config: DistillConfig) -> Path:
     loop.prepare(trainer, network, load_init=start_student(config),
                  lr_scales={f"embedding_in.{GUIDANCE_INPUT}.": config.guidance_lr_scale})
     trainer.session["note"] = session_note(config, "latent ")
-    draw = batch_source(config, manifest, dataset, codec, network, device, embedder, progress=trainer.place.main,
-                        with_labels=True)
+    draw = batch_source(config, manifest, dataset, codec, network, device, embedder, progress=trainer.place.main)
     label_names = [spec.name for spec in condition_specs(manifest) if spec.group == LABEL_GROUP]
     weights = teacher_model.guidance_weights
     default = float(manifest.get("defaults", {}).get("guidance", 3.0))

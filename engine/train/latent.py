@@ -373,11 +373,11 @@ def load_run_embedder(manifest: dict, run: Path, device: torch.device):
 
 
 def batch_source(config, manifest: dict, dataset, codec: torch.nn.Module, network: torch.nn.Module,
-                 device: torch.device, embedder=None, progress: bool = True, with_labels: bool = False) -> Callable:
-    """``draw(generator) -> (latent, cond)``: one training batch of unit-scale latents and the
+                 device: torch.device, embedder=None, progress: bool = True) -> Callable:
+    """``draw(generator) -> (latent, cond, labels)``: one training batch of unit-scale latents, the
     condition mapping the network reads, every condition of the manifest measured on the clips and
-    dropped as its spec says. ``with_labels``: ``(latent, cond, labels)``, each clip's label index
-    before any was dropped (a distillation that takes some categories from another teacher).
+    dropped as its spec says, and each clip's label index before any was dropped (a distillation
+    that takes some categories from another teacher reads it).
 
     Shared by ``train latent`` and the latent model's guidance distillation
     (:mod:`engine.train.distill_latent`), so a student learns on exactly the inputs its teacher
@@ -429,9 +429,7 @@ def batch_source(config, manifest: dict, dataset, codec: torch.nn.Module, networ
             keep = int(torch.randint(1, frames // network.hop, (), generator=generator)) * network.hop
             latent = latent[..., :keep]
             cond = {name: value[..., :keep] if value.dim() == 3 else value for name, value in cond.items()}
-        if with_labels:
-            return latent.float(), cond, label_map[clip_labels[clips]].to(device)
-        return latent.float(), cond
+        return latent.float(), cond, label_map[clip_labels[clips]].to(device)
 
     return draw
 
@@ -518,7 +516,7 @@ def train_latent(config: LatentTrainConfig) -> Path:
     draw = batch_source(config, manifest, dataset, codec, network, device, embedder, progress=trainer.place.main)
 
     def batch_losses(generator: torch.Generator) -> loop.Losses:
-        latent, cond = draw(generator)
+        latent, cond, _ = draw(generator)
         noisy, alpha, target = blend_batch(latent, generator)
         with trainer.autocast():
             prediction = trainer.trainable(noisy, alpha, cond)
