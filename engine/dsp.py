@@ -232,9 +232,13 @@ def onset_curve(times_ms: Sequence[float], frames: int, hop: int, sample_rate: i
 
 # --------------------------------------------------------------------------- a sound onto a drawn curve
 
+SHAPER_HOP = 128
+"""Samples per gain value of the envelope shaper (:func:`match_loudness`; the latent frame rate)."""
 
-def match_loudness(audio: torch.Tensor, points, sample_rate: int, hop: int = 128, max_boost_db: float = 12.0,
-                   max_cut_db: float = 60.0, smooth_ms: float = 8.0, passes: int = 2) -> torch.Tensor:
+
+def match_loudness(audio: torch.Tensor, points, sample_rate: int, hop: int = SHAPER_HOP, max_boost_db: float = 12.0,
+                   max_cut_db: float = 60.0, smooth_ms: float = 8.0, passes: int = 2,
+                   hold: torch.Tensor | None = None, segments: torch.Tensor | None = None) -> torch.Tensor:
     """``audio`` ``(C, N)`` under a gain envelope that brings its RMS onto the drawn curve.
 
     Where the curve is drawn, the gain is the drawn level minus the measured one, at most
@@ -243,15 +247,55 @@ def match_loudness(audio: torch.Tensor, points, sample_rate: int, hop: int = 128
     elsewhere it is 0 dB. Two passes, because the RMS window (11.6 ms) spreads a gain change over
     its neighbours. This is the studio's envelope shaper, applied after sampling: the model's own
     following is measured without it (engine/eval/controls.py).
+
+    Drawn hits the curve does not rise into (a roll at a flat level, made by the hit steering) are
+    shaped as hits: over ``segments`` (``(frames,)`` int, ``engine.steering.roll_segments``) each
+    hit takes one gain (:func:`gain_onto_curve`), and ``hold`` (``(frames,)`` bool,
+    ``engine.steering.hit_frames``) marks the dip and attack before each, whose gain is carried
+    straight across from the frames on either side; otherwise the shaper fills the dip and flattens
+    the attack, and the roll comes back as steady noise.
     """
     out = audio.float()
     frames = frame_count(out.shape[-1], hop)
     asked, mask = rms_from_points(points, frames, hop, sample_rate)
     for _ in range(passes):
         measured = rms_db(out, hop, frames=frames)
-        out = apply_gain_db(out, (asked - measured).clamp(-max_cut_db, max_boost_db) * mask, hop, sample_rate,
-                            smooth_ms)
+        gain = gain_onto_curve(asked, measured, segments).clamp(-max_cut_db, max_boost_db) * mask
+        out = apply_gain_db(out, gain if hold is None else held_across(gain, hold), hop, sample_rate, smooth_ms)
     return out
+
+
+def gain_onto_curve(asked: torch.Tensor, measured: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
+    """The dB that put ``measured`` (``(..., frames)``) on ``asked`` (``(frames,)``): frame by frame,
+    except over each segment ``k > 0`` of ``segments`` (``(frames,)`` int, or None for none), which
+    takes the one gain that puts its loudest measured frame on the curve there, so what it holds
+    (a hit and its decay) keeps its shape."""
+    gain = asked - measured
+    if segments is None:
+        return gain
+    segments = segments[: gain.shape[-1]].to(gain.device)
+    for k in segments.unique().tolist():
+        if k <= 0:
+            continue
+        where = torch.nonzero(segments == k).flatten()
+        peak = measured[..., where].argmax(-1, keepdim=True)
+        at = where[peak]
+        chosen = asked[at] - torch.gather(measured, -1, at)
+        gain[..., where] = chosen.expand(*gain.shape[:-1], len(where))
+    return gain
+
+
+def held_across(values: torch.Tensor, hold: torch.Tensor) -> torch.Tensor:
+    """``(frames,)`` ``values`` with the frames ``hold`` marks replaced by the straight line between
+    the nearest frames it leaves on either side (the nearest one's value at an end); unchanged
+    where it marks nothing or everything."""
+    hold = hold[: values.shape[-1]].to(torch.bool)
+    kept = torch.nonzero(~hold).flatten()
+    if len(kept) in (0, values.shape[-1]) or not bool(hold.any()):
+        return values
+    every = torch.arange(values.shape[-1], dtype=torch.float64).numpy()
+    line = np.interp(every, kept.double().numpy(), values[kept].double().numpy())
+    return torch.where(hold, torch.from_numpy(line).to(values), values)
 
 
 def apply_gain_db(audio: torch.Tensor, gain_db: torch.Tensor, hop: int, sample_rate: int,

@@ -172,7 +172,8 @@ def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
     cond = inputs_for(model, conditions, noises.shape[0], noises.shape[-1])
     frames, rate = noises.shape[-1], model.manifest["sample_rate"]
     project = chain(centre_projection(model.codec),
-                    loudness_projection(model.codec, conditions.rms, frames, rate) if steer_loudness else None,
+                    loudness_projection(model.codec, conditions.rms, frames, rate,
+                                        conditions.onsets if steer_onsets else None) if steer_loudness else None,
                     onset_projection(model.codec, conditions.onsets, conditions.rms, frames, rate)
                     if steer_onsets else None,
                     one_hit_projection(model.codec, one_hit_limit(model, conditions), conditions.rms, frames, rate)

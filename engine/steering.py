@@ -143,14 +143,16 @@ def _rms_db(codec: torch.nn.Module, raw: torch.Tensor) -> torch.Tensor:
 
 
 def loudness_projection(codec: torch.nn.Module, rms: Sequence[tuple[float, float]] | None, frames: int,
-                        sample_rate: int) -> Project | None:
+                        sample_rate: int, onsets: Sequence[float] | None = None) -> Project | None:
     """The steering step for a drawn curve over ``frames`` latent frames: a function from a batch
     of clean estimates and their noise level (VE sigma) to the same estimates on the curve (frames
-    the curve leaves open are kept; at :data:`STEER_MIN_SIGMA` and under, unchanged). ``None``
-    without a curve or on a codec that cannot be steered."""
+    the curve leaves open are kept; at :data:`STEER_MIN_SIGMA` and under, unchanged). Under a roll
+    of drawn ``onsets`` the curve does not rise into (:func:`roll_segments`) it only turns down, so
+    the hits can fall between them. ``None`` without a curve or on a codec that cannot be steered."""
     if not rms or not steerable(codec):
         return None
     asked, mask = dsp.rms_from_points(rms, frames, _inner(codec).hop, sample_rate)
+    segments = roll_segments(onsets, rms, frames, _inner(codec).hop, sample_rate)
 
     def project(estimate: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if float(torch.as_tensor(sigma).max()) <= STEER_MIN_SIGMA:
@@ -159,6 +161,8 @@ def loudness_projection(codec: torch.nn.Module, rms: Sequence[tuple[float, float
         have = _rms_db(codec, raw)
         wanted, open_ = asked.to(have.device)[: have.shape[-1]], mask.to(have.device)[: have.shape[-1]]
         gain_db = (wanted - have[:, : wanted.shape[-1]]).clamp(-MAX_CUT_DB, MAX_BOOST_DB) * open_
+        if segments is not None:  # a roll: the curve is its hits' ceiling
+            gain_db = torch.where(segments.to(have.device)[: gain_db.shape[-1]] > 0, gain_db.clamp(max=0.0), gain_db)
         gain = torch.ones_like(have)
         gain[:, : gain_db.shape[-1]] = 10.0 ** (gain_db / 20.0)
         steered = _from_raw(codec, raw * gain[:, None]).to(estimate.dtype)
@@ -362,6 +366,51 @@ def onset_windows(onsets: Sequence[float], rms: Sequence[tuple[float, float]] | 
             continue
         windows.append((start, hit))
     return windows
+
+
+def roll_segments(onsets: Sequence[float] | None, rms: Sequence[tuple[float, float]] | None, frames: int,
+                  hop: int, sample_rate: int) -> torch.Tensor | None:
+    """``(frames,)`` int: 0 outside a drawn roll (:data:`ROLL_HITS` hits or more), k = 1, 2, ... over
+    its k-th hit (from the hit, or its dip, to the next one's dip; the last runs one median gap past
+    its hit), when the hit steering makes hits there (:func:`onset_windows`), else None. Over a roll the drawn level is
+    its hits' level, not the level of every frame: loudness steering only turns it down there
+    (:func:`loudness_projection`), and the envelope shaper puts each segment's loudest frame on the
+    curve with one gain (``dsp.gain_onto_curve``), so each hit keeps its own decay.
+    Why: a flat curve under eight drawn hits says how loud the roll is, not that the sound never
+    falls between its hits; held to the curve frame by frame, 21 of 24 hat rolls on `latent-fast`
+    came back as steady noise with shallow dips (``docs/design-notes.md``, "Rolls held flat")."""
+    if not onsets or len(onsets) < ROLL_HITS:
+        return None
+    windows = onset_windows(onsets, rms, frames, hop, sample_rate)
+    if not windows:
+        return None
+    hits = [_frame(t, hop, sample_rate) for t in sorted(float(t) for t in onsets)]
+    gap = max(1, sorted(b - a for a, b in zip(hits, hits[1:]))[(len(hits) - 2) // 2])
+    starts = [max(0, hits[0]), *(start for start, _ in windows)]
+    ends = [*starts[1:], min(frames, windows[-1][1] + gap)]
+    segments = torch.zeros(frames, dtype=torch.long)
+    for k, (begin, end) in enumerate(zip(starts, ends), start=1):
+        segments[begin:end] = k
+    return segments
+
+
+def hit_frames(onsets: Sequence[float] | None, rms: Sequence[tuple[float, float]] | None, frames: int, hop: int,
+               sample_rate: int) -> torch.Tensor | None:
+    """``(frames,)`` bool: the frames :func:`onset_projection` shapes (each made hit's dip and the
+    attack laid over it), or None when it makes no hit. The envelope shaper holds its gain over
+    them (``dsp.match_loudness``'s ``hold``): measured there, the dip reads as a hole under a flat
+    drawn curve and the attack as a bump over it, and the shaper filled the one and flattened the
+    other, so a hat roll drawn at a flat level came back as steady noise (21 of 24 drawn 8-hit hat
+    rolls on `latent-fast` made fewer than 7 hits; ``docs/design-notes.md``, "Rolls held flat")."""
+    if not onsets or len(onsets) < 2:
+        return None
+    windows = onset_windows(onsets, rms, frames, hop, sample_rate)
+    if not windows:
+        return None
+    held = torch.zeros(frames, dtype=torch.bool)
+    for start, hit in windows:
+        held[start: max(hit, hit - ONSET_LEAD_FRAMES + ONSET_ATTACK_FRAMES)] = True
+    return held
 
 
 def onset_projection(codec: torch.nn.Module, onsets: Sequence[float] | None, rms: Sequence[tuple[float, float]] | None,

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 
@@ -35,7 +35,7 @@ from .request import LIMITS, VARIATION_STRENGTH, GenerationRequest, asks_prompt,
 from .sampling import (distilled_from, distilled_grid, distilled_top, holds_one_hit, invert_latent, label_defaults,
                        prompt_shape, samplers_for)
 from .seeds import SeedNoise, slerp
-from .steering import codec_args_steer, steerable
+from .steering import codec_args_steer, hit_frames, roll_segments, steerable
 
 log = logging.getLogger(__name__)
 
@@ -519,7 +519,8 @@ class Studio:
             lambda again: pipeline.sample(model, again(), conditions, callback=cancellable, step_noise=again, **settings))
         audio = pipeline.decode(model, latent, envelope, samples, conditions, request.soft_hits, request.width)
         audio = onto_curve(audio, conditions.rms, manifest["sample_rate"], request.match_loudness,
-                           request.steer_loudness and steerable(codec))
+                           request.steer_loudness and steerable(codec),
+                           conditions.onsets if request.steer_onsets and steerable(codec) else None)
         audio = finish(audio, manifest["sample_rate"], tail_fade_ms(manifest, request.length))
         base = request.to_recipe()
         base.update(sampler=sampler, checkpoint=model.checkpoint_id, model_folder=model.folder.name,
@@ -683,15 +684,20 @@ def fixed_steps(entry: ModelEntry, request: GenerationRequest) -> tuple[Generati
     return request.with_(sampler="ddim", steps=len(grid) - 1), [note]
 
 
-def onto_curve(audio: torch.Tensor, rms, sample_rate: int, match: bool, steered: bool) -> torch.Tensor:
+def onto_curve(audio: torch.Tensor, rms, sample_rate: int, match: bool, steered: bool,
+               hits: Sequence[float] | None = None) -> torch.Tensor:
     """Decoded sounds ``(B, C, N)`` made for a loudness curve ``rms``, as the studio finishes them:
-    with ``match`` the envelope shaper puts each on the curve; when it was shaped or ``steered``
-    (:mod:`engine.steering`) onto a loud curve, an attack may pass full scale, so the limiter turns
-    down those peaks rather than :func:`finish` turning down the whole sound."""
+    with ``match`` the envelope shaper puts each on the curve, leaving alone the drawn ``hits`` the
+    hit steering made (``engine.steering.hit_frames``: pass them only when it ran); when it was
+    shaped or ``steered`` (:mod:`engine.steering`) onto a loud curve, an attack may pass full scale,
+    so the limiter turns down those peaks rather than :func:`finish` turning down the whole sound."""
     if not rms or not (match or steered):
         return audio
-    return torch.stack([audio_io.limit_peaks(dsp.match_loudness(sound, rms, sample_rate) if match else sound,
-                                             sample_rate) for sound in audio])
+    frames = dsp.frame_count(audio.shape[-1], dsp.SHAPER_HOP)
+    hold = hit_frames(hits, rms, frames, dsp.SHAPER_HOP, sample_rate) if hits else None
+    segments = roll_segments(hits, rms, frames, dsp.SHAPER_HOP, sample_rate) if hits else None
+    return torch.stack([audio_io.limit_peaks(dsp.match_loudness(sound, rms, sample_rate, hold=hold, segments=segments)
+                                             if match else sound, sample_rate) for sound in audio])
 
 
 def finish(audio: torch.Tensor, sample_rate: int, fade_ms: float = 5.0) -> torch.Tensor:

@@ -307,3 +307,46 @@ def test_the_envelope_shaper_puts_a_sound_on_its_curve_within_its_limits():
     boosted = dsp.match_loudness(sound, loud, RATE)
     gain_db = 20 * torch.log10(boosted[:, 1000:-1000].abs().max() / sound[:, 1000:-1000].abs().max())
     assert float(gain_db) <= 12.01
+
+
+def test_the_envelope_shaper_keeps_a_roll_drawn_at_a_flat_level_as_hits_on_the_curve():
+    """Eight drawn hits under a flat curve: frame by frame the shaper fills each decay back up to
+    the curve and the roll reads as one hit; over the roll's segments and held hit frames
+    (engine.steering) each hit keeps its decay and peaks on the curve."""
+    from engine.eval.controls import onset_match
+    from engine.steering import hit_frames, roll_segments
+
+    roll = tuple(float(t) for t in range(0, 400, 50))
+    flat = ((0, -14), (420, -14), (480, -40))
+    n = int(0.5 * RATE)
+    t = torch.arange(n) / RATE
+    envelope = torch.zeros(n)
+    for hit in roll:
+        envelope = torch.maximum(envelope, torch.where(t >= hit / 1000, torch.exp(-(t - hit / 1000) / 0.012), 0.0))
+    sound = 0.1 * torch.randn(2, n, generator=torch.Generator().manual_seed(0)) * (envelope + 0.02)
+    assert onset_match(sound, roll, RATE)[0] == 8
+    assert onset_match(dsp.match_loudness(sound, flat, RATE), roll, RATE)[0] <= 2  # filled flat
+    frames = dsp.frame_count(n, dsp.SHAPER_HOP)
+    hold = hit_frames(roll, flat, frames, dsp.SHAPER_HOP, RATE)
+    segments = roll_segments(roll, flat, frames, dsp.SHAPER_HOP, RATE)
+    kept = dsp.match_loudness(sound, flat, RATE, hold=hold, segments=segments)
+    assert onset_match(kept, roll, RATE) == (8, 8, 0)
+    level = dsp.rms_db(kept, dsp.SHAPER_HOP)
+    peaks = [float(level[round(h / 1000 * RATE / dsp.SHAPER_HOP):][:8].max()) for h in roll]
+    assert all(abs(p + 14) < 1.0 for p in peaks), peaks
+    # the studio's finishing step does the same when the hits were steered, and nothing else when not
+    from engine.studio import onto_curve
+    assert onset_match(onto_curve(sound[None], flat, RATE, True, True, roll)[0], roll, RATE)[0] == 8
+    assert onset_match(onto_curve(sound[None], flat, RATE, True, True)[0], roll, RATE)[0] <= 2
+
+
+def test_a_gain_per_segment_puts_each_segments_loudest_frame_on_the_curve():
+    asked = torch.tensor([-10.0, -10.0, -10.0, -12.0, -12.0, -12.0])
+    measured = torch.tensor([[-20.0, -14.0, -30.0, -16.0, -40.0, -13.0]])
+    segments = torch.tensor([0, 1, 1, 2, 2, 2])
+    gain = dsp.gain_onto_curve(asked, measured, segments)
+    assert gain.tolist() == [[10.0, 4.0, 4.0, 1.0, 1.0, 1.0]]  # frame 0 alone; then one gain per segment
+    assert torch.equal(dsp.gain_onto_curve(asked, measured), asked - measured)
+    held = dsp.held_across(torch.tensor([0.0, 9.0, 9.0, 6.0, 3.0]), torch.tensor([False, True, True, False, False]))
+    assert held.tolist() == [0.0, 2.0, 4.0, 6.0, 3.0]  # a straight line across the held frames
+    assert dsp.held_across(torch.tensor([1.0, 2.0]), torch.tensor([True, True])).tolist() == [1.0, 2.0]

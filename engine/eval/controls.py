@@ -23,7 +23,9 @@ Figures (medians over sounds unless said):
 ``<set>.onsets_within_10ms`` / ``<set>.spurious_onsets_per_sound``
     share of requested onsets with a generated onset within 10 ms (pooled), and generated onsets
     more than 10 ms from every requested one, per sound (mean); ``..._per_sound`` the share
-    per sound, averaged (a held-out roll of 32 hits counts once, not 32 times);
+    per sound, averaged (a held-out roll of 32 hits counts once, not 32 times); ``..._matched``
+    the same after the envelope shaper, what a user gets (it once filled the dips of the hits the
+    steering made: ``engine.steering.roll_segments``);
 ``heldout.<cat>.classified_as_intended`` / ``heldout.<cat>.frechet_ratio``
     the usual evaluation (``engine.eval.run.compare``) of the sounds made from held-out curves;
 ``heldout.<cat>.classified_as_intended_where_real_is`` / ``heldout.<cat>.curves_whose_real_is``
@@ -125,16 +127,18 @@ def score(prefix: str, with_controls: torch.Tensor, without: torch.Tensor, asked
     out[f"{prefix}.loudness_error_db_without"] = error(without)
     if matched is not None:
         out[f"{prefix}.loudness_error_db_matched"] = error(matched)
-    for name, audio in (("", with_controls), ("_without", without)):
-        matched = total = spurious = 0
+    for name, audio in (("", with_controls), ("_without", without), ("_matched", matched)):
+        if audio is None:
+            continue
+        made = total = spurious = 0
         shares = []
         for clip, c in zip(audio, asked):
             if c.onsets:
                 m, t, s = onset_match(clip, c.onsets, sample_rate)
-                matched, total, spurious = matched + m, total + t, spurious + s
+                made, total, spurious = made + m, total + t, spurious + s
                 shares.append(m / t)
         with_onsets = sum(1 for c in asked if c.onsets)
-        out[f"{prefix}.onsets_within_10ms{name}"] = matched / total if total else math.nan
+        out[f"{prefix}.onsets_within_10ms{name}"] = made / total if total else math.nan
         # the same share per sound, then averaged: one 32-hit roll weighs as one sound, not as 32 onsets
         out[f"{prefix}.onsets_within_10ms_per_sound{name}"] = statistics.fmean(shares) if shares else math.nan
         out[f"{prefix}.spurious_onsets_per_sound{name}"] = spurious / with_onsets if with_onsets else math.nan
@@ -152,7 +156,8 @@ def _generate(model: LoadedModel, asked: list[Conditions], labels: list[str], se
     raw = torch.cat(clips)
     steered = steer and steerable(model.codec)
     made = torch.cat([onto_curve(clip[None], c.rms, rate, False, steered) for clip, c in zip(raw, asked)])
-    shaped = torch.cat([onto_curve(clip[None], c.rms, rate, True, steered) for clip, c in zip(raw, asked)])
+    shaped = torch.cat([onto_curve(clip[None], c.rms, rate, True, steered, c.onsets if steered else None)
+                        for clip, c in zip(raw, asked)])
     fade_ms = studio_fade_ms(model.manifest)
     return studio_output(made, rate, fade_ms), studio_output(shaped, rate, fade_ms)
 
