@@ -520,7 +520,7 @@ class Studio:
         audio = pipeline.decode(model, latent, envelope, samples, conditions, request.soft_hits, request.width)
         audio = onto_curve(audio, conditions.rms, manifest["sample_rate"], request.match_loudness,
                            request.steer_loudness and steerable(codec),
-                           conditions.onsets if request.steer_onsets and steerable(codec) else None)
+                           conditions.onsets, request.steer_onsets and steerable(codec))
         audio = finish(audio, manifest["sample_rate"], tail_fade_ms(manifest, request.length))
         base = request.to_recipe()
         base.update(sampler=sampler, checkpoint=model.checkpoint_id, model_folder=model.folder.name,
@@ -685,18 +685,22 @@ def fixed_steps(entry: ModelEntry, request: GenerationRequest) -> tuple[Generati
 
 
 def onto_curve(audio: torch.Tensor, rms, sample_rate: int, match: bool, steered: bool,
-               hits: Sequence[float] | None = None) -> torch.Tensor:
+               onsets: Sequence[float] | None = None, hits_made: bool = False) -> torch.Tensor:
     """Decoded sounds ``(B, C, N)`` made for a loudness curve ``rms``, as the studio finishes them:
-    with ``match`` the envelope shaper puts each on the curve, leaving alone the drawn ``hits`` the
-    hit steering made (``engine.steering.hit_frames``: pass them only when it ran); when it was
-    shaped or ``steered`` (:mod:`engine.steering`) onto a loud curve, an attack may pass full scale,
-    so the limiter turns down those peaks rather than :func:`finish` turning down the whole sound."""
+    with ``match`` the envelope shaper puts each on the curve, following it quickly around the
+    drawn ``onsets`` (ms) and, when the hit steering made them (``hits_made``), leaving each made
+    hit's dip and attack alone and a roll's hits their own decay (``engine.steering.hit_frames``,
+    ``roll_segments``); when it was shaped or ``steered`` (:mod:`engine.steering`) onto a loud
+    curve, an attack may pass full scale, so the limiter turns down those peaks rather than
+    :func:`finish` turning down the whole sound."""
     if not rms or not (match or steered):
         return audio
     frames = dsp.frame_count(audio.shape[-1], dsp.SHAPER_HOP)
-    hold = hit_frames(hits, rms, frames, dsp.SHAPER_HOP, sample_rate) if hits else None
-    segments = roll_segments(hits, rms, frames, dsp.SHAPER_HOP, sample_rate) if hits else None
-    return torch.stack([audio_io.limit_peaks(dsp.match_loudness(sound, rms, sample_rate, hold=hold, segments=segments)
+    made = onsets if hits_made else None
+    hold = hit_frames(made, rms, frames, dsp.SHAPER_HOP, sample_rate)
+    segments = roll_segments(made, rms, frames, dsp.SHAPER_HOP, sample_rate)
+    return torch.stack([audio_io.limit_peaks(dsp.match_loudness(sound, rms, sample_rate, hold=hold, segments=segments,
+                                                                onsets=onsets)
                                              if match else sound, sample_rate) for sound in audio])
 
 

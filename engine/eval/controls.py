@@ -156,7 +156,7 @@ def _generate(model: LoadedModel, asked: list[Conditions], labels: list[str], se
     raw = torch.cat(clips)
     steered = steer and steerable(model.codec)
     made = torch.cat([onto_curve(clip[None], c.rms, rate, False, steered) for clip, c in zip(raw, asked)])
-    shaped = torch.cat([onto_curve(clip[None], c.rms, rate, True, steered, c.onsets if steered else None)
+    shaped = torch.cat([onto_curve(clip[None], c.rms, rate, True, steered, c.onsets, steered)
                         for clip, c in zip(raw, asked)])
     fade_ms = studio_fade_ms(model.manifest)
     return studio_output(made, rate, fade_ms), studio_output(shaped, rate, fade_ms)
