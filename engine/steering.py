@@ -371,8 +371,9 @@ def onset_windows(onsets: Sequence[float], rms: Sequence[tuple[float, float]] | 
 def roll_segments(onsets: Sequence[float] | None, rms: Sequence[tuple[float, float]] | None, frames: int,
                   hop: int, sample_rate: int) -> torch.Tensor | None:
     """``(frames,)`` int: 0 outside a drawn roll (:data:`ROLL_HITS` hits or more), k = 1, 2, ... over
-    its k-th hit (from the hit, or its dip, to the next one's dip; the last runs one median gap past
-    its hit), when the hit steering makes hits there (:func:`onset_windows`), else None. Over a roll the drawn level is
+    its k-th hit (from the hit, or its dip, to the next one's dip; the last one median gap past its
+    hit, or on until the drawn line falls :data:`ONSET_RISE_DB` under its level there, whichever is
+    later), when the hit steering makes hits there (:func:`onset_windows`), else None. Over a roll the drawn level is
     its hits' level, not the level of every frame: loudness steering only turns it down there
     (:func:`loudness_projection`), and the envelope shaper puts each segment's loudest frame on the
     curve with one gain (``dsp.gain_onto_curve``), so each hit keeps its own decay.
@@ -386,8 +387,14 @@ def roll_segments(onsets: Sequence[float] | None, rms: Sequence[tuple[float, flo
         return None
     hits = [_frame(t, hop, sample_rate) for t in sorted(float(t) for t in onsets)]
     gap = max(1, sorted(b - a for a, b in zip(hits, hits[1:]))[(len(hits) - 2) // 2])
+    last = windows[-1][1]
+    end = min(frames, last + gap)
+    if rms:  # the last hit rings on while the line stays at its level, until the drawn fade
+        asked = dsp.rms_from_points(rms, frames, hop, sample_rate)[0]
+        fallen = torch.nonzero(asked[last:] < float(asked[last]) - ONSET_RISE_DB).flatten()
+        end = max(end, min(frames, last + (int(fallen[0]) if len(fallen) else frames)))
     starts = [max(0, hits[0]), *(start for start, _ in windows)]
-    ends = [*starts[1:], min(frames, windows[-1][1] + gap)]
+    ends = [*starts[1:], end]
     segments = torch.zeros(frames, dtype=torch.long)
     for k, (begin, end) in enumerate(zip(starts, ends), start=1):
         segments[begin:end] = k

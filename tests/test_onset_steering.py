@@ -49,8 +49,11 @@ def test_a_roll_the_curve_does_not_rise_into_is_a_segment_per_hit_and_its_dips_a
     assert segments.unique().tolist() == list(range(len(ROLL) + 1))  # outside, then one per hit
     assert int(torch.nonzero(segments == 1)[0]) == 0  # from the first hit...
     assert [int(torch.nonzero(segments == k + 2)[0]) for k in range(len(windows))] == [s for s, _ in windows]
-    gap = round(50 / (hop / RATE * 1000))
-    assert int(torch.nonzero(segments)[-1]) + 1 == windows[-1][1] + gap  # ...to one gap after the last
+    frame_ms = hop / RATE * 1000
+    # ...to where the line has fallen 6 dB from its level (FLAT: -14 dB to 420 ms, -40 at 480)
+    assert abs(int(torch.nonzero(segments)[-1]) * frame_ms - (420 + 60 * 6 / 26)) < 2 * frame_ms
+    short = ((0, -14), (360, -14), (362, -40))  # a line that ends with the last hit: one gap after it
+    assert int(torch.nonzero(roll_segments(ROLL, short, frames, hop, RATE))[-1]) + 1 == windows[-1][1] + round(50 / frame_ms)
     held = hit_frames(ROLL, FLAT, frames, hop, RATE)
     assert all(bool(held[start:hit].all()) for start, hit in windows) and not bool(held[: windows[0][0]].any())
     double = ((0, -8), (60, -18), (170, -36), (180, -10), (260, -20), (600, -45))  # the curve makes it
