@@ -38,7 +38,7 @@ def _onsets(text: str) -> list[int]:
 
 
 def test_presets_are_in_the_exact_format_and_scale_with_the_length():
-    assert {"tight", "long decay", "swell", "double hit"} <= set(CURVE_PRESETS)
+    assert {"tight", "long decay", "swell", "double hit", "roll"} <= set(CURVE_PRESETS)
     for name, (rms, onsets) in CURVE_PRESETS.items():
         points = _rms(rms)
         assert points[0][0] == 0 and points[-1][0] <= 1000 and len(points) <= 32, name
@@ -48,6 +48,7 @@ def test_presets_are_in_the_exact_format_and_scale_with_the_length():
             assert _rms(scaled_rms)[-1][0] <= round(1000 * seconds), (name, seconds)
             assert all(t <= round(1000 * seconds) for t in _onsets(scaled_onsets)), (name, seconds)
     assert scale_preset("double hit", 0.5) == ("0:-6,30:-16,85:-34,90:-8,130:-18,250:-40,500:-60", "0,90")
+    assert scale_preset("roll", 0.5) == ("0:-14,420:-14,480:-40", "0,50,100,150,200,250,300,350")  # the hat-roll preset's
     assert _rms(CURVE_PRESETS["tight"][0])[-1][1] <= -30  # tight decays fast...
     assert _rms(CURVE_PRESETS["swell"][0])[0][1] <= -30  # ...a swell starts quiet
 

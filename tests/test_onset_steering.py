@@ -125,7 +125,13 @@ def test_the_shipped_model_makes_a_hat_roll_drawn_at_a_flat_level():
     curve is the hits' level (engine.steering.roll_segments), and the hits peak on it."""
     from engine.studio import Studio
 
-    request = GenerationRequest(model="latent-fast", label="hat", length=0.5, rms=FLAT, onsets=ROLL, count=6, seed=3)
+    import json
+    from pathlib import Path
+
+    shipped = json.loads((Path(__file__).parent.parent / "presets" / "curve-hat-roll.json").read_text())
+    request = GenerationRequest.from_recipe(shipped).with_(count=6)  # the shipped preset: this roll
+    assert (request.label, request.length) == ("hat", 0.5)
+    assert [tuple(p) for p in request.rms] == list(FLAT) and tuple(request.onsets) == ROLL
     sounds = Studio(device="cpu").render(request).sounds
     made = [onset_match(s.audio, ROLL, RATE) for s in sounds]
     # (at seeds 3-8, 45 of 48 hits, one roll missing 3; held flat, 17 of 48)

@@ -30,6 +30,9 @@ CURVE_PRESETS: dict[str, tuple[str, str]] = {  # levels as real one-shots have t
     "long decay": ("0:-6,60:-9,250:-16,600:-28,1000:-46", "0"),
     "swell": ("0:-60,300:-44,650:-22,880:-10,1000:-16", ""),
     "double hit": ("0:-6,60:-16,170:-34,180:-8,260:-18,500:-40,1000:-60", "0,180"),
+    # eight strikes at one level (50 ms apart on a 0.5 s sound): the line is each hit's level, the
+    # sound falls between them (engine.steering.roll_segments)
+    "roll": ("0:-14,840:-14,960:-40", "0,100,200,300,400,500,600,700"),
 }
 
 
