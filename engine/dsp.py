@@ -280,8 +280,9 @@ def match_loudness(audio: torch.Tensor, points, sample_rate: int, hop: int = SHA
         if onsets:
             times = frame_times_ms(frames, hop, sample_rate)
             near = torch.zeros(frames, dtype=torch.bool)
+            before, after = SHAPER_HIT_SPAN_MS
             for onset in onsets:
-                near |= (times >= float(onset) - SHAPER_HIT_SPAN_MS[0]) & (times <= float(onset) + SHAPER_HIT_SPAN_MS[1])
+                near |= (times >= float(onset) - before) & (times <= float(onset) + after)
             smooth = torch.where(near, smoothed(gain, SHAPER_HIT_SMOOTH_MS, hop, sample_rate), smooth)
         out = apply_gain_db(out, smooth, hop, sample_rate, smooth_ms=0.0)
     return out

@@ -373,13 +373,14 @@ def roll_segments(onsets: Sequence[float] | None, rms: Sequence[tuple[float, flo
     """``(frames,)`` int: 0 outside a drawn roll (:data:`ROLL_HITS` hits or more), k = 1, 2, ... over
     its k-th hit (from the hit, or its dip, to the next one's dip; the last one median gap past its
     hit, or on until the drawn line falls :data:`ONSET_RISE_DB` under its level there, whichever is
-    later), when the hit steering makes hits there (:func:`onset_windows`), else None. Over a roll the drawn level is
-    its hits' level, not the level of every frame: loudness steering only turns it down there
-    (:func:`loudness_projection`), and the envelope shaper puts each segment's loudest frame on the
-    curve with one gain (``dsp.gain_onto_curve``), so each hit keeps its own decay.
+    later), when the hit steering makes hits there (:func:`onset_windows`), else None. Over a roll
+    the drawn level is its hits' level, not the level of every frame: loudness steering only turns
+    it down there (:func:`loudness_projection`), and the envelope shaper puts each segment's loudest
+    frame on the curve with one gain (``dsp.gain_onto_curve``), so each hit keeps its own decay.
     Why: a flat curve under eight drawn hits says how loud the roll is, not that the sound never
-    falls between its hits; held to the curve frame by frame, 21 of 24 hat rolls on `latent-fast`
-    came back as steady noise with shallow dips (``docs/design-notes.md``, "Rolls held flat")."""
+    falls between its hits; held to the curve frame by frame, `latent-fast`'s hat rolls came back as
+    steady noise with shallow dips (``bench/bench_rolls.py``: 28 % of the hits found, every roll
+    missing more than one; ``docs/design-notes.md``, "Rolls held flat")."""
     if not onsets or len(onsets) < ROLL_HITS:
         return None
     windows = onset_windows(onsets, rms, frames, hop, sample_rate)
@@ -407,8 +408,7 @@ def hit_frames(onsets: Sequence[float] | None, rms: Sequence[tuple[float, float]
     attack laid over it), or None when it makes no hit. The envelope shaper holds its gain over
     them (``dsp.match_loudness``'s ``hold``): measured there, the dip reads as a hole under a flat
     drawn curve and the attack as a bump over it, and the shaper filled the one and flattened the
-    other, so a hat roll drawn at a flat level came back as steady noise (21 of 24 drawn 8-hit hat
-    rolls on `latent-fast` made fewer than 7 hits; ``docs/design-notes.md``, "Rolls held flat")."""
+    other, so a hat roll drawn at a flat level came back as steady noise (:func:`roll_segments`)."""
     if not onsets or len(onsets) < 2:
         return None
     windows = onset_windows(onsets, rms, frames, hop, sample_rate)
