@@ -272,17 +272,19 @@ def match_loudness(audio: torch.Tensor, points, sample_rate: int, hop: int = SHA
     out = audio.float()
     frames = frame_count(out.shape[-1], hop)
     asked, mask = rms_from_points(points, frames, hop, sample_rate)
+    near = None  # the frames around the drawn hits, where the gain follows quickly
+    if onsets:
+        times = frame_times_ms(frames, hop, sample_rate)
+        before, after = SHAPER_HIT_SPAN_MS
+        near = torch.zeros(frames, dtype=torch.bool)
+        for onset in onsets:
+            near |= (times >= float(onset) - before) & (times <= float(onset) + after)
     for _ in range(passes):
         measured = rms_db(out, hop, frames=frames)
         gain = gain_onto_curve(asked, measured, segments).clamp(-max_cut_db, max_boost_db) * mask
         gain = gain if hold is None else held_across(gain, hold)
         smooth = smoothed(gain, smooth_ms, hop, sample_rate)
-        if onsets:
-            times = frame_times_ms(frames, hop, sample_rate)
-            near = torch.zeros(frames, dtype=torch.bool)
-            before, after = SHAPER_HIT_SPAN_MS
-            for onset in onsets:
-                near |= (times >= float(onset) - before) & (times <= float(onset) + after)
+        if near is not None:
             smooth = torch.where(near, smoothed(gain, SHAPER_HIT_SMOOTH_MS, hop, sample_rate), smooth)
         out = apply_gain_db(out, smooth, hop, sample_rate, smooth_ms=0.0)
     return out
@@ -323,7 +325,7 @@ def held_across(values: torch.Tensor, hold: torch.Tensor) -> torch.Tensor:
     where it marks nothing or everything."""
     hold = hold[: values.shape[-1]].to(torch.bool)
     kept = torch.nonzero(~hold).flatten()
-    if len(kept) in (0, values.shape[-1]) or not bool(hold.any()):
+    if len(kept) in (0, values.shape[-1]):
         return values
     every = torch.arange(values.shape[-1], dtype=torch.float64).numpy()
     line = np.interp(every, kept.double().numpy(), values[kept].double().numpy())

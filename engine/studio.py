@@ -699,13 +699,14 @@ def onto_curve(audio: torch.Tensor, rms, sample_rate: int, match: bool, steered:
     :func:`finish` turning down the whole sound."""
     if not rms or not (match or steered):
         return audio
-    frames = dsp.frame_count(audio.shape[-1], dsp.SHAPER_HOP)
-    made = onsets if hits_made else None
-    hold = hit_frames(made, rms, frames, dsp.SHAPER_HOP, sample_rate)
-    segments = roll_segments(made, rms, frames, dsp.SHAPER_HOP, sample_rate)
-    return torch.stack([audio_io.limit_peaks(dsp.match_loudness(sound, rms, sample_rate, hold=hold, segments=segments,
-                                                                onsets=onsets)
-                                             if match else sound, sample_rate) for sound in audio])
+    if match:
+        frames = dsp.frame_count(audio.shape[-1], dsp.SHAPER_HOP)
+        made = onsets if hits_made else None
+        hold = hit_frames(made, rms, frames, dsp.SHAPER_HOP, sample_rate)
+        segments = roll_segments(made, rms, frames, dsp.SHAPER_HOP, sample_rate)
+        audio = torch.stack([dsp.match_loudness(sound, rms, sample_rate, hold=hold, segments=segments, onsets=onsets)
+                             for sound in audio])
+    return torch.stack([audio_io.limit_peaks(sound, sample_rate) for sound in audio])
 
 
 def finish(audio: torch.Tensor, sample_rate: int, fade_ms: float = 5.0) -> torch.Tensor:
