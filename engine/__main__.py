@@ -220,6 +220,31 @@ def _envelopes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lows(args: argparse.Namespace) -> int:
+    from . import lows
+    from .data.dataset import DrumDataset
+    from .errors import InvalidRequestError
+    from .models import resolve_model
+
+    entry = resolve_model(args.model)
+    if entry.manifest.get("kind") != "latent":
+        raise InvalidRequestError(f"model {entry.name!r} is not a latent model (its low band is not the codec's exact one)")
+    unknown = sorted(set(args.label) - set(entry.manifest.get("labels", [])))
+    if unknown:
+        raise InvalidRequestError(f"model {entry.name!r} has no label {unknown}; it knows {entry.manifest.get('labels')}")
+    data = DrumDataset(args.data, "train", real_only=True)
+    if data.sample_rate != entry.manifest["sample_rate"]:
+        raise InvalidRequestError(f"{args.data} is {data.sample_rate} Hz, the model {entry.manifest['sample_rate']} Hz")
+    quantile = lows.QUANTILE if args.quantile is None else args.quantile
+    table = {}
+    for label in args.label:
+        rows = [i for i, record in enumerate(data.records) if record["category"] == label]
+        table[label] = lows.measure(data.audio[rows], data.sample_rate, quantile)
+    path = lows.write_lows(entry.folder, table, f"{Path(args.data).name} train split, real clips", quantile)
+    print(f"{path}: " + ", ".join(f"{label} ({', '.join(f'{v:g}' for v in row)} dB)" for label, row in table.items()))
+    return 0
+
+
 def _attacks(args: argparse.Namespace) -> int:
     from . import attacks
     from .data.dataset import DrumDataset
@@ -531,6 +556,13 @@ def parser() -> argparse.ArgumentParser:
     att.add_argument("--quantile", type=float, default=None, help="of the training hits' levels (default 0.5)")
     att.add_argument("--frames", type=int, default=None, help="latent frames from the hit (default 2: 5.8 ms)")
 
+    low = sub.add_parser("lows", help="store how much of a Sound's real training hits' energy lies in each band "
+                                      "under 690 Hz: its sounds' low bands are held at most there")
+    low.add_argument("--model", required=True, help="latent model name or folder, e.g. latent-fast")
+    low.add_argument("--data", required=True, help="the built data set the model was trained on, e.g. data/drums2s")
+    low.add_argument("--label", action="append", required=True, help="a Sound to hold (repeat for more), e.g. snare")
+    low.add_argument("--quantile", type=float, default=None, help="of the training hits' shares (default 0.5)")
+
     sub.add_parser("eval", help="evaluate a model (see python -m engine eval --help)", add_help=False)
     sub.add_parser("data", help="build the drum data set (see python -m engine data --help)", add_help=False)
     return top
@@ -549,7 +581,8 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser().error(f"unrecognised arguments: {' '.join(rest)}")
         return {"generate": _generate, "models": _models, "train": _train, "publish": _publish, "defaults": _defaults,
-                "embed": _embed, "envelopes": _envelopes, "attacks": _attacks}[args.command](args)
+                "embed": _embed, "envelopes": _envelopes, "attacks": _attacks,
+                "lows": _lows}[args.command](args)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from . import dsp
 from .attacks import read_attacks
+from .lows import hold_lows, read_lows
 from .conditions import ENVELOPE, Conditions, condition_specs, level_floor, lift_quiet_curve, network_inputs
 from .models import LoadedModel
 from .sampling import channel_weights, label_defaults, sample_latent, variety_interval
@@ -102,6 +103,23 @@ def attack_limits(model: LoadedModel, conditions: Conditions) -> torch.Tensor | 
     if not conditions.rms or not steerable(model.codec):
         return None
     return read_attacks(getattr(model, "folder", None), _label_name(model, conditions), envelope_bands(model.codec))
+
+
+def low_ceiling(model: LoadedModel, conditions: Conditions) -> torch.Tensor | None:
+    """The shares in dB a sound's bands under 690 Hz are held to after decoding (:mod:`engine.lows`):
+    its label's row of the model folder's low-band ceilings; for a hybrid, the two labels' rows
+    mixed in dB by ``label_mix``, a label without a row counting as no ceiling (0 dB), so the
+    ceiling fades in as the mix moves; None when neither label has one."""
+    folder = getattr(model, "folder", None)
+    first = read_lows(folder, _label_name(model, conditions))
+    if conditions.label_b is None:
+        return first
+    second = read_lows(folder, _label_name(model, replace(conditions, label=conditions.label_b)))
+    if first is None and second is None:
+        return None
+    mix = float(conditions.label_mix)
+    zero = torch.zeros(len(first if first is not None else second))
+    return (1.0 - mix) * (first if first is not None else zero) + mix * (second if second is not None else zero)
 
 
 def quiet_floor(model: LoadedModel, conditions: Conditions) -> float | None:
@@ -190,11 +208,14 @@ def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
 def decode(model: LoadedModel, latent: torch.Tensor, envelope: torch.Tensor | None, samples: int,
            conditions: Conditions | None = None, soft_hits: bool = False, width: float = 1.0) -> torch.Tensor:
     """``(B, C, samples)`` float32 CPU audio of the latents (not yet finished: see ``studio.finish``),
-    turned down by the dB :func:`sample` lifted a quiet curve by for the same ``conditions``, at the
-    stereo ``width`` (:func:`engine.dsp.stereo_width`; 1: as the codec decodes it)."""
+    turned down by the dB :func:`sample` lifted a quiet curve by for the same ``conditions``, its
+    low bands held to its label's ceilings (:func:`low_ceiling`), at the stereo ``width``
+    (:func:`engine.dsp.stereo_width`; 1: as the codec decodes it)."""
     audio = model.codec.decode(latent.float(), envelope)[..., :samples].float().cpu()
     lift = level_lift(model, conditions, soft_hits)[1] if conditions is not None else 0.0
     audio = audio * 10.0 ** (-lift / 20.0) if lift else audio
+    ceiling = low_ceiling(model, conditions) if conditions is not None else None
+    audio = hold_lows(audio, model.manifest["sample_rate"], ceiling) if ceiling is not None else audio
     return dsp.stereo_width(audio, width, model.manifest["sample_rate"])
 
 

@@ -39,7 +39,7 @@ from .steering import codec_args_steer, hit_frames, roll_segments, steerable
 
 log = logging.getLogger(__name__)
 
-ENGINE_VERSION = "0.4"
+ENGINE_VERSION = "0.5"
 ENGINE_CHANGES = {"0.2": "a latent model's sound no longer carries faint steady tones (344 and 689 Hz, about 60 dB "
                          "under the hit) through its tail; a kick asked as one clean hit that comes out "
                          "near-silent is drawn again from another seed; and a kick on a curve opens without "
@@ -47,7 +47,10 @@ ENGINE_CHANGES = {"0.2": "a latent model's sound no longer carries faint steady 
                   "0.4": "a roll drawn at one level (three hits or more that the curve does not rise into) "
                          "comes back as hits that peak on the line and fall between them, and the loudness "
                          "shaper follows a curve's small wiggles more smoothly (over 20 ms, 8 ms around drawn "
-                         "hits), so they no longer read as extra hits"}
+                         "hits), so they no longer read as extra hits",
+                  "0.5": "a latent model's snares, hats and cymbals no longer carry a rumble under 110 Hz (10-16 dB "
+                         "more of their energy there than real ones): their bands under 690 Hz are held to "
+                         "the kits' median share"}
 """What each engine version changed in the sounds a recipe makes, so a restored older recipe can say
 why its sound now differs (the recipe records ``engine``)."""
 

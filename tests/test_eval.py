@@ -415,3 +415,4 @@ def test_the_hybrid_and_band_evaluations_run_end_to_end_on_a_tiny_model(tmp_path
     for key in ("kick.edge_step_db", "kick.edge_step_db_real", "all.cliff_share", "all.cliff_share_real"):
         assert math.isnan(bands[key]) or bands[key] >= 0.0, key
     assert bands["kick.judged_real"] >= 0 and 0.0 <= bands["kick.second_hit_share_real"] <= 1.0
+    assert math.isfinite(bands["snare.rumble_db"]) and math.isfinite(bands["snare.rumble_db_real"])

@@ -18,8 +18,13 @@ of the category (any length: only the tail window is read):
     (:func:`engine.eval.metrics.second_rises`: 0 for a hit that only decays);
 ``<category>.second_hit_share`` / ``.second_hit_share_real``
     the share of sounds that rise again by more than :data:`~engine.eval.metrics.RISE_DB` (a second hit);
+``<category>.rumble_db`` / ``.rumble_db_real``
+    the median over sounds of how much more of their energy lies under 110 Hz than the training
+    clips' of the category: per band of :data:`engine.lows.EDGES_HZ` under 110 Hz, the sound's
+    share minus the training clips' median share, averaged over those bands (dB; the network's
+    rumble, :mod:`engine.lows`);
 ``all.*``
-    the same over every category.
+    the same over every category (the edge steps).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import torch
 
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT
 from ..data.dataset import DrumDataset
+from ..lows import EDGES_HZ, band_shares_db
 from ..models import load_model, resolve_model
 from .metrics import BAND_CLIFF_DB, RISE_DB, band_edge_steps, second_rises
 from .run import generate_clips, model_header, report, studio_fade_ms, studio_output
@@ -47,12 +53,23 @@ def _cliff_share(steps: torch.Tensor) -> float:
     return float((steps > BAND_CLIFF_DB).float().mean()) if len(steps) else math.nan
 
 
+RUMBLE_HZ = 110.0   # the bands under this are where real snares, hats and cymbals hold almost nothing
+
+
+def _rumble(audio: torch.Tensor, rate: int, reference: torch.Tensor) -> torch.Tensor:
+    """Per sound: its shares under :data:`RUMBLE_HZ` minus ``reference`` (the training clips' median
+    shares), averaged over those bands (dB)."""
+    under = [i for i, high in enumerate(EDGES_HZ[1:]) if high <= RUMBLE_HZ]
+    return (band_shares_db(audio, rate)[:, under] - reference[under]).mean(1)
+
+
 def evaluate_bands(model_name: str, data_root: str = str(DATA_ROOT), count: int = 16, seed: int = 0,
                    guidance: float | None = None, device: str = "cpu") -> dict[str, float | str]:
     entry = resolve_model(model_name)
     model = load_model(entry.folder, device=device)
     rate, bands = model.manifest["sample_rate"], int(model.codec.bands)
     held = DrumDataset(data_root, "holdout")
+    train = DrumDataset(data_root, "train", real_only=True)
     categories = [c for c in model.manifest.get("labels", []) if c in held.label_names] or [None]
     results: dict[str, float | str] = {**model_header(entry, model), "bands": float(bands)}
     pooled = {"edge": [], "edge_real": []}
@@ -62,6 +79,8 @@ def evaluate_bands(model_name: str, data_root: str = str(DATA_ROOT), count: int 
         rows = [i for i, r in enumerate(held.records) if category is None or r["category"] == category]
         real = held.audio[rows].float()
         key = category or "all"
+        trained = [i for i, r in enumerate(train.records) if category is None or r["category"] == category]
+        reference = band_shares_db(train.audio[trained].float(), rate).median(0).values if trained else None
         for name, audio in (("", made), ("_real", real)):
             edges = band_edge_steps(audio, rate, bands)
             results[f"{key}.edge_step_db{name}"] = _median(edges)
@@ -72,6 +91,8 @@ def evaluate_bands(model_name: str, data_root: str = str(DATA_ROOT), count: int 
             results[f"{key}.second_rise_db{name}"] = _median(rises)
             results[f"{key}.second_hit_share{name}"] = float((rises > RISE_DB).float().mean()) if len(rises) else math.nan
             pooled["edge" + name].append(edges)
+            if reference is not None:
+                results[f"{key}.rumble_db{name}"] = _median(_rumble(audio, rate, reference))
     generated, real = torch.cat(pooled["edge"]), torch.cat(pooled["edge_real"])
     results.update({"all.edge_step_db": _median(generated), "all.edge_step_db_real": _median(real),
                     "all.cliff_share": _cliff_share(generated), "all.cliff_share_real": _cliff_share(real)})
