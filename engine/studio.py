@@ -341,9 +341,11 @@ class Studio:
             else label_defaults(model_defaults, request.label).get("shape", "free")))
         drawn = self._kit_shapes(entry, request)  # each sound's real envelope, when it takes one
         # the model's defaults for the label the request ends up with (a model may sample kicks
-        # differently from snares, engine.sampling.label_defaults)
-        defaults = label_defaults(manifest.get("defaults", {}), request.label, curves=bool(request.rms or drawn),
-                                  prompt=asks_prompt(request.prompt, request.variation))
+        # differently from snares, engine.sampling.label_defaults); those with curves for curves the
+        # user drew or a prompt's kit hit, not for a Sound asked alone that a kit hit only shapes
+        prompted = asks_prompt(request.prompt, request.variation)
+        defaults = label_defaults(manifest.get("defaults", {}), request.label,
+                                  curves=bool(request.rms or (drawn and prompted)), prompt=prompted)
         request = request.with_(sampler=request.sampler or defaults.get("sampler", "dpmpp_2m"),
                                 steps=int(request.steps or defaults.get("steps", 16)),
                                 guidance=float(defaults.get("guidance", 1.0) if request.guidance is None else request.guidance),

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from engine import envelopes
-from engine.conditions import CONTROL_SPECS, LABEL_SPEC, curves_from_sound
+from engine.conditions import CONTROL_SPECS, LABEL_SPEC, Conditions, curves_from_sound
 from engine.data.dataset import DrumDataset
 from engine.errors import CheckpointError, InvalidRequestError
 from engine.eval.run import ReferenceSet, evaluate
@@ -127,6 +127,33 @@ def test_a_label_takes_its_default_shape_from_the_manifest_and_the_evaluation_fo
     assert shaped["hat.frechet"] != free["hat.frechet"]
     with pytest.raises(InvalidRequestError, match="no kit envelopes"):
         evaluate("latent", shape="kit", **common)
+
+
+def test_a_sound_alone_on_a_kit_hit_takes_its_own_defaults_and_a_drawn_curve_those_with_curves(models, monkeypatch):
+    """A kit hit only shapes a Sound asked alone: it samples at the Sound's own guidance, where the
+    same Sound with a curve the user draws takes its defaults with curves (`latent-fast`'s
+    percussion: 6.5 alone, 10 with a curve); the evaluation makes its sounds the same way."""
+    from engine import pipeline
+    from engine.eval.run import generate_clips
+    from engine.models import load_model
+
+    set_defaults(models / "curvy", {"per_label": {"hat": {"shape": "kit", "guidance": 2.0}},
+                                    "with_curves": {"per_label": {"hat": {"guidance": 3.0}}}})
+    studio = Studio(roots=[models], device="cpu")
+    alone = studio.render(GenerationRequest(model="curvy", label="hat", seed=2, steps=2)).sounds[0].recipe
+    drawn = studio.render(GenerationRequest(model="curvy", label="hat", seed=2, steps=2,
+                                            rms=((0.0, -6.0), (150.0, -40.0)))).sounds[0].recipe
+    assert alone["shape"] == "kit" and alone["rms"] and alone["guidance"] == 2.0
+    assert drawn["guidance"] == 3.0
+
+    asked = []
+    render = pipeline.render
+    monkeypatch.setattr(pipeline, "render", lambda *a, **k: asked.append(k["guidance"]) or render(*a, **k))
+    model = load_model(models / "curvy")
+    generate_clips(model, 2, label="hat", seed=2, steps=2)
+    generate_clips(model, 1, label="hat", seed=2, steps=2,
+                   conditions=[Conditions(rms=((0.0, -6.0), (150.0, -40.0)))])
+    assert asked == [2.0, 2.0, 3.0]
 
 
 def test_asking_for_a_kit_shape_wrongly_is_a_clear_error(models):

@@ -143,8 +143,9 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     the drawn hits the curve does not make are made in the latent, as the request's; ``one_hit``: a
     sound with at most one hit is held from rising again after its peak where no curve is drawn, as
     the request's).
-    Settings left at None take the studio's defaults for the label (with a loudness curve, its
-    defaults with curves), ``shape`` too: without ``conditions``, a label whose shape is "kit" gives
+    Settings left at None take the studio's defaults for the label (with a loudness curve the
+    caller gives or a prompt's kit hit, its defaults with curves; a Sound alone on a kit hit, its
+    own), ``shape`` too: without ``conditions``, a label whose shape is "kit" gives
     clip ``i`` the kit envelope seed ``seed + i`` draws (:func:`engine.envelopes.draw`), and the
     hit's description as its prompt when the label's ``hit_prompt`` says so, as the studio. A clip
     whose ``conditions`` carry a prompt takes the label's defaults with a prompt (``with_prompt``),
@@ -181,7 +182,8 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     prompted = [c.prompt is not None for c in conditions] if conditions is not None else [False] * count
     asked_shape, length_ms = shape, 1000.0 * manifest["length"] / manifest["sample_rate"]
     shape = shape or label_defaults(manifest.get("defaults", {}), label).get("shape", "free")
-    if shape == "kit" and conditions is None and label is not None:
+    alone = shape == "kit" and conditions is None and label is not None  # a Sound alone, shaped by kit hits
+    if alone:
         drawn = envelopes.kit_curves(model.folder, manifest, label, seed, count, length_ms)
         weight = envelopes.hit_weight(manifest, label)
         conditions = [Conditions(rms=hit.rms, onsets=hit.onsets, prompt=_hit_vector(model, hit, label, weight))
@@ -213,8 +215,8 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
         for offset, clip_seed in enumerate(seeds):  # each clip its own curves
             wanted = replace(conditions[start + offset], label=label_index, **blend)
             draws = SeedNoise([clip_seed], latent_shape, device=model.device)
-            clip_steps, clip_guidance, clip_control, clip_sampler, clip_variety = settings(bool(wanted.rms),
-                                                                                          prompted[start + offset])
+            clip_steps, clip_guidance, clip_control, clip_sampler, clip_variety = settings(
+                bool(wanted.rms) and not alone, prompted[start + offset])
             out.append(pipeline.render(model, draws(), wanted, samples=manifest["length"], sampler=clip_sampler,
                                        steps=clip_steps, guidance=clip_guidance, control_guidance=clip_control,
                                        step_noise=draws, variety=clip_variety, steer_loudness=steer_loudness,
