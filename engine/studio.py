@@ -48,7 +48,7 @@ ENGINE_CHANGES = {"0.2": "a latent model's sound no longer carries faint steady 
                          "comes back as hits that peak on the line and fall between them, and the loudness "
                          "shaper follows a curve's small wiggles more smoothly (over 20 ms, 8 ms around drawn "
                          "hits), so they no longer read as extra hits",
-                  "0.5": "a latent model's snares, hats and cymbals no longer carry a rumble under 110 Hz (10-16 dB "
+                  "0.5": "a latent model's snares, hats and cymbals no longer carry a rumble under 110 Hz (5-16 dB "
                          "more of their energy there than real ones): their bands under 690 Hz are held to "
                          "the kits' median share"}
 """What each engine version changed in the sounds a recipe makes, so a restored older recipe can say
