@@ -220,26 +220,34 @@ def _envelopes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labels_training_clips(entry, data_root: str, labels: list[str]) -> tuple[dict, int]:
+    """``({label: (N, C, samples) real training clips}, sample rate)`` of ``data_root``'s train split
+    for the model ``entry``'s ``labels``: what ``attacks`` and ``lows`` measure. A label the model
+    does not know, or a data set at another sample rate, is a clear error."""
+    from .data.dataset import DrumDataset
+    from .errors import InvalidRequestError
+
+    unknown = sorted(set(labels) - set(entry.manifest.get("labels", [])))
+    if unknown:
+        raise InvalidRequestError(f"model {entry.name!r} has no label {unknown}; it knows {entry.manifest.get('labels')}")
+    data = DrumDataset(data_root, "train", real_only=True)
+    if data.sample_rate != entry.manifest["sample_rate"]:
+        raise InvalidRequestError(f"{data_root} is {data.sample_rate} Hz, the model {entry.manifest['sample_rate']} Hz")
+    return ({label: data.audio[[i for i, record in enumerate(data.records) if record["category"] == label]]
+             for label in labels}, data.sample_rate)
+
+
 def _lows(args: argparse.Namespace) -> int:
     from . import lows
-    from .data.dataset import DrumDataset
     from .errors import InvalidRequestError
     from .models import resolve_model
 
     entry = resolve_model(args.model)
     if entry.manifest.get("kind") != "latent":
         raise InvalidRequestError(f"model {entry.name!r} is not a latent model (its low band is not the codec's exact one)")
-    unknown = sorted(set(args.label) - set(entry.manifest.get("labels", [])))
-    if unknown:
-        raise InvalidRequestError(f"model {entry.name!r} has no label {unknown}; it knows {entry.manifest.get('labels')}")
-    data = DrumDataset(args.data, "train", real_only=True)
-    if data.sample_rate != entry.manifest["sample_rate"]:
-        raise InvalidRequestError(f"{args.data} is {data.sample_rate} Hz, the model {entry.manifest['sample_rate']} Hz")
+    clips, rate = _labels_training_clips(entry, args.data, args.label)
     quantile = lows.QUANTILE if args.quantile is None else args.quantile
-    table = {}
-    for label in args.label:
-        rows = [i for i, record in enumerate(data.records) if record["category"] == label]
-        table[label] = lows.measure(data.audio[rows], data.sample_rate, quantile)
+    table = {label: lows.measure(audio, rate, quantile) for label, audio in clips.items()}
     path = lows.write_lows(entry.folder, table, f"{Path(args.data).name} train split, real clips", quantile)
     print(f"{path}: " + ", ".join(f"{label} ({', '.join(f'{v:g}' for v in row)} dB)" for label, row in table.items()))
     return 0
@@ -247,7 +255,6 @@ def _lows(args: argparse.Namespace) -> int:
 
 def _attacks(args: argparse.Namespace) -> int:
     from . import attacks
-    from .data.dataset import DrumDataset
     from .errors import InvalidRequestError
     from .models import load_codec, resolve_model
     from .steering import steerable
@@ -256,18 +263,10 @@ def _attacks(args: argparse.Namespace) -> int:
     codec = load_codec(entry.manifest, entry.folder)  # the codec alone: the network is not needed to measure
     if entry.manifest.get("kind") != "latent" or not steerable(codec):
         raise InvalidRequestError(f"model {entry.name!r} is not a latent model whose codec says its loudness")
-    unknown = sorted(set(args.label) - set(entry.manifest.get("labels", [])))
-    if unknown:
-        raise InvalidRequestError(f"model {entry.name!r} has no label {unknown}; it knows {entry.manifest.get('labels')}")
-    data = DrumDataset(args.data, "train", real_only=True)
-    if data.sample_rate != entry.manifest["sample_rate"]:
-        raise InvalidRequestError(f"{args.data} is {data.sample_rate} Hz, the model {entry.manifest['sample_rate']} Hz")
+    clips, _ = _labels_training_clips(entry, args.data, args.label)
     quantile = attacks.QUANTILE if args.quantile is None else args.quantile
     frames = attacks.FRAMES if args.frames is None else args.frames
-    table = {}
-    for label in args.label:
-        rows = [i for i, record in enumerate(data.records) if record["category"] == label]
-        table[label] = attacks.measure(codec, data.audio[rows], frames, quantile)
+    table = {label: attacks.measure(codec, audio, frames, quantile) for label, audio in clips.items()}
     path = attacks.write_attacks(entry.folder, table, f"{Path(args.data).name} train split, real clips", quantile)
     print(f"{path}: " + ", ".join(f"{label} ({len(rows)} bands x {len(rows[0])} frames)" for label, rows in table.items()))
     return 0
