@@ -59,6 +59,22 @@ def test_a_rumble_over_its_ceiling_is_held_there_and_the_rest_of_the_sound_is_ke
     assert held.shape == sound.shape and torch.isfinite(held).all()
 
 
+def test_the_cut_rings_neither_before_the_attack_nor_round_onto_the_clips_end():
+    """A hit at the clip's first sample over a rumble, in a clip silent after 0.5 s: held, the end
+    stays silent (a filter over the unpadded clip wrapped the cut's response round onto it), and the
+    studio's tail fade leaves the held share on its ceiling (it had taken that copy away again)."""
+    from engine.audio import fade_out
+
+    sound = torch.cat([tones((45.0, 0.5), (250.0, 1.0), (3000.0, 1.0)), torch.zeros(1, 2, RATE)], dim=-1)
+    ceiling = torch.zeros(BANDS)
+    ceiling[band_of(45.0)] = -30.0
+    held = lows.hold_lows(sound, RATE, ceiling)
+    end = held[..., -RATE // 4:]
+    assert float(end.abs().max()) < 1e-3 * float(held.abs().max())
+    faded = fade_out(held[0], RATE // 4)[None]
+    assert abs(float(lows.band_shares_db(faded, RATE)[0, band_of(45.0)]) + 30.0) < 1.0
+
+
 def test_a_sound_under_every_ceiling_and_a_band_the_kits_fill_come_back_unchanged():
     sound = tones((250.0, 1.0), (3000.0, 1.0))
     assert torch.equal(lows.hold_lows(sound, RATE, torch.full((BANDS,), -1.0)), sound)
