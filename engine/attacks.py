@@ -16,13 +16,12 @@ frame from the hit, the quantile of (the band's level - the clip's loudest frame
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError, InvalidRequestError
-from .models import atomic_write
+from .errors import InvalidRequestError
+from .label_tables import read_row, write_table
 from .steering import band_levels_db
 
 ATTACKS_FILE = "attacks.json"
@@ -48,33 +47,17 @@ def measure(codec: torch.nn.Module, audio: torch.Tensor, frames: int = FRAMES, q
 
 def write_attacks(folder: str | Path, table: dict, source: str, quantile: float) -> Path:
     """Write ``{label: [band][frame] dB}`` into a model folder atomically."""
-    if not table:
-        raise InvalidRequestError("no labels to write attack limits for")
-    path = Path(folder) / ATTACKS_FILE
-    payload = {"format": ATTACKS_FORMAT, "source": source, "quantile": quantile, "labels": table}
-    atomic_write(path, lambda temp: temp.write_text(json.dumps(payload, indent=1)))
-    return path
+    return write_table(folder, ATTACKS_FILE, ATTACKS_FORMAT, "attack limits", table, source, quantile)
 
 
 def read_attacks(folder: str | Path | None, label: str | None, bands: int) -> torch.Tensor | None:
     """``(bands, frames)`` dB for ``label`` from a model folder's attack limits, or None (no folder,
     file or label); a damaged file, or one that does not fit the codec's ``bands``, is a
     CheckpointError that names it."""
-    if folder is None or label is None:
-        return None
-    path = Path(folder) / ATTACKS_FILE
-    if not path.is_file():
-        return None
-    try:
-        payload = json.loads(path.read_text())
-        if payload.get("format") != ATTACKS_FORMAT or not isinstance(payload.get("labels"), dict):
-            raise ValueError(f"format {payload.get('format')!r}")
-        rows = payload["labels"].get(label)
-        if rows is None:
-            return None
+    def parse(rows: list) -> torch.Tensor:
         table = torch.tensor(rows, dtype=torch.float32)
         if table.dim() != 2 or table.shape[0] != bands or table.shape[1] < 1 or not torch.isfinite(table).all():
             raise ValueError(f"{label} is not {bands} bands of finite levels")
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{path} is damaged ({error}); rebuild it with python -m engine attacks") from error
-    return table
+        return table
+
+    return read_row(folder, ATTACKS_FILE, ATTACKS_FORMAT, label, "attacks", parse)

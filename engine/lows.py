@@ -19,15 +19,14 @@ row: a kick's or a tom's low end is its sound, and the network makes it as loud 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import CheckpointError, InvalidRequestError
-from .models import atomic_write
+from .errors import InvalidRequestError
+from .label_tables import read_row, write_table
 
 LOWS_FILE = "lows.json"
 LOWS_FORMAT = 1
@@ -80,8 +79,7 @@ def hold_lows(audio: torch.Tensor, sample_rate: int, ceiling_db: torch.Tensor) -
     centres = [math.sqrt(low * high) for low, high in zip(EDGES_HZ, EDGES_HZ[1:])]
     anchors = np.log(np.array(centres + [EDGES_HZ[-1]]))
     where = np.log(np.maximum(freqs, 1.0))
-    spectrum = torch.fft.rfft(audio.double(), n=n_fft, dim=-1)
-    current, held = audio, False
+    spectrum, current, held = None, audio, False
     total = np.zeros((audio.shape[0], len(freqs)))  # dB of cut per clip and frequency so far
     for _ in range(HOLD_PASSES):
         cut = (ceiling[None] - band_shares_db(current, sample_rate)).clamp_max(0.0)  # (B, bands) dB, <= 0
@@ -89,6 +87,8 @@ def hold_lows(audio: torch.Tensor, sample_rate: int, ceiling_db: torch.Tensor) -
             break
         for i in range(audio.shape[0]):
             total[i] += np.interp(where, anchors, np.append(cut[i].double().numpy(), 0.0))
+        if spectrum is None:  # most decodes of a held label need it; a clip already under needs none
+            spectrum = torch.fft.rfft(audio.double(), n=n_fft, dim=-1)
         taps = _minimum_phase(total * (math.log(10.0) / 20.0), FILTER_TAPS)
         response = torch.fft.rfft(torch.from_numpy(taps), n=n_fft, dim=-1)[:, None]
         current, held = torch.fft.irfft(spectrum * response, n=n_fft, dim=-1)[..., :samples], True
@@ -118,35 +118,21 @@ def measure(audio: torch.Tensor, sample_rate: int, quantile: float = QUANTILE) -
 
 def write_lows(folder: str | Path, table: dict, source: str, quantile: float) -> Path:
     """Write ``{label: [band] dB}`` into a model folder atomically."""
-    if not table:
-        raise InvalidRequestError("no labels to write low-band ceilings for")
-    path = Path(folder) / LOWS_FILE
-    payload = {"format": LOWS_FORMAT, "source": source, "quantile": quantile, "edges_hz": list(EDGES_HZ),
-               "labels": table}
-    atomic_write(path, lambda temp: temp.write_text(json.dumps(payload, indent=1)))
-    return path
+    return write_table(folder, LOWS_FILE, LOWS_FORMAT, "low-band ceilings", table, source, quantile,
+                       edges_hz=list(EDGES_HZ))
 
 
 def read_lows(folder: str | Path | None, label: str | None) -> torch.Tensor | None:
     """``(bands,)`` dB for ``label`` from a model folder's low-band ceilings, or None (no folder,
     file or label); a damaged file, or one measured on other bands, is a CheckpointError that names it."""
-    if folder is None or label is None:
-        return None
-    path = Path(folder) / LOWS_FILE
-    if not path.is_file():
-        return None
-    try:
-        payload = json.loads(path.read_text())
-        if payload.get("format") != LOWS_FORMAT or not isinstance(payload.get("labels"), dict):
-            raise ValueError(f"format {payload.get('format')!r}")
+    def same_bands(payload: dict) -> None:
         if [float(v) for v in payload.get("edges_hz", ())] != list(EDGES_HZ):
             raise ValueError(f"bands {payload.get('edges_hz')!r}, not {list(EDGES_HZ)}")
-        row = payload["labels"].get(label)
-        if row is None:
-            return None
+
+    def parse(row: list) -> torch.Tensor:
         table = torch.tensor(row, dtype=torch.float32)
         if table.shape != (len(EDGES_HZ) - 1,) or not torch.isfinite(table).all() or bool((table > 0).any()):
             raise ValueError(f"{label} is not {len(EDGES_HZ) - 1} finite shares in dB")
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{path} is damaged ({error}); rebuild it with python -m engine lows") from error
-    return table
+        return table
+
+    return read_row(folder, LOWS_FILE, LOWS_FORMAT, label, "lows", parse, same_bands)

@@ -17,8 +17,8 @@ from dataclasses import replace
 
 from . import dsp
 from .attacks import read_attacks
-from .lows import hold_lows, read_lows
 from .conditions import ENVELOPE, Conditions, condition_specs, level_floor, lift_quiet_curve, network_inputs
+from .lows import hold_lows, read_lows
 from .models import LoadedModel
 from .sampling import channel_weights, label_defaults, sample_latent, variety_interval
 from .seeds import SeedNoise, redrawn_seed

@@ -1,0 +1,51 @@
+"""Per-label tables measured from a data set's real training clips and kept beside a model's
+weights as JSON (``attacks.json``: :mod:`engine.attacks`; ``lows.json``: :mod:`engine.lows`): one
+writer and one reader, so each table says only what its rows are and how to check them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .errors import CheckpointError, InvalidRequestError
+from .models import atomic_write
+
+
+def write_table(folder: str | Path, name: str, fmt: int, what: str, table: dict, source: str, quantile: float,
+                **extra) -> Path:
+    """Write ``{label: rows}`` (``what`` they are, for the error when there are none) as
+    ``folder/name`` atomically, with its format, source, quantile and any ``extra`` fields the
+    reader checks."""
+    if not table:
+        raise InvalidRequestError(f"no labels to write {what} for")
+    path = Path(folder) / name
+    payload = {"format": fmt, "source": source, "quantile": quantile, **extra, "labels": table}
+    atomic_write(path, lambda temp: temp.write_text(json.dumps(payload, indent=1)))
+    return path
+
+
+def read_row(folder: str | Path | None, name: str, fmt: int, label: str | None, command: str,
+             parse: Callable[[list], torch.Tensor],
+             check: Callable[[dict], None] | None = None) -> torch.Tensor | None:
+    """``label``'s row of ``folder/name`` as ``parse(row)`` gives it, or None (no folder, file or
+    label). A file of another format, one that is not JSON, one whose fields ``check(payload)``
+    refuses, or a row ``parse`` refuses (each a ValueError) is a CheckpointError that names the
+    file and ``python -m engine <command>``."""
+    if folder is None or label is None:
+        return None
+    path = Path(folder) / name
+    if not path.is_file():
+        return None
+    try:
+        payload = json.loads(path.read_text())
+        if payload.get("format") != fmt or not isinstance(payload.get("labels"), dict):
+            raise ValueError(f"format {payload.get('format')!r}")
+        if check is not None:
+            check(payload)
+        row = payload["labels"].get(label)
+        return None if row is None else parse(row)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{path} is damaged ({error}); rebuild it with python -m engine {command}") from error
