@@ -32,8 +32,11 @@ import weakref
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
+import torch
+
 from .conditions import CURVE, condition_specs, curves_from_sound, spec_names, takes_prompts
 from .curves import check_onsets, check_rms, cut_rms
+from .data.captions import OPPOSITES, says
 from .errors import CheckpointError, InvalidRequestError
 from .sampling import label_defaults
 
@@ -137,12 +140,12 @@ def follows_curves(manifest: dict) -> bool:
 
 
 def kit_curves(folder: str | Path, manifest: dict, label: str, first_seed: int, count: int,
-               length_ms: float, prompt: tuple | None = None) -> list[KitHit]:
+               length_ms: float, prompt: tuple | None = None, words: Sequence[str] = ()) -> list[KitHit]:
     """Sound ``i``'s hit (RMS points, onsets, caption): the entry seed ``first_seed + i`` draws from the kit
     envelopes in ``folder`` (the studio's and the evaluation's one way to shape a sound by a kit's
     hit); with ``prompt`` (an embedder and the prompt's unit vector) only among the hits whose
-    captions match it best (:func:`prompt_candidates`). A clear error for a model that doesn't
-    follow curves or has no envelopes."""
+    captions match it best and agree with the descriptor ``words`` it asks for (:func:`prompt_candidates`).
+    A clear error for a model that doesn't follow curves or has no envelopes."""
     name = manifest.get("name") or Path(folder).name
     if not follows_curves(manifest):
         raise InvalidRequestError(f"model {name!r} does not follow curves, so it has no kit envelopes to shape its "
@@ -152,7 +155,8 @@ def kit_curves(folder: str | Path, manifest: dict, label: str, first_seed: int, 
         raise InvalidRequestError(f"model {name!r} has no kit envelopes; build them with "
                                   f"python -m engine envelopes --model {name} --data DATA")
     # a bank written before captions draws as it always did
-    candidates = prompt_candidates(bank, label, *prompt) if prompt is not None and has_captions(bank, label) else None
+    candidates = (prompt_candidates(bank, label, *prompt, words=words)
+                  if prompt is not None and has_captions(bank, label) else None)
     return [draw(bank, label, first_seed + i, length_ms, candidates) for i in range(count)]
 
 
@@ -191,24 +195,41 @@ def hit_prompts(hit: KitHit, label: str, weight: float) -> dict:
 
 PROMPT_HITS = 16
 """How many kit hits, best-matching first, a prompted sound's shape is drawn from: a third of the
-46 training kicks (a descriptor's tercile, so "short kick" draws among the short ones), a fifth
-of the 72 snares, a seventh of the 109 hats; enough that seeds still differ. Measured on
-`latent-fast` (16 seed pairs): short/long kick pairs moved the right way 15 of 16 times, against
-11 with the network's own shape; at 8 hits, 16 of 16, but "kick" sat 2.6x as far from real kicks
-as held-out ones do, 1.9x at 16 (``docs/design-notes.md``, "A prompt picks its kit hit")."""
+46 training kicks, a fifth of the 72 snares, a seventh of the 109 hats; enough that seeds still
+differ. At 8 hits "kick" sat 2.6x as far from real kicks as held-out ones do, 1.9x at 16
+(``docs/design-notes.md``, "A prompt picks its kit hit")."""
+
+AGREEING_HITS = 4
+"""The fewest kit hits a prompt's descriptor word may narrow the choice to; a word that would leave
+fewer is passed over (the seeds would give the same few shapes again and again)."""
 
 
-def prompt_candidates(bank: dict, label: str, embedder, vector, top: int | None = None) -> list[int]:
+def prompt_candidates(bank: dict, label: str, embedder, vector, top: int | None = None,
+                      words: Sequence[str] = ()) -> list[int]:
     """Indices of ``label``'s ``top`` (:data:`PROMPT_HITS`) hits whose captions are closest (cosine,
-    in ``embedder``'s text space) to a prompt's unit ``vector``; a clear error for hits without captions."""
+    in ``embedder``'s text space) to a prompt's unit ``vector``, among those whose captions don't
+    contradict the descriptor ``words`` the prompt asks for (:func:`engine.data.captions.asked_descriptors`):
+    for each word in turn, the hits that say its opposite are left out while :data:`AGREEING_HITS`
+    remain. Why: in the text space "long kick" lies nearer "short dark high-pitched kick" than many
+    long kicks' captions (antonyms share their context), so ranking alone drew short hits for "long
+    kick". Keeping only the hits that say the word as well was measured and not kept: long/short
+    pairs all came out right, but boomy/thin ones fell from 41 to 38 of 48 (``docs/design-notes.md``,
+    "A prompt's words pick its kit hit").
+    A clear error for hits without captions."""
     top = PROMPT_HITS if top is None else int(top)
     entries = bank.get(label) or []
     if not has_captions(bank, label):
         raise InvalidRequestError(f"a prompt picks a kit hit by its description, and the model's kit envelopes "
                                   f"for {label!r} have none; rebuild them with python -m engine envelopes")
     captions = tuple(entry["caption"] for entry in entries)
-    similarity = _caption_vectors(embedder, captions) @ vector.float().cpu()
-    return similarity.argsort(descending=True)[:top].sort().values.tolist()
+    agreeing = list(range(len(entries)))
+    for opposite in (OPPOSITES[word] for word in words if word in OPPOSITES):
+        narrowed = [i for i in agreeing if not says(captions[i], opposite)]
+        if len(narrowed) >= AGREEING_HITS:
+            agreeing = narrowed
+    agreeing = torch.tensor(agreeing, dtype=torch.long)
+    similarity = _caption_vectors(embedder, captions)[agreeing] @ vector.float().cpu()
+    return agreeing[similarity.argsort(descending=True)[:top]].sort().values.tolist()
 
 
 _CAPTION_VECTORS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

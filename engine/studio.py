@@ -27,6 +27,7 @@ from . import dsp, envelopes, pipeline
 from .conditions import (CURVE, Conditions, condition_specs, curves_from_sound, recorded_level_floors, spec_names,
                          takes_prompts)
 from .curves import check_onsets, check_rms
+from .data.captions import asked_descriptors
 from .embedders.base import text_vector
 from .errors import AudioFileError, InvalidRequestError, StudioError
 from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, embedder_location, find_codec_folder, find_models,
@@ -456,11 +457,14 @@ class Studio:
             raise InvalidRequestError("a kit's envelope is drawn for an instrument: choose a Sound "
                                       "(or a prompt that names one), or use shape free")
         length_ms = 1000.0 * (request.length or entry.manifest["length"] / entry.manifest["sample_rate"])
-        prompt = None
+        prompt, words = None, ()
         if request.prompt is not None:  # the hit is drawn among those whose description matches the prompt
             prompt = (self.embedder(str(entry.folder)), self.prompt_embedding(request, str(entry.folder)))
+            # the words of the prompt the morph lies nearer: "long kick" draws among long kit hits
+            words = asked_descriptors(request.prompt_b if request.prompt_b and request.prompt_morph > 0.5
+                                      else request.prompt)
         return envelopes.kit_curves(entry.folder, entry.manifest, request.label, request.seed,
-                                    max(request.count, request.rerank), length_ms, prompt)
+                                    max(request.count, request.rerank), length_ms, prompt, words)
 
     @torch.no_grad()
     def _sample(self, model: LoadedModel, request: GenerationRequest, conditions: Conditions,

@@ -241,3 +241,15 @@ def test_a_prompt_names_at_most_one_category(prompt, category):
     from engine.data.captions import named_category
     assert named_category(prompt) == category
     assert named_category(prompt, ["snare"]) == (category if category == "snare" else None)
+
+
+@pytest.mark.parametrize("prompt, words", [
+    ("long kick", ("long",)), ("tight punchy 808 kick", ("short", "punchy")), ("dark roomy snare", ("dark", "long")),
+    ("low boomy tom", ("boomy", "low")), ("soft ride cymbal", ("soft",)), ("high-pitched conga", ("high",)),
+    ("hi-hat", ()), ("kick", ()), ("short or long kick", ()), ("", ()), (None, ()),
+])
+def test_a_prompt_asks_for_the_descriptor_words_it_names(prompt, words):
+    """Synonyms ask for their caption word ("tight" for short, "roomy" for long); a scale named at
+    both ends asks for neither; "hi" of hi-hat is not "high"."""
+    from engine.data.captions import asked_descriptors
+    assert asked_descriptors(prompt) == words

@@ -279,3 +279,51 @@ def test_the_command_line_says_which_kit_hit_described_a_sound(tmp_path):
     path, score, caption = done.stdout.strip().split("\t")
     assert caption == envelopes.draw(bank, "perc", 7, 500.0).caption and score.startswith("score ")
     assert Path(path).is_file()
+
+
+class _WordCounter:
+    """A text embedder that ranks captions by one word's count (a stand-in for the text tower that
+    puts "short" kits near "long kick", as the real one does)."""
+
+    def __init__(self, word: str):
+        self.word = word
+
+    def text(self, texts):
+        return torch.tensor([[float(t.split().count(self.word)), 1.0] for t in texts])
+
+
+def test_a_prompts_descriptor_words_keep_its_kit_hits_on_their_side_of_the_scale():
+    """"long kick": the hits that say short are left out before the ranking picks the top; a word
+    whose opposite would leave fewer than AGREEING_HITS hits is passed over; no words ranks as before."""
+    captions = [*("short dark kick kick" for _ in range(5)), *("long kick" for _ in range(5)),
+                *("boomy kick" for _ in range(3)), "soft long kick"]
+    bank = {"kick": [{"rms": [[0, -6], [100, -40]], "onsets": [0], "caption": c} for c in captions]}
+    near_short = _WordCounter("kick")  # ranks the short kicks' captions first
+    vector = torch.tensor([1.0, 0.0])
+    assert envelopes.prompt_candidates(bank, "kick", near_short, vector, top=5) == [0, 1, 2, 3, 4]
+    long_ones = envelopes.prompt_candidates(bank, "kick", near_short, vector, top=9, words=("long",))
+    assert long_ones == list(range(5, 14))  # every hit but the short ones
+    # "hard": leaving out the one soft hit keeps 13; "punchy" has no opposite
+    assert envelopes.prompt_candidates(bank, "kick", near_short, vector, top=14, words=("hard", "punchy")) == \
+        list(range(13))
+    few = {"kick": bank["kick"][:6]}  # five dark kicks and a long one: leaving out "dark" would leave one
+    assert envelopes.prompt_candidates(few, "kick", near_short, vector, top=6, words=("bright",)) == list(range(6))
+
+
+def test_the_studio_draws_no_short_kit_hit_for_a_long_kick():
+    """On the shipped `latent-fast`, "long kick" takes no kit hit captioned short, whatever the seed
+    (its text tower alone ranks some short kicks' captions among the top 16); the recipe names the hit's curves."""
+    from engine.data.captions import says
+    root = Path(__file__).resolve().parents[1] / "checkpoints"
+    studio = Studio(roots=[root], device="cpu")
+    bank = envelopes.read_bank(root / "latent-fast")
+    request = GenerationRequest(model="latent-fast", prompt="long kick", seed=506, count=2, length=0.5, steps=12)
+    vector = studio.prompt_embedding(request)
+    ranked = envelopes.prompt_candidates(bank, "kick", studio.embedder("latent-fast"), vector)
+    assert any(says(bank["kick"][i]["caption"], "short") for i in ranked)  # what the words are there for
+    agreeing = envelopes.prompt_candidates(bank, "kick", studio.embedder("latent-fast"), vector, words=("long",))
+    assert not any(says(bank["kick"][i]["caption"], "short") for i in agreeing)
+    for i, sound in enumerate(studio.render(request).sounds):
+        assert says(envelopes.draw(bank, "kick", 506 + i, 500.0, ranked).caption, "short")  # these seeds' draws
+        hit = envelopes.draw(bank, "kick", 506 + i, 500.0, agreeing)
+        assert sound.recipe["rms"] == [list(p) for p in hit.rms] and not says(hit.caption, "short")

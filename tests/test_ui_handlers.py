@@ -572,9 +572,10 @@ def test_the_shape_field_gives_a_snare_a_real_kit_hits_envelope_and_comes_back_w
     recipe = prompted["session"].takes[0].recipe
     studio = handlers.studio
     vector = studio.prompt_embedding(GenerationRequest(model="latent-fast", prompt="long roomy snare"))
-    candidates = envelopes.prompt_candidates(bank, "snare", studio.embedder("latent-fast"), vector)
+    candidates = envelopes.prompt_candidates(bank, "snare", studio.embedder("latent-fast"), vector, words=("long",))
     hit = envelopes.draw(bank, "snare", recipe["seed"], 500.0, candidates)
     assert recipe["shape"] == "kit" and recipe["rms"] == [list(p) for p in hit.rms]
+    assert not any("short" in bank["snare"][i]["caption"] for i in candidates)  # "roomy" asks for long too
     assert sum("long" in bank["snare"][i]["caption"] for i in candidates) > len(candidates) / 2
     _, own = run_generate(handlers, shape="free", prompt="long roomy snare", **fast)
     assert own["session"].takes[0].recipe["rms"] is None  # the user's choice of shape wins

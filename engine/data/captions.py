@@ -382,6 +382,33 @@ def descriptor_words(record: Mapping, descriptors: Mapping[str, float], threshol
     return words
 
 
+OPPOSITES: dict[str, str] = {**{low: high for _, low, high in ASPECTS.values()},
+                              **{high: low for _, low, high in ASPECTS.values()}, "soft": "hard", "hard": "soft"}
+"""Each canonical descriptor word a caption may carry and the word at the other end of its scale."""
+
+ASKABLE_WORDS: dict[str, tuple[str, ...]] = {**WORDS, "long": WORDS["long"] + DRUM_LONG_EXTRA,
+                                             "soft": VELOCITY_WORDS["soft"], "hard": VELOCITY_WORDS["hard"]}
+"""Each canonical word a prompt can ask for and the ways a person writes it ("tight" asks for short,
+"roomy" for long), in the order a prompted sound's kit hits are narrowed by them."""
+
+
+def says(text: str, word: str) -> bool:
+    """Whether ``text`` holds the canonical descriptor ``word`` or one of its synonyms as a whole word
+    ("high" is not in "hi-hat", "low" is in "low-pitched")."""
+    lowered = str(text).lower()
+    return any(re.search(r"(?<![\w-])" + re.escape(w) + r"(?![\w-])", lowered) for w in ASKABLE_WORDS[word])
+
+
+def asked_descriptors(text: str | None) -> tuple[str, ...]:
+    """The canonical descriptor words a prompt asks for, in :data:`ASKABLE_WORDS`' order: "tight punchy
+    808 kick" -> ("short", "punchy"). A scale named at both ends ("short or long") asks for neither. The studio
+    draws a prompted sound's kit hit among the hits whose captions agree with these words."""
+    if not text:
+        return ()
+    named = [word for word in ASKABLE_WORDS if says(text, word)]
+    return tuple(word for word in named if OPPOSITES.get(word) not in named)
+
+
 SPELLINGS: tuple[tuple[str, str], ...] = ((r"\bhi[\s_]?hats?\b", "hi-hat"), (r"\bhh\b", "hi-hat"),
                                           (r"\bbassdrums?\b", "bass drum"), (r"\bkickdrums?\b", "kick drum"))
 """Other ways people write an instrument, mapped to the caption builder's word first."""

@@ -45,7 +45,7 @@ import torch
 
 from ..audio import audio_to_numpy, export_wav, fit_length
 from ..conditions import Conditions
-from ..data.captions import clip_descriptors, named_category
+from ..data.captions import asked_descriptors, clip_descriptors, named_category
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT
 from ..errors import InvalidRequestError
 from ..models import resolve_model
@@ -115,7 +115,7 @@ def evaluate_prompts(model_name: str, data_root: str = str(DATA_ROOT), count: in
         vector = embedder.text([text])[0] if text is not None else text_or_vector
         label = named_category(text, labels) if text is not None and route else None
         return generate_clips(model, n, label=label, seed=first_seed, guidance=guidance,
-                              conditions=[Conditions(prompt=vector)] * n)
+                              conditions=[Conditions(prompt=vector)] * n, prompt_words=asked_descriptors(text))
 
     # text -> sound: category prompts in two phrasings, beside the label
     worst = 1.0

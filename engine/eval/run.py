@@ -131,7 +131,8 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
                    control_guidance: float | None = None, label_b: str | None = None,
                    label_mix: float = 0.0, variety: float | None = None,
                    steer_loudness: bool = True, soft_hits: bool = False, steer_onsets: bool = True,
-                   shape: str | None = None, one_hit: bool = True, width: float | None = None) -> torch.Tensor:
+                   shape: str | None = None, one_hit: bool = True, width: float | None = None,
+                   prompt_words: Sequence[str] = ()) -> torch.Tensor:
     """``(count, C, length)`` float32 CPU audio for seeds ``seed .. seed + count - 1``.
 
     Each clip's starting noise depends only on its own seed (drawn alone, as the studio does),
@@ -150,7 +151,8 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     hit's description as its prompt when the label's ``hit_prompt`` says so, as the studio. A clip
     whose ``conditions`` carry a prompt takes the label's defaults with a prompt (``with_prompt``),
     and, without curves, when its shape there (or ``shape``) is "kit", the kit hit seed ``seed + i``
-    draws among those whose captions match its prompt (:func:`engine.envelopes.prompt_candidates`).
+    draws among those whose captions match its prompt and agree with ``prompt_words``, the descriptor
+    words its text asks for (:func:`engine.envelopes.prompt_candidates`).
     ``width`` (None: the label's default) is the stereo width the studio gives the decoded sound
     (:func:`engine.dsp.stereo_width`).
     """
@@ -195,7 +197,7 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
         for i, wanted in enumerate(conditions):
             if wanted.prompt is not None and not wanted.rms and not wanted.onsets:
                 hit = envelopes.kit_curves(model.folder, manifest, label, seed + i, 1, length_ms,
-                                           (model_embedder(model), wanted.prompt))[0]
+                                           (model_embedder(model), wanted.prompt), prompt_words)[0]
                 wanted = replace(wanted, rms=hit.rms, onsets=hit.onsets)
             shaped.append(wanted)
         conditions = shaped
