@@ -331,3 +331,9 @@ def test_the_studio_draws_no_short_kit_hit_for_a_long_kick():
         assert says(envelopes.draw(bank, "kick", 506 + i, 500.0, ranked).caption, "short")  # these seeds' draws
         hit = envelopes.draw(bank, "kick", 506 + i, 500.0, agreeing)
         assert sound.recipe["rms"] == [list(p) for p in hit.rms] and not says(hit.caption, "short")
+    # a morph takes the words of the prompt it lies nearer: most of the way to "long kick", long
+    morph = request.with_(prompt="short kick", prompt_b="long kick", prompt_morph=0.8, count=1)
+    nearer_long = envelopes.prompt_candidates(bank, "kick", studio.embedder("latent-fast"),
+                                              studio.prompt_embedding(morph), words=("long",))
+    hit = envelopes.draw(bank, "kick", 506, 500.0, nearer_long)
+    assert studio.render(morph).sounds[0].recipe["rms"] == [list(p) for p in hit.rms]
