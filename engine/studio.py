@@ -460,7 +460,7 @@ class Studio:
         prompt, words = None, ()
         if request.prompt is not None:  # the hit is drawn among those whose description matches the prompt
             prompt = (self.embedder(str(entry.folder)), self.prompt_embedding(request, str(entry.folder)))
-            # the words of the prompt the morph lies nearer: "long kick" draws among long kit hits
+            # the words of the prompt the morph lies nearer: "long kick" draws no kit hit captioned short
             words = asked_descriptors(request.prompt_b if request.prompt_b and request.prompt_morph > 0.5
                                       else request.prompt)
         return envelopes.kit_curves(entry.folder, entry.manifest, request.label, request.seed,

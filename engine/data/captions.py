@@ -402,7 +402,7 @@ def says(text: str, word: str) -> bool:
 def asked_descriptors(text: str | None) -> tuple[str, ...]:
     """The canonical descriptor words a prompt asks for, in :data:`ASKABLE_WORDS`' order: "tight punchy
     808 kick" -> ("short", "punchy"). A scale named at both ends ("short or long") asks for neither. The studio
-    draws a prompted sound's kit hit among the hits whose captions agree with these words."""
+    draws a prompted sound's kit hit among the hits whose captions don't say their opposites."""
     if not text:
         return ()
     named = [word for word in ASKABLE_WORDS if says(text, word)]
