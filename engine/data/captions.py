@@ -392,11 +392,18 @@ ASKABLE_WORDS: dict[str, tuple[str, ...]] = {**WORDS, "long": WORDS["long"] + DR
 "roomy" for long), in the order a prompted sound's kit hits are narrowed by them."""
 
 
+def _has_word(lowered: str, word: str, plural: bool = False) -> bool:
+    """Whether ``word`` (or, with ``plural``, ``word`` + "s") stands in the lower-cased ``lowered`` as a
+    whole word, a hyphen joining words: "hat" is in "open hat" but not in "hi-hat-ish", "high" not in
+    "high-pitched" (which is a word of its own)."""
+    return re.search(r"(?<![\w-])" + re.escape(word) + ("s?" if plural else "") + r"(?![\w-])", lowered) is not None
+
+
 def says(text: str, word: str) -> bool:
     """Whether ``text`` holds the canonical descriptor ``word`` or one of its synonyms as a whole word
-    ("high" is not in "hi-hat", "low" is in "low-pitched")."""
+    ("high" is not in "hi-hat"; "low-pitched" says low, as one of its synonyms)."""
     lowered = str(text).lower()
-    return any(re.search(r"(?<![\w-])" + re.escape(w) + r"(?![\w-])", lowered) for w in ASKABLE_WORDS[word])
+    return any(_has_word(lowered, w) for w in ASKABLE_WORDS[word])
 
 
 def asked_descriptors(text: str | None) -> tuple[str, ...]:
@@ -431,7 +438,7 @@ def named_category(text: str, categories: Sequence[str] | None = None) -> str | 
         words = {*CATEGORY_WORDS.get(category, ()), *NOUNS.get(category, ())}
         for sub in subcategories:
             words.update(NOUNS.get(sub, ()))
-        if any(re.search(r"(?<![\w-])" + re.escape(w) + r"s?(?![\w-])", lowered) for w in words):
+        if any(_has_word(lowered, w, plural=True) for w in words):
             found.add(category)
     named = found.pop() if len(found) == 1 else None
     return named if categories is None or named in categories else None
