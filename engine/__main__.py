@@ -320,11 +320,15 @@ def _default_arguments(parser: argparse.ArgumentParser, otherwise: str) -> None:
                         help="latent models with prompts: with shape kit, how far the drawn hit's own description "
                              "(\"soft dark boomy low acoustic tom\") moves a sound from its label, 0 (the label alone) "
                              "to 1 (the caption alone); needs kit envelopes with captions")
+    parser.add_argument("--kit-spread", type=float, default=None,
+                        help="latent models, with shape kit: how far a Sound asked alone draws its kit hit's loudness "
+                             "curve from the label's typical one, 0 (the typical curve) .. 2; 1 the hit as it was, "
+                             "1.3 a third further (more varied sounds; no kit holds that exact shape)")
     parser.add_argument("--per-label", type=json.loads, default=None,
                         help="defaults for some labels in place of the model's, as JSON, e.g. "
                              '\'{"kick": {"sampler": "dpmpp_2m", "steps": 12, "guidance": 6.5}}\' '
                              "(sampler, steps, guidance, variety, control_guidance, shape, guidance_weights, "
-                             "hit_prompt, one_hit_db, redraw_under_db, width)")
+                             "hit_prompt, kit_spread, one_hit_db, redraw_under_db, width)")
     parser.add_argument("--width", type=float, default=None,
                         help="the default stereo width, 0 (mono) .. 1 (as the model makes it); per label with "
                              "--per-label (default: unchanged)")

@@ -251,7 +251,7 @@ def variety_interval(variety: float) -> tuple[float, float]:
 
 
 LABEL_DEFAULT_KEYS = ("sampler", "steps", "guidance", "variety", "control_guidance", "shape", "guidance_weights",
-                      "hit_prompt", "one_hit_db", "redraw_under_db", "width")
+                      "hit_prompt", "kit_spread", "one_hit_db", "redraw_under_db", "width")
 
 
 LAYERS = ("per_label", "with_curves", "with_prompt")

@@ -156,6 +156,61 @@ def test_a_sound_alone_on_a_kit_hit_takes_its_own_defaults_and_a_drawn_curve_tho
     assert asked == [2.0, 2.0, 3.0]
 
 
+def test_a_kit_hit_drawn_wider_moves_each_point_away_from_the_labels_median_shape():
+    """Each point of the hit's curve, in dB under its peak, lies ``spread`` times as far from the
+    label's median shape as it did; the peak, the point times and the floor hold."""
+    entries = [{"rms": [[0.0, -10.0], [100.0, -30.0], [200.0, -50.0]]},   # peak -10: -20, -40 under it
+               {"rms": [[0.0, -6.0], [100.0, -16.0], [200.0, -36.0]]},    # -10, -30 under its peak
+               {"rms": [[0.0, -20.0], [100.0, -26.0], [300.0, -70.0]]}]   # -6, then -50 at 300 ms
+    times, median = envelopes.median_shape(entries)
+    assert envelopes.median_shape(entries)[1] is median  # once per bank's list of hits
+    assert times[0] == 0.0 and times[-1] >= 300.0 and times[1] - times[0] == envelopes.SHAPE_GRID_MS
+    assert median[0] == 0.0 and median[list(times).index(100.0)] == pytest.approx(-10.0)  # of -20, -10, -6
+    hit = entries[0]["rms"]
+    assert envelopes.widen(hit, (times, median), 1.0) == tuple(tuple(p) for p in hit)
+    wide = envelopes.widen(hit, (times, median), 1.5)
+    assert [t for t, _ in wide] == [0.0, 100.0, 200.0] and wide[0][1] == -10.0  # the peak stays
+    assert wide[1][1] == pytest.approx(-10.0 + -10.0 + 1.5 * (-20.0 + 10.0))  # 10 dB under the median -> 15
+    assert all(a[1] <= b[1] for a, b in zip(wide, hit))  # a fast hit falls faster
+    typical = envelopes.widen(hit, (times, median), 0.0)
+    assert typical[1][1] == pytest.approx(-10.0 + -10.0)  # spread 0: the median shape at the hit's level
+    quiet = envelopes.widen([[0.0, -65.0], [100.0, -79.0]], (times, median), 2.0)
+    assert quiet == ((0.0, -65.0), (100.0, -80.0))  # 18 dB under its peak: held at the floor
+    held = envelopes.widen([[0.0, -20.0], [100.0, -22.0]], (times, median), 2.0)
+    assert held == ((0.0, -20.0), (100.0, -20.0))  # 8 dB over the median, twice: held at the peak
+
+
+def test_a_labels_kit_spread_widens_a_sound_alone_and_its_recipe_replays_it(models, monkeypatch):
+    """The label's ``kit_spread`` default draws a Sound asked alone on a wider curve; the studio and
+    the evaluation draw the same, the recipe holds what was drawn, and a bad value is refused."""
+    from engine.eval.run import generate_clips
+    from engine.models import load_model
+
+    set_defaults(models / "curvy", {"per_label": {"hat": {"shape": "kit", "kit_spread": 1.5}}})
+    studio = Studio(roots=[models], device="cpu")
+    bank, length_ms = envelopes.read_bank(models / "curvy"), 1000.0 * LENGTH / RATE
+    sound = studio.render(GenerationRequest(model="curvy", label="hat", seed=3, steps=2)).sounds[0]
+    plain = envelopes.draw(bank, "hat", 3, length_ms)
+    wide = envelopes.draw(bank, "hat", 3, length_ms, spread=1.5)
+    assert wide.rms != plain.rms and [t for t, _ in wide.rms] == [t for t, _ in plain.rms]
+    assert sound.recipe["rms"] == [list(p) for p in wide.rms]
+    manifest = load_model(models / "curvy").manifest
+    assert envelopes.kit_spread(manifest, "hat") == 1.5 and envelopes.kit_spread(manifest, "kick") == 1.0
+    assert envelopes.kit_curves(models / "curvy", manifest, "hat", 3, 1, length_ms)[0] == wide
+    again = studio.render(GenerationRequest.from_recipe(dict(sound.recipe, model="curvy")))
+    assert torch.allclose(again.sounds[0].audio, sound.audio, atol=1e-6)
+
+    asked, drawn = [], envelopes.draw
+    monkeypatch.setattr(envelopes, "draw", lambda *a: asked.append(a[5]) or drawn(*a))
+    generate_clips(load_model(models / "curvy"), 1, label="hat", seed=3, steps=2)
+    assert asked == [1.5]  # the evaluation draws as the studio
+    for bad in (-0.5, 2.5, True, "wide"):
+        with pytest.raises(InvalidRequestError, match="kit_spread"):
+            set_defaults(models / "curvy", {"per_label": {"hat": {"kit_spread": bad}}})
+    with pytest.raises(InvalidRequestError, match="not in --with-curves"):
+        set_defaults(models / "curvy", {"with_curves": {"per_label": {"hat": {"kit_spread": 1.2}}}})
+
+
 def test_asking_for_a_kit_shape_wrongly_is_a_clear_error(models):
     studio = Studio(roots=[models], device="cpu")
     with pytest.raises(InvalidRequestError, match="shape must be one of"):
@@ -254,23 +309,26 @@ def test_a_label_with_a_hit_prompt_takes_its_kit_hits_description_as_well_as_its
 
 
 def test_the_shipped_fast_model_describes_a_percussion_hit_by_its_kit_hit():
-    """`latent-fast`'s percussion takes a kit hit's shape and, 60 % of the way, its caption (a tom,
-    a clap, a shaker...); its snares take the shape and the caption whole; its hats the shape only;
-    a recipe replays the described hit."""
+    """`latent-fast`'s percussion takes a kit hit's shape and, half the way, its caption (a tom,
+    a clap, a shaker...); its snares take the shape and the caption whole; its hats the shape only,
+    drawn wider than the hit's own; a recipe replays the described hit."""
     root = Path(__file__).resolve().parents[1] / "checkpoints"
     studio = Studio(roots=[root], device="cpu")
     bank = envelopes.read_bank(root / "latent-fast")
     assert envelopes.has_captions(bank, "perc")
     perc = studio.render(GenerationRequest(model="latent-fast", label="perc", seed=7, length=0.5))
-    hit = envelopes.draw(bank, "perc", 7, 500.0)
+    manifest = studio.entry("latent-fast").manifest
+    hit = envelopes.kit_curves(root / "latent-fast", manifest, "perc", 7, 1, 500.0)[0]
     recipe = perc.sounds[0].recipe
-    assert (recipe["prompt"], recipe["prompt_b"], recipe["prompt_morph"]) == (hit.caption, "a percussion", 0.4)
+    assert (recipe["prompt"], recipe["prompt_b"], recipe["prompt_morph"]) == (hit.caption, "a percussion", 0.5)
     assert recipe["rms"] == [list(p) for p in hit.rms] and perc.sounds[0].score is not None
     snare = studio.render(GenerationRequest(model="latent-fast", label="snare", seed=7, length=0.5)).sounds[0].recipe
     assert snare["shape"] == "kit" and snare["prompt"] == envelopes.draw(bank, "snare", 7, 500.0).caption
     assert snare["prompt_b"] is None
     hat = studio.render(GenerationRequest(model="latent-fast", label="hat", seed=7, length=0.5)).sounds[0].recipe
     assert hat["shape"] == "kit" and hat["prompt"] is None
+    wide = envelopes.draw(bank, "hat", 7, 500.0, spread=envelopes.kit_spread(manifest, "hat"))
+    assert hat["rms"] == [list(p) for p in wide.rms] != [list(p) for p in envelopes.draw(bank, "hat", 7, 500.0).rms]
     again = studio.render(GenerationRequest.from_recipe(recipe))
     assert torch.allclose(again.sounds[0].audio, perc.sounds[0].audio, atol=1e-5)
 

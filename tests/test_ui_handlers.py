@@ -560,8 +560,9 @@ def test_the_shape_field_gives_a_snare_a_real_kit_hits_envelope_and_comes_back_w
     _, made = run_generate(handlers, count=2, shape="kit", **fast)
     recipes = [take.recipe for take in made["session"].takes]
     bank = envelopes.read_bank(ROOT / "checkpoints" / "latent-fast")
+    spread = envelopes.kit_spread(handlers.studio.entry("latent-fast").manifest, "snare")  # drawn wider
     for recipe in recipes:
-        rms, onsets, _ = envelopes.draw(bank, "snare", recipe["seed"], 500.0)
+        rms, onsets, _ = envelopes.draw(bank, "snare", recipe["seed"], 500.0, spread=spread)
         assert recipe["shape"] == "kit" and recipe["rms"] == [list(p) for p in rms] and recipe["onsets"] == list(onsets)
     _, free = run_generate(handlers, shape="free", **fast)
     assert free["session"].takes[0].recipe["rms"] is None

@@ -169,11 +169,12 @@ def _label_value(label: str | None) -> str | None:
 
 
 SAMPLING_FIELDS = tuple(key for key in LABEL_DEFAULT_KEYS
-                        if key not in ("shape", "guidance_weights", "hit_prompt", "one_hit_db", "redraw_under_db"))
+                        if key not in ("shape", "guidance_weights", "hit_prompt", "kit_spread", "one_hit_db",
+                                       "redraw_under_db"))
 """The fields a model may default differently per Sound (named as the manifest's defaults). The
 Shape field is not one: its "Sound's default" choice leaves the shape to each Sound; nor are the
-guidance weights, the one-hit limit and the redraw level, which the model applies to each sound itself (no
-field shows them)."""
+guidance weights, the kit hit's description and spread, the one-hit limit and the redraw level, which
+the model applies to each sound itself (no field shows them)."""
 AUTO_SHAPE = "auto"
 SHAPE_CHOICES = [("Sound's default", AUTO_SHAPE), ("The model's own", "free"), ("A real kit's hit", "kit")]
 

@@ -153,14 +153,14 @@ Multi-resolution STFT loss; {training.get('steps', 0)} steps, {training.get('exa
 
 
 PUBLISHED_DEFAULTS = ("sampler", "steps", "guidance", "guidance_weights", "control_guidance", "variety", "shape",
-                      "hit_prompt", "one_hit_db", "redraw_under_db", "width", "per_label", "with_curves", "with_prompt")
+                      "hit_prompt", "kit_spread", "one_hit_db", "redraw_under_db", "width", "per_label", "with_curves", "with_prompt")
 PROMPT_DEFAULTS = ("sampler", "steps", "guidance", "variety", "control_guidance", "shape")
 """What a sound asked for with a prompt may default to otherwise (``with_prompt``): the sampling
 settings, and its shape ("kit": a real hit among those whose description matches the prompt,
 :func:`engine.sampling.prompt_shape`). Not the kit hit's description (the prompt is the sound's
 description), nor the guidance weights (the pipeline cannot tell a user's prompt from a kit hit's
 description)."""
-NOT_REQUEST_FIELDS = ("guidance_weights", "hit_prompt", "one_hit_db", "redraw_under_db")
+NOT_REQUEST_FIELDS = ("guidance_weights", "hit_prompt", "kit_spread", "one_hit_db", "redraw_under_db")
 """Defaults that are model settings, not a request's fields: checked on their own."""
 
 
@@ -192,6 +192,10 @@ def with_defaults(manifest: dict, defaults: dict | None) -> dict:
             raise InvalidRequestError("hit_prompt belongs with a Sound's shape, in its defaults without curves "
                                       '(e.g. --per-label \'{"perc": {"shape": "kit", "hit_prompt": 0.5}}\'), '
                                       "not in --with-curves")
+        if any("kit_spread" in layer for layer in layers):  # read where the shape is drawn: without curves
+            raise InvalidRequestError("kit_spread belongs with a Sound's shape, in its defaults without curves "
+                                      '(e.g. --per-label \'{"hat": {"shape": "kit", "kit_spread": 1.3}}\'), '
+                                      "not in --with-curves")
     _check_prompt_defaults(manifest, defaults.get("with_prompt"))
     return dict(manifest, defaults=dict(manifest.get("defaults", {}), **defaults))
 
@@ -221,6 +225,7 @@ def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...],
         raise InvalidRequestError(f"publish sets only these defaults: {', '.join(allowed)}; not {sorted(unknown)}")
     _check_weights(manifest, defaults.get("guidance_weights"))
     _check_hit_prompt(defaults.get("hit_prompt"))
+    _check_kit_spread(defaults.get("kit_spread"))
     _check_one_hit(manifest, defaults.get("one_hit_db"))
     _check_redraw(manifest, defaults.get("redraw_under_db"))
     labels = set(manifest.get("labels", []))
@@ -244,6 +249,7 @@ def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...],
                 raise InvalidRequestError(f"{what} are {list(label_keys)}, not {sorted(unknown)} ({label})")
             _check_weights(manifest, settings.get("guidance_weights"))
             _check_hit_prompt(settings.get("hit_prompt"))
+            _check_kit_spread(settings.get("kit_spread"))
             _check_one_hit(manifest, settings.get("one_hit_db"))
             _check_redraw(manifest, settings.get("redraw_under_db"))
             _check_settings(manifest, {k: v for k, v in settings.items() if k not in NOT_REQUEST_FIELDS})
@@ -261,6 +267,20 @@ def _check_hit_prompt(weight) -> None:
                                or not 0.0 <= float(weight) <= 1.0):
         raise InvalidRequestError(f"hit_prompt is how far a kit hit's description moves a sound from its label, "
                                   f"a number from 0 to 1; got {weight!r}")
+
+
+KIT_SPREAD_RANGE = (0.0, 2.0)
+
+
+def _check_kit_spread(spread) -> None:
+    """A kit spread is a number from 0 (every hit on the label's median shape) to 2 (twice as far from
+    it as the hit; past that a curve is mostly its floor or its peak)."""
+    low, high = KIT_SPREAD_RANGE
+    if spread is not None and (isinstance(spread, bool) or not isinstance(spread, (int, float))
+                               or not low <= float(spread) <= high):
+        raise InvalidRequestError(f"kit_spread is how far a Sound's kit hit is drawn from its label's typical "
+                                  f"loudness curve, a number from {low:g} (the typical curve) to {high:g}, "
+                                  f"1 the hit as it was; got {spread!r}")
 
 
 ONE_HIT_RANGE = (0.0, 60.0)
