@@ -178,8 +178,9 @@ def widen(points: Sequence[Sequence[float]], median: tuple[np.ndarray, np.ndarra
     Why: a latent model follows a kit hit's curve only part of the way. Its hats regress towards
     the typical hat: along the real kits' first principal directions (the body's high bands: how
     fast a hat closes) a generated hat moves .76-.87 of the way its kit hit does, so 64 hats on 64
-    kit hits spread .70 of the training hats' (#19 asks .85). Drawn 1.3 times as far, the curves
-    ask for that spread back, as the waveform models' envelope prior is drawn wider
+    kit hits spread .70 of the training hats' (#19 asks .85). Drawn 1.45 times as far (`latent-fast`'s
+    hats; its snares and percussion 1.3), the curves ask for that spread back (.91-.97), as the
+    waveform models' envelope prior is drawn wider
     (``docs/design-notes.md``, "Kit hits drawn wider"). Each sound then also takes a shape no kit
     holds, not a copy of one."""
     times = np.array([p[0] for p in points], float)
@@ -199,8 +200,10 @@ def kit_curves(folder: str | Path, manifest: dict, label: str, first_seed: int, 
                length_ms: float, prompt: tuple | None = None, words: Sequence[str] = ()) -> list[KitHit]:
     """Sound ``i``'s hit (RMS points, onsets, caption): the entry seed ``first_seed + i`` draws from the kit
     envelopes in ``folder`` (the studio's and the evaluation's one way to shape a sound by a kit's
-    hit), its curve drawn the label's ``kit_spread`` times as far from the typical one (:func:`widen`); with ``prompt`` (an embedder and the prompt's unit vector) only among the hits whose
-    captions match it best and agree with the descriptor ``words`` it asks for (:func:`prompt_candidates`).
+    hit), its curve drawn the label's ``kit_spread`` times as far from the typical one (:func:`widen`);
+    with ``prompt`` (an embedder and the prompt's unit vector) only among the hits whose captions
+    match it best and agree with the descriptor ``words`` it asks for (:func:`prompt_candidates`),
+    and as the kit played it (the prompt names its shape).
     A clear error for a model that doesn't follow curves or has no envelopes."""
     name = manifest.get("name") or Path(folder).name
     if not follows_curves(manifest):
