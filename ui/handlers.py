@@ -29,7 +29,7 @@ from engine import AudioFileError, GenerationRequest, Progress, Result, Studio, 
 from engine import audio as audio_io
 from engine.curves import format_onsets, format_rms, parse_onsets, parse_rms
 from engine.request import MADE_BEFORE, VARIATION_STRENGTH, asks_prompt, recorded_strength
-from engine.sampling import LABEL_DEFAULT_KEYS, label_defaults
+from engine.sampling import LABEL_DEFAULT_KEYS, MODEL_SETTING_KEYS, label_defaults
 from engine.studio import engine_changes_since
 
 from . import presets
@@ -168,13 +168,11 @@ def _label_value(label: str | None) -> str | None:
     return None if label in (None, "", ANY_LABEL) else label
 
 
-SAMPLING_FIELDS = tuple(key for key in LABEL_DEFAULT_KEYS
-                        if key not in ("shape", "guidance_weights", "hit_prompt", "kit_spread", "one_hit_db",
-                                       "redraw_under_db"))
+SAMPLING_FIELDS = tuple(key for key in LABEL_DEFAULT_KEYS if key not in ("shape", *MODEL_SETTING_KEYS))
 """The fields a model may default differently per Sound (named as the manifest's defaults). The
 Shape field is not one: its "Sound's default" choice leaves the shape to each Sound; nor are the
-guidance weights, the kit hit's description and spread, the one-hit limit and the redraw level, which
-the model applies to each sound itself (no field shows them)."""
+model's own settings (:data:`engine.sampling.MODEL_SETTING_KEYS`: the guidance weights, the kit hit's
+description and spread, the one-hit limit and the redraw level), which it applies to each sound itself."""
 AUTO_SHAPE = "auto"
 SHAPE_CHOICES = [("Sound's default", AUTO_SHAPE), ("The model's own", "free"), ("A real kit's hit", "kit")]
 

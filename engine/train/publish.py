@@ -27,8 +27,8 @@ from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, copy_folder
 from ..request import GenerationRequest
 from ..steering import steerable
 from ..conditions import takes_prompts
-from ..sampling import (LABEL_DEFAULT_KEYS, LAYERS, channel_weights, every_guidance_weights, holds_one_hit,
-                        label_defaults, prompt_shape, samplers_for)
+from ..sampling import (LABEL_DEFAULT_KEYS, LAYERS, MODEL_SETTING_KEYS, channel_weights, every_guidance_weights,
+                        holds_one_hit, label_defaults, prompt_shape, samplers_for)
 
 
 def _log_summary(log_path: Path) -> str:
@@ -160,8 +160,18 @@ settings, and its shape ("kit": a real hit among those whose description matches
 :func:`engine.sampling.prompt_shape`). Not the kit hit's description (the prompt is the sound's
 description), nor the guidance weights (the pipeline cannot tell a user's prompt from a kit hit's
 description)."""
-NOT_REQUEST_FIELDS = ("guidance_weights", "hit_prompt", "kit_spread", "one_hit_db", "redraw_under_db")
-"""Defaults that are model settings, not a request's fields: checked on their own."""
+NOT_WITH_CURVES = {
+    "one_hit_db": "one_hit_db is a Sound's own limit, with a curve or without; it belongs in its defaults "
+                  "(--one-hit-db, or per label), not in --with-curves",
+    "redraw_under_db": "redraw_under_db is for a sound the network gives its level; with a curve the curve says it, "
+                       "so it belongs in the Sound's defaults (--redraw-under-db, or per label), not in --with-curves",
+    **{key: f"{key} belongs with a Sound's shape, in its defaults without curves (e.g. --per-label "
+            f"'{{\"{label}\": {{\"shape\": \"kit\", \"{key}\": {value}}}}}'), not in --with-curves"
+       for key, label, value in (("hit_prompt", "perc", 0.5), ("kit_spread", "hat", 1.3))},
+}
+"""The model settings a sound with a drawn curve never reads, each with why: the one-hit limit is read
+from the Sound's own defaults, curve or not; a curve says the level, so nothing is drawn again; a kit
+hit's description and spread are read where the Sound's shape is drawn, without curves."""
 
 
 def with_defaults(manifest: dict, defaults: dict | None) -> dict:
@@ -181,21 +191,9 @@ def with_defaults(manifest: dict, defaults: dict | None) -> dict:
                                       '{"per_label": {"kick": {"variety": 0}}}')
         _check_defaults(manifest, curves, tuple(k for k in PUBLISHED_DEFAULTS if k not in ("with_curves", "with_prompt")))
         layers = [curves, *(v for v in (curves.get("per_label") or {}).values() if isinstance(v, dict))]
-        if any("one_hit_db" in layer for layer in layers):  # read from the label's own defaults, curve or not
-            raise InvalidRequestError("one_hit_db is a Sound's own limit, with a curve or without; it belongs in its "
-                                      "defaults (--one-hit-db, or per label), not in --with-curves")
-        if any("redraw_under_db" in layer for layer in layers):  # a curve says the level: nothing is drawn again
-            raise InvalidRequestError("redraw_under_db is for a sound the network gives its level; with a curve the "
-                                      "curve says it, so it belongs in the Sound's defaults (--redraw-under-db, or "
-                                      "per label), not in --with-curves")
-        if any("hit_prompt" in layer for layer in layers):  # read where the shape is chosen: without curves
-            raise InvalidRequestError("hit_prompt belongs with a Sound's shape, in its defaults without curves "
-                                      '(e.g. --per-label \'{"perc": {"shape": "kit", "hit_prompt": 0.5}}\'), '
-                                      "not in --with-curves")
-        if any("kit_spread" in layer for layer in layers):  # read where the shape is drawn: without curves
-            raise InvalidRequestError("kit_spread belongs with a Sound's shape, in its defaults without curves "
-                                      '(e.g. --per-label \'{"hat": {"shape": "kit", "kit_spread": 1.3}}\'), '
-                                      "not in --with-curves")
+        for key, why in NOT_WITH_CURVES.items():
+            if any(key in layer for layer in layers):
+                raise InvalidRequestError(why)
     _check_prompt_defaults(manifest, defaults.get("with_prompt"))
     return dict(manifest, defaults=dict(manifest.get("defaults", {}), **defaults))
 
@@ -234,7 +232,7 @@ def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...],
         _check_labels(variety, labels, "variety")
         for value in variety.values():
             _check_settings(manifest, {"variety": value})
-    flat = {k: v for k, v in defaults.items() if k not in (*NOT_REQUEST_FIELDS, *LAYERS)
+    flat = {k: v for k, v in defaults.items() if k not in (*MODEL_SETTING_KEYS, *LAYERS)
             and not (k == "variety" and isinstance(v, dict))}
     _check_settings(manifest, flat)
     per_label = defaults.get("per_label")
@@ -252,7 +250,7 @@ def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...],
             _check_kit_spread(settings.get("kit_spread"))
             _check_one_hit(manifest, settings.get("one_hit_db"))
             _check_redraw(manifest, settings.get("redraw_under_db"))
-            _check_settings(manifest, {k: v for k, v in settings.items() if k not in NOT_REQUEST_FIELDS})
+            _check_settings(manifest, {k: v for k, v in settings.items() if k not in MODEL_SETTING_KEYS})
 
 
 def _check_weights(manifest: dict, weights) -> None:
