@@ -258,8 +258,8 @@ def match_loudness(audio: torch.Tensor, points, sample_rate: int, hop: int = SHA
     ``max_boost_db`` up (a quiet tail is not pulled out of the noise) and ``max_cut_db`` down,
     smoothed over ``smooth_ms`` (around each drawn hit in ``onsets``, ms, over
     :data:`SHAPER_HIT_SMOOTH_MS`) and interpolated between frame centres so it never clicks;
-    elsewhere it is 0 dB. Two passes, because the RMS window (11.6 ms) spreads a gain change over
-    its neighbours. This is the studio's envelope shaper, applied after sampling: the model's own
+    before the curve it is 0 dB, and after it a cut holds (:func:`held_past_curve`). Two passes,
+    because the RMS window (11.6 ms) spreads a gain change over its neighbours. This is the studio's envelope shaper, applied after sampling: the model's own
     following is measured without it (engine/eval/controls.py).
 
     Drawn hits the curve does not rise into (a roll at a flat level, made by the hit steering) are
@@ -281,13 +281,34 @@ def match_loudness(audio: torch.Tensor, points, sample_rate: int, hop: int = SHA
             near |= (times >= float(onset) - before) & (times <= float(onset) + after)
     for _ in range(passes):
         measured = rms_db(out, hop, frames=frames)
-        gain = gain_onto_curve(asked, measured, segments).clamp(-max_cut_db, max_boost_db) * mask
+        gain = held_past_curve(gain_onto_curve(asked, measured, segments).clamp(-max_cut_db, max_boost_db) * mask,
+                               mask)
         gain = gain if hold is None else held_across(gain, hold)
         smooth = smoothed(gain, smooth_ms, hop, sample_rate)
         if near is not None:
             smooth = torch.where(near, smoothed(gain, SHAPER_HIT_SMOOTH_MS, hop, sample_rate), smooth)
         out = apply_gain_db(out, smooth, hop, sample_rate, smooth_ms=0.0)
     return out
+
+
+def held_past_curve(gain: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``gain`` (``(..., frames)`` dB, 0 where ``mask`` says the curve is not drawn) with the cut
+    of the curve's last drawn frame carried on to the end of the sound; a boost there is not.
+
+    Why: a curve says nothing about what comes after its last point, but a gain that springs back
+    to 0 dB there does: it brings the sound back up. Every curve measured on a real clip ends by
+    falling to the -80 dB floor where the clip goes quiet, and a sound the network made longer
+    (a cymbal still ringing at -45 dBFS past a choked one's cut) came back 35 dB louder a few
+    frames after the curve stopped, which the ear and the onset detector hear as a second hit
+    (``docs/design-notes.md``, "A cut held past the curve's end"). A boost is dropped instead of
+    held: it would lift the rest of a quiet tail out of its noise, and a level falling back
+    makes no hit."""
+    drawn = torch.nonzero(mask > 0).flatten()
+    if drawn.numel() == 0:
+        return gain
+    last = int(drawn[-1])
+    tail = gain[..., last:last + 1].clamp(max=0.0).expand(*gain.shape[:-1], gain.shape[-1] - last - 1)
+    return torch.cat([gain[..., :last + 1], tail], dim=-1)
 
 
 def smoothed(values: torch.Tensor, smooth_ms: float, hop: int, sample_rate: int) -> torch.Tensor:

@@ -300,13 +300,35 @@ def test_the_envelope_shaper_puts_a_sound_on_its_curve_within_its_limits():
     assert loudness_error_db(sound, tight, RATE) > 3
     shaped = dsp.match_loudness(sound, tight, RATE)
     assert loudness_error_db(shaped, tight, RATE) < 1.0
-    # outside the drawn span nothing changes; a boost stops at +12 dB (no noise floor pulled up)
+    # past the drawn span the cut at its end carries on: the tail goes on decaying from the curve's
+    # last level, one gain all the way (before: the gain sprang back to 0 dB and the tail with it)
     late = int(0.3 * RATE)
-    assert torch.allclose(shaped[:, late:], sound[:, late:], atol=1e-6)
+    ratio = shaped[:, late:] / sound[:, late:]
+    assert float(ratio.std()) < 1e-4 and float(ratio.mean()) < 10 ** (-6 / 20)
+    assert float(dsp.rms_db(shaped, HOP)[int(0.15 * RATE) // HOP:].max()) < -44.0
+    # a boost stops at +12 dB (no noise floor pulled up) and is not carried past the curve
     loud = ((0, -3), (300, -3))
     boosted = dsp.match_loudness(sound, loud, RATE)
     gain_db = 20 * torch.log10(boosted[:, 1000:-1000].abs().max() / sound[:, 1000:-1000].abs().max())
     assert float(gain_db) <= 12.01
+    after = int(0.35 * RATE)
+    assert torch.allclose(boosted[:, after:], sound[:, after:], atol=1e-6)
+
+
+def test_a_curve_drawn_down_to_silence_keeps_the_sound_silent_after_it():
+    """Every curve measured on a real clip ends by falling to the floor where the clip goes quiet (a
+    choked cymbal at 400 ms). A sound that rings on past that must stay under the floor, not come
+    back at its own level once the curve stops, which reads as a new hit."""
+    from engine.eval.controls import onset_match
+
+    n = RATE
+    ringing = 0.05 * torch.randn(2, n, generator=torch.Generator().manual_seed(1))   # about -26 dBFS throughout
+    choked = ((0, -26), (380, -30), (395, -45), (400, -80))
+    shaped = dsp.match_loudness(ringing, choked, RATE)
+    level = dsp.rms_db(shaped, HOP)
+    assert float(level[int(0.45 * RATE) // HOP:].max()) < -70.0
+    assert onset_match(shaped, [0.0], RATE)[2] == 0
+    assert float(dsp.rms_db(ringing, HOP)[int(0.45 * RATE) // HOP:].min()) > -30.0   # it does ring on
 
 
 def test_the_envelope_shaper_keeps_a_roll_drawn_at_a_flat_level_as_hits_on_the_curve():
