@@ -259,8 +259,9 @@ def match_loudness(audio: torch.Tensor, points, sample_rate: int, hop: int = SHA
     smoothed over ``smooth_ms`` (around each drawn hit in ``onsets``, ms, over
     :data:`SHAPER_HIT_SMOOTH_MS`) and interpolated between frame centres so it never clicks;
     before the curve it is 0 dB, and after it a cut holds (:func:`held_past_curve`). Two passes,
-    because the RMS window (11.6 ms) spreads a gain change over its neighbours. This is the studio's envelope shaper, applied after sampling: the model's own
-    following is measured without it (engine/eval/controls.py).
+    because the RMS window (11.6 ms) spreads a gain change over its neighbours. This is the
+    studio's envelope shaper, applied after sampling: the model's own following is measured
+    without it (engine/eval/controls.py).
 
     Drawn hits the curve does not rise into (a roll at a flat level, made by the hit steering) are
     shaped as hits: over ``segments`` (``(frames,)`` int, ``engine.steering.roll_segments``) each
