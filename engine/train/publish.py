@@ -153,7 +153,8 @@ Multi-resolution STFT loss; {training.get('steps', 0)} steps, {training.get('exa
 
 
 PUBLISHED_DEFAULTS = ("sampler", "steps", "guidance", "guidance_weights", "control_guidance", "variety", "shape",
-                      "hit_prompt", "kit_spread", "one_hit_db", "redraw_under_db", "width", "per_label", "with_curves", "with_prompt")
+                      "hit_prompt", "kit_spread", "one_hit_db", "redraw_under_db", "width",
+                      "per_label", "with_curves", "with_prompt")
 PROMPT_DEFAULTS = ("sampler", "steps", "guidance", "variety", "control_guidance", "shape")
 """What a sound asked for with a prompt may default to otherwise (``with_prompt``): the sampling
 settings, and its shape ("kit": a real hit among those whose description matches the prompt,
