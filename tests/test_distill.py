@@ -432,3 +432,29 @@ def test_the_command_line_names_a_teacher_per_label(tmp_path, tiny_models, wav_f
                        "--label-teacher", f"kick={tiny_models / 'tiny'}", "--run-dir", str(tmp_path / "run"),
                        "--steps", "1", "--batch", "2", "--device", "cpu")
     assert waveform.returncode == 2 and "latent models only" in waveform.stderr
+
+
+def test_a_latent_student_is_taught_most_near_each_labels_own_default_scales():
+    """Kicks sampled alone at 1 and with a curve at 6.5, percussion at 6.5 and 10: the student learns
+    each clip near one of its label's default scales, not near one default for every label (session 40:
+    the shipped student's kicks at 1 read as kicks .81-.86 where its teacher's read .89-.91)."""
+    from engine.train.distill import draw_scales
+    from engine.train.distill_latent import clip_defaults, label_scales
+    manifest = {"labels": ["kick", "snare", "perc"],
+                "defaults": {"guidance": 4.0, "per_label": {"kick": {"guidance": 1.0}, "perc": {"guidance": 6.5}},
+                             "with_curves": {"per_label": {"kick": {"guidance": 6.5}, "perc": {"guidance": 10.0}}},
+                             "with_prompt": {"per_label": {"kick": {"guidance": 6.5}}}}}
+    table = label_scales(manifest)
+    assert table == [(1.0, 6.5), (4.0,), (6.5, 10.0)]
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.tensor([0] * 400 + [1] * 100)
+    picked = clip_defaults(labels, table, generator)
+    kicks = picked[:400]
+    assert set(kicks.tolist()) == {1.0, 6.5} and 0.4 < float((kicks == 1.0).float().mean()) < 0.6
+    assert torch.all(picked[400:] == 4.0)
+    config = DistillConfig(top=10.0, near_default=1.0)     # every scale drawn near its clip's default
+    scales = draw_scales(len(labels), picked, config, generator)
+    assert torch.all((scales - picked).abs() <= 1.0) and torch.all((scales >= 0) & (scales <= 10))
+    assert float(scales[:400][kicks == 1.0].max()) <= 2.0 and float(scales[:400][kicks == 6.5].min()) >= 5.5
+    one = draw_scales(8, 3.0, config, generator)           # one default for every clip, as the waveform students
+    assert torch.all((one - 3.0).abs() <= 1.0)

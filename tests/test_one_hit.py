@@ -112,16 +112,17 @@ def test_the_request_recipe_and_cli_carry_the_switch(tmp_path):
     with pytest.raises(InvalidRequestError, match="one_hit must be true or false"):
         GenerationRequest(one_hit="yes").validated()
     common = ("generate", "--model", "latent-fast", "--label", "kick", "--length", "0.3", "--out", str(tmp_path))
-    recipes = {}
+    recipes, made_at = {}, {}
     for name, extra in (("held", ()), ("free", ("--allow-second-hits",)), ("two", ("--onsets", "0,150"))):
         result = cli_in_process(*common, *extra)
         assert result.returncode == 0, result.stderr
-        recipes[name] = read_recipe(result.stdout.strip().splitlines()[-1])
+        made_at[name] = result.stdout.strip().splitlines()[-1]
+        recipes[name] = read_recipe(made_at[name])
     assert recipes["held"]["one_hit"] is True and recipes["held"]["one_hit_db"] == 10.0
     assert recipes["free"]["one_hit"] is False and "one_hit_db" not in recipes["free"]
     assert "one_hit_db" not in recipes["two"]  # two hits are two hits
     # a variation that keeps its reference's shape keeps its second hits too; "more like this" is held
-    wav = next(tmp_path.glob("*.wav"))
+    wav = made_at["held"]  # one hit (not the first file a glob finds: the two-hit one may come first)
     for variation, held in (("noise", False), ("semantic", True)):
         result = cli_in_process("generate", "--model", "latent-fast", "--reference", str(wav), "--variation",
                                 variation, "--length", "0.3", "--out", str(tmp_path / variation))

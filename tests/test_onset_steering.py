@@ -106,7 +106,9 @@ def test_steering_steps_chain_in_order():
 def test_the_shipped_model_makes_a_roll_of_hits_steered():
     """`latent-fast`'s perc from a roll drawn at a flat level, six seeds (three of them low, tom-like
     sounds whose first hit has little attack to copy: the roll's attack floor makes theirs): steered,
-    the hits are there; left to the network, every roll rings as one hit."""
+    the hits are there; left to the network, every roll rings as one hit. One roll in 24-36 misses two
+    of its eight hits at the shipped defaults (`bench/bench_rolls.py`: 1 of 24 on the weights before session 40,
+    2 of 24 and 0 of 48 on session 40's), so one sound of the six may make six."""
     from engine.studio import Studio
 
     studio = Studio(device="cpu")
@@ -115,7 +117,8 @@ def test_the_shipped_model_makes_a_roll_of_hits_steered():
     free = studio.render(base.with_(steer_onsets=False)).sounds
     made = [onset_match(s.audio, ROLL, RATE) for s in steered]
     left = [onset_match(s.audio, ROLL, RATE) for s in free]
-    assert min(m for m, _, _ in made) >= len(ROLL) - 1 and max(s for _, _, s in made) <= 1, (made, left)
+    assert min(m for m, _, _ in made) >= len(ROLL) - 2 and max(s for _, _, s in made) <= 1, (made, left)
+    assert sum(m < len(ROLL) - 1 for m, _, _ in made) <= 1 and sum(m for m, _, _ in made) >= 6 * len(ROLL) - 3, made
     assert max(m for m, _, _ in left) <= 2, (made, left)
     assert all(s.recipe["steer_onsets"] is True for s in steered)
 

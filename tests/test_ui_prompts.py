@@ -115,15 +115,18 @@ def test_the_sampling_fields_follow_the_models_defaults_for_the_sound_unless_the
                             guidance=kick["guidance"], length=0.3)
     recipe = final["session"].current()[0].recipe
     assert (recipe["sampler"], recipe["steps"], recipe["guidance"]) == (kick["sampler"], kick["steps"], kick["guidance"])
-    # no Sound picked, a prompt that names a kick: the kick's settings, on the page and in the sound
+    # no Sound picked, a prompt that names a kick: the kick's settings with a prompt (guided at 6.5, where
+    # a kick asked alone takes 1.5), on the page and in the sound
     plain = label_defaults(shipped, None)
+    prompted_kick, prompted_snare = (label_defaults(shipped, label, prompt=True) for label in ("kick", "snare"))
+    assert prompted_kick["guidance"] != kick["guidance"]
     typed = handlers.label_defaults("latent-fast", "(any)", *(plain[k] for k in fields), prompt="short punchy 808 kick")
-    assert (typed["sampler"], typed["steps"]["value"], typed["guidance"]) == (kick["sampler"], kick["steps"],
-                                                                          kick["guidance"])
+    assert (typed["sampler"], typed["steps"]["value"], typed["guidance"]) == \
+        (prompted_kick["sampler"], prompted_kick["steps"], prompted_kick["guidance"])
     cleared = handlers.label_defaults("latent-fast", "(any)", *(kick[k] for k in fields), prompt="")
     assert (cleared["sampler"], cleared["steps"]["value"], cleared["guidance"]) == (plain["sampler"], plain["steps"],
                                                                               plain["guidance"])
-    for prompt, wanted in (("short punchy 808 kick", kick), ("dark roomy snare", snare)):
+    for prompt, wanted in (("short punchy 808 kick", prompted_kick), ("dark roomy snare", prompted_snare)):
         _, final = run_generate(handlers, model="latent-fast", label="(any)", sampler=plain["sampler"],
                                 steps=plain["steps"], guidance=plain["guidance"], length=0.3, prompt=prompt)
         recipe = final["session"].current()[0].recipe

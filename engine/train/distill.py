@@ -114,11 +114,15 @@ def with_guidance_input(config: DistillConfig, teacher: dict, trainer: str) -> d
     return manifest
 
 
-def draw_scales(count: int, default: float, config: DistillConfig, generator: torch.Generator) -> torch.Tensor:
+def draw_scales(count: int, default: float | torch.Tensor, config: DistillConfig,
+                generator: torch.Generator) -> torch.Tensor:
     """Guidance scales for one batch: a share near the model's default (where users stay), the
-    rest spread over ``[0, top]`` so every position of the studio's slider is learned."""
+    rest spread over ``[0, top]`` so every position of the studio's slider is learned. ``default``
+    is one scale, or one per clip (the studio's default for each clip's label, as the latent
+    student's kicks at 1 and percussion at 6.5 need: :func:`engine.train.distill_latent.clip_defaults`)."""
     spread = torch.rand(count, generator=generator) * config.top
-    near = (default + 2.0 * torch.rand(count, generator=generator) - 1.0).clamp(0.0, config.top)
+    near = (torch.as_tensor(default, dtype=torch.float32) + 2.0 * torch.rand(count, generator=generator)
+            - 1.0).clamp(0.0, config.top)
     pick = torch.rand(count, generator=generator) < config.near_default
     return torch.where(pick, near, spread)
 

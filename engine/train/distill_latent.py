@@ -37,6 +37,7 @@ from ..diffusion.guidance import GUIDANCE_INPUT, guidance_features
 from ..errors import InvalidRequestError
 from ..models import LoadedModel, copy_folder, find_codec_folder, load_model, read_manifest
 from ..nets import build_network
+from ..sampling import label_defaults
 from . import common, loop
 from .latent import DEFAULT_LENGTH, batch_source, blend_batch, load_run_embedder
 from .distill import FEATURES, DistillConfig, draw_scales, session_note, start_student, with_guidance_input
@@ -131,6 +132,28 @@ def routed_targets(teacher: tuple, by_label: dict, labels: torch.Tensor, noisy: 
     return target
 
 
+def label_scales(manifest: dict) -> list[tuple[float, ...]]:
+    """Per label (in the manifest's order): the distinct guidance scales the studio samples it at by
+    default: a Sound alone, with curves, with a prompt, with both (:func:`engine.sampling.label_defaults`).
+    The student learns best near them; one global default left `latent-fast`'s kicks, sampled
+    alone at 1 (where its teacher's read as kicks .89-.91 and spread as the kits do) far from the
+    scales it was taught most (session 40, ``docs/design-notes.md``)."""
+    defaults = manifest.get("defaults", {})
+    table = []
+    for label in manifest.get("labels", []):
+        scales = [float(label_defaults(defaults, label, curves, prompt).get("guidance", 1.0))
+                  for curves in (False, True) for prompt in (False, True)]
+        table.append(tuple(dict.fromkeys(scales)))
+    return table
+
+
+def clip_defaults(labels: torch.Tensor, table: list[tuple[float, ...]], generator: torch.Generator) -> torch.Tensor:
+    """One default scale per clip: one of its label's :func:`label_scales`, drawn evenly."""
+    picks = torch.rand(len(labels), generator=generator)
+    return torch.tensor([table[int(label)][int(pick * len(table[int(label)]))] for label, pick
+                         in zip(labels.tolist(), picks.tolist())], dtype=torch.float32)
+
+
 def train_distill_latent(config: DistillConfig) -> Path:
     """Run ``config.steps`` steps (or until ``max_minutes``) of latent guidance distillation."""
     # a folder of WAVs is cut to the teacher's clip length (a built data set has its own)
@@ -155,12 +178,12 @@ def train_distill_latent(config: DistillConfig) -> Path:
     draw = batch_source(config, manifest, dataset, codec, network, device, embedder, progress=trainer.place.main)
     label_names = [spec.name for spec in condition_specs(manifest) if spec.group == LABEL_GROUP]
     weights = teacher_model.guidance_weights
-    default = float(manifest.get("defaults", {}).get("guidance", 3.0))
+    table = label_scales(manifest)
 
     def batch_losses(generator: torch.Generator) -> loop.Losses:
         latent, cond, labels = draw(generator)
         noisy, alpha, _ = blend_batch(latent, generator)
-        scales = draw_scales(latent.shape[0], default, config, generator)
+        scales = draw_scales(latent.shape[0], clip_defaults(labels, table, generator), config, generator)
         with torch.no_grad():
             target = routed_targets((teacher, weights), by_label, labels, noisy, alpha, cond, scales, label_names)
         features = guidance_features(scales, FEATURES, config.top).to(device)
