@@ -445,9 +445,9 @@ def test_a_latent_student_is_taught_most_near_each_labels_own_default_scales():
                              "with_curves": {"per_label": {"kick": {"guidance": 6.5}, "perc": {"guidance": 10.0}}},
                              "with_prompt": {"per_label": {"kick": {"guidance": 6.5}}}}}
     table = label_scales(manifest)
-    assert table == [(1.0, 6.5), (4.0,), (6.5, 10.0)]
+    assert table == [(1.0, 6.5), (4.0,), (6.5, 10.0), (4.0,)]   # the last: a clip of a category it lacks
     generator = torch.Generator().manual_seed(0)
-    labels = torch.tensor([0] * 400 + [1] * 100)
+    labels = torch.tensor([0] * 400 + [1] * 100 + [3] * 10)
     picked = clip_defaults(labels, table, generator)
     kicks = picked[:400]
     assert set(kicks.tolist()) == {1.0, 6.5} and 0.4 < float((kicks == 1.0).float().mean()) < 0.6

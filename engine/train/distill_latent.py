@@ -133,14 +133,15 @@ def routed_targets(teacher: tuple, by_label: dict, labels: torch.Tensor, noisy: 
 
 
 def label_scales(manifest: dict) -> list[tuple[float, ...]]:
-    """Per label (in the manifest's order): the distinct guidance scales the studio samples it at by
-    default: a Sound alone, with curves, with a prompt, with both (:func:`engine.sampling.label_defaults`).
-    The student learns best near them; one global default left `latent-fast`'s kicks, sampled
-    alone at 1 (where its teacher's read as kicks .89-.91 and spread as the kits do) far from the
-    scales it was taught most (session 40, ``docs/design-notes.md``)."""
+    """Per label (in the manifest's order), then for a clip without one (the "no label" index, where
+    a data set's categories the model lacks train): the distinct guidance scales the studio samples
+    it at by default: a Sound alone, with curves, with a prompt, with both
+    (:func:`engine.sampling.label_defaults`). The student learns best near them; one global default
+    left `latent-fast`'s kicks, sampled alone at 1 (where its teacher's read as kicks .89-.91 and
+    spread as the kits do) far from the scales it was taught most (session 40, ``docs/design-notes.md``)."""
     defaults = manifest.get("defaults", {})
     table = []
-    for label in manifest.get("labels", []):
+    for label in [*manifest.get("labels", []), None]:
         scales = [float(label_defaults(defaults, label, curves, prompt).get("guidance", 1.0))
                   for curves in (False, True) for prompt in (False, True)]
         table.append(tuple(dict.fromkeys(scales)))
