@@ -280,10 +280,12 @@ def match_loudness(audio: torch.Tensor, points, sample_rate: int, hop: int = SHA
         near = torch.zeros(frames, dtype=torch.bool)
         for onset in onsets:
             near |= (times >= float(onset) - before) & (times <= float(onset) + after)
+    drawn = torch.nonzero(mask > 0).flatten()
+    last = int(drawn[-1]) if drawn.numel() else None  # the curve's last drawn frame: the same every pass
     for _ in range(passes):
         measured = rms_db(out, hop, frames=frames)
         gain = held_past_curve(gain_onto_curve(asked, measured, segments).clamp(-max_cut_db, max_boost_db) * mask,
-                               mask)
+                               last)
         gain = gain if hold is None else held_across(gain, hold)
         smooth = smoothed(gain, smooth_ms, hop, sample_rate)
         if near is not None:
@@ -292,9 +294,10 @@ def match_loudness(audio: torch.Tensor, points, sample_rate: int, hop: int = SHA
     return out
 
 
-def held_past_curve(gain: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``gain`` (``(..., frames)`` dB, 0 where ``mask`` says the curve is not drawn) with the cut
-    of the curve's last drawn frame carried on to the end of the sound; a boost there is not.
+def held_past_curve(gain: torch.Tensor, last: int | None) -> torch.Tensor:
+    """``gain`` (``(..., frames)`` dB, 0 where the curve is not drawn) with the cut of the curve's
+    last drawn frame ``last`` carried on to the end of the sound; a boost there is not (``last``
+    None: no frame is drawn, the gain is returned as it is).
 
     Why: a curve says nothing about what comes after its last point, but a gain that springs back
     to 0 dB there does: it brings the sound back up. Every curve measured on a real clip ends by
@@ -304,10 +307,8 @@ def held_past_curve(gain: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     (``docs/design-notes.md``, "A cut held past the curve's end"). A boost is dropped instead of
     held: it would lift the rest of a quiet tail out of its noise, and a level falling back
     makes no hit."""
-    drawn = torch.nonzero(mask > 0).flatten()
-    if drawn.numel() == 0:
+    if last is None:
         return gain
-    last = int(drawn[-1])
     tail = gain[..., last:last + 1].clamp(max=0.0).expand(*gain.shape[:-1], gain.shape[-1] - last - 1)
     return torch.cat([gain[..., :last + 1], tail], dim=-1)
 

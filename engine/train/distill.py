@@ -119,7 +119,8 @@ def draw_scales(count: int, default: float | torch.Tensor, config: DistillConfig
     """Guidance scales for one batch: a share near the model's default (where users stay), the
     rest spread over ``[0, top]`` so every position of the studio's slider is learned. ``default``
     is one scale, or one per clip (the studio's default for each clip's label, as the latent
-    student's kicks at 1 and percussion at 6.5 need: :func:`engine.train.distill_latent.clip_defaults`)."""
+    student's kicks asked alone at 1.5 and percussion at 6.5 need:
+    :func:`engine.train.distill_latent.clip_defaults`)."""
     spread = torch.rand(count, generator=generator) * config.top
     near = (torch.as_tensor(default, dtype=torch.float32) + 2.0 * torch.rand(count, generator=generator)
             - 1.0).clamp(0.0, config.top)
