@@ -40,7 +40,7 @@ from .steering import codec_args_steer, hit_frames, roll_segments, steerable
 
 log = logging.getLogger(__name__)
 
-ENGINE_VERSION = "0.5"
+ENGINE_VERSION = "0.6"
 ENGINE_CHANGES = {"0.2": "a latent model's sound no longer carries faint steady tones (344 and 689 Hz, about 60 dB "
                          "under the hit) through its tail; a kick asked as one clean hit that comes out "
                          "near-silent is drawn again from another seed; and a kick on a curve opens without "
@@ -51,7 +51,10 @@ ENGINE_CHANGES = {"0.2": "a latent model's sound no longer carries faint steady 
                          "hits), so they no longer read as extra hits",
                   "0.5": "a latent model's snares, hats and cymbals no longer carry a rumble under 110 Hz (5-16 dB "
                          "more of their energy there than real ones): their bands under 690 Hz are held to "
-                         "the kits' median share"}
+                         "the kits' median share",
+                  "0.6": "a latent model's sound no longer carries the codec's fill at 690-1380 Hz where the "
+                         "sound has little either side of it (a thin, bright hat came back with a mid-range "
+                         "click 50 dB louder than it had): that part is held to at most 6 dB over its neighbours"}
 """What each engine version changed in the sounds a recipe makes, so a restored older recipe can say
 why its sound now differs (the recipe records ``engine``)."""
 

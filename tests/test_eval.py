@@ -153,6 +153,17 @@ def test_manifold_figures_tell_a_collapsed_set_from_a_varied_one():
     assert spread.shape == (2,) and spread[1] > 1.5 * spread[0]
 
 
+def test_a_floor_is_measured_with_as_many_real_sounds_as_were_generated():
+    rng = np.random.default_rng(2)
+    held, train = rng.standard_normal((20, 4)), rng.standard_normal((120, 4))
+    whole = metrics.manifold_figures(held, train)
+    assert metrics.manifold_floor(held, train, 120) == whole == metrics.manifold_floor(held, train, 500)
+    few = metrics.manifold_floor(held, train, 16)
+    assert few["coverage"] < whole["coverage"] - 0.1          # fewer sounds reach fewer held-out ones
+    assert few == metrics.manifold_floor(held, train, 16)      # the same floor every run
+    assert 0.0 < few["coverage"] < 1.0 and set(few) == set(whole)
+
+
 def test_silent_clipped_and_nan_detection():
     good = kick(0)
     quiet = kick(0) * 10 ** (-70 / 20)

@@ -16,6 +16,12 @@ lines:
 ``snr_db_holdout``
     waveform signal-to-error ratio of held-out reconstructions (low for any codec trained on
     spectra only, which is free to change phase; reported for comparison between codecs).
+``feature_distance_holdout`` / ``<category>.feature_distance_holdout``
+    the mean distance in the same projected space between each held-out clip and its own
+    reconstruction (0 = the features hear no change), over all clips and per category: where
+    the Fréchet ratio compares sets, this follows each clip (a codec that gives every thin hat the
+    typical hat's low mids moves those hats towards the training set and can lower the set
+    distance while every one of them sounds less like itself).
 ``<category>.recall_holdout`` / ``<category>.recall_holdout_rebuilt``
     the share of held-out clips of each category that the eval's drum classifier assigns to it,
     for the originals and for their reconstructions: the second is the ceiling a latent model
@@ -90,6 +96,12 @@ def evaluate_codec(codec_folder: str | Path, data_root: str | Path, clips: int |
         "clips_holdout": float(len(holdout_audio)),
         "codec.training_steps": float(manifest.get("training", {}).get("steps", 0)),
     }
+    moved = torch.from_numpy(space.project(feats["holdout_rebuilt"]) - space.project(feats["holdout"])).norm(dim=1)
+    results["feature_distance_holdout"] = float(moved.mean())
+    for index, category in enumerate(holdout.label_names):
+        mine = holdout_labels == index
+        if bool(mine.any()):
+            results[f"{category}.feature_distance_holdout"] = float(moved[mine].mean())
     floor = max(results["frechet_train_vs_holdout"], 1e-12)
     results["frechet_ratio_train"] = results["frechet_train_rebuilt_vs_holdout"] / floor
     results["frechet_ratio_holdout"] = results["frechet_holdout_rebuilt_vs_train"] / floor

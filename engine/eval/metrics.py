@@ -8,7 +8,8 @@ audio checks take ``(B, C, N)`` audio and return the share of clips that fail th
 - :func:`diversity`: mean pairwise Euclidean distance inside one (standardised) set.
 - :func:`manifold_figures`: precision and recall on k-nearest-neighbour manifolds (Kynkäänniemi
   et al. 2019) and density and coverage (Naeem et al. 2020) of a generated set against a real one:
-  how much of the real set's variety the generated set reaches, which a mean distance hides.
+  how much of the real set's variety the generated set reaches, which a mean distance hides;
+  :func:`manifold_floor`: the same figures for a real set of the generated set's size (the floor).
 - :func:`pc_spread`: the spread of a set along given principal directions (the real features'
   main directions of variation: decay, brightness, body vs noise), per direction.
 - :func:`silent_share`, :func:`clipped_share`, :func:`nan_share`: broken outputs;
@@ -132,6 +133,29 @@ def manifold_figures(real: torch.Tensor | np.ndarray, fake: torch.Tensor | np.nd
             "recall": float((cross <= fake_radii[None, :]).any(1).mean()),
             "density": float(inside_real.sum(0).mean() / k),
             "coverage": float((cross.min(1) <= real_radii).mean())}
+
+
+FLOOR_DRAWS = 64   # random subsets a same-size floor averages over
+
+
+def manifold_floor(real: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray, size: int,
+                   k: int = 3, draws: int = FLOOR_DRAWS, seed: int = 0) -> dict[str, float]:
+    """:func:`manifold_figures` of ``size`` rows of ``reference`` against ``real``, averaged over
+    ``draws`` random subsets (fixed ``seed``: the same floor every run): what a perfect generator
+    of the reference distribution scores with as many sounds as the generated set holds.
+
+    Recall and coverage grow with the number of fake rows (more rows, more balls to fall in), so a
+    generated set of 64 compared with a floor of 109 training clips is judged against more draws
+    than it had; Naeem et al. (2020) compare sets of equal size for that reason. With ``size`` at
+    or above the reference's row count the floor is the whole reference (there are no more real
+    sounds to draw)."""
+    reference = _as_numpy(reference)
+    if size >= len(reference):
+        return manifold_figures(real, reference, k)
+    rng = np.random.default_rng(seed)
+    runs = [manifold_figures(real, reference[rng.choice(len(reference), size, replace=False)], k)
+            for _ in range(draws)]
+    return {name: float(np.mean([run[name] for run in runs])) for name in runs[0]}
 
 
 def pc_spread(x: torch.Tensor | np.ndarray, mean: np.ndarray, basis: np.ndarray) -> np.ndarray:

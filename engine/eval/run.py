@@ -20,7 +20,8 @@ category the model makes (an alias such as ``kick`` narrows it to one), with see
     the model repeats itself; near 0: collapse).
 ``<cat>.precision`` / ``.recall`` / ``.density`` / ``.coverage`` (each with ``_floor``; ``recall_ratio``, ``coverage_ratio``)
     the generated set against the held-out kits' clips of the category on k-NN manifolds (k = 3)
-    in the same projected space, beside the training clips against them (the floor); and
+    in the same projected space, beside as many training clips against them (the floor, averaged
+    over random draws: recall and coverage grow with the set's size); and
     ``pc_diversity`` / ``pc_diversity_heldout``: the spread along the real features' first
     :data:`PC_DIRECTIONS` principal directions over the training clips' (:func:`coverage_figures`).
     With 10-32 held-out clips per category these move in steps of 1/N: use 64+ generated sounds.
@@ -367,9 +368,10 @@ def coverage_figures(generated: np.ndarray, real: np.ndarray, space: _Space,
                      held: np.ndarray | None = None) -> dict[str, float]:
     """Variety beside accuracy (issue 19), in the projected feature space: precision, recall,
     density and coverage of the generated set against the held-out kits' clips of the category
-    (``held``), each beside the same figure for the real training clips against them (the floor:
-    what a perfect generator of the training distribution scores; ``*_ratio`` = generated /
-    floor); and ``pc_diversity``: the generated set's spread along the real features' first
+    (``held``), each beside the same figure for as many real training clips against them (the floor:
+    what a perfect generator of the training distribution scores with as many sounds,
+    :func:`metrics.manifold_floor`; ``*_ratio`` = generated / floor; ``recall_floor_all`` and
+    ``coverage_floor_all``: every training clip's, for reference); and ``pc_diversity``: the generated set's spread along the real features' first
     :data:`PC_DIRECTIONS` principal directions over the training clips' own (mean of the
     per-direction ratios), beside ``pc_diversity_heldout``, the held-out kits' same ratio."""
     out: dict[str, float] = {}
@@ -380,9 +382,11 @@ def coverage_figures(generated: np.ndarray, real: np.ndarray, space: _Space,
     if held is None or len(held) < 4:
         return out
     out["pc_diversity_heldout"] = float(np.mean(metrics.pc_spread(held, centre, directions) / real_spread))
-    made, floor = metrics.manifold_figures(held, generated), metrics.manifold_figures(held, real)
+    made, floor = metrics.manifold_figures(held, generated), metrics.manifold_floor(held, real, len(generated))
+    whole = metrics.manifold_figures(held, real)
     for name in ("precision", "recall", "density", "coverage"):
         out[name], out[f"{name}_floor"] = made[name], floor[name]
+    out["recall_floor_all"], out["coverage_floor_all"] = whole["recall"], whole["coverage"]
     out["recall_ratio"] = _ratio(made["recall"], floor["recall"])
     out["coverage_ratio"] = _ratio(made["coverage"], floor["coverage"])
     return out

@@ -128,6 +128,9 @@ def codec_card(manifest: dict, log_summary: str, evaluation: str | None, weights
                    if bypass else "")
     if args.get("band_envelope"):
         bypass_text += f" + {args.get('bands', 1) - 1} band-envelope channels (RMS of PQMF bands 1-{args.get('bands', 1) - 1} per frame)"
+    if args.get("band0_ceiling_db") is not None:
+        bypass_text += (f"; band 0 above the bypass held on decoding to at most {args['band0_ceiling_db']:g} dB "
+                        "over its neighbours")
     return f"""# {manifest['name']}
 
 {manifest.get('description', '')}
