@@ -112,9 +112,9 @@ def _wait_value(page, element_id: str, predicate: str) -> str:
 
     try:
         page.wait_for_function(f"""() => {{ const v = document.querySelector("#{element_id} textarea, #{element_id} input")
-                                              .value; return {predicate}; }}""", timeout=5000)
+                                              .value; return {predicate}; }}""", timeout=15_000)
     except PlaywrightTimeout:
-        pytest.fail(f"#{element_id} never met `{predicate}` in 5 s; it holds {_box(page, element_id).input_value()!r}")
+        pytest.fail(f"#{element_id} never met `{predicate}` in 15 s; it holds {_box(page, element_id).input_value()!r}")
     return _box(page, element_id).input_value()
 
 

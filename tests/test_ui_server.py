@@ -647,9 +647,9 @@ def test_a_producer_asks_for_snares_shaped_like_real_kit_hits(server, browser_co
     page.wait_for_selector("#status .tds-status.done", timeout=60_000)
     recipe = read_recipe(_fetch_wav(server, page))
     hit = envelopes.draw(bank, "perc", 22, 500.0)
-    assert recipe["shape"] == "kit" and recipe["prompt"] == hit.caption and recipe["prompt_morph"] == 0.5
+    assert recipe["shape"] == "kit" and recipe["prompt"] == hit.caption and recipe["prompt_morph"] == 0.4
     card = page.locator("#slot0 .tds-caption").first.inner_text()
-    assert f"“{hit.caption}” → “a percussion” @ 0.50" in card and "match" in card
+    assert f"“{hit.caption}” → “a percussion” @ 0.40" in card and "match" in card
     assert page.locator("#prompt textarea").input_value() == ""  # the description is the sound's, not the field's
     page.screenshot(path=str(SHOTS / "18b-kit-hit-described.png"), full_page=True)
     page.close()
