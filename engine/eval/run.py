@@ -368,12 +368,13 @@ def coverage_figures(generated: np.ndarray, real: np.ndarray, space: _Space,
                      held: np.ndarray | None = None) -> dict[str, float]:
     """Variety beside accuracy (issue 19), in the projected feature space: precision, recall,
     density and coverage of the generated set against the held-out kits' clips of the category
-    (``held``), each beside the same figure for as many real training clips against them (the floor:
-    what a perfect generator of the training distribution scores with as many sounds,
+    (``held``), each beside the same figure for as many real training clips against them (the
+    floor: what a perfect generator of the training distribution scores with as many sounds,
     :func:`metrics.manifold_floor`; ``*_ratio`` = generated / floor; ``recall_floor_all`` and
-    ``coverage_floor_all``: every training clip's, for reference); and ``pc_diversity``: the generated set's spread along the real features' first
-    :data:`PC_DIRECTIONS` principal directions over the training clips' own (mean of the
-    per-direction ratios), beside ``pc_diversity_heldout``, the held-out kits' same ratio."""
+    ``coverage_floor_all``: every training clip's, for reference); and ``pc_diversity``: the
+    generated set's spread along the real features' first :data:`PC_DIRECTIONS` principal
+    directions over the training clips' own (mean of the per-direction ratios), beside
+    ``pc_diversity_heldout``, the held-out kits' same ratio."""
     out: dict[str, float] = {}
     directions = np.eye(generated.shape[1])[:, :PC_DIRECTIONS]   # projected space: its axes are the PCs
     centre = np.zeros(generated.shape[1])
