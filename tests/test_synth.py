@@ -212,3 +212,33 @@ def test_built_set_gets_long_tailed_kicks_in_train_only(tmp_path):
     with pytest.raises(SystemExit) as bad:
         build.main(["--source", str(tmp_path / "kits"), "--out", str(out), "--long-kicks", "-1", "--quiet"])
     assert bad.value.code == 2
+
+
+def _share_under_hz(clip: torch.Tensor, hz: float) -> float:
+    power = np.abs(np.fft.rfft(clip.double().numpy(), axis=-1)) ** 2
+    freqs = np.fft.rfftfreq(clip.shape[-1], 1 / RATE)
+    return float(power[..., freqs < hz].sum() / power.sum())
+
+
+def test_built_set_gets_thinned_closed_hats_in_train_only_with_their_lows_gone(tmp_path):
+    out = _built_with(tmp_path, "--thin-hats", "2")
+    index = json.loads((out / "index.json").read_text())
+    thinned = [c for c in index["clips"] if c.get("thinned")]
+    hats = {c["sha1"]: c for c in index["clips"] if c["subcategory"] == "closed_hat" and not c.get("thinned")}
+    assert len(thinned) == 2 and {c["split"] for c in thinned} == {"train"}
+    assert {c["category"] for c in thinned} == {"hat"} and {c["thinned"]["from"] for c in thinned} == set(hats)
+    dataset = DrumDataset(out, "train")
+    for record in thinned:
+        corner, source = record["thinned"]["cutoff_hz"], hats[record["thinned"]["from"]]
+        assert build.THIN_CUTOFFS_HZ[0] <= corner <= build.THIN_CUTOFFS_HZ[1]
+        made, original = dataset[record["row"]]["audio"].float(), dataset[source["row"]]["audio"].float()
+        # white noise holds ~2-7 % of its energy under 1-3 kHz; the thinned hat a twentieth of that
+        assert _share_under_hz(made, corner / 2) < 0.05 * _share_under_hz(original, corner / 2)
+        assert _share_under_hz(made, corner / 2) < 1e-3
+        assert float(made.abs().max()) == pytest.approx(float(original.abs().max()), rel=2e-3)   # as loud
+        assert _energy_centre_s(made) == pytest.approx(_energy_centre_s(original), rel=0.2)   # the same decay
+    real = DrumDataset(out, "train", real_only=True)
+    assert len(real) == len(dataset) - 2 and not any(r.get("thinned") for r in real.records)
+    with pytest.raises(SystemExit) as bad:
+        build.main(["--source", str(tmp_path / "kits"), "--out", str(out), "--thin-hats", "-1", "--quiet"])
+    assert bad.value.code == 2

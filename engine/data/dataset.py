@@ -75,7 +75,8 @@ class DrumDataset(Dataset):
 
     ``categories`` keeps only those categories (``label_names`` are then just those, in
     :data:`CATEGORIES` order). ``real_only`` leaves out clips the builder made rather
-    than read (``build.py --synth-kicks``, ``--slowed-kicks``): the evaluation compares with real
+    than read (``build.py --synth-kicks``, ``--slowed-kicks``, ``--long-kicks``, ``--thin-hats``): the
+    evaluation compares with real
     recordings only. Use :meth:`from_folder`
     for a user's own folder of WAVs.
     """
