@@ -478,6 +478,9 @@ def parser() -> argparse.ArgumentParser:
                     help="latent: scale of a new model's asinh latent transform (default 0.01; 0: the plain latent)")
     tr.add_argument("--compand-envelope", type=float,
                     help="latent: the same scale for the codec's band-envelope channels (default 1e-4)")
+    tr.add_argument("--decoder-only", dest="decoder_only", action="store_const", const=True,
+                    help="codec: train the decoder alone from --init (the encoder and latent scale stay exactly as "
+                         "they are, so every latent model trained on the codec keeps working unchanged)")
     tr.add_argument("--input-skip", dest="input_skip", action="store_const", const=True,
                     help="latent: give the U-Net a per-channel input skip (a new model, or added to --init's)")
     tr.add_argument("--controls", action="store_const", const=True,

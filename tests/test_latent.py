@@ -324,7 +324,7 @@ def test_a_few_codec_training_steps_reduce_the_stft_loss_and_the_run_resumes(tra
 @pytest.mark.numeric
 def test_a_codec_with_bypass_and_band_envelope_trains_and_its_card_names_them(tmp_path, wav_folder):
     """The shipped codec's network (bypass, envelope, band 0's top held): the decoder learns through
-    the envelope's gain and the hold's."""
+    the envelope's gain (the hold, a decoding rule, is off while training and kept in the manifest)."""
     from engine.train.publish import publish
     network = dict(TINY_CODEC, low_bypass=1, band_envelope=True, band0_ceiling_db=6.0)
     audio = clip_batch(wav_folder)
@@ -348,6 +348,28 @@ def test_a_codec_with_bypass_and_band_envelope_trains_and_its_card_names_them(tm
     card = (publish(run, tmp_path / "published") / "MODEL_CARD.md").read_text()
     assert "2 x 1 bypassed sub-bands" in card and "7 band-envelope channels" in card
     assert "held on decoding to at most 6 dB over its neighbours" in card
+
+
+def test_a_decoder_trained_alone_leaves_the_latent_bit_for_bit(tmp_path, wav_folder, trained_codec):
+    """``--decoder-only``: every latent model trained on a codec keeps working on its new decoder,
+    because encoding gives exactly the same latent, at the same stored scale."""
+    audio = clip_batch(wav_folder)
+    before = load_model_codec(trained_codec)
+    config = dict(data=str(wav_folder), length=LENGTH, steps=12, batch=4, segment=4096, lr=3e-3, warmup=1,
+                  log_every=1, save_every=6, device="cpu", decoder_only=True)
+    folder = train_codec(CodecTrainConfig(run=str(tmp_path / "run"), init=str(trained_codec), **config))
+    after = load_model_codec(folder)
+    with torch.no_grad():
+        assert torch.equal(before.encode(audio), after.encode(audio))
+    assert read_manifest(folder)["codec"]["args"]["latent_scale"] == read_manifest(trained_codec)["codec"]["args"]["latent_scale"]
+    assert all(torch.equal(a, b) for a, b in zip(before.encoder.parameters(), after.encoder.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(before.decoder.parameters(), after.decoder.parameters()))
+    assert read_manifest(folder)["training"]["sessions"][-1]["decoder_only"] is True
+    from engine.train.publish import publish
+    card = (publish(tmp_path / "run", tmp_path / "published") / "MODEL_CARD.md").read_text()
+    assert "(the decoder alone: encoder and latent unchanged)" in card
+    with pytest.raises(InvalidRequestError, match="--init"):  # a random encoder is not worth keeping
+        train_codec(CodecTrainConfig(run=str(tmp_path / "fresh"), network=dict(TINY_CODEC), **config))
 
 
 def test_the_low_band_waveform_loss_hears_phase_that_magnitudes_do_not():

@@ -12,6 +12,12 @@ optionally a waveform loss on the lowest PQMF bands (:func:`low_band_waveform_lo
 it did not move in 1000 CPU steps; the codec's low bypass makes the low end exact instead), and a
 small L2 penalty on the raw latent, which keeps its scale from drifting (a cheap stand-in for a
 VAE's KL term) so ``latent_scale`` stays meaningful.
+
+``decoder_only`` (``--decoder-only``) trains the decoder of an ``--init`` codec alone: the encoder,
+the exact low sub-bands, the band envelope and ``latent_scale`` stay bit for bit, so every latent
+model trained on that codec decodes through the new decoder without training again. Why: the
+shipped decoder (4481 steps) fills 690-1380 Hz under thin hats that no training kit had
+(``docs/design-notes.md``, "Thinned closed hats"); a decoder trained on them learns to leave it empty.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ class CodecTrainConfig:
     waveform_weight: float = 0.0        # weight of the low-band waveform loss (0: STFT magnitudes only)
     waveform_bands: int = 2             # the lowest PQMF bands it compares (2 of 16: 0-2.8 kHz)
     augment: bool = True
+    decoder_only: bool = False          # train the decoder alone from --init: the latent stays exactly as it was
     categories: list[str] | None = None
     save_every: int = 250
     log_every: int = 25
@@ -134,11 +141,21 @@ def train_codec(config: CodecTrainConfig) -> Path:
     if manifest["sample_rate"] != dataset.sample_rate:
         raise InvalidRequestError(f"the codec expects {manifest['sample_rate']} Hz but the data set has "
                                   f"{dataset.sample_rate} Hz")
+    if config.decoder_only and trainer.state is None and not config.init:
+        raise InvalidRequestError("--decoder-only trains a trained codec's decoder: name it with --init")
     with seeded_init(config.seed):
         network = build_codec(manifest["codec"])
+    if config.decoder_only:  # frozen weights get no gradient, so AdamW leaves them exactly as loaded
+        network.requires_grad_(False)
+        network.decoder.requires_grad_(True)
+    # the decoder learns the sound itself; band 0's ceiling (a decoding rule, kept in the manifest)
+    # would only hide its fill from the loss, and its gain's square root has no gradient at silence
+    network.band0_ceiling_db = None
     segment = max(network.hop, min(config.segment, dataset.length) // network.hop * network.hop)
     loop.prepare(trainer, network, betas=(0.8, 0.99))
     trainer.session["segment"] = segment
+    if config.decoder_only:
+        trainer.session["decoder_only"] = True
     stft = MultiResolutionSTFTLoss()
     fixed = torch.stack([dataset[i]["audio"] for i in range(0, len(dataset), max(1, len(dataset) // 32))])
 
@@ -161,4 +178,5 @@ def train_codec(config: CodecTrainConfig) -> Path:
     def measure_scale(shipped: torch.nn.Module) -> None:
         manifest["codec"]["args"]["latent_scale"] = measure_latent_scale(shipped, fixed.to(trainer.device))
 
-    return loop.run_loop(trainer, batch_losses, before_save=measure_scale)
+    # decoder only: the latent models were trained on the latent as it is scaled now; keep the scale
+    return loop.run_loop(trainer, batch_losses, before_save=None if config.decoder_only else measure_scale)

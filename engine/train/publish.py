@@ -66,10 +66,7 @@ def model_card(manifest: dict, log_summary: str, evaluation: str | None, weights
     if manifest.get("kind") == "codec":
         return codec_card(manifest, log_summary, evaluation, weights_id, status)
     network = manifest["network"]["args"]
-    sessions = "\n".join(
-        f"- steps {s.get('started_step')} -> {s.get('ended_step')} on {s.get('device')} x{s.get('world', 1)}, "
-        f"batch {s.get('batch', '?')}" + (f", {s['minutes']} min" if "minutes" in s else "")
-        + (f": {s['note']}" if s.get("note") else "") for s in training.get("sessions", [])) or "- (none recorded)"
+    sessions = session_lines(training)
     aliases = ", ".join(f"`{a}`" for a in manifest.get("aliases", {})) or f"`{manifest['name']}`"
     augmentation = ("with gain, pitch, time, polarity and stereo augmentation" if augmented
                     else "without augmentation (the run's config.json: augment false)")
@@ -116,6 +113,17 @@ def _text_limit(manifest: dict) -> str:
     return "it does not follow text"
 
 
+def session_lines(training: dict) -> str:
+    """One line per training call: its steps, machine, batch, minutes, data when it changed, and
+    what it trained when not everything (a codec's decoder alone)."""
+    return "\n".join(
+        f"- steps {s.get('started_step')} -> {s.get('ended_step')} on {s.get('device')} x{s.get('world', 1)}, "
+        f"batch {s.get('batch', '?')}" + (f", {s['minutes']} min" if "minutes" in s else "")
+        + (f", on `{s['data']}`" if s.get("data") and s.get("data") != training.get("data") else "")
+        + (" (the decoder alone: encoder and latent unchanged)" if s.get("decoder_only") else "")
+        + (f": {s['note']}" if s.get("note") else "") for s in training.get("sessions", [])) or "- (none recorded)"
+
+
 def codec_card(manifest: dict, log_summary: str, evaluation: str | None, weights_id: str,
                status: str | None = None) -> str:
     """The card of a codec folder: what latent models it serves and how well it reconstructs."""
@@ -147,6 +155,8 @@ Debian's `hydrogen-drumkits` and `hydrogen-data` drum kits only, rebuilt by
 
 ## Training
 Multi-resolution STFT loss; {training.get('steps', 0)} steps, {training.get('examples', 0)} examples seen.
+
+{session_lines(training)}
 
 {log_summary}
 
