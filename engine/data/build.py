@@ -275,24 +275,19 @@ def _slowed_kicks(report: BuildReport, tensors: dict[str, list[torch.Tensor]], c
     close to the kits' kicks (Fréchet ratio 0.23), but `latent-prompts` fine-tuned with it made
     kicks with long curves no closer to the kits than before, so it is off by default.
     """
-    for source, rate in _kit_kick_draws(report, count, seed, SLOWED_RATES, "--slowed-kicks"):
+    for source, rate in _kit_draws(report, count, seed, SLOWED_RATES, "--slowed-kicks", "kick"):
         original = tensors["train"][source["row"]].float()
         clip = _to_clip(resample(original, round(sample_rate * rate), sample_rate), sample_rate, length)
         clip16 = (clip / max(1.0, float(clip.abs().max()))).to(torch.float16)   # the resampler can ring over full scale
-        _add_kick_copy(report, tensors, source, clip16, sample_rate,
-                       slowed={"rate": round(rate, 4), "from": source["sha1"]})
-
-
-def _kit_kick_draws(report: BuildReport, count: int, seed: int, bounds: tuple[float, float], option: str):
-    """``count`` (training kick record, value drawn uniformly in ``bounds``) pairs: the kits' own kicks
-    in a seeded random order, each once before any twice (the kicks the builder made are left out)."""
-    yield from _kit_draws(report, count, seed, bounds, option, "kick")
+        _add_copy(report, tensors, source, clip16, sample_rate,
+                  slowed={"rate": round(rate, 4), "from": source["sha1"]})
 
 
 def _kit_draws(report: BuildReport, count: int, seed: int, bounds: tuple[float, float], option: str,
                category: str, subcategory: str | None = None):
     """``count`` (training record, value drawn uniformly in ``bounds``) pairs over the kits' own clips
-    of ``category`` (and ``subcategory``), in a seeded random order, each once before any twice."""
+    of ``category`` (and ``subcategory``), in a seeded random order, each once before any twice (the
+    clips the builder made are left out)."""
     if count <= 0:
         return
     clips = [r for r in report.clips["train"] if r["category"] == category and not made_by_builder(r)
@@ -306,9 +301,9 @@ def _kit_draws(report: BuildReport, count: int, seed: int, bounds: tuple[float, 
         yield clips[order[i % len(clips)]], value
 
 
-def _add_kick_copy(report: BuildReport, tensors: dict[str, list[torch.Tensor]], source: dict,
-                   clip16: torch.Tensor, sample_rate: int, **made) -> None:
-    """A clip made from the training clip ``source`` (a kick, or a hat) joins the train split under its kit, instrument
+def _add_copy(report: BuildReport, tensors: dict[str, list[torch.Tensor]], source: dict,
+              clip16: torch.Tensor, sample_rate: int, **made) -> None:
+    """A clip made from the training clip ``source`` joins the train split under its kit, instrument
     and file, with ``made`` (how it was made) in its record."""
     where = {"kit": source["kit"], "instrument": source["instrument"], "file": source["file"]}
     _add_clip(report, tensors, "train", clip16, audio_sha1(clip16), (source["category"], source["subcategory"]),
@@ -329,10 +324,10 @@ def _long_kicks(report: BuildReport, tensors: dict[str, list[torch.Tensor]], cou
     0.07 against the training kicks (the held-out kicks: 1). Kicks in a seeded random order, each
     once before any twice; each record says under ``"long_tail"`` its fall, pitch and source clip.
     """
-    for source, fall in _kit_kick_draws(report, count, seed, LONG_FALLS_S, "--long-kicks"):
+    for source, fall in _kit_draws(report, count, seed, LONG_FALLS_S, "--long-kicks", "kick"):
         clip, pitch = synth.continue_sub_tail(tensors["train"][source["row"]].float(), sample_rate, fall)
-        _add_kick_copy(report, tensors, source, clip.to(torch.float16), sample_rate,
-                       long_tail={"fall_s": round(fall, 3), "pitch_hz": round(pitch, 1), "from": source["sha1"]})
+        _add_copy(report, tensors, source, clip.to(torch.float16), sample_rate,
+                  long_tail={"fall_s": round(fall, 3), "pitch_hz": round(pitch, 1), "from": source["sha1"]})
 
 
 def _thin_hats(report: BuildReport, tensors: dict[str, list[torch.Tensor]], count: int, seed: int,
@@ -346,27 +341,26 @@ def _thin_hats(report: BuildReport, tensors: dict[str, list[torch.Tensor]], coun
     on the real kits' third principal direction (``docs/design-notes.md``, "Thinned closed hats"), so
     no model trained on them makes such a hat. A kit's closed hat with its stick and body filtered
     away keeps its attack, decay and metal. Measured before training (session 42): the 44 training
-    closed hats thinned so sit at -24.6 to -4 on that direction (the held-out thin hats -9 to -20),
-    the evaluation's classifier still reads 37 of 44 as hats, and thinned *open* hats read as
+    closed hats thinned so sit at -18.5 to -6.4 on that direction (the held-out thin hats -9 to -20),
+    the evaluation's classifier still reads 36 of 44 as hats, and thinned *open* hats read as
     cymbals (33 of 49), which is why only closed hats are thinned. Hats in a seeded random order,
     each once before any twice.
     """
     import numpy as np
     import scipy.signal
+    low, high = THIN_CUTOFFS_HZ
+    # silence before the onset and after the end is what a one-shot is, so the filter runs over
+    # zeros there (scipy's default odd reflection would fold an abrupt first sample into lows)
+    pad = sample_rate // 20
     for source, unit in _kit_draws(report, count, seed, (0.0, 1.0), "--thin-hats", "hat", "closed_hat"):
-        low, high = THIN_CUTOFFS_HZ
         cutoff = low * (high / low) ** unit
         original = tensors["train"][source["row"]].float()
         sos = scipy.signal.butter(THIN_ORDER, cutoff, "highpass", fs=sample_rate, output="sos")
-        # silence before the onset and after the end is what a one-shot is, so the filter runs over
-        # zeros there (scipy's default odd reflection would fold an abrupt first sample into lows)
-        pad = sample_rate // 20
         padded = np.pad(original.numpy(), ((0, 0), (pad, pad)))
-        clip = torch.from_numpy(scipy.signal.sosfiltfilt(sos, padded, axis=-1, padtype=None)[:, pad:-pad].copy())
-        clip = clip.float()
+        clip = torch.from_numpy(scipy.signal.sosfiltfilt(sos, padded, axis=-1, padtype=None)[:, pad:-pad].copy()).float()
         clip = clip * (float(original.abs().max()) / max(float(clip.abs().max()), 1e-9))
-        _add_kick_copy(report, tensors, source, clip.clamp(-1.0, 1.0).to(torch.float16), sample_rate,
-                       thinned={"cutoff_hz": round(cutoff, 1), "from": source["sha1"]})
+        _add_copy(report, tensors, source, clip.clamp(-1.0, 1.0).to(torch.float16), sample_rate,
+                  thinned={"cutoff_hz": round(cutoff, 1), "from": source["sha1"]})
 
 
 def made_by_builder(record: dict) -> bool:
