@@ -180,6 +180,23 @@ def test_a_kit_hit_drawn_wider_moves_each_point_away_from_the_labels_median_shap
     assert held == ((0.0, -20.0), (100.0, -20.0))  # 8 dB over the median, twice: held at the peak
 
 
+def test_consecutive_seeds_deal_every_kit_hit_once_before_any_comes_again():
+    """Any run of as many consecutive seeds as the label has hits (or as the prompt left
+    candidates) draws each hit once, whatever seed it starts at; neighbouring seeds are not the
+    bank's neighbouring hits; and the same seed draws the same hit on every call."""
+    entries = [{"rms": [[0.0, -6.0], [100.0, -20.0 - i]], "onsets": [0.0], "caption": f"hat {i}"} for i in range(23)]
+    bank = {"hat": entries}
+    for first in (-5, 0, 17, 1000, 2047):
+        drawn = [envelopes.draw(bank, "hat", first + i, 1000.0).caption for i in range(len(entries))]
+        assert sorted(drawn) == sorted(e["caption"] for e in entries), first
+    places = [envelopes.deal(seed, len(entries)) for seed in range(len(entries))]
+    assert places != sorted(places) and places == [envelopes.deal(s, len(entries)) for s in range(len(entries))]
+    assert envelopes.deal(5, 23) == envelopes.deal(5 + 23, 23)  # the deck comes round again
+    chosen = [3, 8, 9, 15, 22]
+    dealt = {envelopes.draw(bank, "hat", 40 + i, 1000.0, chosen).caption for i in range(len(chosen))}
+    assert dealt == {f"hat {i}" for i in chosen}
+
+
 def test_a_labels_kit_spread_widens_a_sound_alone_and_its_recipe_replays_it(models, monkeypatch):
     """The label's ``kit_spread`` default draws a Sound asked alone on a wider curve; the studio and
     the evaluation draw the same, the recipe holds what was drawn, and a bad value is refused."""
@@ -379,19 +396,20 @@ def test_the_studio_draws_no_short_kit_hit_for_a_long_kick():
     root = Path(__file__).resolve().parents[1] / "checkpoints"
     studio = Studio(roots=[root], device="cpu")
     bank = envelopes.read_bank(root / "latent-fast")
-    request = GenerationRequest(model="latent-fast", prompt="long kick", seed=506, count=2, length=0.5, steps=12)
+    request = GenerationRequest(model="latent-fast", prompt="long kick", seed=510, count=1, length=0.5, steps=12)
     vector = studio.prompt_embedding(request)
     ranked = envelopes.prompt_candidates(bank, "kick", studio.embedder("latent-fast"), vector)
     assert any(says(bank["kick"][i]["caption"], "short") for i in ranked)  # what the words are there for
     agreeing = envelopes.prompt_candidates(bank, "kick", studio.embedder("latent-fast"), vector, words=("long",))
     assert not any(says(bank["kick"][i]["caption"], "short") for i in agreeing)
     for i, sound in enumerate(studio.render(request).sounds):
-        assert says(envelopes.draw(bank, "kick", 506 + i, 500.0, ranked).caption, "short")  # these seeds' draws
-        hit = envelopes.draw(bank, "kick", 506 + i, 500.0, agreeing)
+        # the one short kick among the 16 is this seed's draw (its place in the deck, envelopes.deal)
+        assert says(envelopes.draw(bank, "kick", 510 + i, 500.0, ranked).caption, "short")
+        hit = envelopes.draw(bank, "kick", 510 + i, 500.0, agreeing)
         assert sound.recipe["rms"] == [list(p) for p in hit.rms] and not says(hit.caption, "short")
     # a morph takes the words of the prompt it lies nearer: most of the way to "long kick", long
     morph = request.with_(prompt="short kick", prompt_b="long kick", prompt_morph=0.8, count=1)
     nearer_long = envelopes.prompt_candidates(bank, "kick", studio.embedder("latent-fast"),
                                               studio.prompt_embedding(morph), words=("long",))
-    hit = envelopes.draw(bank, "kick", 506, 500.0, nearer_long)
+    hit = envelopes.draw(bank, "kick", 510, 500.0, nearer_long)
     assert studio.render(morph).sounds[0].recipe["rms"] == [list(p) for p in hit.rms]
