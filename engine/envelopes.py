@@ -148,7 +148,7 @@ def deal(seed: int, count: int) -> int:
     shuffled deck, and neighbouring seeds draw unrelated hits (the bank lists a kit's hits together).
 
     Why not an independent draw per seed: 64 seeds drawing from 72 snare hits each at random take
-    only ~42 different hits (one in three sounds repeats another's shape), and a producer scrubbing
+    only 41-46 different hits (one in three sounds repeats another's shape), and a producer scrubbing
     seeds meets the same hit again within a few clicks. Dealt, `latent-fast`'s 64 snares at seed
     sets 1000-4000 spread .93-1.07 of the training snares' instead of .82-.99
     (``docs/design-notes.md``, "Kit hits dealt as a deck")."""
