@@ -123,8 +123,8 @@ def read_bank(folder: str | Path) -> dict | None:
 
 def draw(bank: dict, label: str, seed: int, length_ms: float, candidates: Sequence[int] | None = None,
          spread: float = 1.0) -> KitHit:
-    """The bank entry seed ``seed`` picks for ``label`` (among the entries at ``candidates``, when
-    given): its RMS points (drawn ``spread`` times as far from the label's median shape,
+    """The bank entry seed ``seed`` is dealt for ``label`` (:func:`deal`; among the entries at
+    ``candidates``, when given): its RMS points (drawn ``spread`` times as far from the label's median shape,
     :func:`widen`) and onset times cut to ``length_ms`` (the curve interpolated at the cut, onsets
     after it dropped), and its caption."""
     entries = bank.get(label)
@@ -152,6 +152,8 @@ def deal(seed: int, count: int) -> int:
     seeds meets the same hit again within a few clicks. Dealt, `latent-fast`'s 64 snares at seed
     sets 1000-4000 spread .93-1.07 of the training snares' instead of .82-.99
     (``docs/design-notes.md``, "Kit hits dealt as a deck")."""
+    if count < 1:
+        raise ValueError(f"a deck of {count} kit hits deals nothing")
     order = list(range(count))
     random.Random(DECK_ORDER_SEED).shuffle(order)
     return order[int(seed) % count]

@@ -192,6 +192,8 @@ def test_consecutive_seeds_deal_every_kit_hit_once_before_any_comes_again():
     places = [envelopes.deal(seed, len(entries)) for seed in range(len(entries))]
     assert places != sorted(places) and places == [envelopes.deal(s, len(entries)) for s in range(len(entries))]
     assert envelopes.deal(5, 23) == envelopes.deal(5 + 23, 23)  # the deck comes round again
+    with pytest.raises(ValueError, match="deals nothing"):
+        envelopes.deal(5, 0)
     chosen = [3, 8, 9, 15, 22]
     dealt = {envelopes.draw(bank, "hat", 40 + i, 1000.0, chosen).caption for i in range(len(chosen))}
     assert dealt == {f"hat {i}" for i in chosen}
