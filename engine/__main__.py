@@ -274,8 +274,8 @@ def _attacks(args: argparse.Namespace) -> int:
 
 def _hit_captions(entry, data_root: str, data) -> list[str] | None:
     """Each clip of ``data`` (the train split's real clips) its fullest caption, for a model that
-    takes prompts (None otherwise): in the words, and by the descriptor thresholds, its embedder was
-    trained with when it records them."""
+    takes prompts (None otherwise): by the descriptor thresholds the model was trained with when it
+    records them (``captions.thresholds``), else its embedder's."""
     from .conditions import takes_prompts
     from .data.captions import build_captions
     from .embedders.base import read_embedder_manifest
@@ -284,7 +284,8 @@ def _hit_captions(entry, data_root: str, data) -> list[str] | None:
     if not takes_prompts(entry.manifest):
         return None
     where = embedder_location(entry.manifest, entry.folder)
-    thresholds = None if where == "laion" else read_embedder_manifest(where).get("captions", {}).get("thresholds")
+    thresholds = entry.manifest.get("captions", {}).get("thresholds") or (
+        None if where == "laion" else read_embedder_manifest(where).get("captions", {}).get("thresholds"))
     return [captions[0] for captions in build_captions(data_root, "train", thresholds=thresholds, dataset=data)]
 
 

@@ -16,9 +16,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from engine.data.captions import (CATEGORY_WORDS, KIT_STYLES, WORDS, build_captions, captions_for, category_names,
-                                  clip_descriptors, dataset_descriptors, descriptor_thresholds, descriptor_words,
-                                  kit_style, velocity_word)
+from engine.data.captions import (CATEGORY_WORDS, KIT_STYLES, LOW_MID_HZ, WORDS, build_captions, captions_for,
+                                  category_names, clip_descriptors, completed_thresholds, dataset_descriptors,
+                                  descriptor_thresholds, descriptor_words, kit_style, velocity_word)
 
 RATE = 44100
 LENGTH = 32768
@@ -137,6 +137,63 @@ def test_short_and_long_snares_and_the_middle_third_without_a_word(mixed):
     assert all("pitch" not in descriptor_words(mixed.records[i], descriptors[i], thresholds) for i in snares)
     assert any("pitch" in descriptor_words(r, d, thresholds) for r, d in zip(mixed.records, descriptors)
                if r["category"] == "kick")
+
+
+def high_passed(clip: torch.Tensor, corner_hz: float) -> torch.Tensor:
+    """``clip`` with nothing under ``corner_hz`` (a brick wall in the spectrum): an 808's thin hat."""
+    spectrum = torch.fft.rfft(clip)
+    spectrum[..., torch.fft.rfftfreq(clip.shape[-1], 1.0 / RATE) < corner_hz] = 0
+    return torch.fft.irfft(spectrum, n=clip.shape[-1])
+
+
+@pytest.fixture(scope="module")
+def hats() -> ClipSet:
+    """Nine closed hats: three noise bursts high-passed over 1.5 kHz (thin), three plain (white) and
+    three darker (more of their energy under 1.5 kHz), all as short as a closed hat."""
+    items = []
+    for i in range(9):
+        clip = burst(0.03 + 0.005 * i, smooth=3 if i >= 6 else 1, seed=10 + i)
+        if i < 3:
+            clip = high_passed(clip, LOW_MID_HZ * (1.3 + 0.3 * i))
+        items.append((record("hat", "closed_hat", name=f"hat{i}"), clip))
+    return ClipSet(items)
+
+
+def test_a_hat_is_thin_by_its_share_under_1k5_and_never_boomy(hats):
+    descriptors = dataset_descriptors(hats, progress=False)
+    thresholds = descriptor_thresholds(hats, descriptors)
+    bodies = [descriptor_words(r, d, thresholds).get("body") for r, d in zip(hats.records, descriptors)]
+    assert bodies == ["thin"] * 3 + [None] * 6          # the fuller third gets no word: no hat is "boomy"
+    full = captions_for(hats.records[8], descriptors[8], thresholds, count=6)
+    assert not any("boomy" in c or "bassy" in c for c in full)
+    assert captions_for(hats.records[0], descriptors[0], thresholds, count=1)[0].split()[-3:] == \
+        ["thin", "closed", "hi-hat"]
+    # thresholds written before the hat's measure (version 1) give the captions they always gave
+    older = {**thresholds, "groups": {group: {name: limits for name, limits in entry.items() if name != "low_mid_share"}
+                                      for group, entry in thresholds["groups"].items()}}
+    assert all("body" not in descriptor_words(r, d, older) for r, d in zip(hats.records, descriptors))
+
+
+def test_completed_thresholds_keep_what_was_recorded_and_measure_the_rest_on_real_clips(hats, mixed):
+    both = ClipSet([(r, mixed.clips[i]) for i, r in enumerate(mixed.records)] +
+                   [(r, hats.clips[i]) for i, r in enumerate(hats.records)] +
+                   # a thinned copy made by the builder: left out of the measurement, as real kits are measured
+                   [({**hats.records[8], "thinned": {"corner_hz": 3000.0}}, high_passed(hats.clips[8], 8000.0))])
+    real = ClipSet([(r, both.clips[i]) for i, r in enumerate(both.records[:-1])])
+    measured = descriptor_thresholds(real)
+    recorded = {**measured, "version": 1, "groups": {group: {name: limits for name, limits in entry.items()
+                                                             if name != "low_mid_share"}
+                                                     for group, entry in measured["groups"].items()}}
+    recorded["groups"]["hat"]["centroid_hz"] = [1.0, 2.0]   # a recorded value stays as it was
+    completed = completed_thresholds(recorded, both)
+    assert completed["completed"] == ["low_mid_share"] and completed["version"] == 2
+    assert completed["groups"]["hat"]["centroid_hz"] == [1.0, 2.0]
+    assert completed["groups"]["kick"]["centroid_hz"] == recorded["groups"]["kick"]["centroid_hz"]
+    assert completed["groups"]["hat"]["low_mid_share"] == pytest.approx(measured["groups"]["hat"]["low_mid_share"])
+    assert completed["groups"]["all"]["low_mid_share"] == pytest.approx(measured["groups"]["all"]["low_mid_share"])
+    assert "low_mid_share" not in recorded["groups"]["hat"]   # the recorded thresholds are not changed in place
+    with pytest.raises(ValueError, match="no real clips"):
+        completed_thresholds(recorded, ClipSet([(both.records[-1], both.clips[-1])]))
 
 
 def test_velocity_layers_and_kit_styles():

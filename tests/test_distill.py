@@ -379,7 +379,7 @@ def test_the_shipped_student_spreads_a_kicks_guidance_only_when_it_has_a_curve()
     assert "guidance_weights" not in recipe("snare", **curve)
 
 
-def test_a_label_can_take_its_targets_from_a_teacher_of_its_own(tmp_path, latent_teacher, wav_folder):
+def test_a_label_can_take_its_targets_from_a_teacher_of_its_own(tmp_path, latent_teacher, wav_folder, tiny_models):
     """Kicks learned from a teacher fine-tuned for them, the rest from the teacher it came from
     (session 34): each clip's guided target is its own label's teacher's, chosen by the label it had
     before dropout, and the run records which teacher taught what."""
@@ -412,13 +412,27 @@ def test_a_label_can_take_its_targets_from_a_teacher_of_its_own(tmp_path, latent
     folder = train_distill(config)
     made = read_manifest(folder)
     assert made["guidance_distilled"]["label_teachers"] == {"kick": str(tuned)}
+    # the teacher recorded the caption thresholds it trained on; its student captions by the same
+    assert made["captions"] == read_manifest(latent_teacher)["captions"]
+    assert "low_mid_share" in made["captions"]["thresholds"]["groups"]["all"]
     assert made["training"]["sessions"][-1]["note"].endswith(f"its kick clips from {tuned}")
     with pytest.raises(InvalidRequestError, match="no label 'gong'"):
         label_teachers(distill_config(tmp_path / "x", wav_folder, latent_teacher, label_teachers={"gong": str(tuned)}),
                        teacher, "cpu")
+    # a student of the teacher may teach a label too (session 44): one call at the clip's scale, so a
+    # category the studio should keep stays where it is while the others learn from a new teacher
+    by_student = label_teachers(distill_config(tmp_path / "y", wav_folder, tuned, label_teachers={"kick": str(folder)}),
+                                load_model(tuned), "cpu")
+    assert by_student[kick].top == made["guidance_distilled"]["top"] and by_student[kick].weights is None
+    got = routed_targets((other, None), by_student, labels, x, alpha, cond, scales, names)
+    from engine.diffusion.guidance import GUIDANCE_INPUT, guidance_features
+    features = guidance_features(scales, made["guidance_distilled"]["features"], made["guidance_distilled"]["top"])
+    student = load_model(folder).network
+    assert torch.allclose(got[rows], student(x, alpha, {**cond, GUIDANCE_INPUT: features})[rows].float(), atol=1e-5)
+    assert torch.allclose(got[~rows], from_tuned[~rows], atol=1e-5)
     with pytest.raises(InvalidRequestError, match="must be a fine-tune"):   # another network is another question
-        label_teachers(distill_config(tmp_path / "y", wav_folder, tuned, label_teachers={"kick": str(folder)}),
-                       load_model(tuned), "cpu")
+        label_teachers(distill_config(tmp_path / "z", wav_folder, latent_teacher,
+                                      label_teachers={"kick": str(tiny_models / "tiny")}), teacher, "cpu")
 
 
 def test_the_command_line_names_a_teacher_per_label(tmp_path, tiny_models, wav_folder):

@@ -327,6 +327,30 @@ def test_a_label_with_a_hit_prompt_takes_its_kit_hits_description_as_well_as_its
     assert not torch.allclose(with_prompt, without, atol=1e-4)  # and the evaluation's sound
 
 
+def test_a_model_captions_its_kit_hits_by_the_thresholds_it_was_trained_with(models, tmp_path):
+    """A model trained since session 44 records its caption thresholds (its embedder's, completed with a
+    hat's thinness): its kit hits are captioned by them, so a hat it learned as "thin" is dealt as one.
+    A model without that record captions by its embedder's, as it always did."""
+    from engine.data.captions import says
+    _fake_dataset(tmp_path / "data")
+    described = _described_model(models, tmp_path / "data")
+    recorded = json.loads((models / "tiny-clap" / "manifest.json").read_text())["captions"]["thresholds"]
+
+    def hat_captions(groups_low_mid):
+        manifest = json.loads((described / "manifest.json").read_text())
+        groups = {group: {**{k: v for k, v in entry.items() if k != "low_mid_share"},
+                          **({"low_mid_share": groups_low_mid} if groups_low_mid else {})}
+                  for group, entry in recorded["groups"].items()}
+        manifest["captions"] = {"thresholds": {**recorded, "groups": groups}}
+        (described / "manifest.json").write_text(json.dumps(manifest))
+        made = cli_in_process("envelopes", "--model", str(described), "--data", str(tmp_path / "data"))
+        assert made.returncode == 0, made.stderr
+        return [entry["caption"] for entry in envelopes.read_bank(described)["hat"]]
+
+    assert all(says(caption, "thin") for caption in hat_captions([2.0, 3.0]))   # every share is under 2
+    assert not any(says(caption, "thin") for caption in hat_captions(None))    # thresholds without the measure
+
+
 def test_the_shipped_fast_model_describes_a_percussion_hit_by_its_kit_hit():
     """`latent-fast`'s percussion takes a kit hit's shape and, 60 % of the way, its caption (a tom,
     a clap, a shaker...); its snares and hats take the shape and the caption whole, the hats' shape

@@ -14,7 +14,9 @@ from what the data set knows and what can be measured:
 - **measured descriptors** (:func:`clip_descriptors`): bright / dark (spectral centroid of the
   magnitude spectrum), short / long (time for the RMS to fall 30 dB below its peak), boomy / thin
   (share of the energy below 150 Hz), punchy (fast attack and a high crest factor in the first
-  100 ms), and low / high pitch for kicks and toms (the strongest partial of the body).
+  100 ms), and low / high pitch for kicks and toms (the strongest partial of the body). A hat is
+  thin by its share under 1.5 kHz instead (:data:`GROUP_MEASURES`): it has nothing under 150 Hz to
+  lose, and what sets an 808's hat apart from an acoustic one is how little it holds under 1.5 kHz.
 
 A descriptor word is relative to the instrument: the thresholds are the terciles of each group
 (category, with toms apart from the rest of perc) over the training clips
@@ -45,10 +47,11 @@ from .. import dsp
 
 log = logging.getLogger(__name__)
 
-THRESHOLDS_VERSION = 1
+THRESHOLDS_VERSION = 2              # 2: low_mid_share added (a hat's thinness); thresholds without it give no such word
 QUANTILES = (1.0 / 3.0, 2.0 / 3.0)   # terciles: the lower third gets the "low" word, the upper the "high" one
 MIN_GROUP = 9                        # a group with fewer clips uses the thresholds of all clips
 LOW_HZ = 150.0                       # "boomy": energy below this
+LOW_MID_HZ = 1500.0                  # a "thin" hat: little energy below this
 LOUD_DB = 30.0                       # spectra are measured over the frames within 30 dB of the loudest
 DECAY_DB = 30.0                      # "long": time for the RMS to fall this far below its peak
 HIT_MS = 100.0                       # the crest factor is measured over the hit's first 100 ms
@@ -183,11 +186,19 @@ GROUP_ASPECTS: dict[str, tuple[str, ...]] = {
     "tom": ("tone", "length", "body", "punch", "pitch"),
     "snare": ("tone", "length", "body", "punch"),
     "perc": ("tone", "length", "body", "punch"),
-    "hat": ("tone", "length"),
+    "hat": ("tone", "length", "body"),
     "cymbal": ("tone", "length"),
 }
-"""Which aspects are worth saying per group: hats and cymbals have no low end to call boomy, and
-only kicks and toms have a pitch a producer asks for."""
+"""Which aspects are worth saying per group: cymbals have no low end to call boomy, hats only a thin
+one (:data:`GROUP_MEASURES`), and only kicks and toms have a pitch a producer asks for."""
+
+GROUP_MEASURES: dict[str, dict[str, tuple[str, str, str | None]]] = {
+    "hat": {"body": ("low_mid_share", "thin", None)},
+}
+"""Aspects a group measures its own way, as ``(descriptor, lower word, upper word or None)``. A hat's
+body is its share under 1.5 kHz, and only its lower third gets a word: the real kits' hats hold
+-15 to -8 dB of their energy there (quantiles .05 / .5), TR-808 and V-Synth hats -17 to -62 dB,
+and "boomy" is no word for any hat (docs/design-notes.md, "A thin hat's word")."""
 DEFAULT_ASPECTS = ("tone", "length")
 
 ORDER = ("velocity", "length", "punch", "tone", "body", "pitch")   # adjective order before the noun
@@ -216,6 +227,7 @@ def clip_descriptors(audio: torch.Tensor, sample_rate: int) -> dict[str, float]:
       dominated by a kick's body and would say "boomy" twice);
     - ``low_share``: share of the energy below 150 Hz (both over the frames within 30 dB of the
       loudest: a quiet tail's hiss is not the sound's tone);
+    - ``low_mid_share``: share of the energy below 1.5 kHz (over the same frames), a hat's body;
     - ``decay_ms``: from the RMS peak until it has fallen 30 dB (the rest of the clip if never);
     - ``attack_ms``: from the first RMS frame (2.9 ms windows) within 30 dB of the peak to the peak;
     - ``crest_db``: peak over RMS of the first 100 ms from the onset;
@@ -232,6 +244,7 @@ def clip_descriptors(audio: torch.Tensor, sample_rate: int) -> dict[str, float]:
     magnitude = power.sqrt()
     centroid = float((freqs * magnitude).sum() / magnitude.sum().clamp_min(1e-12))
     low_share = float(power[freqs < LOW_HZ].sum() / power.sum().clamp_min(1e-12))
+    low_mid_share = float(power[freqs < LOW_MID_HZ].sum() / power.sum().clamp_min(1e-12))
 
     hop = 128
     db = dsp.rms_db(audio, hop)
@@ -258,7 +271,7 @@ def clip_descriptors(audio: torch.Tensor, sample_rate: int) -> dict[str, float]:
         inside = (bins >= PITCH_RANGE_HZ[0]) & (bins <= PITCH_RANGE_HZ[1])
         pitch_hz = float(bins[inside][spectrum[inside].argmax()])
     return {"centroid_hz": centroid, "decay_ms": decay_ms, "low_share": low_share, "attack_ms": attack_ms,
-            "crest_db": crest_db, "pitch_hz": pitch_hz}
+            "crest_db": crest_db, "pitch_hz": pitch_hz, "low_mid_share": low_mid_share}
 
 
 def dataset_descriptors(dataset, progress: bool = True) -> list[dict[str, float]]:
@@ -296,6 +309,30 @@ def descriptor_thresholds(dataset, descriptors: Sequence[Mapping[str, float]] | 
             entry[name] = [float(q) for q in np.quantile(values, QUANTILES)]
         groups[group] = entry
     return {"version": THRESHOLDS_VERSION, "quantiles": list(QUANTILES), "groups": groups}
+
+
+def completed_thresholds(recorded: Mapping, dataset, progress: bool = False) -> dict:
+    """``recorded`` thresholds (an embedder's, maybe of an older :data:`THRESHOLDS_VERSION`) with every
+    descriptor they lack measured on ``dataset``'s real clips (clips the builder made, such as
+    thinned hats, are left out, as the recorded ones were measured on real kits). The recorded
+    values stay as they are, so every word they gave is given again; a newer descriptor (a hat's
+    ``low_mid_share``) adds its words. ``completed`` lists what was measured here."""
+    from .build import made_by_builder
+    real = [i for i, record in enumerate(dataset.records) if not made_by_builder(record)]
+    if not real:
+        raise ValueError("the data set has no real clips to measure thresholds on")
+    clips = type("RealClips", (), {"records": [dataset.records[i] for i in real]})()
+    described = [clip_descriptors(dataset[i]["audio"], dataset.sample_rate)
+                 for i in tqdm(real, desc="describing clips", unit="clip", disable=not progress)]
+    measured = descriptor_thresholds(clips, described)["groups"]
+    groups = {group: dict(entry) for group, entry in recorded.get("groups", {}).items()}
+    added = set()
+    for group, entry in groups.items():
+        for name, limits in measured.get(group, measured["all"]).items():
+            if name not in entry:
+                entry[name] = limits
+                added.add(name)
+    return {**recorded, "version": THRESHOLDS_VERSION, "groups": groups, "completed": sorted(added)}
 
 
 # ----------------------------------------------------------------------------- words
@@ -370,14 +407,14 @@ def descriptor_words(record: Mapping, descriptors: Mapping[str, float], threshol
                     and descriptors["crest_db"] >= crest[1]:
                 words["punch"] = "punchy"
             continue
-        name, low_word, high_word = ASPECTS[aspect]
-        if name not in limits:
+        name, low_word, high_word = GROUP_MEASURES.get(group, {}).get(aspect, ASPECTS[aspect])
+        if name not in limits or name not in descriptors:  # thresholds of version 1 have no hat body
             continue
         low, high = limits[name]
         value = descriptors[name]
         if value < low:
             words[aspect] = low_word
-        elif value > high:
+        elif value > high and high_word:
             words[aspect] = high_word
     return words
 

@@ -28,7 +28,9 @@ teacher's conditional model and learns only the guidance offset. What differs he
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -37,7 +39,7 @@ from ..diffusion.guidance import GUIDANCE_INPUT, guidance_features
 from ..errors import InvalidRequestError
 from ..models import LoadedModel, copy_folder, find_codec_folder, load_model, read_manifest
 from ..nets import build_network
-from ..sampling import label_defaults
+from ..sampling import distilled_top, label_defaults
 from . import common, loop
 from .latent import DEFAULT_LENGTH, batch_source, blend_batch, load_run_embedder
 from .distill import FEATURES, DistillConfig, draw_scales, session_note, start_student, with_guidance_input
@@ -95,10 +97,32 @@ def _what_it_reads(manifest: dict, key: str):
     return [{k: v for k, v in spec.items() if k != "level_floor_db"} for spec in manifest.get(key, [])]
 
 
-def label_teachers(config: DistillConfig, teacher: LoadedModel, device) -> dict[int, tuple[torch.nn.Module, object]]:
-    """``{label index: (network, guidance weights)}`` for the categories that take their targets from a
-    teacher of their own; each must be the teacher's network and conditions with other weights (a
-    fine-tune of it), or its targets would not be the same question asked of another model."""
+class Teacher(NamedTuple):
+    """A network that gives a clip its target: a guided teacher (two calls, classifier-free guidance
+    spread by its per-channel ``weights``), or, with ``top``, a student of the same teacher that reads
+    the scale as an input over ``[0, top]`` (one call)."""
+    network: torch.nn.Module
+    weights: torch.Tensor | None
+    top: float | None = None
+
+
+def _what_it_reads_as_student(manifest: dict, key: str):
+    """:func:`_what_it_reads` of the student the teacher ``manifest`` would get (its network reads
+    the guidance scale too), to compare with a guidance-distilled label teacher's."""
+    if key != "network":
+        return _what_it_reads(manifest, key)
+    network = copy.deepcopy(manifest["network"])
+    network["args"]["embeddings"] = {**network["args"].get("embeddings", {}), GUIDANCE_INPUT: FEATURES}
+    return network
+
+
+def label_teachers(config: DistillConfig, teacher: LoadedModel, device) -> dict[int, Teacher]:
+    """``{label index: teacher}`` for the categories that take their targets from a teacher of their
+    own. Each must be the teacher's network and conditions with other weights (a fine-tune of it), or
+    its targets would not be the same question asked of another model; or a student distilled from
+    such a teacher (session 44): a category whose student is already what the studio should keep then
+    stays near it while the others learn from a new teacher (28 minutes of distillation on the same
+    teachers had moved `latent-fast`'s kicks and cymbals, docs/design-notes.md)."""
     labels = list(teacher.manifest["labels"])
     chosen = {}
     for label, folder in sorted((config.label_teachers or {}).items()):
@@ -106,29 +130,44 @@ def label_teachers(config: DistillConfig, teacher: LoadedModel, device) -> dict[
             raise InvalidRequestError(f"--label-teacher {label}: the teacher has no label {label!r} "
                                       f"(it has {', '.join(labels)})")
         other = load_model(folder, device)
+        top = distilled_top(other.manifest)
+        reads = _what_it_reads_as_student if top is not None else _what_it_reads
         for key in ("network", "conditions", "labels", "codec"):
-            if _what_it_reads(other.manifest, key) != _what_it_reads(teacher.manifest, key):
+            if _what_it_reads(other.manifest, key) != reads(teacher.manifest, key):
                 raise InvalidRequestError(f"--label-teacher {label}={folder}: its {key} differs from the "
-                                          f"teacher's {config.init}; it must be a fine-tune of it")
-        chosen[labels.index(label)] = (other.network.eval().requires_grad_(False), other.guidance_weights)
+                                          f"teacher's {config.init}; it must be a fine-tune of it or a student of one")
+        if top is not None and int(other.manifest["guidance_distilled"].get("features", FEATURES)) != FEATURES:
+            raise InvalidRequestError(f"--label-teacher {label}={folder}: it reads the scale in another width")
+        chosen[labels.index(label)] = Teacher(other.network.eval().requires_grad_(False),
+                                              None if top is not None else other.guidance_weights, top)
     return chosen
+
+
+def teacher_targets(teacher: Teacher, noisy: torch.Tensor, alpha: torch.Tensor, cond: dict, scales: torch.Tensor,
+                    label_names: list[str]) -> torch.Tensor:
+    """What ``teacher`` answers at each clip's scale: :func:`guided_blend_targets`, or a student's one call."""
+    if teacher.top is None:
+        return guided_blend_targets(teacher.network, noisy, alpha, cond, scales, teacher.weights, label_names)
+    features = guidance_features(scales, FEATURES, teacher.top).to(noisy.device)
+    return teacher.network(noisy, alpha, {**cond, GUIDANCE_INPUT: features}).float()
 
 
 def routed_targets(teacher: tuple, by_label: dict, labels: torch.Tensor, noisy: torch.Tensor, alpha: torch.Tensor,
                    cond: dict, scales: torch.Tensor, label_names: list[str]) -> torch.Tensor:
-    """:func:`guided_blend_targets` for a batch, each clip asked of its label's own teacher where
-    ``by_label`` names one (``{label index: (network, guidance weights)}``), of ``teacher`` otherwise;
-    ``labels`` are the clips' labels before dropout, so a clip keeps its teacher when its label is
-    dropped (its unconditional answer then comes from the same model as its conditional one)."""
+    """:func:`teacher_targets` for a batch, each clip asked of its label's own teacher where
+    ``by_label`` names one (``{label index: Teacher}``), of ``teacher`` (network, guidance weights)
+    otherwise; ``labels`` are the clips' labels before dropout, so a clip keeps its teacher when its
+    label is dropped (its unconditional answer then comes from the same model as its conditional one)."""
+    teacher = Teacher(*teacher)
     if not by_label:  # one teacher: the whole batch in one call, no rows copied out
-        return guided_blend_targets(teacher[0], noisy, alpha, cond, scales, teacher[1], label_names)
-    groups = [(labels == index, chosen) for index, chosen in by_label.items()]
+        return teacher_targets(teacher, noisy, alpha, cond, scales, label_names)
+    groups = [(labels == index, Teacher(*chosen)) for index, chosen in by_label.items()]
     rest = ~torch.stack([rows for rows, _ in groups]).any(0)
     target = torch.empty_like(noisy, dtype=torch.float32)
-    for rows, (network, weights) in groups + [(rest, teacher)]:
+    for rows, chosen in groups + [(rest, teacher)]:
         if rows.any():
-            target[rows] = guided_blend_targets(network, noisy[rows], alpha[rows], pick(cond, rows), scales[rows],
-                                                weights, label_names)
+            target[rows] = teacher_targets(chosen, noisy[rows], alpha[rows], pick(cond, rows), scales[rows],
+                                           label_names)
     return target
 
 

@@ -350,14 +350,25 @@ def embedder_spec(config: LatentTrainConfig, run: Path) -> dict:
     return {"model": name, "dim": int(embedder_manifest["dim"])}
 
 
-def prompt_tables(embedder, embedder_manifest: dict, dataset, data: str) -> torch.Tensor:
+def prompt_tables(embedder, embedder_manifest: dict, dataset, data: str, manifest: dict | None = None) -> torch.Tensor:
     """``(clips, K, D)``: the text embeddings of every clip's K captions, in the embedder's own
-    words (its caption thresholds and phrasing count), so "dark" means what it meant to it; for
-    an embedder without them (laion-clap) the thresholds are measured on ``dataset``."""
-    from ..data.captions import dataset_captions, descriptor_thresholds
+    words (its phrasing count and seed, its caption thresholds), so "dark" means what it meant to it.
+
+    The thresholds are the model's own when its ``manifest`` records them (``captions.thresholds``:
+    a fine-tune and its student caption as their teacher did); else the embedder's, completed with
+    the descriptors they lack measured on ``dataset``'s real clips (:func:`completed_thresholds`: a
+    hat's thinness, newer than the shipped embedder), and recorded in ``manifest`` so the model's
+    kit hits are captioned alike (``python -m engine envelopes``). An embedder without thresholds
+    (laion-clap) has them measured on ``dataset``."""
+    from ..data.captions import completed_thresholds, dataset_captions, descriptor_thresholds
     from .clap import _kit_info
     settings = embedder_manifest.get("captions", {})
-    thresholds = settings.get("thresholds") or descriptor_thresholds(dataset)
+    thresholds = (manifest or {}).get("captions", {}).get("thresholds")
+    if thresholds is None:
+        recorded = settings.get("thresholds")
+        thresholds = completed_thresholds(recorded, dataset) if recorded else descriptor_thresholds(dataset)
+        if manifest is not None:
+            manifest["captions"] = {"thresholds": thresholds}
     captions = dataset_captions(dataset, thresholds, int(settings.get("count", 6)),
                                 int(settings.get("seed", 0)), kit_info=_kit_info(Path(data), dataset), progress=False)
     flat = [c for clip in captions for c in clip]
@@ -392,7 +403,7 @@ def batch_source(config, manifest: dict, dataset, codec: torch.nn.Module, networ
     if embedder is not None and not copies:
         raise InvalidRequestError("training on prompts needs cached latents (--augment-copies K or --no-augment)")
     if embedder is not None:
-        caption_vectors = prompt_tables(embedder, getattr(embedder, "manifest", {}), dataset, config.data)
+        caption_vectors = prompt_tables(embedder, getattr(embedder, "manifest", {}), dataset, config.data, manifest)
     cached, cached_controls, audio_vectors = encode_copies(
         codec, dataset, copies, config.seed, device, progress=progress, controls=takes_controls,
         embed=None if embedder is None else (lambda audio: embedder.audio(audio, dataset.sample_rate))) \
