@@ -444,7 +444,8 @@ def parser() -> argparse.ArgumentParser:
                                       "latent-fast) instead of the teacher's weights")
     tr.add_argument("--label-teacher", dest="label_teachers", action="append", type=_label_folder,
                     metavar="LABEL=FOLDER", help="distill (latent): clips of LABEL take their targets from this "
-                                                 "teacher, a fine-tune of --init (repeat for more labels)")
+                                                 "teacher, a fine-tune of --init or a student of one (which then keeps "
+                                                 "its LABEL where it is; repeat for more labels)")
     tr.add_argument("--name")
     tr.add_argument("--steps", type=int, help="steps to run in this call (default: until --max-minutes when that is "
                                               "given, else 1000; clap 3000)")

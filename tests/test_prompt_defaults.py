@@ -122,7 +122,8 @@ def test_a_prompt_picks_its_kit_hit_among_those_its_words_describe(models, hits,
     captions = embedder.text([entry["caption"] for entry in bank["hat"]])
     length_ms = 1000.0 * LENGTH / RATE
     best = {}
-    for text in ("a bright hat", "a dark closed hi-hat", "soft open hat", "hard short hat", "long hat"):
+    for text in ("a bright hat", "a dark closed hi-hat", "soft open hat", "hard short hat", "long hat", "thin hat",
+                 "a light mellow hat"):
         request = GenerationRequest(model="described", label="hat", prompt=text, seed=3, steps=2)
         best[text] = int((captions @ studio.prompt_embedding(request)).argmax())
     asked = GenerationRequest(model="described", label="hat", prompt="a bright hat", seed=3)
