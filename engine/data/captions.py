@@ -37,6 +37,7 @@ import random
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -311,20 +312,20 @@ def descriptor_thresholds(dataset, descriptors: Sequence[Mapping[str, float]] | 
     return {"version": THRESHOLDS_VERSION, "quantiles": list(QUANTILES), "groups": groups}
 
 
-def completed_thresholds(recorded: Mapping, dataset, progress: bool = False) -> dict:
+def completed_thresholds(recorded: Mapping, dataset, descriptors: Sequence[Mapping[str, float]] | None = None) -> dict:
     """``recorded`` thresholds (an embedder's, maybe of an older :data:`THRESHOLDS_VERSION`) with every
     descriptor they lack measured on ``dataset``'s real clips (clips the builder made, such as
-    thinned hats, are left out, as the recorded ones were measured on real kits). The recorded
-    values stay as they are, so every word they gave is given again; a newer descriptor (a hat's
+    thinned hats, are left out, as the recorded ones were measured on real kits); pass
+    ``descriptors`` (of every clip of ``dataset``) when already measured. The recorded values stay
+    as they are, so every word they gave is given again; a newer descriptor (a hat's
     ``low_mid_share``) adds its words. ``completed`` lists what was measured here."""
     from .build import made_by_builder
+    described = list(descriptors) if descriptors is not None else dataset_descriptors(dataset, progress=False)
     real = [i for i, record in enumerate(dataset.records) if not made_by_builder(record)]
     if not real:
         raise ValueError("the data set has no real clips to measure thresholds on")
-    clips = type("RealClips", (), {"records": [dataset.records[i] for i in real]})()
-    described = [clip_descriptors(dataset[i]["audio"], dataset.sample_rate)
-                 for i in tqdm(real, desc="describing clips", unit="clip", disable=not progress)]
-    measured = descriptor_thresholds(clips, described)["groups"]
+    clips = SimpleNamespace(records=[dataset.records[i] for i in real])
+    measured = descriptor_thresholds(clips, [described[i] for i in real])["groups"]
     groups = {group: dict(entry) for group, entry in recorded.get("groups", {}).items()}
     added = set()
     for group, entry in groups.items():
@@ -408,7 +409,7 @@ def descriptor_words(record: Mapping, descriptors: Mapping[str, float], threshol
                 words["punch"] = "punchy"
             continue
         name, low_word, high_word = GROUP_MEASURES.get(group, {}).get(aspect, ASPECTS[aspect])
-        if name not in limits or name not in descriptors:  # thresholds of version 1 have no hat body
+        if name not in limits:  # thresholds of version 1 have no hat body
             continue
         low, high = limits[name]
         value = descriptors[name]

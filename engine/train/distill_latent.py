@@ -161,7 +161,7 @@ def routed_targets(teacher: tuple, by_label: dict, labels: torch.Tensor, noisy: 
     teacher = Teacher(*teacher)
     if not by_label:  # one teacher: the whole batch in one call, no rows copied out
         return teacher_targets(teacher, noisy, alpha, cond, scales, label_names)
-    groups = [(labels == index, Teacher(*chosen)) for index, chosen in by_label.items()]
+    groups = [(labels == index, chosen) for index, chosen in by_label.items()]
     rest = ~torch.stack([rows for rows, _ in groups]).any(0)
     target = torch.empty_like(noisy, dtype=torch.float32)
     for rows, chosen in groups + [(rest, teacher)]:

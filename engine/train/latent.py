@@ -360,17 +360,19 @@ def prompt_tables(embedder, embedder_manifest: dict, dataset, data: str, manifes
     hat's thinness, newer than the shipped embedder), and recorded in ``manifest`` so the model's
     kit hits are captioned alike (``python -m engine envelopes``). An embedder without thresholds
     (laion-clap) has them measured on ``dataset``."""
-    from ..data.captions import completed_thresholds, dataset_captions, descriptor_thresholds
+    from ..data.captions import completed_thresholds, dataset_captions, dataset_descriptors, descriptor_thresholds
     from .clap import _kit_info
     settings = embedder_manifest.get("captions", {})
+    described = dataset_descriptors(dataset, progress=False)  # measured once: for the thresholds and the captions
     thresholds = (manifest or {}).get("captions", {}).get("thresholds")
     if thresholds is None:
         recorded = settings.get("thresholds")
-        thresholds = completed_thresholds(recorded, dataset) if recorded else descriptor_thresholds(dataset)
+        thresholds = (completed_thresholds(recorded, dataset, described) if recorded
+                      else descriptor_thresholds(dataset, described))
         if manifest is not None:
             manifest["captions"] = {"thresholds": thresholds}
-    captions = dataset_captions(dataset, thresholds, int(settings.get("count", 6)),
-                                int(settings.get("seed", 0)), kit_info=_kit_info(Path(data), dataset), progress=False)
+    captions = dataset_captions(dataset, thresholds, int(settings.get("count", 6)), int(settings.get("seed", 0)),
+                                descriptors=described, kit_info=_kit_info(Path(data), dataset), progress=False)
     flat = [c for clip in captions for c in clip]
     text = torch.cat([embedder.text(flat[i:i + 256]) for i in range(0, len(flat), 256)])
     return text.view(len(captions), -1, text.shape[-1])
