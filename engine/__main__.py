@@ -125,7 +125,7 @@ def _train(args: argparse.Namespace) -> int:
         known = {f.name for f in fields(PriorConfig)}
         print(refit_prior(PriorConfig(**{k: v for k, v in vars(args).items() if k in known and v is not None})))
         return 0
-    if args.family in ("codec", "latent", "clap", "distill", "steps"):
+    if args.family in ("codec", "latent", "clap", "distill", "steps", "variant"):
         if args.family == "codec":
             from .train.codec import CodecTrainConfig as Config, train_codec as train
         elif args.family == "distill":
@@ -134,6 +134,8 @@ def _train(args: argparse.Namespace) -> int:
             from .train.progressive import ProgressiveConfig as Config, train_progressive as train
         elif args.family == "clap":
             from .train.clap import ClapTrainConfig as Config, train_clap as train
+        elif args.family == "variant":
+            from .train.variant import VariantConfig as Config, train_variant as train
         else:
             from .train.latent import LatentTrainConfig as Config, train_latent as train
         known = {f.name for f in fields(Config)}
@@ -430,13 +432,15 @@ def parser() -> argparse.ArgumentParser:
     mod.add_argument("--models-root", action="append", default=None)
 
     tr = sub.add_parser("train", help="train or fine-tune a model")
-    tr.add_argument("family", choices=["wave", "codec", "latent", "clap", "distill", "steps", "prior"],
+    tr.add_argument("family", choices=["wave", "codec", "latent", "clap", "distill", "steps", "prior", "variant"],
                     help="wave: waveform drum model; codec: audio autoencoder; latent: latent drum model on a codec; "
                          "clap: the text-audio embedder (audio tower + text head over the frozen MiniLM); "
                          "distill: a waveform or latent model (--init, the teacher) taught to take a guided step in one call; "
                          "steps: a guidance-distilled waveform model (--init) taught to make its sound in a few "
                          "steps (--grid); "
-                         "prior: a waveform model (--init) with its envelope prior refitted (no network training)")
+                         "prior: a waveform model (--init) with its envelope prior refitted (no network training); "
+                         "variant: a latent model (--init) fine-tuned on the clips of one Sound it does not render "
+                         "(--label hat --only thinned), dealt a share of that Sound's seeds beside it")
     tr.add_argument("--data", help="built data set (data/drums) or any folder of WAVs")
     tr.add_argument("--run-dir", dest="run", help="run folder (resumes if it holds a run); not --run, which torchrun would take as its own --run-path")
     tr.add_argument("--init", help="model folder to fine-tune from, e.g. checkpoints/drums")
@@ -447,6 +451,9 @@ def parser() -> argparse.ArgumentParser:
                                                  "teacher, a fine-tune of --init or a student of one (which then keeps "
                                                  "its LABEL where it is; repeat for more labels)")
     tr.add_argument("--name")
+    tr.add_argument("--label", help="variant: the Sound every clip is asked as (hat)")
+    tr.add_argument("--only", help="variant: only the clips whose data-set record holds this key (thinned: the "
+                                   "thinned closed hats; default: every clip of --label)")
     tr.add_argument("--steps", type=int, help="steps to run in this call (default: until --max-minutes when that is "
                                               "given, else 1000; clap 3000)")
     tr.add_argument("--max-minutes", type=float, help="stop (and save) after this many minutes")

@@ -23,7 +23,7 @@ from typing import Iterator, Sequence
 import torch
 
 from . import audio as audio_io
-from . import dsp, envelopes, pipeline
+from . import dsp, envelopes, pipeline, variants
 from .conditions import (CURVE, Conditions, condition_specs, curves_from_sound, recorded_level_floors, spec_names,
                          takes_prompts)
 from .curves import check_onsets, check_rms
@@ -371,10 +371,17 @@ class Studio:
                     for i, hit in enumerate(drawn)]
             asked = [replace(conditions, rms=job.rms, onsets=job.onsets, prompt=self.prompt_embedding(job)
                              if job.prompt is not None else conditions.prompt) for job in jobs]
+        models = [model] * len(jobs)
+        if drawn and request.prompt is None and request.label_b is None:  # a Sound alone: its variant's seeds
+            for i, job in enumerate(jobs):
+                name = variants.dealt_variant(manifest, request.label, job.seed)
+                if name:  # rendered, and recorded, as the variant's
+                    variant = self._variant_entry(entry, name)
+                    jobs[i], models[i] = job.with_(model=variant.name), self.load(variant)
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
         started = time.time()
-        self._workers.submit(self._sample_worker, model, jobs, asked, request.count, preview_every, preview_after_s,
+        self._workers.submit(self._sample_worker, models, jobs, asked, request.count, preview_every, preview_after_s,
                              events, stop)
         try:
             while True:
@@ -431,16 +438,16 @@ class Studio:
             else latent[..., :frames]
         return latent.expand(count, *latent.shape[1:]), None if envelope is None else envelope.expand(count, -1, -1)
 
-    def _sample_worker(self, model: LoadedModel, jobs: list[GenerationRequest], conditions: list[Conditions],
+    def _sample_worker(self, models: list[LoadedModel], jobs: list[GenerationRequest], conditions: list[Conditions],
                        keep: int, preview_every: int, preview_after_s: float, events: queue.Queue,
                        stop: threading.Event) -> None:
-        """Sample the jobs one after another (a request is one job; sounds on kit envelopes one job
-        each), the progress counted over all of them; with re-ranking across jobs the ``keep``
+        """Sample the jobs one after another, each on its own model (a request is one job; sounds on
+        kit envelopes one job each, a variant's seeds on the variant), the progress counted over all of them; with re-ranking across jobs the ``keep``
         that scored best. The sounds, or the error, go to ``events`` for the consumer."""
         try:
             steps = jobs[0].steps
             sounds: list[Sound] = []
-            for i, (job, asked) in enumerate(zip(jobs, conditions)):
+            for i, (model, job, asked) in enumerate(zip(models, jobs, conditions)):
                 shifted = _ShiftedProgress(events, i * steps, len(jobs) * steps)
                 sounds += self._sample(model, job, asked, preview_every, preview_after_s, shifted, stop)
             if keep < len(sounds):
@@ -448,6 +455,15 @@ class Studio:
             events.put(sounds)
         except BaseException as error:  # handed to the consumer, which re-raises it
             events.put(error)
+
+    def _variant_entry(self, entry: ModelEntry, name: str) -> ModelEntry:
+        """The variant ``name`` of ``entry``'s model (:mod:`engine.variants`), beside it; known to the
+        studio by its name when its model roots hold that folder, else by its path (a recipe replays it)."""
+        folder = variants.variant_folder(entry.folder, name)
+        known = self.models().get(name)
+        if known is not None and known.folder.resolve() == folder.resolve():
+            return known
+        return ModelEntry(str(folder), folder, read_manifest(folder))
 
     def _kit_shapes(self, entry: ModelEntry, request: GenerationRequest) -> list[envelopes.KitHit] | None:
         """Each sound's hit (RMS points, onsets, caption) from the model's kit envelopes (:mod:`engine.envelopes`)

@@ -65,9 +65,9 @@ def assert_defaults_refused(folder: Path, cases, says: str) -> None:
 
 
 def shipped_latent_fast(root: Path) -> Path:
-    """A copy of the shipped `latent-fast` folder (with the codec and text–audio model it names) under
-    ``root``: what a test that rewrites a model folder's files changes instead of the shipped one."""
-    for name in ("latent-fast", "codec", "clap"):
+    """A copy of the shipped `latent-fast` folder (with the codec, text–audio model and hat variant it
+    names) under ``root``: what a test that rewrites a model folder's files changes instead of the shipped one."""
+    for name in ("latent-fast", "latent-thin-hats", "codec", "clap"):
         shutil.copytree(ROOT / "checkpoints" / name, root / name)
     return root / "latent-fast"
 

@@ -472,3 +472,48 @@ def test_a_latent_student_is_taught_most_near_each_labels_own_default_scales():
     assert float(scales[:400][kicks == 1.0].max()) <= 2.0 and float(scales[:400][kicks == 6.5].min()) >= 5.5
     one = draw_scales(8, 3.0, config, generator)           # one default for every clip, as the waveform students
     assert torch.all((one - 3.0).abs() <= 1.0)
+
+
+# ----------------------------------------------------------------------------- a Sound's variant
+
+
+def test_a_variant_is_the_student_fine_tuned_on_one_sounds_clips_and_ships_with_its_kit_hits(tmp_path, latent_student,
+                                                                                            wav_folder):
+    """``train variant``: a copy of the model fine-tuned on the chosen clips (the hats of a folder of
+    WAVs here; ``--only thinned`` on the built data set), asked as the Sound at guidance scale 1; its
+    manifest says what it is a variant of and deals no variant itself; ``publish`` ships the model's
+    kit hits and holds with it; a choice that leaves no clip is a clear error."""
+    from engine import envelopes
+    from engine.data.dataset import DrumDataset
+    from engine.models import checkpoint_id, copy_folder
+    from engine.train.publish import publish
+    from engine.train.variant import VariantConfig, train_variant, variant_clips
+    from tests.test_latent import LENGTH
+
+    init = tmp_path / "models" / "tiny-all-fast"  # the student beside its codec and embedder, with kit hits
+    for folder in latent_student.parent.iterdir():
+        if folder.is_dir() and (folder / "manifest.json").is_file():
+            copy_folder(folder, tmp_path / "models" / (init.name if folder == latent_student else folder.name))
+    data = DrumDataset.from_folder(wav_folder, length=LENGTH, progress=False)
+    envelopes.write_bank(init, envelopes.measure_bank(data), data.sample_rate, "test hits")
+    hats = variant_clips(data, None, "hat")
+    assert hats and all(data.label_names[int(data.labels[i])] == "hat" for i in hats)
+
+    config = VariantConfig(init=str(init), data=str(wav_folder), label="hat", run=str(tmp_path / "run"), steps=3,
+                           batch=4, device="cpu")
+    folder = train_variant(config)
+    manifest, before = read_manifest(folder), read_manifest(init)
+    assert manifest["variant_of"] == {"model": "tiny-all-fast", "label": "hat", "only": None, "clips": len(hats),
+                                      "steps_before": before["training"]["steps"]}
+    assert manifest["training"]["steps"] == before["training"]["steps"] + 3
+    assert manifest["network"] == before["network"] and manifest["guidance_distilled"] == before["guidance_distilled"]
+    tuned, plain = load_model(folder).network.state_dict(), load_model(init).network.state_dict()
+    assert any(not torch.equal(tuned[name], plain[name]) for name in plain)
+    shipped = publish(tmp_path / "run", tmp_path / "models" / "tiny-thin-hats")
+    assert (shipped / envelopes.BANK_FILE).read_bytes() == (init / envelopes.BANK_FILE).read_bytes()
+    assert read_manifest(shipped)["name"] == "tiny-thin-hats" and checkpoint_id(shipped) == checkpoint_id(folder)
+
+    for wrong, why in ((dict(only="thinned"), "none of them 'hat' marked 'thinned'"),
+                       (dict(label="gong"), "not 'gong'"), (dict(label=None), "give its --label")):
+        with pytest.raises(InvalidRequestError, match=why):
+            train_variant(VariantConfig(**{**config.__dict__, "run": str(tmp_path / "wrong"), **wrong}))

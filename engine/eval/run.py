@@ -61,7 +61,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import envelopes, pipeline
+from .. import envelopes, pipeline, variants
 from ..conditions import Conditions
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
 from ..embedders.base import load_embedder, text_vector
@@ -220,12 +220,26 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
             draws = SeedNoise([clip_seed], latent_shape, device=model.device)
             clip_steps, clip_guidance, clip_control, clip_sampler, clip_variety = settings(
                 bool(wanted.rms) and not alone, prompted[start + offset])
-            out.append(pipeline.render(model, draws(), wanted, samples=manifest["length"], sampler=clip_sampler,
+            # a Sound alone goes to its variant for the seeds the model deals it, as in the studio
+            variant = variants.dealt_variant(manifest, label, clip_seed) if alone and not blend else None
+            out.append(pipeline.render(model if variant is None else _variant_model(model, variant), draws(), wanted, samples=manifest["length"], sampler=clip_sampler,
                                        steps=clip_steps, guidance=clip_guidance, control_guidance=clip_control,
                                        step_noise=draws, variety=clip_variety, steer_loudness=steer_loudness,
                                        soft_hits=soft_hits, steer_onsets=steer_onsets, one_hit=one_hit,
                                        width=width))
     return torch.cat(out) if out else torch.zeros(0, manifest["channels"], manifest["length"])
+
+
+def _variant_model(model: LoadedModel, name: str) -> LoadedModel:
+    """The variant ``name`` of ``model`` (:mod:`engine.variants`), loaded once on its device."""
+    folder = variants.variant_folder(model.folder, name).resolve()
+    key = (folder, str(model.device), model.dtype)
+    if key not in _VARIANTS:
+        _VARIANTS[key] = load_model(folder, model.device, half=model.dtype == torch.float16)
+    return _VARIANTS[key]
+
+
+_VARIANTS: dict = {}
 
 
 def _hit_vector(model: LoadedModel, hit: envelopes.KitHit, label: str, weight: float) -> torch.Tensor | None:

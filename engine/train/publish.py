@@ -21,7 +21,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .. import envelopes
+from .. import envelopes, variants
 from ..errors import CheckpointError, InvalidRequestError
 from ..models import MANIFEST, WEIGHTS, atomic_write, checkpoint_id, copy_folder, load_codec, read_manifest, write_json
 from ..request import GenerationRequest
@@ -182,6 +182,9 @@ NOT_WITH_CURVES = {
     **{key: f"{key} belongs with a Sound's shape, in its defaults without curves (e.g. --per-label "
             f"'{{\"{label}\": {{\"shape\": \"kit\", \"{key}\": {value}}}}}'), not in --with-curves"
        for key, label, value in (("hit_prompt", "perc", 0.5), ("kit_spread", "hat", 1.3))},
+    "variant": "a variant is dealt to a Sound asked alone on a kit hit; it belongs in the Sound's defaults "
+               "(--per-label '{\"hat\": {\"shape\": \"kit\", \"variant\": {\"model\": \"latent-thin-hats\", "
+               "\"every\": 5}}}'), not in --with-curves",
 }
 """The model settings a sound with a drawn curve never reads, each with why: the one-hit limit is read
 from the Sound's own defaults, curve or not; a curve says the level, so nothing is drawn again; a kit
@@ -264,6 +267,8 @@ def _check_defaults(manifest: dict, defaults: dict, allowed: tuple[str, ...],
             _check_kit_spread(settings.get("kit_spread"))
             _check_one_hit(manifest, settings.get("one_hit_db"))
             _check_redraw(manifest, settings.get("redraw_under_db"))
+            if "variant" in settings:
+                variants.label_variant({"defaults": {"per_label": {label: settings}}}, label)  # its form
             _check_settings(manifest, {k: v for k, v in settings.items() if k not in MODEL_SETTING_KEYS})
 
 
@@ -364,6 +369,7 @@ def set_defaults(folder: str | Path, defaults: dict) -> Path:
     folder = Path(folder)
     manifest = with_defaults(read_manifest(folder), defaults)
     _check_kit_shapes(folder, manifest)
+    _check_variants(folder, manifest)
     _check_codec_weights(manifest, folder)
     write_json(folder / MANIFEST, manifest)
     card = folder / "MODEL_CARD.md"
@@ -402,6 +408,27 @@ def _check_kit_shapes(folder: Path, manifest: dict) -> None:
         raise InvalidRequestError(f"shape kit with a prompt draws the kit hit whose description matches the prompt, "
                                   f"so it needs kit envelopes with captions for {unmatched} in {folder}; rebuild "
                                   f"them with python -m engine envelopes --model {folder} --data DATA")
+
+
+def _check_variants(folder: Path, manifest: dict) -> None:
+    """A Sound's variant (:mod:`engine.variants`) is dealt on kit hits, so its Sound's shape is "kit";
+    its folder sits beside the model and holds a latent model of the same labels, rate and length
+    that deals no variant itself."""
+    for label in manifest.get("labels", []):
+        variant = variants.label_variant(manifest, label)
+        if variant is None:
+            continue
+        if label_defaults(manifest.get("defaults", {}), label).get("shape") != "kit":
+            raise InvalidRequestError(f"a variant is dealt to a Sound asked alone on a kit hit; give {label} "
+                                      f"the shape kit as well")
+        other = read_manifest(variants.variant_folder(folder, variant.model))
+        same = ("kind", "labels", "sample_rate", "length", "channels")
+        differ = [key for key in same if other.get(key) != manifest.get(key)]
+        if differ:
+            raise InvalidRequestError(f"the variant {variant.model!r} differs from the model in {differ}; "
+                                      f"train it from this model with python -m engine train variant --init {folder}")
+        if variants.label_variant(other, label) is not None:
+            raise InvalidRequestError(f"the variant {variant.model!r} deals a variant of its own")
 
 
 def publish_beside(source: Path, target: Path, what: str) -> None:
@@ -450,8 +477,12 @@ def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str |
     if not (source / WEIGHTS).is_file():
         raise CheckpointError(f"{source} has no {WEIGHTS}")
     _check_codec_weights(manifest, source)  # names the codec's channel groups, in [0, 1]
-    _check_kit_shapes(destination, manifest)
+    from .variant import VARIANT_FILES  # a variant's run holds its model's kit hits and holds: they ship with it
+    _check_kit_shapes(source if (source / envelopes.BANK_FILE).is_file() else destination, manifest)
     destination.mkdir(parents=True, exist_ok=True)
+    for name in VARIANT_FILES:
+        if (source / name).is_file():
+            atomic_write(destination / name, lambda tmp: shutil.copyfile(source / name, tmp))
     for what, spec in (("codec", manifest.get("codec") or {}), ("embedder", manifest.get("embedder") or {})):
         if "model" in spec and (run_dir / spec["model"] / MANIFEST).is_file():
             publish_beside(run_dir / spec["model"], destination.parent / spec["model"], what)
