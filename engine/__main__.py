@@ -49,12 +49,15 @@ def _generate(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     for sound in result.sounds:
-        recipe = dict(sound.recipe, model=args.model)
+        # the model as asked (a name or a folder), unless a Sound's variant made it: that one replays it
+        recipe = sound.recipe if sound.recipe.get("variant_of") else dict(sound.recipe, model=args.model)
         path = audio.export_wav(sound.audio, sound.sample_rate, args.out, recipe,
                                 subtype="FLOAT" if args.float else "PCM_24")
         line = str(path) if sound.score is None else f"{path}\tscore {sound.score:.3f}"
         if args.prompt is None and recipe.get("prompt"):  # a kit hit's description (hit_prompt): say which
             line += f"\t{recipe['prompt']}"
+        if recipe.get("variant_of"):
+            line += f"\tmade by {recipe['variant_of']}'s {recipe.get('label')} variant {Path(recipe['model']).name}"
         if recipe.get("redrawn_from_seed") is not None:
             line += f"\tseed {recipe['redrawn_from_seed']} came out near-silent: drawn again as seed {recipe['seed']}"
         print(line)

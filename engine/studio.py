@@ -557,6 +557,8 @@ class Studio:
         base = request.to_recipe()
         base.update(sampler=sampler, checkpoint=model.checkpoint_id, model_folder=model.folder.name,
                     sample_rate=manifest["sample_rate"], engine=ENGINE_VERSION)
+        if manifest.get("variant_of"):  # a Sound's variant (engine.variants): whose, for the user's bearings
+            base["variant_of"] = manifest["variant_of"].get("model")
         spread = pipeline.guidance_spec(model, conditions)
         if spread:  # the model's own setting for this sound, recorded for whoever replays it
             base["guidance_weights"] = spread

@@ -655,6 +655,35 @@ def test_a_producer_asks_for_snares_shaped_like_real_kit_hits(server, browser_co
     page.close()
 
 
+def test_a_producer_scrubbing_hats_meets_a_thin_one_every_five_seeds(server, browser_context):
+    """Issue 19: latent-fast deals one hat seed in five to its thin-hat variant (engine.variants). The
+    producer picks Sound hat and steps through seeds 20-24: one take is made by latent-thin-hats,
+    which its card and its WAV's recipe say (and which replays there), the other four by latent-fast."""
+    from engine import variants
+
+    manifest = json.loads((ROOT / "checkpoints" / "latent-fast" / "manifest.json").read_text())
+    page = _studio_page(server, browser_context, "latent-fast", "#shape")
+    _pick(page, "label", "hat")
+    _set_number(page, "length", 0.5)
+    _set_number(page, "steps", FAST)
+    made = []
+    for seed in range(20, 25):
+        _set_number(page, "seed", seed)
+        page.check("#lock-seed input")
+        _generate_and_time(page)
+        page.wait_for_selector("#status .tds-status.done", timeout=60_000)
+        recipe = read_recipe(_fetch_wav(server, page))
+        card = page.locator("#slot0 .tds-caption").first.inner_text()
+        made.append(recipe["model"])
+        if variants.dealt_variant(manifest, "hat", seed):
+            assert recipe["variant_of"] == "latent-fast" and "latent-thin-hats (a variant of latent-fast)" in card, card
+            page.screenshot(path=str(SHOTS / "18e-thin-hat-variant.png"), full_page=True)
+        else:
+            assert "variant_of" not in recipe and "variant" not in card, card
+    assert made.count("latent-thin-hats") == 1 and made.count("latent-fast") == 4, made
+    page.close()
+
+
 def test_a_vocal_imitation_from_the_microphone_becomes_the_curves(server, browser_context, tmp_path):
     """The microphone path with Chromium's fake capture: "ts ... ts" (two bursts 250 ms apart)
     recorded in the page fills the loudness curve and two onsets."""

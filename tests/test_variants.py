@@ -21,6 +21,7 @@ from engine.nets import build_network
 from engine.request import GenerationRequest
 from engine.studio import Studio
 from engine.train.publish import set_defaults
+from ui.history import Take
 from tests.test_envelopes import hits, models  # noqa: F401  (fixtures: the tiny curvy model and its bank)
 
 THIN = {"model": "curvy-thin", "every": 3}
@@ -46,7 +47,7 @@ def test_any_run_of_every_seeds_deals_the_variant_exactly_once():
 
 def _make_variant(root) -> str:
     """root/curvy-thin: curvy's manifest with other random weights (a variant's shape, not its training)."""
-    manifest = dict(read_manifest(root / "curvy"), name="curvy-thin")
+    manifest = dict(read_manifest(root / "curvy"), name="curvy-thin", variant_of={"model": "curvy", "label": "hat"})
     torch.manual_seed(7)
     save_model(root / "curvy-thin", build_network(manifest["network"]), manifest)
     shutil.copyfile(root / "curvy" / "envelopes.json", root / "curvy-thin" / "envelopes.json")
@@ -67,8 +68,11 @@ def test_a_sound_alone_goes_to_its_variant_for_the_seeds_it_is_dealt_and_replays
         assert sound.recipe["model"] == ("curvy-thin" if varied else "curvy")
         assert sound.recipe["checkpoint"] == (variant_id if varied else load_model(models / "curvy").checkpoint_id)
         assert sound.recipe["rms"] == before.recipe["rms"]  # the same kit hit either way
+        assert sound.recipe.get("variant_of") == ("curvy" if varied else None)
         if varied:
             assert not torch.allclose(sound.audio, before.audio, atol=1e-4)
+            caption = Take(1, sound.recipe, "", "").caption()  # the history says who made it
+            assert caption.startswith("#1 · curvy-thin (a variant of curvy) · hat · seed"), caption
             again = studio.render(GenerationRequest.from_recipe(sound.recipe)).sounds[0]
             assert again.recipe["model"] == "curvy-thin" and torch.allclose(again.audio, sound.audio, atol=1e-6)
         else:
@@ -102,3 +106,21 @@ def test_a_variant_is_refused_where_it_could_not_be_dealt(models):  # noqa: F811
     write_json(models / "curvy-thin" / "manifest.json", dict(other, **_with_variant()))
     with pytest.raises(InvalidRequestError, match="deals a variant of its own"):
         set_defaults(models / "curvy", _with_variant()["defaults"])
+
+
+def test_the_command_line_says_which_sounds_the_variant_made_and_their_wavs_replay_on_it(models, tmp_path):  # noqa: F811
+    from engine.audio import read_recipe
+    from tests.helpers import cli_in_process
+
+    _make_variant(models)
+    set_defaults(models / "curvy", _with_variant()["defaults"])
+    made = cli_in_process("generate", "--model", str(models / "curvy"), "--label", "hat", "--seed", "10", "--count", "3",
+                          "--steps", "2", "--out", str(tmp_path / "out"))
+    assert made.returncode == 0, made.stderr
+    lines = made.stdout.strip().splitlines()
+    recipes = [read_recipe(line.split("\t")[0]) for line in lines]
+    varied = [variants.dealt_variant(read_manifest(models / "curvy"), "hat", 10 + i) is not None for i in range(3)]
+    assert varied.count(True) == 1
+    for line, recipe, by_variant in zip(lines, recipes, varied):
+        assert ("made by curvy's hat variant curvy-thin" in line) == by_variant
+        assert recipe["model"] == str(models / ("curvy-thin" if by_variant else "curvy"))

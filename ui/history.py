@@ -63,7 +63,10 @@ class Take:
             seed = f"seed {r['redrawn_from_seed']} (near-silent: drawn again as {r.get('seed')})"
         if r.get("seed_b") is not None and r.get("morph"):
             seed += f" → {r['seed_b']} @ {r['morph']:.2f}"
-        parts = [f"#{self.id}", str(r.get("model")), label or ("(any)" if r.get("label") is None else ""), seed]
+        model = str(r.get("model"))
+        if r.get("variant_of"):  # dealt to a Sound's variant (engine.variants)
+            model += f" (a variant of {r['variant_of']})"
+        parts = [f"#{self.id}", model, label or ("(any)" if r.get("label") is None else ""), seed]
         parts.append(f"{r.get('steps')} steps")
         if r.get("prompt"):
             prompt = f"“{r['prompt']}”"
