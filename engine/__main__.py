@@ -74,6 +74,9 @@ def _models(args: argparse.Namespace) -> int:
         steps = entry.manifest.get("training", {}).get("steps", "?")
         teacher = distilled_from(entry.manifest)
         source = f" distilled_from={teacher}" if teacher else ""
+        variant = entry.manifest.get("variant_of")  # a Sound's variant (engine.variants)
+        if variant:
+            source += f" variant_of={variant.get('model')} for={variant.get('label')}"
         print(f"{name}: kind={entry.kind} labels={','.join(entry.labels) or '-'} steps={steps}{source}{target}")
     return 0
 

@@ -124,3 +124,5 @@ def test_the_command_line_says_which_sounds_the_variant_made_and_their_wavs_repl
     for line, recipe, by_variant in zip(lines, recipes, varied):
         assert ("made by curvy's hat variant curvy-thin" in line) == by_variant
         assert recipe["model"] == str(models / ("curvy-thin" if by_variant else "curvy"))
+    listed = cli_in_process("models", "--models-root", str(models))
+    assert "curvy-thin: kind=latent" in listed.stdout and "variant_of=curvy for=hat" in listed.stdout, listed.stdout

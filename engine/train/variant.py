@@ -59,6 +59,7 @@ class VariantConfig:
     lr: float = 5e-5
     warmup: int = 0
     ema_decay: float = 0.0                 # a few hundred steps: an EMA would lag behind them all
+    augment: bool = False                  # never augmented (the clips as they are): what the model card says
     save_every: int = 250
     log_every: int = 25
     render_every: int = 0
