@@ -442,8 +442,9 @@ class Studio:
                        keep: int, preview_every: int, preview_after_s: float, events: queue.Queue,
                        stop: threading.Event) -> None:
         """Sample the jobs one after another, each on its own model (a request is one job; sounds on
-        kit envelopes one job each, a variant's seeds on the variant), the progress counted over all of them; with re-ranking across jobs the ``keep``
-        that scored best. The sounds, or the error, go to ``events`` for the consumer."""
+        kit envelopes one job each, a variant's seeds on the variant), the progress counted over all
+        of them; with re-ranking across jobs the ``keep`` that scored best. The sounds, or the error,
+        go to ``events`` for the consumer."""
         try:
             steps = jobs[0].steps
             sounds: list[Sound] = []

@@ -222,7 +222,8 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
                 bool(wanted.rms) and not alone, prompted[start + offset])
             # a Sound alone goes to its variant for the seeds the model deals it, as in the studio
             variant = variants.dealt_variant(manifest, label, clip_seed) if alone and not blend else None
-            out.append(pipeline.render(model if variant is None else _variant_model(model, variant), draws(), wanted, samples=manifest["length"], sampler=clip_sampler,
+            renderer = model if variant is None else _variant_model(model, variant)
+            out.append(pipeline.render(renderer, draws(), wanted, samples=manifest["length"], sampler=clip_sampler,
                                        steps=clip_steps, guidance=clip_guidance, control_guidance=clip_control,
                                        step_noise=draws, variety=clip_variety, steer_loudness=steer_loudness,
                                        soft_hits=soft_hits, steer_onsets=steer_onsets, one_hit=one_hit,

@@ -29,6 +29,7 @@ from ..steering import steerable
 from ..conditions import takes_prompts
 from ..sampling import (LABEL_DEFAULT_KEYS, LAYERS, MODEL_SETTING_KEYS, channel_weights, every_guidance_weights,
                         holds_one_hit, label_defaults, prompt_shape, samplers_for)
+from .variant import VARIANT_FILES
 
 
 def _log_summary(log_path: Path) -> str:
@@ -477,12 +478,13 @@ def publish(run_dir: str | Path, destination: str | Path, evaluation_file: str |
     if not (source / WEIGHTS).is_file():
         raise CheckpointError(f"{source} has no {WEIGHTS}")
     _check_codec_weights(manifest, source)  # names the codec's channel groups, in [0, 1]
-    from .variant import VARIANT_FILES  # a variant's run holds its model's kit hits and holds: they ship with it
+    # a variant's run holds its model's kit hits and holds (VARIANT_FILES): they ship with it
     _check_kit_shapes(source if (source / envelopes.BANK_FILE).is_file() else destination, manifest)
     destination.mkdir(parents=True, exist_ok=True)
     for name in VARIANT_FILES:
         if (source / name).is_file():
             atomic_write(destination / name, lambda tmp: shutil.copyfile(source / name, tmp))
+    _check_variants(destination, manifest)
     for what, spec in (("codec", manifest.get("codec") or {}), ("embedder", manifest.get("embedder") or {})):
         if "model" in spec and (run_dir / spec["model"] / MANIFEST).is_file():
             publish_beside(run_dir / spec["model"], destination.parent / spec["model"], what)
