@@ -409,7 +409,8 @@ class Studio:
         words = {"rms": "a loudness curve", "onsets": "onsets"}
         for name, value in asked.items():
             if value and name not in takes:
-                others = [n for n, e in self.models().items() if name in model_controls(e.manifest) and not e.label]
+                others = [n for n, e in self.models().items() if name in model_controls(e.manifest) and not e.label
+                          and not e.manifest.get("variant_of")]  # a Sound's variant is for that Sound
                 hint = _who_does(others)
                 raise InvalidRequestError(f"model {entry.name!r} does not take {words[name]}{hint}")
         manifest = entry.manifest

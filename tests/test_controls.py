@@ -239,6 +239,7 @@ def test_cli_refuses_onsets_for_a_model_that_cannot_place_them(tmp_path):
                             "--out", str(tmp_path))
     assert result.returncode == 2 and "does not take onsets; " in result.stderr
     assert all(name in result.stderr for name in ("latent-curves", "latent-fast", "latent-prompts"))
+    assert "latent-thin-hats" not in result.stderr  # a Sound's variant is not offered for another Sound
 
 
 @pytest.mark.slow

@@ -84,6 +84,7 @@ def test_unstarring_in_the_history_updates_the_card_and_play_autoplays(handlers)
 def test_aliases_say_what_they_are_and_another_sound_is_named_after_the_model(handlers):
     choices = dict((value, shown) for shown, value in handlers.model_choices())
     assert choices["kick"] == "kick (= drums-3step, Sound kick)" and choices["drums"] == "drums"
+    assert choices["latent-thin-hats"] == "latent-thin-hats (latent-fast's hat variant)"  # made for one Sound
     assert "the **drums-3step** model with Sound kick" in handlers.describe_model("kick")["model_info"]
     _, final = run_generate(handlers, model="kick", label="snare", seed=2)
     take = final["session"].takes[0]

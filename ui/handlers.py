@@ -239,7 +239,10 @@ def _is_alias(entry) -> bool:
 
 
 def _model_display(entry) -> str:
-    return f"{entry.name} (= {entry.folder.name}, Sound {entry.label})" if _is_alias(entry) else entry.name
+    if _is_alias(entry):
+        return f"{entry.name} (= {entry.folder.name}, Sound {entry.label})"
+    variant = entry.manifest.get("variant_of")  # a Sound's variant (engine.variants): made for that Sound
+    return f"{entry.name} ({variant.get('model')}'s {variant.get('label')} variant)" if variant else entry.name
 
 
 def _card_caption(take) -> str:
@@ -449,7 +452,8 @@ class Handlers:
         curves = {"rms": parse_rms(rms), "onsets": parse_onsets(onsets)}
         if curves["onsets"] and "onsets" not in takes:  # the waveform model follows loudness, not hits
             placing = sorted(name for name, entry in self.studio.models().items()
-                             if not _is_alias(entry) and "onsets" in (self.studio.describe(name).get("controls") or []))
+                             if not _is_alias(entry) and not entry.manifest.get("variant_of")
+                             and "onsets" in (self.studio.describe(name).get("controls") or []))
             gr.Warning(f"{model} follows the loudness curve but not onsets; the onsets were left out"
                        + (f" ({', '.join(placing)} {'places' if len(placing) == 1 else 'place'} hits)" if placing else ""))
             curves["onsets"] = None
