@@ -373,11 +373,13 @@ class Studio:
                              if job.prompt is not None else conditions.prompt) for job in jobs]
         models = [model] * len(jobs)
         if drawn and request.prompt is None and request.label_b is None:  # a Sound alone: its variant's seeds
+            found: dict[str, ModelEntry] = {}  # the model roots are read once a request, not once a sound
             for i, job in enumerate(jobs):
                 name = variants.dealt_variant(manifest, request.label, job.seed)
                 if name:  # rendered, and recorded, as the variant's
-                    variant = self._variant_entry(entry, name)
-                    jobs[i], models[i] = job.with_(model=variant.name), self.load(variant)
+                    if name not in found:
+                        found[name] = self._variant_entry(entry, name)
+                    jobs[i], models[i] = job.with_(model=found[name].name), self.load(found[name])
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
         started = time.time()

@@ -21,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+from .envelopes import deal
 from .errors import CheckpointError
 from .sampling import label_defaults
 
@@ -54,8 +55,6 @@ def label_variant(manifest: dict, label: str | None) -> Variant | None:
 
 def dealt_variant(manifest: dict, label: str | None, seed: int) -> str | None:
     """The variant's folder name when seed ``seed`` of ``label`` asked alone goes to it, else None."""
-    from .envelopes import deal
-
     variant = label_variant(manifest, label)
     if variant is None or deal(seed, variant.every) != 0:
         return None

@@ -37,11 +37,11 @@ import torch
 from ..conditions import LABEL_GROUP, condition_specs, without
 from ..diffusion.guidance import GUIDANCE_INPUT, guidance_features
 from ..errors import InvalidRequestError
-from ..models import LoadedModel, copy_folder, find_codec_folder, load_model, read_manifest
+from ..models import LoadedModel, load_model, read_manifest
 from ..nets import build_network
 from ..sampling import distilled_top, label_defaults
 from . import common, loop
-from .latent import DEFAULT_LENGTH, batch_source, blend_batch, load_run_embedder
+from .latent import DEFAULT_LENGTH, batch_source, blend_batch, copy_codec_and_embedder, load_run_embedder
 from .distill import FEATURES, DistillConfig, draw_scales, session_note, start_student, with_guidance_input
 
 
@@ -60,11 +60,7 @@ def latent_student_manifest(config: DistillConfig, teacher: dict) -> dict:
     if config.label_teachers:
         manifest["guidance_distilled"]["label_teachers"] = {label: str(folder) for label, folder
                                                             in sorted(config.label_teachers.items())}
-    run = Path(config.run)
-    for what, spec in (("codec", manifest.get("codec") or {}), ("embedder", manifest.get("embedder") or {})):
-        name = spec.get("model")
-        if name and name != "laion":
-            copy_folder(find_codec_folder(name, config.init, what=what), run / name)
+    copy_codec_and_embedder(manifest, config.init, Path(config.run))
     return manifest
 
 

@@ -350,6 +350,15 @@ def embedder_spec(config: LatentTrainConfig, run: Path) -> dict:
     return {"model": name, "dim": int(embedder_manifest["dim"])}
 
 
+def copy_codec_and_embedder(manifest: dict, init: str | Path, run: Path) -> None:
+    """Copy the codec and embedder folders ``manifest`` names (found beside ``init``) into ``run``, so
+    ``run/model`` loads beside them as a trained model does (laion-clap is loaded by name, not copied)."""
+    for what in ("codec", "embedder"):
+        name = (manifest.get(what) or {}).get("model")
+        if name and name != "laion":
+            copy_folder(find_codec_folder(name, init, what=what), run / name)
+
+
 def prompt_tables(embedder, embedder_manifest: dict, dataset, data: str, manifest: dict | None = None) -> torch.Tensor:
     """``(clips, K, D)``: the text embeddings of every clip's K captions, in the embedder's own
     words (its phrasing count and seed, its caption thresholds), so "dark" means what it meant to it.
