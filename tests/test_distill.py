@@ -498,6 +498,10 @@ def test_a_variant_is_the_student_fine_tuned_on_one_sounds_clips_and_ships_with_
     envelopes.write_bank(init, envelopes.measure_bank(data), data.sample_rate, "test hits")
     hats = variant_clips(data, None, "hat")
     assert hats and all(data.label_names[int(data.labels[i])] == "hat" for i in hats)
+    dealing = read_manifest(init)  # the model already deals a variant: the new one deals none of its own
+    dealing["defaults"].setdefault("per_label", {})["hat"] = {"shape": "kit",
+                                                              "variant": {"model": "tiny-thin-hats", "every": 5}}
+    write_json(init / "manifest.json", dealing)
 
     config = VariantConfig(init=str(init), data=str(wav_folder), label="hat", run=str(tmp_path / "run"), steps=3,
                            batch=4, device="cpu")
@@ -507,6 +511,8 @@ def test_a_variant_is_the_student_fine_tuned_on_one_sounds_clips_and_ships_with_
                                       "steps_before": before["training"]["steps"]}
     assert manifest["training"]["steps"] == before["training"]["steps"] + 3
     assert manifest["network"] == before["network"] and manifest["guidance_distilled"] == before["guidance_distilled"]
+    assert manifest["defaults"]["per_label"]["hat"] == {"shape": "kit"}
+    assert read_manifest(init)["defaults"]["per_label"]["hat"]["variant"]["model"] == "tiny-thin-hats"  # untouched
     tuned, plain = load_model(folder).network.state_dict(), load_model(init).network.state_dict()
     assert any(not torch.equal(tuned[name], plain[name]) for name in plain)
     shipped = publish(tmp_path / "run", tmp_path / "models" / "tiny-thin-hats")

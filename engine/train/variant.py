@@ -24,21 +24,21 @@ clips): a user's own hits as a variant of a Sound.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .. import envelopes
+from .. import envelopes, variants
 from ..attacks import ATTACKS_FILE
-from ..data.captions import dataset_captions
-from ..lows import LOWS_FILE
 from ..diffusion.guidance import GUIDANCE_INPUT, guidance_features
 from ..errors import InvalidRequestError
-from ..models import copy_folder, find_codec_folder, load_model, read_manifest
+from ..lows import LOWS_FILE
+from ..models import load_model, read_manifest
 from ..nets import build_network
 from . import common, loop
-from .latent import blend_batch, clip_controls
+from .latent import blend_batch, clip_controls, copy_codec_and_embedder, load_run_embedder, prompt_tables
 
 VARIANT_FILES = (envelopes.BANK_FILE, LOWS_FILE, ATTACKS_FILE)
 """What the variant takes from its model's folder: the kit hits it is dealt and the holds the studio
@@ -84,16 +84,14 @@ def variant_manifest(config: VariantConfig, base: dict, clips: int) -> dict:
     """The model's manifest, named and recorded as its variant (what it learned and from what)."""
     if base.get("kind") != "latent":
         raise InvalidRequestError("a variant is fine-tuned from a latent model")
-    if config.label not in base.get("labels", []):
-        raise InvalidRequestError(f"the model knows the labels {base.get('labels')}, not {config.label!r}")
-    manifest = {key: value for key, value in base.items() if key != "variants"}
+    manifest = copy.deepcopy(base)
     manifest["name"] = config.name or Path(config.run).name
     manifest["variant_of"] = {"model": Path(config.init).name, "label": config.label, "only": config.only,
                               "clips": clips, "steps_before": int(base["training"]["steps"])}
     manifest["description"] = (f"{base.get('name', Path(config.init).name)}'s {config.label}s fine-tuned on "
                                f"{clips} clips{'' if config.only is None else f' marked {config.only}'}")
-    defaults = manifest.get("defaults", {})
-    defaults.get("per_label", {}).get(config.label, {}).pop("variants", None)  # a variant deals no variants
+    for settings in manifest.get("defaults", {}).get("per_label", {}).values():
+        settings.pop(variants.DEFAULTS_KEY, None)  # a variant deals no variants of its own
     return manifest
 
 
@@ -113,10 +111,7 @@ def train_variant(config: VariantConfig) -> Path:
     run = Path(config.run)
     trainer = loop.begin(config, lambda _: {}, lambda _, manifest: variant_manifest(config, manifest, len(chosen)))
     manifest, device = trainer.manifest, trainer.device
-    for what in ("codec", "embedder"):
-        name = (manifest.get(what) or {}).get("model")
-        if name and name != "laion":
-            copy_folder(find_codec_folder(name, config.init, what=what), run / name)
+    copy_codec_and_embedder(manifest, config.init, run)
     model = load_model(config.init, device)
     network = build_network(manifest["network"])
     loop.prepare(trainer, network)
@@ -155,18 +150,13 @@ def train_variant(config: VariantConfig) -> Path:
 def _caption_vectors(manifest: dict, run: Path, dataset, chosen: list[int], data: str,
                      device: torch.device) -> torch.Tensor | None:
     """``(clips, K, D)``: the text embeddings of each chosen clip's captions, worded as the model's
-    kit hits are (its recorded thresholds, else its embedder's): the prompt it is asked with on a kit
-    hit. None for a model without prompts."""
+    kit hits are (its recorded thresholds, else its embedder's as they are: no descriptor completed,
+    since the model's bank was captioned without it): the prompt it is asked with on a kit hit.
+    None for a model without prompts."""
     if not manifest.get("embedder"):
         return None
-    from .clap import _kit_info
-    from .latent import load_run_embedder
     embedder = load_run_embedder(manifest, run, device)
-    settings = getattr(embedder, "manifest", {}).get("captions", {})
-    thresholds = manifest.get("captions", {}).get("thresholds") or settings.get("thresholds")
-    if thresholds is None:
-        raise InvalidRequestError("the model's embedder records no caption thresholds to word its clips with")
-    captions = dataset_captions(dataset, thresholds, int(settings.get("count", 6)), int(settings.get("seed", 0)),
-                                kit_info=_kit_info(Path(data), dataset), progress=False)
-    flat = [c for i in chosen for c in captions[i]]
-    return embedder.text(flat).view(len(chosen), -1, embedder.text(flat[:1]).shape[-1]).to(device)
+    settings = getattr(embedder, "manifest", {})
+    thresholds = manifest.get("captions", {}).get("thresholds") or settings.get("captions", {}).get("thresholds")
+    worded = {"captions": {"thresholds": thresholds}} if thresholds else None  # None: measured on the data
+    return prompt_tables(embedder, settings, dataset, data, worded)[chosen].to(device)
