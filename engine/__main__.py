@@ -113,6 +113,10 @@ def _train(args: argparse.Namespace) -> int:
         args.envelope_spreads = dict(args.envelope_spreads)
     if getattr(args, "reattack_quantiles", None):
         args.reattack_quantiles = dict(args.reattack_quantiles)
+    if getattr(args, "envelope_kernels", None):
+        if args.family != "prior":
+            raise StudioError("--envelope-kernel is for train prior")
+        args.envelope_kernels = dict(args.envelope_kernels)
     if getattr(args, "label_teachers", None):
         if args.family != "distill":
             raise StudioError("--label-teacher is for train distill")
@@ -489,6 +493,11 @@ def parser() -> argparse.ArgumentParser:
                     type=_label_number("LABEL=QUANTILE such as kick=0.75"),
                     help="prior: hold one label's drawn second hits to this quantile of how far its clips rise "
                          "again after their peak, LABEL=Q (e.g. kick=0.75; repeat for more labels; default: not held)")
+    tr.add_argument("--envelope-kernel", dest="envelope_kernels", action="append",
+                    type=_label_number("LABEL=WIDTH such as snare=0.5"),
+                    help="prior: draw one label's envelopes from its clips' own, each moved WIDTH times along the "
+                         "label's directions, LABEL=WIDTH (e.g. snare=0.5; 0: the clips' envelopes exactly; "
+                         "repeat for more labels)")
     tr.add_argument("--compand", type=float,
                     help="latent: scale of a new model's asinh latent transform (default 0.01; 0: the plain latent)")
     tr.add_argument("--compand-envelope", type=float,

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import tempfile
 import weakref
 from pathlib import Path
@@ -41,6 +40,7 @@ from .dsp import FLOOR_DB
 from .data.captions import OPPOSITES, says
 from .errors import CheckpointError, InvalidRequestError
 from .sampling import label_defaults
+from .seeds import deal  # noqa: F401  (kit hits are dealt as a deck: engine.seeds.deal)
 
 BANK_FILE = "envelopes.json"
 BANK_FORMAT = 1
@@ -136,27 +136,6 @@ def draw(bank: dict, label: str, seed: int, length_ms: float, candidates: Sequen
     onsets = tuple(t for t in entry["onsets"] if t < length_ms)
     rms = entry["rms"] if spread == 1.0 else widen(entry["rms"], median_shape(entries), spread)
     return KitHit(cut_rms(rms, length_ms), onsets, entry.get("caption"))
-
-
-DECK_ORDER_SEED = 0
-"""The fixed shuffle :func:`deal` lays a label's kit hits out in (any seed: it only has to be one)."""
-
-
-def deal(seed: int, count: int) -> int:
-    """Which of ``count`` kit hits seed ``seed`` draws: place ``seed mod count`` of one fixed
-    shuffle of them, so any ``count`` consecutive seeds draw every hit once, as cards dealt from a
-    shuffled deck, and neighbouring seeds draw unrelated hits (the bank lists a kit's hits together).
-
-    Why not an independent draw per seed: 64 seeds drawing from 72 snare hits each at random take
-    only 41-46 different hits (one in three sounds repeats another's shape), and a producer scrubbing
-    seeds meets the same hit again within a few clicks. Dealt, `latent-fast`'s 64 snares at seed
-    sets 1000-4000 spread .93-1.07 of the training snares' instead of .82-.99
-    (``docs/design-notes.md``, "Kit hits dealt as a deck")."""
-    if count < 1:
-        raise ValueError(f"a deck of {count} kit hits deals nothing")
-    order = list(range(count))
-    random.Random(DECK_ORDER_SEED).shuffle(order)
-    return order[int(seed) % count]
 
 
 SHAPE_GRID_MS = 5.0

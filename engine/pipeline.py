@@ -42,13 +42,17 @@ def inputs_for(model: LoadedModel, conditions: Conditions, batch: int, frames: i
                           getattr(model.network, "embeddings", None))
 
 
-def envelope_for(model: LoadedModel, conditions: Conditions, noises: torch.Tensor) -> torch.Tensor | None:
+def envelope_for(model: LoadedModel, conditions: Conditions, noises: torch.Tensor,
+                 draws: SeedNoise | None = None) -> torch.Tensor | None:
     """The waveform codec's loudness envelope drawn from the starting noise, moved to follow a drawn
-    loudness curve when the model's envelope takes it (None for latent codecs)."""
-    envelope = model.codec.envelope_for(conditions.label, noise=noises)
+    loudness curve when the model's envelope takes it (None for latent codecs). ``draws``, the
+    seeds' noise the starting noise came from: a morph's envelope blends the two seeds' picks
+    (:meth:`engine.nets.pqmf.BandCodec.envelope_for`)."""
+    seeds = draws.dealing() if isinstance(draws, SeedNoise) else None
+    envelope = model.codec.envelope_for(conditions.label, noise=noises, seeds=seeds)
     if envelope is not None and conditions.label_b is not None and conditions.label is not None:
         # a hybrid's envelope: the two labels' envelopes from the same coordinates, mixed in dB
-        other = model.codec.envelope_for(conditions.label_b, noise=noises)
+        other = model.codec.envelope_for(conditions.label_b, noise=noises, seeds=seeds)
         envelope = (1.0 - conditions.label_mix) * envelope + conditions.label_mix * other
     takes = any(spec.name == "rms" and spec.enters == ENVELOPE for spec in condition_specs(model.manifest))
     if envelope is not None and conditions.rms and takes:
@@ -235,4 +239,5 @@ def render(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
     if one_hit and isinstance(step_noise, SeedNoise):
         latent, _, _ = redraw_quiet(model, latent, step_noise, quiet_floor(model, conditions),
                                     lambda again: sample(model, again(), conditions, step_noise=again, **settings))
-    return decode(model, latent, envelope_for(model, conditions, noises), samples, conditions, soft_hits, width)
+    return decode(model, latent, envelope_for(model, conditions, noises, step_noise), samples, conditions, soft_hits,
+                  width)

@@ -509,7 +509,7 @@ class Studio:
         sampler, steps = request.sampler, request.steps
         reference, strength = None, 1.0
         # the codec's loudness envelope (waveform models): drawn from the starting noise, or the reference's own
-        envelope = pipeline.envelope_for(model, conditions, noises)
+        envelope = pipeline.envelope_for(model, conditions, noises, draws)
         # "more like this" under strength 1 starts from its reference noised, as the noise variation does
         if request.reference and (request.variation != "semantic" or request.strength < 1.0):
             reference, reference_envelope = self._reference_latent(model, request.reference, request.count, samples,

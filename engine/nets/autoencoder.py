@@ -135,7 +135,7 @@ class ScaledLatentCodec(nn.Module):
 
     latent_scale: float = 1.0
 
-    def envelope_for(self, labels=None, *, noise=None, audio=None) -> None:
+    def envelope_for(self, labels=None, *, noise=None, audio=None, seeds=None) -> None:
         """The codec interface's envelope (``BandCodec`` has one): this codec needs none."""
         return None
 

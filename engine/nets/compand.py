@@ -87,8 +87,8 @@ class CompandedCodec(nn.Module):
     def latent_length(self, samples: int) -> int:
         return self.codec.latent_length(samples)
 
-    def envelope_for(self, labels=None, *, noise=None, audio=None):
-        return self.codec.envelope_for(labels, noise=noise, audio=audio)
+    def envelope_for(self, labels=None, *, noise=None, audio=None, seeds=None):
+        return self.codec.envelope_for(labels, noise=noise, audio=audio, seeds=seeds)
 
     def compand(self, latent: torch.Tensor) -> torch.Tensor:
         scales, offset, std = (b.to(latent.dtype) for b in (self.scales, self.offset, self.std))

@@ -143,6 +143,67 @@ def draw_from_prior(means: torch.Tensor, bases: torch.Tensor, weights: torch.Ten
     return means[rows, cluster] + torch.einsum("bc,bcmk->bmk", coordinates[:, :components], bases[rows, cluster])
 
 
+# ----------------------------------------------------------------------------- a kernel over the clips' own envelopes
+# A label's row may draw instead from its training clips' own envelopes (a kernel density): the
+# noise's pick coordinate chooses one clip, the direction coordinates move it a little along the
+# row's fitted directions. Measured on `drums-3step` (docs/design-notes.md, "Snares and hats on their
+# clips' own envelopes"): a mixture of a few Gaussians draws the average shapes of its clusters, and
+# real snares and hats differ in ways a dozen directions do not hold.
+
+def kernel_order(envelopes: torch.Tensor) -> torch.Tensor:
+    """The order to store one label's clip envelopes ``(N, bands, K)`` in: along their first
+    principal direction, so that neighbouring pick coordinates choose clips of similar shape."""
+    flat = envelopes.flatten(1).double()
+    if flat.shape[0] < 2:
+        return torch.arange(flat.shape[0])
+    centred = flat - flat.mean(dim=0)
+    _, _, directions = torch.linalg.svd(centred, full_matrices=False)
+    position = centred @ directions[0]
+    position = position if float(position.sum()) >= 0 else -position  # an SVD's sign is arbitrary: fix it
+    return torch.argsort(position, stable=True)
+
+
+def kernel_pick(count: int, pick: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` index among ``count`` stored clips for standard normal pick coordinates ``(B,)``:
+    through the normal CDF, so every clip is as likely (how a noise with no seed picks its clip)."""
+    uniform = 0.5 * (1.0 + torch.erf(pick.double() / 2 ** 0.5))
+    return (uniform * count).long().clamp(0, count - 1)
+
+
+def nearest_cluster(envelopes: torch.Tensor, means: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``(B,)``: which of a row's clusters (``means`` ``(clusters, bands, K)``, unused ones weighing 0)
+    each envelope ``(B, bands, K)`` lies nearest."""
+    distance = torch.cdist(envelopes.flatten(1).float(), means.flatten(1).float())
+    return distance.masked_fill(weights[None] <= 0, float("inf")).argmin(dim=1)
+
+
+def draw_from_kernel(clips: torch.Tensor, means: torch.Tensor, bases: torch.Tensor, weights: torch.Tensor,
+                     width: float, coordinates: torch.Tensor, picks: torch.Tensor | None = None,
+                     picks_b: torch.Tensor | None = None, share: float = 0.0) -> torch.Tensor:
+    """``(B, bands, K)`` envelopes of one row drawn from its stored clip envelopes ``clips`` ``(N, bands, K)``:
+    clip ``picks`` ``(B,)`` (None: the one the last coordinate picks, :func:`kernel_pick`), moved
+    ``width`` times the first coordinates along the directions of the row's cluster nearest it
+    (``means`` ``(clusters, bands, K)``, ``bases`` ``(clusters, components, bands, K)``, ``weights``
+    ``(clusters,)``).
+
+    ``picks_b`` draws a morph: each sound's two picked clips, each moved along its own cluster's
+    directions, blended ``1 - share : share``. Why: read off the slerped noise, a morph would run
+    through one unrelated clip after another; blended, the envelope moves smoothly from one seed's
+    to the other's and is exactly each seed's own at the ends."""
+    components = bases.shape[1]
+    moves = coordinates[:, :components].float()
+
+    def moved(index: torch.Tensor) -> torch.Tensor:
+        chosen = clips[index]
+        cluster = nearest_cluster(chosen, means, weights)
+        return chosen + width * torch.einsum("bc,bcmk->bmk", moves, bases[cluster])
+
+    first = moved(kernel_pick(clips.shape[0], coordinates[:, components]) if picks is None else picks)
+    if picks_b is None or share == 0.0:
+        return first
+    return (1.0 - share) * first + share * moved(picks_b)
+
+
 def reattacks(envelopes: torch.Tensor) -> torch.Tensor:
     """``(B, bands)``: how far each band of ``(B, bands, K)`` dB envelopes rises again after its
     peak, over the lowest level it had fallen to since (0 for a band that only decays). A drum hit

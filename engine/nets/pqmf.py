@@ -18,6 +18,7 @@ from scipy.optimize import minimize_scalar
 from scipy.signal import firwin
 
 from . import envelope
+from ..seeds import deal
 
 
 def _prototype(bands: int, taps: int, beta: float) -> np.ndarray:
@@ -112,7 +113,7 @@ class BandCodec(torch.nn.Module):
             raise ValueError(f"band_scale has {scale.numel()} values, expected {channels * bands}")
         self.register_buffer("band_scale", scale.reshape(1, -1, 1), persistent=False)
         self.envelope_knots, self.components, self.stored_with_model = None, 0, False
-        self.reattack_db = None
+        self.reattack_db, self.row_kernels = None, None
         if envelope_prior is not None:
             self.envelope_knots = [int(k) for k in envelope_prior["knots"]]
             rows, clusters = int(envelope_prior["rows"]), int(envelope_prior["clusters"])
@@ -137,6 +138,13 @@ class BandCodec(torch.nn.Module):
             self.register_buffer("prior_mean", torch.zeros(rows, clusters, bands, knots))
             self.register_buffer("prior_basis", torch.zeros(rows, clusters, self.components, bands, knots))
             self.register_buffer("prior_weights", torch.full((rows, clusters), 1.0 / clusters))
+            # per row: null (the mixture draws it) or {"width", "clips"}: it draws from its clips' own
+            # envelopes, stored one row after another in prior_clips (envelope.draw_from_kernel)
+            self.row_kernels = envelope_prior.get("kernel")
+            if self.row_kernels is not None:
+                self.kernel_slices = kernel_slices(self.row_kernels, rows)
+                total = sum(piece.stop - piece.start for piece in self.kernel_slices if piece is not None)
+                self.register_buffer("prior_clips", torch.zeros(total, bands, knots))
             self.stored_with_model = True
         self._weights: dict[int, torch.Tensor] = {}
 
@@ -166,6 +174,20 @@ class BandCodec(torch.nn.Module):
             target.copy_(value)
 
     @torch.no_grad()
+    def set_kernel_clips(self, row_clips: dict[int, torch.Tensor]) -> None:
+        """Store each kernel row's clip envelopes ``{row: (N, bands, K)}``, N as the manifest says,
+        in :func:`envelope.kernel_order`."""
+        if self.row_kernels is None or sorted(row_clips) != [r for r, p in enumerate(self.kernel_slices) if p]:
+            raise ValueError("clip envelopes are stored for the prior's kernel rows, each once")
+        for row, clips in row_clips.items():
+            piece = self.kernel_slices[row]
+            if tuple(clips.shape) != (piece.stop - piece.start, *self.prior_clips.shape[1:]) or \
+                    not bool(torch.isfinite(clips).all()):
+                raise ValueError(f"row {row} stores {piece.stop - piece.start} finite clip envelopes shaped "
+                                 f"{tuple(self.prior_clips.shape[1:])}, got {tuple(clips.shape)}")
+            self.prior_clips[piece] = clips[envelope.kernel_order(clips)].to(self.prior_clips)
+
+    @torch.no_grad()
     def measure_envelopes(self, audio: torch.Tensor) -> torch.Tensor:
         """``(B, M, K)`` dB envelope of each clip of ``audio`` (B, C, N), relative to the band scale."""
         bands = self.pqmf.analysis(audio.float()) / self.band_scale.to(audio.device)
@@ -187,11 +209,16 @@ class BandCodec(torch.nn.Module):
 
     @torch.no_grad()
     def envelope_for(self, labels=None, *, noise: torch.Tensor | None = None,
-                     audio: torch.Tensor | None = None) -> torch.Tensor | None:
+                     audio: torch.Tensor | None = None, seeds: tuple | None = None) -> torch.Tensor | None:
         """The ``(B, M, K)`` dB envelope of a batch: measured from ``audio``, or drawn from the prior
         for label indices ``labels`` (``None`` or the "no label" index: the all-clips row) with
         coordinates read from the starting ``noise`` (no noise: the likeliest cluster's mean).
-        ``None`` for a codec without an envelope."""
+        ``None`` for a codec without an envelope.
+
+        A row drawn from its clips' own envelopes deals sound ``i`` the clip of its seed
+        (``seeds``: ``(seeds, seeds_b or None, morph)`` as :class:`engine.seeds.SeedNoise` holds
+        them; :func:`engine.seeds.deal`, so consecutive seeds take different clips), blended
+        towards ``seeds_b``'s clip by ``morph``; without seeds the noise picks it."""
         if self.envelope_knots is None:
             return None
         if audio is not None:
@@ -199,8 +226,17 @@ class BandCodec(torch.nn.Module):
         batch = noise.shape[0] if noise is not None else 1 if labels is None else torch.as_tensor(labels).numel()
         rows = self._rows(labels, batch, self.prior_mean.shape[0])
         coordinates = None if noise is None else envelope.prior_coordinates(noise.cpu(), self.components + 1)
-        drawn = envelope.draw_from_prior(self.prior_mean.cpu(), self.prior_basis.cpu(), self.prior_weights.cpu(),
-                                         rows, coordinates)
+        means, bases, weights = self.prior_mean.cpu(), self.prior_basis.cpu(), self.prior_weights.cpu()
+        drawn = envelope.draw_from_prior(means, bases, weights, rows, coordinates)
+        if self.row_kernels is not None and coordinates is not None:
+            for row, piece in enumerate(self.kernel_slices):
+                chosen = torch.nonzero(rows == row).flatten()
+                if piece is None or len(chosen) == 0:
+                    continue
+                drawn[chosen] = envelope.draw_from_kernel(
+                    self.prior_clips[piece].cpu(), means[row], bases[row], weights[row],
+                    float(self.row_kernels[row]["width"]), coordinates[chosen],
+                    *dealt_clips(seeds, chosen.tolist(), piece.stop - piece.start))
         return drawn if self.reattack_db is None else envelope.limit_reattacks(drawn, self.reattack_db[rows])
 
     def follow_loudness(self, envelope_db: torch.Tensor, points, sample_rate: int) -> torch.Tensor:
@@ -249,6 +285,44 @@ class BandCodec(torch.nn.Module):
         return self.pqmf.synthesis(latent * self._gain(envelope_db, latent.shape[-1], latent).to(latent.dtype))
 
 
+MAX_KERNEL_WIDTH = 3.0  # as MAX_ENVELOPE_SPREAD: a clip moved further than this is no longer its kind
+
+
+def kernel_slices(kernels: list, rows: int) -> list[slice | None]:
+    """Where each prior row's clip envelopes lie in ``prior_clips`` (None: a row the mixture draws),
+    from the manifest's ``envelope_prior.kernel`` (one entry per row: null or ``{"width", "clips"}``);
+    a clear error for a malformed one."""
+    def valid(entry) -> bool:
+        if entry is None:
+            return True
+        width, clips = (entry.get("width"), entry.get("clips")) if isinstance(entry, dict) else (None, None)
+        return (isinstance(width, (int, float)) and not isinstance(width, bool) and 0.0 <= width <= MAX_KERNEL_WIDTH
+                and isinstance(clips, int) and not isinstance(clips, bool) and clips >= 1)
+    if not isinstance(kernels, list) or len(kernels) != rows or not all(valid(entry) for entry in kernels):
+        raise ValueError(f"envelope_prior.kernel must give {rows} rows, each null or {{\"width\": 0-"
+                         f"{MAX_KERNEL_WIDTH:g}, \"clips\": a count of 1 or more}}, got {kernels}")
+    slices, start = [], 0
+    for entry in kernels:
+        slices.append(None if entry is None else slice(start, start + entry["clips"]))
+        start += 0 if entry is None else entry["clips"]
+    return slices
+
+
+def dealt_clips(seeds: tuple | None, sounds: list[int], count: int) -> tuple:
+    """``(picks, picks_b, share)`` for :func:`envelope.draw_from_kernel`: the clips of ``count`` that
+    the seeds of sounds ``sounds`` deal (``seeds``: ``(seeds, seeds_b or None, morph)``), or
+    ``(None, None, 0.0)`` to let the noise pick."""
+    if seeds is None:
+        return None, None, 0.0
+    first, second, share = seeds
+    if len(first) <= max(sounds) or (second is not None and len(second) != len(first)):
+        raise ValueError(f"{len(first)} seeds do not fit a batch of {max(sounds) + 1} sounds")
+    picks = torch.tensor([deal(first[i], count) for i in sounds], dtype=torch.long)
+    if second is None or not share:
+        return picks, None, 0.0
+    return picks, torch.tensor([deal(second[i], count) for i in sounds], dtype=torch.long), float(share)
+
+
 def measure_band_scale(audio: torch.Tensor, channels: int = 2, bands: int = 32, taps_per_band: int = 8,
                        floor: float = 1e-4) -> list[float]:
     """Per-band std of a batch of training clips (B, C, N), floored so empty bands stay finite."""
@@ -268,4 +342,7 @@ def fit_envelope_prior(codec: BandCodec, audio: torch.Tensor, labels: torch.Tens
     if spreads is not None:
         bases = bases * torch.tensor([float(v) for v in spreads]).reshape(-1, 1, 1, 1, 1)
     codec.set_prior(means, bases, weights)
+    if getattr(codec, "row_kernels", None) is not None:
+        codec.set_kernel_clips({row: envelopes[labels.cpu() == row] for row, piece in enumerate(codec.kernel_slices)
+                                if piece is not None})
 

@@ -37,6 +37,7 @@ class PriorConfig:
     envelope_shapes: dict[str, list[int]] | None = None   # {label: [clusters, components]} apart from the rest
     envelope_spreads: dict[str, float] | None = None      # {label: reach along its directions, 1 = as its clips}
     reattack_quantiles: dict[str, float] | None = None   # {label: q}: its drawn second hits held to its clips' q
+    envelope_kernels: dict[str, float] | None = None     # {label: width}: drawn from its clips' own envelopes
     categories: list[str] | None = None
 
 
@@ -57,7 +58,9 @@ def refit_prior(config: PriorConfig) -> Path:
         raise InvalidRequestError(f"the model makes {manifest['length']} samples at {manifest['sample_rate']} Hz "
                                   f"but the data set holds {dataset.length} at {dataset.sample_rate} Hz")
     started = time.time()
-    args.update(envelope_arguments(config, manifest["length"], manifest["labels"]))
+    model_labels = common.label_map(dataset.label_names, manifest["labels"], len(manifest["labels"]))[dataset.labels]
+    counts = {label: int((model_labels == row).sum()) for row, label in enumerate(manifest["labels"])}
+    args.update(envelope_arguments(config, manifest["length"], manifest["labels"], counts))
     codec = build_codec(manifest["codec"])
     fit_codec_prior(codec, dataset, manifest["labels"])
     if config.reattack_quantiles:
@@ -73,6 +76,8 @@ def refit_prior(config: PriorConfig) -> Path:
                  + "".join(f", {label} spread {v:g}" for label, v in (config.envelope_spreads or {}).items())
                  + "".join(f", {label} second hits held to its clips' {q:g} quantile"
                            for label, q in (config.reattack_quantiles or {}).items())
+                 + "".join(f", {label} drawn from its {counts[label]} clips' envelopes moved {w:g} along its directions"
+                           for label, w in (config.envelope_kernels or {}).items())
                  + " (network unchanged)"})
     network = load_model(config.init).network
     folder = Path(config.run) / "model"

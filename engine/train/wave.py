@@ -24,7 +24,7 @@ from ..errors import InvalidRequestError
 from ..models import load_codec
 from ..nets import build_codec, build_network
 from ..nets.envelope import knot_frames
-from ..nets.pqmf import MAX_ENVELOPE_SPREAD, fit_envelope_prior, measure_band_scale
+from ..nets.pqmf import MAX_ENVELOPE_SPREAD, MAX_KERNEL_WIDTH, fit_envelope_prior, measure_band_scale
 from ..seeds import seeded_init
 from . import common, loop
 
@@ -134,12 +134,15 @@ def loss_band_weights(codec: torch.nn.Module, power: float) -> torch.Tensor:
     return scale / scale.mean()
 
 
-def envelope_arguments(config, length: int, labels: list[str]) -> dict:
+def envelope_arguments(config, length: int, labels: list[str], counts: dict[str, int] | None = None) -> dict:
     """The codec's envelope prior for the model's ``labels``: its shape (the tensors are fitted by
     :func:`fit_codec_prior` and saved with the weights). ``config.envelope_shapes`` (``{label:
     (clusters, components)}``, optional) shapes a label's row apart from the rest;
     ``config.envelope_spreads`` (``{label: s}``) draws that label's envelopes ``s`` times as far along
-    its fitted directions (``docs/design-notes.md``, "A wider prior for narrow categories")."""
+    its fitted directions (``docs/design-notes.md``, "A wider prior for narrow categories");
+    ``config.envelope_kernels`` (``{label: w}``, ``train prior`` only: ``counts`` gives each label's
+    clips in the data set) draws that label from its clips' own envelopes, moved ``w`` times along
+    its directions (:func:`engine.nets.envelope.draw_from_kernel`)."""
     prior = {"knots": knot_frames(length // 32), "rows": len(labels) + 1,
              "clusters": config.envelope_clusters, "components": config.envelope_components}
     shapes = config.envelope_shapes
@@ -160,6 +163,18 @@ def envelope_arguments(config, length: int, labels: list[str]) -> dict:
         if any(not 0.0 < float(v) <= MAX_ENVELOPE_SPREAD for v in spreads.values()):
             raise InvalidRequestError(f"each envelope spread is a number in (0, {MAX_ENVELOPE_SPREAD}], got {spreads}")
         prior["row_spreads"] = [float(spreads.get(label, 1.0)) for label in labels] + [1.0]
+    kernels = getattr(config, "envelope_kernels", None)
+    if kernels:
+        unknown = sorted(set(kernels) - set(labels))
+        if unknown:
+            raise InvalidRequestError(f"--envelope-kernel names {unknown}; the model's labels are {labels}")
+        if any(isinstance(v, bool) or not 0.0 <= float(v) <= MAX_KERNEL_WIDTH for v in kernels.values()):
+            raise InvalidRequestError(f"each envelope kernel width is a number in [0, {MAX_KERNEL_WIDTH:g}], got {kernels}")
+        empty = sorted(label for label in kernels if not (counts or {}).get(label))
+        if empty:
+            raise InvalidRequestError(f"the data set holds no clips of {empty} to draw their envelopes from")
+        prior["kernel"] = [{"width": float(kernels[label]), "clips": int(counts[label])} if label in kernels else None
+                           for label in labels] + [None]
     return {"envelope_prior": prior}
 
 
