@@ -8,7 +8,19 @@ from engine.models import load_model, read_manifest, read_weights
 from engine.request import GenerationRequest
 from engine.studio import Studio
 from engine.train.prior import PriorConfig, refit_prior
-from tests.helpers import make_tiny_model
+from tests.helpers import cli_in_process, make_tiny_model
+
+
+def refit_beside_plain(tmp_path, tiny_models, wav_folder, name: str, *options: str, **plain_options):
+    """The tiny model's prior refitted (2 clusters x 3 directions) through the CLI with ``options``
+    into ``tmp_path/name``, and the same refit without them (``plain_options`` kept): (folder, plain)."""
+    done = cli_in_process("train", "prior", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder),
+                          "--run-dir", str(tmp_path / name), "--envelope-clusters", "2", "--envelope-components", "3",
+                          *options)
+    assert done.returncode == 0, done.stderr
+    plain = refit_prior(PriorConfig(init=str(tiny_models / "tiny"), data=str(wav_folder), run=str(tmp_path / "plain"),
+                                    envelope_clusters=2, envelope_components=3, **plain_options))
+    return tmp_path / name / "model", plain
 
 
 def test_a_refitted_prior_keeps_the_network_and_draws_from_its_new_shape(tmp_path, tiny_models, wav_folder):
@@ -79,15 +91,7 @@ def test_one_category_can_take_its_own_prior_shape_and_the_others_keep_theirs(tm
 def test_one_category_can_draw_wider_envelopes_than_its_clips(tmp_path, tiny_models, wav_folder):
     """``--envelope-spread hat=2``: the hat row's directions are twice as long (its draws reach twice
     as far from its cluster means), every other row is the plain refit; a refit reproduces it."""
-    from tests.helpers import cli_in_process
-
-    spread = cli_in_process("train", "prior", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder),
-                            "--run-dir", str(tmp_path / "wide"), "--envelope-clusters", "2",
-                            "--envelope-components", "3", "--envelope-spread", "hat=2")
-    assert spread.returncode == 0, spread.stderr
-    plain = refit_prior(PriorConfig(init=str(tiny_models / "tiny"), data=str(wav_folder), run=str(tmp_path / "plain"),
-                                    envelope_clusters=2, envelope_components=3))
-    folder = tmp_path / "wide" / "model"
+    folder, plain = refit_beside_plain(tmp_path, tiny_models, wav_folder, "wide", "--envelope-spread", "hat=2")
     manifest = read_manifest(folder)
     labels = manifest["labels"]
     assert manifest["codec"]["args"]["envelope_prior"]["row_spreads"][labels.index("hat")] == 2.0
@@ -141,15 +145,8 @@ def test_a_refit_holds_one_labels_drawn_second_hits_to_its_clips_own_and_changes
     from engine.nets.envelope import reattacks
     from engine.nets.pqmf import BandCodec
     from engine.seeds import SeedNoise
-    from tests.helpers import cli_in_process
-
-    common = ["--envelope-clusters", "2", "--envelope-components", "3", "--envelope-spread", "kick=3"]
-    held = cli_in_process("train", "prior", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder),
-                          "--run-dir", str(tmp_path / "held"), *common, "--reattack-quantile", "kick=0.5")
-    assert held.returncode == 0, held.stderr
-    plain = refit_prior(PriorConfig(init=str(tiny_models / "tiny"), data=str(wav_folder), run=str(tmp_path / "plain"),
-                                    envelope_clusters=2, envelope_components=3, envelope_spreads={"kick": 3.0}))
-    folder = tmp_path / "held" / "model"
+    folder, plain = refit_beside_plain(tmp_path, tiny_models, wav_folder, "held", "--envelope-spread", "kick=3",
+                                       "--reattack-quantile", "kick=0.5", envelope_spreads={"kick": 3.0})
     manifest = read_manifest(folder)
     labels = manifest["labels"]
     kick = labels.index("kick")
@@ -193,20 +190,11 @@ def test_a_category_can_draw_from_its_clips_own_envelopes_dealt_by_seed(tmp_path
     seeds picks one of them), at 0.5 a kick is its dealt clip moved along its cluster's directions; a
     morph blends the two seeds' clips and is each seed's own at its ends; every other label, the
     mixture's tensors and the network are the plain refit's; bad widths are refused."""
-    from engine.data.dataset import DrumDataset  # noqa: F401  (the refit reads the folder as the trainer does)
     from engine.nets.pqmf import BandCodec
     from engine.seeds import SeedNoise, deal
     from engine.train import common
-    from tests.helpers import cli_in_process
-
-    shape = ["--envelope-clusters", "2", "--envelope-components", "3"]
-    done = cli_in_process("train", "prior", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder),
-                          "--run-dir", str(tmp_path / "kernel"), *shape, "--envelope-kernel", "hat=0",
-                          "--envelope-kernel", "kick=0.5")
-    assert done.returncode == 0, done.stderr
-    plain = refit_prior(PriorConfig(init=str(tiny_models / "tiny"), data=str(wav_folder), run=str(tmp_path / "plain"),
-                                    envelope_clusters=2, envelope_components=3))
-    folder = tmp_path / "kernel" / "model"
+    folder, plain = refit_beside_plain(tmp_path, tiny_models, wav_folder, "kernel", "--envelope-kernel", "hat=0",
+                                       "--envelope-kernel", "kick=0.5")
     manifest = read_manifest(folder)
     labels = manifest["labels"]
     hat, kick = labels.index("hat"), labels.index("kick")
