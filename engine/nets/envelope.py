@@ -14,7 +14,9 @@ Gaussian around the average allows, and every sound came out at the average.
 An envelope is stored in dB at knots spaced geometrically in time (every frame at the attack,
 sparser in the tail), linear in dB in between. New sounds get theirs from a per-label mixture of
 Gaussians over the training clips' envelopes (:func:`fit_prior`), whose coordinates are read off
-the sound's starting noise (:func:`prior_coordinates`).
+the sound's starting noise (:func:`prior_coordinates`), or, for a label whose real envelopes that
+mixture averages away, from the training clips' own envelopes, one dealt to each seed and moved a
+little by the noise (:func:`draw_from_kernel`).
 """
 
 from __future__ import annotations

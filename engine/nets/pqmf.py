@@ -92,7 +92,8 @@ class BandCodec(torch.nn.Module):
     With ``envelope_prior`` (``{"knots", "rows", "clusters", "components"}``, see :mod:`.envelope`)
     each band is further divided by the clip's own loudness envelope over time (dB at knots),
     measured from the audio when encoding real clips and drawn from a per-label
-    mixture-of-Gaussians prior when generating. The prior's tensors are persistent buffers saved
+    mixture-of-Gaussians prior when generating (or, for a row with a ``kernel`` entry, from its
+    training clips' own envelopes, dealt by seed: :meth:`envelope_for`). The prior's tensors are persistent buffers saved
     in the model's weights file (``stored_with_model``), filled by :meth:`set_prior` when a model
     is trained.
     :meth:`envelope_for` gives the ``(B, M, K)`` envelope a batch needs; ``encode`` and
