@@ -427,3 +427,45 @@ def test_the_hybrid_and_band_evaluations_run_end_to_end_on_a_tiny_model(tmp_path
         assert math.isnan(bands[key]) or bands[key] >= 0.0, key
     assert bands["kick.judged_real"] >= 0 and 0.0 <= bands["kick.second_hit_share_real"] <= 1.0
     assert math.isfinite(bands["snare.rumble_db"]) and math.isfinite(bands["snare.rumble_db_real"])
+
+
+def test_a_set_misses_exactly_the_targets_its_figures_fall_short_of():
+    """Issue 19's targets as :func:`engine.eval.seed_sets.misses` reads them: recall or coverage
+    reaches, the Fréchet ratio's bound is the model kind's, an unmeasured figure misses."""
+    from engine.eval.seed_sets import misses, seed_sets
+
+    good = {"classified_as_intended": 0.9, "frechet_ratio": 1.3, "pc_diversity": 0.86, "recall_ratio": 0.5,
+            "coverage_ratio": 0.81}
+    assert misses(good, "latent") == [] and misses(good, "wave") == ["frechet"]
+    assert misses(dict(good, classified_as_intended=0.84, coverage_ratio=0.79), "latent") == ["classified", "reach"]
+    assert misses(dict(good, pc_diversity=math.nan), "latent") == ["spread"]
+    assert misses({}, "wave") == ["classified", "frechet", "spread", "reach"]
+    assert seed_sets(1000, 3, 1000, 64) == [1000, 2000, 3000]
+    for bad in ((1000, 0, 1000, 64), (1000, 2, 32, 64), (1000, 2, 1000, 1)):
+        with pytest.raises(InvalidRequestError):
+            seed_sets(*bad)
+
+
+def test_the_seed_sets_evaluation_counts_the_sets_that_meet_every_target(tmp_path, capsys):
+    """`python -m engine.eval.seed_sets` on the tiny random model and a tiny built data set: a line
+    per set, its count of sets met agrees with those lines, means and worst figures; bad input is refused."""
+    from engine.eval.seed_sets import main as seed_sets_main
+    from tests.helpers import make_drum_dataset
+
+    make_tiny_model(tmp_path / "models", "tiny")
+    data = make_drum_dataset(tmp_path / "data", LENGTH, train=6, holdout=4)
+    model = str(tmp_path / "models" / "tiny")
+    common = ["--model", model, "--data", str(data), "--cache", str(tmp_path / "cache")]
+    assert seed_sets_main(common + ["--labels", "hat", "--sets", "2", "--count", "5", "--stride", "10",
+                                    "--first-seed", "7"]) == 0
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
+    sets = [lines["hat.set7"], lines["hat.set17"]]
+    assert all(len(line.split()[0].split("/")) == 5 for line in sets)
+    assert float(lines["hat.sets_met"]) == sum(line.endswith("met") and "misses" not in line for line in sets)
+    made = [float(line.split()[0].split("/")[0]) for line in sets]
+    assert float(lines["hat.classified_as_intended.mean"]) == pytest.approx(sum(made) / 2, abs=1e-3)
+    assert float(lines["hat.classified_as_intended.lowest"]) == pytest.approx(min(made), abs=1e-3)
+    assert seed_sets_main(common + ["--labels", "gong", "--sets", "1", "--count", "4"]) == 2
+    assert "not ['gong']" in capsys.readouterr().err
+    assert seed_sets_main(common + ["--sets", "2", "--count", "64", "--stride", "10"]) == 2
+    assert "share seeds" in capsys.readouterr().err
