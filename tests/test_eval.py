@@ -464,7 +464,7 @@ def test_the_seed_sets_evaluation_counts_the_sets_that_meet_every_target(tmp_pat
     assert float(lines["hat.sets_met"]) == sum(line.endswith("met") and "misses" not in line for line in sets)
     made = [float(line.split()[0].split("/")[0]) for line in sets]
     assert float(lines["hat.classified_as_intended.mean"]) == pytest.approx(sum(made) / 2, abs=1e-3)
-    assert float(lines["hat.classified_as_intended.lowest"]) == pytest.approx(min(made), abs=1e-3)
+    assert float(lines["hat.classified_as_intended.worst"]) == pytest.approx(min(made), abs=1e-3)
     assert seed_sets_main(common + ["--labels", "gong", "--sets", "1", "--count", "4"]) == 2
     assert "not ['gong']" in capsys.readouterr().err
     assert seed_sets_main(common + ["--sets", "2", "--count", "64", "--stride", "10"]) == 2

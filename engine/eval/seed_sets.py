@@ -10,7 +10,7 @@ and prints, per label:
     ``met`` or the targets it misses;
 ``<label>.sets_met``
     how many sets meet every target (:func:`misses`);
-``<label>.<figure>.mean`` / ``.lowest``
+``<label>.<figure>.mean`` / ``.worst``
     each figure's mean and worst over the sets.
 
 Why many sets: one set of 64 sounds varies a lot from seed set to seed set (a snare set's recall
@@ -105,7 +105,7 @@ def evaluate_seed_sets(model_name: str, data_root: str = str(DATA_ROOT), labels:
             values = [figures.get(name, math.nan) for figures, _ in rows]
             results[f"{label}.{name}.mean"] = statistics.fmean(values)
             worst = max if name == "frechet_ratio" else min
-            results[f"{label}.{name}.lowest"] = worst(values)
+            results[f"{label}.{name}.worst"] = worst(values)
     return results
 
 
