@@ -456,7 +456,7 @@ def test_the_seed_sets_evaluation_counts_the_sets_that_meet_every_target(tmp_pat
     data = make_drum_dataset(tmp_path / "data", LENGTH, train=6, holdout=4)
     model = str(tmp_path / "models" / "tiny")
     common = ["--model", model, "--data", str(data), "--cache", str(tmp_path / "cache")]
-    assert seed_sets_main(common + ["--labels", "hat", "--sets", "2", "--count", "5", "--stride", "10",
+    assert seed_sets_main(common + ["--labels", "hat", "--sets", "2", "--count", "5", "--stride", "10", "--guidance", "2",
                                     "--first-seed", "7"]) == 0
     lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
     sets = [lines["hat.set7"], lines["hat.set17"]]

@@ -76,8 +76,10 @@ def seed_sets(first: int, sets: int, stride: int, count: int) -> list[int]:
 def evaluate_seed_sets(model_name: str, data_root: str = str(DATA_ROOT), labels: Sequence[str] | None = None,
                        sets: int = 16, first_seed: int = 1000, stride: int = 1000, count: int = 64,
                        device: str = "cpu", cache_dir: str = str(DEFAULT_CACHE),
-                       width: float | None = None, progress=None) -> dict[str, float | str]:
-    """The figures of each set and their summary per label (module docstring)."""
+                       width: float | None = None, guidance: float | None = None,
+                       progress=None) -> dict[str, float | str]:
+    """The figures of each set and their summary per label (module docstring); ``width`` and
+    ``guidance`` replace each label's default (None: the studio's)."""
     starts = seed_sets(first_seed, sets, stride, count)
     entry = resolve_model(model_name)
     model = load_model(entry.folder, device=device)
@@ -92,7 +94,8 @@ def evaluate_seed_sets(model_name: str, data_root: str = str(DATA_ROOT), labels:
     for label in chosen:
         rows = []
         for start in starts:
-            figures = judge.compare(label, generate_clips(model, count, label=label, seed=start, width=width),
+            figures = judge.compare(label, generate_clips(model, count, label=label, seed=start, width=width,
+                                                               guidance=guidance),
                                     studio_fade_ms(model.manifest))
             missed = misses(figures, kind)
             rows.append((figures, missed))
@@ -121,11 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stride", type=int, default=1000, help="seeds between sets' starts (default 1000)")
     parser.add_argument("--count", type=int, default=64, help="sounds per set (default 64)")
     parser.add_argument("--width", type=float, default=None, help="stereo width (default: each label's own)")
+    parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: each label's own)")
     parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="classifier cache folder (default cache/eval)")
     args = parser.parse_args(argv)
     try:
         results = evaluate_seed_sets(args.model, args.data, args.labels, args.sets, args.first_seed, args.stride,
-                                     args.count, cache_dir=args.cache, width=args.width,
+                                     args.count, cache_dir=args.cache, width=args.width, guidance=args.guidance,
                                      progress=lambda label, start, line: print(f"{label}.set{start}: {line}",
                                                                                file=sys.stderr, flush=True))
     except StudioError as error:
