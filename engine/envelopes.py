@@ -40,7 +40,7 @@ from .dsp import FLOOR_DB
 from .data.captions import OPPOSITES, says
 from .errors import CheckpointError, InvalidRequestError
 from .sampling import label_defaults
-from .seeds import deal  # noqa: F401  (kit hits are dealt as a deck: engine.seeds.deal)
+from .seeds import deal
 
 BANK_FILE = "envelopes.json"
 BANK_FORMAT = 1

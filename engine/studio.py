@@ -411,9 +411,7 @@ class Studio:
         words = {"rms": "a loudness curve", "onsets": "onsets"}
         for name, value in asked.items():
             if value and name not in takes:
-                others = [n for n, e in self.models().items() if name in model_controls(e.manifest) and not e.label
-                          and not e.manifest.get("variant_of")]  # a Sound's variant is for that Sound
-                hint = _who_does(others)
+                hint = _who_does(self.models_following(name))
                 raise InvalidRequestError(f"model {entry.name!r} does not take {words[name]}{hint}")
         manifest = entry.manifest
         if (request.prompt is not None or request.variation == "semantic") and not takes_prompts(manifest):
@@ -459,6 +457,12 @@ class Studio:
             events.put(sounds)
         except BaseException as error:  # handed to the consumer, which re-raises it
             events.put(error)
+
+    def models_following(self, control: str) -> list[str]:
+        """The models that follow ``control`` ("rms", "onsets"), by name: whom an error or a warning
+        points a user to. A Sound's alias and a Sound's variant (made for that Sound) are left out."""
+        return sorted(name for name, entry in self.models().items() if control in model_controls(entry.manifest)
+                      and not entry.label and not entry.manifest.get("variant_of"))
 
     def _variant_entry(self, entry: ModelEntry, name: str) -> ModelEntry:
         """The variant ``name`` of ``entry``'s model (:mod:`engine.variants`), beside it; known to the

@@ -5,7 +5,7 @@ that the model does not render: `latent-thin-hats`, `latent-fast` fine-tuned on 
 closed hats, makes the thin, 808-like hats that `latent-fast` never does. The model's defaults name it
 for the Sound (``defaults.per_label.hat.variant = {"model": "latent-thin-hats", "every": 5}``) and a
 hat asked alone on a kit hit is rendered by it for one seed in ``every``: seed ``s`` goes to the
-variant when place ``s mod every`` of a fixed shuffle is the first (:func:`engine.envelopes.deal`),
+variant when place ``s mod every`` of a fixed shuffle is the first (:func:`engine.seeds.deal`),
 so any ``every`` consecutive seeds hold exactly one variant sound, and the rest are exactly what the
 model alone made before.
 
@@ -21,9 +21,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from .envelopes import deal
 from .errors import CheckpointError
 from .sampling import label_defaults
+from .seeds import deal
 
 DEFAULTS_KEY = "variant"
 

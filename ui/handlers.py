@@ -451,9 +451,7 @@ class Handlers:
             return {}
         curves = {"rms": parse_rms(rms), "onsets": parse_onsets(onsets)}
         if curves["onsets"] and "onsets" not in takes:  # the waveform model follows loudness, not hits
-            placing = sorted(name for name, entry in self.studio.models().items()
-                             if not _is_alias(entry) and not entry.manifest.get("variant_of")
-                             and "onsets" in (self.studio.describe(name).get("controls") or []))
+            placing = self.studio.models_following("onsets")
             gr.Warning(f"{model} follows the loudness curve but not onsets; the onsets were left out"
                        + (f" ({', '.join(placing)} {'places' if len(placing) == 1 else 'place'} hits)" if placing else ""))
             curves["onsets"] = None

@@ -178,7 +178,7 @@ class BandCodec(torch.nn.Module):
     def set_kernel_clips(self, row_clips: dict[int, torch.Tensor]) -> None:
         """Store each kernel row's clip envelopes ``{row: (N, bands, K)}``, N as the manifest says,
         in :func:`envelope.kernel_order`."""
-        if self.row_kernels is None or sorted(row_clips) != [r for r, p in enumerate(self.kernel_slices) if p]:
+        if self.row_kernels is None or sorted(row_clips) != [r for r, p in enumerate(self.kernel_slices) if p is not None]:
             raise ValueError("clip envelopes are stored for the prior's kernel rows, each once")
         for row, clips in row_clips.items():
             piece = self.kernel_slices[row]

@@ -24,7 +24,7 @@ from ..errors import InvalidRequestError
 from ..models import load_model, read_manifest, save_model
 from ..nets import build_codec, envelope
 from . import common
-from .wave import envelope_arguments, fit_codec_prior
+from .wave import check_named_labels, envelope_arguments, fit_codec_prior
 
 
 @dataclass
@@ -95,9 +95,7 @@ def reattack_limits(codec, dataset, labels: list[str], quantiles: dict[str, floa
     again in some band by more than any training kick does, a thump 280 ms after the hit
     (``docs/design-notes.md``, "Second hits in drawn envelopes"). Per label, because the same
     hold on hats and snares cost them accuracy there."""
-    unknown = sorted(set(quantiles) - set(labels))
-    if unknown:
-        raise InvalidRequestError(f"--reattack-quantile names {unknown}; the model's labels are {labels}")
+    check_named_labels("--reattack-quantile", quantiles, labels)
     bad = {k: v for k, v in quantiles.items() if isinstance(v, bool) or not 0.0 < float(v) <= 1.0}
     if bad:
         raise InvalidRequestError(f"each --reattack-quantile must be in (0, 1], got {bad}")

@@ -134,6 +134,13 @@ def loss_band_weights(codec: torch.nn.Module, power: float) -> torch.Tensor:
     return scale / scale.mean()
 
 
+def check_named_labels(option: str, named, labels: list[str]) -> None:
+    """A clear error when a per-label option (``{label: value}``) names a label the model lacks."""
+    unknown = sorted(set(named) - set(labels))
+    if unknown:
+        raise InvalidRequestError(f"{option} names {unknown}; the model's labels are {labels}")
+
+
 def envelope_arguments(config, length: int, labels: list[str], counts: dict[str, int] | None = None) -> dict:
     """The codec's envelope prior for the model's ``labels``: its shape (the tensors are fitted by
     :func:`fit_codec_prior` and saved with the weights). ``config.envelope_shapes`` (``{label:
@@ -147,9 +154,7 @@ def envelope_arguments(config, length: int, labels: list[str], counts: dict[str,
              "clusters": config.envelope_clusters, "components": config.envelope_components}
     shapes = config.envelope_shapes
     if shapes:
-        unknown = sorted(set(shapes) - set(labels))
-        if unknown:
-            raise InvalidRequestError(f"--envelope-shape names {unknown}; the model's labels are {labels}")
+        check_named_labels("--envelope-shape", shapes, labels)
         default = [config.envelope_clusters, config.envelope_components]
         rows = [[int(v) for v in shapes.get(label, default)] for label in labels] + [default]
         if any(c < 1 or m < 0 for c, m in rows):
@@ -157,17 +162,13 @@ def envelope_arguments(config, length: int, labels: list[str], counts: dict[str,
         prior.update(clusters=max(c for c, _ in rows), components=max(m for _, m in rows), row_shapes=rows)
     spreads = getattr(config, "envelope_spreads", None)
     if spreads:
-        unknown = sorted(set(spreads) - set(labels))
-        if unknown:
-            raise InvalidRequestError(f"--envelope-spread names {unknown}; the model's labels are {labels}")
+        check_named_labels("--envelope-spread", spreads, labels)
         if any(not 0.0 < float(v) <= MAX_ENVELOPE_SPREAD for v in spreads.values()):
             raise InvalidRequestError(f"each envelope spread is a number in (0, {MAX_ENVELOPE_SPREAD}], got {spreads}")
         prior["row_spreads"] = [float(spreads.get(label, 1.0)) for label in labels] + [1.0]
     kernels = getattr(config, "envelope_kernels", None)
     if kernels:
-        unknown = sorted(set(kernels) - set(labels))
-        if unknown:
-            raise InvalidRequestError(f"--envelope-kernel names {unknown}; the model's labels are {labels}")
+        check_named_labels("--envelope-kernel", kernels, labels)
         if any(isinstance(v, bool) or not 0.0 <= float(v) <= MAX_KERNEL_WIDTH for v in kernels.values()):
             raise InvalidRequestError(f"each envelope kernel width is a number in [0, {MAX_KERNEL_WIDTH:g}], got {kernels}")
         empty = sorted(label for label in kernels if not (counts or {}).get(label))
