@@ -134,6 +134,29 @@ def test_the_sampling_fields_follow_the_models_defaults_for_the_sound_unless_the
             (wanted["sampler"], wanted["steps"], wanted["guidance"]), prompt
 
 
+def test_the_sampling_fields_answers_land_in_the_order_they_were_asked(studio, settings):
+    """A Sound picked, a prompt typed or a curve drawn each move the sampling fields. Answered side
+    by side, a late answer to "(any)" picked just before a kick prompt put (any)'s 16 steps back
+    over the kick's 12 (a CI run, session 47). So every such event waits in one queue group, one at
+    a time in the order asked, and the last trigger of a burst is always answered."""
+    from dataclasses import replace
+
+    from ui.app import SAMPLING_GROUP, build_app
+
+    demo = build_app(studio, replace(settings, warm_up=False))
+    following = [f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "label_defaults"]
+    names = {"label": "label", "prompt": "prompt", "prompt-b": "prompt_b", "tds-curve-rms": "rms"}
+    ids = {block._id: names[block.elem_id] for block in demo.blocks.values()
+           if getattr(block, "elem_id", None) in names}
+    triggers = {(ids.get(target), event) for f in following for target, event in f.targets}
+    assert {("label", "input"), ("prompt", "blur"), ("prompt", "submit"), ("prompt_b", "blur"),
+            ("rms", "input")} <= triggers, triggers
+    assert len(following) >= 6  # and after the curves a button or the voice set (their .success)
+    for f in following:
+        assert f.queue and f.concurrency_id == SAMPLING_GROUP and f.concurrency_limit == 1, f.targets
+        assert f.trigger_mode == "always_last", f.targets
+
+
 def test_the_variety_slider_follows_the_models_default_for_the_sound(handlers):
     """latent-prompts keeps kicks at variety 0.5 and the rest at 0 (its card says why)."""
     assert handlers.label_defaults("latent-prompts", "kick")["variety"] == 0.5

@@ -761,6 +761,7 @@ def test_a_producer_types_a_prompt_gets_that_sound_and_more_like_it(server, brow
     assert scores[0] >= scores[1], scores  # the best candidate first
     kick_wav = _fetch_wav(server, page)
     assert read_recipe(kick_wav)["prompt"] == "short punchy 808 kick"
+    assert read_recipe(kick_wav)["steps"] == 12  # the kick's own, not a late answer to "(any)" (ui.app.SAMPLING_GROUP)
     kick = clip_descriptors(*read_audio(kick_wav))
 
     page.locator("#prompt textarea").fill("bright tight closed hi-hat")

@@ -108,6 +108,9 @@ GENERATE_OUTPUTS = ["seed", "session", "status", "history", "take", "empty_note"
                     *[f"row{r}" for r in range(SLOTS // 2)],
                     *[slot_key(i, part) for i in range(SLOTS)
                       for part in ("group", "audio", "plot", "file", "caption")]]
+SAMPLING_GROUP = "sampling-fields"
+"""The concurrency group of every event that moves the sampling fields to a Sound's defaults: one
+at a time, so they land in the order they were asked."""
 CONTROL_OUTPUTS = ["model", "label", "sampler", "steps", "guidance", "seed", "lock_seed", "seed_b", "morph", "count",
                    "length", "rms", "onsets", "control_guidance", "match_loudness", "steer_loudness",
                    "soft_hits", "steer_onsets", "one_hit", "controls_box",
@@ -416,12 +419,17 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
                                     "label_b", "blend_row", "variety", "shape"])
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")
-        # a Sound picked, or named by a prompt: the sampling fields show its defaults
-        wire(C["label"].input, h.label_defaults, list(SAMPLING_FIELDS))
-        for typed in (C["prompt"].blur, C["prompt"].submit, C["prompt_b"].blur):
-            wire(typed, h.label_defaults, list(SAMPLING_FIELDS))
-        # a curve drawn or cleared (a stroke, a shape button, typing): a kick guides differently with one
-        wire(C["rms"].input, h.label_defaults, list(SAMPLING_FIELDS), queue=False, show_progress="hidden")
+        # a Sound picked, or named by a prompt, or a curve drawn or cleared (a stroke, a shape button,
+        # typing; a kick guides differently with one): the sampling fields show that Sound's defaults.
+        # The answers come one at a time, in the order asked (one concurrency group), and the last
+        # trigger is always answered: answered side by side, a late answer to "(any)" picked just
+        # before a kick prompt was typed put back (any)'s 16 steps over the kick's 12 (CI, session 47)
+        def follow_sampling(trigger, **options):
+            return wire(trigger, h.label_defaults, list(SAMPLING_FIELDS), concurrency_id=SAMPLING_GROUP,
+                        concurrency_limit=1, trigger_mode="always_last", **options)
+
+        for typed in (C["label"].input, C["prompt"].blur, C["prompt"].submit, C["prompt_b"].blur, C["rms"].input):
+            follow_sampling(typed)
         wire(C["add_model"].click, h.add_model_folder, ["model", "model_folder"], api_name="add_model_folder")
         wire(C["reference"].upload, h.check_reference, ["reference", "reference_info"], api_name="check_reference")
         # "once": a second click while a generation runs is ignored (a double click made two takes)
@@ -457,7 +465,7 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
             wire(C[slot_key(i, "like")].click, functools.partial(h.more_like_slot, i),
                  ["reference", "variation", "strength", "variation_box", "label", "reference_info", "lock_seed"])
         for event in taken:
-            wire(event.success, h.label_defaults, list(SAMPLING_FIELDS), queue=False)
+            follow_sampling(event.success)
         wire(C["recipe_file"].upload, h.restore_recipe, [*CONTROL_OUTPUTS, "use_reference"],
              api_name="restore_recipe")
         wire(C["use_reference"].click, h.use_dropped_as_reference,
