@@ -137,8 +137,8 @@ def test_the_sampling_fields_follow_the_models_defaults_for_the_sound_unless_the
 def test_the_sampling_fields_answers_land_in_the_order_they_were_asked(studio, settings):
     """A Sound picked, a prompt typed or a curve drawn each move the sampling fields. Answered side
     by side, a late answer to "(any)" picked just before a kick prompt put (any)'s 16 steps back
-    over the kick's 12 (a CI run, session 47). So every such event waits in one queue group, one at
-    a time in the order asked, and the last trigger of a burst is always answered."""
+    over the kick's 12 (a CI run, session 47). So every such event, and a model picked, waits in one
+    queue group, one at a time in the order asked, and the last trigger of a burst is always answered."""
     from dataclasses import replace
 
     from ui.app import SAMPLING_GROUP, build_app
@@ -155,6 +155,8 @@ def test_the_sampling_fields_answers_land_in_the_order_they_were_asked(studio, s
     for f in following:
         assert f.queue and f.concurrency_id == SAMPLING_GROUP and f.concurrency_limit == 1, f.targets
         assert f.trigger_mode == "always_last", f.targets
+    picked = [f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "describe_model"]
+    assert picked and all(f.queue and f.concurrency_id == SAMPLING_GROUP for f in picked)  # a model, then a Sound
 
 
 def test_the_variety_slider_follows_the_models_default_for_the_sound(handlers):

@@ -418,7 +418,10 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
                                     "prompt_box",
                                     "label_b", "blend_row", "variety", "shape"])
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
-        wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model")
+        # a model picked sets the fields too: in the same group, so a Sound picked right after it is
+        # answered after it (else the model's answer, landing late, put back its own default Sound)
+        wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model",
+             concurrency_id=SAMPLING_GROUP, concurrency_limit=1)
         # a Sound picked, or named by a prompt, or a curve drawn or cleared (a stroke, a shape button,
         # typing; a kick guides differently with one): the sampling fields show that Sound's defaults.
         # The answers come one at a time, in the order asked (one concurrency group), and the last
