@@ -53,3 +53,17 @@ def _autograd_stays_on():
     """A test (or the code it calls) must not leave autograd switched off for the tests after it."""
     yield
     assert torch.is_grad_enabled(), "autograd was left disabled"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed browser or API test carries the live server's last log lines in its report: CI's
+    temporary folders are gone by the time anyone reads its output, and a flaky field or a slow
+    render shows there (which handler ran, when, how long the engine took)."""
+    outcome = yield
+    report = outcome.get_result()
+    server = getattr(item, "funcargs", {}).get("server")
+    log = getattr(server, "log", None)
+    if report.failed and log is not None and Path(log).exists():
+        lines = Path(log).read_text(errors="replace").splitlines()[-40:]
+        report.sections.append(("studio server log (last 40 lines)", "\n".join(lines)))

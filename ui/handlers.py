@@ -371,6 +371,9 @@ class Handlers:
         out = _follow_label(info, label, dict(zip(SAMPLING_FIELDS, (sampler, steps, guidance, variety,
                                                                     control_guidance, width))), rms,
                             prompt=bool(str(prompt or "").strip()))
+        # one line a change: which answer landed when (a browser test's failure report shows it)
+        log.info("sampling fields for %s %s: %s", model, label or ANY_LABEL,
+                 ", ".join(f"{key} {value}" for key, value in out.items()) or "unchanged")
         if "steps" in out:
             out["steps"] = steps_update(info, int(out["steps"]))
         return out
