@@ -156,7 +156,8 @@ def test_the_sampling_fields_answers_land_in_the_order_they_were_asked(studio, s
         assert f.queue and f.concurrency_id == SAMPLING_GROUP and f.concurrency_limit == 1, f.targets
         assert f.trigger_mode == "always_last", f.targets
     picked = [f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "describe_model"]
-    assert picked and all(f.queue and f.concurrency_id == SAMPLING_GROUP for f in picked)  # a model, then a Sound
+    assert picked and all(f.queue and f.concurrency_id == SAMPLING_GROUP and f.trigger_mode == "always_last"
+                          for f in picked)  # a model, then a Sound; a second model picked is not dropped
 
 
 def test_the_variety_slider_follows_the_models_default_for_the_sound(handlers):

@@ -419,9 +419,10 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
                                     "label_b", "blend_row", "variety", "shape"])
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         # a model picked sets the fields too: in the same group, so a Sound picked right after it is
-        # answered after it (else the model's answer, landing late, put back its own default Sound)
+        # answered after it (else the model's answer, landing late, put back its own default Sound),
+        # and a second model picked while the first is answered is answered next, not dropped
         wire(C["model"].input, h.describe_model, model_outputs, api_name="describe_model",
-             concurrency_id=SAMPLING_GROUP, concurrency_limit=1)
+             concurrency_id=SAMPLING_GROUP, concurrency_limit=1, trigger_mode="always_last")
         # a Sound picked, or named by a prompt, or a curve drawn or cleared (a stroke, a shape button,
         # typing; a kick guides differently with one): the sampling fields show that Sound's defaults.
         # The answers come one at a time, in the order asked (one concurrency group), and the last
