@@ -60,6 +60,17 @@ def envelope_for(model: LoadedModel, conditions: Conditions, noises: torch.Tenso
     return envelope
 
 
+def detail_for(model: LoadedModel, conditions: Conditions, draws: SeedNoise | None, batch: int) -> torch.Tensor | None:
+    """The flutter between the envelope's knots of the clips the seeds deal (a waveform codec's
+    kernel rows stored with detail, :meth:`engine.nets.pqmf.BandCodec.detail_for`), or None: for
+    a latent codec, a noise without seeds, a drawn loudness curve (the user's curve is the shape,
+    with no clip's bumps on it) and a hybrid (its envelope is two labels' mix, not one clip's)."""
+    codec_detail = getattr(model.codec, "detail_for", None)
+    if codec_detail is None or not isinstance(draws, SeedNoise) or conditions.rms or conditions.label_b is not None:
+        return None
+    return codec_detail(conditions.label, seeds=draws.dealing(), batch=batch)
+
+
 def level_lift(model: LoadedModel, conditions: Conditions, soft_hits: bool = False) -> tuple[Conditions, float]:
     """(the conditions the network and the steering see, the dB the decoded sound is turned down
     by): a drawn curve quieter than the model's level floor for its label is lifted to it
@@ -210,12 +221,16 @@ def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
 
 @torch.no_grad()
 def decode(model: LoadedModel, latent: torch.Tensor, envelope: torch.Tensor | None, samples: int,
-           conditions: Conditions | None = None, soft_hits: bool = False, width: float = 1.0) -> torch.Tensor:
+           conditions: Conditions | None = None, soft_hits: bool = False, width: float = 1.0,
+           detail: torch.Tensor | None = None) -> torch.Tensor:
     """``(B, C, samples)`` float32 CPU audio of the latents (not yet finished: see ``studio.finish``),
-    turned down by the dB :func:`sample` lifted a quiet curve by for the same ``conditions``, its
-    low bands held to its label's ceilings (:func:`low_ceiling`), at the stereo ``width``
-    (:func:`engine.dsp.stereo_width`; 1: as the codec decodes it)."""
-    audio = model.codec.decode(latent.float(), envelope)[..., :samples].float().cpu()
+    fluttering by ``detail`` (:func:`detail_for`), turned down by the dB :func:`sample` lifted a
+    quiet curve by for the same ``conditions``, its low bands held to its label's ceilings
+    (:func:`low_ceiling`), at the stereo ``width`` (:func:`engine.dsp.stereo_width`; 1: as the codec
+    decodes it)."""
+    decoded = model.codec.decode(latent.float(), envelope) if detail is None else \
+        model.codec.decode(latent.float(), envelope, detail)
+    audio = decoded[..., :samples].float().cpu()
     lift = level_lift(model, conditions, soft_hits)[1] if conditions is not None else 0.0
     audio = audio * 10.0 ** (-lift / 20.0) if lift else audio
     ceiling = low_ceiling(model, conditions) if conditions is not None else None
@@ -240,4 +255,4 @@ def render(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
         latent, _, _ = redraw_quiet(model, latent, step_noise, quiet_floor(model, conditions),
                                     lambda again: sample(model, again(), conditions, step_noise=again, **settings))
     return decode(model, latent, envelope_for(model, conditions, noises, step_noise), samples, conditions, soft_hits,
-                  width)
+                  width, detail_for(model, conditions, step_noise, noises.shape[0]))

@@ -514,11 +514,13 @@ class Studio:
         reference, strength = None, 1.0
         # the codec's loudness envelope (waveform models): drawn from the starting noise, or the reference's own
         envelope = pipeline.envelope_for(model, conditions, noises, draws)
+        detail = pipeline.detail_for(model, conditions, draws, request.count)  # the dealt clips' flutter
         # "more like this" under strength 1 starts from its reference noised, as the noise variation does
         if request.reference and (request.variation != "semantic" or request.strength < 1.0):
             reference, reference_envelope = self._reference_latent(model, request.reference, request.count, samples,
                                                                    frames, conditions)
-            envelope = envelope if reference_envelope is None else reference_envelope
+            if reference_envelope is not None:  # the reference's own envelope: no dealt clip's flutter
+                envelope, detail = reference_envelope, None
             if request.variation == "invert":
                 sampler = INVERSION_SAMPLER[manifest.get("objective", "v_cosine")]
                 label_only = pipeline.inputs_for(model, Conditions(label=conditions.label), request.count, frames)
@@ -536,7 +538,8 @@ class Studio:
             if preview_every and step % preview_every == 0 and time.monotonic() - began >= preview_after_s:
                 first = None if envelope is None else envelope[:1]
                 preview = pipeline.decode(model, info["denoised"][:1], first, samples, conditions,
-                                          request.soft_hits, request.width)[0].clamp(-1, 1)
+                                          request.soft_hits, request.width,
+                                          None if detail is None else detail[:1])[0].clamp(-1, 1)
             events.put(Progress(step, steps, preview, manifest["sample_rate"]))
 
         # a variation that keeps its reference's shape (noise, invert) keeps its second hits too
@@ -557,7 +560,7 @@ class Studio:
         latent, made_seeds, made_seeds_b = pipeline.redraw_quiet(
             model, latent, draws, floor,
             lambda again: pipeline.sample(model, again(), conditions, callback=cancellable, step_noise=again, **settings))
-        audio = pipeline.decode(model, latent, envelope, samples, conditions, request.soft_hits, request.width)
+        audio = pipeline.decode(model, latent, envelope, samples, conditions, request.soft_hits, request.width, detail)
         audio = onto_curve(audio, conditions.rms, manifest["sample_rate"], request.match_loudness,
                            request.steer_loudness and steerable(codec),
                            conditions.onsets, request.steer_onsets and steerable(codec))

@@ -268,6 +268,91 @@ def test_a_category_can_draw_from_its_clips_own_envelopes_dealt_by_seed(tmp_path
             BandCodec(bands=codec.bands, envelope_prior=dict(prior, kernel=damaged))
 
 
+def test_a_dealt_clip_brings_its_flutter_between_the_knots(tmp_path, tiny_models, wav_folder):
+    """``--envelope-detail hat`` (with its kernel): the refit stores each hat's flutter between the
+    envelope's knots, in the kernel's order; a seed deals the same clip's flutter as its envelope
+    (a morph blends the two seeds'), and decoding plays it as one more band gain; a drawn loudness
+    curve, a hybrid and a noise without seeds take none; every other label, the stored envelopes
+    and the network are the kernel-only refit's; a detail without a kernel is refused."""
+    from engine import pipeline
+    from engine.conditions import Conditions
+    from engine.nets import envelope
+    from engine.seeds import SeedNoise, deal
+    from engine.train import common
+    folder, plain = refit_beside_plain(tmp_path, tiny_models, wav_folder, "detail", "--envelope-kernel", "hat=0",
+                                       "--envelope-detail", "hat", envelope_kernels={"hat": 0.0})
+    manifest = read_manifest(folder)
+    labels = manifest["labels"]
+    hat = labels.index("hat")
+    prior = manifest["codec"]["args"]["envelope_prior"]
+    assert prior["kernel"][hat] == {"width": 0.0, "clips": 6, "detail": True}
+    assert prior["detail_points"] == envelope.DETAIL_POINTS
+    assert "with their flutter between the knots" in manifest["training"]["sessions"][-1]["note"]
+    for prefix in ("", "codec."):  # the network, and the kernel refit's envelopes, unchanged
+        before, after = read_weights(plain, prefix), read_weights(folder, prefix)
+        assert set(after) - set(before) == ({"prior_details"} if prefix else set())
+        assert all(torch.equal(before[k], after[k]) for k in before)
+    model = load_model(folder)
+    codec = model.codec
+
+    # stored in the kernel's order: the flutter of the clip whose envelope sits at the same place
+    dataset = common.open_dataset(str(wav_folder), None)
+    model_labels = common.label_map(dataset.label_names, labels, len(labels))[dataset.labels]
+    audio = dataset.audio[model_labels == hat].float()
+    measured, flutter = codec.measure_envelopes(audio), codec.measure_details(audio)
+    stored, details = codec.prior_clips[codec.kernel_slices[hat]], codec.prior_details[codec.kernel_slices[hat]]
+    order = torch.cdist(stored.flatten(1), measured.flatten(1)).argmin(dim=1)
+    torch.testing.assert_close(details, flutter[order])
+    assert float(details.abs().max()) > 0.5 and float(details.min()) >= -12 and float(details.max()) <= 6
+
+    frames = codec.latent_length(manifest["length"])
+    draws = SeedNoise(list(range(100, 106)), (codec.latent_channels, frames))
+    dealt = [deal(seed, 6) for seed in range(100, 106)]
+    hats = codec.detail_for(torch.tensor([hat]), seeds=draws.dealing(), batch=6)
+    assert torch.equal(hats, details[dealt])
+    assert codec.detail_for(torch.tensor([hat]), seeds=None, batch=6) is None
+    assert codec.detail_for(torch.tensor([labels.index("kick")]), seeds=draws.dealing(), batch=6) is None
+    morphing = SeedNoise(list(range(100, 106)), (codec.latent_channels, frames), list(range(200, 206)), 0.25)
+    torch.testing.assert_close(codec.detail_for(torch.tensor([hat]), seeds=morphing.dealing(), batch=6),
+                               0.75 * details[dealt] + 0.25 * details[[deal(seed, 6) for seed in range(200, 206)]])
+
+    # decoding: the envelope's gains times the flutter's, linear between the points
+    latent = torch.randn(6, codec.latent_channels, frames)
+    drawn = codec.envelope_for(torch.tensor([hat]), noise=draws(), seeds=draws.dealing())
+    gain = envelope.detail_gain(hats, frames)
+    assert gain.shape == (6, codec.bands, frames)
+    torch.testing.assert_close(codec.decode(latent, drawn, hats),
+                               codec.decode(latent * gain.repeat(1, codec.channels, 1), drawn), atol=1e-5, rtol=1e-4)
+    assert pipeline.detail_for(model, Conditions(label=hat), draws, 6) is not None
+    for without in (Conditions(label=hat, rms=[(0, -6.0), (200, -30.0)]), Conditions(label=hat, label_b=0,
+                                                                                     label_mix=0.5)):
+        assert pipeline.detail_for(model, without, draws, 6) is None
+    assert pipeline.detail_for(model, Conditions(label=hat), None, 6) is None
+
+    # the studio: a hat flutters, a hat on a drawn curve and a kick are the kernel-only refit's
+    studio = Studio(roots=[tmp_path / "detail", tmp_path / "plain"], device="cpu")
+
+    def sound(where, **fields):
+        return studio.render(GenerationRequest(model=str(where), steps=2, seed=5, **fields)).sounds[0].audio
+
+    assert not torch.equal(sound(folder, label="hat"), sound(plain, label="hat"))
+    for fields in (dict(label="kick"), dict(label="hat", rms=[(0, -6.0), (150, -40.0)])):
+        torch.testing.assert_close(sound(folder, **fields), sound(plain, **fields), atol=0, rtol=0)
+
+    for options, message in ((("--envelope-detail", "hat"), "an --envelope-kernel too"),
+                             (("--envelope-kernel", "hat=0", "--envelope-detail", "tom"), "names \\['tom'\\]")):
+        refused = cli_in_process("train", "prior", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder),
+                                 "--run-dir", str(tmp_path / "bad"), *options)
+        assert refused.returncode == 2 and __import__("re").search(message, refused.stderr), refused.stderr
+    refused = cli_in_process("train", "wave", "--data", str(wav_folder), "--run-dir", str(tmp_path / "wave"),
+                             "--envelope-detail", "hat")
+    assert refused.returncode == 2 and "for train prior" in refused.stderr
+    with pytest.raises(ValueError, match="envelope_prior.kernel"):
+        BandCodec = type(codec)
+        BandCodec(bands=codec.bands, envelope_prior=dict(prior, kernel=[dict(e, detail="yes") if e else e
+                                                                        for e in prior["kernel"]]))
+
+
 def test_the_shipped_snares_and_hats_morph_smoothly_between_two_seeds_clips():
     """`drums-3step` (the Sound names) draws snares and hats from their clips' own envelopes, dealt by
     seed. A seed morph moves smoothly from one seed's envelope to the other's: no tenth of the way

@@ -73,6 +73,42 @@ def clip_envelopes(power: torch.Tensor, knots: list[int], floor_db: float = FLOO
     return torch.maximum(decibels, decibels.amax(dim=(1, 2), keepdim=True) - floor_db)
 
 
+DETAIL_WINDOW = 32      # frames a clip's fine detail is smoothed over (32 frames of 32 samples: 23 ms at 44.1 kHz)
+DETAIL_POINTS = 128     # points a band's detail is stored at over the sound (8 frames apart for 1024 frames)
+DETAIL_RANGE_DB = (-12.0, 6.0)  # a dip deeper or a rise higher than this is the knots' business, not the detail's
+
+
+def clip_details(power: torch.Tensor, knots: list[int], points: int = DETAIL_POINTS, window: int = DETAIL_WINDOW,
+                 floor_db: float = FLOOR_DB) -> torch.Tensor:
+    """``(B, bands, points)`` dB: what each clip's band power ``(B, bands, frames)``, smoothed over
+    ``window`` frames, does between its envelope's knots (its :func:`clip_envelopes` interpolated
+    to the frames), averaged into ``points`` spans; clamped to :data:`DETAIL_RANGE_DB`, and 0
+    where the clip sits near its envelope's floor.
+
+    Why: the knots lie 70-140 ms apart late in a sound, so a hat's or a snare's body flutter
+    cannot pass through the envelope, and the network made it smoother than the kits' (issue 19,
+    docs/design-notes.md "Waveform hats: which directions are narrow")."""
+    frames = power.shape[-1]
+    if frames % points:
+        raise ValueError(f"{frames} frames do not split into {points} detail points")
+    smooth = torch.nn.functional.avg_pool1d(power.float(), window, 1, padding=window // 2,
+                                            count_include_pad=False)[..., :frames]
+    fine = 10.0 * torch.log10(smooth.clamp_min(1e-20))
+    coarse = clip_envelopes(power, knots, floor_db)
+    between = coarse @ interpolation_matrix(knots, frames)
+    detail = (fine - between).clamp(*DETAIL_RANGE_DB)
+    quiet = between <= coarse.amax(dim=(1, 2), keepdim=True) - floor_db + 3.0
+    detail = detail.masked_fill(quiet, 0.0)
+    return detail.reshape(*detail.shape[:2], points, frames // points).mean(dim=-1)
+
+
+def detail_gain(details: torch.Tensor, frames: int) -> torch.Tensor:
+    """``(B, bands, frames)`` amplitude gains from details ``(B, bands, points)`` in dB, linear
+    between the spans' centres (:func:`clip_details` averaged each span): no steps every span."""
+    spread = torch.nn.functional.interpolate(details.float(), size=frames, mode="linear", align_corners=False)
+    return torch.pow(10.0, spread / 20.0)
+
+
 def _kmeans(points: torch.Tensor, clusters: int, iterations: int = 30) -> torch.Tensor:
     """Cluster index of each row of ``points``: k-means from farthest-point seeds (deterministic)."""
     centres = [points.mean(dim=0)]

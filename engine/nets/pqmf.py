@@ -146,6 +146,10 @@ class BandCodec(torch.nn.Module):
                 self.kernel_slices = kernel_slices(self.row_kernels, rows)
                 total = sum(piece.stop - piece.start for piece in self.kernel_slices if piece is not None)
                 self.register_buffer("prior_clips", torch.zeros(total, bands, knots))
+                # a kernel row with "detail": its clips' flutter between the knots too (envelope.clip_details)
+                if any(entry is not None and entry.get("detail") for entry in self.row_kernels):
+                    points = int(envelope_prior.get("detail_points", envelope.DETAIL_POINTS))
+                    self.register_buffer("prior_details", torch.zeros(total, bands, points))
             self.stored_with_model = True
         self._weights: dict[int, torch.Tensor] = {}
 
@@ -175,25 +179,46 @@ class BandCodec(torch.nn.Module):
             target.copy_(value)
 
     @torch.no_grad()
-    def set_kernel_clips(self, row_clips: dict[int, torch.Tensor]) -> None:
+    def set_kernel_clips(self, row_clips: dict[int, torch.Tensor],
+                         row_details: dict[int, torch.Tensor] | None = None) -> None:
         """Store each kernel row's clip envelopes ``{row: (N, bands, K)}``, N as the manifest says,
-        in :func:`envelope.kernel_order`."""
+        in :func:`envelope.kernel_order`, and for a row with detail its clips' details ``{row: (N,
+        bands, points)}`` (:func:`envelope.clip_details`) in the same order."""
         if self.row_kernels is None or sorted(row_clips) != [r for r, p in enumerate(self.kernel_slices) if p is not None]:
             raise ValueError("clip envelopes are stored for the prior's kernel rows, each once")
+        detailed = sorted(r for r, entry in enumerate(self.row_kernels) if entry is not None and entry.get("detail"))
+        if sorted(row_details or {}) != detailed:
+            raise ValueError(f"clip details are stored for the kernel rows with detail ({detailed}), each once")
         for row, clips in row_clips.items():
             piece = self.kernel_slices[row]
             if tuple(clips.shape) != (piece.stop - piece.start, *self.prior_clips.shape[1:]) or \
                     not bool(torch.isfinite(clips).all()):
                 raise ValueError(f"row {row} stores {piece.stop - piece.start} finite clip envelopes shaped "
                                  f"{tuple(self.prior_clips.shape[1:])}, got {tuple(clips.shape)}")
-            self.prior_clips[piece] = clips[envelope.kernel_order(clips)].to(self.prior_clips)
+            order = envelope.kernel_order(clips)
+            self.prior_clips[piece] = clips[order].to(self.prior_clips)
+            if row in detailed:
+                details = row_details[row]
+                if tuple(details.shape) != (clips.shape[0], *self.prior_details.shape[1:]) or \
+                        not bool(torch.isfinite(details).all()):
+                    raise ValueError(f"row {row} stores {clips.shape[0]} finite clip details shaped "
+                                     f"{tuple(self.prior_details.shape[1:])}, got {tuple(details.shape)}")
+                self.prior_details[piece] = details[order].to(self.prior_details)
+
+    def _band_power(self, audio: torch.Tensor) -> torch.Tensor:
+        """``(B, M, frames)`` power of each band of ``audio`` (B, C, N) over its channels, relative to the band scale."""
+        bands = self.pqmf.analysis(audio.float()) / self.band_scale.to(audio.device)
+        return bands.pow(2).reshape(audio.shape[0], self.channels, self.bands, -1).mean(dim=1).cpu()
 
     @torch.no_grad()
     def measure_envelopes(self, audio: torch.Tensor) -> torch.Tensor:
         """``(B, M, K)`` dB envelope of each clip of ``audio`` (B, C, N), relative to the band scale."""
-        bands = self.pqmf.analysis(audio.float()) / self.band_scale.to(audio.device)
-        power = bands.pow(2).reshape(audio.shape[0], self.channels, self.bands, -1).mean(dim=1)
-        return envelope.clip_envelopes(power.cpu(), self.envelope_knots)
+        return envelope.clip_envelopes(self._band_power(audio), self.envelope_knots)
+
+    @torch.no_grad()
+    def measure_details(self, audio: torch.Tensor) -> torch.Tensor:
+        """``(B, M, points)`` dB flutter of each clip between its envelope's knots (:func:`envelope.clip_details`)."""
+        return envelope.clip_details(self._band_power(audio), self.envelope_knots, self.prior_details.shape[-1])
 
     def latent_length(self, samples: int) -> int:
         return samples // self.bands
@@ -240,6 +265,27 @@ class BandCodec(torch.nn.Module):
                     *dealt_clips(seeds, chosen.tolist(), piece.stop - piece.start))
         return drawn if self.reattack_db is None else envelope.limit_reattacks(drawn, self.reattack_db[rows])
 
+    @torch.no_grad()
+    def detail_for(self, labels=None, *, seeds: tuple | None = None, batch: int = 1) -> torch.Tensor | None:
+        """``(B, M, points)`` dB: for the sounds of a kernel row with detail, the flutter between
+        the knots of the clip each sound's seed deals (``seeds`` as :meth:`envelope_for` takes
+        them; a morph blends the two seeds' clips' details), 0 for the other sounds; ``None`` when
+        no sound of the batch has any (no seeds, or no such row). :meth:`decode` applies it."""
+        if seeds is None or getattr(self, "prior_details", None) is None:
+            return None
+        rows = self._rows(labels, batch, self.prior_mean.shape[0])
+        details = torch.zeros(batch, *self.prior_details.shape[1:])
+        found = False
+        for row, piece in enumerate(self.kernel_slices):
+            chosen = torch.nonzero(rows == row).flatten()
+            if piece is None or len(chosen) == 0 or not self.row_kernels[row].get("detail"):
+                continue
+            picks, picks_b, share = dealt_clips(seeds, chosen.tolist(), piece.stop - piece.start)
+            stored = self.prior_details[piece].cpu()
+            details[chosen] = stored[picks] if picks_b is None else (1.0 - share) * stored[picks] + share * stored[picks_b]
+            found = True
+        return details if found else None
+
     def follow_loudness(self, envelope_db: torch.Tensor, points, sample_rate: int) -> torch.Tensor:
         """``envelope_db`` ``(B, M, K)`` moved so that the sound's RMS follows a drawn loudness
         curve (``(ms, dBFS)`` points) between its first and last point: every band of a knot is
@@ -282,8 +328,15 @@ class BandCodec(torch.nn.Module):
         bands = self.pqmf.analysis(audio)
         return bands / self._gain(envelope_db, bands.shape[-1], bands).to(bands.dtype)
 
-    def decode(self, latent: torch.Tensor, envelope_db: torch.Tensor | None = None) -> torch.Tensor:
-        return self.pqmf.synthesis(latent * self._gain(envelope_db, latent.shape[-1], latent).to(latent.dtype))
+    def decode(self, latent: torch.Tensor, envelope_db: torch.Tensor | None = None,
+               detail_db: torch.Tensor | None = None) -> torch.Tensor:
+        """Audio of ``latent`` at the band gains of ``envelope_db``, fluttering by ``detail_db``
+        (:meth:`detail_for`; ``None``: the envelope alone)."""
+        gain = self._gain(envelope_db, latent.shape[-1], latent)
+        if detail_db is not None:
+            flutter = envelope.detail_gain(detail_db.float().cpu(), latent.shape[-1])
+            gain = gain * flutter.repeat(1, self.channels, 1).to(gain)
+        return self.pqmf.synthesis(latent * gain.to(latent.dtype))
 
 
 MAX_KERNEL_WIDTH = 3.0  # as MAX_ENVELOPE_SPREAD: a clip moved further than this is no longer its kind
@@ -298,10 +351,13 @@ def kernel_slices(kernels: list, rows: int) -> list[slice | None]:
             return True
         width, clips = (entry.get("width"), entry.get("clips")) if isinstance(entry, dict) else (None, None)
         return (isinstance(width, (int, float)) and not isinstance(width, bool) and 0.0 <= width <= MAX_KERNEL_WIDTH
-                and isinstance(clips, int) and not isinstance(clips, bool) and clips >= 1)
+                and isinstance(clips, int) and not isinstance(clips, bool) and clips >= 1
+                and isinstance(entry.get("detail", False), bool)
+                and not set(entry) - {"width", "clips", "detail"})
     if not isinstance(kernels, list) or len(kernels) != rows or not all(valid(entry) for entry in kernels):
         raise ValueError(f"envelope_prior.kernel must give {rows} rows, each null or {{\"width\": 0-"
-                         f"{MAX_KERNEL_WIDTH:g}, \"clips\": a count of 1 or more}}, got {kernels}")
+                         f"{MAX_KERNEL_WIDTH:g}, \"clips\": a count of 1 or more, \"detail\": true or false "
+                         f"(optional)}}, got {kernels}")
     slices, start = [], 0
     for entry in kernels:
         slices.append(None if entry is None else slice(start, start + entry["clips"]))
@@ -344,6 +400,12 @@ def fit_envelope_prior(codec: BandCodec, audio: torch.Tensor, labels: torch.Tens
         bases = bases * torch.tensor([float(v) for v in spreads]).reshape(-1, 1, 1, 1, 1)
     codec.set_prior(means, bases, weights)
     if getattr(codec, "row_kernels", None) is not None:
+        details = None
+        if getattr(codec, "prior_details", None) is not None:
+            details = torch.cat([codec.measure_details(audio[i:i + chunk]) for i in range(0, audio.shape[0], chunk)])
         codec.set_kernel_clips({row: envelopes[labels.cpu() == row] for row, piece in enumerate(codec.kernel_slices)
-                                if piece is not None})
+                                if piece is not None},
+                               None if details is None else
+                               {row: details[labels.cpu() == row] for row, entry in enumerate(codec.row_kernels)
+                                if entry is not None and entry.get("detail")})
 

@@ -38,6 +38,7 @@ class PriorConfig:
     envelope_spreads: dict[str, float] | None = None      # {label: reach along its directions, 1 = as its clips}
     reattack_quantiles: dict[str, float] | None = None   # {label: q}: its drawn second hits held to its clips' q
     envelope_kernels: dict[str, float] | None = None     # {label: width}: drawn from its clips' own envelopes
+    envelope_details: list[str] | None = None            # labels (each with a kernel) that take their clips' flutter too
     categories: list[str] | None = None
 
 
@@ -77,6 +78,7 @@ def refit_prior(config: PriorConfig) -> Path:
                  + "".join(f", {label} second hits held to its clips' {q:g} quantile"
                            for label, q in (config.reattack_quantiles or {}).items())
                  + "".join(f", {label} drawn from its {counts[label]} clips' envelopes moved {w:g} along its directions"
+                           + (" with their flutter between the knots" if label in (config.envelope_details or []) else "")
                            for label, w in (config.envelope_kernels or {}).items())
                  + " (network unchanged)"})
     network = load_model(config.init).network

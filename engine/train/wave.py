@@ -23,7 +23,7 @@ from ..data.augment import augment
 from ..errors import InvalidRequestError
 from ..models import load_codec
 from ..nets import build_codec, build_network
-from ..nets.envelope import knot_frames
+from ..nets.envelope import DETAIL_POINTS, knot_frames
 from ..nets.pqmf import MAX_ENVELOPE_SPREAD, MAX_KERNEL_WIDTH, fit_envelope_prior, measure_band_scale
 from ..seeds import seeded_init
 from . import common, loop
@@ -149,7 +149,9 @@ def envelope_arguments(config, length: int, labels: list[str], counts: dict[str,
     its fitted directions (``docs/design-notes.md``, "A wider prior for narrow categories");
     ``config.envelope_kernels`` (``{label: w}``, ``train prior`` only: ``counts`` gives each label's
     clips in the data set) draws that label from its clips' own envelopes, moved ``w`` times along
-    its directions (:func:`engine.nets.envelope.draw_from_kernel`)."""
+    its directions (:func:`engine.nets.envelope.draw_from_kernel`); ``config.envelope_details``
+    (labels, each with a kernel) stores those clips' flutter between the knots as well, which the
+    codec plays on a dealt sound (:func:`engine.nets.envelope.clip_details`)."""
     prior = {"knots": knot_frames(length // 32), "rows": len(labels) + 1,
              "clusters": config.envelope_clusters, "components": config.envelope_components}
     shapes = config.envelope_shapes
@@ -174,8 +176,20 @@ def envelope_arguments(config, length: int, labels: list[str], counts: dict[str,
         empty = sorted(label for label in kernels if not (counts or {}).get(label))
         if empty:
             raise InvalidRequestError(f"the data set holds no clips of {empty} to draw their envelopes from")
-        prior["kernel"] = [{"width": float(kernels[label]), "clips": int(counts[label])} if label in kernels else None
+        detailed = list(getattr(config, "envelope_details", None) or [])
+        check_named_labels("--envelope-detail", {label: True for label in detailed}, labels)
+        loose = sorted(set(detailed) - set(kernels))
+        if loose:
+            raise InvalidRequestError(f"--envelope-detail takes the flutter of the clips a label is dealt: give "
+                                      f"{loose} an --envelope-kernel too")
+        prior["kernel"] = [{"width": float(kernels[label]), "clips": int(counts[label]),
+                            **({"detail": True} if label in detailed else {})} if label in kernels else None
                            for label in labels] + [None]
+        if detailed:
+            prior["detail_points"] = DETAIL_POINTS
+    elif getattr(config, "envelope_details", None):
+        raise InvalidRequestError("--envelope-detail takes the flutter of the clips a label is dealt: give that "
+                                  "label an --envelope-kernel too")
     return {"envelope_prior": prior}
 
 
