@@ -87,7 +87,7 @@ def clip_details(power: torch.Tensor, knots: list[int], points: int = DETAIL_POI
 
     Why: the knots lie 70-140 ms apart late in a sound, so a hat's or a snare's body flutter
     cannot pass through the envelope, and the network made it smoother than the kits' (issue 19,
-    docs/design-notes.md "Waveform hats: which directions are narrow")."""
+    docs/design-notes.md "Waveform hats: which directions are narrow, and their clips' flutter")."""
     frames = power.shape[-1]
     if frames % points:
         raise ValueError(f"{frames} frames do not split into {points} detail points")
