@@ -277,6 +277,7 @@ def test_a_dealt_clip_brings_its_flutter_between_the_knots(tmp_path, tiny_models
     from engine import pipeline
     from engine.conditions import Conditions
     from engine.nets import envelope
+    from engine.nets.pqmf import BandCodec
     from engine.seeds import SeedNoise, deal
     from engine.train import common
     folder, plain = refit_beside_plain(tmp_path, tiny_models, wav_folder, "detail", "--envelope-kernel", "hat=0",
@@ -348,7 +349,6 @@ def test_a_dealt_clip_brings_its_flutter_between_the_knots(tmp_path, tiny_models
                              "--envelope-detail", "hat")
     assert refused.returncode == 2 and "for train prior" in refused.stderr
     with pytest.raises(ValueError, match="envelope_prior.kernel"):
-        BandCodec = type(codec)
         BandCodec(bands=codec.bands, envelope_prior=dict(prior, kernel=[dict(e, detail="yes") if e else e
                                                                         for e in prior["kernel"]]))
 

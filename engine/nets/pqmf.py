@@ -391,7 +391,15 @@ def measure_band_scale(audio: torch.Tensor, channels: int = 2, bands: int = 32, 
 @torch.no_grad()
 def fit_envelope_prior(codec: BandCodec, audio: torch.Tensor, labels: torch.Tensor, chunk: int = 64) -> None:
     """Fill ``codec``'s per-clip envelope prior from labelled clips (B, C, N) (labels: the model's indices)."""
-    envelopes = torch.cat([codec.measure_envelopes(audio[i:i + chunk]) for i in range(0, audio.shape[0], chunk)])
+    # each chunk's band power once: the envelopes and, for kernel rows with detail, the flutter from it
+    flutters = getattr(codec, "prior_details", None) is not None
+    envelopes, details = [], []
+    for i in range(0, audio.shape[0], chunk):
+        power = codec._band_power(audio[i:i + chunk])
+        envelopes.append(envelope.clip_envelopes(power, codec.envelope_knots))
+        if flutters:
+            details.append(envelope.clip_details(power, codec.envelope_knots, codec.prior_details.shape[-1]))
+    envelopes = torch.cat(envelopes)
     rows, clusters = codec.prior_weights.shape
     means, bases, weights = envelope.fit_prior(envelopes, labels.cpu(), rows - 1, clusters, codec.components,
                                                getattr(codec, "row_shapes", None))
@@ -400,9 +408,7 @@ def fit_envelope_prior(codec: BandCodec, audio: torch.Tensor, labels: torch.Tens
         bases = bases * torch.tensor([float(v) for v in spreads]).reshape(-1, 1, 1, 1, 1)
     codec.set_prior(means, bases, weights)
     if getattr(codec, "row_kernels", None) is not None:
-        details = None
-        if getattr(codec, "prior_details", None) is not None:
-            details = torch.cat([codec.measure_details(audio[i:i + chunk]) for i in range(0, audio.shape[0], chunk)])
+        details = torch.cat(details) if flutters else None
         codec.set_kernel_clips({row: envelopes[labels.cpu() == row] for row, piece in enumerate(codec.kernel_slices)
                                 if piece is not None},
                                None if details is None else

@@ -135,7 +135,8 @@ def loss_band_weights(codec: torch.nn.Module, power: float) -> torch.Tensor:
 
 
 def check_named_labels(option: str, named, labels: list[str]) -> None:
-    """A clear error when a per-label option (``{label: value}``) names a label the model lacks."""
+    """A clear error when a per-label option (``{label: value}``, or a list of labels) names a label
+    the model lacks."""
     unknown = sorted(set(named) - set(labels))
     if unknown:
         raise InvalidRequestError(f"{option} names {unknown}; the model's labels are {labels}")
@@ -169,6 +170,13 @@ def envelope_arguments(config, length: int, labels: list[str], counts: dict[str,
             raise InvalidRequestError(f"each envelope spread is a number in (0, {MAX_ENVELOPE_SPREAD}], got {spreads}")
         prior["row_spreads"] = [float(spreads.get(label, 1.0)) for label in labels] + [1.0]
     kernels = getattr(config, "envelope_kernels", None)
+    detailed = list(getattr(config, "envelope_details", None) or [])
+    if detailed:
+        check_named_labels("--envelope-detail", detailed, labels)
+        loose = sorted(set(detailed) - set(kernels or {}))
+        if loose:
+            raise InvalidRequestError(f"--envelope-detail takes the flutter of the clips a label is dealt: give "
+                                      f"{loose} an --envelope-kernel too")
     if kernels:
         check_named_labels("--envelope-kernel", kernels, labels)
         if any(isinstance(v, bool) or not 0.0 <= float(v) <= MAX_KERNEL_WIDTH for v in kernels.values()):
@@ -176,20 +184,11 @@ def envelope_arguments(config, length: int, labels: list[str], counts: dict[str,
         empty = sorted(label for label in kernels if not (counts or {}).get(label))
         if empty:
             raise InvalidRequestError(f"the data set holds no clips of {empty} to draw their envelopes from")
-        detailed = list(getattr(config, "envelope_details", None) or [])
-        check_named_labels("--envelope-detail", {label: True for label in detailed}, labels)
-        loose = sorted(set(detailed) - set(kernels))
-        if loose:
-            raise InvalidRequestError(f"--envelope-detail takes the flutter of the clips a label is dealt: give "
-                                      f"{loose} an --envelope-kernel too")
         prior["kernel"] = [{"width": float(kernels[label]), "clips": int(counts[label]),
                             **({"detail": True} if label in detailed else {})} if label in kernels else None
                            for label in labels] + [None]
         if detailed:
             prior["detail_points"] = DETAIL_POINTS
-    elif getattr(config, "envelope_details", None):
-        raise InvalidRequestError("--envelope-detail takes the flutter of the clips a label is dealt: give that "
-                                  "label an --envelope-kernel too")
     return {"envelope_prior": prior}
 
 
