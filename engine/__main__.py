@@ -117,8 +117,9 @@ def _train(args: argparse.Namespace) -> int:
         if args.family != "prior":
             raise StudioError("--envelope-kernel is for train prior")
         args.envelope_kernels = dict(args.envelope_kernels)
-    if getattr(args, "envelope_details", None) and args.family != "prior":
-        raise StudioError("--envelope-detail is for train prior")
+    for option, given in (("--envelope-detail", "envelope_details"), ("--envelope-tone", "envelope_tones")):
+        if getattr(args, given, None) and args.family != "prior":
+            raise StudioError(f"{option} is for train prior")
     if getattr(args, "label_teachers", None):
         if args.family != "distill":
             raise StudioError("--label-teacher is for train distill")
@@ -503,6 +504,9 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--envelope-detail", dest="envelope_details", action="append", metavar="LABEL",
                     help="prior: a label drawn from its clips (--envelope-kernel) also takes its dealt clip's flutter "
                          "between the envelope's knots, about 23 ms fine (e.g. hat; repeat for more labels)")
+    tr.add_argument("--envelope-tone", dest="envelope_tones", action="append", metavar="LABEL",
+                    help="prior: a label drawn from its clips (--envelope-kernel) also takes its dealt clip's tone "
+                         "inside each band, 4 points a band (e.g. hat; repeat for more labels)")
     tr.add_argument("--compand", type=float,
                     help="latent: scale of a new model's asinh latent transform (default 0.01; 0: the plain latent)")
     tr.add_argument("--compand-envelope", type=float,

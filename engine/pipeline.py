@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from . import dsp
 from .attacks import read_attacks
@@ -60,15 +60,34 @@ def envelope_for(model: LoadedModel, conditions: Conditions, noises: torch.Tenso
     return envelope
 
 
-def detail_for(model: LoadedModel, conditions: Conditions, draws: SeedNoise | None, batch: int) -> torch.Tensor | None:
-    """The flutter between the envelope's knots of the clips the seeds deal (a waveform codec's
-    kernel rows stored with detail, :meth:`engine.nets.pqmf.BandCodec.detail_for`), or None: for
-    a latent codec, a noise without seeds, a drawn loudness curve (the user's curve is the shape,
-    with no clip's bumps on it) and a hybrid (its envelope is two labels' mix, not one clip's)."""
-    codec_detail = getattr(model.codec, "detail_for", None)
-    if codec_detail is None or not isinstance(draws, SeedNoise) or conditions.rms or conditions.label_b is not None:
+@dataclass(frozen=True)
+class ClipDetail:
+    """What a sound takes from the training clip its seed deals, beyond the envelope: the flutter
+    between the envelope's knots (``(B, M, points)`` dB, or None) and the tone inside each band
+    (``(B, M, points)`` dB, or None). ``detail[:1]`` is the first sound's (the studio's preview)."""
+
+    flutter: torch.Tensor | None = None
+    tone: torch.Tensor | None = None
+
+    def __getitem__(self, index) -> "ClipDetail":
+        return ClipDetail(None if self.flutter is None else self.flutter[index],
+                          None if self.tone is None else self.tone[index])
+
+
+def detail_for(model: LoadedModel, conditions: Conditions, draws: SeedNoise | None, batch: int) -> ClipDetail | None:
+    """The flutter between the envelope's knots and the tone inside the bands of the clips the
+    seeds deal (a waveform codec's kernel rows stored with them,
+    :meth:`engine.nets.pqmf.BandCodec.detail_for` and ``tone_for``), or None: for a latent codec, a
+    noise without seeds and a hybrid (its envelope is two labels' mix, not one clip's). A drawn
+    loudness curve takes the tone but no flutter: the user's curve is the shape in time, with no
+    clip's bumps on it, and says nothing of the tone."""
+    codec = model.codec
+    if getattr(codec, "detail_for", None) is None or not isinstance(draws, SeedNoise) or conditions.label_b is not None:
         return None
-    return codec_detail(conditions.label, seeds=draws.dealing(), batch=batch)
+    seeds = draws.dealing()
+    flutter = None if conditions.rms else codec.detail_for(conditions.label, seeds=seeds, batch=batch)
+    tone = codec.tone_for(conditions.label, seeds=seeds, batch=batch)
+    return None if flutter is None and tone is None else ClipDetail(flutter, tone)
 
 
 def level_lift(model: LoadedModel, conditions: Conditions, soft_hits: bool = False) -> tuple[Conditions, float]:
@@ -222,14 +241,14 @@ def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
 @torch.no_grad()
 def decode(model: LoadedModel, latent: torch.Tensor, envelope: torch.Tensor | None, samples: int,
            conditions: Conditions | None = None, soft_hits: bool = False, width: float = 1.0,
-           detail: torch.Tensor | None = None) -> torch.Tensor:
+           detail: ClipDetail | None = None) -> torch.Tensor:
     """``(B, C, samples)`` float32 CPU audio of the latents (not yet finished: see ``studio.finish``),
-    fluttering by ``detail`` (:func:`detail_for`), turned down by the dB :func:`sample` lifted a
+    with the flutter and tone of ``detail`` (:func:`detail_for`), turned down by the dB :func:`sample` lifted a
     quiet curve by for the same ``conditions``, its low bands held to its label's ceilings
     (:func:`low_ceiling`), at the stereo ``width`` (:func:`engine.dsp.stereo_width`; 1: as the codec
     decodes it)."""
     decoded = model.codec.decode(latent.float(), envelope) if detail is None else \
-        model.codec.decode(latent.float(), envelope, detail)
+        model.codec.decode(latent.float(), envelope, detail.flutter, detail.tone)
     audio = decoded[..., :samples].float().cpu()
     lift = level_lift(model, conditions, soft_hits)[1] if conditions is not None else 0.0
     audio = audio * 10.0 ** (-lift / 20.0) if lift else audio

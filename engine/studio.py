@@ -514,12 +514,12 @@ class Studio:
         reference, strength = None, 1.0
         # the codec's loudness envelope (waveform models): drawn from the starting noise, or the reference's own
         envelope = pipeline.envelope_for(model, conditions, noises, draws)
-        detail = pipeline.detail_for(model, conditions, draws, request.count)  # the dealt clips' flutter
+        detail = pipeline.detail_for(model, conditions, draws, request.count)  # the dealt clips' flutter and tone
         # "more like this" under strength 1 starts from its reference noised, as the noise variation does
         if request.reference and (request.variation != "semantic" or request.strength < 1.0):
             reference, reference_envelope = self._reference_latent(model, request.reference, request.count, samples,
                                                                    frames, conditions)
-            if reference_envelope is not None:  # the reference's own envelope: no dealt clip's flutter
+            if reference_envelope is not None:  # the reference's own envelope: no dealt clip's flutter or tone
                 envelope, detail = reference_envelope, None
             if request.variation == "invert":
                 sampler = INVERSION_SAMPLER[manifest.get("objective", "v_cosine")]

@@ -353,6 +353,93 @@ def test_a_dealt_clip_brings_its_flutter_between_the_knots(tmp_path, tiny_models
                                                                         for e in prior["kernel"]]))
 
 
+def test_a_dealt_clip_brings_its_tone_inside_the_bands(tmp_path, tiny_models, wav_folder):
+    """``--envelope-tone hat`` (with its kernel): the refit stores each hat's tone inside the bands,
+    in the kernel's order; a seed deals the same clip's tone as its envelope (a morph blends the
+    two seeds'), and decoding filters the sound to it; a drawn loudness curve keeps the tone (it
+    drops only the flutter), a hybrid and a noise without seeds take none; every other label, the
+    stored envelopes and flutter and the network are the refit's without it; a tone without a
+    kernel is refused."""
+    from engine import pipeline
+    from engine.conditions import Conditions
+    from engine.nets import tone
+    from engine.nets.pqmf import BandCodec
+    from engine.seeds import SeedNoise, deal
+    from engine.train import common
+    folder, plain = refit_beside_plain(tmp_path, tiny_models, wav_folder, "tone", "--envelope-kernel", "hat=0",
+                                       "--envelope-detail", "hat", "--envelope-tone", "hat",
+                                       envelope_kernels={"hat": 0.0}, envelope_details=["hat"])
+    manifest = read_manifest(folder)
+    labels = manifest["labels"]
+    hat = labels.index("hat")
+    prior = manifest["codec"]["args"]["envelope_prior"]
+    assert prior["kernel"][hat] == {"width": 0.0, "clips": 6, "detail": True, "tone": True}
+    assert prior["tone_points"] == tone.TONE_POINTS
+    assert "and their tone inside the bands" in manifest["training"]["sessions"][-1]["note"]
+    for prefix in ("", "codec."):  # the network, and the refit's envelopes and flutter, unchanged
+        before, after = read_weights(plain, prefix), read_weights(folder, prefix)
+        assert set(after) - set(before) == ({"prior_tones"} if prefix else set())
+        assert all(torch.equal(before[k], after[k]) for k in before)
+    model = load_model(folder)
+    codec = model.codec
+
+    # stored in the kernel's order: the tone of the clip whose envelope sits at the same place
+    dataset = common.open_dataset(str(wav_folder), None)
+    model_labels = common.label_map(dataset.label_names, labels, len(labels))[dataset.labels]
+    audio = dataset.audio[model_labels == hat].float()
+    stored, tones = codec.prior_clips[codec.kernel_slices[hat]], codec.prior_tones[codec.kernel_slices[hat]]
+    order = torch.cdist(stored.flatten(1), codec.measure_envelopes(audio).flatten(1)).argmin(dim=1)
+    torch.testing.assert_close(tones, tone.clip_tones(audio, codec.bands)[order])
+    assert float(tones.abs().max()) > 1.0
+
+    frames = codec.latent_length(manifest["length"])
+    draws = SeedNoise(list(range(100, 106)), (codec.latent_channels, frames))
+    dealt = [deal(seed, 6) for seed in range(100, 106)]
+    hats = codec.tone_for(torch.tensor([hat]), seeds=draws.dealing(), batch=6)
+    assert torch.equal(hats, tones[dealt])
+    assert codec.tone_for(torch.tensor([hat]), seeds=None, batch=6) is None
+    assert codec.tone_for(torch.tensor([labels.index("kick")]), seeds=draws.dealing(), batch=6) is None
+    morphing = SeedNoise(list(range(100, 106)), (codec.latent_channels, frames), list(range(200, 206)), 0.25)
+    torch.testing.assert_close(codec.tone_for(torch.tensor([hat]), seeds=morphing.dealing(), batch=6),
+                               0.75 * tones[dealt] + 0.25 * tones[[deal(seed, 6) for seed in range(200, 206)]])
+
+    # decoding: the sound the envelope and flutter give, filtered to the dealt clip's tone
+    latent = torch.randn(6, codec.latent_channels, frames)
+    drawn = codec.envelope_for(torch.tensor([hat]), noise=draws(), seeds=draws.dealing())
+    flutter = codec.detail_for(torch.tensor([hat]), seeds=draws.dealing(), batch=6)
+    torch.testing.assert_close(codec.decode(latent, drawn, flutter, hats),
+                               tone.apply_tone(codec.decode(latent, drawn, flutter), hats, codec.bands))
+    both = pipeline.detail_for(model, Conditions(label=hat), draws, 6)
+    assert torch.equal(both.flutter, flutter) and torch.equal(both.tone, hats)
+    assert torch.equal(both[:1].tone, hats[:1]) and torch.equal(both[:1].flutter, flutter[:1])
+    curved = pipeline.detail_for(model, Conditions(label=hat, rms=[(0, -6.0), (200, -30.0)]), draws, 6)
+    assert curved.flutter is None and torch.equal(curved.tone, hats)
+    assert pipeline.detail_for(model, Conditions(label=hat, label_b=0, label_mix=0.5), draws, 6) is None
+    assert pipeline.detail_for(model, Conditions(label=hat), None, 6) is None
+
+    # the studio: a hat takes its tone, on a drawn curve too; a kick is the refit's without it
+    studio = Studio(roots=[tmp_path / "tone", tmp_path / "plain"], device="cpu")
+
+    def sound(where, **fields):
+        return studio.render(GenerationRequest(model=str(where), steps=2, seed=5, **fields)).sounds[0].audio
+
+    for fields in (dict(label="hat"), dict(label="hat", rms=[(0, -6.0), (150, -40.0)])):
+        assert not torch.equal(sound(folder, **fields), sound(plain, **fields))
+    torch.testing.assert_close(sound(folder, label="kick"), sound(plain, label="kick"), atol=0, rtol=0)
+
+    for options, message in ((("--envelope-tone", "hat"), "an --envelope-kernel too"),
+                             (("--envelope-kernel", "hat=0", "--envelope-tone", "tom"), "names \\['tom'\\]")):
+        refused = cli_in_process("train", "prior", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder),
+                                 "--run-dir", str(tmp_path / "bad"), *options)
+        assert refused.returncode == 2 and __import__("re").search(message, refused.stderr), refused.stderr
+    refused = cli_in_process("train", "wave", "--data", str(wav_folder), "--run-dir", str(tmp_path / "wave"),
+                             "--envelope-tone", "hat")
+    assert refused.returncode == 2 and "for train prior" in refused.stderr
+    with pytest.raises(ValueError, match="envelope_prior.kernel"):
+        BandCodec(bands=codec.bands, envelope_prior=dict(prior, kernel=[dict(e, tone=1) if e else e
+                                                                        for e in prior["kernel"]]))
+
+
 def test_the_shipped_snares_and_hats_morph_smoothly_between_two_seeds_clips():
     """`drums-3step` (the Sound names) draws snares and hats from their clips' own envelopes, dealt by
     seed. A seed morph moves smoothly from one seed's envelope to the other's: no tenth of the way

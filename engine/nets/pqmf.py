@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 from scipy.signal import firwin
 
-from . import envelope
+from . import envelope, tone
 from ..seeds import deal
 
 
@@ -146,10 +146,14 @@ class BandCodec(torch.nn.Module):
                 self.kernel_slices = kernel_slices(self.row_kernels, rows)
                 total = sum(piece.stop - piece.start for piece in self.kernel_slices if piece is not None)
                 self.register_buffer("prior_clips", torch.zeros(total, bands, knots))
-                # a kernel row with "detail": its clips' flutter between the knots too (envelope.clip_details)
+                # a kernel row with "detail": its clips' flutter between the knots too (envelope.clip_details);
+                # with "tone": their tone inside each band (tone.clip_tones)
                 if any(entry is not None and entry.get("detail") for entry in self.row_kernels):
                     points = int(envelope_prior.get("detail_points", envelope.DETAIL_POINTS))
                     self.register_buffer("prior_details", torch.zeros(total, bands, points))
+                if any(entry is not None and entry.get("tone") for entry in self.row_kernels):
+                    points = int(envelope_prior.get("tone_points", tone.TONE_POINTS))
+                    self.register_buffer("prior_tones", torch.zeros(total, bands, points))
             self.stored_with_model = True
         self._weights: dict[int, torch.Tensor] = {}
 
@@ -180,15 +184,21 @@ class BandCodec(torch.nn.Module):
 
     @torch.no_grad()
     def set_kernel_clips(self, row_clips: dict[int, torch.Tensor],
-                         row_details: dict[int, torch.Tensor] | None = None) -> None:
+                         row_details: dict[int, torch.Tensor] | None = None,
+                         row_tones: dict[int, torch.Tensor] | None = None) -> None:
         """Store each kernel row's clip envelopes ``{row: (N, bands, K)}``, N as the manifest says,
-        in :func:`envelope.kernel_order`, and for a row with detail its clips' details ``{row: (N,
-        bands, points)}`` (:func:`envelope.clip_details`) in the same order."""
+        in :func:`envelope.kernel_order`; for a row with detail its clips' details ``{row: (N,
+        bands, points)}`` (:func:`envelope.clip_details`), and for a row with tone their tones
+        (:func:`tone.clip_tones`), in the same order."""
         if self.row_kernels is None or sorted(row_clips) != [r for r, p in enumerate(self.kernel_slices) if p is not None]:
             raise ValueError("clip envelopes are stored for the prior's kernel rows, each once")
-        detailed = sorted(r for r, entry in enumerate(self.row_kernels) if entry is not None and entry.get("detail"))
-        if sorted(row_details or {}) != detailed:
-            raise ValueError(f"clip details are stored for the kernel rows with detail ({detailed}), each once")
+        extras = []   # (flag, buffer, {row: values}) for each kind of per-clip extra the rows ask for
+        for flag, name, given in (("detail", "prior_details", row_details), ("tone", "prior_tones", row_tones)):
+            flagged = sorted(r for r, entry in enumerate(self.row_kernels) if entry is not None and entry.get(flag))
+            if sorted(given or {}) != flagged:
+                raise ValueError(f"clip {flag}s are stored for the kernel rows with {flag} ({flagged}), each once")
+            if flagged:
+                extras.append((flag, getattr(self, name), given))
         for row, clips in row_clips.items():
             piece = self.kernel_slices[row]
             if tuple(clips.shape) != (piece.stop - piece.start, *self.prior_clips.shape[1:]) or \
@@ -197,13 +207,14 @@ class BandCodec(torch.nn.Module):
                                  f"{tuple(self.prior_clips.shape[1:])}, got {tuple(clips.shape)}")
             order = envelope.kernel_order(clips)
             self.prior_clips[piece] = clips[order].to(self.prior_clips)
-            if row in detailed:
-                details = row_details[row]
-                if tuple(details.shape) != (clips.shape[0], *self.prior_details.shape[1:]) or \
-                        not bool(torch.isfinite(details).all()):
-                    raise ValueError(f"row {row} stores {clips.shape[0]} finite clip details shaped "
-                                     f"{tuple(self.prior_details.shape[1:])}, got {tuple(details.shape)}")
-                self.prior_details[piece] = details[order].to(self.prior_details)
+            for flag, buffer, given in extras:
+                if row not in given:
+                    continue
+                values = given[row]
+                if tuple(values.shape) != (clips.shape[0], *buffer.shape[1:]) or not bool(torch.isfinite(values).all()):
+                    raise ValueError(f"row {row} stores {clips.shape[0]} finite clip {flag}s shaped "
+                                     f"{tuple(buffer.shape[1:])}, got {tuple(values.shape)}")
+                buffer[piece] = values[order].to(buffer)
 
     def _band_power(self, audio: torch.Tensor) -> torch.Tensor:
         """``(B, M, frames)`` power of each band of ``audio`` (B, C, N) over its channels, relative to the band scale."""
@@ -219,6 +230,11 @@ class BandCodec(torch.nn.Module):
     def measure_details(self, audio: torch.Tensor) -> torch.Tensor:
         """``(B, M, points)`` dB flutter of each clip between its envelope's knots (:func:`envelope.clip_details`)."""
         return envelope.clip_details(self._band_power(audio), self.envelope_knots, self.prior_details.shape[-1])
+
+    @torch.no_grad()
+    def measure_tones(self, audio: torch.Tensor) -> torch.Tensor:
+        """``(B, M, points)`` dB tone of each clip inside each band (:func:`tone.clip_tones`)."""
+        return tone.clip_tones(audio, self.bands, self.prior_tones.shape[-1])
 
     def latent_length(self, samples: int) -> int:
         return samples // self.bands
@@ -271,20 +287,33 @@ class BandCodec(torch.nn.Module):
         the knots of the clip each sound's seed deals (``seeds`` as :meth:`envelope_for` takes
         them; a morph blends the two seeds' clips' details), 0 for the other sounds; ``None`` when
         no sound of the batch has any (no seeds, or no such row). :meth:`decode` applies it."""
-        if seeds is None or getattr(self, "prior_details", None) is None:
+        return self._dealt(getattr(self, "prior_details", None), "detail", labels, seeds, batch)
+
+    @torch.no_grad()
+    def tone_for(self, labels=None, *, seeds: tuple | None = None, batch: int = 1) -> torch.Tensor | None:
+        """``(B, M, points)`` dB: for the sounds of a kernel row with tone, the tone inside each
+        band of the clip each sound's seed deals, as :meth:`detail_for` deals the flutter.
+        :meth:`decode` applies it."""
+        return self._dealt(getattr(self, "prior_tones", None), "tone", labels, seeds, batch)
+
+    def _dealt(self, stored: torch.Tensor | None, flag: str, labels, seeds: tuple | None,
+               batch: int) -> torch.Tensor | None:
+        """What ``stored`` (a per-clip buffer in the kernel's order) holds for the clips the seeds
+        deal, for the sounds of the kernel rows marked ``flag``; 0 elsewhere; ``None`` when none."""
+        if seeds is None or stored is None:
             return None
         rows = self._rows(labels, batch, self.prior_mean.shape[0])
-        details = torch.zeros(batch, *self.prior_details.shape[1:])
+        dealt = torch.zeros(batch, *stored.shape[1:])
         found = False
         for row, piece in enumerate(self.kernel_slices):
             chosen = torch.nonzero(rows == row).flatten()
-            if piece is None or len(chosen) == 0 or not self.row_kernels[row].get("detail"):
+            if piece is None or len(chosen) == 0 or not self.row_kernels[row].get(flag):
                 continue
             picks, picks_b, share = dealt_clips(seeds, chosen.tolist(), piece.stop - piece.start)
-            stored = self.prior_details[piece].cpu()
-            details[chosen] = stored[picks] if picks_b is None else (1.0 - share) * stored[picks] + share * stored[picks_b]
+            kept = stored[piece].cpu()
+            dealt[chosen] = kept[picks] if picks_b is None else (1.0 - share) * kept[picks] + share * kept[picks_b]
             found = True
-        return details if found else None
+        return dealt if found else None
 
     def follow_loudness(self, envelope_db: torch.Tensor, points, sample_rate: int) -> torch.Tensor:
         """``envelope_db`` ``(B, M, K)`` moved so that the sound's RMS follows a drawn loudness
@@ -329,14 +358,16 @@ class BandCodec(torch.nn.Module):
         return bands / self._gain(envelope_db, bands.shape[-1], bands).to(bands.dtype)
 
     def decode(self, latent: torch.Tensor, envelope_db: torch.Tensor | None = None,
-               detail_db: torch.Tensor | None = None) -> torch.Tensor:
+               detail_db: torch.Tensor | None = None, tone_db: torch.Tensor | None = None) -> torch.Tensor:
         """Audio of ``latent`` at the band gains of ``envelope_db``, fluttering by ``detail_db``
-        (:meth:`detail_for`; ``None``: the envelope alone)."""
+        (:meth:`detail_for`; ``None``: the envelope alone), and filtered to the tone ``tone_db``
+        (:meth:`tone_for`; ``None``: the network's own)."""
         gain = self._gain(envelope_db, latent.shape[-1], latent)
         if detail_db is not None:
             flutter = envelope.detail_gain(detail_db.float().cpu(), latent.shape[-1])
             gain = gain * flutter.repeat(1, self.channels, 1).to(gain)
-        return self.pqmf.synthesis(latent * gain.to(latent.dtype))
+        audio = self.pqmf.synthesis(latent * gain.to(latent.dtype))
+        return audio if tone_db is None else tone.apply_tone(audio, tone_db, self.bands)
 
 
 MAX_KERNEL_WIDTH = 3.0  # as MAX_ENVELOPE_SPREAD: a clip moved further than this is no longer its kind
@@ -352,12 +383,12 @@ def kernel_slices(kernels: list, rows: int) -> list[slice | None]:
         width, clips = (entry.get("width"), entry.get("clips")) if isinstance(entry, dict) else (None, None)
         return (isinstance(width, (int, float)) and not isinstance(width, bool) and 0.0 <= width <= MAX_KERNEL_WIDTH
                 and isinstance(clips, int) and not isinstance(clips, bool) and clips >= 1
-                and isinstance(entry.get("detail", False), bool)
-                and not set(entry) - {"width", "clips", "detail"})
+                and isinstance(entry.get("detail", False), bool) and isinstance(entry.get("tone", False), bool)
+                and not set(entry) - {"width", "clips", "detail", "tone"})
     if not isinstance(kernels, list) or len(kernels) != rows or not all(valid(entry) for entry in kernels):
         raise ValueError(f"envelope_prior.kernel must give {rows} rows, each null or {{\"width\": 0-"
-                         f"{MAX_KERNEL_WIDTH:g}, \"clips\": a count of 1 or more, \"detail\": true or false "
-                         f"(optional)}}, got {kernels}")
+                         f"{MAX_KERNEL_WIDTH:g}, \"clips\": a count of 1 or more, \"detail\" and \"tone\": true or "
+                         f"false (optional)}}, got {kernels}")
     slices, start = [], 0
     for entry in kernels:
         slices.append(None if entry is None else slice(start, start + entry["clips"]))
@@ -393,12 +424,15 @@ def fit_envelope_prior(codec: BandCodec, audio: torch.Tensor, labels: torch.Tens
     """Fill ``codec``'s per-clip envelope prior from labelled clips (B, C, N) (labels: the model's indices)."""
     # each chunk's band power once: the envelopes and, for kernel rows with detail, the flutter from it
     flutters = getattr(codec, "prior_details", None) is not None
-    envelopes, details = [], []
+    tones = getattr(codec, "prior_tones", None) is not None
+    envelopes, details, clip_tones = [], [], []
     for i in range(0, audio.shape[0], chunk):
         power = codec._band_power(audio[i:i + chunk])
         envelopes.append(envelope.clip_envelopes(power, codec.envelope_knots))
         if flutters:
             details.append(envelope.clip_details(power, codec.envelope_knots, codec.prior_details.shape[-1]))
+        if tones:
+            clip_tones.append(codec.measure_tones(audio[i:i + chunk]))
     envelopes = torch.cat(envelopes)
     rows, clusters = codec.prior_weights.shape
     means, bases, weights = envelope.fit_prior(envelopes, labels.cpu(), rows - 1, clusters, codec.components,
@@ -408,10 +442,12 @@ def fit_envelope_prior(codec: BandCodec, audio: torch.Tensor, labels: torch.Tens
         bases = bases * torch.tensor([float(v) for v in spreads]).reshape(-1, 1, 1, 1, 1)
     codec.set_prior(means, bases, weights)
     if getattr(codec, "row_kernels", None) is not None:
-        details = torch.cat(details) if flutters else None
+        def per_row(values: list, flag: str) -> dict[int, torch.Tensor] | None:
+            if not values:
+                return None
+            values = torch.cat(values)
+            return {row: values[labels.cpu() == row] for row, entry in enumerate(codec.row_kernels)
+                    if entry is not None and entry.get(flag)}
         codec.set_kernel_clips({row: envelopes[labels.cpu() == row] for row, piece in enumerate(codec.kernel_slices)
-                                if piece is not None},
-                               None if details is None else
-                               {row: details[labels.cpu() == row] for row, entry in enumerate(codec.row_kernels)
-                                if entry is not None and entry.get("detail")})
+                                if piece is not None}, per_row(details, "detail"), per_row(clip_tones, "tone"))
 

@@ -39,6 +39,7 @@ class PriorConfig:
     reattack_quantiles: dict[str, float] | None = None   # {label: q}: its drawn second hits held to its clips' q
     envelope_kernels: dict[str, float] | None = None     # {label: width}: drawn from its clips' own envelopes
     envelope_details: list[str] | None = None            # labels (each with a kernel) that take their clips' flutter too
+    envelope_tones: list[str] | None = None              # labels (each with a kernel) that take their clips' tone too
     categories: list[str] | None = None
 
 
@@ -79,6 +80,7 @@ def refit_prior(config: PriorConfig) -> Path:
                            for label, q in (config.reattack_quantiles or {}).items())
                  + "".join(f", {label} drawn from its {counts[label]} clips' envelopes moved {w:g} along its directions"
                            + (" with their flutter between the knots" if label in (config.envelope_details or []) else "")
+                           + (" and their tone inside the bands" if label in (config.envelope_tones or []) else "")
                            for label, w in (config.envelope_kernels or {}).items())
                  + " (network unchanged)"})
     network = load_model(config.init).network

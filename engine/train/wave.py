@@ -25,6 +25,7 @@ from ..models import load_codec
 from ..nets import build_codec, build_network
 from ..nets.envelope import DETAIL_POINTS, knot_frames
 from ..nets.pqmf import MAX_ENVELOPE_SPREAD, MAX_KERNEL_WIDTH, fit_envelope_prior, measure_band_scale
+from ..nets.tone import TONE_POINTS
 from ..seeds import seeded_init
 from . import common, loop
 
@@ -152,7 +153,8 @@ def envelope_arguments(config, length: int, labels: list[str], counts: dict[str,
     clips in the data set) draws that label from its clips' own envelopes, moved ``w`` times along
     its directions (:func:`engine.nets.envelope.draw_from_kernel`); ``config.envelope_details``
     (labels, each with a kernel) stores those clips' flutter between the knots as well, which the
-    codec plays on a dealt sound (:func:`engine.nets.envelope.clip_details`)."""
+    codec plays on a dealt sound (:func:`engine.nets.envelope.clip_details`), and
+    ``config.envelope_tones`` their tone inside each band (:func:`engine.nets.tone.clip_tones`)."""
     prior = {"knots": knot_frames(length // 32), "rows": len(labels) + 1,
              "clusters": config.envelope_clusters, "components": config.envelope_components}
     shapes = config.envelope_shapes
@@ -171,12 +173,14 @@ def envelope_arguments(config, length: int, labels: list[str], counts: dict[str,
         prior["row_spreads"] = [float(spreads.get(label, 1.0)) for label in labels] + [1.0]
     kernels = getattr(config, "envelope_kernels", None)
     detailed = list(getattr(config, "envelope_details", None) or [])
-    if detailed:
-        check_named_labels("--envelope-detail", detailed, labels)
-        loose = sorted(set(detailed) - set(kernels or {}))
-        if loose:
-            raise InvalidRequestError(f"--envelope-detail takes the flutter of the clips a label is dealt: give "
-                                      f"{loose} an --envelope-kernel too")
+    toned = list(getattr(config, "envelope_tones", None) or [])
+    for option, named, what in (("--envelope-detail", detailed, "flutter"), ("--envelope-tone", toned, "tone")):
+        if named:
+            check_named_labels(option, named, labels)
+            loose = sorted(set(named) - set(kernels or {}))
+            if loose:
+                raise InvalidRequestError(f"{option} takes the {what} of the clips a label is dealt: give "
+                                          f"{loose} an --envelope-kernel too")
     if kernels:
         check_named_labels("--envelope-kernel", kernels, labels)
         if any(isinstance(v, bool) or not 0.0 <= float(v) <= MAX_KERNEL_WIDTH for v in kernels.values()):
@@ -185,10 +189,13 @@ def envelope_arguments(config, length: int, labels: list[str], counts: dict[str,
         if empty:
             raise InvalidRequestError(f"the data set holds no clips of {empty} to draw their envelopes from")
         prior["kernel"] = [{"width": float(kernels[label]), "clips": int(counts[label]),
-                            **({"detail": True} if label in detailed else {})} if label in kernels else None
+                            **({"detail": True} if label in detailed else {}),
+                            **({"tone": True} if label in toned else {})} if label in kernels else None
                            for label in labels] + [None]
         if detailed:
             prior["detail_points"] = DETAIL_POINTS
+        if toned:
+            prior["tone_points"] = TONE_POINTS
     return {"envelope_prior": prior}
 
 
