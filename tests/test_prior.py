@@ -268,6 +268,64 @@ def test_a_category_can_draw_from_its_clips_own_envelopes_dealt_by_seed(tmp_path
             BandCodec(bands=codec.bands, envelope_prior=dict(prior, kernel=damaged))
 
 
+def refuses_a_kernel_extra(tmp_path, tiny_models, wav_folder, option: str, bands: int, prior: dict,
+                           **damaged) -> None:
+    """Checks that ``train prior OPTION`` is refused without a kernel for its label and for a label
+    the model lacks, that ``train wave`` refuses it, and that a codec refuses a manifest whose
+    kernel rows carry ``damaged``."""
+    from engine.nets.pqmf import BandCodec
+    for options, message in (((option, "hat"), "an --envelope-kernel too"),
+                             (("--envelope-kernel", "hat=0", option, "tom"), "names \\['tom'\\]")):
+        refused = cli_in_process("train", "prior", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder),
+                                 "--run-dir", str(tmp_path / "bad"), *options)
+        assert refused.returncode == 2 and __import__("re").search(message, refused.stderr), refused.stderr
+    refused = cli_in_process("train", "wave", "--data", str(wav_folder), "--run-dir", str(tmp_path / "wave"),
+                             option, "hat")
+    assert refused.returncode == 2 and "for train prior" in refused.stderr
+    with pytest.raises(ValueError, match="envelope_prior.kernel"):
+        BandCodec(bands=bands, envelope_prior=dict(prior, kernel=[dict(e, **damaged) if e else e
+                                                                  for e in prior["kernel"]]))
+
+
+def adds_only(plain, folder, buffer: str) -> None:
+    """Checks that ``folder``'s weights are ``plain``'s, the network's and the codec's, with the
+    codec's ``buffer`` added."""
+    for prefix in ("", "codec."):
+        before, after = read_weights(plain, prefix), read_weights(folder, prefix)
+        assert set(after) - set(before) == ({buffer} if prefix else set())
+        assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def kernel_clips_in_order(codec, wav_folder, labels: list[str], label: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The data set's clips of ``label`` and, for each stored kernel row, which of them it is (the
+    clip whose envelope sits there): ``(audio, order)``."""
+    from engine.train import common
+    dataset = common.open_dataset(str(wav_folder), None)
+    model_labels = common.label_map(dataset.label_names, labels, len(labels))[dataset.labels]
+    audio = dataset.audio[model_labels == label].float()
+    stored = codec.prior_clips[codec.kernel_slices[label]]
+    return audio, torch.cdist(stored.flatten(1), codec.measure_envelopes(audio).flatten(1)).argmin(dim=1)
+
+
+def dealt_like_the_envelope(codec, deal_for, stored: torch.Tensor, label: int, other: int, length: int):
+    """Checks that ``deal_for`` (the codec's ``detail_for`` or ``tone_for``) gives six seeds'
+    sounds of ``label`` the rows of ``stored`` of the clips those seeds deal, none without seeds or
+    for ``other`` (a label without them), and a morph the two seeds' rows blended; returns
+    ``(the seeds' noise, what they were dealt)``."""
+    from engine.seeds import SeedNoise, deal
+    frames = codec.latent_length(length)
+    draws = SeedNoise(list(range(100, 106)), (codec.latent_channels, frames))
+    dealt = [deal(seed, 6) for seed in range(100, 106)]
+    given = deal_for(torch.tensor([label]), seeds=draws.dealing(), batch=6)
+    assert torch.equal(given, stored[dealt])
+    assert deal_for(torch.tensor([label]), seeds=None, batch=6) is None
+    assert deal_for(torch.tensor([other]), seeds=draws.dealing(), batch=6) is None
+    morphing = SeedNoise(list(range(100, 106)), (codec.latent_channels, frames), list(range(200, 206)), 0.25)
+    torch.testing.assert_close(deal_for(torch.tensor([label]), seeds=morphing.dealing(), batch=6),
+                               0.75 * stored[dealt] + 0.25 * stored[[deal(seed, 6) for seed in range(200, 206)]])
+    return draws, given
+
+
 def test_a_dealt_clip_brings_its_flutter_between_the_knots(tmp_path, tiny_models, wav_folder):
     """``--envelope-detail hat`` (with its kernel): the refit stores each hat's flutter between the
     envelope's knots, in the kernel's order; a seed deals the same clip's flutter as its envelope
@@ -277,9 +335,6 @@ def test_a_dealt_clip_brings_its_flutter_between_the_knots(tmp_path, tiny_models
     from engine import pipeline
     from engine.conditions import Conditions
     from engine.nets import envelope
-    from engine.nets.pqmf import BandCodec
-    from engine.seeds import SeedNoise, deal
-    from engine.train import common
     folder, plain = refit_beside_plain(tmp_path, tiny_models, wav_folder, "detail", "--envelope-kernel", "hat=0",
                                        "--envelope-detail", "hat", envelope_kernels={"hat": 0.0})
     manifest = read_manifest(folder)
@@ -289,33 +344,19 @@ def test_a_dealt_clip_brings_its_flutter_between_the_knots(tmp_path, tiny_models
     assert prior["kernel"][hat] == {"width": 0.0, "clips": 6, "detail": True}
     assert prior["detail_points"] == envelope.DETAIL_POINTS
     assert "with their flutter between the knots" in manifest["training"]["sessions"][-1]["note"]
-    for prefix in ("", "codec."):  # the network, and the kernel refit's envelopes, unchanged
-        before, after = read_weights(plain, prefix), read_weights(folder, prefix)
-        assert set(after) - set(before) == ({"prior_details"} if prefix else set())
-        assert all(torch.equal(before[k], after[k]) for k in before)
+    adds_only(plain, folder, "prior_details")  # the network, and the kernel refit's envelopes, unchanged
     model = load_model(folder)
     codec = model.codec
 
     # stored in the kernel's order: the flutter of the clip whose envelope sits at the same place
-    dataset = common.open_dataset(str(wav_folder), None)
-    model_labels = common.label_map(dataset.label_names, labels, len(labels))[dataset.labels]
-    audio = dataset.audio[model_labels == hat].float()
-    measured, flutter = codec.measure_envelopes(audio), codec.measure_details(audio)
-    stored, details = codec.prior_clips[codec.kernel_slices[hat]], codec.prior_details[codec.kernel_slices[hat]]
-    order = torch.cdist(stored.flatten(1), measured.flatten(1)).argmin(dim=1)
-    torch.testing.assert_close(details, flutter[order])
+    audio, order = kernel_clips_in_order(codec, wav_folder, labels, hat)
+    details = codec.prior_details[codec.kernel_slices[hat]]
+    torch.testing.assert_close(details, codec.measure_details(audio)[order])
     assert float(details.abs().max()) > 0.5 and float(details.min()) >= -12 and float(details.max()) <= 6
 
+    draws, hats = dealt_like_the_envelope(codec, codec.detail_for, details, hat, labels.index("kick"),
+                                          manifest["length"])
     frames = codec.latent_length(manifest["length"])
-    draws = SeedNoise(list(range(100, 106)), (codec.latent_channels, frames))
-    dealt = [deal(seed, 6) for seed in range(100, 106)]
-    hats = codec.detail_for(torch.tensor([hat]), seeds=draws.dealing(), batch=6)
-    assert torch.equal(hats, details[dealt])
-    assert codec.detail_for(torch.tensor([hat]), seeds=None, batch=6) is None
-    assert codec.detail_for(torch.tensor([labels.index("kick")]), seeds=draws.dealing(), batch=6) is None
-    morphing = SeedNoise(list(range(100, 106)), (codec.latent_channels, frames), list(range(200, 206)), 0.25)
-    torch.testing.assert_close(codec.detail_for(torch.tensor([hat]), seeds=morphing.dealing(), batch=6),
-                               0.75 * details[dealt] + 0.25 * details[[deal(seed, 6) for seed in range(200, 206)]])
 
     # decoding: the envelope's gains times the flutter's, linear between the points
     latent = torch.randn(6, codec.latent_channels, frames)
@@ -340,17 +381,7 @@ def test_a_dealt_clip_brings_its_flutter_between_the_knots(tmp_path, tiny_models
     for fields in (dict(label="kick"), dict(label="hat", rms=[(0, -6.0), (150, -40.0)])):
         torch.testing.assert_close(sound(folder, **fields), sound(plain, **fields), atol=0, rtol=0)
 
-    for options, message in ((("--envelope-detail", "hat"), "an --envelope-kernel too"),
-                             (("--envelope-kernel", "hat=0", "--envelope-detail", "tom"), "names \\['tom'\\]")):
-        refused = cli_in_process("train", "prior", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder),
-                                 "--run-dir", str(tmp_path / "bad"), *options)
-        assert refused.returncode == 2 and __import__("re").search(message, refused.stderr), refused.stderr
-    refused = cli_in_process("train", "wave", "--data", str(wav_folder), "--run-dir", str(tmp_path / "wave"),
-                             "--envelope-detail", "hat")
-    assert refused.returncode == 2 and "for train prior" in refused.stderr
-    with pytest.raises(ValueError, match="envelope_prior.kernel"):
-        BandCodec(bands=codec.bands, envelope_prior=dict(prior, kernel=[dict(e, detail="yes") if e else e
-                                                                        for e in prior["kernel"]]))
+    refuses_a_kernel_extra(tmp_path, tiny_models, wav_folder, "--envelope-detail", codec.bands, prior, detail="yes")
 
 
 def test_a_dealt_clip_brings_its_tone_inside_the_bands(tmp_path, tiny_models, wav_folder):
@@ -363,9 +394,6 @@ def test_a_dealt_clip_brings_its_tone_inside_the_bands(tmp_path, tiny_models, wa
     from engine import pipeline
     from engine.conditions import Conditions
     from engine.nets import tone
-    from engine.nets.pqmf import BandCodec
-    from engine.seeds import SeedNoise, deal
-    from engine.train import common
     folder, plain = refit_beside_plain(tmp_path, tiny_models, wav_folder, "tone", "--envelope-kernel", "hat=0",
                                        "--envelope-detail", "hat", "--envelope-tone", "hat",
                                        envelope_kernels={"hat": 0.0}, envelope_details=["hat"])
@@ -376,32 +404,18 @@ def test_a_dealt_clip_brings_its_tone_inside_the_bands(tmp_path, tiny_models, wa
     assert prior["kernel"][hat] == {"width": 0.0, "clips": 6, "detail": True, "tone": True}
     assert prior["tone_points"] == tone.TONE_POINTS
     assert "and their tone inside the bands" in manifest["training"]["sessions"][-1]["note"]
-    for prefix in ("", "codec."):  # the network, and the refit's envelopes and flutter, unchanged
-        before, after = read_weights(plain, prefix), read_weights(folder, prefix)
-        assert set(after) - set(before) == ({"prior_tones"} if prefix else set())
-        assert all(torch.equal(before[k], after[k]) for k in before)
+    adds_only(plain, folder, "prior_tones")  # the network, and the refit's envelopes and flutter, unchanged
     model = load_model(folder)
     codec = model.codec
 
     # stored in the kernel's order: the tone of the clip whose envelope sits at the same place
-    dataset = common.open_dataset(str(wav_folder), None)
-    model_labels = common.label_map(dataset.label_names, labels, len(labels))[dataset.labels]
-    audio = dataset.audio[model_labels == hat].float()
-    stored, tones = codec.prior_clips[codec.kernel_slices[hat]], codec.prior_tones[codec.kernel_slices[hat]]
-    order = torch.cdist(stored.flatten(1), codec.measure_envelopes(audio).flatten(1)).argmin(dim=1)
+    audio, order = kernel_clips_in_order(codec, wav_folder, labels, hat)
+    tones = codec.prior_tones[codec.kernel_slices[hat]]
     torch.testing.assert_close(tones, tone.clip_tones(audio, codec.bands)[order])
     assert float(tones.abs().max()) > 1.0
 
+    draws, hats = dealt_like_the_envelope(codec, codec.tone_for, tones, hat, labels.index("kick"), manifest["length"])
     frames = codec.latent_length(manifest["length"])
-    draws = SeedNoise(list(range(100, 106)), (codec.latent_channels, frames))
-    dealt = [deal(seed, 6) for seed in range(100, 106)]
-    hats = codec.tone_for(torch.tensor([hat]), seeds=draws.dealing(), batch=6)
-    assert torch.equal(hats, tones[dealt])
-    assert codec.tone_for(torch.tensor([hat]), seeds=None, batch=6) is None
-    assert codec.tone_for(torch.tensor([labels.index("kick")]), seeds=draws.dealing(), batch=6) is None
-    morphing = SeedNoise(list(range(100, 106)), (codec.latent_channels, frames), list(range(200, 206)), 0.25)
-    torch.testing.assert_close(codec.tone_for(torch.tensor([hat]), seeds=morphing.dealing(), batch=6),
-                               0.75 * tones[dealt] + 0.25 * tones[[deal(seed, 6) for seed in range(200, 206)]])
 
     # decoding: the sound the envelope and flutter give, filtered to the dealt clip's tone
     latent = torch.randn(6, codec.latent_channels, frames)
@@ -427,17 +441,7 @@ def test_a_dealt_clip_brings_its_tone_inside_the_bands(tmp_path, tiny_models, wa
         assert not torch.equal(sound(folder, **fields), sound(plain, **fields))
     torch.testing.assert_close(sound(folder, label="kick"), sound(plain, label="kick"), atol=0, rtol=0)
 
-    for options, message in ((("--envelope-tone", "hat"), "an --envelope-kernel too"),
-                             (("--envelope-kernel", "hat=0", "--envelope-tone", "tom"), "names \\['tom'\\]")):
-        refused = cli_in_process("train", "prior", "--init", str(tiny_models / "tiny"), "--data", str(wav_folder),
-                                 "--run-dir", str(tmp_path / "bad"), *options)
-        assert refused.returncode == 2 and __import__("re").search(message, refused.stderr), refused.stderr
-    refused = cli_in_process("train", "wave", "--data", str(wav_folder), "--run-dir", str(tmp_path / "wave"),
-                             "--envelope-tone", "hat")
-    assert refused.returncode == 2 and "for train prior" in refused.stderr
-    with pytest.raises(ValueError, match="envelope_prior.kernel"):
-        BandCodec(bands=codec.bands, envelope_prior=dict(prior, kernel=[dict(e, tone=1) if e else e
-                                                                        for e in prior["kernel"]]))
+    refuses_a_kernel_extra(tmp_path, tiny_models, wav_folder, "--envelope-tone", codec.bands, prior, tone=1)
 
 
 def test_the_shipped_snares_and_hats_morph_smoothly_between_two_seeds_clips():
