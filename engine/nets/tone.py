@@ -54,8 +54,9 @@ def apply_tone(audio: torch.Tensor, tones: torch.Tensor, bands: int) -> torch.Te
     shaped = tones.detach().float().cpu().flatten(1).abs().amax(dim=1) > 0
     if not bool(shaped.any()):
         return audio
-    batch, channels, length = audio.shape
-    picked = audio[shaped].float()
+    channels, length = audio.shape[1:]
+    on_device = shaped.to(audio.device)
+    picked = audio[on_device].float()
     spectrum = _stft(picked.reshape(-1, length), bands)
     curve = F.interpolate(tones[shaped].float().reshape(picked.shape[0], 1, -1).to(spectrum.device),
                           size=BINS_PER_BAND * bands, mode="linear", align_corners=False).squeeze(1)
@@ -65,5 +66,5 @@ def apply_tone(audio: torch.Tensor, tones: torch.Tensor, bands: int) -> torch.Te
     filtered = torch.istft(spectrum * gain, size, size // 4, window=torch.hann_window(size, device=audio.device),
                            length=length).reshape(picked.shape)
     out = audio.clone()
-    out[shaped] = filtered.to(audio.dtype)
+    out[on_device] = filtered.to(audio.dtype)
     return out
