@@ -445,8 +445,8 @@ def test_a_dealt_clip_brings_its_tone_inside_the_bands(tmp_path, tiny_models, wa
 
 
 def test_the_shipped_snares_and_hats_morph_smoothly_between_two_seeds_clips():
-    """`drums-3step` (the Sound names) draws snares and hats from their clips' own envelopes, dealt by
-    seed. A seed morph moves smoothly from one seed's envelope to the other's: no tenth of the way
+    """`drums-3step` (the Sound names) draws snares, hats, percussion and cymbals from their clips'
+    own envelopes, dealt by seed. A seed morph moves smoothly from one seed's envelope to the other's: no tenth of the way
     moves it more than a quarter of the whole way (picked off the slerped noise instead, a morph
     jumped through unrelated clips: one tenth moved it 0.95-1.6 times the whole way). Each end is its
     seed's own sound in the studio."""
@@ -457,9 +457,10 @@ def test_the_shipped_snares_and_hats_morph_smoothly_between_two_seeds_clips():
     model = load_model(ROOT / "checkpoints" / "drums-3step")
     codec, labels = model.codec, model.manifest["labels"]
     kernel = model.manifest["codec"]["args"]["envelope_prior"]["kernel"]
-    assert [labels[row] for row, entry in enumerate(kernel[:-1]) if entry] == ["snare", "hat"]
+    dealt = ["snare", "hat", "perc", "cymbal"]
+    assert [labels[row] for row, entry in enumerate(kernel[:-1]) if entry] == dealt
     frames = codec.latent_length(model.manifest["length"])
-    for label in ("snare", "hat"):
+    for label in dealt:
         for a, b in ((3, 4), (10, 500)):
             path = []
             for share in torch.linspace(0, 1, 11).tolist():
