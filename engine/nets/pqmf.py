@@ -146,14 +146,10 @@ class BandCodec(torch.nn.Module):
                 self.kernel_slices = kernel_slices(self.row_kernels, rows)
                 total = sum(piece.stop - piece.start for piece in self.kernel_slices if piece is not None)
                 self.register_buffer("prior_clips", torch.zeros(total, bands, knots))
-                # a kernel row with "detail": its clips' flutter between the knots too (envelope.clip_details);
-                # with "tone": their tone inside each band (tone.clip_tones)
-                if any(entry is not None and entry.get("detail") for entry in self.row_kernels):
-                    points = int(envelope_prior.get("detail_points", envelope.DETAIL_POINTS))
-                    self.register_buffer("prior_details", torch.zeros(total, bands, points))
-                if any(entry is not None and entry.get("tone") for entry in self.row_kernels):
-                    points = int(envelope_prior.get("tone_points", tone.TONE_POINTS))
-                    self.register_buffer("prior_tones", torch.zeros(total, bands, points))
+                for flag, buffer, size, default in KERNEL_EXTRAS:  # what the flagged rows' clips store besides
+                    if any(entry is not None and entry.get(flag) for entry in self.row_kernels):
+                        points = int(envelope_prior.get(size, default))
+                        self.register_buffer(buffer, torch.zeros(total, bands, points))
             self.stored_with_model = True
         self._weights: dict[int, torch.Tensor] = {}
 
@@ -193,7 +189,7 @@ class BandCodec(torch.nn.Module):
         if self.row_kernels is None or sorted(row_clips) != [r for r, p in enumerate(self.kernel_slices) if p is not None]:
             raise ValueError("clip envelopes are stored for the prior's kernel rows, each once")
         extras = []   # (flag, buffer, {row: values}) for each kind of per-clip extra the rows ask for
-        for flag, name, given in (("detail", "prior_details", row_details), ("tone", "prior_tones", row_tones)):
+        for (flag, name, _, _), given in zip(KERNEL_EXTRAS, (row_details, row_tones)):
             flagged = sorted(r for r, entry in enumerate(self.row_kernels) if entry is not None and entry.get(flag))
             if sorted(given or {}) != flagged:
                 raise ValueError(f"clip {flag}s are stored for the kernel rows with {flag} ({flagged}), each once")
@@ -371,6 +367,10 @@ class BandCodec(torch.nn.Module):
 
 
 MAX_KERNEL_WIDTH = 3.0  # as MAX_ENVELOPE_SPREAD: a clip moved further than this is no longer its kind
+KERNEL_EXTRAS = (("detail", "prior_details", "detail_points", envelope.DETAIL_POINTS),   # envelope.clip_details
+                 ("tone", "prior_tones", "tone_points", tone.TONE_POINTS))             # tone.clip_tones
+"""What a kernel row's clips may store besides their envelopes: (its flag in the row's manifest
+entry, the weights buffer, the manifest key of its points per band, their default)."""
 
 
 def kernel_slices(kernels: list, rows: int) -> list[slice | None]:
@@ -383,8 +383,8 @@ def kernel_slices(kernels: list, rows: int) -> list[slice | None]:
         width, clips = (entry.get("width"), entry.get("clips")) if isinstance(entry, dict) else (None, None)
         return (isinstance(width, (int, float)) and not isinstance(width, bool) and 0.0 <= width <= MAX_KERNEL_WIDTH
                 and isinstance(clips, int) and not isinstance(clips, bool) and clips >= 1
-                and isinstance(entry.get("detail", False), bool) and isinstance(entry.get("tone", False), bool)
-                and not set(entry) - {"width", "clips", "detail", "tone"})
+                and all(isinstance(entry.get(flag, False), bool) for flag, *_ in KERNEL_EXTRAS)
+                and not set(entry) - {"width", "clips", *(flag for flag, *_ in KERNEL_EXTRAS)})
     if not isinstance(kernels, list) or len(kernels) != rows or not all(valid(entry) for entry in kernels):
         raise ValueError(f"envelope_prior.kernel must give {rows} rows, each null or {{\"width\": 0-"
                          f"{MAX_KERNEL_WIDTH:g}, \"clips\": a count of 1 or more, \"detail\" and \"tone\": true or "
