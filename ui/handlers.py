@@ -422,13 +422,15 @@ class Handlers:
 
     @user_facing
     def refresh(self, model: str) -> dict:
-        """Page load: fresh model and preset lists (training or another tab may have added some)."""
-        names = self.model_names()
-        model = model if model in names else self.default_model()
-        out = {"model": gr.update(choices=self.model_choices(), value=model),
+        """Page load: fresh model and preset lists (training or another tab may have added some).
+        The fields are left as the page built them unless the model they show is gone: a model
+        picked while this answer was on its way must not be put back (CI, session 49: the page's
+        default model came back over a pick of latent-fast, whose hats were then made by another)."""
+        out = {"model": gr.update(choices=self.model_choices()),
                "preset": gr.update(choices=presets.list_presets(self.settings.presets_dir))}
-        if model:
-            out.update(self._model_controls(model))
+        if model not in self.model_names() and (fallback := self.default_model()):
+            out["model"] = gr.update(choices=self.model_choices(), value=fallback)
+            out.update(self._model_controls(fallback))
         return out
 
     # ------------------------------------------------------------------ seeds
