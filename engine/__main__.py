@@ -268,6 +268,22 @@ def _lows(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tones(args: argparse.Namespace) -> int:
+    from . import tones
+    from .errors import InvalidRequestError
+    from .models import resolve_model
+
+    entry = resolve_model(args.model)
+    if entry.manifest.get("kind") != "latent":
+        raise InvalidRequestError(f"model {entry.name!r} is not a latent model (a waveform model's Sounds take their "
+                                  "clips' tone with train prior --envelope-tone)")
+    clips, _ = _labels_training_clips(entry, args.data, args.label)
+    table = {label: tones.measure(audio) for label, audio in clips.items()}
+    path = tones.write_tones(entry.folder, table, f"{Path(args.data).name} train split, real clips")
+    print(f"{path}: " + ", ".join(f"{label} ({len(rows)} clips)" for label, rows in table.items()))
+    return 0
+
+
 def _attacks(args: argparse.Namespace) -> int:
     from . import attacks
     from .errors import InvalidRequestError
@@ -602,6 +618,12 @@ def parser() -> argparse.ArgumentParser:
     low.add_argument("--label", action="append", required=True, help="a Sound to hold (repeat for more), e.g. snare")
     low.add_argument("--quantile", type=float, default=None, help="of the training hits' shares (default 0.5)")
 
+    ton = sub.add_parser("tones", help="store a Sound's real training clips' long-term spectra: each of its sounds "
+                                       "takes the colour of the clip its seed deals")
+    ton.add_argument("--model", required=True, help="latent model name or folder, e.g. latent-fast")
+    ton.add_argument("--data", required=True, help="the built data set the model was trained on, e.g. data/drums2s")
+    ton.add_argument("--label", action="append", required=True, help="a Sound to colour (repeat for more), e.g. cymbal")
+
     sub.add_parser("eval", help="evaluate a model (see python -m engine eval --help)", add_help=False)
     sub.add_parser("data", help="build the drum data set (see python -m engine data --help)", add_help=False)
     return top
@@ -621,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
             parser().error(f"unrecognised arguments: {' '.join(rest)}")
         return {"generate": _generate, "models": _models, "train": _train, "publish": _publish, "defaults": _defaults,
                 "embed": _embed, "envelopes": _envelopes, "attacks": _attacks,
-                "lows": _lows}[args.command](args)
+                "lows": _lows, "tones": _tones}[args.command](args)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

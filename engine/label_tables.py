@@ -1,6 +1,7 @@
 """Per-label tables measured from a data set's real training clips and kept beside a model's
-weights as JSON (``attacks.json``: :mod:`engine.attacks`; ``lows.json``: :mod:`engine.lows`): one
-writer and one reader, so each table says only what its rows are and how to check them."""
+weights as JSON (``attacks.json``: :mod:`engine.attacks`; ``lows.json``: :mod:`engine.lows`;
+``tones.json``: :mod:`engine.tones`): one writer and one reader, so each table says only what its
+rows are and how to check them."""
 
 from __future__ import annotations
 
@@ -14,15 +15,16 @@ from .errors import CheckpointError, InvalidRequestError
 from .models import atomic_write
 
 
-def write_table(folder: str | Path, name: str, fmt: int, what: str, table: dict, source: str, quantile: float,
-                **extra) -> Path:
+def write_table(folder: str | Path, name: str, fmt: int, what: str, table: dict, source: str,
+                quantile: float | None = None, **extra) -> Path:
     """Write ``{label: rows}`` (``what`` they are, for the error when there are none) as
-    ``folder/name`` atomically, with its format, source, quantile and any ``extra`` fields the
-    reader checks."""
+    ``folder/name`` atomically, with its format, source, quantile (a table of quantiles) and any
+    ``extra`` fields the reader checks."""
     if not table:
         raise InvalidRequestError(f"no labels to write {what} for")
     path = Path(folder) / name
-    payload = {"format": fmt, "source": source, "quantile": quantile, **extra, "labels": table}
+    payload = {"format": fmt, "source": source, **({} if quantile is None else {"quantile": quantile}), **extra,
+               "labels": table}
     atomic_write(path, lambda temp: temp.write_text(json.dumps(payload, indent=1)))
     return path
 

@@ -20,10 +20,12 @@ from .attacks import read_attacks
 from .conditions import ENVELOPE, Conditions, condition_specs, level_floor, lift_quiet_curve, network_inputs
 from .lows import hold_lows, read_lows
 from .models import LoadedModel
+from .nets.tone import match_tone
 from .sampling import channel_weights, label_defaults, sample_latent, variety_interval
 from .seeds import SeedNoise, redrawn_seed
 from .steering import (attack_projection, centre_projection, chain, envelope_bands, latent_rms_db,
                        loudness_projection, one_hit_projection, onset_projection, steerable)
+from .tones import dealt_spectra, read_tones
 
 
 def codec_hop(model: LoadedModel, samples: int | None = None) -> int:
@@ -64,14 +66,19 @@ def envelope_for(model: LoadedModel, conditions: Conditions, noises: torch.Tenso
 class ClipDetail:
     """What a sound takes from the training clip its seed deals, beyond the envelope: the flutter
     between the envelope's knots (``(B, M, points)`` dB, or None) and the tone inside each band
-    (``(B, M, points)`` dB, or None). ``detail[:1]`` is the first sound's (the studio's preview)."""
+    (``(B, M, points)`` dB, or None), a waveform codec's; or, for a latent model, the clip's whole
+    long-term spectrum (``(B, bands, points)`` dB, or None), which the decoded sound is filtered to
+    (:func:`engine.nets.tone.match_tone`). ``detail[:1]`` is the first sound's (the studio's preview)."""
 
     flutter: torch.Tensor | None = None
     tone: torch.Tensor | None = None
+    spectrum: torch.Tensor | None = None
 
     def __getitem__(self, index) -> "ClipDetail":
-        return ClipDetail(None if self.flutter is None else self.flutter[index],
-                          None if self.tone is None else self.tone[index])
+        def part(value):
+            return None if value is None else value[index]
+
+        return ClipDetail(part(self.flutter), part(self.tone), part(self.spectrum))
 
 
 def detail_for(model: LoadedModel, conditions: Conditions, draws: SeedNoise | None, batch: int) -> ClipDetail | None:
@@ -80,10 +87,15 @@ def detail_for(model: LoadedModel, conditions: Conditions, draws: SeedNoise | No
     :meth:`engine.nets.pqmf.BandCodec.detail_for` and ``tone_for``), or None: for a latent codec, a
     noise without seeds and a hybrid (its envelope is two labels' mix, not one clip's). A drawn
     loudness curve takes the tone but no flutter: the user's curve is the shape in time, with no
-    clip's bumps on it, and says nothing of the tone."""
+    clip's bumps on it, and says nothing of the tone.
+    A latent model's Sound with clip tones in its folder (:mod:`engine.tones`) takes the spectrum of
+    the clip its seed deals, unless a prompt says what it should sound like."""
     codec = model.codec
-    if getattr(codec, "detail_for", None) is None or not isinstance(draws, SeedNoise) or conditions.label_b is not None:
+    if not isinstance(draws, SeedNoise) or conditions.label_b is not None:
         return None
+    if getattr(codec, "detail_for", None) is None:
+        table = None if conditions.prompt is not None else read_tones(model.folder, _label_name(model, conditions))
+        return None if table is None else ClipDetail(spectrum=dealt_spectra(table, *draws.dealing()))
     seeds = draws.dealing()
     flutter = None if conditions.rms else codec.detail_for(conditions.label, seeds=seeds, batch=batch)
     tone = codec.tone_for(conditions.label, seeds=seeds, batch=batch)
@@ -243,13 +255,16 @@ def decode(model: LoadedModel, latent: torch.Tensor, envelope: torch.Tensor | No
            conditions: Conditions | None = None, soft_hits: bool = False, width: float = 1.0,
            detail: ClipDetail | None = None) -> torch.Tensor:
     """``(B, C, samples)`` float32 CPU audio of the latents (not yet finished: see ``studio.finish``),
-    with the flutter and tone of ``detail`` (:func:`detail_for`), turned down by the dB :func:`sample` lifted a
-    quiet curve by for the same ``conditions``, its low bands held to its label's ceilings
-    (:func:`low_ceiling`), at the stereo ``width`` (:func:`engine.dsp.stereo_width`; 1: as the codec
-    decodes it)."""
-    decoded = model.codec.decode(latent.float(), envelope) if detail is None else \
-        model.codec.decode(latent.float(), envelope, detail.flutter, detail.tone)
+    with the flutter and tone, or the clip's spectrum, of ``detail`` (:func:`detail_for`), turned
+    down by the dB :func:`sample` lifted a quiet curve by for the same ``conditions``, its low bands
+    held to its label's ceilings (:func:`low_ceiling`), at the stereo ``width``
+    (:func:`engine.dsp.stereo_width`; 1: as the codec decodes it)."""
+    banded = detail is not None and (detail.flutter is not None or detail.tone is not None)
+    decoded = model.codec.decode(latent.float(), envelope, detail.flutter, detail.tone) if banded else \
+        model.codec.decode(latent.float(), envelope)
     audio = decoded[..., :samples].float().cpu()
+    if detail is not None and detail.spectrum is not None:  # before the lows are held: a clip's lows are not held
+        audio = match_tone(audio, detail.spectrum)
     lift = level_lift(model, conditions, soft_hits)[1] if conditions is not None else 0.0
     audio = audio * 10.0 ** (-lift / 20.0) if lift else audio
     ceiling = low_ceiling(model, conditions) if conditions is not None else None
@@ -270,8 +285,12 @@ def render(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
                     variety=variety, steer_loudness=steer_loudness, soft_hits=soft_hits, steer_onsets=steer_onsets,
                     one_hit=one_hit)
     latent = sample(model, noises, conditions, step_noise=step_noise, **settings)
+    dealt = step_noise
     if one_hit and isinstance(step_noise, SeedNoise):
-        latent, _, _ = redraw_quiet(model, latent, step_noise, quiet_floor(model, conditions),
-                                    lambda again: sample(model, again(), conditions, step_noise=again, **settings))
+        latent, seeds, seeds_b = redraw_quiet(model, latent, step_noise, quiet_floor(model, conditions),
+                                              lambda again: sample(model, again(), conditions, step_noise=again,
+                                                                   **settings))
+        if seeds != list(step_noise.seeds):  # a sound drawn again is its new seed's, as in the studio
+            dealt = step_noise.with_seeds(seeds, seeds_b)
     return decode(model, latent, envelope_for(model, conditions, noises, step_noise), samples, conditions, soft_hits,
-                  width, detail_for(model, conditions, step_noise, noises.shape[0]))
+                  width, detail_for(model, conditions, dealt, noises.shape[0]))

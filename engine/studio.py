@@ -521,6 +521,8 @@ class Studio:
                                                                    frames, conditions)
             if reference_envelope is not None:  # the reference's own envelope: no dealt clip's flutter or tone
                 envelope, detail = reference_envelope, None
+            elif detail is not None and detail.spectrum is not None:  # nor a dealt clip's colour over the reference's
+                detail = None
             if request.variation == "invert":
                 sampler = INVERSION_SAMPLER[manifest.get("objective", "v_cosine")]
                 label_only = pipeline.inputs_for(model, Conditions(label=conditions.label), request.count, frames)
@@ -560,6 +562,8 @@ class Studio:
         latent, made_seeds, made_seeds_b = pipeline.redraw_quiet(
             model, latent, draws, floor,
             lambda again: pipeline.sample(model, again(), conditions, callback=cancellable, step_noise=again, **settings))
+        if detail is not None and made_seeds != list(draws.seeds):  # a sound drawn again is its new seed's
+            detail = pipeline.detail_for(model, conditions, draws.with_seeds(made_seeds, made_seeds_b), request.count)
         audio = pipeline.decode(model, latent, envelope, samples, conditions, request.soft_hits, request.width, detail)
         audio = onto_curve(audio, conditions.rms, manifest["sample_rate"], request.match_loudness,
                            request.steer_loudness and steerable(codec),

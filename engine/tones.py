@@ -1,0 +1,78 @@
+"""A Sound's real training clips' long-term spectra, kept beside a latent model's weights
+(``tones.json``), and the clip each seed deals (:func:`dealt_spectra`): the sound is filtered to
+that clip's colour when it is decoded (:func:`engine.nets.tone.match_tone`, called by
+:func:`engine.pipeline.decode`).
+
+Why: `latent-fast`'s cymbals are darker than the kits' (spectral centroid median 2.4-2.9 kHz
+against the training cymbals' 4.3 kHz; the codec's own round trip keeps 4.2) and alike from seed to
+seed, and guiding them harder to read more often as cymbals narrowed them further. Each cymbal
+given the colour of a training cymbal dealt by its seed, as the waveform models' Sounds are dealt
+their clips' envelopes, spreads them along the kits' directions and lets the guidance rise
+(``docs/design-notes.md``, "Cymbals in a kit cymbal's colour").
+
+The table is measured from the data set's train split (real clips only) by ``python -m engine
+tones --model M --data D --label cymbal``: one row of :data:`engine.nets.tone.MATCH_BANDS` x
+:data:`engine.nets.tone.TONE_POINTS` dB per clip, in the data set's order. Only the labels named
+get rows; a label without rows is decoded as the network makes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .errors import InvalidRequestError
+from .label_tables import read_row, write_table
+from .nets.tone import MATCH_BANDS, TONE_POINTS, spectra_db
+from .seeds import deal
+
+TONES_FILE = "tones.json"
+TONES_FORMAT = 1
+MEASURE_BATCH = 32  # clips per STFT while measuring
+
+
+def measure(audio: torch.Tensor) -> list[list[float]]:
+    """One row per clip of ``audio`` (``(N, C, samples)``): its long-term spectrum in dB
+    (:func:`engine.nets.tone.spectra_db`), flattened, to 0.1 dB."""
+    if audio.shape[0] == 0:
+        raise InvalidRequestError("no clips to measure tones from")
+    rows = torch.cat([spectra_db(audio[i:i + MEASURE_BATCH]) for i in range(0, audio.shape[0], MEASURE_BATCH)])
+    return [[round(float(v), 1) for v in row] for row in rows.flatten(1)]
+
+
+def write_tones(folder: str | Path, table: dict, source: str) -> Path:
+    """Write ``{label: [clip rows]}`` into a model folder atomically."""
+    return write_table(folder, TONES_FILE, TONES_FORMAT, "clip tones", table, source,
+                       spans=[MATCH_BANDS, TONE_POINTS])
+
+
+def read_tones(folder: str | Path | None, label: str | None) -> torch.Tensor | None:
+    """``(clips, bands, points)`` dB for ``label`` from a model folder's clip tones, or None (no
+    folder, file or label); a damaged file, or one measured in other spans, is a CheckpointError
+    that names it."""
+    def same_spans(payload: dict) -> None:
+        if list(payload.get("spans", ())) != [MATCH_BANDS, TONE_POINTS]:
+            raise ValueError(f"spans {payload.get('spans')!r}, not {[MATCH_BANDS, TONE_POINTS]}")
+
+    def parse(rows: list) -> torch.Tensor:
+        table = torch.tensor(rows, dtype=torch.float32)
+        if table.dim() != 2 or table.shape[0] == 0 or table.shape[1] != MATCH_BANDS * TONE_POINTS \
+                or not torch.isfinite(table).all():
+            raise ValueError(f"{label} is not rows of {MATCH_BANDS * TONE_POINTS} finite levels in dB")
+        return table.reshape(-1, MATCH_BANDS, TONE_POINTS)
+
+    return read_row(folder, TONES_FILE, TONES_FORMAT, label, "tones", parse, same_spans)
+
+
+def dealt_spectra(table: torch.Tensor, seeds: Sequence[int], seeds_b: Sequence[int] | None = None,
+                  morph: float = 0.0) -> torch.Tensor:
+    """``(len(seeds), bands, points)``: the spectrum of the clip each seed deals from ``table``
+    (:func:`engine.seeds.deal`, as kit hits are dealt); with second seeds, a morph's mix of the
+    two clips' (in dB, ``morph`` of the way to the second), so a seed morph moves smoothly."""
+    first = table[[deal(seed, table.shape[0]) for seed in seeds]]
+    if seeds_b is None or not morph:
+        return first
+    second = table[[deal(seed, table.shape[0]) for seed in seeds_b]]
+    return (1.0 - float(morph)) * first + float(morph) * second
