@@ -96,8 +96,8 @@ def match_tone(audio: torch.Tensor, clip_db: torch.Tensor, strength: float = 1.0
     gain is the clip's spectrum over the sound's, less its mean weighted by the sound's power, 0
     where the clip is :data:`TONE_FLOOR_DB` under its loudest span (its noise floor says nothing of
     its tone), clamped to :data:`TONE_RANGE_DB`, then moved as one so the sound keeps its long-term
-    power; applied as :func:`apply_tone`. The sound keeps its own envelope and fine structure; only its colour is
-    the clip's (``docs/design-notes.md``, "Cymbals in a kit cymbal's colour")."""
+    power; applied as :func:`apply_tone`. The sound keeps its own envelope and fine structure; only
+    its colour is the clip's (``docs/design-notes.md``, "Cymbals in a kit cymbal's colour")."""
     bands, points = clip_db.shape[1:]
     own = spectra_db(audio, bands, points).to(clip_db.device)
     gain = clip_db.float() - own
