@@ -170,7 +170,7 @@ def test_the_variety_slider_follows_the_models_default_for_the_sound(handlers):
 
 
 def test_a_prompt_gives_latent_fasts_cymbal_its_guidance_with_a_prompt(handlers):
-    """latent-fast guides a cymbal asked for alone gently (1.75: more varied) and one asked for with a
+    """latent-fast guides a cymbal asked for alone gently (1.875: more varied) and one asked for with a
     prompt at 3 (its defaults with a prompt: a prompt pulls more loosely). Typing a prompt moves a
     guidance left at a default, clearing it moves it back, and Generate takes the same rule."""
     from engine.sampling import label_defaults
