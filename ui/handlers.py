@@ -426,10 +426,11 @@ class Handlers:
         The fields are left as the page built them unless the model they show is gone: a model
         picked while this answer was on its way must not be put back (CI, session 49: the page's
         default model came back over a pick of latent-fast, whose hats were then made by another)."""
-        out = {"model": gr.update(choices=self.model_choices()),
+        choices = self.model_choices()
+        fallback = None if model in [name for _, name in choices] else self.default_model()
+        out = {"model": gr.update(choices=choices, **({"value": fallback} if fallback else {})),
                "preset": gr.update(choices=presets.list_presets(self.settings.presets_dir))}
-        if model not in self.model_names() and (fallback := self.default_model()):
-            out["model"] = gr.update(choices=self.model_choices(), value=fallback)
+        if fallback:
             out.update(self._model_controls(fallback))
         return out
 
