@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 
 import numpy as np
 import pytest
@@ -446,9 +447,29 @@ def test_a_set_misses_exactly_the_targets_its_figures_fall_short_of():
             seed_sets(*bad)
 
 
+def test_the_sets_mean_comes_with_its_interval_and_the_targets_its_far_side_misses():
+    """The 95 % interval of a mean over sets is Student's t (a textbook case: four sets, t = 3.182);
+    one set or an unmeasured figure has none; the far side is the Fréchet ratio's high end and every
+    other figure's low end, and the targets are judged there."""
+    from engine.eval.seed_sets import far_side, interval, misses
+
+    low, high = interval([0.84, 0.86, 0.88, 0.90])
+    half = 3.1824 * statistics.stdev([0.84, 0.86, 0.88, 0.90]) / 2
+    assert low == pytest.approx(0.87 - half, abs=1e-4) and high == pytest.approx(0.87 + half, abs=1e-4)
+    assert interval([0.8, 0.8, 0.8]) == pytest.approx((0.8, 0.8))
+    assert all(math.isnan(end) for end in interval([0.9]) + interval([0.9, math.nan, 0.8]))
+    bounds = {"classified_as_intended": (0.83, 0.91), "frechet_ratio": (1.0, 1.6), "pc_diversity": (0.9, 1.0),
+              "recall_ratio": (0.7, 0.9), "coverage_ratio": (0.85, 0.95)}
+    side = far_side(bounds)
+    assert side == {"classified_as_intended": 0.83, "frechet_ratio": 1.6, "pc_diversity": 0.9,
+                    "recall_ratio": 0.7, "coverage_ratio": 0.85}
+    assert misses(side, "latent") == ["classified", "frechet"]
+
+
 def test_the_seed_sets_evaluation_counts_the_sets_that_meet_every_target(tmp_path, capsys):
     """`python -m engine.eval.seed_sets` on the tiny random model and a tiny built data set: a line
     per set, its count of sets met agrees with those lines, means and worst figures; bad input is refused."""
+    from engine.eval.seed_sets import FIGURES, interval, misses
     from engine.eval.seed_sets import main as seed_sets_main
     from tests.helpers import make_drum_dataset
 
@@ -465,6 +486,11 @@ def test_the_seed_sets_evaluation_counts_the_sets_that_meet_every_target(tmp_pat
     made = [float(line.split()[0].split("/")[0]) for line in sets]
     assert float(lines["hat.classified_as_intended.mean"]) == pytest.approx(sum(made) / 2, abs=1e-3)
     assert float(lines["hat.classified_as_intended.worst"]) == pytest.approx(min(made), abs=1e-3)
+    low, high = float(lines["hat.classified_as_intended.low"]), float(lines["hat.classified_as_intended.high"])
+    assert (low, high) == pytest.approx(interval(made), abs=2e-3)
+    means = {name: float(lines[f"hat.{name}.mean"]) for name in FIGURES}
+    assert lines["hat.means_miss"] == (",".join(misses(means, "wave")) or "none")
+    assert lines["hat.bounds_miss"] != "none" or lines["hat.means_miss"] == "none"
     assert seed_sets_main(common + ["--labels", "gong", "--sets", "1", "--count", "4"]) == 2
     assert "not ['gong']" in capsys.readouterr().err
     assert seed_sets_main(common + ["--sets", "2", "--count", "64", "--stride", "10"]) == 2
