@@ -284,6 +284,18 @@ def _tones(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tails(args: argparse.Namespace) -> int:
+    from . import tones
+    from .models import resolve_model
+
+    entry = resolve_model(args.model)
+    clips, rate = _labels_training_clips(entry, args.data, args.label)
+    table = {label: tones.measure_tails(audio, rate) for label, audio in clips.items()}
+    path = tones.write_tails(entry.folder, table, f"{Path(args.data).name} train split, real clips")
+    print(f"{path}: " + ", ".join(f"{label} ({len(rows)} clips)" for label, rows in table.items()))
+    return 0
+
+
 def _attacks(args: argparse.Namespace) -> int:
     from . import attacks
     from .errors import InvalidRequestError
@@ -624,6 +636,12 @@ def parser() -> argparse.ArgumentParser:
     ton.add_argument("--data", required=True, help="the built data set the model was trained on, e.g. data/drums2s")
     ton.add_argument("--label", action="append", required=True, help="a Sound to colour (repeat for more), e.g. cymbal")
 
+    tai = sub.add_parser("tails", help="store a Sound's real training clips' tail shapes: each of its sounds' tail "
+                                       "is cut, after the attack, where it stands above the tail of the clip its seed deals")
+    tai.add_argument("--model", required=True, help="model name or folder, e.g. drums-3step")
+    tai.add_argument("--data", required=True, help="the built data set the model was trained on, e.g. data/drums")
+    tai.add_argument("--label", action="append", required=True, help="a Sound to cut (repeat for more), e.g. kick")
+
     sub.add_parser("eval", help="evaluate a model (see python -m engine eval --help)", add_help=False)
     sub.add_parser("data", help="build the drum data set (see python -m engine data --help)", add_help=False)
     return top
@@ -643,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
             parser().error(f"unrecognised arguments: {' '.join(rest)}")
         return {"generate": _generate, "models": _models, "train": _train, "publish": _publish, "defaults": _defaults,
                 "embed": _embed, "envelopes": _envelopes, "attacks": _attacks,
-                "lows": _lows, "tones": _tones}[args.command](args)
+                "lows": _lows, "tones": _tones, "tails": _tails}[args.command](args)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

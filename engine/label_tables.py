@@ -1,6 +1,6 @@
 """Per-label tables measured from a data set's real training clips and kept beside a model's
 weights as JSON (``attacks.json``: :mod:`engine.attacks`; ``lows.json``: :mod:`engine.lows`;
-``tones.json``: :mod:`engine.tones`): one writer and one reader, so each table says only what its
+``tones.json`` and ``tails.json``: :mod:`engine.tones`): one writer and one reader, so each table says only what its
 rows are and how to check them."""
 
 from __future__ import annotations

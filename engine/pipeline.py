@@ -20,12 +20,13 @@ from .attacks import read_attacks
 from .conditions import ENVELOPE, Conditions, condition_specs, level_floor, lift_quiet_curve, network_inputs
 from .lows import hold_lows, read_lows
 from .models import LoadedModel
+from .nets.tail import cut_tail
 from .nets.tone import match_tone
 from .sampling import channel_weights, label_defaults, sample_latent, variety_interval
 from .seeds import SeedNoise, redrawn_seed
 from .steering import (attack_projection, centre_projection, chain, envelope_bands, latent_rms_db,
                        loudness_projection, one_hit_projection, onset_projection, steerable)
-from .tones import dealt_spectra, read_tones
+from .tones import dealt_spectra, read_tails, read_tones
 
 
 def codec_hop(model: LoadedModel, samples: int | None = None) -> int:
@@ -68,17 +69,20 @@ class ClipDetail:
     between the envelope's knots (``(B, M, points)`` dB, or None) and the tone inside each band
     (``(B, M, points)`` dB, or None), a waveform codec's; or, for a latent model, the clip's whole
     long-term spectrum (``(B, bands, points)`` dB, or None), which the decoded sound is filtered to
-    (:func:`engine.nets.tone.match_tone`). ``detail[:1]`` is the first sound's (the studio's preview)."""
+    (:func:`engine.nets.tone.match_tone`); and, for either kind, the shape of the clip's tail
+    (``(B, TAIL_POINTS)`` dB, or None), which the decoded sound's tail is cut towards
+    (:func:`engine.nets.tail.cut_tail`). ``detail[:1]`` is the first sound's (the studio's preview)."""
 
     flutter: torch.Tensor | None = None
     tone: torch.Tensor | None = None
     spectrum: torch.Tensor | None = None
+    tail: torch.Tensor | None = None
 
     def __getitem__(self, index) -> "ClipDetail":
         def part(value):
             return None if value is None else value[index]
 
-        return ClipDetail(part(self.flutter), part(self.tone), part(self.spectrum))
+        return ClipDetail(part(self.flutter), part(self.tone), part(self.spectrum), part(self.tail))
 
 
 def detail_for(model: LoadedModel, conditions: Conditions, draws: SeedNoise | None, batch: int) -> ClipDetail | None:
@@ -89,17 +93,22 @@ def detail_for(model: LoadedModel, conditions: Conditions, draws: SeedNoise | No
     loudness curve takes the tone but no flutter: the user's curve is the shape in time, with no
     clip's bumps on it, and says nothing of the tone.
     A latent model's Sound with clip tones in its folder (:mod:`engine.tones`) takes the spectrum of
-    the clip its seed deals, unless a prompt says what it should sound like."""
+    the clip its seed deals, and a Sound of either kind with clip tails there its clip's tail, unless
+    a prompt says what it should sound like."""
     codec = model.codec
     if not isinstance(draws, SeedNoise) or conditions.label_b is not None:
         return None
-    if getattr(codec, "detail_for", None) is None:
-        table = None if conditions.prompt is not None else read_tones(model.folder, _label_name(model, conditions))
-        return None if table is None else ClipDetail(spectrum=dealt_spectra(table, *draws.dealing()))
     seeds = draws.dealing()
+    label = None if conditions.prompt is not None else _label_name(model, conditions)
+    tails = read_tails(model.folder, label)
+    tail = None if tails is None else dealt_spectra(tails, *seeds)
+    if getattr(codec, "detail_for", None) is None:
+        table = read_tones(model.folder, label)
+        spectrum = None if table is None else dealt_spectra(table, *seeds)
+        return None if spectrum is None and tail is None else ClipDetail(spectrum=spectrum, tail=tail)
     flutter = None if conditions.rms else codec.detail_for(conditions.label, seeds=seeds, batch=batch)
     tone = codec.tone_for(conditions.label, seeds=seeds, batch=batch)
-    return None if flutter is None and tone is None else ClipDetail(flutter, tone)
+    return None if flutter is None and tone is None and tail is None else ClipDetail(flutter, tone, tail=tail)
 
 
 def level_lift(model: LoadedModel, conditions: Conditions, soft_hits: bool = False) -> tuple[Conditions, float]:
@@ -255,7 +264,7 @@ def decode(model: LoadedModel, latent: torch.Tensor, envelope: torch.Tensor | No
            conditions: Conditions | None = None, soft_hits: bool = False, width: float = 1.0,
            detail: ClipDetail | None = None) -> torch.Tensor:
     """``(B, C, samples)`` float32 CPU audio of the latents (not yet finished: see ``studio.finish``),
-    with the flutter and tone, or the clip's spectrum, of ``detail`` (:func:`detail_for`), turned
+    with the flutter and tone, or the clip's spectrum, and the clip's tail of ``detail`` (:func:`detail_for`), turned
     down by the dB :func:`sample` lifted a quiet curve by for the same ``conditions``, its low bands
     held to its label's ceilings (:func:`low_ceiling`), at the stereo ``width``
     (:func:`engine.dsp.stereo_width`; 1: as the codec decodes it)."""
@@ -265,6 +274,8 @@ def decode(model: LoadedModel, latent: torch.Tensor, envelope: torch.Tensor | No
     audio = decoded[..., :samples].float().cpu()
     if detail is not None and detail.spectrum is not None:  # before the lows are held: a clip's lows are not held
         audio = match_tone(audio, detail.spectrum)
+    if detail is not None and detail.tail is not None:
+        audio = cut_tail(audio, detail.tail, model.manifest["sample_rate"])
     lift = level_lift(model, conditions, soft_hits)[1] if conditions is not None else 0.0
     audio = audio * 10.0 ** (-lift / 20.0) if lift else audio
     ceiling = low_ceiling(model, conditions) if conditions is not None else None

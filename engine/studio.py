@@ -521,7 +521,8 @@ class Studio:
                                                                    frames, conditions)
             if reference_envelope is not None:  # the reference's own envelope: no dealt clip's flutter or tone
                 envelope, detail = reference_envelope, None
-            elif detail is not None and detail.spectrum is not None:  # nor a dealt clip's colour over the reference's
+            elif detail is not None and (detail.spectrum is not None or detail.tail is not None):
+                # nor a dealt clip's colour or tail over the reference's
                 detail = None
             if request.variation == "invert":
                 sampler = INVERSION_SAMPLER[manifest.get("objective", "v_cosine")]

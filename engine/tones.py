@@ -14,6 +14,11 @@ The table is measured from the data set's train split (real clips only) by ``pyt
 tones --model M --data D --label cymbal``: one row of :data:`engine.nets.tone.MATCH_BANDS` x
 :data:`engine.nets.tone.TONE_POINTS` dB per clip, in the data set's order. Only the labels named
 get rows; a label without rows is decoded as the network makes it.
+
+``tails.json`` holds the same for the clips' tails (:func:`engine.nets.tail.tail_shapes_db`, any
+model kind; ``python -m engine tails``): a sound's tail is cut, after its attack, where it stands
+above the tail of the clip its seed deals (:func:`engine.nets.tail.cut_tail`): `drums-3step`'s
+kicks filled band 0 with a flat box of noise where real kicks hold a low tone.
 """
 
 from __future__ import annotations
@@ -25,11 +30,14 @@ import torch
 
 from .errors import InvalidRequestError
 from .label_tables import read_row, write_table
+from .nets.tail import HIGH_SPANS, TAIL_BINS, TAIL_FFT, TAIL_POINTS, tail_shapes_db
 from .nets.tone import MATCH_BANDS, TONE_POINTS, spectra_db
 from .seeds import deal
 
 TONES_FILE = "tones.json"
 TONES_FORMAT = 1
+TAILS_FILE = "tails.json"
+TAILS_FORMAT = 1
 MEASURE_BATCH = 32  # clips per STFT while measuring
 
 
@@ -42,33 +50,66 @@ def measure(audio: torch.Tensor) -> list[list[float]]:
     return [[round(float(v), 1) for v in row] for row in rows.flatten(1)]
 
 
+def measure_tails(audio: torch.Tensor, sample_rate: int) -> list[list[float]]:
+    """One row per clip of ``audio``: its tail's shape (:func:`engine.nets.tail.tail_shapes_db`), to 0.1 dB."""
+    if audio.shape[0] == 0:
+        raise InvalidRequestError("no clips to measure tails from")
+    rows = torch.cat([tail_shapes_db(audio[i:i + MEASURE_BATCH], sample_rate)[0]
+                      for i in range(0, audio.shape[0], MEASURE_BATCH)])
+    return [[round(float(v), 1) for v in row] for row in rows]
+
+
 def write_tones(folder: str | Path, table: dict, source: str) -> Path:
     """Write ``{label: [clip rows]}`` into a model folder atomically."""
     return write_table(folder, TONES_FILE, TONES_FORMAT, "clip tones", table, source,
                        spans=[MATCH_BANDS, TONE_POINTS])
 
 
+def write_tails(folder: str | Path, table: dict, source: str) -> Path:
+    """Write ``{label: [clip rows]}`` of tail shapes into a model folder atomically."""
+    return write_table(folder, TAILS_FILE, TAILS_FORMAT, "clip tails", table, source,
+                       spans=[TAIL_FFT, TAIL_BINS, HIGH_SPANS])
+
+
+def _read_spectra(folder: str | Path | None, label: str | None, name: str, fmt: int, command: str,
+                  spans: list[int], shape: tuple[int, ...]) -> torch.Tensor | None:
+    """``(clips, *shape)`` dB for ``label`` from the table ``name``, or None (no folder, file or
+    label); a damaged file, or one measured in other ``spans``, is a CheckpointError that names
+    ``python -m engine <command>``."""
+    width = 1
+    for size in shape:
+        width *= size
+
+    def same_spans(payload: dict) -> None:
+        if list(payload.get("spans", ())) != spans:
+            raise ValueError(f"spans {payload.get('spans')!r}, not {spans}")
+
+    def parse(rows: list) -> torch.Tensor:
+        table = torch.tensor(rows, dtype=torch.float32)
+        if table.dim() != 2 or table.shape[0] == 0 or table.shape[1] != width or not torch.isfinite(table).all():
+            raise ValueError(f"{label} is not rows of {width} finite levels in dB")
+        return table.reshape(-1, *shape)
+
+    return read_row(folder, name, fmt, label, command, parse, same_spans)
+
+
 def read_tones(folder: str | Path | None, label: str | None) -> torch.Tensor | None:
     """``(clips, bands, points)`` dB for ``label`` from a model folder's clip tones, or None (no
     folder, file or label); a damaged file, or one measured in other spans, is a CheckpointError
     that names it."""
-    def same_spans(payload: dict) -> None:
-        if list(payload.get("spans", ())) != [MATCH_BANDS, TONE_POINTS]:
-            raise ValueError(f"spans {payload.get('spans')!r}, not {[MATCH_BANDS, TONE_POINTS]}")
+    return _read_spectra(folder, label, TONES_FILE, TONES_FORMAT, "tones", [MATCH_BANDS, TONE_POINTS],
+                         (MATCH_BANDS, TONE_POINTS))
 
-    def parse(rows: list) -> torch.Tensor:
-        table = torch.tensor(rows, dtype=torch.float32)
-        if table.dim() != 2 or table.shape[0] == 0 or table.shape[1] != MATCH_BANDS * TONE_POINTS \
-                or not torch.isfinite(table).all():
-            raise ValueError(f"{label} is not rows of {MATCH_BANDS * TONE_POINTS} finite levels in dB")
-        return table.reshape(-1, MATCH_BANDS, TONE_POINTS)
 
-    return read_row(folder, TONES_FILE, TONES_FORMAT, label, "tones", parse, same_spans)
+def read_tails(folder: str | Path | None, label: str | None) -> torch.Tensor | None:
+    """``(clips, TAIL_POINTS)`` dB for ``label`` from a model folder's clip tails, or None, as :func:`read_tones`."""
+    return _read_spectra(folder, label, TAILS_FILE, TAILS_FORMAT, "tails", [TAIL_FFT, TAIL_BINS, HIGH_SPANS],
+                         (TAIL_POINTS,))
 
 
 def dealt_spectra(table: torch.Tensor, seeds: Sequence[int], seeds_b: Sequence[int] | None = None,
                   morph: float = 0.0) -> torch.Tensor:
-    """``(len(seeds), bands, points)``: the spectrum of the clip each seed deals from ``table``
+    """``(len(seeds), ...)``: the spectrum (or tail) of the clip each seed deals from ``table``
     (:func:`engine.seeds.deal`, as kit hits are dealt); with second seeds, a morph's mix of the
     two clips' (in dB, ``morph`` of the way to the second), so a seed morph moves smoothly."""
     first = table[[deal(seed, table.shape[0]) for seed in seeds]]

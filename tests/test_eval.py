@@ -428,6 +428,8 @@ def test_the_hybrid_and_band_evaluations_run_end_to_end_on_a_tiny_model(tmp_path
         assert math.isnan(bands[key]) or bands[key] >= 0.0, key
     assert bands["kick.judged_real"] >= 0 and 0.0 <= bands["kick.second_hit_share_real"] <= 1.0
     assert math.isfinite(bands["snare.rumble_db"]) and math.isfinite(bands["snare.rumble_db_real"])
+    assert 0 <= bands["kick.judged_train"] <= 3 and 0.0 <= bands["kick.cliff_share_train"] <= 1.0  # the 3 training kicks
+    assert "kick.middle_step_db_train" not in bands  # the training clips give the edge figures only
 
 
 def test_a_set_misses_exactly_the_targets_its_figures_fall_short_of():
