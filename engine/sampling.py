@@ -319,6 +319,21 @@ def prompt_shape(defaults: dict, label: str | None) -> str:
     return str(layer.get("per_label", {}).get(label, {}).get("shape") or layer.get("shape") or "free")
 
 
+def default_shape(defaults: dict, label: str | None, prompt: bool = False, hybrid: bool = False) -> str:
+    """The shape a request that leaves it open takes: with a prompt, :func:`prompt_shape`; a hybrid
+    of two labels, "free"; else ``label``'s own default (``per_label``), else "free".
+
+    Why not a hybrid on its first label's kit hit: the hit is one label's real hit, and its caption
+    (a Sound's ``hit_prompt``) that label's words, so the blend came back as the first label.
+    `latent-fast`'s hat->cymbal at mix 1 read as a cymbal .22 of the time, snare->perc as
+    percussion .47 (``docs/design-notes.md``, "Hybrids on their own shape")."""
+    if prompt:
+        return prompt_shape(defaults, label)
+    if hybrid:
+        return "free"
+    return str(label_defaults(defaults, label).get("shape", "free"))
+
+
 def _in_interval(guided: Callable, plain: Callable, interval: tuple[float, float], to_sigma: Callable) -> Callable:
     """``guided`` where the step's noise level lies in ``interval`` (low, high], else ``plain``
     (one conditional call: cheaper too)."""

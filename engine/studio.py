@@ -33,8 +33,8 @@ from .errors import AudioFileError, InvalidRequestError, StudioError
 from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, embedder_location, find_codec_folder, find_models,
                      load_model, pick_device, read_manifest, resolve_model)
 from .request import LIMITS, VARIATION_STRENGTH, GenerationRequest, asks_prompt, parse_version
-from .sampling import (distilled_from, distilled_grid, distilled_top, holds_one_hit, invert_latent, label_defaults,
-                       prompt_shape, samplers_for)
+from .sampling import (default_shape, distilled_from, distilled_grid, distilled_top, holds_one_hit, invert_latent,
+                       label_defaults, samplers_for)
 from .seeds import SeedNoise, slerp
 from .steering import codec_args_steer, hit_frames, roll_segments, steerable
 
@@ -340,9 +340,8 @@ class Studio:
         # a Sound's default shape is for a Sound alone; with a prompt, the model's with_prompt shape
         # ("kit": a real hit whose description matches the prompt, else the network's own)
         model_defaults = manifest.get("defaults", {})
-        request = request.with_(shape=request.shape or (
-            prompt_shape(model_defaults, request.label) if request.prompt is not None
-            else label_defaults(model_defaults, request.label).get("shape", "free")))
+        request = request.with_(shape=request.shape or default_shape(
+            model_defaults, request.label, prompt=request.prompt is not None, hybrid=request.label_b is not None))
         drawn = self._kit_shapes(entry, request)  # each sound's real envelope, when it takes one
         # the model's defaults for the label the request ends up with (a model may sample kicks
         # differently from snares, engine.sampling.label_defaults); those with curves for curves the

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import shutil
 import subprocess
@@ -47,6 +48,19 @@ def cli_in_process(*args: str) -> subprocess.CompletedProcess:
         except SystemExit as exit:  # argparse's own errors
             status = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 2)
     return subprocess.CompletedProcess(["engine", *args], status, out.getvalue(), err.getvalue())
+
+
+def assert_table_command(command: str, folder: Path, data: Path, label: str, table: str, clips: int) -> None:
+    """``python -m engine <command> --model folder --data data --label label`` writes ``table`` in
+    the model folder with ``clips`` rows for that label alone and says so; an unknown label is
+    refused with exit status 2: what each command that measures a per-label table must do."""
+    made = cli_in_process(command, "--model", str(folder), "--data", str(data), "--label", label)
+    assert made.returncode == 0, made.stderr
+    stored = json.loads((folder / table).read_text())
+    assert set(stored["labels"]) == {label} and len(stored["labels"][label]) == clips
+    assert f"{label} ({clips} clips)" in made.stdout
+    refused = cli_in_process(command, "--model", str(folder), "--data", str(data), "--label", "tuba")
+    assert refused.returncode == 2 and "no label" in refused.stderr, refused.stderr
 
 
 TINY_NETWORK = {"widths": [16, 32, 32], "blocks": [1, 1, 1], "factors": [4, 4], "pos_dim": 8, "frame_rate": 44100 / 32,

@@ -18,7 +18,7 @@ from engine.errors import CheckpointError
 from engine.nets import tone
 from engine.pipeline import detail_for
 from engine.seeds import SeedNoise
-from tests.helpers import cli_in_process, shipped_latent_fast
+from tests.helpers import assert_table_command, cli_in_process, shipped_latent_fast
 from tests.test_eval import _fake_dataset
 
 SPANS = tone.MATCH_BANDS * tone.TONE_POINTS
@@ -111,13 +111,7 @@ def test_a_seeded_sound_is_dealt_its_clip_unless_a_prompt_or_a_blend_says_otherw
 def test_the_command_measures_a_labels_training_clips_and_refuses_what_it_cannot(tmp_path, tiny_models):
     _fake_dataset(tmp_path / "data")
     folder = shipped_latent_fast(tmp_path / "models")
-    made = cli_in_process("tones", "--model", str(folder), "--data", str(tmp_path / "data"), "--label", "hat")
-    assert made.returncode == 0, made.stderr
-    stored = json.loads((folder / tones.TONES_FILE).read_text())
-    assert set(stored["labels"]) == {"hat"} and len(stored["labels"]["hat"]) == 6  # the fake set's six hats
-    assert "hat (6 clips)" in made.stdout
-    refused = cli_in_process("tones", "--model", str(folder), "--data", str(tmp_path / "data"), "--label", "tuba")
-    assert refused.returncode == 2 and "no label" in refused.stderr, refused.stderr
+    assert_table_command("tones", folder, tmp_path / "data", "hat", tones.TONES_FILE, 6)  # the fake set's six hats
     waveform = shutil.copytree(tiny_models / "tiny", tmp_path / "tiny")
     refused = cli_in_process("tones", "--model", str(waveform), "--data", str(tmp_path / "data"), "--label", "kick")
     assert refused.returncode == 2 and "--envelope-tone" in refused.stderr, refused.stderr

@@ -439,3 +439,25 @@ def test_the_studio_draws_no_short_kit_hit_for_a_long_kick():
                                               studio.prompt_embedding(morph), words=("long",))
     hit = envelopes.draw(bank, "kick", 510, 500.0, nearer_long)
     assert studio.render(morph).sounds[0].recipe["rms"] == [list(p) for p in hit.rms]
+
+
+def test_a_hybrid_is_made_on_its_own_shape_not_its_first_labels_kit_hit():
+    """A blend of two labels takes no kit hit unless asked: the hit is one label's real hit and its
+    caption that label's words (`latent-fast`'s hats take both), so a hat->cymbal blend came back as
+    a hat. The same Sound alone still takes its hit, and a user who asks for a kit shape gets it."""
+    from engine.sampling import default_shape
+
+    root = Path(__file__).resolve().parents[1] / "checkpoints"
+    studio = Studio(roots=[root], device="cpu")
+    defaults = studio.entry("latent-fast").manifest["defaults"]
+    assert default_shape(defaults, "hat") == "kit" and default_shape(defaults, "hat", hybrid=True) == "free"
+    assert default_shape(defaults, "hat", prompt=True, hybrid=True) == default_shape(defaults, "hat", prompt=True)
+    asked = GenerationRequest(model="latent-fast", label="hat", label_b="cymbal", label_mix=0.7, seed=7, length=0.5,
+                              steps=4)
+    hybrid = studio.render(asked).sounds[0].recipe
+    assert hybrid["shape"] == "free" and hybrid["rms"] is None and hybrid["prompt"] is None
+    assert (hybrid["label_b"], hybrid["label_mix"]) == ("cymbal", 0.7)
+    alone = studio.render(asked.with_(label_b=None, label_mix=0.0)).sounds[0].recipe
+    assert alone["shape"] == "kit" and alone["prompt"]
+    shaped = studio.render(asked.with_(shape="kit")).sounds[0].recipe
+    assert shaped["shape"] == "kit" and shaped["rms"]

@@ -68,7 +68,7 @@ from ..embedders.base import load_embedder, text_vector
 from ..errors import InvalidRequestError, StudioError
 from ..models import LoadedModel, embedder_location, load_model, resolve_model
 from ..studio import finish, resolve_length, tail_fade_ms
-from ..sampling import label_defaults, prompt_shape
+from ..sampling import default_shape, label_defaults, prompt_shape
 from ..request import check_limit
 from ..seeds import SeedNoise
 from . import metrics
@@ -184,7 +184,7 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     # the caller's prompts take the label's defaults with a prompt; a kit hit's description does not
     prompted = [c.prompt is not None for c in conditions] if conditions is not None else [False] * count
     asked_shape, length_ms = shape, 1000.0 * manifest["length"] / manifest["sample_rate"]
-    shape = shape or label_defaults(manifest.get("defaults", {}), label).get("shape", "free")
+    shape = shape or default_shape(manifest.get("defaults", {}), label, hybrid=label_b is not None)
     alone = shape == "kit" and conditions is None and label is not None  # a Sound alone, shaped by kit hits
     if alone:
         drawn = envelopes.kit_curves(model.folder, manifest, label, seed, count, length_ms)
