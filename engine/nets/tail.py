@@ -8,7 +8,8 @@ the whole band with noise instead, a flat box of energy up to 689 Hz that ends a
 64 generated kicks, where the training kicks' median is -32 and their darkest tenth -52). The
 network cannot be told to put a tone there, so the decoded tail is filtered: each bin is cut where
 the sound's tail stands above the tail of the training kick its seed deals (relative to each
-one's loudest bin under 689 Hz), never raised, and the attack is left as it was. Measured in
+one's loudest bin under 689 Hz), and where it steps down at a band edge further than that kick
+does; never raised, over the whole spectrum, and the attack is left as it was. Measured in
 ``docs/design-notes.md``, "A kick's tail cut to a real kick's".
 
 Written by hand for the reason :mod:`engine.nets.tone` is: one time-varying STFT gain per sound.
