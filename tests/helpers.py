@@ -63,6 +63,26 @@ def assert_table_command(command: str, folder: Path, data: Path, label: str, tab
     assert refused.returncode == 2 and "no label" in refused.stderr, refused.stderr
 
 
+def assert_filter_spares_a_reference(monkeypatch, tmp_path: Path, name: str, asked) -> None:
+    """``engine.pipeline.<name>`` (a filter a dealt clip gives the decoded sound) filters the two
+    sounds of ``asked`` (a studio request, count 2) once, and not a "more like this" of one of them:
+    the reference's own colour and tail are kept, no clip's laid over them."""
+    import soundfile
+
+    from engine import Studio, pipeline
+
+    rows = []
+    original = getattr(pipeline, name)
+    monkeypatch.setattr(pipeline, name, lambda audio, *rest: rows.append(len(audio)) or original(audio, *rest))
+    studio = Studio(device="cpu")
+    made = studio.render(asked).sounds[0]
+    assert rows == [2]
+    wav = tmp_path / "made.wav"
+    soundfile.write(wav, made.audio.T.numpy(), made.sample_rate)
+    studio.render(asked.with_(reference=str(wav), variation="noise", strength=0.5, count=1))
+    assert rows == [2]
+
+
 TINY_NETWORK = {"widths": [16, 32, 32], "blocks": [1, 1, 1], "factors": [4, 4], "pos_dim": 8, "frame_rate": 44100 / 32,
                 "attention": [False, False, True], "heads": 2, "emb_dim": 32, "dropout": 0.0}
 LABELS = ["kick", "snare", "hat", "perc", "cymbal"]

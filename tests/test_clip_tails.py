@@ -18,7 +18,7 @@ from engine.errors import CheckpointError
 from engine.nets import tail
 from engine.pipeline import detail_for
 from engine.seeds import SeedNoise
-from tests.helpers import assert_table_command
+from tests.helpers import assert_filter_spares_a_reference, assert_table_command
 from tests.test_eval import _fake_dataset
 
 RATE = 44100
@@ -137,19 +137,7 @@ def test_the_shipped_waveform_kicks_tails_are_cut_nearer_real_kicks():
 
 
 def test_the_studio_cuts_a_kick_asked_for_but_not_a_variation_of_a_reference(tmp_path, monkeypatch):
-    import soundfile
+    from engine import GenerationRequest
 
-    from engine import GenerationRequest, Studio, pipeline
-
-    cut_rows = []
-    original = pipeline.cut_tail
-    monkeypatch.setattr(pipeline, "cut_tail", lambda audio, clip, rate: cut_rows.append(len(audio)) or
-                        original(audio, clip, rate))
-    studio = Studio(device="cpu")
-    asked = GenerationRequest(model="drums-3step", label="kick", seed=1000, count=2)
-    made = studio.render(asked).sounds[0]
-    assert cut_rows == [2]
-    wav = tmp_path / "kick.wav"
-    soundfile.write(wav, made.audio.T.numpy(), made.sample_rate)
-    studio.render(asked.with_(reference=str(wav), variation="noise", strength=0.5, count=1))
-    assert cut_rows == [2]
+    assert_filter_spares_a_reference(monkeypatch, tmp_path, "cut_tail",
+                                     GenerationRequest(model="drums-3step", label="kick", seed=1000, count=2))

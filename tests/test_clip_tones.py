@@ -18,7 +18,7 @@ from engine.errors import CheckpointError
 from engine.nets import tone
 from engine.pipeline import detail_for
 from engine.seeds import SeedNoise
-from tests.helpers import assert_table_command, cli_in_process, shipped_latent_fast
+from tests.helpers import assert_filter_spares_a_reference, assert_table_command, cli_in_process, shipped_latent_fast
 from tests.test_eval import _fake_dataset
 
 SPANS = tone.MATCH_BANDS * tone.TONE_POINTS
@@ -147,19 +147,8 @@ def test_the_shipped_cymbals_are_dealt_a_kit_cymbals_colour():
 def test_the_studio_colours_a_cymbal_asked_for_but_not_a_variation_of_a_reference(tmp_path, monkeypatch):
     """In the studio a cymbal takes its dealt clip's colour; "more like this" of a sound keeps the
     reference's colour (no clip's laid over it)."""
-    import soundfile
+    from engine import GenerationRequest
 
-    from engine import GenerationRequest, Studio, pipeline
-
-    coloured_rows = []
-    original = pipeline.match_tone
-    monkeypatch.setattr(pipeline, "match_tone", lambda audio, spectrum: coloured_rows.append(len(audio)) or
-                        original(audio, spectrum))
-    studio = Studio(device="cpu")
-    asked = GenerationRequest(model="latent-fast", label="cymbal", seed=1000, steps=4, length=0.5, count=2)
-    made = studio.render(asked).sounds[0]
-    assert coloured_rows == [2]
-    wav = tmp_path / "cymbal.wav"
-    soundfile.write(wav, made.audio.T.numpy(), made.sample_rate)
-    studio.render(asked.with_(reference=str(wav), variation="noise", strength=0.5, count=1))
-    assert coloured_rows == [2]
+    assert_filter_spares_a_reference(monkeypatch, tmp_path, "match_tone",
+                                     GenerationRequest(model="latent-fast", label="cymbal", seed=1000, steps=4,
+                                                       length=0.5, count=2))
