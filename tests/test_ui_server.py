@@ -460,7 +460,12 @@ def test_what_a_producer_hit_works_in_the_page(server, browser_context):
     # Stop: the page says it stopped, shows no half-made card, and Export has nothing to save
     _pick(page, "model", "latent-drums")
     page.wait_for_selector("#length input[type=number]")  # shown for a model that makes any length
+    # the pick's answers have all landed (its sampling fields come after the length): a number typed
+    # before then would be put back to the model's default, and 16 steps finish before "step" shows
+    page.wait_for_function("document.querySelector('#model-info').innerText.startsWith('latent-drums')")
+    page.wait_for_function("document.querySelector('#steps input[type=number]').value === '16'")
     _set_number(page, "steps", 200)
+    page.wait_for_function("document.querySelector('#steps input[type=number]').value === '200'")
     exported = sorted(server.exports.glob("*.wav")) if server.exports.exists() else []
     page.click("#generate")
     page.wait_for_function("document.querySelector('#status').innerText.includes('step ')", timeout=60_000)
