@@ -23,6 +23,7 @@ kicks filled band 0 with a flat box of noise where real kicks hold a low tone.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -76,9 +77,7 @@ def _read_spectra(folder: str | Path | None, label: str | None, name: str, fmt: 
     """``(clips, *shape)`` dB for ``label`` from the table ``name``, or None (no folder, file or
     label); a damaged file, or one measured in other ``spans``, is a CheckpointError that names
     ``python -m engine <command>``."""
-    width = 1
-    for size in shape:
-        width *= size
+    width = math.prod(shape)
 
     def same_spans(payload: dict) -> None:
         if list(payload.get("spans", ())) != spans:

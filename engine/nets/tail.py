@@ -56,7 +56,11 @@ def tail_shapes_db(audio: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor,
     under 689 Hz. A clip whose tail is silent reads 0 everywhere."""
     mono = audio.float().mean(dim=1)
     peaks = mono.abs().argmax(dim=-1)
-    power = _stft(mono).abs().pow(2)  # (B, bins, frames)
+    return _shapes(_stft(mono).abs().pow(2), peaks, sample_rate), peaks
+
+
+def _shapes(power: torch.Tensor, peaks: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """:func:`tail_shapes_db`'s shapes from the mono mix's STFT power ``(B, bins, frames)``."""
     starts = _frame_starts(power.shape[-1], power.device)[None, :]
     after = starts - peaks[:, None]
     inside = ((after >= TAIL_WINDOW_S[0] * sample_rate) & (after <= TAIL_WINDOW_S[1] * sample_rate)).float()
@@ -66,7 +70,7 @@ def tail_shapes_db(audio: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor,
     fine = torch.nn.functional.avg_pool1d(fine[:, None], SMOOTH_BINS, 1, SMOOTH_BINS // 2,
                                           count_include_pad=False)[:, 0]
     level = torch.cat([fine, 10.0 * torch.log10(high.clamp_min(1e-20))], dim=1)
-    return level - level[:, :REFERENCE_BINS].amax(dim=1, keepdim=True), peaks
+    return level - level[:, :REFERENCE_BINS].amax(dim=1, keepdim=True)
 
 
 def _spectrum_gain(gain: torch.Tensor, bins: int) -> torch.Tensor:
@@ -81,12 +85,17 @@ def _spectrum_gain(gain: torch.Tensor, bins: int) -> torch.Tensor:
     return gain[:, left] * (1.0 - share) + gain[:, right] * share
 
 
-def _edge_steps(shape: torch.Tensor) -> torch.Tensor:
-    """``(B, edges)`` dB: how far each shape's level just under each band edge stands over its level
-    just above it (:data:`EDGE_SIDE`)."""
+EDGES = tuple(range(BAND_BINS, TAIL_BINS - EDGE_SIDE[1] + 1, BAND_BINS))
+"""The band edges a tail's fine bins hold with both sides (:data:`EDGE_SIDE`) inside them."""
+
+
+def _edge_sides(shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``((B, edges), (B, edges))`` dB: each shape's mean level just under and just above each of
+    :data:`EDGES` (:data:`EDGE_SIDE` away)."""
     near, far = EDGE_SIDE
-    return torch.stack([shape[:, edge - far:edge - near].mean(dim=1) - shape[:, edge + near:edge + far].mean(dim=1)
-                        for edge in range(BAND_BINS, TAIL_BINS - far + 1, BAND_BINS)], dim=1)
+    below = torch.stack([shape[:, edge - far:edge - near].mean(dim=1) for edge in EDGES], dim=1)
+    above = torch.stack([shape[:, edge + near:edge + far].mean(dim=1) for edge in EDGES], dim=1)
+    return below, above
 
 
 def _edge_cuts(own: torch.Tensor, clip_db: torch.Tensor) -> torch.Tensor:
@@ -96,12 +105,11 @@ def _edge_cuts(own: torch.Tensor, clip_db: torch.Tensor) -> torch.Tensor:
     :data:`EDGE_FLOOR_DB` under the tail's tone: nothing there to hear). A cut on the clip's shape alone
     cannot do it when the clip is loud on both sides of the edge and the sound only below it: a
     box filling band 0 under a band 1 the envelope left quiet."""
-    near, far = EDGE_SIDE
-    below = torch.stack([own[:, edge - far:edge - near].mean(dim=1)
-                         for edge in range(BAND_BINS, TAIL_BINS - far + 1, BAND_BINS)], dim=1)
-    excess = (_edge_steps(own) - _edge_steps(clip_db)).clamp_min(0.0) * (below > -EDGE_FLOOR_DB)
+    (below, above), (clip_below, clip_above) = _edge_sides(own), _edge_sides(clip_db)
+    excess = ((below - above) - (clip_below - clip_above)).clamp_min(0.0) * (below > -EDGE_FLOOR_DB)
     cuts = torch.zeros_like(own)
-    for index, edge in enumerate(range(BAND_BINS, TAIL_BINS - far + 1, BAND_BINS)):
+    far = EDGE_SIDE[1]
+    for index, edge in enumerate(EDGES):
         ramp = torch.zeros(TAIL_POINTS, device=own.device)
         ramp[edge - far - EDGE_RAMP:edge - far] = torch.linspace(0.0, 1.0, EDGE_RAMP + 1, device=own.device)[1:]
         ramp[edge - far:edge] = 1.0
@@ -117,22 +125,23 @@ def cut_tail(audio: torch.Tensor, clip_db: torch.Tensor, sample_rate: int, stren
     over the whole spectrum (:func:`_spectrum_gain`), applied from :data:`CUT_START_S` after the
     sound's peak (reaching full over :data:`CUT_RAMP_S`), the same on every channel. A sound left
     uncut is returned bit for bit."""
-    own, peaks = tail_shapes_db(audio, sample_rate)
+    channels, length = audio.shape[1:]
+    spectrum = _stft(audio.float().reshape(-1, length))  # (B * C, bins, frames): one STFT for the shape and the cut
+    spectrum = spectrum.reshape(-1, channels, *spectrum.shape[1:])
+    peaks = audio.float().mean(dim=1).abs().argmax(dim=-1)
+    own = _shapes(spectrum.mean(dim=1).abs().pow(2), peaks, sample_rate)  # the mono mix's, as tail_shapes_db
     clip_db = clip_db.to(own.device).float()
     gain = torch.minimum(clip_db - own, _edge_cuts(own, clip_db)).clamp(-MAX_CUT_DB, 0.0) * float(strength)
     cut = gain.amin(dim=1) < 0.0
     if not bool(cut.any()):
         return audio
-    channels, length = audio.shape[1:]
-    picked = audio[cut].float()
-    spectrum = _stft(picked.reshape(-1, length))  # (B' * C, bins, frames)
     starts = _frame_starts(spectrum.shape[-1], spectrum.device)[None, :]
     centres = starts - peaks[cut][:, None].to(spectrum.device)  # torch.stft centres frame t on sample t * hop
     fade = ((centres - CUT_START_S * sample_rate) / (CUT_RAMP_S * sample_rate)).clamp(0.0, 1.0)  # (B', frames)
-    full = _spectrum_gain(gain[cut].to(spectrum.device), spectrum.shape[1])
-    scale = torch.pow(10.0, full[:, :, None] * fade[:, None, :] / 20.0).repeat_interleave(channels, dim=0)
-    filtered = torch.istft(spectrum * scale, TAIL_FFT, TAIL_FFT // 4,
+    full = _spectrum_gain(gain[cut].to(spectrum.device), spectrum.shape[2])
+    scale = torch.pow(10.0, full[:, :, None] * fade[:, None, :] / 20.0)[:, None]
+    filtered = torch.istft((spectrum[cut] * scale).reshape(-1, *spectrum.shape[2:]), TAIL_FFT, TAIL_FFT // 4,
                            window=torch.hann_window(TAIL_FFT, device=spectrum.device), length=length)
     out = audio.clone()
-    out[cut] = filtered.reshape(picked.shape).to(audio.dtype)
+    out[cut] = filtered.reshape(-1, channels, length).to(audio.dtype)
     return out
