@@ -217,6 +217,15 @@ def _defaults(args: argparse.Namespace) -> int:
     return 0
 
 
+def _steer(args: argparse.Namespace) -> int:
+    from .models import read_manifest, resolve_model
+    from .train.publish import conditions_line, steer_curves
+
+    folder = steer_curves(resolve_model(args.model).folder)
+    print(f"{folder}: conditions {conditions_line(read_manifest(folder))}")
+    return 0
+
+
 def _envelopes(args: argparse.Namespace) -> int:
     from .data.dataset import DrumDataset
     from .envelopes import follows_curves, measure_bank, write_bank
@@ -609,6 +618,10 @@ def parser() -> argparse.ArgumentParser:
     dft.add_argument("--model", required=True, help="model name or folder, e.g. latent-fast")
     _default_arguments(dft, "unchanged")
 
+    ste = sub.add_parser("steer", help="make a label-only latent model follow drawn loudness curves and onsets "
+                                       "by steering its sampler alone (no training; its weights unchanged)")
+    ste.add_argument("--model", required=True, help="latent model name or folder, e.g. latent-drums")
+
     env = sub.add_parser("envelopes", help="store a model's kit envelopes: the curves of the data set's real "
                                            "training hits, per label (for shape kit)")
     env.add_argument("--model", required=True, help="model name or folder that follows curves, e.g. latent-fast")
@@ -660,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser().error(f"unrecognised arguments: {' '.join(rest)}")
         return {"generate": _generate, "models": _models, "train": _train, "publish": _publish, "defaults": _defaults,
-                "embed": _embed, "envelopes": _envelopes, "attacks": _attacks,
+                "steer": _steer, "embed": _embed, "envelopes": _envelopes, "attacks": _attacks,
                 "lows": _lows, "tones": _tones, "tails": _tails}[args.command](args)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,8 +1,9 @@
 """Conditions: what a generation asks of a model, declared once and carried as one dataclass.
 
 A model's manifest declares the conditions it takes as :class:`ConditionSpec` entries (name;
-kind: ``class``, ``curve`` or ``embedding``; how it enters the network: joined to the time
-embedding, or added per frame at every U-Net level; its guidance group; its training dropout).
+kind: ``class``, ``curve`` or ``embedding``; how it enters: joined to the network's time
+embedding, added per frame at every U-Net level, or not the network's at all: the waveform codec's
+envelope follows it, or the sampler's steering alone does; its guidance group; its training dropout).
 A request's conditions travel as one :class:`Conditions` in the user's own units (a label index,
 RMS points in (ms, dB), onset times in ms), and :func:`network_inputs` turns them into the one
 mapping the network's ``forward(x, t, cond)`` reads. Training builds the same mapping from a
@@ -31,6 +32,8 @@ from .errors import CheckpointError
 CLASS, CURVE, EMBEDDING = "class", "curve", "embedding"
 JOINS_EMBEDDING, PER_FRAME, ENVELOPE = "embedding", "frames", "envelope"  # envelope: the waveform codec's
                                                                           # loudness envelope follows it
+STEERING = "steering"  # not the network's: the sampler's steps are moved onto it (engine.steering)
+NETWORK_ENTRIES = (JOINS_EMBEDDING, PER_FRAME)
 LABEL_GROUP, CONTROL_GROUP = "label", "controls"
 CURVE_CHANNELS = 2                  # value, mask
 RMS_CENTRE_DB, RMS_SPAN_DB = -40.0, 40.0   # -80 dB -> -1, 0 dB -> +1
@@ -42,14 +45,15 @@ class ConditionSpec:
     name: str            # "label", "rms", "onsets" (and "prompt" next)
     kind: str            # class | curve | embedding
     enters: str          # embedding: joined to the time embedding (AdaGN); frames: added per frame at each
-                         # level; envelope: not the network's, the waveform codec's envelope follows it
+                         # level; envelope: not the network's, the waveform codec's envelope follows it;
+                         # steering: not the network's, the sampler steers each step's estimate onto it
     group: str           # guidance group: "label" (label, prompt) or "controls"
     dropout: float       # share of training examples that see it as absent
     level_floor_db: dict | None = None  # rms only: per label ("" for none) the loudest-frame level under which a
                                         # drawn curve is lifted for the network (:func:`lift_quiet_curve`)
 
     def __post_init__(self) -> None:
-        if self.kind not in (CLASS, CURVE, EMBEDDING) or self.enters not in (JOINS_EMBEDDING, PER_FRAME, ENVELOPE):
+        if self.kind not in (CLASS, CURVE, EMBEDDING) or self.enters not in (*NETWORK_ENTRIES, ENVELOPE, STEERING):
             raise CheckpointError(f"condition {self.name!r}: unknown kind {self.kind!r} or entry {self.enters!r}")
         if not 0.0 <= float(self.dropout) <= 1.0:
             raise CheckpointError(f"condition {self.name!r}: dropout must be in [0, 1], got {self.dropout!r}")
@@ -65,6 +69,12 @@ LABEL_SPEC = ConditionSpec("label", CLASS, JOINS_EMBEDDING, LABEL_GROUP, 0.1)
 CONTROL_SPECS = (ConditionSpec("rms", CURVE, PER_FRAME, CONTROL_GROUP, 0.3),
                  ConditionSpec("onsets", CURVE, PER_FRAME, CONTROL_GROUP, 0.3))
 ENVELOPE_RMS_SPEC = ConditionSpec("rms", CURVE, ENVELOPE, CONTROL_GROUP, 0.0)
+STEERED_CONTROL_SPECS = tuple(ConditionSpec(name, CURVE, STEERING, CONTROL_GROUP, 0.0) for name in CONTROL_NAMES)
+"""A label-only latent model's curves: never trained on, followed by steering alone (``python -m engine
+steer``). Why: `latent-drums` learned no curves, yet its codec's latent says its loudness exactly, so
+the sampler can hold each step on a drawn (or a kit hit's) loudness curve and make its later hits
+(:mod:`engine.steering`) without training. Dealt real kits' curves, its Sounds spread like the kits'
+(``docs/design-notes.md``, "Kit hits steered into a label-only model")."""
 PROMPT_SPEC = ConditionSpec("prompt", EMBEDDING, JOINS_EMBEDDING, LABEL_GROUP, 0.2)
 
 
@@ -86,6 +96,13 @@ def condition_specs(manifest: Mapping) -> tuple[ConditionSpec, ...]:
 
 def spec_names(specs: Sequence[ConditionSpec], kind: str | None = None) -> list[str]:
     return [s.name for s in specs if kind is None or s.kind == kind]
+
+
+def steered_only(specs: Sequence[ConditionSpec]) -> bool:
+    """Whether a model follows curves, all of them by steering alone (its network takes none): then
+    there is no curve guidance to set and no following without the steering."""
+    curves = [spec for spec in specs if spec.kind == CURVE]
+    return bool(curves) and all(spec.enters == STEERING for spec in curves)
 
 
 def takes_prompts(manifest: Mapping) -> bool:
@@ -190,9 +207,9 @@ def network_inputs(conditions: Conditions, specs: Sequence[ConditionSpec], batch
                    sample_rate: int, device: torch.device | str = "cpu", num_labels: int = 0,
                    embedding_dims: Mapping[str, int] | None = None) -> dict:
     """The mapping ``forward(x, t, cond)`` reads, for ``batch`` sounds of ``frames`` latent frames
-    (conditions that the codec's envelope takes are not the network's); ``embedding_dims``: the
-    width of each embedding condition (the network's ``embeddings``)."""
-    names = [spec.name for spec in specs if spec.enters != ENVELOPE]
+    (conditions that the codec's envelope or the steering takes are not the network's);
+    ``embedding_dims``: the width of each embedding condition (the network's ``embeddings``)."""
+    names = [spec.name for spec in specs if spec.enters in NETWORK_ENTRIES]
     inputs: dict[str, torch.Tensor] = {}
     if "label" in names:
         index = num_labels if conditions.label is None else int(conditions.label)

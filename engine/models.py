@@ -24,9 +24,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .audio import make_shareable
-from .errors import CheckpointError, InvalidRequestError, ModelNotFoundError
+from .errors import CheckpointError, InvalidRequestError, ModelNotFoundError, StudioError
 from .nets import build_codec, build_network, compand
 from .sampling import guidance_weights
+from .steering import codec_args_steer
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,22 @@ def find_codec_folder(name: str, near: str | Path | None = None, roots: list[str
     raise CheckpointError(f"{what} folder {name!r} not found (looked in {', '.join(str(c) for c in candidates)}); "
                           f"train one with `python -m engine train {'clap' if what == 'embedder' else what}` or copy "
                           "it beside the model folder")
+
+
+def codec_steers(manifest: dict, folder: str | Path) -> bool:
+    """Whether the latent model in ``folder`` (its ``manifest``) has a codec whose latent says its own
+    loudness (:func:`engine.steering.codec_args_steer`), read from the manifests alone: what the
+    studio shows and what ``python -m engine steer`` needs."""
+    spec = manifest.get("codec", {})
+    if manifest.get("kind") != "latent" or spec.get("type") != "autoencoder":
+        return False
+    args = spec.get("args")
+    if args is None and spec.get("model"):
+        try:
+            args = read_manifest(find_codec_folder(spec["model"], folder))["codec"]["args"]
+        except (StudioError, KeyError, OSError):
+            return False
+    return codec_args_steer(args or {})
 
 
 def embedder_location(manifest: dict, folder: str | Path, roots: list[str | Path] | None = None) -> str | Path:

@@ -25,18 +25,18 @@ import torch
 from . import audio as audio_io
 from . import dsp, envelopes, pipeline, variants
 from .conditions import (CURVE, Conditions, condition_specs, curves_from_sound, recorded_level_floors, spec_names,
-                         takes_prompts)
+                         steered_only, takes_prompts)
 from .curves import check_onsets, check_rms
 from .data.captions import asked_descriptors
 from .embedders.base import text_vector
 from .errors import AudioFileError, InvalidRequestError, StudioError
-from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, embedder_location, find_codec_folder, find_models,
+from .models import (DEFAULT_ROOT, LoadedModel, ModelEntry, codec_steers, embedder_location, find_models,
                      load_model, pick_device, read_manifest, resolve_model)
 from .request import LIMITS, VARIATION_STRENGTH, GenerationRequest, asks_prompt, parse_version
 from .sampling import (default_shape, distilled_from, distilled_grid, distilled_top, holds_one_hit, invert_latent,
                        label_defaults, samplers_for)
 from .seeds import SeedNoise, slerp
-from .steering import codec_args_steer, hit_frames, roll_segments, steerable
+from .steering import hit_frames, roll_segments, steerable
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class Studio:
         manifest = entry.manifest
         grid = distilled_grid(manifest)
         controls = model_controls(manifest)
-        steers = self._codec_steers(entry)  # reads the codec's manifest: once
+        steers = codec_steers(manifest, entry.folder)  # reads the codec's manifest: once
         return {"name": entry.name, "kind": entry.kind, "labels": entry.labels, "label": entry.label,
                 "takes_guidance": entry.takes_guidance, "samplers": list(samplers_for(manifest)),
                 # a guidance-distilled model learned scales up to its own top, not the request limit
@@ -191,6 +191,8 @@ class Studio:
                 "controls": controls,  # the curves it follows: "rms", "onsets"
                 # the sampling steps are moved onto a drawn loudness curve (engine.steering)
                 "steers_loudness": "rms" in controls and steers,
+                # ...and that is how it follows curves at all: its network takes none (python -m engine steer)
+                "steered_only": steered_only(condition_specs(manifest)),
                 "steers_onsets": "onsets" in controls and steers,
                 # a sound asked as one hit is held from rising again after its peak (engine.steering)
                 "holds_one_hit": steers and holds_one_hit(manifest.get("defaults", {})),
@@ -203,20 +205,6 @@ class Studio:
                 "training_steps": manifest.get("training", {}).get("steps", 0),
                 # the model it was distilled from (folder name), so a user knows the faster twin's source
                 "distilled_from": distilled_from(manifest)}
-
-    @staticmethod
-    def _codec_steers(entry: ModelEntry) -> bool:
-        """Whether the model's codec latent says its own loudness, read from the manifests alone."""
-        spec = entry.manifest.get("codec", {})
-        if entry.kind != "latent" or spec.get("type") != "autoencoder":
-            return False
-        args = spec.get("args")
-        if args is None and spec.get("model"):
-            try:
-                args = read_manifest(find_codec_folder(spec["model"], entry.folder))["codec"]["args"]
-            except (StudioError, KeyError, OSError):
-                return False
-        return codec_args_steer(args or {})
 
     def curves_from(self, path: str | Path, model: str, length: float | None = None) -> tuple:
         """(RMS points, onset times) measured on the sound file ``path`` at ``model``'s rate and frame
@@ -413,6 +401,9 @@ class Studio:
                 hint = _who_does(self.models_following(name))
                 raise InvalidRequestError(f"model {entry.name!r} does not take {words[name]}{hint}")
         manifest = entry.manifest
+        if request.rms and not request.steer_loudness and steered_only(condition_specs(manifest)):
+            raise InvalidRequestError(f"model {entry.name!r} follows a loudness curve only by steering (its network "
+                                      "was never trained on curves); leave the steering on")
         if (request.prompt is not None or request.variation == "semantic") and not takes_prompts(manifest):
             what = "prompts" if request.prompt is not None else "the semantic variation (\"more like this\")"
             raise InvalidRequestError(f"model {entry.name!r} does not take {what}{self._prompt_hint()}")

@@ -223,7 +223,7 @@ def test_a_labels_kit_spread_widens_a_sound_alone_and_its_recipe_replays_it(mode
     monkeypatch.setattr(envelopes, "draw", lambda *a: asked.append(a[5]) or drawn(*a))
     generate_clips(load_model(models / "curvy"), 1, label="hat", seed=3, steps=2)
     assert asked == [1.5]  # the evaluation draws as the studio
-    for bad in (-0.5, 2.5, True, "wide"):
+    for bad in (-0.5, 3.5, True, "wide"):
         with pytest.raises(InvalidRequestError, match="kit_spread"):
             set_defaults(models / "curvy", {"per_label": {"hat": {"kit_spread": bad}}})
     with pytest.raises(InvalidRequestError, match="not in --with-curves"):

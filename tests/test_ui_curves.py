@@ -79,7 +79,12 @@ def test_the_waveform_model_follows_a_loudness_curve_but_leaves_onsets_out(handl
 
 def test_describe_model_shows_the_curve_editor_for_models_that_follow_curves(handlers):
     assert handlers.describe_model("latent-curves")["controls_box"]["visible"] is True
-    assert handlers.describe_model("latent-drums")["controls_box"]["visible"] is False
+    # latent-drums learned no curves: it follows them by steering alone, so no curve guidance, no unsteered way
+    drums = handlers.describe_model("latent-drums")
+    assert drums["controls_box"]["visible"] is True and "onsets by steering" in drums["model_info"]
+    assert drums["control_guidance"]["visible"] is False and drums["steer_loudness"] == {
+        "__type__": "update", "visible": False, "value": True}
+    assert handlers.describe_model("latent-fast")["control_guidance"]["visible"] is True
     assert handlers.describe_model("kick")["controls_box"]["visible"] is True
     assert "loudness curve and onsets" in handlers.describe_model("latent-curves")["model_info"]
     assert "follows a loudness curve" in handlers.describe_model("kick")["model_info"]
@@ -111,7 +116,7 @@ def test_curves_come_back_from_a_dropped_wav_and_a_preset(handlers, settings):
     take = final["session"].current()[0]
     restored = handlers.restore_recipe(str(take.wav))
     assert restored["rms"] == "0:-8,40:-14,200:-45" and restored["onsets"] == "0,120"
-    assert restored["control_guidance"] == 1.5 and restored["controls_box"]["visible"] is True
+    assert restored["control_guidance"]["value"] == 1.5 and restored["controls_box"]["visible"] is True
     assert restored["steer_loudness"]["value"] is True and restored["steer_loudness"]["visible"] is True
     assert restored["soft_hits"]["value"] is False
     assert restored["steer_onsets"]["value"] is True
@@ -120,7 +125,7 @@ def test_curves_come_back_from_a_dropped_wav_and_a_preset(handlers, settings):
                                  steer_loudness=False, steer_onsets=False)
     assert saved["preset"]["value"] == "my-curve"
     loaded = handlers.load_preset("my-curve")
-    assert loaded["rms"] == "0:-8,40:-14,200:-45" and loaded["onsets"] == "0,120" and loaded["control_guidance"] == 2.0
+    assert loaded["rms"] == "0:-8,40:-14,200:-45" and loaded["onsets"] == "0,120" and loaded["control_guidance"]["value"] == 2.0
     assert loaded["steer_loudness"]["value"] is False and loaded["steer_onsets"]["value"] is False
     # a recipe from before steering (no key) was made without it, and comes back so
     old = handlers._controls({k: v for k, v in take.recipe.items() if k != "steer_loudness"})

@@ -416,8 +416,7 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
         # in the sampling fields' group: its answer lands before that of any pick made after the page loaded
         wire(demo.load, h.refresh, ["model", "preset", "label", "sampler", "steps", "guidance", "length", "model_info",
                                     "controls_box", "steer_loudness", "soft_hits", "steer_onsets", "one_hit",
-                                    "prompt_box",
-                                    "label_b", "blend_row", "variety", "shape"],
+                                    "control_guidance", "prompt_box", "label_b", "blend_row", "variety", "shape"],
              concurrency_id=SAMPLING_GROUP, concurrency_limit=1)
         wire(demo.load, h.resume_session, ["session", "session_key", "history", "take"])
         # a model picked sets the fields too: in the same group, so a Sound picked right after it is

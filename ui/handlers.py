@@ -334,6 +334,7 @@ class Handlers:
         text = (f"**{info['name']}** · {alias}{info['kind']} · {info['seconds']:.2f} s at {info['sample_rate'] / 1000:g} kHz"
                 f"{trained}" + (f" · labels: {', '.join(labels)}" if labels else "")
                 + follows.get(tuple(info.get("controls") or ()), "")
+                + (" by steering (never trained on them)" if info.get("steered_only") else "")
                 + (" · takes text prompts" if info.get("prompts") else "")
                 # the faster twin says whose sound it learned, so a user knows what it trades
                 + (f" · distilled from {info['distilled_from']} (fewer network calls)" if info.get("distilled_from") else ""))
@@ -348,7 +349,10 @@ class Handlers:
             "variety": gr.update(visible=bool(info["takes_guidance"])),
             "length": gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"])),
             "controls_box": gr.update(visible=bool(info.get("controls"))),
-            "steer_loudness": gr.update(visible=bool(info.get("steers_loudness"))),
+            # a model that follows curves by steering alone has no curve guidance, nor a way to follow them unsteered
+            "control_guidance": gr.update(visible=not info.get("steered_only")),
+            "steer_loudness": gr.update(visible=False, value=True) if info.get("steered_only") else
+            gr.update(visible=bool(info.get("steers_loudness"))),
             "soft_hits": gr.update(visible=bool(info.get("lifts_quiet_curves"))),
             "steer_onsets": gr.update(visible=bool(info.get("steers_onsets"))),
             "one_hit": gr.update(visible=bool(info.get("holds_one_hit"))),
@@ -398,7 +402,8 @@ class Handlers:
         out["variety"] = gr.update(visible=bool(info["takes_guidance"]), value=defaults["variety"])
         out["length"] = gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"]),
                                   value=round(float(defaults.get("length", info["seconds"])), 3))
-        out["control_guidance"] = float(defaults.get("control_guidance", 1.0))
+        out["control_guidance"] = gr.update(visible=not info.get("steered_only"),
+                                            value=float(defaults.get("control_guidance", 1.0)))
         out["width"] = float(defaults.get("width", 1.0))
         return out
 
@@ -901,11 +906,13 @@ class Handlers:
                                                 3))),
             "strength": float(recorded_strength(values)), "variation": values.get("variation") or "noise",
             "rms": format_rms(values.get("rms")), "onsets": format_onsets(values.get("onsets")),
-            "control_guidance": float(values.get("control_guidance") or defaults.get("control_guidance", 1.0)),
+            "control_guidance": gr.update(visible=not info.get("steered_only"), value=float(
+                values.get("control_guidance") or defaults.get("control_guidance", 1.0))),
             "match_loudness": bool(values.get("match_loudness", True)),
             # a recipe or preset from before steering has no key: it was made (and replays) without it
-            "steer_loudness": gr.update(visible=bool(info.get("steers_loudness")),
-                                        value=bool(values.get("steer_loudness", MADE_BEFORE["steer_loudness"]))),
+            "steer_loudness": gr.update(visible=False, value=True) if info.get("steered_only") else
+            gr.update(visible=bool(info.get("steers_loudness")),
+                      value=bool(values.get("steer_loudness", MADE_BEFORE["steer_loudness"]))),
             # one from before quiet curves were lifted made soft hits of them (and replays so)
             "soft_hits": gr.update(visible=bool(info.get("lifts_quiet_curves")),
                                    value=bool(values.get("soft_hits", MADE_BEFORE["soft_hits"]))),

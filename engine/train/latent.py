@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import dsp
-from ..conditions import CONTROL_SPECS, LABEL_SPEC, PER_FRAME, PROMPT_SPEC, condition_specs, controls_from_audio, \
-    drop_conditions, level_floors, roughen_controls
+from ..conditions import CONTROL_SPECS, LABEL_SPEC, PER_FRAME, PROMPT_SPEC, STEERING, condition_specs, \
+    controls_from_audio, drop_conditions, level_floors, roughen_controls
 from ..data.augment import augment, shape_augment
 from ..errors import InvalidRequestError
 from ..models import copy_folder, find_codec_folder, load_codec, read_manifest, read_weights
@@ -228,6 +228,8 @@ def with_conditions(manifest: dict, config: LatentTrainConfig) -> dict:
         specs += [dataclasses.replace(spec, dropout=config.control_dropout) for spec in CONTROL_SPECS]
         args["controls"] = [spec.name for spec in CONTROL_SPECS]
         manifest["defaults"].setdefault("control_guidance", 1.0)
+    else:  # an --init model steered onto curves (python -m engine steer) still is: its codec did not change
+        specs += [spec for spec in condition_specs(manifest) if spec.enters == STEERING]
     if config.prompts or args.get("embeddings", {}).get("prompt"):
         specs.append(dataclasses.replace(PROMPT_SPEC, dropout=config.prompt_dropout))
     manifest["conditions"] = [spec.to_dict() for spec in specs]
