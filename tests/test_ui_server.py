@@ -584,6 +584,54 @@ def test_a_producer_draws_a_loudness_curve_places_two_hits_and_the_sound_follows
     page.close()
 
 
+def test_a_producer_draws_a_curve_for_the_label_only_model_and_its_snares_take_kit_hits(server, browser_context):
+    """latent-drums learned no curves; it follows them by steering alone (issue 19: its Sounds asked
+    alone take real kit hits' curves). The page shows the curve editor without the curve guidance or
+    the unsteered switch; a drawn curve is followed with the envelope shaper off, and with none drawn
+    the snare takes the kit hit its seed deals."""
+    from engine import envelopes
+    from engine.audio import read_audio
+    from engine.eval.controls import loudness_error_db
+
+    page = _studio_page(server, browser_context, "latent-drums", "#tds-curve-canvas")
+    _pick(page, "label", "snare")
+    _set_number(page, "length", 1.0)
+    page.wait_for_function("() => Math.abs(tdsCurve.length() - 1000) < 1")
+    assert "by steering" in page.locator("#model-info").inner_text()
+    assert not page.locator("#control-guidance").is_visible() and not page.locator("#steer-loudness").is_visible()
+    page.locator("#tds-curve-canvas").scroll_into_view_if_needed()
+    page.mouse.move(*_canvas_at(page, *DOUBLE_HIT[0]))
+    page.mouse.down()
+    for ms, db in DOUBLE_HIT[1:]:
+        page.mouse.move(*_canvas_at(page, ms, db), steps=6)
+    page.mouse.up()
+    page.wait_for_function("() => document.querySelector('#tds-curve-rms textarea, #tds-curve-rms input').value")
+    page.uncheck("#match-loudness input")
+    _set_number(page, "seed", 31)
+    page.check("#lock-seed input")
+    _generate_and_time(page)
+    page.wait_for_selector("#status .tds-status.done", timeout=60_000)
+    page.screenshot(path=str(SHOTS / "18e-label-only-model-steered.png"), full_page=True)
+    wav = _fetch_wav(server, page)
+    recipe = read_recipe(wav)
+    sound, rate = read_audio(wav)
+    error = loudness_error_db(sound, [tuple(p) for p in recipe["rms"]], rate)
+    assert len(recipe["rms"]) >= 4 and recipe["steer_loudness"] is True and recipe["match_loudness"] is False
+    assert error < 3.0, error
+    page.check("#match-loudness input")
+    page.click("#tds-curve-clear")
+    page.wait_for_function("() => !document.querySelector('#tds-curve-rms textarea, #tds-curve-rms input').value")
+    _generate_and_time(page)
+    page.wait_for_selector("#status .tds-status.done", timeout=60_000)
+    recipe = read_recipe(_fetch_wav(server, page))
+    folder = ROOT / "checkpoints" / "latent-drums"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    hit = envelopes.draw(envelopes.read_bank(folder), "snare", 31, 1000.0, spread=envelopes.kit_spread(manifest, "snare"))
+    assert recipe["shape"] == "kit" and recipe["rms"] == [list(p) for p in hit.rms], recipe
+    page.screenshot(path=str(SHOTS / "18f-label-only-model-kit-hit.png"), full_page=True)
+    page.close()
+
+
 def test_a_producer_asks_for_snares_shaped_like_real_kit_hits(server, browser_context):
     """Issue 19: with latent-fast and Sound snare, the Shape field's "A real kit's hit" makes each
     click's snare on the loudness and hits of a real training snare its seed draws (the WAV's recipe
