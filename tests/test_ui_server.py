@@ -498,6 +498,18 @@ def _canvas_at(page, ms: float, db: float) -> tuple[float, float]:
     return box["x"] + x, box["y"] + y
 
 
+def _draw_curve(page, points) -> None:
+    """Draw a loudness curve with the mouse, as a person does: press at the first point (ms, dB), drag
+    through the others, release; returns once the curve's field holds it."""
+    page.locator("#tds-curve-canvas").scroll_into_view_if_needed()
+    page.mouse.move(*_canvas_at(page, *points[0]))
+    page.mouse.down()
+    for ms, db in points[1:]:
+        page.mouse.move(*_canvas_at(page, ms, db), steps=6)
+    page.mouse.up()
+    page.wait_for_function("() => document.querySelector('#tds-curve-rms textarea, #tds-curve-rms input').value")
+
+
 def _fetch_wav(server, page, slot: int = 0) -> Path:
     href = page.locator(_audio_ready(slot)).get_attribute("href")
     target = server.base / f"fetched-{time.time_ns()}.wav"
@@ -517,14 +529,7 @@ def test_a_producer_draws_a_loudness_curve_places_two_hits_and_the_sound_follows
     _pick(page, "label", "snare")
     _set_number(page, "length", 1.0)
     page.wait_for_function("() => Math.abs(tdsCurve.length() - 1000) < 1")
-    page.locator("#tds-curve-canvas").scroll_into_view_if_needed()
-    # draw the curve with the mouse: press at the attack, drag through the decay, the second hit, its decay
-    page.mouse.move(*_canvas_at(page, *DOUBLE_HIT[0]))
-    page.mouse.down()
-    for ms, db in DOUBLE_HIT[1:]:
-        page.mouse.move(*_canvas_at(page, ms, db), steps=6)
-    page.mouse.up()
-    page.wait_for_function("() => document.querySelector('#tds-curve-rms textarea, #tds-curve-rms input').value")
+    _draw_curve(page, DOUBLE_HIT)
     page.click("#tds-curve-mode-onsets")
     for ms in (0, 180):
         page.mouse.click(*_canvas_at(page, ms, -30))
@@ -599,13 +604,7 @@ def test_a_producer_draws_a_curve_for_the_label_only_model_and_its_snares_take_k
     page.wait_for_function("() => Math.abs(tdsCurve.length() - 1000) < 1")
     assert "by steering" in page.locator("#model-info").inner_text()
     assert not page.locator("#control-guidance").is_visible() and not page.locator("#steer-loudness").is_visible()
-    page.locator("#tds-curve-canvas").scroll_into_view_if_needed()
-    page.mouse.move(*_canvas_at(page, *DOUBLE_HIT[0]))
-    page.mouse.down()
-    for ms, db in DOUBLE_HIT[1:]:
-        page.mouse.move(*_canvas_at(page, ms, db), steps=6)
-    page.mouse.up()
-    page.wait_for_function("() => document.querySelector('#tds-curve-rms textarea, #tds-curve-rms input').value")
+    _draw_curve(page, DOUBLE_HIT)
     page.uncheck("#match-loudness input")
     _set_number(page, "seed", 31)
     page.check("#lock-seed input")
