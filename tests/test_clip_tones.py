@@ -152,3 +152,19 @@ def test_the_studio_colours_a_cymbal_asked_for_but_not_a_variation_of_a_referenc
     assert_filter_spares_a_reference(monkeypatch, tmp_path, "match_tone",
                                      GenerationRequest(model="latent-fast", label="cymbal", seed=1000, steps=4,
                                                        length=0.5, count=2))
+
+
+def test_a_table_is_parsed_once_per_version_of_its_file_and_each_reader_gets_its_own_rows(tmp_path, monkeypatch):
+    """Every seeded sound asks for its Sound's row; the file is parsed again only when it changes."""
+    from engine import label_tables
+
+    rows = tones.measure(torch.cat([noise(1, seed=s) for s in range(2)]))
+    tones.write_tones(tmp_path, {"cymbal": rows}, "test clips")
+    parsed = []
+    monkeypatch.setattr(label_tables.json, "loads", lambda text: parsed.append(1) or json.JSONDecoder().decode(text))
+    first = tones.read_tones(tmp_path, "cymbal")
+    first += 100.0  # a caller's own copy
+    again = tones.read_tones(tmp_path, "cymbal")
+    assert len(parsed) == 1 and float(again.abs().max()) < 100.0
+    tones.write_tones(tmp_path, {"cymbal": rows[:1]}, "test clips")  # rewritten: read anew
+    assert tones.read_tones(tmp_path, "cymbal").shape[0] == 1 and len(parsed) == 2

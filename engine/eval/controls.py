@@ -54,6 +54,7 @@ from .. import dsp
 from ..conditions import Conditions, curves_from_sound
 from ..curves import cut_rms
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT
+from ..envelopes import follows_curves
 from ..errors import InvalidRequestError
 from ..models import LoadedModel, load_model, resolve_model
 from ..request import GenerationRequest
@@ -167,7 +168,7 @@ def evaluate_controls(model_name: str, data_root: str = str(DATA_ROOT), count: i
                       cache_dir: str = str(DEFAULT_CACHE), progress: bool = True) -> dict[str, float | str]:
     entry = resolve_model(model_name)
     model = load_model(entry.folder, device=device)
-    if not {"rms", "onsets"} <= set(getattr(model.network, "controls", ())):
+    if not follows_curves(model.manifest):  # through its network, or by steering alone (latent-drums)
         raise InvalidRequestError(f"model {entry.name!r} takes no loudness and onset curves")
     rate, length = model.manifest["sample_rate"], model.manifest["length"]
     categories = list(model.manifest["labels"])
