@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -178,6 +179,22 @@ def test_a_kit_hit_drawn_wider_moves_each_point_away_from_the_labels_median_shap
     assert quiet == ((0.0, -65.0), (100.0, -80.0))  # 18 dB under its peak: held at the floor
     held = envelopes.widen([[0.0, -20.0], [100.0, -22.0]], (times, median), 2.0)
     assert held == ((0.0, -20.0), (100.0, -20.0))  # 8 dB over the median, twice: held at the peak
+
+
+def test_a_kit_hit_drawn_wider_rises_again_no_further_than_the_kit_played_it():
+    """A tail's flicker drawn twice as far from the median was a second hit; a played second hit stays."""
+    times = np.arange(0.0, 505.0, 5.0)
+    median = (times, -times / 10.0)                                   # a steady decay: 10 dB per 100 ms
+    flicker = [[0.0, 0.0], [100.0, -30.0], [120.0, -24.0], [140.0, -34.0], [300.0, -50.0]]  # rises 6 dB
+    wide = envelopes.widen(flicker, median, 2.0)
+    levels = [db for _, db in wide]
+    rises = [later - min(levels[:i + 1]) for i, later in enumerate(levels[1:], 1)]
+    assert max(rises) <= 6.0 + 1e-6, wide                            # drawn freely: -50 -> -28, 22 dB
+    assert levels[1] == pytest.approx(-50.0) and levels[-1] == pytest.approx(-70.0)  # the decay still wider
+    roll = [[0.0, 0.0], [100.0, -30.0], [110.0, -2.0], [300.0, -40.0]]  # a second hit 28 dB up, played
+    assert envelopes.widen(roll, median, 2.0)[2][1] == pytest.approx(-50.0 + 28.0)
+    assert np.array_equal(envelopes.hold_rises(np.array([-1.0, 0.0, -9.0, -3.0]), np.array([-1.0, 0.0, -9.0, -3.0])),
+                          [-1.0, 0.0, -9.0, -3.0])                    # the hit itself, as it was
 
 
 def test_consecutive_seeds_deal_every_kit_hit_once_before_any_comes_again():

@@ -126,13 +126,17 @@ def test_a_steered_model_takes_kit_hits_for_a_sound_asked_alone(root):
 
 @pytest.mark.numeric
 def test_the_shipped_label_only_model_makes_a_snare_on_a_kit_hits_curve():
-    """`latent-drums` learned no curves; its snares asked alone follow a real kit snare's."""
+    """`latent-drums` learned no curves; its snares asked alone follow a real kit snare's (held-out
+    kits' curves: 2.65 dB over 80 sounds, ``python -m engine.eval.controls``), where the network's
+    own snare on the same seed misses that curve by far more."""
     studio = Studio(device="cpu")
     info = studio.describe("latent-drums")
     assert info["steered_only"] and info["kit_envelopes"]
-    result = studio.render(GenerationRequest(model="latent-drums", label="snare", length=1.0, count=2, seed=1000,
-                                             match_loudness=False))
-    for sound in result.sounds:
-        assert sound.recipe["shape"] == "kit" and sound.recipe["rms"]
+    request = GenerationRequest(model="latent-drums", label="snare", length=1.0, count=2, seed=1000,
+                                match_loudness=False)
+    shaped, free = studio.render(request).sounds, studio.render(request.with_(shape="free")).sounds
+    for sound, own in zip(shaped, free):
+        assert sound.recipe["shape"] == "kit" and sound.recipe["rms"] and own.recipe["rms"] is None
         curve = [tuple(point) for point in sound.recipe["rms"]]
-        assert loudness_error_db(sound.audio, curve, 44100) < 3.0, loudness_error_db(sound.audio, curve, 44100)
+        steered, unsteered = loudness_error_db(sound.audio, curve, 44100), loudness_error_db(own.audio, curve, 44100)
+        assert steered < 4.5 and unsteered > steered + 2.0, (steered, unsteered)
