@@ -90,21 +90,20 @@ def write_bank(folder: str | Path, bank: dict, sample_rate: int, source: str) ->
     return folder / BANK_FILE
 
 
-_BANKS: dict[Path, tuple[tuple, dict]] = {}
-
-
 def read_bank(folder: str | Path) -> dict | None:
     """The bank's ``labels`` mapping (shared: read it, don't change it), or None when the folder has
     none; a damaged file is a CheckpointError that names it. Parsed and checked once per version of
-    the file (its inode, time and size: ``write_bank`` replaces it whole), because every kit-shaped
-    sound asks for it and reading `latent-fast`'s 300 KB takes ~45 ms, a click's worth of waiting."""
+    the file (:func:`engine.label_tables.read_once`; ``write_bank`` replaces it whole), because every
+    kit-shaped sound asks for it and reading `latent-fast`'s 300 KB takes ~45 ms, a click's worth of waiting."""
+    # imported here: engine.label_tables needs engine.models, which (through engine.request) needs this module
+    from .label_tables import read_once
+
     path = Path(folder) / BANK_FILE
-    if not path.is_file():
-        return None
-    stat = path.stat()
-    version, kept = (stat.st_ino, stat.st_mtime_ns, stat.st_size), _BANKS.get(path.resolve())
-    if kept is not None and kept[0] == version:
-        return kept[1]
+    return read_once(path, _checked_bank) if path.is_file() else None
+
+
+def _checked_bank(path: Path) -> dict:
+    """The ``labels`` of the bank in ``path``, every entry's curves checked (CheckpointError if damaged)."""
     try:
         payload = json.loads(path.read_text())
         labels = payload["labels"]
@@ -117,7 +116,6 @@ def read_bank(folder: str | Path) -> dict | None:
                     raise ValueError(f"a caption is {entry['caption']!r}")
     except (OSError, ValueError, KeyError, TypeError, InvalidRequestError) as error:
         raise CheckpointError(f"{path} is damaged ({error}); rebuild it with python -m engine envelopes") from error
-    _BANKS[path.resolve()] = (version, labels)
     return labels
 
 

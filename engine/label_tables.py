@@ -42,7 +42,7 @@ def read_row(folder: str | Path | None, name: str, fmt: int, label: str | None, 
     if not path.is_file():
         return None
     try:
-        payload = _payload(path)
+        payload = read_once(path, _json_object)
         if payload.get("format") != fmt or not isinstance(payload.get("labels"), dict):
             raise ValueError(f"format {payload.get('format')!r}")
         if check is not None:
@@ -53,20 +53,28 @@ def read_row(folder: str | Path | None, name: str, fmt: int, label: str | None, 
         raise CheckpointError(f"{path} is damaged ({error}); rebuild it with python -m engine {command}") from error
 
 
-def _payload(path: Path) -> dict:
-    """The JSON in ``path``, parsed once per version of the file (inode, time, size: ``write_table``
-    replaces a file whole), not once a sound: every seeded sound of a Sound with a table asks for
-    its row, and parsing `latent-drums`' 360 KB ``tones.json`` took most of the 7 ms a read cost (a
-    1 s snare: 0.34 s). Shared: read it, don't change it (each reader parses its row into a new tensor)."""
+def read_once(path: Path, load: Callable[[Path], object]):
+    """``load(path)``, kept per version of the file (inode, time, size: every writer here replaces a
+    file whole) and per ``load``, so a table or a kit bank is parsed and checked once, not once a
+    sound: every seeded sound of a Sound with a table asks for its row, and parsing `latent-drums`'
+    360 KB ``tones.json`` took most of the 7 ms a read cost (a 1 s snare: 0.34 s). What it gives is
+    shared: read it, don't change it. A ``load`` that raises keeps nothing."""
     stat = path.stat()
-    version, kept = (stat.st_ino, stat.st_mtime_ns, stat.st_size), _PAYLOADS.get(path.resolve())
+    key, version = (path.resolve(), load), (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    kept = _READ.get(key)
     if kept is not None and kept[0] == version:
         return kept[1]
+    value = load(path)
+    _READ[key] = (version, value)
+    return value
+
+
+_READ: dict = {}
+
+
+def _json_object(path: Path) -> dict:
+    """The JSON object in ``path`` (each reader parses its row from it into a new tensor)."""
     payload = json.loads(path.read_text())
     if not isinstance(payload, dict):
         raise ValueError("not a JSON object")
-    _PAYLOADS[path.resolve()] = (version, payload)
     return payload
-
-
-_PAYLOADS: dict = {}

@@ -72,6 +72,8 @@ def test_steer_declares_the_curves_in_place_and_refuses_what_it_cannot_steer(roo
     assert condition_specs(read_manifest(folder)) == specs and (folder / "MODEL_CARD.md").read_text() == card
     refused = cli_in_process("steer", "--model", str(root / "latent"))
     assert refused.returncode == 2 and "cannot be steered" in refused.stderr
+    missing = cli_in_process("steer", "--model", str(root / "nowhere"))
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
     curvy = latent_manifest("curvy", codec="steerable")
     curvy["network"]["args"]["in_channels"] = read_manifest(root / "drumlike")["network"]["args"]["in_channels"]
     curvy["network"]["args"]["controls"] = ["rms", "onsets"]
@@ -103,6 +105,8 @@ def test_a_steered_model_steers_onto_a_curve_its_network_never_saw(root, monkeyp
     assert all(s.recipe["rms"] == [list(p) for p in CURVE] for s in steered)
     with pytest.raises(InvalidRequestError, match="only by steering"):
         studio.render(base.with_(rms=CURVE, steer_loudness=False))
+    with pytest.raises(InvalidRequestError, match="between -80 and 0"):  # a curve is checked as for any model
+        studio.render(base.with_(rms=((0.0, -3.0), (50.0, -100.0))))
 
 
 def test_a_steered_model_takes_kit_hits_for_a_sound_asked_alone(root):

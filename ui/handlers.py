@@ -260,6 +260,21 @@ def _path_of(upload: Any) -> str | None:
     return str(upload) if upload else None
 
 
+def _curve_guidance_update(info: dict, value: float | None = None) -> dict:
+    """The "Follow the curves" slider for a model (``Studio.describe``): hidden for one that follows
+    curves by steering alone (there is no curve guidance to set); ``value`` set when given."""
+    return gr.update(visible=not info.get("steered_only"), **({} if value is None else {"value": value}))
+
+
+def _steer_update(info: dict, value: bool | None = None) -> dict:
+    """The "steer onto the curve" switch for a model: shown where steering is a choice; for a model
+    that follows curves by steering alone, hidden and on (off, it would not follow them at all: a
+    hidden switch left off by another model would silently drop the curve); ``value`` set when given."""
+    if info.get("steered_only"):
+        return gr.update(visible=False, value=True)
+    return gr.update(visible=bool(info.get("steers_loudness")), **({} if value is None else {"value": value}))
+
+
 class Handlers:
     """The UI's actions over one shared :class:`Studio`; all per-user data lives in the Session state."""
 
@@ -349,10 +364,8 @@ class Handlers:
             "variety": gr.update(visible=bool(info["takes_guidance"])),
             "length": gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"])),
             "controls_box": gr.update(visible=bool(info.get("controls"))),
-            # a model that follows curves by steering alone has no curve guidance, nor a way to follow them unsteered
-            "control_guidance": gr.update(visible=not info.get("steered_only")),
-            "steer_loudness": gr.update(visible=False, value=True) if info.get("steered_only") else
-            gr.update(visible=bool(info.get("steers_loudness"))),
+            "control_guidance": _curve_guidance_update(info),
+            "steer_loudness": _steer_update(info),
             "soft_hits": gr.update(visible=bool(info.get("lifts_quiet_curves"))),
             "steer_onsets": gr.update(visible=bool(info.get("steers_onsets"))),
             "one_hit": gr.update(visible=bool(info.get("holds_one_hit"))),
@@ -402,8 +415,7 @@ class Handlers:
         out["variety"] = gr.update(visible=bool(info["takes_guidance"]), value=defaults["variety"])
         out["length"] = gr.update(visible=bool(info.get("variable_length")), maximum=length_maximum(info["seconds"]),
                                   value=round(float(defaults.get("length", info["seconds"])), 3))
-        out["control_guidance"] = gr.update(visible=not info.get("steered_only"),
-                                            value=float(defaults.get("control_guidance", 1.0)))
+        out["control_guidance"] = _curve_guidance_update(info, float(defaults.get("control_guidance", 1.0)))
         out["width"] = float(defaults.get("width", 1.0))
         return out
 
@@ -906,13 +918,11 @@ class Handlers:
                                                 3))),
             "strength": float(recorded_strength(values)), "variation": values.get("variation") or "noise",
             "rms": format_rms(values.get("rms")), "onsets": format_onsets(values.get("onsets")),
-            "control_guidance": gr.update(visible=not info.get("steered_only"), value=float(
-                values.get("control_guidance") or defaults.get("control_guidance", 1.0))),
+            "control_guidance": _curve_guidance_update(info, float(values.get("control_guidance")
+                                                                   or defaults.get("control_guidance", 1.0))),
             "match_loudness": bool(values.get("match_loudness", True)),
             # a recipe or preset from before steering has no key: it was made (and replays) without it
-            "steer_loudness": gr.update(visible=False, value=True) if info.get("steered_only") else
-            gr.update(visible=bool(info.get("steers_loudness")),
-                      value=bool(values.get("steer_loudness", MADE_BEFORE["steer_loudness"]))),
+            "steer_loudness": _steer_update(info, bool(values.get("steer_loudness", MADE_BEFORE["steer_loudness"]))),
             # one from before quiet curves were lifted made soft hits of them (and replays so)
             "soft_hits": gr.update(visible=bool(info.get("lifts_quiet_curves")),
                                    value=bool(values.get("soft_hits", MADE_BEFORE["soft_hits"]))),

@@ -378,12 +378,23 @@ def set_defaults(folder: str | Path, defaults: dict) -> Path:
     _check_variants(folder, manifest)
     _check_codec_weights(manifest, folder)
     write_json(folder / MANIFEST, manifest)
-    card = folder / "MODEL_CARD.md"
-    if card.is_file():
-        text = re.sub(r"^- Defaults: .*$", lambda _: f"- Defaults: {manifest.get('defaults')}.",
-                      card.read_text(encoding="utf-8"), count=1, flags=re.M)
-        atomic_write(card, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    _set_card_line(folder, "Defaults", str(manifest.get("defaults")))
     return folder
+
+
+def _set_card_line(folder: Path, name: str, value: str, after: str | None = None) -> None:
+    """The model card's ``- name: value.`` line rewritten in place (the card beside a manifest changed
+    in place must not disagree with it); a card without one gets it after its ``- after:`` line, when
+    ``after`` is given. No card, nothing to do."""
+    card = folder / "MODEL_CARD.md"
+    if not card.is_file():
+        return
+    line, text = f"- {name}: {value}.", card.read_text(encoding="utf-8")
+    if re.search(rf"^- {name}: ", text, flags=re.M) or after is None:
+        text = re.sub(rf"^- {name}: .*$", lambda _: line, text, count=1, flags=re.M)
+    else:
+        text = re.sub(rf"^(- {after}: .*)$", lambda found: f"{found.group(1)}\n{line}", text, count=1, flags=re.M)
+    atomic_write(card, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def steer_curves(folder: str | Path) -> Path:
@@ -407,14 +418,7 @@ def steer_curves(folder: str | Path) -> Path:
                                   "its loudness (the band-envelope autoencoder) can follow curves without training")
     manifest["conditions"] = [spec.to_dict() for spec in (*specs, *STEERED_CONTROL_SPECS)]
     write_json(folder / MANIFEST, manifest)
-    card = folder / "MODEL_CARD.md"
-    if card.is_file():
-        line = f"- Conditions: {conditions_line(manifest)}."
-        text = card.read_text(encoding="utf-8")
-        text = re.sub(r"^- Conditions: .*$", lambda _: line, text, count=1, flags=re.M) if \
-            re.search(r"^- Conditions: ", text, flags=re.M) else \
-            re.sub(r"^(- Kind: .*)$", lambda found: f"{found.group(1)}\n{line}", text, count=1, flags=re.M)
-        atomic_write(card, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    _set_card_line(folder, "Conditions", conditions_line(manifest), after="Kind")
     return folder
 
 
