@@ -44,7 +44,7 @@ def _generate(args: argparse.Namespace) -> int:
                                 steer_loudness=args.steer_loudness, soft_hits=args.soft_hits,
                                 steer_onsets=args.steer_onsets, one_hit=args.one_hit,
                                 prompt=args.prompt, prompt_b=args.prompt_b, prompt_morph=args.prompt_morph,
-                                rerank=args.rerank, shape=args.shape, width=args.width)
+                                rerank=args.rerank, shape=args.shape, width=args.width, kit_bands=args.kit_bands)
     result = studio.render(request)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -293,6 +293,40 @@ def _tones(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bands(args: argparse.Namespace) -> int:
+    from . import band_shares
+    from .errors import InvalidRequestError
+    from .models import load_model, resolve_model
+    from .steering import envelope_bands
+
+    entry = resolve_model(args.model)
+    if entry.manifest.get("kind") != "latent":
+        raise InvalidRequestError(f"model {entry.name!r} is not a latent model (its bands are not a codec latent's)")
+    codec = load_model(entry.folder).codec
+    clips, _ = _labels_training_clips(entry, args.data, args.label)
+    table = {label: band_shares.measure(codec, audio) for label, audio in clips.items()}
+    path = band_shares.write_shares(entry.folder, table, f"{Path(args.data).name} train split, real clips",
+                                    1 + envelope_bands(codec))
+    print(f"{path}: " + ", ".join(f"{label} ({len(rows)} clips)" for label, rows in table.items()))
+    return 0
+
+
+def _widths(args: argparse.Namespace) -> int:
+    from . import tones
+    from .errors import InvalidRequestError
+    from .models import resolve_model
+
+    entry = resolve_model(args.model)
+    if entry.manifest.get("kind") != "latent":
+        raise InvalidRequestError(f"model {entry.name!r} is not a latent model (a waveform model's channels are "
+                                  "not decoded apart)")
+    clips, _ = _labels_training_clips(entry, args.data, args.label)
+    table = {label: tones.measure_widths(audio) for label, audio in clips.items()}
+    path = tones.write_widths(entry.folder, table, f"{Path(args.data).name} train split, real clips")
+    print(f"{path}: " + ", ".join(f"{label} ({len(rows)} clips)" for label, rows in table.items()))
+    return 0
+
+
 def _tails(args: argparse.Namespace) -> int:
     from . import tones
     from .models import resolve_model
@@ -381,10 +415,14 @@ def _default_arguments(parser: argparse.ArgumentParser, otherwise: str) -> None:
                         help="defaults for some labels in place of the model's, as JSON, e.g. "
                              '\'{"kick": {"sampler": "dpmpp_2m", "steps": 12, "guidance": 6.5}}\' '
                              "(sampler, steps, guidance, variety, control_guidance, shape, guidance_weights, "
-                             "hit_prompt, kit_spread, one_hit_db, redraw_under_db, width)")
+                             "hit_prompt, kit_spread, one_hit_db, redraw_under_db, width, kit_bands)")
     parser.add_argument("--width", type=float, default=None,
                         help="the default stereo width, 0 (mono) .. 1 (as the model makes it); per label with "
                              "--per-label (default: unchanged)")
+    parser.add_argument("--kit-bands", type=float, default=None,
+                        help="latent models with band shares (python -m engine bands): how far a Sound alone with a "
+                             "loudness curve is steered onto the band shares of the clip its seed deals, 0 .. 1; "
+                             "per label with --per-label (default: unchanged)")
     parser.add_argument("--one-hit-db", type=float, default=None,
                         help="latent models whose latent says its loudness: how far (dB) a sound asked as one hit "
                              "(at most one onset) may rise again after its peak as it forms, where no loudness curve "
@@ -466,6 +504,11 @@ def parser() -> argparse.ArgumentParser:
                      help="stereo width, 0 (mono: both channels the mid) .. 1 (as the model makes it); default: the "
                           "model's for the Sound (the latent models: mono, as most of the kits' hits are, cymbals "
                           "as made)")
+    gen.add_argument("--kit-bands", type=float, default=None,
+                     help="a Sound alone with a loudness curve (its kit hit's or --rms): how far each band's share of "
+                          "the loudness is steered, over time, onto the real training clip its seed deals, 0 (the "
+                          "network's own spectrum) .. 1 (the clip's); default: the model's for the Sound (needs "
+                          "python -m engine bands first)")
     gen.add_argument("--soft-hits", action="store_true",
                      help="an --rms curve quieter than the model's usual hits makes a soft hit, with a soft velocity "
                           "layer's timbre (default: a full hit, turned down onto the curve)")
@@ -649,6 +692,19 @@ def parser() -> argparse.ArgumentParser:
     ton.add_argument("--data", required=True, help="the built data set the model was trained on, e.g. data/drums2s")
     ton.add_argument("--label", action="append", required=True, help="a Sound to colour (repeat for more), e.g. cymbal")
 
+    ban = sub.add_parser("bands", help="store how a Sound's real training clips shared their loudness between the "
+                                       "codec's bands over time: each of its sounds with a loudness curve is steered "
+                                       "onto the clip its seed deals (the label's kit_bands default sets how far)")
+    ban.add_argument("--model", required=True, help="latent model name or folder, e.g. latent-drums")
+    ban.add_argument("--data", required=True, help="the built data set the model was trained on, e.g. data/drums2s")
+    ban.add_argument("--label", action="append", required=True, help="a Sound to measure (repeat for more), e.g. hat")
+
+    wid = sub.add_parser("widths", help="store a Sound's real training clips' stereo widths (side over mid): each of "
+                                        "its sounds is narrowed to the width of the clip its seed deals")
+    wid.add_argument("--model", required=True, help="latent model name or folder, e.g. latent-drums")
+    wid.add_argument("--data", required=True, help="the built data set the model was trained on, e.g. data/drums2s")
+    wid.add_argument("--label", action="append", required=True, help="a Sound to narrow (repeat for more), e.g. cymbal")
+
     tai = sub.add_parser("tails", help="store a Sound's real training clips' tail shapes: each of its sounds' tail "
                                        "is cut, after the attack, where it stands above the tail of the clip its seed deals")
     tai.add_argument("--model", required=True, help="model name or folder, e.g. drums-3step")
@@ -674,7 +730,8 @@ def main(argv: list[str] | None = None) -> int:
             parser().error(f"unrecognised arguments: {' '.join(rest)}")
         return {"generate": _generate, "models": _models, "train": _train, "publish": _publish, "defaults": _defaults,
                 "steer": _steer, "embed": _embed, "envelopes": _envelopes, "attacks": _attacks,
-                "lows": _lows, "tones": _tones, "tails": _tails}[args.command](args)
+                "lows": _lows, "tones": _tones, "tails": _tails, "bands": _bands,
+                "widths": _widths}[args.command](args)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ is the sound the studio would make at the same settings.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -17,7 +18,9 @@ from dataclasses import dataclass, replace
 
 from . import dsp
 from .attacks import read_attacks
+from .band_shares import on_frames, read_shares
 from .conditions import ENVELOPE, Conditions, condition_specs, level_floor, lift_quiet_curve, network_inputs
+from .errors import InvalidRequestError
 from .lows import hold_lows, read_lows
 from .models import LoadedModel
 from .nets.tail import cut_tail
@@ -25,8 +28,8 @@ from .nets.tone import match_tone
 from .sampling import channel_weights, label_defaults, sample_latent, variety_interval
 from .seeds import SeedNoise, redrawn_seed
 from .steering import (attack_projection, centre_projection, chain, envelope_bands, latent_rms_db,
-                       loudness_projection, one_hit_projection, onset_projection, steerable)
-from .tones import dealt_spectra, read_tails, read_tones
+                       loudness_projection, one_hit_projection, onset_projection, share_projection, steerable)
+from .tones import dealt_spectra, read_tails, read_tones, read_widths
 
 
 def codec_hop(model: LoadedModel, samples: int | None = None) -> int:
@@ -71,18 +74,21 @@ class ClipDetail:
     long-term spectrum (``(B, bands, points)`` dB, or None), which the decoded sound is filtered to
     (:func:`engine.nets.tone.match_tone`); and, for either kind, the shape of the clip's tail
     (``(B, TAIL_POINTS)`` dB, or None), which the decoded sound's tail is cut towards
-    (:func:`engine.nets.tail.cut_tail`). ``detail[:1]`` is the first sound's (the studio's preview)."""
+    (:func:`engine.nets.tail.cut_tail`); and, for a latent model, the clip's side over its mid
+    (``(B,)`` dB, or None), which the decoded sound is narrowed to (:func:`engine.dsp.match_width`).
+    ``detail[:1]`` is the first sound's (the studio's preview)."""
 
     flutter: torch.Tensor | None = None
     tone: torch.Tensor | None = None
     spectrum: torch.Tensor | None = None
     tail: torch.Tensor | None = None
+    side: torch.Tensor | None = None
 
     def __getitem__(self, index) -> "ClipDetail":
         def part(value):
             return None if value is None else value[index]
 
-        return ClipDetail(part(self.flutter), part(self.tone), part(self.spectrum), part(self.tail))
+        return ClipDetail(part(self.flutter), part(self.tone), part(self.spectrum), part(self.tail), part(self.side))
 
 
 def detail_for(model: LoadedModel, conditions: Conditions, draws: SeedNoise | None, batch: int) -> ClipDetail | None:
@@ -103,9 +109,11 @@ def detail_for(model: LoadedModel, conditions: Conditions, draws: SeedNoise | No
     tails = read_tails(model.folder, label)
     tail = None if tails is None else dealt_spectra(tails, *seeds)
     if getattr(codec, "detail_for", None) is None:
-        table = read_tones(model.folder, label)
+        table, sides = read_tones(model.folder, label), read_widths(model.folder, label)
         spectrum = None if table is None else dealt_spectra(table, *seeds)
-        return None if spectrum is None and tail is None else ClipDetail(spectrum=spectrum, tail=tail)
+        side = None if sides is None else dealt_spectra(sides, *seeds)[:, 0]
+        return None if spectrum is None and tail is None and side is None else \
+            ClipDetail(spectrum=spectrum, tail=tail, side=side)
     flutter = None if conditions.rms else codec.detail_for(conditions.label, seeds=seeds, batch=batch)
     tone = codec.tone_for(conditions.label, seeds=seeds, batch=batch)
     return None if flutter is None and tone is None and tail is None else ClipDetail(flutter, tone, tail=tail)
@@ -223,13 +231,43 @@ def redraw_quiet(model: LoadedModel, latent: torch.Tensor, draws: SeedNoise, flo
     return latent, seeds, seeds_b
 
 
+def kit_shares(model: LoadedModel, conditions: Conditions, draws, frames: int, strength: float) -> torch.Tensor | None:
+    """``(B, bands, frames)`` dB: the band shares (:mod:`engine.band_shares`) of the clip each of
+    ``draws``' seeds deals for the conditions' label (a seed morph's two clips mixed in dB), for a
+    sound steered onto them at ``strength`` > 0; None at 0. A clear error where they can't be had:
+    a prompt or a hybrid (no one clip's label deals them), no loudness curve (the shares ride on
+    one), unseeded noise, a codec that cannot be steered, or a model without them for the label."""
+    if not strength:
+        return None
+    if conditions.label is None:
+        raise InvalidRequestError("kit_bands deals a clip of a Sound: choose one, or set kit_bands to 0")
+    if conditions.prompt is not None or conditions.label_b is not None:
+        raise InvalidRequestError("kit_bands steers a Sound alone onto the band shares of the clip its seed deals; "
+                                  "a prompt or a hybrid has no one clip: set kit_bands to 0")
+    if not conditions.rms:
+        raise InvalidRequestError("kit_bands rides on a loudness curve (a kit hit's or a drawn one): "
+                                  "give one, or set kit_bands to 0")
+    if not isinstance(draws, SeedNoise):
+        raise InvalidRequestError("kit_bands deals a clip by seed: it needs seeded noise")
+    name = model.manifest.get("name") or Path(model.folder).name
+    if not steerable(model.codec):
+        raise InvalidRequestError(f"model {name!r} cannot be steered onto a clip's band shares; set kit_bands to 0")
+    label = _label_name(model, conditions)
+    table = read_shares(model.folder, label, 1 + envelope_bands(model.codec))
+    if table is None:
+        raise InvalidRequestError(f"model {name!r} has no band shares for {label!r}; build them with python -m engine "
+                                  f"bands --model {name} --data DATA --label {label}, or set kit_bands to 0")
+    dealt = dealt_spectra(table, *draws.dealing())
+    return on_frames(dealt, frames, codec_hop(model), model.manifest["sample_rate"])
+
+
 @torch.no_grad()
 def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, sampler: str, steps: int,
            guidance: float = 1.0, control_guidance: float = 1.0, reference: torch.Tensor | None = None,
            strength: float = 1.0, callback: Callable[[dict], None] | None = None,
            step_noise: Callable[[], torch.Tensor] | None = None, variety: float = 0.0,
            steer_loudness: bool = True, soft_hits: bool = False, steer_onsets: bool = True,
-           one_hit: bool = False) -> torch.Tensor:
+           one_hit: bool = False, kit_bands: float = 0.0) -> torch.Tensor:
     """A batch of clean latents from unit ``noises`` under ``conditions`` (the sound's per-channel
     guidance weights applied, :func:`guidance_spec`; ``variety`` > 0 guides only at the lower noise levels,
     :func:`engine.sampling.variety_interval`; with a loudness curve and ``steer_loudness`` the
@@ -238,13 +276,17 @@ def sample(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
     not already make is made there too, :func:`engine.steering.onset_projection`; with ``one_hit``, a
     sound without a reference that :func:`one_hit_limit` gives a limit to is held from rising again
     after its peak, :func:`engine.steering.one_hit_projection`; and every estimate's low sub-bands are
-    centred on its silence, :func:`engine.steering.centre_projection`: no steady tones). A quiet curve is
+    centred on its silence, :func:`engine.steering.centre_projection`: no steady tones; with ``kit_bands``
+    > 0, each band's share of the power is moved that far onto the clip its seed deals,
+    :func:`kit_shares`, :func:`engine.steering.share_projection`). A quiet curve is
     lifted first (:func:`level_lift`): the latent is then that many dB louder than the curve until
     :func:`decode`, given the same conditions, turns it down."""
     conditions, _ = level_lift(model, conditions, soft_hits)
     cond = inputs_for(model, conditions, noises.shape[0], noises.shape[-1])
     frames, rate = noises.shape[-1], model.manifest["sample_rate"]
-    project = chain(centre_projection(model.codec),
+    shares = kit_shares(model, conditions, step_noise, frames, kit_bands)
+    project = chain(share_projection(model.codec, shares, kit_bands),
+                    centre_projection(model.codec),
                     loudness_projection(model.codec, conditions.rms, frames, rate,
                                         conditions.onsets if steer_onsets else None) if steer_loudness else None,
                     onset_projection(model.codec, conditions.onsets, conditions.rms, frames, rate)
@@ -274,6 +316,8 @@ def decode(model: LoadedModel, latent: torch.Tensor, envelope: torch.Tensor | No
     audio = decoded[..., :samples].float().cpu()
     if detail is not None and detail.spectrum is not None:  # before the lows are held: a clip's lows are not held
         audio = match_tone(audio, detail.spectrum)
+    if detail is not None and detail.side is not None:  # the clip's stereo width, before the request's
+        audio = dsp.match_width(audio, detail.side, model.manifest["sample_rate"])
     if detail is not None and detail.tail is not None:
         audio = cut_tail(audio, detail.tail, model.manifest["sample_rate"])
     lift = level_lift(model, conditions, soft_hits)[1] if conditions is not None else 0.0
@@ -288,13 +332,13 @@ def render(model: LoadedModel, noises: torch.Tensor, conditions: Conditions, *, 
            steps: int, guidance: float = 1.0, control_guidance: float = 1.0,
            step_noise: Callable[[], torch.Tensor] | None = None, variety: float = 0.0,
            steer_loudness: bool = True, soft_hits: bool = False, steer_onsets: bool = True,
-           one_hit: bool = False, width: float = 1.0) -> torch.Tensor:
+           one_hit: bool = False, width: float = 1.0, kit_bands: float = 0.0) -> torch.Tensor:
     """Noise to raw decoded audio in one call: what evaluation and training renders use. With
     ``one_hit`` and seeded noise (``step_noise`` a :class:`engine.seeds.SeedNoise`), a near-silent
     sound is drawn again as the studio draws it (:func:`redraw_quiet`); ``width`` as :func:`decode`."""
     settings = dict(sampler=sampler, steps=steps, guidance=guidance, control_guidance=control_guidance,
                     variety=variety, steer_loudness=steer_loudness, soft_hits=soft_hits, steer_onsets=steer_onsets,
-                    one_hit=one_hit)
+                    one_hit=one_hit, kit_bands=kit_bands)
     latent = sample(model, noises, conditions, step_noise=step_noise, **settings)
     dealt = step_noise
     if one_hit and isinstance(step_noise, SeedNoise):

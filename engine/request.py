@@ -18,10 +18,11 @@ from .seeds import MAX_SEED
 
 LIMITS = {"steps": (1, 200), "guidance": (0.0, 15.0), "count": (1, 64), "morph": (0.0, 1.0),
           "strength": (0.01, 1.0), "control_guidance": (0.0, 15.0), "prompt_morph": (0.0, 1.0),
-          "rerank": (0, 64), "label_mix": (0.0, 1.0), "variety": (0.0, 1.0), "width": (0.0, 1.0)}
+          "rerank": (0, 64), "label_mix": (0.0, 1.0), "variety": (0.0, 1.0), "width": (0.0, 1.0),
+          "kit_bands": (0.0, 1.0)}
 VARIATION_MODES = ("noise", "invert", "semantic")
 MADE_BEFORE = {"steer_loudness": False, "soft_hits": True, "steer_onsets": False, "shape": "free", "one_hit": False,
-               "width": 1.0}
+               "width": 1.0, "kit_bands": 0.0}
 """What a recipe or preset without these keys was made with (they came later): it replays so."""
 VARIATION_STRENGTH = {"noise": 0.5, "invert": 0.5, "semantic": 1.0}
 """The variation strength a mode takes when none is asked for: noise and invert keep about half of the
@@ -93,6 +94,10 @@ class GenerationRequest:
     width: float | None = None        # stereo width: 0 = mono (both channels the mid), 1 = as the model makes it
                                       # (engine.dsp.stereo_width); None: the model's default for the label.
                                       # Recipes without it replay at 1, as made
+    kit_bands: float | None = None    # a Sound alone with a loudness curve (a kit hit's or a drawn one): 0 = the
+                                      # network's own spectrum .. 1 = each band's share of the loudness steered,
+                                      # over time, onto the real training clip its seed deals (engine.band_shares);
+                                      # None: the model's default for the label. Recipes without it replay at 0
 
     def validated(self) -> "GenerationRequest":
         """Return self if every value is usable, else raise InvalidRequestError saying which and why."""

@@ -251,7 +251,7 @@ def variety_interval(variety: float) -> tuple[float, float]:
 
 
 LABEL_DEFAULT_KEYS = ("sampler", "steps", "guidance", "variety", "control_guidance", "shape", "guidance_weights",
-                      "hit_prompt", "kit_spread", "one_hit_db", "redraw_under_db", "width", "variant")
+                      "hit_prompt", "kit_spread", "one_hit_db", "redraw_under_db", "width", "variant", "kit_bands")
 MODEL_SETTING_KEYS = ("guidance_weights", "hit_prompt", "kit_spread", "one_hit_db", "redraw_under_db", "variant")
 """The label defaults that are the model's own settings, applied to each sound it makes, not fields of a
 request (no field of the studio shows them; ``publish`` checks them on their own)."""

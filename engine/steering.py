@@ -122,10 +122,16 @@ def _exact_channels(codec: torch.nn.Module) -> tuple[slice, slice]:
 def frame_power(codec: torch.nn.Module, raw: torch.Tensor) -> torch.Tensor:
     """``(B, frames)``: the mean power per audio sample (channels averaged) in each latent frame,
     from the raw latent's bypass sub-bands and band envelopes (see the module's docstring)."""
+    return band_powers(codec, raw).sum(1)
+
+
+def band_powers(codec: torch.nn.Module, raw: torch.Tensor) -> torch.Tensor:
+    """``(B, 1 + envelope bands, frames)``: :func:`frame_power` split by where it is said: the
+    bypass sub-bands' together (band 0's exact low end), then each band envelope's."""
     inner = _inner(codec)
     bypass, envelope = _exact_channels(codec)
     low = raw[:, bypass].float().reshape(raw.shape[0], inner.channels, inner.low_bypass, -1)
-    return low.pow(2).sum(2).mean(1) + raw[:, envelope].float().clamp_min(0).pow(2).sum(1)
+    return torch.cat([low.pow(2).sum(2).mean(1, keepdim=True), raw[:, envelope].float().clamp_min(0).pow(2)], dim=1)
 
 
 def latent_rms_db(codec: torch.nn.Module, latent: torch.Tensor) -> torch.Tensor:
@@ -339,6 +345,56 @@ def attack_projection(codec: torch.nn.Module, limits: torch.Tensor | None) -> Pr
             return estimate
         out = estimate.clone()
         out[:, envelope] = _from_raw(codec, raw)[:, envelope].to(estimate.dtype)
+        return out
+
+    return project
+
+
+SHARE_RANGE_DB = 60.0
+"""A frame this far under the estimate's loudest is left as it is by :func:`share_projection`:
+its shares are the noise of a faded tail."""
+SHARE_GAIN_DB = (-40.0, 24.0)
+"""How far one step may move a band's share (a band the network left nearly empty is not lifted
+out of its noise floor)."""
+
+
+def share_projection(codec: torch.nn.Module, shares: torch.Tensor | None, strength: float) -> Project | None:
+    """The steering step that gives each sound its kit hit's spectrum over time: a function from a
+    batch of clean estimates and their noise level to the same estimates whose bands' shares of
+    each frame's power (:func:`band_powers`, in dB) move ``strength`` of the way to ``shares``
+    (``(B, bands, frames)`` dB, :mod:`engine.band_shares`; NaN in a frame it leaves open), the
+    frame's power kept, in every frame within :data:`SHARE_RANGE_DB` of the loudest; the exact
+    channels are scaled, the learned ones kept (as :func:`loudness_projection`), and at
+    :data:`STEER_MIN_SIGMA` and under, unchanged.
+    ``None`` without shares, at strength 0, or on a codec that cannot be steered. Why: see
+    :mod:`engine.band_shares`."""
+    if shares is None or not strength or not steerable(codec):
+        return None
+    inner = _inner(codec)
+    bypass, envelope = _exact_channels(codec)
+
+    def project(estimate: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        if float(torch.as_tensor(sigma).max()) <= STEER_MIN_SIGMA:
+            return estimate
+        raw = _raw(codec, estimate.float())
+        power = band_powers(codec, raw)
+        frames = min(power.shape[-1], shares.shape[-1])
+        power, wanted = power[..., :frames], shares.to(power)[..., :frames]
+        total = power.sum(1, keepdim=True)
+        level = 10.0 * torch.log10(total.clamp_min(1e-20))
+        heard = (level >= level.amax(-1, keepdim=True) - SHARE_RANGE_DB) & torch.isfinite(wanted).all(1, keepdim=True)
+        have = 10.0 * torch.log10(power.clamp_min(1e-20) / total.clamp_min(1e-20))
+        gain_db = (float(strength) * (wanted.nan_to_num(0.0) - have)).clamp(*SHARE_GAIN_DB) * heard.float()
+        moved = power * 10.0 ** (gain_db / 10.0)
+        moved = moved * total / moved.sum(1, keepdim=True).clamp_min(1e-20)  # the frame's power as it was
+        gain = torch.where(power > 1e-20, (moved / power.clamp_min(1e-20)).sqrt(), torch.ones_like(power))
+        low = raw[:, bypass, :frames].reshape(raw.shape[0], inner.channels, inner.low_bypass, frames)
+        raw[:, bypass, :frames] = (low * gain[:, None, None, 0]).reshape(raw.shape[0], -1, frames)
+        raw[:, envelope, :frames] = raw[:, envelope, :frames] * gain[:, 1:]
+        steered = _from_raw(codec, raw).to(estimate.dtype)
+        out = estimate.clone()  # the learned channels as the network made them
+        for part in (bypass, envelope):
+            out[:, part] = steered[:, part]
         return out
 
     return project

@@ -23,7 +23,7 @@ from typing import Iterator, Sequence
 import torch
 
 from . import audio as audio_io
-from . import dsp, envelopes, pipeline, variants
+from . import band_shares, dsp, envelopes, pipeline, variants
 from .conditions import (CURVE, Conditions, condition_specs, curves_from_sound, recorded_level_floors, spec_names,
                          steered_only, takes_prompts)
 from .curves import check_onsets, check_rms
@@ -40,7 +40,7 @@ from .steering import hit_frames, roll_segments, steerable
 
 log = logging.getLogger(__name__)
 
-ENGINE_VERSION = "0.6"
+ENGINE_VERSION = "0.7"
 ENGINE_CHANGES = {"0.2": "a latent model's sound no longer carries faint steady tones (344 and 689 Hz, about 60 dB "
                          "under the hit) through its tail; a kick asked as one clean hit that comes out "
                          "near-silent is drawn again from another seed; and a kick on a curve opens without "
@@ -54,7 +54,10 @@ ENGINE_CHANGES = {"0.2": "a latent model's sound no longer carries faint steady 
                          "the kits' median share",
                   "0.6": "a latent model's sound no longer carries the codec's fill at 690-1380 Hz where the "
                          "sound has little either side of it (a thin, bright hat came back with a mid-range "
-                         "click 50 dB louder than it had): that part is held to at most 6 dB over its neighbours"}
+                         "click 50 dB louder than it had): that part is held to at most 6 dB over its neighbours",
+                  "0.7": "latent-drums' cymbals no longer have their bands under 690 Hz held to the kits' median "
+                         "share: a sound of a Sound with band shares (the Real-hit timbre) takes its dealt clip's "
+                         "own low end instead"}
 """What each engine version changed in the sounds a recipe makes, so a restored older recipe can say
 why its sound now differs (the recipe records ``engine``)."""
 
@@ -202,6 +205,8 @@ class Studio:
                 "prompts": takes_prompts(manifest),   # text prompts, prompt morphs, "more like this"
                 # a real kit hit's curves for a Sound left unshaped (engine.envelopes, shape "kit")
                 "kit_envelopes": envelopes.follows_curves(manifest) and (entry.folder / envelopes.BANK_FILE).is_file(),
+                # a Sound with a curve may take its dealt clip's band shares over time (engine.band_shares)
+                "band_shares": steers and (entry.folder / band_shares.SHARES_FILE).is_file(),
                 "training_steps": manifest.get("training", {}).get("steps", 0),
                 # the model it was distilled from (folder name), so a user knows the faster twin's source
                 "distilled_from": distilled_from(manifest)}
@@ -367,6 +372,8 @@ class Studio:
                     if name not in found:
                         found[name] = self._variant_entry(entry, name)
                     jobs[i], models[i] = job.with_(model=found[name].name), self.load(found[name])
+        # a Sound alone with a curve: how far its bands are steered onto its dealt clip's, recorded per sound
+        jobs = [job.with_(kit_bands=kit_bands(manifest, job, wanted)) for job, wanted in zip(jobs, asked)]
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
         started = time.time()
@@ -540,7 +547,7 @@ class Studio:
         settings = dict(sampler=sampler, steps=steps, guidance=request.guidance,
                         control_guidance=request.control_guidance or 1.0, variety=request.variety or 0.0,
                         steer_loudness=request.steer_loudness, soft_hits=request.soft_hits,
-                        steer_onsets=request.steer_onsets, one_hit=hold)
+                        steer_onsets=request.steer_onsets, one_hit=hold, kit_bands=request.kit_bands or 0.0)
         latent = pipeline.sample(model, noises, conditions, reference=reference, strength=strength, callback=callback,
                                  step_noise=draws, **settings)
 
@@ -592,6 +599,17 @@ class Studio:
                 recipe["score"] = scores[i]
             sounds.append(Sound(audio[i], manifest["sample_rate"], recipe, scores[i]))
         return sounds
+
+
+def kit_bands(manifest: dict, request: GenerationRequest, conditions: Conditions) -> float:
+    """How far a sound is steered onto the band shares of the clip its seed deals
+    (:mod:`engine.band_shares`): the request's own, else its label's default for a Sound alone with a
+    loudness curve and no reference to vary (:func:`engine.band_shares.takes`), else 0."""
+    if request.kit_bands is not None:
+        return float(request.kit_bands)
+    if request.reference or not band_shares.takes(conditions):
+        return 0.0
+    return band_shares.strength(manifest, request.label)
 
 
 class _ShiftedProgress:

@@ -19,18 +19,23 @@ get rows; a label without rows is decoded as the network makes it.
 model kind; ``python -m engine tails``): a sound's tail is cut, after its attack, where it stands
 above the tail of the clip its seed deals (:func:`engine.nets.tail.cut_tail`): `drums-3step`'s
 kicks filled band 0 with a flat box of noise where real kicks hold a low tone.
+
+``widths.json`` holds each clip's stereo width (its side over its mid, :func:`engine.dsp.side_mid_db`;
+``python -m engine widths``): a latent model's sound is narrowed to the width of the clip its seed
+deals (:func:`engine.dsp.match_width`), before the request's own width scales it: the codec decodes
+each channel's highs on its own, so `latent-drums`' cymbals all came back alike and wider than the kits'.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
+from .dsp import side_mid_db
 from .errors import InvalidRequestError
-from .label_tables import read_row, write_table
+from .label_tables import read_rows, write_table
 from .nets.tail import HIGH_SPANS, TAIL_BINS, TAIL_FFT, TAIL_POINTS, tail_shapes_db
 from .nets.tone import MATCH_BANDS, TONE_POINTS, spectra_db
 from .seeds import deal
@@ -39,6 +44,8 @@ TONES_FILE = "tones.json"
 TONES_FORMAT = 1
 TAILS_FILE = "tails.json"
 TAILS_FORMAT = 1
+WIDTHS_FILE = "widths.json"
+WIDTHS_FORMAT = 1
 MEASURE_BATCH = 32  # clips per STFT while measuring
 
 
@@ -60,6 +67,15 @@ def measure_tails(audio: torch.Tensor, sample_rate: int) -> list[list[float]]:
     return [[round(float(v), 1) for v in row] for row in rows]
 
 
+def measure_widths(audio: torch.Tensor) -> list[list[float]]:
+    """One row per clip of ``audio``: its side over its mid (:func:`engine.dsp.side_mid_db`), to 0.1 dB."""
+    if audio.shape[0] == 0:
+        raise InvalidRequestError("no clips to measure widths from")
+    if audio.shape[1] != 2:
+        raise InvalidRequestError(f"a stereo width is measured on two channels, not {audio.shape[1]}")
+    return [[round(float(v), 1)] for v in side_mid_db(audio)]
+
+
 def write_tones(folder: str | Path, table: dict, source: str) -> Path:
     """Write ``{label: [clip rows]}`` into a model folder atomically."""
     return write_table(folder, TONES_FILE, TONES_FORMAT, "clip tones", table, source,
@@ -72,37 +88,28 @@ def write_tails(folder: str | Path, table: dict, source: str) -> Path:
                        spans=[TAIL_FFT, TAIL_BINS, HIGH_SPANS])
 
 
-def _read_spectra(folder: str | Path | None, label: str | None, name: str, fmt: int, command: str,
-                  spans: list[int], shape: tuple[int, ...]) -> torch.Tensor | None:
-    """``(clips, *shape)`` dB for ``label`` from the table ``name``, or None (no folder, file or
-    label); a damaged file, or one measured in other ``spans``, is a CheckpointError that names
-    ``python -m engine <command>``."""
-    width = math.prod(shape)
+def write_widths(folder: str | Path, table: dict, source: str) -> Path:
+    """Write ``{label: [clip rows]}`` of stereo widths into a model folder atomically."""
+    return write_table(folder, WIDTHS_FILE, WIDTHS_FORMAT, "clip widths", table, source, spans=[1])
 
-    def same_spans(payload: dict) -> None:
-        if list(payload.get("spans", ())) != spans:
-            raise ValueError(f"spans {payload.get('spans')!r}, not {spans}")
 
-    def parse(rows: list) -> torch.Tensor:
-        table = torch.tensor(rows, dtype=torch.float32)
-        if table.dim() != 2 or table.shape[0] == 0 or table.shape[1] != width or not torch.isfinite(table).all():
-            raise ValueError(f"{label} is not rows of {width} finite levels in dB")
-        return table.reshape(-1, *shape)
-
-    return read_row(folder, name, fmt, label, command, parse, same_spans)
+def read_widths(folder: str | Path | None, label: str | None) -> torch.Tensor | None:
+    """``(clips, 1)`` dB (side over mid) for ``label`` from a model folder's clip widths, or None, as
+    :func:`read_tones`."""
+    return read_rows(folder, label, WIDTHS_FILE, WIDTHS_FORMAT, "widths", [1], (1,))
 
 
 def read_tones(folder: str | Path | None, label: str | None) -> torch.Tensor | None:
     """``(clips, bands, points)`` dB for ``label`` from a model folder's clip tones, or None (no
     folder, file or label); a damaged file, or one measured in other spans, is a CheckpointError
     that names it."""
-    return _read_spectra(folder, label, TONES_FILE, TONES_FORMAT, "tones", [MATCH_BANDS, TONE_POINTS],
+    return read_rows(folder, label, TONES_FILE, TONES_FORMAT, "tones", [MATCH_BANDS, TONE_POINTS],
                          (MATCH_BANDS, TONE_POINTS))
 
 
 def read_tails(folder: str | Path | None, label: str | None) -> torch.Tensor | None:
     """``(clips, TAIL_POINTS)`` dB for ``label`` from a model folder's clip tails, or None, as :func:`read_tones`."""
-    return _read_spectra(folder, label, TAILS_FILE, TAILS_FORMAT, "tails", [TAIL_FFT, TAIL_BINS, HIGH_SPANS],
+    return read_rows(folder, label, TAILS_FILE, TAILS_FORMAT, "tails", [TAIL_FFT, TAIL_BINS, HIGH_SPANS],
                          (TAIL_POINTS,))
 
 

@@ -168,3 +168,40 @@ def test_a_table_is_parsed_once_per_version_of_its_file_and_each_reader_gets_its
     assert len(parsed) == 1 and float(again.abs().max()) < 100.0
     tones.write_tones(tmp_path, {"cymbal": rows[:1]}, "test clips")  # rewritten: read anew
     assert tones.read_tones(tmp_path, "cymbal").shape[0] == 1 and len(parsed) == 2
+
+
+def test_a_sound_is_narrowed_to_its_dealt_clips_width_never_widened(tmp_path):
+    """Clip widths (side over mid) are measured, kept, read back and dealt as tones are; a decoded
+    sound is narrowed to its clip's width (a mono clip: mono), one already narrower is left as it is,
+    and a sound without a width row is decoded as before."""
+    from engine import dsp
+
+    base = noise(3, seed=4)
+    clips = torch.stack([torch.stack([c[0], c[0] * 0.9 + c[1] * m]) for c, m in zip(base, (0.0, 0.3, 1.0))])
+    rows = tones.measure_widths(clips)
+    assert [len(row) for row in rows] == [1, 1, 1] and rows[0][0] < -20 < rows[1][0] < rows[2][0]
+    tones.write_widths(tmp_path, {"cymbal": rows}, "test clips")
+    table = tones.read_widths(tmp_path, "cymbal")
+    assert table.shape == (3, 1) and tones.read_widths(tmp_path, "kick") is None
+    wide = noise(3, seed=9)  # two unrelated channels: side as loud as mid
+    wanted = torch.tensor([rows[0][0], rows[1][0], 10.0])
+    narrowed = dsp.match_width(wide, wanted, 44100)
+    got = dsp.side_mid_db(narrowed)
+    assert abs(float(got[1] - wanted[1])) < 0.5 and float(got[0]) < -20  # the mono clip's: mono
+    torch.testing.assert_close(narrowed[2], wide[2])  # asked wider than it is: left as made
+    assert torch.equal(dsp.match_width(wide[:, :1], wanted, 44100), wide[:, :1])  # one channel: nothing to narrow
+    model = SimpleNamespace(folder=tmp_path, manifest={"labels": ["kick", "cymbal"]},
+                            codec=SimpleNamespace(latent_channels=4))
+    detail = detail_for(model, Conditions(label=1), SeedNoise([5, 6, 7], (4, 8)), 3)
+    assert detail.spectrum is None and detail.side.shape == (3,)
+    torch.testing.assert_close(detail.side, tones.dealt_spectra(table, [5, 6, 7])[:, 0])
+    assert detail_for(model, Conditions(label=0), SeedNoise([5], (4, 8)), 1) is None
+
+
+def test_the_widths_command_measures_a_labels_training_clips(tmp_path, tiny_models):
+    _fake_dataset(tmp_path / "data")
+    folder = shipped_latent_fast(tmp_path / "models")
+    assert_table_command("widths", folder, tmp_path / "data", "hat", tones.WIDTHS_FILE, 6)
+    waveform = shutil.copytree(tiny_models / "tiny", tmp_path / "tiny")
+    refused = cli_in_process("widths", "--model", str(waveform), "--data", str(tmp_path / "data"), "--label", "kick")
+    assert refused.returncode == 2 and "not a latent model" in refused.stderr, refused.stderr

@@ -202,6 +202,8 @@ def test_two_sessions_keep_their_own_results(handlers):
     ({"width": -0.2}, "width must be between 0.0 and 1.0"),
     ({"width": "wide"}, "stereo width must be a number"),
     ({"width": float("nan")}, "stereo width must be a finite number"),
+    ({"model": "latent-drums", "label": "hat", "kit_bands": 1.5}, "kit_bands must be between 0.0 and 1.0"),
+    ({"model": "latent-drums", "label": "hat", "kit_bands": "lots"}, "real-hit timbre must be a number"),
     ({"label_b": "snare", "label_mix": 1.5}, "blend must be between 0 and 1, got 1.5"),
     ({"label_b": "snare", "label_mix": ""}, "blend is empty"),
     ({"label_b": "tuba", "label_mix": 0.5}, "has no label 'tuba'"),

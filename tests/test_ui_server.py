@@ -594,7 +594,7 @@ def test_a_producer_draws_a_curve_for_the_label_only_model_and_its_snares_take_k
     alone take real kit hits' curves). The page shows the curve editor without the curve guidance or
     the unsteered switch; a drawn curve is followed with the envelope shaper off, and with none drawn
     the snare takes the kit hit its seed deals."""
-    from engine import envelopes
+    from engine import band_shares, envelopes
     from engine.audio import read_audio
     from engine.eval.controls import loudness_error_db
 
@@ -628,6 +628,15 @@ def test_a_producer_draws_a_curve_for_the_label_only_model_and_its_snares_take_k
     hit = envelopes.draw(envelopes.read_bank(folder), "snare", 31, 1000.0, spread=envelopes.kit_spread(manifest, "snare"))
     assert recipe["shape"] == "kit" and recipe["rms"] == [list(p) for p in hit.rms], recipe
     page.screenshot(path=str(SHOTS / "18f-label-only-model-kit-hit.png"), full_page=True)
+    # the real hit's timbre over time: the Sound's default, shown, recorded, and the user's own value instead
+    default = band_shares.strength(manifest, "snare")
+    assert page.locator("#kit-bands").is_visible() and recipe["kit_bands"] == default, recipe
+    assert float(page.locator("#kit-bands input[type=number]").input_value()) == default
+    _set_number(page, "kit-bands", 0.4)
+    _generate_and_time(page)
+    page.wait_for_selector("#status .tds-status.done", timeout=60_000)
+    recipe = read_recipe(_fetch_wav(server, page))
+    assert recipe["kit_bands"] == 0.4 and recipe["shape"] == "kit", recipe
     page.close()
 
 

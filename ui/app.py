@@ -116,7 +116,7 @@ CONTROL_OUTPUTS = ["model", "label", "sampler", "steps", "guidance", "seed", "lo
                    "soft_hits", "steer_onsets", "one_hit", "controls_box",
                    "prompt", "prompt_b", "prompt_morph", "rerank", "prompt_box",
                    "strength", "variation", "reference", "variation_box", "model_info", "recipe_note",
-                   "label_b", "label_mix", "blend_row", "variety", "shape", "width"]
+                   "label_b", "label_mix", "blend_row", "variety", "shape", "width", "kit_bands"]
 
 
 def _wire(C: dict, trigger, fn, outputs: list[str], **options):
@@ -207,6 +207,11 @@ def _controls(C: dict, h: Handlers, settings: Settings) -> None:
     C["width"] = FieldSlider(0.0, 1.0, value=float(defaults.get("width", 1.0)), step=0.05, label="Stereo width",
                              info="0: mono, both channels alike (most kits' hits are) · 1: as the model makes it",
                              elem_id="width", field="width")
+    C["kit_bands"] = FieldSlider(0.0, 1.0, value=float(defaults.get("kit_bands", 0.0)), step=0.05,
+                                 label="Real-hit timbre",
+                                 info="on a kit hit or a drawn curve: 0 the model's own brightness over time · "
+                                      "1 the real hit's its seed deals",
+                                 visible=bool(info.get("band_shares")), elem_id="kit-bands", field="real-hit timbre")
     C["shape"] = gr.Radio(SHAPE_CHOICES, value=AUTO_SHAPE, label="Shape",
                           info="with no curve drawn: the Sound's default, the model's own envelope, or a real kit "
                                "hit's loudness and hits (a new one every seed; for some Sounds its description too, "
@@ -412,7 +417,7 @@ def build_app(studio: Studio, settings: Settings) -> gr.Blocks:
         model_outputs = ["label", "sampler", "steps", "guidance", "length", "model_info", "controls_box",
                          "steer_loudness", "soft_hits", "steer_onsets", "one_hit", "control_guidance", "prompt_box",
                          "label_b",
-                         "blend_row", "variety", "shape", "width"]
+                         "blend_row", "variety", "shape", "width", "kit_bands"]
         # in the sampling fields' group: its answer lands before that of any pick made after the page loaded
         wire(demo.load, h.refresh, ["model", "preset", "label", "sampler", "steps", "guidance", "length", "model_info",
                                     "controls_box", "steer_loudness", "soft_hits", "steer_onsets", "one_hit",

@@ -371,11 +371,13 @@ class Handlers:
             "one_hit": gr.update(visible=bool(info.get("holds_one_hit"))),
             "prompt_box": gr.update(visible=bool(info.get("prompts"))),
             "shape": gr.update(visible=bool(info.get("kit_envelopes"))),
+            "kit_bands": gr.update(visible=bool(info.get("band_shares"))),
             "model_info": text,
         }
 
     def label_defaults(self, model, label, sampler=None, steps=None, guidance=None, variety=None,
-                       control_guidance=None, prompt=None, prompt_b=None, rms=None, width=None) -> dict:
+                       control_guidance=None, prompt=None, prompt_b=None, rms=None, width=None,
+                       kit_bands=None) -> dict:
         """The user picked a Sound (or typed a prompt that names one, with no Sound picked), or drew
         or cleared a loudness curve: the :data:`SAMPLING_FIELDS` move to the model's defaults for it
         (a model may sample kicks differently from snares, and a kick with a curve differently from
@@ -386,7 +388,7 @@ class Handlers:
         info = self.studio.describe(str(model))
         label = _label_value(label) or self._routed_label(str(model), prompt, prompt_b)
         out = _follow_label(info, label, dict(zip(SAMPLING_FIELDS, (sampler, steps, guidance, variety,
-                                                                    control_guidance, width))), rms,
+                                                                    control_guidance, width, kit_bands))), rms,
                             prompt=bool(str(prompt or "").strip()))
         # one line a change: which answer landed when (a browser test's failure report shows it)
         log.info("sampling fields for %s %s: %s", model, label or ANY_LABEL,
@@ -417,6 +419,7 @@ class Handlers:
                                   value=round(float(defaults.get("length", info["seconds"])), 3))
         out["control_guidance"] = _curve_guidance_update(info, float(defaults.get("control_guidance", 1.0)))
         out["width"] = float(defaults.get("width", 1.0))
+        out["kit_bands"] = float(defaults.get("kit_bands", 0.0))
         return out
 
     @user_facing
@@ -506,7 +509,8 @@ class Handlers:
                  strength, variation, rms=None, onsets=None, control_guidance=None,
                  match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
                  rerank=0, label_b=None, label_mix=0.0, variety=None, steer_loudness=True,
-                 soft_hits=False, steer_onsets=True, shape=None, one_hit=True, width=None) -> GenerationRequest:
+                 soft_hits=False, steer_onsets=True, shape=None, one_hit=True, width=None,
+                 kit_bands=None) -> GenerationRequest:
         if not model:
             raise gr.Error("choose a model")
         count = _number(count, "count", integer=True)
@@ -526,9 +530,9 @@ class Handlers:
         prompted = asks_prompt(str(prompt or "").strip() or None, variation)
         follow = label or self._routed_label(str(model), prompt, prompt_b)
         if follow and (label is None or prompted):
-            fields = dict(zip(SAMPLING_FIELDS, (sampler, steps, guidance, variety, control_guidance, width)))
+            fields = dict(zip(SAMPLING_FIELDS, (sampler, steps, guidance, variety, control_guidance, width, kit_bands)))
             fields.update(_follow_label(self.studio.describe(str(model)), follow, fields, rms, prompted))
-            sampler, steps, guidance, variety, control_guidance, width = (fields[k] for k in SAMPLING_FIELDS)
+            sampler, steps, guidance, variety, control_guidance, width, kit_bands = (fields[k] for k in SAMPLING_FIELDS)
         request = GenerationRequest(
             model=model, label=label, **_blend(label, label_b, label_mix), sampler=sampler or None,
             steps=_number(steps, "steps", integer=True, optional=True),
@@ -540,7 +544,8 @@ class Handlers:
             **self._curves(str(model), rms, onsets, control_guidance, match_loudness, steer_loudness, soft_hits,
                            steer_onsets),
             **self._prompts(str(model), prompt, prompt_b, prompt_morph, rerank),
-            shape=_shape_value(shape), one_hit=bool(one_hit), width=_number(width, "stereo width", optional=True))
+            shape=_shape_value(shape), one_hit=bool(one_hit), width=_number(width, "stereo width", optional=True),
+            kit_bands=_number(kit_bands, "real-hit timbre", optional=True))
         return request.validated()
 
     def _model_for_label(self, model: str, label: str | None) -> tuple[str, str | None]:
@@ -581,7 +586,8 @@ class Handlers:
                  reference, strength, variation, session, rms=None, onsets=None,
                  control_guidance=None, match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0,
                  rerank=0, label_b=None, label_mix=0.0, variety=None, steer_loudness=True,
-                 soft_hits=False, steer_onsets=True, shape=None, one_hit=True, width=None) -> Iterator[dict]:
+                 soft_hits=False, steer_onsets=True, shape=None, one_hit=True, width=None,
+                 kit_bands=None) -> Iterator[dict]:
         """Sample: stream status and a preview plot, then each sound's player, drag-out file and plot."""
         entered = time.time()  # wall clock, so the browser bench can split its wait around the handler
         session = self._session(session)
@@ -590,7 +596,7 @@ class Handlers:
         request = self._request(model, label, sampler, steps, guidance, seed, seed_b, morph, count, length,
                                 reference, strength, variation, rms, onsets, control_guidance, match_loudness,
                                 prompt, prompt_b, prompt_morph, rerank, label_b, label_mix, variety, steer_loudness,
-                                soft_hits, steer_onsets, shape, one_hit, width)
+                                soft_hits, steer_onsets, shape, one_hit, width, kit_bands)
         steps_total = request.steps or 0
         session.batch = []  # until this one finishes no card holds a result, so Export can't save an old sound
         session.generating, session.stop_requested = True, False
@@ -699,7 +705,8 @@ class Handlers:
                  reference, strength, variation, session, rms=None, onsets=None, control_guidance=None,
                  match_loudness=True, prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0,
                  label_b=None, label_mix=0.0, variety=None, steer_loudness=True,
-                 soft_hits=False, steer_onsets=True, shape=None, one_hit=True, width=None) -> Iterator[dict]:
+                 soft_hits=False, steer_onsets=True, shape=None, one_hit=True, width=None,
+                 kit_bands=None) -> Iterator[dict]:
         """A seed, seed B or morph was moved (or a dice rolled) with "Audition on change" ticked:
         render at once with the seed as it now is (never a new roll). Off, it changes nothing."""
         if not audition:
@@ -708,7 +715,7 @@ class Handlers:
         yield from self.generate(model, label, sampler, steps, guidance, seed, True, seed_b, morph, count, length,
                                  reference, strength, variation, session, rms, onsets, control_guidance,
                                  match_loudness, prompt, prompt_b, prompt_morph, rerank, label_b, label_mix,
-                                 variety, steer_loudness, soft_hits, steer_onsets, shape, one_hit, width)
+                                 variety, steer_loudness, soft_hits, steer_onsets, shape, one_hit, width, kit_bands)
 
     def stop(self, session) -> dict:
         """Stop was pressed: ask the running generation to stop. It stops at its next step and its
@@ -938,6 +945,11 @@ class Handlers:
             # one leaves it to the Sound, as a Sound's other defaults
             "width": float(values["width"] if values.get("width") is not None
                            else MADE_BEFORE["width"] if "checkpoint" in values else defaults.get("width", 1.0)),
+            # the same for the real hit's timbre: a recipe from before it was made without (and replays so)
+            "kit_bands": gr.update(visible=bool(info.get("band_shares")),
+                                   value=float(values["kit_bands"] if values.get("kit_bands") is not None
+                                               else MADE_BEFORE["kit_bands"] if "checkpoint" in values
+                                               else defaults.get("kit_bands", 0.0))),
         })
         if values.get("label_b"):
             out["label_mix"] = float(values.get("label_mix") or 0.0)
@@ -1024,7 +1036,7 @@ class Handlers:
                     morph, length, rms=None, onsets=None, control_guidance=None, match_loudness=True,
                     prompt=None, prompt_b=None, prompt_morph=0.0, rerank=0, label_b=None, label_mix=0.0,
                     variety=None, steer_loudness=True, soft_hits=False, steer_onsets=True, shape=None,
-                    one_hit=True, width=None) -> dict:
+                    one_hit=True, width=None, kit_bands=None) -> dict:
         values = {"model": model, "label": _label_value(label), **_blend(_label_value(label), label_b, label_mix),
                   "sampler": sampler or None,
                   "steps": _number(steps, "steps", integer=True, optional=True),
@@ -1045,6 +1057,8 @@ class Handlers:
             values["one_hit"] = bool(one_hit)
         if width is not None:
             values["width"] = _number(width, "stereo width")
+        if kit_bands is not None and self.studio.describe(str(model)).get("band_shares"):
+            values["kit_bands"] = _number(kit_bands, "real-hit timbre")
         path = presets.save(self.settings.presets_dir, preset_name, values, overwrite=bool(preset_overwrite))
         gr.Info(f"saved preset {path.stem}")
         return {"preset": gr.update(choices=presets.list_presets(self.settings.presets_dir), value=path.stem),

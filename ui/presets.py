@@ -22,11 +22,13 @@ from engine.audio import make_shareable
 FORMAT = 1
 SOUND_KEYS = ("model", "label", "label_b", "label_mix", "sampler", "steps", "guidance", "variety", "seed", "seed_b",
               "morph", "length", "rms", "onsets", "control_guidance", "match_loudness", "steer_loudness",
-              "soft_hits", "steer_onsets", "prompt", "prompt_b", "prompt_morph", "rerank", "shape", "one_hit", "width")
+              "soft_hits", "steer_onsets", "prompt", "prompt_b", "prompt_morph", "rerank", "shape", "one_hit", "width",
+              "kit_bands")
 META_KEYS = ("format", "name", "description")
 OPTIONAL_KEYS = ("label_b", "label_mix", "variety", "length", "rms", "onsets", "control_guidance", "match_loudness",
                  "steer_loudness", "soft_hits", "steer_onsets",
-                 "prompt", "prompt_b", "prompt_morph", "rerank", "shape", "one_hit", "width")  # written only when set
+                 "prompt", "prompt_b", "prompt_morph", "rerank", "shape", "one_hit", "width",
+                 "kit_bands")  # written only when set
 FUTURE_KEYS: tuple[str, ...] = ()   # keys accepted and kept for features still to come
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,47}$")
 

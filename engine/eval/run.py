@@ -61,7 +61,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import envelopes, pipeline, variants
+from .. import band_shares, envelopes, pipeline, variants
 from ..conditions import Conditions
 from ..data.dataset import DEFAULT_ROOT as DATA_ROOT, DrumDataset
 from ..embedders.base import load_embedder, text_vector
@@ -133,7 +133,7 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
                    label_mix: float = 0.0, variety: float | None = None,
                    steer_loudness: bool = True, soft_hits: bool = False, steer_onsets: bool = True,
                    shape: str | None = None, one_hit: bool = True, width: float | None = None,
-                   prompt_words: Sequence[str] = ()) -> torch.Tensor:
+                   prompt_words: Sequence[str] = (), kit_bands: float | None = None) -> torch.Tensor:
     """``(count, C, length)`` float32 CPU audio for seeds ``seed .. seed + count - 1``.
 
     Each clip's starting noise depends only on its own seed (drawn alone, as the studio does),
@@ -155,7 +155,9 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
     draws among those whose captions match its prompt and agree with ``prompt_words``, the descriptor
     words its text asks for (:func:`engine.envelopes.prompt_candidates`).
     ``width`` (None: the label's default) is the stereo width the studio gives the decoded sound
-    (:func:`engine.dsp.stereo_width`).
+    (:func:`engine.dsp.stereo_width`). ``kit_bands`` (None: the label's default) is how far a clip of
+    a Sound alone with a loudness curve is steered onto the band shares of the clip its seed deals
+    (:mod:`engine.band_shares`), as the studio's request.
     """
     manifest = model.manifest
     asked = dict(steps=steps, guidance=guidance, control_guidance=control_guidance, sampler=sampler, variety=variety)
@@ -204,6 +206,7 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
         conditions = shaped
     width = float(label_defaults(manifest.get("defaults", {}), label).get("width", 1.0) if width is None
                   else check_limit("width", width))
+    bands = float(band_shares.strength(manifest, label) if kit_bands is None else check_limit("kit_bands", kit_bands))
     latent_shape = (model.codec.latent_channels, model.codec.latent_length(manifest["length"]))
     out = []
     for start in tqdm(range(0, count, batch), desc=f"generate {label or manifest.get('name', '')}",
@@ -227,7 +230,7 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
                                        steps=clip_steps, guidance=clip_guidance, control_guidance=clip_control,
                                        step_noise=draws, variety=clip_variety, steer_loudness=steer_loudness,
                                        soft_hits=soft_hits, steer_onsets=steer_onsets, one_hit=one_hit,
-                                       width=width))
+                                       width=width, kit_bands=bands if band_shares.takes(wanted) else 0.0))
     return torch.cat(out) if out else torch.zeros(0, manifest["channels"], manifest["length"])
 
 

@@ -21,7 +21,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .. import envelopes, variants
+from .. import band_shares, envelopes, variants
 from ..errors import CheckpointError, InvalidRequestError
 from ..models import (MANIFEST, WEIGHTS, atomic_write, checkpoint_id, codec_steers, copy_folder, load_codec,
                       read_manifest, write_json)
@@ -168,7 +168,7 @@ Multi-resolution STFT loss; {training.get('steps', 0)} steps, {training.get('exa
 
 
 PUBLISHED_DEFAULTS = ("sampler", "steps", "guidance", "guidance_weights", "control_guidance", "variety", "shape",
-                      "hit_prompt", "kit_spread", "one_hit_db", "redraw_under_db", "width",
+                      "hit_prompt", "kit_spread", "one_hit_db", "redraw_under_db", "width", "kit_bands",
                       "per_label", "with_curves", "with_prompt")
 PROMPT_DEFAULTS = ("sampler", "steps", "guidance", "variety", "control_guidance", "shape")
 """What a sound asked for with a prompt may default to otherwise (``with_prompt``): the sampling
@@ -184,6 +184,8 @@ NOT_WITH_CURVES = {
     **{key: f"{key} belongs with a Sound's shape, in its defaults without curves (e.g. --per-label "
             f"'{{\"{label}\": {{\"shape\": \"kit\", \"{key}\": {value}}}}}'), not in --with-curves"
        for key, label, value in (("hit_prompt", "perc", 0.5), ("kit_spread", "hat", 1.3))},
+    "kit_bands": "kit_bands is a Sound's own, on a kit hit's curve or a drawn one; it belongs in its defaults "
+                 "(--per-label '{\"hat\": {\"kit_bands\": 1}}'), not in --with-curves",
     "variant": "a variant is dealt to a Sound asked alone on a kit hit; it belongs in the Sound's defaults "
                "(--per-label '{\"hat\": {\"shape\": \"kit\", \"variant\": {\"model\": \"latent-thin-hats\", "
                "\"every\": 5}}}'), not in --with-curves",
@@ -375,6 +377,7 @@ def set_defaults(folder: str | Path, defaults: dict) -> Path:
     folder = Path(folder)
     manifest = with_defaults(read_manifest(folder), defaults)
     _check_kit_shapes(folder, manifest)
+    _check_band_shares(folder, manifest)
     _check_variants(folder, manifest)
     _check_codec_weights(manifest, folder)
     write_json(folder / MANIFEST, manifest)
@@ -450,6 +453,25 @@ def _check_kit_shapes(folder: Path, manifest: dict) -> None:
         raise InvalidRequestError(f"shape kit with a prompt draws the kit hit whose description matches the prompt, "
                                   f"so it needs kit envelopes with captions for {unmatched} in {folder}; rebuild "
                                   f"them with python -m engine envelopes --model {folder} --data DATA")
+
+
+def _check_band_shares(folder: Path, manifest: dict) -> None:
+    """A ``kit_bands`` default needs band shares for its label in the model's folder (``publish``
+    first, then ``bands``, then ``defaults``: the shares come from the data set)."""
+    defaults = manifest.get("defaults", {})
+    labels = [label for label in manifest.get("labels", []) if label_defaults(defaults, label).get("kit_bands")]
+    if not labels:
+        return
+    path = folder / band_shares.SHARES_FILE
+    try:
+        held = json.loads(path.read_text()).get("labels", {}) if path.is_file() else {}
+    except (OSError, ValueError, AttributeError) as error:
+        raise CheckpointError(f"{path} is damaged ({error}); rebuild it with python -m engine bands") from error
+    missing = [label for label in labels if not held.get(label)]
+    if missing:
+        raise InvalidRequestError(f"kit_bands steers a Sound onto its dealt clip's band shares; {folder} has none for "
+                                  f"{missing}: build them first with python -m engine bands --model {folder} "
+                                  f"--data DATA " + " ".join(f"--label {label}" for label in missing))
 
 
 def _check_variants(folder: Path, manifest: dict) -> None:
