@@ -603,13 +603,13 @@ class Studio:
 
 def kit_bands(manifest: dict, request: GenerationRequest, conditions: Conditions) -> float:
     """How far a sound is steered onto the band shares of the clip its seed deals
-    (:mod:`engine.band_shares`): the request's own, else its label's default for a Sound alone with a
-    loudness curve and no reference to vary (:func:`engine.band_shares.takes`), else 0."""
-    if request.kit_bands is not None:
-        return float(request.kit_bands)
+    (:mod:`engine.band_shares`): for a Sound alone with a loudness curve and no reference to vary
+    (:func:`engine.band_shares.takes`), the request's own, else its label's default; 0 for any other
+    sound, whatever the request says (as curve guidance is nothing without a curve: the page's
+    slider holds a Sound's value while the user asks for a free cymbal, a hybrid or a variation)."""
     if request.reference or not band_shares.takes(conditions):
         return 0.0
-    return band_shares.strength(manifest, request.label)
+    return float(band_shares.strength(manifest, request.label) if request.kit_bands is None else request.kit_bands)
 
 
 class _ShiftedProgress:

@@ -228,11 +228,11 @@ def test_the_page_moves_the_timbre_with_the_sound_and_keeps_it_in_recipes_and_pr
     hat = band_shares.strength(resolve_model("latent-drums").manifest, "hat")
     assert handlers.label_defaults("latent-drums", "hat", kit_bands=0.0)["kit_bands"] == hat
     assert "kit_bands" not in handlers.label_defaults("latent-drums", "hat", kit_bands=0.35)  # the user's own value
-    assert handlers.describe_model("latent-drums")["kit_bands"] == band_shares.strength(
+    assert handlers.describe_model("latent-drums")["kit_bands"]["value"] == band_shares.strength(
         resolve_model("latent-drums").manifest, None)
     assert handlers._model_controls("latent-drums")["kit_bands"]["visible"] is True
     assert handlers._model_controls("latent-fast")["kit_bands"]["visible"] is False
-    assert handlers.describe_model("latent-fast")["kit_bands"] == 0.0
+    assert handlers.describe_model("latent-fast")["kit_bands"] == {"__type__": "update", "visible": False, "value": 0.0}
     _, final = run_generate(handlers, model="latent-drums", label="hat", sampler="euler_a", steps=3, length=0.3,
                             kit_bands=0.35)
     take = final["session"].current()[0]

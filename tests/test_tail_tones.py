@@ -102,9 +102,10 @@ def test_the_shipped_latent_models_kicks_lose_their_steady_tones(monkeypatch):
 
 
 def test_a_recipe_from_an_older_engine_says_what_changed_since():
-    assert "tones" in engine_changes_since("0.1")[0] and len(engine_changes_since("0.1")) == 4
-    assert [("roll" in change) for change in engine_changes_since("0.3")] == [True, False, False]  # session 35
-    assert [("rumble" in change) for change in engine_changes_since("0.4")] == [True, False]  # the low bands, session 36
-    assert [("690-1380 Hz" in change) for change in engine_changes_since("0.5")] == [True]  # band 0's top, session 41
+    assert "tones" in engine_changes_since("0.1")[0] and len(engine_changes_since("0.1")) == 5
+    assert [("roll" in change) for change in engine_changes_since("0.3")] == [True, False, False, False]  # session 35
+    assert [("rumble" in change) for change in engine_changes_since("0.4")] == [True, False, False]  # session 36
+    assert [("690-1380 Hz" in change) for change in engine_changes_since("0.5")] == [True, False]  # session 41
+    assert [("cymbals" in change) for change in engine_changes_since("0.6")] == [True]  # their low end, session 52
     assert engine_changes_since(ENGINE_VERSION) == []
     assert engine_changes_since(None) == [] and engine_changes_since("banana") == []

@@ -419,7 +419,7 @@ class Handlers:
                                   value=round(float(defaults.get("length", info["seconds"])), 3))
         out["control_guidance"] = _curve_guidance_update(info, float(defaults.get("control_guidance", 1.0)))
         out["width"] = float(defaults.get("width", 1.0))
-        out["kit_bands"] = float(defaults.get("kit_bands", 0.0))
+        out["kit_bands"] = gr.update(visible=bool(info.get("band_shares")), value=float(defaults.get("kit_bands", 0.0)))
         return out
 
     @user_facing
