@@ -277,66 +277,63 @@ def _lows(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tones(args: argparse.Namespace) -> int:
-    from . import tones
+def _clip_table(args: argparse.Namespace, measure, write, latent_only: str | None = None) -> int:
+    """One row per training clip of each ``--label`` (``measure(entry, audio, rate)``), written into the
+    model's folder (``write(entry, table, source)``) and said in one line: what ``tones``, ``tails``,
+    ``widths`` and ``bands`` each do with their own measure. ``latent_only``: why a model of another
+    kind is refused (None: any kind)."""
     from .errors import InvalidRequestError
     from .models import resolve_model
 
     entry = resolve_model(args.model)
-    if entry.manifest.get("kind") != "latent":
-        raise InvalidRequestError(f"model {entry.name!r} is not a latent model (a waveform model's Sounds take their "
-                                  "clips' tone with train prior --envelope-tone)")
-    clips, _ = _labels_training_clips(entry, args.data, args.label)
-    table = {label: tones.measure(audio) for label, audio in clips.items()}
-    path = tones.write_tones(entry.folder, table, f"{Path(args.data).name} train split, real clips")
+    if latent_only and entry.manifest.get("kind") != "latent":
+        raise InvalidRequestError(f"model {entry.name!r} is not a latent model ({latent_only})")
+    clips, rate = _labels_training_clips(entry, args.data, args.label)
+    table = {label: measure(entry, audio, rate) for label, audio in clips.items()}
+    path = write(entry, table, f"{Path(args.data).name} train split, real clips")
     print(f"{path}: " + ", ".join(f"{label} ({len(rows)} clips)" for label, rows in table.items()))
     return 0
+
+
+def _tones(args: argparse.Namespace) -> int:
+    from . import tones
+
+    return _clip_table(args, lambda entry, audio, rate: tones.measure(audio),
+                       lambda entry, table, source: tones.write_tones(entry.folder, table, source),
+                       "a waveform model's Sounds take their clips' tone with train prior --envelope-tone")
 
 
 def _bands(args: argparse.Namespace) -> int:
     from . import band_shares
-    from .errors import InvalidRequestError
-    from .models import load_model, resolve_model
+    from .models import load_model
     from .steering import envelope_bands
 
-    entry = resolve_model(args.model)
-    if entry.manifest.get("kind") != "latent":
-        raise InvalidRequestError(f"model {entry.name!r} is not a latent model (its bands are not a codec latent's)")
-    codec = load_model(entry.folder).codec
-    clips, _ = _labels_training_clips(entry, args.data, args.label)
-    table = {label: band_shares.measure(codec, audio) for label, audio in clips.items()}
-    path = band_shares.write_shares(entry.folder, table, f"{Path(args.data).name} train split, real clips",
-                                    1 + envelope_bands(codec))
-    print(f"{path}: " + ", ".join(f"{label} ({len(rows)} clips)" for label, rows in table.items()))
-    return 0
+    codecs: dict = {}
+
+    def codec(entry):
+        if entry.folder not in codecs:
+            codecs[entry.folder] = load_model(entry.folder).codec
+        return codecs[entry.folder]
+
+    return _clip_table(args, lambda entry, audio, rate: band_shares.measure(codec(entry), audio),
+                       lambda entry, table, source: band_shares.write_shares(entry.folder, table, source,
+                                                                             1 + envelope_bands(codec(entry))),
+                       "its bands are not a codec latent's")
 
 
 def _widths(args: argparse.Namespace) -> int:
     from . import tones
-    from .errors import InvalidRequestError
-    from .models import resolve_model
 
-    entry = resolve_model(args.model)
-    if entry.manifest.get("kind") != "latent":
-        raise InvalidRequestError(f"model {entry.name!r} is not a latent model (a waveform model's channels are "
-                                  "not decoded apart)")
-    clips, _ = _labels_training_clips(entry, args.data, args.label)
-    table = {label: tones.measure_widths(audio) for label, audio in clips.items()}
-    path = tones.write_widths(entry.folder, table, f"{Path(args.data).name} train split, real clips")
-    print(f"{path}: " + ", ".join(f"{label} ({len(rows)} clips)" for label, rows in table.items()))
-    return 0
+    return _clip_table(args, lambda entry, audio, rate: tones.measure_widths(audio),
+                       lambda entry, table, source: tones.write_widths(entry.folder, table, source),
+                       "a waveform model's channels are not decoded apart")
 
 
 def _tails(args: argparse.Namespace) -> int:
     from . import tones
-    from .models import resolve_model
 
-    entry = resolve_model(args.model)
-    clips, rate = _labels_training_clips(entry, args.data, args.label)
-    table = {label: tones.measure_tails(audio, rate) for label, audio in clips.items()}
-    path = tones.write_tails(entry.folder, table, f"{Path(args.data).name} train split, real clips")
-    print(f"{path}: " + ", ".join(f"{label} ({len(rows)} clips)" for label, rows in table.items()))
-    return 0
+    return _clip_table(args, lambda entry, audio, rate: tones.measure_tails(audio, rate),
+                       lambda entry, table, source: tones.write_tails(entry.folder, table, source))
 
 
 def _attacks(args: argparse.Namespace) -> int:
