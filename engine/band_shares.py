@@ -79,8 +79,7 @@ def shares_db(power: torch.Tensor, hop: int, sample_rate: int) -> torch.Tensor:
 def measure(codec: torch.nn.Module, audio: torch.Tensor) -> list[list[float]]:
     """One row per clip of ``audio`` (``(N, C, samples)``): its band shares (:func:`shares_db`)
     read from the codec's exact latent channels, flattened, to 1 dB (`latent-drums`' 567 clips: 3 MB of
-    JSON). A clear error for a codec
-    whose latent does not say its band levels."""
+    JSON). A clear error for a codec whose latent does not say its band levels."""
     if audio.shape[0] == 0:
         raise InvalidRequestError("no clips to measure band shares from")
     if not steerable(codec):
@@ -137,3 +136,14 @@ def strength(manifest: dict, label: str | None) -> float:
     """How far a Sound of ``label`` with a loudness curve is steered onto its dealt clip's band
     shares when the request leaves it open: the label's ``kit_bands`` default, 0 where none is set."""
     return float(label_defaults(manifest.get("defaults", {}), label).get("kit_bands", 0.0))
+
+
+def strength_for(manifest: dict, label: str | None, asked: float | None, conditions) -> float:
+    """The strength a sound under ``conditions`` is made at, the studio's and the evaluation's one
+    rule: for a sound that :func:`takes` band shares, the ``asked`` one, else its label's default
+    (:func:`strength`); 0 for any other sound, whatever was asked (as curve guidance is nothing
+    without a curve: the page's slider holds a Sound's value while the user asks for a free cymbal
+    or a hybrid)."""
+    if not takes(conditions):
+        return 0.0
+    return strength(manifest, label) if asked is None else float(asked)

@@ -56,7 +56,7 @@ def read_row(folder: str | Path | None, name: str, fmt: int, label: str | None, 
 
 
 def read_rows(folder: str | Path | None, label: str | None, name: str, fmt: int, command: str,
-                  spans: list[int], shape: tuple[int, ...]) -> torch.Tensor | None:
+              spans: list[int], shape: tuple[int, ...]) -> torch.Tensor | None:
     """``(clips, *shape)`` dB for ``label`` from the table ``name`` of one row per clip (clip tones
     and tails, :mod:`engine.tones`; band shares, :mod:`engine.band_shares`), or None (no folder,
     file or label); a damaged file, or one measured in other ``spans``, is a CheckpointError that

@@ -547,7 +547,8 @@ class Studio:
         settings = dict(sampler=sampler, steps=steps, guidance=request.guidance,
                         control_guidance=request.control_guidance or 1.0, variety=request.variety or 0.0,
                         steer_loudness=request.steer_loudness, soft_hits=request.soft_hits,
-                        steer_onsets=request.steer_onsets, one_hit=hold, kit_bands=request.kit_bands or 0.0)
+                        steer_onsets=request.steer_onsets, one_hit=hold,
+                        kit_bands=request.kit_bands or 0.0)
         latent = pipeline.sample(model, noises, conditions, reference=reference, strength=strength, callback=callback,
                                  step_noise=draws, **settings)
 
@@ -603,13 +604,10 @@ class Studio:
 
 def kit_bands(manifest: dict, request: GenerationRequest, conditions: Conditions) -> float:
     """How far a sound is steered onto the band shares of the clip its seed deals
-    (:mod:`engine.band_shares`): for a Sound alone with a loudness curve and no reference to vary
-    (:func:`engine.band_shares.takes`), the request's own, else its label's default; 0 for any other
-    sound, whatever the request says (as curve guidance is nothing without a curve: the page's
-    slider holds a Sound's value while the user asks for a free cymbal, a hybrid or a variation)."""
-    if request.reference or not band_shares.takes(conditions):
-        return 0.0
-    return float(band_shares.strength(manifest, request.label) if request.kit_bands is None else request.kit_bands)
+    (:func:`engine.band_shares.strength_for`); 0 for a variation of a reference, which keeps the
+    reference's own spectrum."""
+    return 0.0 if request.reference else band_shares.strength_for(manifest, request.label, request.kit_bands,
+                                                                  conditions)
 
 
 class _ShiftedProgress:

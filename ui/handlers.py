@@ -266,6 +266,12 @@ def _curve_guidance_update(info: dict, value: float | None = None) -> dict:
     return gr.update(visible=not info.get("steered_only"), **({} if value is None else {"value": value}))
 
 
+def _timbre_update(info: dict, value: float | None = None) -> dict:
+    """The "Real-hit timbre" slider for a model: shown where it has band shares (``python -m engine
+    bands``); ``value`` set when given."""
+    return gr.update(visible=bool(info.get("band_shares")), **({} if value is None else {"value": value}))
+
+
 def _steer_update(info: dict, value: bool | None = None) -> dict:
     """The "steer onto the curve" switch for a model: shown where steering is a choice; for a model
     that follows curves by steering alone, hidden and on (off, it would not follow them at all: a
@@ -371,7 +377,7 @@ class Handlers:
             "one_hit": gr.update(visible=bool(info.get("holds_one_hit"))),
             "prompt_box": gr.update(visible=bool(info.get("prompts"))),
             "shape": gr.update(visible=bool(info.get("kit_envelopes"))),
-            "kit_bands": gr.update(visible=bool(info.get("band_shares"))),
+            "kit_bands": _timbre_update(info),
             "model_info": text,
         }
 
@@ -419,7 +425,7 @@ class Handlers:
                                   value=round(float(defaults.get("length", info["seconds"])), 3))
         out["control_guidance"] = _curve_guidance_update(info, float(defaults.get("control_guidance", 1.0)))
         out["width"] = float(defaults.get("width", 1.0))
-        out["kit_bands"] = gr.update(visible=bool(info.get("band_shares")), value=float(defaults.get("kit_bands", 0.0)))
+        out["kit_bands"] = _timbre_update(info, float(defaults.get("kit_bands", 0.0)))
         return out
 
     @user_facing
@@ -946,10 +952,9 @@ class Handlers:
             "width": float(values["width"] if values.get("width") is not None
                            else MADE_BEFORE["width"] if "checkpoint" in values else defaults.get("width", 1.0)),
             # the same for the real hit's timbre: a recipe from before it was made without (and replays so)
-            "kit_bands": gr.update(visible=bool(info.get("band_shares")),
-                                   value=float(values["kit_bands"] if values.get("kit_bands") is not None
-                                               else MADE_BEFORE["kit_bands"] if "checkpoint" in values
-                                               else defaults.get("kit_bands", 0.0))),
+            "kit_bands": _timbre_update(info, float(values["kit_bands"] if values.get("kit_bands") is not None
+                                                    else MADE_BEFORE["kit_bands"] if "checkpoint" in values
+                                                    else defaults.get("kit_bands", 0.0))),
         })
         if values.get("label_b"):
             out["label_mix"] = float(values.get("label_mix") or 0.0)

@@ -206,7 +206,7 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
         conditions = shaped
     width = float(label_defaults(manifest.get("defaults", {}), label).get("width", 1.0) if width is None
                   else check_limit("width", width))
-    bands = float(band_shares.strength(manifest, label) if kit_bands is None else check_limit("kit_bands", kit_bands))
+    kit_bands = None if kit_bands is None else check_limit("kit_bands", kit_bands)
     latent_shape = (model.codec.latent_channels, model.codec.latent_length(manifest["length"]))
     out = []
     for start in tqdm(range(0, count, batch), desc=f"generate {label or manifest.get('name', '')}",
@@ -230,7 +230,8 @@ def generate_clips(model: LoadedModel, count: int, *, label: str | None = None, 
                                        steps=clip_steps, guidance=clip_guidance, control_guidance=clip_control,
                                        step_noise=draws, variety=clip_variety, steer_loudness=steer_loudness,
                                        soft_hits=soft_hits, steer_onsets=steer_onsets, one_hit=one_hit,
-                                       width=width, kit_bands=bands if band_shares.takes(wanted) else 0.0))
+                                       width=width,
+                                       kit_bands=band_shares.strength_for(manifest, label, kit_bands, wanted)))
     return torch.cat(out) if out else torch.zeros(0, manifest["channels"], manifest["length"])
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .. import band_shares, envelopes, variants
 from ..errors import CheckpointError, InvalidRequestError
+from ..label_tables import read_row
 from ..models import (MANIFEST, WEIGHTS, atomic_write, checkpoint_id, codec_steers, copy_folder, load_codec,
                       read_manifest, write_json)
 from ..request import GenerationRequest
@@ -462,12 +463,8 @@ def _check_band_shares(folder: Path, manifest: dict) -> None:
     labels = [label for label in manifest.get("labels", []) if label_defaults(defaults, label).get("kit_bands")]
     if not labels:
         return
-    path = folder / band_shares.SHARES_FILE
-    try:
-        held = json.loads(path.read_text()).get("labels", {}) if path.is_file() else {}
-    except (OSError, ValueError, AttributeError) as error:
-        raise CheckpointError(f"{path} is damaged ({error}); rebuild it with python -m engine bands") from error
-    missing = [label for label in labels if not held.get(label)]
+    missing = [label for label in labels  # the rows as stored: their shape is read against the codec when used
+               if not read_row(folder, band_shares.SHARES_FILE, band_shares.SHARES_FORMAT, label, "bands", list)]
     if missing:
         raise InvalidRequestError(f"kit_bands steers a Sound onto its dealt clip's band shares; {folder} has none for "
                                   f"{missing}: build them first with python -m engine bands --model {folder} "
